@@ -1,0 +1,41 @@
+"""python -m agent --home DIR --socket PATH [--cpus N] [--memory SIZE]: one host's agent."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fcntl
+import logging
+import sys
+from pathlib import Path
+
+from convoy.spec import parse_memory
+
+from .server import serve
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m agent", description=__doc__)
+    p.add_argument("--home", type=Path, required=True, help="the agent's state folder")
+    p.add_argument("--socket", type=Path, required=True, help="the unix socket to listen on")
+    p.add_argument("--cpus", type=float, help="cpus to offer (default: this host's)")
+    p.add_argument("--memory", help="memory to offer, e.g. 8GiB (default: this host's)")
+    p.add_argument("--name", help="the host's name (default: hostname)")
+    ns = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    ns.home.mkdir(parents=True, exist_ok=True)
+    lock = open(ns.home / "agent.lock", "w")  # noqa: SIM115 - held for the process's life
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        print(f"convoy agent: another agent already runs with home {ns.home}", file=sys.stderr)
+        return 2
+    memory = parse_memory(ns.memory) if ns.memory else None
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(ns.home, ns.socket, ns.cpus, memory, ns.name))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,289 @@
+"""The agent's attempts: start, watch, cancel, time out, persist, recover.
+
+Each attempt lives in `<home>/attempts/<attempt id>/`: request.json, status.json (rewritten
+atomically on each change), manifest.json, work/ (the run's working directory) and
+log/output.log (everything the container printed). A restarted agent reads these folders and
+finds its containers by label, so nothing a run printed or produced is lost while the agent is away.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, replace
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from convoy.errors import ConvoyError
+
+from . import workspace
+from .runtime import ContainerHandle, ContainerSpec, DockerRuntime
+
+log = logging.getLogger("convoy.agent")
+
+
+class AttemptState(StrEnum):
+    STARTING = "starting"
+    RUNNING = "running"
+    EXITED = "exited"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+    ERROR = "error"
+
+    @property
+    def ended(self) -> bool:
+        return self not in (AttemptState.STARTING, AttemptState.RUNNING)
+
+
+@dataclass(frozen=True)
+class AttemptRequest:
+    attempt_id: str
+    run_id: str
+    submission_id: str
+    experiment: str
+    image: str
+    argv: tuple[str, ...]
+    env: dict[str, str]
+    cpus: float
+    memory_bytes: int
+    network: str
+    timeout_seconds: float
+    source_path: str
+    outputs: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class AttemptStatus:
+    attempt_id: str
+    run_id: str
+    state: AttemptState
+    exit_code: int = 0
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    reason: str = ""
+    image_id: str = ""
+    container_id: str = ""
+
+
+@dataclass
+class Attempt:
+    request: AttemptRequest
+    dir: Path
+    status: AttemptStatus
+    handle: ContainerHandle | None = None
+    done: asyncio.Event = field(default_factory=asyncio.Event)
+    cancel_requested: bool = False
+    timed_out: bool = False
+
+    @property
+    def work(self) -> Path:
+        return self.dir / "work"
+
+    @property
+    def log_path(self) -> Path:
+        return self.dir / "log" / "output.log"
+
+    def manifest(self) -> workspace.Manifest:
+        raw = json.loads((self.dir / "manifest.json").read_text())
+        return {k: tuple(v) for k, v in raw.items()}
+
+
+def _write_json(path: Path, data: Any) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(data))
+    os.replace(tmp, path)
+
+
+class UnknownAttempt(ConvoyError):
+    def __init__(self, attempt_id: str) -> None:
+        super().__init__(f"no attempt {attempt_id!r} on this host")
+
+
+class Attempts:
+    """Every attempt this agent knows, and the containers behind them."""
+
+    def __init__(self, home: Path, runtime: DockerRuntime, agent_id: str) -> None:
+        self.home = home
+        self.root = home / "attempts"
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.runtime = runtime
+        self.agent_id = agent_id
+        self._attempts: dict[str, Attempt] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def get(self, attempt_id: str) -> Attempt:
+        try:
+            return self._attempts[attempt_id]
+        except KeyError:
+            raise UnknownAttempt(attempt_id) from None
+
+    def all(self) -> list[Attempt]:
+        return list(self._attempts.values())
+
+    def _set(self, a: Attempt, **changes: Any) -> None:
+        a.status = replace(a.status, **changes)
+        _write_json(a.dir / "status.json", asdict(a.status))
+        if a.status.state.ended:
+            a.done.set()
+
+    async def start(self, req: AttemptRequest) -> AttemptStatus:
+        """Materialise the workspace and start the container. Idempotent per attempt id."""
+        if req.attempt_id in self._attempts:
+            return self._attempts[req.attempt_id].status
+        if not workspace.is_safe_relpath(req.attempt_id) or "/" in req.attempt_id:
+            raise ConvoyError(f"bad attempt id {req.attempt_id!r}")
+        d = self.root / req.attempt_id
+        (d / "log").mkdir(parents=True, exist_ok=True)
+        a = Attempt(req, d, AttemptStatus(req.attempt_id, req.run_id, AttemptState.STARTING))
+        self._attempts[req.attempt_id] = a
+        _write_json(d / "request.json", asdict(req))
+        self._set(a)
+        try:
+            manifest = await asyncio.to_thread(workspace.materialise, Path(req.source_path), a.work)
+            _write_json(d / "manifest.json", manifest)
+            a.log_path.touch()
+            spec = ContainerSpec(
+                attempt_id=req.attempt_id,
+                run_id=req.run_id,
+                submission_id=req.submission_id,
+                experiment=req.experiment,
+                agent_id=self.agent_id,
+                image=req.image,
+                argv=req.argv,
+                env=req.env,
+                cpus=req.cpus,
+                memory_bytes=req.memory_bytes,
+                network=req.network,
+                workdir=a.work,
+                logdir=a.log_path.parent,
+            )
+            a.handle = await asyncio.to_thread(self.runtime.start, spec)
+        except (ConvoyError, OSError) as e:
+            self._set(a, state=AttemptState.ERROR, reason=str(e), ended_at=time.time())
+            return a.status
+        self._set(
+            a, state=AttemptState.RUNNING, container_id=a.handle.container_id,
+            started_at=time.time(),
+        )  # fmt: skip
+        self._watch(a)
+        return a.status
+
+    def _watch(self, a: Attempt) -> None:
+        task = asyncio.get_running_loop().create_task(self._monitor(a))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _monitor(self, a: Attempt) -> None:
+        assert a.handle is not None
+        timer = None
+        if a.request.timeout_seconds > 0:
+            remaining = a.request.timeout_seconds - (time.time() - a.status.started_at)
+            timer = asyncio.get_running_loop().call_later(
+                max(remaining, 0), lambda: asyncio.ensure_future(self._time_out(a))
+            )
+        try:
+            ex = await asyncio.to_thread(self.runtime.wait, a.handle)
+        except Exception as e:  # the engine went away: the container may still run
+            log.exception("waiting for %s failed", a.request.attempt_id)
+            self._set(a, state=AttemptState.ERROR, reason=f"lost the container: {e}",
+                      ended_at=time.time())  # fmt: skip
+            return
+        finally:
+            if timer is not None:
+                timer.cancel()
+        if a.timed_out:
+            state, reason = (
+                AttemptState.TIMED_OUT,
+                (f"timed out after {a.request.timeout_seconds:g} s"),
+            )
+        elif a.cancel_requested:
+            state, reason = AttemptState.CANCELLED, "cancelled on request"
+        else:
+            state = AttemptState.EXITED
+            reason = f"exited with code {ex.exit_code}"
+            if ex.oom_killed:
+                reason += " (killed: out of memory)"
+        self._set(
+            a, state=state, exit_code=ex.exit_code, started_at=ex.started_at,
+            ended_at=ex.ended_at, reason=reason, image_id=ex.image_id,
+        )  # fmt: skip
+        try:
+            await asyncio.to_thread(self.runtime.remove, a.handle)
+        except Exception:
+            log.exception("removing the container of %s failed", a.request.attempt_id)
+
+    async def _time_out(self, a: Attempt) -> None:
+        if a.status.state.ended or a.handle is None:
+            return
+        a.timed_out = True
+        await asyncio.to_thread(self.runtime.stop, a.handle, 5.0)
+
+    async def cancel(self, attempt_id: str, grace: float) -> AttemptStatus:
+        a = self.get(attempt_id)
+        if a.status.state.ended:
+            return a.status
+        a.cancel_requested = True
+        if a.handle is not None:
+            await asyncio.to_thread(self.runtime.stop, a.handle, grace)
+        return a.status
+
+    async def wait(self, attempt_id: str) -> AttemptStatus:
+        a = self.get(attempt_id)
+        await a.done.wait()
+        return a.status
+
+    def result_files(self, attempt_id: str) -> list[str]:
+        a = self.get(attempt_id)
+        if not (a.dir / "manifest.json").exists() or not a.work.exists():
+            return []
+        manifest = a.manifest()
+        if a.request.outputs:
+            return workspace.select_outputs(a.work, a.request.outputs, manifest)
+        return workspace.changed_files(a.work, manifest)
+
+    def release(self, attempt_id: str) -> AttemptStatus:
+        """Drop the workspace; keep the log and status until the attempt folder is collected."""
+        a = self.get(attempt_id)
+        if a.status.state.ended:
+            shutil.rmtree(a.work, ignore_errors=True)
+        return a.status
+
+    async def recover(self) -> None:
+        """Rebuild state from the attempt folders and the containers labelled as ours."""
+        handles = {
+            h.attempt_id: h for h in await asyncio.to_thread(self.runtime.recover, self.agent_id)
+        }
+        for d in sorted(self.root.iterdir()):
+            try:
+                req_raw = json.loads((d / "request.json").read_text())
+                st_raw = json.loads((d / "status.json").read_text())
+            except (OSError, ValueError):
+                continue
+            req_raw["argv"] = tuple(req_raw["argv"])
+            req_raw["outputs"] = tuple(req_raw.get("outputs", ()))
+            req = AttemptRequest(**req_raw)
+            st_raw["state"] = AttemptState(st_raw["state"])
+            a = Attempt(req, d, AttemptStatus(**st_raw))
+            self._attempts[req.attempt_id] = a
+            if a.status.state.ended:
+                a.done.set()
+                continue
+            h = handles.get(req.attempt_id)
+            if h is None:
+                self._set(a, state=AttemptState.ERROR, ended_at=time.time(),
+                          reason="the agent restarted and the container is gone")  # fmt: skip
+                continue
+            a.handle = h
+            self._set(a, state=AttemptState.RUNNING, container_id=h.container_id)
+            self._watch(a)
+        log.info("recovered %d attempts", len(self._attempts))
+
+    async def close(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -1,0 +1,92 @@
+"""A run's working directory: materialised from its revision, and what it created or changed.
+
+Issue 2's plain-copy workspace: the revision's files are copied in and their stat recorded; after
+the run, a file is a result when it is new or its (size, mtime, inode) changed. The overlay
+workspace (upper directory = the run's changes) replaces the comparison where overlayfs exists.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+import shutil
+import stat
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
+
+Manifest = dict[str, tuple[int, int, int]]
+
+
+def is_safe_relpath(path: str) -> bool:
+    p = PurePosixPath(path)
+    return bool(path) and not p.is_absolute() and ".." not in p.parts and "\\" not in path
+
+
+def materialise(source: Path, work: Path) -> Manifest:
+    """Copy the revision's regular files and folders into `work`; return their stat manifest.
+
+    Symlinks are copied as links only when they stay inside the tree; device files, sockets and
+    fifos are skipped.
+    """
+    work.mkdir(parents=True, exist_ok=True)
+    manifest: Manifest = {}
+    src_root = source.resolve()
+    for dirpath, dirnames, filenames in os.walk(source):
+        rel_dir = Path(dirpath).relative_to(source)
+        for d in dirnames:
+            (work / rel_dir / d).mkdir(exist_ok=True)
+        for name in filenames:
+            src = Path(dirpath) / name
+            dst = work / rel_dir / name
+            st = src.lstat()
+            if stat.S_ISLNK(st.st_mode):
+                target = os.readlink(src)
+                resolved = (src.parent / target).resolve()
+                if resolved.is_relative_to(src_root):
+                    os.symlink(target, dst)
+                continue
+            if not stat.S_ISREG(st.st_mode):
+                continue
+            shutil.copy2(src, dst)
+            manifest[(rel_dir / name).as_posix()] = _key(dst.lstat())
+    return manifest
+
+
+def _key(st: os.stat_result) -> tuple[int, int, int]:
+    return (st.st_size, st.st_mtime_ns, st.st_ino)
+
+
+def _walk_files(work: Path) -> Iterator[str]:
+    for dirpath, _dirs, filenames in os.walk(work):
+        for name in filenames:
+            full = Path(dirpath) / name
+            if stat.S_ISREG(full.lstat().st_mode):
+                yield full.relative_to(work).as_posix()
+
+
+def changed_files(work: Path, manifest: Manifest) -> list[str]:
+    """Regular files in `work` that the run created or changed, sorted."""
+    out = []
+    for rel in _walk_files(work):
+        if manifest.get(rel) != _key((work / rel).lstat()):
+            out.append(rel)
+    return sorted(out)
+
+
+def select_outputs(work: Path, patterns: Iterable[str], manifest: Manifest) -> list[str]:
+    """Files matching the declared outputs: a folder means everything below it; globs allowed.
+
+    Only files the run created or changed count, so inputs that match a pattern do not come back.
+    """
+    pats = [p.rstrip("/") for p in patterns]
+    out = []
+    for rel in changed_files(work, manifest):
+        for pat in pats:
+            if fnmatch.fnmatchcase(rel, pat) or rel.startswith(pat + "/"):
+                out.append(rel)
+                break
+            parts = rel.split("/")
+            if any(fnmatch.fnmatchcase("/".join(parts[:i]), pat) for i in range(1, len(parts))):
+                out.append(rel)
+                break
+    return out

@@ -1,0 +1,80 @@
+"""Reaching the coordinator: its socket under CONVOY_HOME, started on demand for `convoy run`."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import grpc
+
+from convoy.errors import CoordinatorUnavailable
+from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+
+
+def default_home() -> Path:
+    if env := os.environ.get("CONVOY_HOME"):
+        return Path(env).expanduser().absolute()
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "convoy"
+
+
+def socket_path(home: Path) -> Path:
+    return home / "coordinator.sock"
+
+
+async def connect(
+    home: Path, timeout: float = 2.0
+) -> tuple[grpc.aio.Channel, pb_grpc.CoordinatorStub]:
+    sock = socket_path(home)
+    if not sock.exists():
+        raise CoordinatorUnavailable(
+            f"no coordinator is running (no socket at {sock}); start one with `convoy up`"
+        )
+    channel = grpc.aio.insecure_channel(
+        f"unix:{sock}", options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+    )
+    try:
+        await asyncio.wait_for(channel.channel_ready(), timeout)
+    except (TimeoutError, grpc.aio.AioRpcError):
+        await channel.close(None)
+        raise CoordinatorUnavailable(
+            f"the coordinator does not answer on {sock}; start one with `convoy up`"
+        ) from None
+    return channel, pb_grpc.CoordinatorStub(channel)
+
+
+def start_detached(home: Path, wait_s: float = 30.0) -> int:
+    """Start `convoy up` in the background, logging to CONVOY_HOME/coordinator.log."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    env = dict(os.environ, CONVOY_HOME=str(home))
+    with open(home / "coordinator.log", "ab") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "convoy.cli.main", "up"], stdout=out, stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+        )  # fmt: skip
+    deadline = time.monotonic() + wait_s
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise CoordinatorUnavailable(
+                f"the coordinator exited at start (status {proc.returncode}); "
+                f"see {home / 'coordinator.log'}"
+            )
+        if socket_path(home).exists():
+            return proc.pid
+        time.sleep(0.05)
+    raise CoordinatorUnavailable(f"the coordinator did not start; see {home / 'coordinator.log'}")
+
+
+async def connect_or_start(home: Path) -> tuple[grpc.aio.Channel, pb_grpc.CoordinatorStub]:
+    try:
+        return await connect(home)
+    except CoordinatorUnavailable:
+        pass
+    pid = await asyncio.to_thread(start_detached, home)
+    print(f"convoy: started a coordinator (pid {pid}; log {home / 'coordinator.log'})",
+          file=sys.stderr)  # fmt: skip
+    return await connect(home, timeout=15.0)

@@ -1,0 +1,251 @@
+"""convoy: run experiments across hosts, in containers.
+
+  convoy run FILE            submit an experiment, stream its output, summarise (exit 0/1/2)
+  convoy up                  run the coordinator and the local agent in the foreground
+  convoy down                stop the background coordinator and local agent
+  convoy runs [--json]       list runs
+  convoy logs RUN [-f]       print (and follow) a run's output
+  convoy cancel ID           cancel a run, or every unfinished run of a submission
+  convoy hosts [--json]      list hosts with capacity and allocations
+
+State lives in $CONVOY_HOME (default: $XDG_STATE_HOME/convoy, i.e. ~/.local/state/convoy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from convoy import __version__
+from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageError
+from convoy.v1 import coordinator_pb2 as pb
+
+from .client import connect, default_home
+from .render import human_bytes, run_fields, runs_table, table
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="convoy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("--version", action="version", version=f"convoy {__version__}")
+    p.add_argument("--home", type=Path, help="state folder (default: $CONVOY_HOME or XDG state)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    r = sub.add_parser("run", help="submit an experiment and follow it to the end",
+                       description="Submit the experiment in FILE, start the coordinator and "
+                       "local agent if none runs, stream every run's output prefixed with its "
+                       "name, then print a summary. Exit status: 0 if every run succeeded, 1 if "
+                       "any did not, 2 on bad input (nothing is submitted).")  # fmt: skip
+    r.add_argument("file", metavar="FILE", help="the experiment file (YAML)")
+    r.add_argument("--results", metavar="DIR",
+                   help="results folder (default: convoy-results/ beside FILE)")  # fmt: skip
+    r.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
+    r.add_argument("--detach", action="store_true", help="submit and return at once")
+    r.add_argument("-q", "--quiet", action="store_true", help="do not print the runs' output")
+
+    u = sub.add_parser(
+        "up",
+        help="run the coordinator and local agent in the foreground",
+        description="Run the coordinator in the foreground (Ctrl-C stops it; runs keep running "
+        "in the local agent, which is started if none answers).",
+    )
+    u.add_argument("--cpus", type=float, help="cpus the local agent offers (default: all)")
+    u.add_argument("--memory", help="memory the local agent offers, e.g. 8GiB (default: all)")
+    u.add_argument("--detach", action="store_true", help="start in the background and return")
+
+    sub.add_parser("down", help="stop the background coordinator and local agent",
+                   description="Stop the coordinator and the local agent of this CONVOY_HOME. "
+                   "Running containers are stopped too.")  # fmt: skip
+
+    rs = sub.add_parser("runs", help="list runs", description="List runs, oldest first.")
+    rs.add_argument("--json", action="store_true", help="a JSON array with run.json's fields")
+    rs.add_argument("--submission", "-s", default="", help="only this submission's runs")
+    rs.add_argument("--state", action="append", default=[], help="only runs in this state")
+
+    lg = sub.add_parser("logs", help="print a run's output",
+                        description="Print a run's output (its latest attempt's).")  # fmt: skip
+    lg.add_argument("run", metavar="RUN")
+    lg.add_argument("-f", "--follow", action="store_true", help="follow until the run ends")
+    lg.add_argument("--offset", type=int, default=0, help="start at this byte offset")
+
+    c = sub.add_parser("cancel", help="cancel a run or a submission",
+                       description="Cancel a run, or every unfinished run of a submission: "
+                       "queued runs never start; running ones get SIGTERM, then SIGKILL after "
+                       "the grace period. Their partial results are kept.")  # fmt: skip
+    c.add_argument("id", metavar="RUN|SUBMISSION")
+    c.add_argument("--grace", type=float, default=10.0, help="seconds before SIGKILL (10)")
+
+    h = sub.add_parser("hosts", help="list hosts", description="Hosts with their capacity, "
+                       "what is allocated, and the runs holding it.")  # fmt: skip
+    h.add_argument("--json", action="store_true", help="print JSON")
+    return p
+
+
+async def _runs(home: Path, ns: argparse.Namespace) -> int:
+    channel, stub = await connect(home)
+    async with channel:
+        resp = await stub.ListRuns(pb.ListRunsRequest(submission_id=ns.submission, states=ns.state))
+    if ns.json:
+        print(json.dumps([run_fields(r) for r in resp.runs], indent=2))
+    else:
+        print(runs_table(resp.runs) if resp.runs else "no runs")
+    return 0
+
+
+async def _logs(home: Path, ns: argparse.Namespace) -> int:
+    channel, stub = await connect(home)
+    out = sys.stdout.buffer
+    async with channel:
+        req = pb.LogsRequest(run_id=ns.run, offset=ns.offset, follow=ns.follow)
+        async for chunk in stub.Logs(req):
+            out.write(chunk.data)
+            if ns.follow:
+                out.flush()
+    out.flush()
+    return 0
+
+
+async def _cancel(home: Path, ns: argparse.Namespace) -> int:
+    channel, stub = await connect(home)
+    async with channel:
+        resp = await stub.Cancel(pb.CancelRequest(id=ns.id, grace_seconds=ns.grace))
+    if resp.cancelled:
+        print(f"cancelling {len(resp.cancelled)} run(s): {' '.join(resp.cancelled)}")
+    else:
+        print(f"{ns.id}: nothing to cancel (already finished)")
+    return 0
+
+
+async def _hosts(home: Path, ns: argparse.Namespace) -> int:
+    channel, stub = await connect(home)
+    async with channel:
+        resp = await stub.Hosts(pb.HostsRequest())
+    if ns.json:
+        print(json.dumps([
+            {
+                "name": h.name, "state": h.state, "address": h.address,
+                "agent_version": h.agent_version,
+                "capacity": {"cpus": h.capacity.cpus, "memory_bytes": h.capacity.memory_bytes,
+                             "gpus": h.capacity.gpus},
+                "allocated": {"cpus": h.allocated.cpus, "memory_bytes": h.allocated.memory_bytes,
+                              "gpus": h.allocated.gpus},
+                "runs": list(h.runs),
+            }
+            for h in resp.hosts
+        ], indent=2))  # fmt: skip
+        return 0
+    rows = [
+        [h.name, h.state, f"{h.allocated.cpus:g}/{h.capacity.cpus:g}",
+         f"{human_bytes(h.allocated.memory_bytes)}/{human_bytes(h.capacity.memory_bytes)}",
+         str(len(h.runs))]
+        for h in resp.hosts
+    ]  # fmt: skip
+    print(table(["HOST", "STATE", "CPUS", "MEMORY", "RUNS"], rows))
+    return 0
+
+
+def _up(home: Path, ns: argparse.Namespace) -> int:
+    from .client import start_detached
+
+    if ns.detach:
+        try:
+            asyncio.run(_probe(home))
+            print(f"a coordinator already runs for {home}")
+            return 0
+        except CoordinatorUnavailable:
+            pass
+        pid = start_detached(home)
+        print(f"coordinator started (pid {pid}); log: {home / 'coordinator.log'}")
+        return 0
+    from coordinator.server import serve
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    asyncio.run(serve(home, ns.cpus, ns.memory))
+    return 0
+
+
+async def _probe(home: Path) -> None:
+    channel, _ = await connect(home, timeout=1.0)
+    await channel.close(None)
+
+
+def _down(home: Path, ns: argparse.Namespace) -> int:
+    stopped = []
+    for name, pidfile in (("coordinator", home / "coordinator.pid"),
+                          ("agent", home / "agent" / "agent.pid")):  # fmt: skip
+        try:
+            pid = int(pidfile.read_text().strip())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pidfile.unlink(missing_ok=True)
+            continue
+        for _ in range(100):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        pidfile.unlink(missing_ok=True)
+        stopped.append(f"{name} (pid {pid})")
+    print("stopped " + ", ".join(stopped) if stopped else f"nothing runs for {home}")
+    return 0
+
+
+def _run_async(coro: Coroutine[Any, Any, int]) -> int:
+    try:
+        return asyncio.run(coro)
+    except grpc.aio.AioRpcError as e:
+        if e.code() == grpc.StatusCode.NOT_FOUND:
+            raise NotFound(e.details() or "not found") from None
+        if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+            raise UsageError(e.details() or "invalid request") from None
+        if e.code() == grpc.StatusCode.UNAVAILABLE:
+            raise CoordinatorUnavailable(f"the coordinator went away: {e.details()}") from None
+        raise ConvoyError(f"{e.code().name}: {e.details()}") from None
+
+
+def main(argv: list[str] | None = None) -> int:
+    ns = _parser().parse_args(argv)
+    home = (ns.home or default_home()).absolute()
+    try:
+        if ns.command == "run":
+            from .run import run_experiment
+
+            return _run_async(
+                run_experiment(home, ns.file, ns.results, ns.priority, ns.detach, ns.quiet)
+            )
+        if ns.command == "up":
+            return _up(home, ns)
+        if ns.command == "down":
+            return _down(home, ns)
+        handlers = {"runs": _runs, "logs": _logs, "cancel": _cancel, "hosts": _hosts}
+        return _run_async(handlers[ns.command](home, ns))
+    except ConvoyError as e:
+        print(f"convoy: {e.render()}", file=sys.stderr)
+        return e.exit_status
+    except KeyboardInterrupt:
+        if ns.command == "run":
+            print("\nconvoy: detached; the runs go on (`convoy cancel SUBMISSION` stops them)",
+                  file=sys.stderr)  # fmt: skip
+        return 130
+    except BrokenPipeError:
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,101 @@
+"""Turning API messages into what a person or a script reads: tables, JSON, durations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+from convoy.v1 import coordinator_pb2 as pb
+
+
+def iso(ts: float) -> str | None:
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def duration_s(run: pb.Run) -> float | None:
+    if run.started_at and run.ended_at:
+        return round(run.ended_at - run.started_at, 3)
+    return None
+
+
+def run_fields(run: pb.Run) -> dict[str, Any]:
+    """The fields of a run as run.json names them (without `files`)."""
+    command: Any = run.command
+    if command.startswith("["):
+        command = json.loads(command)
+    return {
+        "run": run.id,
+        "experiment": run.experiment,
+        "submission": run.submission_id,
+        "index": run.index,
+        "params": json.loads(run.params_json or "{}"),
+        "state": run.state,
+        "exit_code": run.exit_code if run.has_exit_code else None,
+        "reason": run.reason,
+        "host": run.host or None,
+        "attempt": run.attempt,
+        "image": run.image,
+        "revision": run.revision,
+        "command": command,
+        "resources": {
+            "cpus": run.resources.cpus,
+            "memory_bytes": run.resources.memory_bytes,
+            "gpus": run.resources.gpus,
+        },
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "duration_s": duration_s(run),
+        "results_path": run.results_path,
+    }
+
+
+def human_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+def human_bytes(n: int) -> str:
+    size = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
+        size /= 1024
+    return f"{n}B"
+
+
+def params_text(run: pb.Run) -> str:
+    params = json.loads(run.params_json or "{}")
+    return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    widths = [len(h) for h in headers]
+    for row in rows:
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=True)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    for row in rows:
+        lines.append("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+    return "\n".join(lines)
+
+
+def runs_table(runs: Sequence[pb.Run]) -> str:
+    rows = [
+        [
+            r.id, r.state, str(r.exit_code) if r.has_exit_code else "-", r.host or "-",
+            human_duration(duration_s(r)), params_text(r),
+        ]
+        for r in runs
+    ]  # fmt: skip
+    return table(["RUN", "STATE", "EXIT", "HOST", "DURATION", "PARAMS"], rows)

@@ -1,0 +1,146 @@
+"""`convoy run FILE`: submit, stream every run's output with its name, show progress, summarise."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+from typing import TextIO
+
+import grpc
+
+from convoy.errors import SpecError, UsageError
+from convoy.spec import load_spec
+from convoy.states import RunState
+from convoy.v1 import coordinator_pb2 as pb
+from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+
+from .client import connect_or_start
+from .render import duration_s, human_duration, runs_table
+
+TERMINAL = {s.value for s in RunState if s.terminal}
+
+
+def read_spec(file: str) -> tuple[Path, str]:
+    """The experiment file's absolute path and text, validated here so bad input exits 2 early."""
+    path = Path(file).absolute()
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise UsageError(f"{file}: no such experiment file") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise UsageError(f"{file}: cannot read: {e}") from None
+    load_spec(text, file)  # raises SpecError with file:line:column
+    return path, text
+
+
+class Printer:
+    """Prefixes each complete output line with its run's name; keeps partial lines per run."""
+
+    def __init__(self, out: TextIO, quiet: bool) -> None:
+        self.out = out
+        self.quiet = quiet
+        self._partial: dict[str, bytes] = {}
+
+    def output(self, run_id: str, data: bytes) -> None:
+        if self.quiet:
+            return
+        buf = self._partial.pop(run_id, b"") + data
+        *lines, rest = buf.split(b"\n")
+        if rest:
+            self._partial[run_id] = rest
+        if lines:
+            prefix = f"[{run_id}] "
+            text = "".join(prefix + ln.decode(errors="replace") + "\n" for ln in lines)
+            self.out.write(text)
+            self.out.flush()
+
+    def flush(self, run_id: str) -> None:
+        rest = self._partial.pop(run_id, b"")
+        if rest and not self.quiet:
+            self.out.write(f"[{run_id}] {rest.decode(errors='replace')}\n")
+            self.out.flush()
+
+    def status(self, text: str) -> None:
+        print(text, file=sys.stderr, flush=True)
+
+
+async def _follow(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Printer) -> None:
+    async for chunk in stub.Logs(pb.LogsRequest(run_id=run_id, offset=0, follow=True)):
+        printer.output(run_id, chunk.data)
+    printer.flush(run_id)
+
+
+async def run_experiment(
+    home: Path, file: str, results: str | None, priority: int, detach: bool, quiet: bool
+) -> int:
+    path, text = read_spec(file)
+    channel, stub = await connect_or_start(home)
+    async with channel:
+        try:
+            resp = await stub.Submit(
+                pb.SubmitRequest(
+                    spec_path=str(path), spec_yaml=text,
+                    results_dir=str(Path(results).absolute()) if results else "",
+                    priority=priority,
+                )
+            )  # fmt: skip
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
+                raise UsageError(e.details() or "invalid submission") from None
+            raise
+        total = len(resp.runs)
+        sub = resp.submission_id
+        results_dir = Path(resp.runs[0].results_path).parent if resp.runs else None
+        printer = Printer(sys.stdout, quiet)
+        printer.status(f"convoy: submitted {sub}: {total} run{'s' * (total != 1)}; results in "
+                       f"{results_dir}")  # fmt: skip
+        if detach:
+            return 0
+        return await _watch(stub, sub, total, printer)
+
+
+async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: Printer) -> int:
+    final: dict[str, pb.Run] = {}
+    followers: dict[str, asyncio.Task[None]] = {}
+    events = stub.Events(pb.EventsRequest(submission_id=sub, snapshot=True))
+    try:
+        async for ev in events:
+            run = ev.run
+            if run.id not in followers and (run.state == "running" or run.state in TERMINAL):
+                followers[run.id] = asyncio.ensure_future(_follow(stub, run.id, printer))
+            if run.state == "queued" and ev.previous_state and run.reason.startswith("attempt"):
+                printer.status(f"convoy: {run.id} {run.reason}")
+            if run.state in TERMINAL and run.id not in final:
+                final[run.id] = run
+                if run.id in followers:
+                    await followers[run.id]
+                code = f" (exit {run.exit_code})" if run.has_exit_code else ""
+                printer.status(
+                    f"convoy: [{len(final)}/{total}] {run.id} {run.state}{code} "
+                    f"in {human_duration(duration_s(run))}"
+                    + ("" if run.state == "succeeded" else f": {run.reason}")
+                )
+                if len(final) == total:
+                    break
+    except asyncio.CancelledError:
+        raise
+    finally:
+        events.cancel()
+        for t in followers.values():
+            if not t.done():
+                t.cancel()
+    runs = sorted(final.values(), key=lambda r: r.index)
+    printer.status("\n" + runs_table(runs))
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.state] = counts.get(r.state, 0) + 1
+    printer.status(
+        "convoy: "
+        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + (f"; results in {Path(runs[0].results_path).parent}" if runs else "")
+    )
+    return 0 if all(r.state == "succeeded" for r in runs) else 1
+
+
+__all__ = ["SpecError", "read_spec", "run_experiment"]

@@ -1,0 +1,55 @@
+"""One error hierarchy: every failure convoy reports to a user is a ConvoyError subclass.
+
+Errors carry data (file, line, column; exit codes; host names); `render` at the UI edge turns
+them into text.
+"""
+
+from __future__ import annotations
+
+
+class ConvoyError(Exception):
+    """Base of every error convoy reports to a user."""
+
+    exit_status = 1
+
+    def render(self) -> str:
+        return str(self)
+
+
+class SpecError(ConvoyError):
+    """The experiment file is not valid. Nothing was submitted."""
+
+    exit_status = 2
+
+    def __init__(self, file: str, line: int, column: int, message: str) -> None:
+        super().__init__(f"{file}:{line}:{column}: {message}")
+        self.file = file
+        self.line = line  # 1-based
+        self.column = column  # 1-based
+        self.message = message
+
+
+class UsageError(ConvoyError):
+    """The command line or a request is wrong."""
+
+    exit_status = 2
+
+
+class NotFound(ConvoyError):
+    """A run, submission or host that does not exist."""
+
+    exit_status = 2
+
+
+class CoordinatorUnavailable(ConvoyError):
+    """No coordinator answers on the socket."""
+
+
+class HostUnavailable(ConvoyError):
+    def __init__(self, host: str, message: str) -> None:
+        super().__init__(f"host {host}: {message}")
+        self.host = host
+
+
+class RuntimeFailure(ConvoyError):
+    """A container could not be started or managed."""

@@ -1,0 +1,416 @@
+"""The experiment file: YAML text -> validated ExperimentSpec -> expanded RunSpecs.
+
+Pure: no I/O beyond what the caller passes in (text and a file name for messages).
+Every validation error is a SpecError naming file:line:column (1-based) of the offending node
+and the expected form.
+"""
+
+from __future__ import annotations
+
+import difflib
+import itertools
+import math
+import posixpath
+import re
+import shlex
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+import yaml
+from yaml.constructor import SafeConstructor
+from yaml.reader import ReaderError
+
+from convoy.errors import SpecError
+
+ParamValue = str | int | float | bool
+
+
+@dataclass(frozen=True)
+class Resources:
+    cpus: float = 1.0
+    memory_bytes: int = 512 * 1024 * 1024
+    gpus: int = 0
+
+
+@dataclass(frozen=True)
+class ExperimentSpec:
+    name: str
+    image: str
+    # A string is a shell command (run with /bin/sh -c); a list is an argv (no shell).
+    command: str | tuple[str, ...]
+    # Parameter name -> its values, in file order. The matrix is their cartesian product.
+    matrix: tuple[tuple[str, tuple[ParamValue, ...]], ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    env: tuple[tuple[str, str], ...] = ()
+    outputs: tuple[str, ...] = ()  # relative paths or globs; empty: every created/changed file
+    retries: int = 0
+    timeout_seconds: float = 0.0  # 0: no timeout
+    network: str = "none"
+    sources: str = "."  # relative to the experiment file's directory
+    progress: str | None = None  # a regex with a named group `percent`
+    file: str = "<spec>"
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    index: int  # 0-based position in the expansion
+    params: dict[str, ParamValue]
+    # After ${param} substitution. A shell command stays a str; an argv stays a tuple.
+    command: str | tuple[str, ...]
+    env: dict[str, str]
+
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# `$${` is the escape for a literal `${`; `${name}` is a parameter reference. Anything else
+# (`$VAR`, `${VAR:-x}`) is left alone for the shell.
+_REF_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_REQUIRED = ("name", "image", "command")
+_OPTIONAL = ("matrix", "resources", "env", "outputs", "retries", "timeout", "network", "sources")
+_FIELDS = (*_REQUIRED, *_OPTIONAL, "progress")
+_NOT_SUPPORTED = ("build", "inputs")
+_MEMORY_UNITS = {"": 1, "b": 1}
+for _i, _p in enumerate("kmgtp", start=1):
+    _MEMORY_UNITS.update({_p: 1024**_i, _p + "ib": 1024**_i, _p + "b": 1000**_i})
+_MEMORY_RE = re.compile(r"^(\d+(?:\.\d*)?|\.\d+)\s*([a-z]*)$")
+_NUM = r"(\d+(?:\.\d*)?|\.\d+)"
+_DURATION_RE = re.compile(rf"^{_NUM}$|^(?:{_NUM}d)?(?:{_NUM}h)?(?:{_NUM}m)?(?:{_NUM}s)?$")
+_DURATION_UNITS = (1, 86400, 3600, 60, 1)
+
+
+def parse_memory(value: Any) -> int:
+    """Bytes from an int or a string such as "512MiB", "1G" (binary), "1GB" (decimal)."""
+    n = 0
+    if isinstance(value, int) and not isinstance(value, bool):
+        n = value
+    elif isinstance(value, str) and (m := _MEMORY_RE.match(value.strip().lower())):
+        n = int(Decimal(m.group(1)) * _MEMORY_UNITS.get(m.group(2), 0))
+    if n <= 0:
+        raise ValueError(
+            f"expected a memory size > 0 such as 2048 (bytes), '512MiB', '1G' or '1GB', "
+            f"got {value!r}"
+        )
+    return n
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from a number or a string such as "90s", "30m", "1h30m", "2d" ("90" = 90s)."""
+    seconds = 0.0
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str) and (m := _DURATION_RE.match(value.lower().replace(" ", ""))):
+        seconds = sum(float(g) * u for g, u in zip(m.groups(), _DURATION_UNITS, strict=True) if g)
+    if not math.isfinite(seconds) or seconds <= 0:
+        raise ValueError(
+            f"expected a duration > 0 such as 90 (seconds), '90s', '30m', '1h30m' or '2d', "
+            f"got {value!r}"
+        )
+    return seconds
+
+
+def _error_at(file: str, node: yaml.Node, message: str) -> SpecError:
+    mark = node.start_mark
+    return SpecError(file, mark.line + 1, mark.column + 1, message)
+
+
+def _text(value: ParamValue) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def _substitute(text: str, values: dict[str, str], quote: bool) -> str:
+    def repl(m: re.Match[str]) -> str:
+        if m.group(1) is None:
+            return "${"
+        return shlex.quote(values[m.group(1)]) if quote else values[m.group(1)]
+
+    return _REF_RE.sub(repl, text)
+
+
+def _bad_relative_path(path: str) -> bool:
+    return path.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", path)
+
+
+class _Checker:
+    """Validates composed YAML nodes, turning each problem into a SpecError at its node."""
+
+    _TYPED_TAGS = {"null", "bool", "int", "float"}
+
+    def __init__(self, file: str) -> None:
+        self.file = file
+        self.constructor = SafeConstructor()
+        self.params: list[str] = []  # matrix parameter names, for ${name} references
+
+    def error(self, node: yaml.Node, message: str) -> SpecError:
+        return _error_at(self.file, node, message)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        """A scalar's value: None, bool, int, float or (any other tag) str; None if no scalar."""
+        if not isinstance(node, yaml.ScalarNode):
+            return None
+        if node.tag.rsplit(":", 1)[-1] not in self._TYPED_TAGS:
+            return node.value
+        try:
+            return self.constructor.construct_object(node)
+        except (ValueError, yaml.YAMLError):
+            raise self.error(node, f"cannot read {node.value!r} as {node.tag}") from None
+
+    def got(self, node: yaml.Node) -> str:
+        if isinstance(node, yaml.MappingNode):
+            return "a mapping"
+        if isinstance(node, yaml.SequenceNode):
+            return "a list"
+        value = self.scalar(node)
+        return "nothing" if value is None else repr(value)
+
+    def expect(self, node: yaml.Node, path: str, what: str) -> SpecError:
+        return self.error(node, f"{path}: expected {what}, got {self.got(node)}")
+
+    def mapping(self, node: yaml.Node, path: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """Key text -> (key node, value node), in file order; duplicate keys are errors."""
+        if not isinstance(node, yaml.MappingNode):
+            raise self.expect(node, path, "a mapping")
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for key, value in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                raise self.error(key, f"{path}: expected a plain key, got {self.got(key)}")
+            if key.value in out:
+                line = out[key.value][0].start_mark.line + 1
+                raise self.error(key, f"duplicate key '{key.value}' (first defined on line {line})")
+            out[key.value] = (key, value)
+        return out
+
+    def known_keys(self, fields: dict[str, Any], allowed: tuple[str, ...], where: str = "") -> None:
+        for name, (key, _) in fields.items():
+            if name not in allowed:
+                close = difflib.get_close_matches(name, allowed, n=1)
+                options = ", ".join(allowed)
+                hint = f"did you mean '{close[0]}'?" if close else f"expected one of: {options}"
+                raise self.error(key, f"unknown field '{name}'{where} ({hint})")
+
+    def string(self, node: yaml.Node, path: str, what: str = "a non-empty string") -> str:
+        """A non-empty scalar as the text the user wrote (so `command: true` is a command)."""
+        if self.scalar(node) is None or not node.value.strip():
+            raise self.expect(node, path, what)
+        return str(node.value)
+
+    def text(self, node: yaml.Node, path: str) -> str:
+        """A scalar as the text the user wrote (bools as true/false); for argv and env."""
+        value = self.scalar(node)
+        if value is None:
+            raise self.expect(node, path, "a string, number or boolean")
+        return self.refs(node, path, _text(value) if isinstance(value, bool) else node.value)
+
+    def refs(self, node: yaml.Node, path: str, text: str) -> str:
+        """`text`, after checking that each ${name} in it is a matrix parameter."""
+        for m in _REF_RE.finditer(text):
+            ref = m.group(1)
+            if ref is not None and ref not in self.params:
+                close = difflib.get_close_matches(ref, self.params, n=1)
+                hint = f"did you mean '${{{close[0]}}}'? " if close else ""
+                known = ", ".join(self.params) or "none"
+                raise self.error(
+                    node,
+                    f"{path}: '${{{ref}}}' is not a matrix parameter ({hint}parameters: {known}); "
+                    f"write '$${{{ref}}}' for a literal '${{{ref}}}'",
+                )
+        return text
+
+    def integer(self, node: yaml.Node, path: str, minimum: int) -> int:
+        value = self.scalar(node)
+        if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+            raise self.expect(node, path, f"an integer >= {minimum}")
+        return value
+
+    def converted(self, node: yaml.Node, path: str, parse: Callable[[Any], Any]) -> Any:
+        try:
+            return parse(self.scalar(node))
+        except ValueError as e:
+            raise self.error(node, f"{path}: {e}") from None
+
+    def relative_path(self, node: yaml.Node, path: str) -> str:
+        value = self.string(node, path, "a relative path")
+        if _bad_relative_path(value):
+            raise self.error(node, f"{path}: expected a relative path without '..', got {value!r}")
+        return value
+
+    def name(self, node: yaml.Node) -> str:
+        what = (
+            "a name of lowercase letters, digits, '_', '.' and '-' (at most 63, starting with "
+            "a letter or digit), since it becomes part of run ids and directory names"
+        )
+        if not _NAME_RE.match(value := self.string(node, "name", what)):
+            raise self.expect(node, "name", what)
+        return value
+
+    def command(self, node: yaml.Node) -> str | tuple[str, ...]:
+        if isinstance(node, yaml.SequenceNode) and node.value:
+            return tuple(self.text(n, f"command[{i}]") for i, n in enumerate(node.value))
+        what = "a shell command (string) or a non-empty list of arguments"
+        return self.refs(node, "command", self.string(node, "command", what))
+
+    def matrix(self, node: yaml.Node) -> tuple[tuple[str, tuple[ParamValue, ...]], ...]:
+        out = []
+        for name, (key, value) in self.mapping(node, "matrix").items():
+            if not _IDENT_RE.match(name):
+                what = f"a parameter name matching {_IDENT_RE.pattern}"
+                raise self.error(key, f"matrix: expected {what}, got {name!r}")
+            out.append((name, self.values(value, f"matrix.{name}")))
+        return tuple(out)
+
+    def values(self, node: yaml.Node, path: str) -> tuple[ParamValue, ...]:
+        if isinstance(node, yaml.MappingNode):
+            fields = self.mapping(node, path)
+            self.known_keys(fields, ("range",), f" in {path}")
+            if "range" not in fields:
+                raise self.error(node, f"{path}: expected a list of values or {{range: [...]}}")
+            return self.range_values(fields["range"][1], f"{path}.range")
+        items = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        if not items:
+            raise self.error(node, f"{path}: expected a non-empty list of values")
+        values: list[ParamValue] = []
+        for item in items:
+            value = self.scalar(item)
+            if value is None:
+                raise self.expect(item, path, "a string, number or boolean value")
+            if any(type(v) is type(value) and v == value for v in values):
+                raise self.error(item, f"{path}: duplicate value {value!r}")
+            values.append(value)
+        return tuple(values)
+
+    def range_values(self, node: yaml.Node, path: str) -> tuple[ParamValue, ...]:
+        items = node.value if isinstance(node, yaml.SequenceNode) else []
+        bounds: list[int] = [self.scalar(n) for n in items]
+        if not 2 <= len(bounds) <= 3 or not all(type(b) is int for b in bounds):
+            what = "[start, stop] or [start, stop, step] of integers"
+            raise self.error(node, f"{path}: expected {what}")
+        if len(bounds) == 3 and bounds[2] == 0:
+            raise self.error(items[2], f"{path}: step must not be 0")
+        values = tuple(range(*bounds))
+        if not values:
+            raise self.error(node, f"{path}: range {bounds} is empty (stop is exclusive)")
+        return values
+
+    def resources(self, node: yaml.Node) -> Resources:
+        fields = self.mapping(node, "resources")
+        self.known_keys(fields, ("cpus", "memory", "gpus"), " in resources")
+        kwargs: dict[str, Any] = {}
+        if "cpus" in fields:
+            n = fields["cpus"][1]
+            cpus = self.scalar(n)
+            if type(cpus) not in (int, float) or not math.isfinite(cpus) or cpus <= 0:
+                raise self.expect(n, "resources.cpus", "a positive number")
+            kwargs["cpus"] = float(cpus)
+        if "memory" in fields:
+            memory = self.converted(fields["memory"][1], "resources.memory", parse_memory)
+            kwargs["memory_bytes"] = memory
+        if "gpus" in fields:
+            kwargs["gpus"] = self.integer(fields["gpus"][1], "resources.gpus", 0)
+        return Resources(**kwargs)
+
+    def env(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:
+        out = []
+        for name, (key, value) in self.mapping(node, "env").items():
+            if not _IDENT_RE.match(name):
+                what = f"a variable name matching {_IDENT_RE.pattern}"
+                raise self.error(key, f"env: expected {what}, got {name!r}")
+            out.append((name, self.text(value, f"env.{name}")))
+        return tuple(out)
+
+    def outputs(self, node: yaml.Node) -> tuple[str, ...]:
+        if not isinstance(node, yaml.SequenceNode):
+            raise self.expect(node, "outputs", "a list of relative paths or globs")
+        return tuple(self.relative_path(n, f"outputs[{i}]") for i, n in enumerate(node.value))
+
+    def network(self, node: yaml.Node) -> str:
+        what = "'none', 'bridge' or a docker network name"
+        value = self.string(node, "network", what)
+        if not _NETWORK_RE.match(value):
+            raise self.expect(node, "network", what)
+        return value
+
+    def progress(self, node: yaml.Node) -> str:
+        value = self.string(node, "progress", "a regular expression")
+        try:
+            pattern = re.compile(value)
+        except re.error as e:
+            raise self.error(node, f"progress: invalid regular expression: {e}") from None
+        if "percent" not in pattern.groupindex:
+            what = "a regular expression with a named group (?P<percent>...)"
+            raise self.expect(node, "progress", what)
+        return value
+
+
+def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
+    """Parse and validate an experiment file; raise SpecError at the first problem."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        context = f"{e.context}: " if e.context else ""
+        raise SpecError(file, line, column, f"invalid YAML: {context}{e.problem}") from None
+    except ReaderError as e:
+        line = text.count("\n", 0, e.position) + 1
+        column = e.position - text.rfind("\n", 0, e.position)
+        raise SpecError(file, line, column, f"invalid YAML: {e.reason}") from None
+    except yaml.YAMLError as e:
+        raise SpecError(file, 1, 1, f"invalid YAML: {e}") from None
+    expected = "expected a mapping of experiment fields"
+    if root is None:
+        raise SpecError(file, 1, 1, f"{expected}, got an empty file")
+    check = _Checker(file)
+    if not isinstance(root, yaml.MappingNode):
+        raise check.error(root, f"{expected}, got {check.got(root)}")
+    fields = check.mapping(root, "experiment")
+    for name, (key, _) in fields.items():
+        if name in _NOT_SUPPORTED:
+            raise check.error(key, f"'{name}' is not supported yet")
+    check.known_keys(fields, _FIELDS)
+    for name in _REQUIRED:
+        if name not in fields:
+            raise check.error(root, f"missing required field '{name}'")
+    # An explicit null for an optional field means its default.
+    given = {k: v for k, (_, v) in fields.items() if k in _REQUIRED or check.got(v) != "nothing"}
+    parsers: dict[str, Callable[[yaml.Node], Any]] = {
+        "name": check.name,
+        "image": lambda n: check.string(n, "image"),
+        "command": check.command,
+        "resources": check.resources,
+        "env": check.env,
+        "outputs": check.outputs,
+        "retries": lambda n: check.integer(n, "retries", 0),
+        "timeout": lambda n: check.converted(n, "timeout", parse_duration),
+        "network": check.network,
+        "sources": lambda n: posixpath.normpath(check.relative_path(n, "sources")),
+        "progress": check.progress,
+    }
+    values: dict[str, Any] = {}
+    if "matrix" in given:  # first: command and env may refer to its parameters
+        values["matrix"] = check.matrix(given["matrix"])
+        check.params = [p for p, _ in values["matrix"]]
+    for name, node in given.items():
+        if name not in values:
+            values[name] = parsers[name](node)
+    kwargs = {("timeout_seconds" if k == "timeout" else k): v for k, v in values.items()}
+    return ExperimentSpec(**kwargs, file=file)
+
+
+def expand(spec: ExperimentSpec) -> list[RunSpec]:
+    """One RunSpec per matrix combination, the last parameter varying fastest."""
+    names = [name for name, _ in spec.matrix]
+    runs = []
+    for index, combo in enumerate(itertools.product(*(values for _, values in spec.matrix))):
+        params = dict(zip(names, combo, strict=True))
+        texts = {k: _text(v) for k, v in params.items()}
+        if isinstance(spec.command, str):
+            command: str | tuple[str, ...] = _substitute(spec.command, texts, quote=True)
+        else:
+            command = tuple(_substitute(arg, texts, quote=False) for arg in spec.command)
+        env = {k: _substitute(v, texts, quote=False) for k, v in spec.env}
+        runs.append(RunSpec(index=index, params=params, command=command, env=env))
+    return runs

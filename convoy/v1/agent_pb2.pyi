@@ -1,0 +1,153 @@
+from convoy.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class AttemptState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ATTEMPT_STATE_UNSPECIFIED: _ClassVar[AttemptState]
+    ATTEMPT_STARTING: _ClassVar[AttemptState]
+    ATTEMPT_RUNNING: _ClassVar[AttemptState]
+    ATTEMPT_EXITED: _ClassVar[AttemptState]
+    ATTEMPT_CANCELLED: _ClassVar[AttemptState]
+    ATTEMPT_TIMED_OUT: _ClassVar[AttemptState]
+    ATTEMPT_ERROR: _ClassVar[AttemptState]
+ATTEMPT_STATE_UNSPECIFIED: AttemptState
+ATTEMPT_STARTING: AttemptState
+ATTEMPT_RUNNING: AttemptState
+ATTEMPT_EXITED: AttemptState
+ATTEMPT_CANCELLED: AttemptState
+ATTEMPT_TIMED_OUT: AttemptState
+ATTEMPT_ERROR: AttemptState
+
+class DescribeRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class AgentInfo(_message.Message):
+    __slots__ = ("name", "agent_version", "capacity", "docker_version")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    CAPACITY_FIELD_NUMBER: _ClassVar[int]
+    DOCKER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    agent_version: str
+    capacity: _common_pb2.Resources
+    docker_version: str
+    def __init__(self, name: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., docker_version: _Optional[str] = ...) -> None: ...
+
+class StartAttemptRequest(_message.Message):
+    __slots__ = ("attempt_id", "run_id", "submission_id", "experiment", "image", "argv", "env", "resources", "network", "timeout_seconds", "source_path", "outputs")
+    class EnvEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    ARGV_FIELD_NUMBER: _ClassVar[int]
+    ENV_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    NETWORK_FIELD_NUMBER: _ClassVar[int]
+    TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_PATH_FIELD_NUMBER: _ClassVar[int]
+    OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    run_id: str
+    submission_id: str
+    experiment: str
+    image: str
+    argv: _containers.RepeatedScalarFieldContainer[str]
+    env: _containers.ScalarMap[str, str]
+    resources: _common_pb2.Resources
+    network: str
+    timeout_seconds: float
+    source_path: str
+    outputs: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., image: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., network: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., source_path: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class AttemptStatus(_message.Message):
+    __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    STARTED_AT_FIELD_NUMBER: _ClassVar[int]
+    ENDED_AT_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    state: AttemptState
+    exit_code: int
+    started_at: float
+    ended_at: float
+    reason: str
+    image_id: str
+    container_id: str
+    run_id: str
+    def __init__(self, attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image_id: _Optional[str] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+
+class AttemptRef(_message.Message):
+    __slots__ = ("attempt_id",)
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    def __init__(self, attempt_id: _Optional[str] = ...) -> None: ...
+
+class ListAttemptsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListAttemptsResponse(_message.Message):
+    __slots__ = ("attempts",)
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    attempts: _containers.RepeatedCompositeFieldContainer[AttemptStatus]
+    def __init__(self, attempts: _Optional[_Iterable[_Union[AttemptStatus, _Mapping]]] = ...) -> None: ...
+
+class CancelAttemptRequest(_message.Message):
+    __slots__ = ("attempt_id", "grace_seconds")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    GRACE_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    grace_seconds: float
+    def __init__(self, attempt_id: _Optional[str] = ..., grace_seconds: _Optional[float] = ...) -> None: ...
+
+class ReadLogRequest(_message.Message):
+    __slots__ = ("attempt_id", "offset", "follow")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    offset: int
+    follow: bool
+    def __init__(self, attempt_id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+
+class FetchResultsRequest(_message.Message):
+    __slots__ = ("attempt_id",)
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    def __init__(self, attempt_id: _Optional[str] = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("path", "mode", "data", "last", "sha256")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    mode: int
+    data: bytes
+    last: bool
+    sha256: str
+    def __init__(self, path: _Optional[str] = ..., mode: _Optional[int] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ..., sha256: _Optional[str] = ...) -> None: ...

@@ -1,0 +1,1 @@
+"""The coordinator: tracks hosts and capacity, places runs, keeps the store, serves the API."""

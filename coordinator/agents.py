@@ -1,0 +1,139 @@
+"""The coordinator's side of the Agent API: one client per host, domain types in and out."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import grpc
+
+from convoy.spec import Resources
+from convoy.v1 import agent_pb2 as pb
+from convoy.v1 import agent_pb2_grpc as pb_grpc
+from convoy.v1 import common_pb2
+
+from .records import RunRecord
+from .results import FilePiece
+
+_STATE_NAMES = {
+    pb.ATTEMPT_STARTING: "starting",
+    pb.ATTEMPT_RUNNING: "running",
+    pb.ATTEMPT_EXITED: "exited",
+    pb.ATTEMPT_CANCELLED: "cancelled",
+    pb.ATTEMPT_TIMED_OUT: "timed_out",
+    pb.ATTEMPT_ERROR: "error",
+}
+
+
+@dataclass(frozen=True)
+class AttemptOutcome:
+    attempt_id: str
+    state: str  # starting, running, exited, cancelled, timed_out, error
+    exit_code: int
+    started_at: float
+    ended_at: float
+    reason: str
+    image_id: str
+
+    @property
+    def ended(self) -> bool:
+        return self.state not in ("starting", "running")
+
+
+@dataclass(frozen=True)
+class AgentInfo:
+    name: str
+    version: str
+    capacity: Resources
+    docker_version: str
+
+
+def _outcome(s: pb.AttemptStatus) -> AttemptOutcome:
+    return AttemptOutcome(
+        s.attempt_id, _STATE_NAMES.get(s.state, "error"), s.exit_code, s.started_at, s.ended_at,
+        s.reason, s.image_id,
+    )  # fmt: skip
+
+
+def argv_of(command: str | tuple[str, ...]) -> list[str]:
+    return ["/bin/sh", "-c", command] if isinstance(command, str) else list(command)
+
+
+def run_env(run: RunRecord) -> dict[str, str]:
+    env = {
+        "CONVOY_RUN": run.id,
+        "CONVOY_SUBMISSION": run.submission_id,
+        "CONVOY_EXPERIMENT": run.experiment,
+        "CONVOY_ATTEMPT": str(run.attempt),
+        "CONVOY_REVISION": run.revision,
+        "CONVOY_CPUS": f"{run.resources.cpus:g}",
+    }
+    for k, v in run.params.items():
+        env[f"CONVOY_PARAM_{k}"] = str(v).lower() if isinstance(v, bool) else str(v)
+    env.update(run.env)
+    return env
+
+
+class AgentClient:
+    """A gRPC channel to one agent's unix socket (local, or forwarded over SSH later)."""
+
+    def __init__(self, target: str) -> None:
+        self.target = target
+        self._channel = grpc.aio.insecure_channel(
+            target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
+        )
+        self._stub = pb_grpc.AgentStub(self._channel)
+
+    async def close(self) -> None:
+        await self._channel.close(None)
+
+    async def describe(self, timeout: float = 5.0) -> AgentInfo:
+        info = await self._stub.Describe(pb.DescribeRequest(), timeout=timeout)
+        c = info.capacity
+        return AgentInfo(
+            info.name, info.agent_version, Resources(c.cpus, c.memory_bytes, c.gpus),
+            info.docker_version,
+        )  # fmt: skip
+
+    async def start(self, run: RunRecord, source_path: str) -> AttemptOutcome:
+        req = pb.StartAttemptRequest(
+            attempt_id=run.attempt_id, run_id=run.id, submission_id=run.submission_id,
+            experiment=run.experiment, image=run.image, argv=argv_of(run.command),
+            env=run_env(run),
+            resources=common_pb2.Resources(
+                cpus=run.resources.cpus, memory_bytes=run.resources.memory_bytes,
+                gpus=run.resources.gpus,
+            ),
+            network=run.network, timeout_seconds=run.timeout_seconds, source_path=source_path,
+            outputs=list(run.outputs),
+        )  # fmt: skip
+        return _outcome(await self._stub.StartAttempt(req, timeout=300))
+
+    async def get(self, attempt_id: str) -> AttemptOutcome | None:
+        try:
+            return _outcome(await self._stub.GetAttempt(pb.AttemptRef(attempt_id=attempt_id)))
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return None
+            raise
+
+    async def wait(self, attempt_id: str) -> AttemptOutcome:
+        return _outcome(await self._stub.WaitAttempt(pb.AttemptRef(attempt_id=attempt_id)))
+
+    async def cancel(self, attempt_id: str, grace: float) -> AttemptOutcome:
+        req = pb.CancelAttemptRequest(attempt_id=attempt_id, grace_seconds=grace)
+        return _outcome(await self._stub.CancelAttempt(req, timeout=grace + 30))
+
+    async def release(self, attempt_id: str) -> None:
+        await self._stub.ReleaseAttempt(pb.AttemptRef(attempt_id=attempt_id), timeout=60)
+
+    async def read_log(
+        self, attempt_id: str, offset: int, follow: bool
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        req = pb.ReadLogRequest(attempt_id=attempt_id, offset=offset, follow=follow)
+        async for chunk in self._stub.ReadLog(req):
+            yield chunk.offset, chunk.data
+
+    async def fetch_results(self, attempt_id: str) -> AsyncIterator[FilePiece]:
+        async for c in self._stub.FetchResults(pb.FetchResultsRequest(attempt_id=attempt_id)):
+            yield FilePiece(c.path, c.mode, c.data, c.last, c.sha256)

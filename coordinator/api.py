@@ -1,0 +1,108 @@
+"""The Coordinator gRPC service. Thin: each RPC calls the Coordinator and converts at the wire."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from convoy.errors import ConvoyError, NotFound, SpecError, UsageError
+from convoy.states import RunState
+from convoy.v1 import common_pb2
+from convoy.v1 import coordinator_pb2 as pb
+from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+
+from .engine import Coordinator
+from .events import RunChanged
+from .wire import resources_to_pb, run_to_pb
+
+Ctx = grpc.aio.ServicerContext
+
+
+def _code(e: ConvoyError) -> grpc.StatusCode:
+    if isinstance(e, SpecError | UsageError):
+        return grpc.StatusCode.INVALID_ARGUMENT
+    if isinstance(e, NotFound):
+        return grpc.StatusCode.NOT_FOUND
+    return grpc.StatusCode.FAILED_PRECONDITION
+
+
+class CoordinatorService(pb_grpc.CoordinatorServicer):
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.c = coordinator
+
+    async def Submit(self, request: pb.SubmitRequest, context: Ctx) -> pb.SubmitResponse:
+        try:
+            sub, runs = self.c.submit(
+                request.spec_path, request.spec_yaml, request.results_dir, request.priority
+            )
+        except ConvoyError as e:
+            await context.abort(_code(e), e.render())
+            raise
+        return pb.SubmitResponse(submission_id=sub.id, runs=[run_to_pb(r) for r in runs])
+
+    async def ListRuns(self, request: pb.ListRunsRequest, context: Ctx) -> pb.ListRunsResponse:
+        try:
+            states = [RunState(s) for s in request.states]
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise
+        runs = self.c.store.runs(request.submission_id, states, request.limit)
+        return pb.ListRunsResponse(runs=[run_to_pb(r) for r in runs])
+
+    async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.Run:
+        try:
+            return run_to_pb(self.c.run(request.run_id))
+        except ConvoyError as e:
+            await context.abort(_code(e), e.render())
+            raise
+
+    async def Events(self, request: pb.EventsRequest, context: Ctx) -> AsyncIterator[pb.RunEvent]:
+        sub = request.submission_id
+
+        def wanted(ev: RunChanged) -> bool:
+            return not sub or ev.run.submission_id == sub
+
+        async with self.c.bus.subscribe() as q:  # subscribe before the snapshot: no gap
+            if request.snapshot:
+                for r in self.c.store.runs(sub):
+                    yield pb.RunEvent(run=run_to_pb(r), snapshot=True)
+            while True:
+                ev = await q.get()
+                if wanted(ev):
+                    yield pb.RunEvent(
+                        run=run_to_pb(ev.run), previous_state=ev.previous_state, at=ev.at
+                    )
+
+    async def Logs(
+        self, request: pb.LogsRequest, context: Ctx
+    ) -> AsyncIterator[common_pb2.LogChunk]:
+        try:
+            async for offset, data in self.c.logs(request.run_id, request.offset, request.follow):
+                yield common_pb2.LogChunk(offset=offset, data=data)
+        except ConvoyError as e:
+            await context.abort(_code(e), e.render())
+
+    async def Cancel(self, request: pb.CancelRequest, context: Ctx) -> pb.CancelResponse:
+        try:
+            reached = await self.c.cancel(request.id, request.grace_seconds)
+        except ConvoyError as e:
+            await context.abort(_code(e), e.render())
+            raise
+        return pb.CancelResponse(cancelled=reached)
+
+    async def Hosts(self, request: pb.HostsRequest, context: Ctx) -> pb.HostsResponse:
+        hosts = []
+        for h, view, holders in self.c.host_views():
+            hosts.append(
+                pb.Host(
+                    name=h.name,
+                    state="up" if h.up else "unreachable",
+                    capacity=resources_to_pb(view.capacity.as_resources()),
+                    allocated=resources_to_pb(view.allocated.as_resources()),
+                    runs=holders,
+                    agent_version=h.info.version if h.info else "",
+                    address=h.client.target,
+                )
+            )
+        return pb.HostsResponse(hosts=hosts)

@@ -1,0 +1,450 @@
+"""The coordinator's core loop: accept submissions, place runs, drive attempts, collect results.
+
+The decisions are made by pure pieces (convoy.spec, convoy.states, coordinator.scheduler); this
+module is the async shell that carries them out against the store, the agents and the disk.
+Every state change goes through `_commit`, which validates it, persists it (with a transition
+row) and publishes it, in that order: a client is never told of a state the store does not hold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+
+from convoy.errors import ConvoyError, NotFound, UsageError
+from convoy.spec import expand, load_spec
+from convoy.states import ACTIVE, RunState
+
+from . import sources
+from .agents import AgentClient, AgentInfo, AttemptOutcome
+from .events import EventBus, RunChanged
+from .records import RunRecord, SubmissionRecord
+from .results import RunResult, write_runs_csv
+from .scheduler import HostView, Pending, Units, place, why_unplaceable
+from .store import Store
+
+log = logging.getLogger("convoy.coordinator")
+
+DEFAULT_GRACE_S = 10.0
+
+
+@dataclass
+class Host:
+    name: str
+    client: AgentClient
+    info: AgentInfo | None = None
+    up: bool = False
+
+    @property
+    def capacity(self) -> Units:
+        return Units.of(self.info.capacity) if self.info else Units()
+
+
+class Coordinator:
+    def __init__(self, home: Path, store: Store, hosts: Iterable[Host]) -> None:
+        self.home = home
+        self.store = store
+        self.hosts = {h.name: h for h in hosts}
+        self.bus = EventBus()
+        self._queue: dict[str, RunRecord] = {}
+        self._allocations: dict[str, tuple[str, Units]] = {}  # run id -> (host, units)
+        self._cancelling: dict[str, float] = {}  # run id -> grace seconds
+        self._started: dict[str, asyncio.Event] = {}  # run id -> set once its attempt runs
+        self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._dispatcher: asyncio.Task[None] | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        for h in self.hosts.values():
+            await self._connect(h)
+        for run in self.store.runs(states=[RunState.QUEUED]):
+            self._queue[run.id] = run
+        for run in self.store.runs(states=list(ACTIVE)):
+            self._spawn(self._resume(run))
+        self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop())
+        self._wake.set()
+
+    async def close(self) -> None:
+        tasks = [*self._tasks, *([self._dispatcher] if self._dispatcher else [])]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for h in self.hosts.values():
+            await h.client.close()
+
+    async def _connect(self, h: Host, attempts: int = 50) -> None:
+        for i in range(attempts):
+            try:
+                h.info = await h.client.describe()
+                h.up = True
+                log.info("host %s up: %s", h.name, h.info.capacity)
+                return
+            except grpc.aio.AioRpcError as e:
+                if i == attempts - 1:
+                    log.warning("host %s unreachable: %s", h.name, e.details())
+                await asyncio.sleep(0.1)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ---- state changes ---------------------------------------------------------------------
+
+    def _commit(self, changes: list[tuple[RunRecord, RunRecord]]) -> None:
+        now = time.time()
+        self.store.update_runs((b, a, now) for b, a in changes)
+        for before, after in changes:
+            if after.state is RunState.RUNNING:
+                self._started.setdefault(after.id, asyncio.Event()).set()
+            self.bus.publish(RunChanged(after, before.state.value, now))
+
+    def _move(self, run: RunRecord, to: RunState, reason: str, **changes: object) -> RunRecord:
+        after = run.moved(to, reason, **changes)
+        self._commit([(run, after)])
+        return after
+
+    # ---- submit ----------------------------------------------------------------------------
+
+    def submit(
+        self, spec_path: str, spec_yaml: str, results_dir: str = "", priority: int = 0
+    ) -> tuple[SubmissionRecord, list[RunRecord]]:
+        """Validate, snapshot the sources, store the submission and its runs, queue them."""
+        spec = load_spec(spec_yaml, spec_path)
+        spec_file = Path(spec_path)
+        if not spec_file.is_absolute():
+            raise UsageError(f"spec_path must be absolute, got {spec_path!r}")
+        source = (spec_file.parent / spec.sources).resolve()
+        if not source.is_dir():
+            raise UsageError(f"{spec_path}: sources folder {source} does not exist")
+        results_root = Path(results_dir) if results_dir else spec_file.parent / "convoy-results"
+        runs = expand(spec)
+        req = Units.of(spec.resources)
+        views = [self._view(h) for h in self.hosts.values() if h.info]
+        problem = why_unplaceable(req, views)
+        if problem:
+            raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")
+        revision = sources.snapshot(
+            source, self.home / "revisions", extra_excludes=(results_root, self.home)
+        )
+        taken = self.store.submission_numbers(spec.name)
+        exp_dir = results_root / spec.name
+        n = max(taken, default=0) + 1
+        while (exp_dir / f"{spec.name}-{n}").exists():
+            n += 1
+        sub_id = f"{spec.name}-{n}"
+        sub_dir = exp_dir / sub_id
+        width = max(2, len(str(len(runs) - 1)))
+        now = time.time()
+        seq = self.store.next_seq()
+        sub = SubmissionRecord(
+            id=sub_id, experiment=spec.name, seq=seq, spec_path=spec_path, spec_yaml=spec_yaml,
+            source_dir=str(source), results_dir=str(sub_dir), revision=revision.id,
+            priority=priority, created_at=now, total=len(runs),
+        )  # fmt: skip
+        records = [
+            RunRecord(
+                id=f"{sub_id}.{r.index:0{width}d}",
+                submission_id=sub_id,
+                experiment=spec.name,
+                index=r.index,
+                params=r.params,
+                command=r.command,
+                env=r.env,
+                image=spec.image,
+                resources=spec.resources,
+                retries=spec.retries,
+                timeout_seconds=spec.timeout_seconds,
+                network=spec.network,
+                outputs=spec.outputs,
+                revision=revision.id,
+                results_path=str(sub_dir / f"{sub_id}.{r.index:0{width}d}"),
+                priority=priority,
+                seq=seq,
+                created_at=now,
+                reason="submitted",
+            )
+            for r in runs
+        ]
+        self.store.add_submission(sub, records)
+        sub_dir.mkdir(parents=True, exist_ok=True)
+        write_runs_csv(sub_dir / "runs.csv", records)
+        for r in records:
+            self._queue[r.id] = r
+            self.bus.publish(RunChanged(r, "", now))
+        self._wake.set()
+        return sub, records
+
+    # ---- placement -------------------------------------------------------------------------
+
+    def _view(self, h: Host) -> HostView:
+        used = Units()
+        for host, units in self._allocations.values():
+            if host == h.name:
+                used = used + units
+        return HostView(h.name, h.capacity, used, h.up)
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            try:
+                self._dispatch()
+            except Exception:
+                log.exception("dispatch failed")
+
+    def _dispatch(self) -> None:
+        if not self._queue:
+            return
+        pending = [
+            Pending(r.id, Units.of(r.resources), r.priority, r.seq * 1_000_000 + r.index)
+            for r in self._queue.values()
+        ]
+        placements = place(pending, [self._view(h) for h in self.hosts.values()])
+        changes = []
+        for p in placements:
+            run = self._queue.pop(p.run_id)
+            placed = run.moved(
+                RunState.STARTING, f"placed on {p.host}", host=p.host, attempt=run.attempt + 1,
+                exit_code=None, started_at=0.0, ended_at=0.0, image_id="",
+            )  # fmt: skip
+            self._allocations[run.id] = (p.host, Units.of(run.resources))
+            changes.append((run, placed))
+        if changes:
+            self._commit(changes)
+            for _, placed in changes:
+                self._spawn(self._execute(placed))
+
+    def _release(self, run_id: str) -> None:
+        self._allocations.pop(run_id, None)
+        self._cancelling.pop(run_id, None)
+        self._wake.set()
+
+    # ---- one attempt -----------------------------------------------------------------------
+
+    async def _execute(self, run: RunRecord) -> None:
+        host = self.hosts[run.host]
+        try:
+            sub = self.store.submission(run.submission_id)
+            assert sub is not None
+            rev = sources.Revision(sub.revision, self.home / "revisions" / sub.revision)
+            source_path = sources.ensure_on_host(rev, host.name)
+            outcome = await host.client.start(run, source_path)
+            if outcome.state == "error":
+                await self._finish(run, host, outcome)
+                return
+            run = self._move(run, RunState.RUNNING, f"running on {host.name}",
+                             started_at=outcome.started_at or time.time())  # fmt: skip
+            if run.id in self._cancelling:
+                await host.client.cancel(run.attempt_id, self._cancelling[run.id])
+            outcome = await host.client.wait(run.attempt_id)
+            await self._finish(run, host, outcome)
+        except grpc.aio.AioRpcError as e:
+            log.warning("run %s: host %s failed: %s", run.id, host.name, e.details())
+            self._end(run, RunState.LOST, f"host {host.name} stopped answering: {e.details()}")
+        except Exception as e:
+            log.exception("run %s failed in the coordinator", run.id)
+            self._end(run, RunState.FAILED, f"coordinator error: {e}")
+        finally:
+            self._release(run.id)
+
+    async def _resume(self, run: RunRecord) -> None:
+        """After a coordinator restart: adopt an attempt the agent still knows, or requeue."""
+        host = self.hosts.get(run.host)
+        outcome = None
+        if host is not None and host.up:
+            try:
+                outcome = await host.client.get(run.attempt_id)
+            except grpc.aio.AioRpcError:
+                outcome = None
+        if host is None or outcome is None:
+            self._requeue(run, f"attempt {run.attempt} was not found after a coordinator restart")
+            return
+        self._allocations[run.id] = (host.name, Units.of(run.resources))
+        try:
+            if run.state is not RunState.RUNNING and not outcome.ended:
+                run = self._move(run, RunState.RUNNING, f"adopted on {host.name}",
+                                 started_at=outcome.started_at)  # fmt: skip
+            outcome = await host.client.wait(run.attempt_id)
+            await self._finish(run, host, outcome)
+        except grpc.aio.AioRpcError as e:
+            self._end(run, RunState.LOST, f"host {host.name} stopped answering: {e.details()}")
+        finally:
+            self._release(run.id)
+
+    def _requeue(self, run: RunRecord, reason: str) -> None:
+        run = self._move(run, RunState.QUEUED, reason)
+        self._queue[run.id] = run
+        self._wake.set()
+
+    def _end(self, run: RunRecord, state: RunState, reason: str) -> None:
+        current = self.store.run(run.id) or run
+        if current.state.terminal:
+            return
+        self._move(current, state, reason, ended_at=time.time())
+        self._update_csv(current.submission_id)
+
+    async def _finish(self, run: RunRecord, host: Host, outcome: AttemptOutcome) -> None:
+        """Collect the attempt's results, then record how it ended (or queue a retry)."""
+        cancelled = outcome.state == "cancelled" or (
+            run.id in self._cancelling and outcome.state != "exited"
+        )
+        if cancelled:
+            state, reason = RunState.CANCELLED, "cancelled on request"
+        elif outcome.state == "exited" and outcome.exit_code == 0:
+            state, reason = RunState.SUCCEEDED, "exited with code 0"
+        else:
+            state, reason = RunState.FAILED, outcome.reason or f"attempt {outcome.state}"
+        final = replace(
+            run, state=state, reason=reason, ended_at=outcome.ended_at or time.time(),
+            started_at=outcome.started_at or run.started_at, image_id=outcome.image_id,
+            exit_code=outcome.exit_code if outcome.state in ("exited", "timed_out", "cancelled")
+            else None,
+        )  # fmt: skip
+        if outcome.state != "error":
+            await self._collect(final, host)
+        retry = state is RunState.FAILED and run.attempt <= run.retries
+        if retry:
+            left = run.retries - run.attempt + 1
+            self._requeue(
+                replace(run, exit_code=final.exit_code, ended_at=final.ended_at),
+                f"attempt {run.attempt} failed ({reason}); retrying ({left} left)",
+            )
+        else:
+            self._commit([(run, run.moved(state, reason, **_fields(final)))])
+            self._update_csv(run.submission_id)
+        try:
+            await host.client.release(run.attempt_id)
+        except grpc.aio.AioRpcError as e:
+            log.warning("releasing %s on %s: %s", run.attempt_id, host.name, e.details())
+
+    async def _collect(self, run: RunRecord, host: Host) -> None:
+        result = RunResult(run)
+        await asyncio.to_thread(result.open)
+        try:
+            with result.log_file() as f:
+                async for _, data in host.client.read_log(run.attempt_id, 0, follow=False):
+                    f.write(data)
+            await result.receive(host.client.fetch_results(run.attempt_id))
+            await asyncio.to_thread(result.commit, run)
+        except BaseException:
+            result.discard()
+            raise
+
+    def _update_csv(self, submission_id: str) -> None:
+        sub = self.store.submission(submission_id)
+        if sub is not None:
+            write_runs_csv(Path(sub.results_dir) / "runs.csv", self.store.runs(submission_id))
+
+    # ---- cancel ----------------------------------------------------------------------------
+
+    async def cancel(self, target: str, grace: float = 0.0) -> list[str]:
+        grace = grace if grace > 0 else DEFAULT_GRACE_S
+        run = self.store.run(target)
+        if run is not None:
+            runs = [run]
+        elif self.store.submission(target) is not None:
+            runs = self.store.runs(target)
+        else:
+            raise NotFound(f"no run or submission {target!r}")
+        reached: list[str] = []
+        for r in runs:
+            r = self.store.run(r.id) or r
+            if r.state.terminal:
+                continue
+            reached.append(r.id)
+            if r.state is RunState.QUEUED:
+                self._queue.pop(r.id, None)
+                self._move(
+                    r, RunState.CANCELLED, "cancelled before it started", ended_at=time.time()
+                )
+                self._update_csv(r.submission_id)
+                continue
+            self._cancelling[r.id] = grace
+            if r.state is RunState.RUNNING:
+                host = self.hosts[r.host]
+                self._spawn(self._cancel_attempt(host, r.attempt_id, grace))
+        return reached
+
+    async def _cancel_attempt(self, host: Host, attempt_id: str, grace: float) -> None:
+        try:
+            await host.client.cancel(attempt_id, grace)
+        except grpc.aio.AioRpcError as e:
+            log.warning("cancelling %s on %s: %s", attempt_id, host.name, e.details())
+
+    # ---- reads -----------------------------------------------------------------------------
+
+    def run(self, run_id: str) -> RunRecord:
+        run = self.store.run(run_id)
+        if run is None:
+            raise NotFound(f"no run {run_id!r}")
+        return run
+
+    async def logs(
+        self, run_id: str, offset: int, follow: bool
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """A run's output from `offset`; with follow, waits for it to start and ends with it."""
+        run = self.run(run_id)
+        if follow and run.state is not RunState.RUNNING and not run.state.terminal:
+            started = self._started.setdefault(run.id, asyncio.Event())
+            async with self.bus.subscribe() as q:
+                run = self.run(run_id)
+                while run.state is not RunState.RUNNING and not run.state.terminal:
+                    waiter = asyncio.ensure_future(started.wait())
+                    getter = asyncio.ensure_future(q.get())
+                    await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
+                    waiter.cancel()
+                    getter.cancel()
+                    run = self.run(run_id)
+        if run.attempt == 0:
+            return
+        saved = Path(run.results_path) / "output.log"
+        if run.state.terminal and saved.exists():
+            with open(saved, "rb") as f:
+                f.seek(offset)
+                while data := await asyncio.to_thread(f.read, 256 * 1024):
+                    yield offset, data
+                    offset += len(data)
+            return
+        host = self.hosts.get(run.host)
+        if host is None:
+            raise ConvoyError(f"run {run_id}: host {run.host!r} is not connected")
+        async for chunk in host.client.read_log(run.attempt_id, offset, follow):
+            yield chunk
+
+    def host_views(self) -> list[tuple[Host, HostView, list[str]]]:
+        out = []
+        for h in self.hosts.values():
+            holders = [rid for rid, (hn, _) in self._allocations.items() if hn == h.name]
+            out.append((h, self._view(h), holders))
+        return out
+
+
+def _fields(final: RunRecord) -> dict[str, object]:
+    return {
+        "exit_code": final.exit_code,
+        "ended_at": final.ended_at,
+        "started_at": final.started_at,
+        "image_id": final.image_id,
+    }
+
+
+def coordinator_socket(home: Path) -> Path:
+    return home / "coordinator.sock"
+
+
+def default_home() -> Path:
+    if env := os.environ.get("CONVOY_HOME"):
+        return Path(env).expanduser()
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "convoy"

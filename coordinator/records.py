@@ -1,0 +1,67 @@
+"""What the coordinator keeps about submissions and runs: frozen records, changed by replacement."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, replace
+from typing import Any
+
+from convoy.spec import ParamValue, Resources
+from convoy.states import RunState, check_transition
+
+
+@dataclass(frozen=True)
+class SubmissionRecord:
+    id: str
+    experiment: str
+    seq: int
+    spec_path: str
+    spec_yaml: str
+    source_dir: str
+    results_dir: str  # <results>/<experiment>/<submission>/
+    revision: str
+    priority: int
+    created_at: float
+    total: int
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    id: str
+    submission_id: str
+    experiment: str
+    index: int
+    params: dict[str, ParamValue]
+    command: str | tuple[str, ...]
+    env: dict[str, str]
+    image: str
+    resources: Resources
+    retries: int
+    timeout_seconds: float
+    network: str
+    outputs: tuple[str, ...]
+    revision: str
+    results_path: str
+    priority: int
+    seq: int
+    state: RunState = RunState.QUEUED
+    attempt: int = 0
+    host: str = ""
+    exit_code: int | None = None
+    created_at: float = 0.0
+    started_at: float = 0.0
+    ended_at: float = 0.0
+    reason: str = ""
+    image_id: str = ""
+
+    @property
+    def attempt_id(self) -> str:
+        return f"{self.id}-a{self.attempt}"
+
+    def moved(self, to: RunState, reason: str, **changes: Any) -> RunRecord:
+        """The record after a lifecycle transition (validated)."""
+        check_transition(self.id, self.state, to)
+        return replace(self, state=to, reason=reason, **changes)
+
+    def params_json(self) -> str:
+        return json.dumps(self.params, sort_keys=False)

@@ -1,0 +1,179 @@
+"""A run's results on the coordinator's disk: files, output log, run.json; runs.csv per submission.
+
+Layout: `<results>/<experiment>/<submission>/<run>/` holding `output.log`, `run.json` and the
+files the run created or changed (or its declared outputs), at their paths relative to its working
+directory. Everything is written to a staging folder, checked against the agent's checksums, and
+renamed into place, so a folder that exists is complete.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import shutil
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path, PurePosixPath
+from typing import IO, Any
+
+from convoy.errors import ConvoyError
+
+from .records import RunRecord
+
+
+class ResultError(ConvoyError):
+    pass
+
+
+@dataclass(frozen=True)
+class FilePiece:
+    path: str  # set on a file's first piece only
+    mode: int
+    data: bytes
+    last: bool
+    sha256: str
+
+
+def iso(ts: float) -> str | None:
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def duration(run: RunRecord) -> float | None:
+    if run.started_at and run.ended_at:
+        return round(run.ended_at - run.started_at, 3)
+    return None
+
+
+def run_json(run: RunRecord, files: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The fields of run.json (also what `convoy runs --json` prints for each run)."""
+    return {
+        "run": run.id,
+        "experiment": run.experiment,
+        "submission": run.submission_id,
+        "index": run.index,
+        "params": run.params,
+        "state": run.state.value,
+        "exit_code": run.exit_code,
+        "reason": run.reason,
+        "host": run.host or None,
+        "attempt": run.attempt,
+        "image": run.image,
+        "image_id": run.image_id or None,
+        "revision": run.revision,
+        "command": run.command if isinstance(run.command, str) else list(run.command),
+        "resources": {
+            "cpus": run.resources.cpus,
+            "memory_bytes": run.resources.memory_bytes,
+            "gpus": run.resources.gpus,
+        },
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "duration_s": duration(run),
+        "results_path": run.results_path,
+        **({"files": files} if files is not None else {}),
+    }
+
+
+def _safe_target(root: Path, rel: str) -> Path:
+    p = PurePosixPath(rel)
+    if not rel or p.is_absolute() or ".." in p.parts or rel.startswith("/"):
+        raise ResultError(f"refusing result path {rel!r}: not a relative path inside the run")
+    return root.joinpath(*p.parts)
+
+
+class RunResult:
+    """One run's results being written. Use `async with RunResult(run) as r:` ... `r.commit()`."""
+
+    def __init__(self, run: RunRecord) -> None:
+        self.final = Path(run.results_path)
+        self.staging = self.final.parent / f".staging-{self.final.name}-a{run.attempt}"
+        self.files: dict[str, dict[str, Any]] = {}
+
+    def open(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+        self.staging.mkdir(parents=True)
+
+    def log_file(self) -> IO[bytes]:
+        return open(self.staging / "output.log", "wb")
+
+    async def receive(self, pieces: AsyncIterator[FilePiece]) -> None:
+        current: IO[bytes] | None = None
+        path = ""
+        digest = hashlib.sha256()
+        size = 0
+        async for piece in pieces:
+            if piece.path:
+                if current is not None:
+                    raise ResultError(f"result {path!r} ended without its last piece")
+                path = piece.path
+                target = _safe_target(self.staging / "files", path)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                current = open(target, "wb")  # noqa: SIM115 - closed on last piece
+                os.chmod(target, (piece.mode & 0o777) | 0o600)
+                digest, size = hashlib.sha256(), 0
+            if current is None:
+                raise ResultError("result piece without a file")
+            current.write(piece.data)
+            digest.update(piece.data)
+            size += len(piece.data)
+            if piece.last:
+                current.close()
+                current = None
+                if digest.hexdigest() != piece.sha256:
+                    raise ResultError(f"checksum mismatch for result {path!r}")
+                self.files[path] = {"size": size, "sha256": piece.sha256}
+        if current is not None:
+            current.close()
+            raise ResultError(f"result {path!r} was cut short")
+
+    def commit(self, run: RunRecord) -> None:
+        """Write run.json and move the folder into place (replacing an earlier attempt's)."""
+        files_dir = self.staging / "files"
+        if files_dir.exists():  # results sit at their own paths, beside output.log and run.json
+            for entry in files_dir.iterdir():
+                if entry.name in ("output.log", "run.json"):
+                    entry.rename(self.staging / f"{entry.name}.result")
+                    continue
+                entry.rename(self.staging / entry.name)
+            files_dir.rmdir()
+        body = json.dumps(run_json(run, self.files), indent=2) + "\n"
+        (self.staging / "run.json").write_text(body)
+        if self.final.exists():
+            old = self.final.with_name(f".old-{self.final.name}")
+            shutil.rmtree(old, ignore_errors=True)
+            os.rename(self.final, old)
+            os.rename(self.staging, self.final)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(self.staging, self.final)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.staging, ignore_errors=True)
+
+
+def write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:
+    """One row per run: its parameters, state, exit code and duration. Replaced atomically."""
+    params: list[str] = []
+    for r in runs:
+        params.extend(k for k in r.params if k not in params)
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["run", "index", *params, "state", "exit_code", "duration_s", "host", "attempt"])
+    for r in sorted(runs, key=lambda r: r.index):
+        d = duration(r)
+        w.writerow([
+            r.id, r.index, *(r.params.get(k, "") for k in params), r.state.value,
+            "" if r.exit_code is None else r.exit_code, "" if d is None else f"{d:.3f}",
+            r.host, r.attempt,
+        ])  # fmt: skip
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".csv.tmp")
+    tmp.write_text(buf.getvalue())
+    os.replace(tmp, path)

@@ -1,0 +1,131 @@
+"""Placement: which queued run goes to which host. Pure; no I/O.
+
+Capacity is counted in integer units (millicpus, bytes, gpus) so that packing many fractional-cpu
+runs never drifts. The scheduler never over-commits a host: a run is placed only where its whole
+request fits in what is left after every allocation already held and every placement made in the
+same pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+from convoy.spec import Resources
+
+
+@dataclass(frozen=True, order=True)
+class Units:
+    millicpus: int = 0
+    memory_bytes: int = 0
+    gpus: int = 0
+
+    @classmethod
+    def of(cls, r: Resources) -> Units:
+        return cls(round(r.cpus * 1000), r.memory_bytes, r.gpus)
+
+    def __add__(self, o: Units) -> Units:
+        return Units(
+            self.millicpus + o.millicpus, self.memory_bytes + o.memory_bytes, self.gpus + o.gpus
+        )
+
+    def __sub__(self, o: Units) -> Units:
+        return Units(
+            self.millicpus - o.millicpus, self.memory_bytes - o.memory_bytes, self.gpus - o.gpus
+        )
+
+    def fits_in(self, free: Units) -> bool:
+        return (
+            self.millicpus <= free.millicpus
+            and self.memory_bytes <= free.memory_bytes
+            and self.gpus <= free.gpus
+        )
+
+    def as_resources(self) -> Resources:
+        return Resources(self.millicpus / 1000, self.memory_bytes, self.gpus)
+
+
+class Policy(StrEnum):
+    PACK = "pack"  # fill the first host (in name order) before the next
+    SPREAD = "spread"  # the host with the most free cpus first
+
+
+@dataclass(frozen=True)
+class HostView:
+    name: str
+    capacity: Units
+    allocated: Units = Units()
+    up: bool = True
+
+    @property
+    def free(self) -> Units:
+        return self.capacity - self.allocated
+
+
+@dataclass(frozen=True)
+class Pending:
+    run_id: str
+    request: Units
+    priority: int = 0
+    seq: int = 0  # submission order; lower first among equal priorities
+
+
+@dataclass(frozen=True)
+class Placement:
+    run_id: str
+    host: str
+
+
+@dataclass
+class _Ledger:
+    hosts: dict[str, HostView] = field(default_factory=dict)
+
+    def take(self, name: str, u: Units) -> None:
+        h = self.hosts[name]
+        self.hosts[name] = HostView(h.name, h.capacity, h.allocated + u, h.up)
+
+
+def queue_order(pending: Iterable[Pending]) -> list[Pending]:
+    """Priority first (higher earlier), then submission order."""
+    return sorted(pending, key=lambda p: (-p.priority, p.seq))
+
+
+def place(
+    pending: Iterable[Pending], hosts: Sequence[HostView], policy: Policy = Policy.PACK
+) -> list[Placement]:
+    """Place as many queued runs as fit, in queue order.
+
+    A run that does not fit now is skipped and smaller runs behind it may still be placed
+    (backfill); runs that fit on no host even when it is empty are rejected at submit time, so a
+    skipped run always gets a host once enough of the running ones end.
+    """
+    ledger = _Ledger({h.name: h for h in hosts if h.up})
+    placements: list[Placement] = []
+    for p in queue_order(pending):
+        candidates = [h for h in ledger.hosts.values() if p.request.fits_in(h.free)]
+        if not candidates:
+            continue
+        if policy is Policy.SPREAD:
+            chosen = max(candidates, key=lambda h: (h.free.millicpus, h.free.memory_bytes))
+        else:
+            chosen = min(candidates, key=lambda h: h.name)
+        ledger.take(chosen.name, p.request)
+        placements.append(Placement(p.run_id, chosen.name))
+    return placements
+
+
+def why_unplaceable(request: Units, hosts: Sequence[HostView]) -> str | None:
+    """A message when no host could ever run this request, even empty; None when one could."""
+    if any(request.fits_in(h.capacity) for h in hosts):
+        return None
+    if not hosts:
+        return "no hosts are connected"
+    biggest = max(hosts, key=lambda h: (h.capacity.millicpus, h.capacity.memory_bytes))
+    need = request.as_resources()
+    have = biggest.capacity.as_resources()
+    return (
+        f"a run asks for {need.cpus:g} cpus, {need.memory_bytes} bytes of memory and {need.gpus} "
+        f"gpus; the largest host ({biggest.name}) offers {have.cpus:g} cpus, "
+        f"{have.memory_bytes} bytes and {have.gpus} gpus"
+    )

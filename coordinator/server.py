@@ -1,0 +1,116 @@
+"""`convoy up`: the coordinator's process. Starts the local agent when none answers, opens the
+store, serves the Coordinator API on a unix socket readable by its user alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import grpc
+
+from convoy.errors import ConvoyError
+from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+
+from .agents import AgentClient
+from .api import CoordinatorService
+from .engine import Coordinator, Host, coordinator_socket
+from .store import Store
+
+log = logging.getLogger("convoy.coordinator")
+
+LOCAL_HOST = "local"
+
+
+def agent_home(home: Path) -> Path:
+    return home / "agent"
+
+
+def agent_socket(home: Path) -> Path:
+    return agent_home(home) / "agent.sock"
+
+
+async def _answers(client: AgentClient) -> bool:
+    try:
+        await client.describe(timeout=2)
+        return True
+    except grpc.aio.AioRpcError:
+        return False
+
+
+async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None) -> AgentClient:
+    """A client for this machine's agent, starting it (detached, so it outlives us) if needed."""
+    sock = agent_socket(home)
+    client = AgentClient(f"unix:{sock}")
+    if sock.exists() and await _answers(client):
+        return client
+    ahome = agent_home(home)
+    ahome.mkdir(parents=True, exist_ok=True, mode=0o700)
+    cmd = [sys.executable, "-m", "agent", "--home", str(ahome), "--socket", str(sock),
+           "--name", LOCAL_HOST]  # fmt: skip
+    if cpus is not None:
+        cmd += ["--cpus", str(cpus)]
+    if memory is not None:
+        cmd += ["--memory", memory]
+    with open(ahome / "agent.log", "ab") as out:
+        proc = subprocess.Popen(
+            cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )  # fmt: skip
+    (ahome / "agent.pid").write_text(f"{proc.pid}\n")
+    for _ in range(300):
+        if proc.poll() is not None:
+            raise ConvoyError(
+                f"the local agent exited with status {proc.returncode}; see {ahome / 'agent.log'}"
+            )
+        if sock.exists() and await _answers(client):
+            return client
+        await asyncio.sleep(0.05)
+    raise ConvoyError(f"the local agent did not answer within 15 s; see {ahome / 'agent.log'}")
+
+
+async def serve(
+    home: Path, cpus: float | None = None, memory: str | None = None,
+    ready: asyncio.Event | None = None,
+) -> None:  # fmt: skip
+    """Run the coordinator until SIGINT/SIGTERM (or cancellation)."""
+    home.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.chmod(home, 0o700)
+    client = await ensure_local_agent(home, cpus, memory)
+    store = Store(home / "state.db")
+    coordinator = Coordinator(home, store, [Host(LOCAL_HOST, client)])
+    await coordinator.start()
+    server = grpc.aio.server()
+    pb_grpc.add_CoordinatorServicer_to_server(CoordinatorService(coordinator), server)
+    sock = coordinator_socket(home)
+    if sock.exists():
+        sock.unlink()
+    old_umask = os.umask(0o177)  # the socket is created 0600: its user alone may connect
+    try:
+        server.add_insecure_port(f"unix:{sock}")
+        await server.start()
+    finally:
+        os.umask(old_umask)
+    os.chmod(sock, 0o600)
+    (home / "coordinator.pid").write_text(f"{os.getpid()}\n")
+    log.info("coordinator listening on %s", sock)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    if ready is not None:
+        ready.set()
+    try:
+        await stop.wait()
+    finally:
+        log.info("coordinator stopping; runs keep running on their hosts")
+        await server.stop(grace=1)
+        await coordinator.close()
+        store.close()
+        for f in (sock, home / "coordinator.pid"):
+            f.unlink(missing_ok=True)

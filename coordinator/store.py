@@ -1,0 +1,209 @@
+"""SQLite persistence for submissions, runs and every run state transition.
+
+WAL mode; a submission and all its runs are committed in one transaction before Submit answers.
+Calls are short and synchronous: the coordinator's event loop calls them directly (each write is
+well under a millisecond for single rows), and batches where it writes many rows.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from convoy.spec import Resources
+from convoy.states import RunState
+
+from .records import RunRecord, SubmissionRecord
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS submissions (
+    id TEXT PRIMARY KEY, experiment TEXT NOT NULL, seq INTEGER NOT NULL, spec_path TEXT NOT NULL,
+    spec_yaml TEXT NOT NULL, source_dir TEXT NOT NULL, results_dir TEXT NOT NULL,
+    revision TEXT NOT NULL, priority INTEGER NOT NULL, created_at REAL NOT NULL,
+    total INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id TEXT PRIMARY KEY, submission_id TEXT NOT NULL REFERENCES submissions(id),
+    experiment TEXT NOT NULL, idx INTEGER NOT NULL, params_json TEXT NOT NULL,
+    command_json TEXT NOT NULL, env_json TEXT NOT NULL, image TEXT NOT NULL, cpus REAL NOT NULL,
+    memory_bytes INTEGER NOT NULL, gpus INTEGER NOT NULL, retries INTEGER NOT NULL,
+    timeout_seconds REAL NOT NULL, network TEXT NOT NULL, outputs_json TEXT NOT NULL,
+    revision TEXT NOT NULL, results_path TEXT NOT NULL, priority INTEGER NOT NULL,
+    seq INTEGER NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL, host TEXT NOT NULL,
+    exit_code INTEGER, created_at REAL NOT NULL, started_at REAL NOT NULL,
+    ended_at REAL NOT NULL, reason TEXT NOT NULL, image_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS runs_by_submission ON runs(submission_id, idx);
+CREATE INDEX IF NOT EXISTS runs_by_state ON runs(state);
+CREATE TABLE IF NOT EXISTS transitions (
+    id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, at REAL NOT NULL, from_state TEXT NOT NULL,
+    to_state TEXT NOT NULL, reason TEXT NOT NULL, host TEXT NOT NULL, attempt INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS transitions_by_run ON transitions(run_id, id);
+"""
+
+_RUN_COLUMNS = (
+    "id, submission_id, experiment, idx, params_json, command_json, env_json, image, cpus, "
+    "memory_bytes, gpus, retries, timeout_seconds, network, outputs_json, revision, results_path, "
+    "priority, seq, state, attempt, host, exit_code, created_at, started_at, ended_at, reason, "
+    "image_id"
+)
+
+
+def _run_row(r: RunRecord) -> tuple[object, ...]:
+    command = r.command if isinstance(r.command, str) else list(r.command)
+    return (
+        r.id, r.submission_id, r.experiment, r.index, json.dumps(r.params), json.dumps(command),
+        json.dumps(r.env), r.image, r.resources.cpus, r.resources.memory_bytes, r.resources.gpus,
+        r.retries, r.timeout_seconds, r.network, json.dumps(list(r.outputs)), r.revision,
+        r.results_path, r.priority, r.seq, r.state.value, r.attempt, r.host, r.exit_code,
+        r.created_at, r.started_at, r.ended_at, r.reason, r.image_id,
+    )  # fmt: skip
+
+
+def _run_from(row: sqlite3.Row) -> RunRecord:
+    command = json.loads(row["command_json"])
+    return RunRecord(
+        id=row["id"],
+        submission_id=row["submission_id"],
+        experiment=row["experiment"],
+        index=row["idx"],
+        params=json.loads(row["params_json"]),
+        command=command if isinstance(command, str) else tuple(command),
+        env=json.loads(row["env_json"]),
+        image=row["image"],
+        resources=Resources(row["cpus"], row["memory_bytes"], row["gpus"]),
+        retries=row["retries"],
+        timeout_seconds=row["timeout_seconds"],
+        network=row["network"],
+        outputs=tuple(json.loads(row["outputs_json"])),
+        revision=row["revision"],
+        results_path=row["results_path"],
+        priority=row["priority"],
+        seq=row["seq"],
+        state=RunState(row["state"]),
+        attempt=row["attempt"],
+        host=row["host"],
+        exit_code=row["exit_code"],
+        created_at=row["created_at"],
+        started_at=row["started_at"],
+        ended_at=row["ended_at"],
+        reason=row["reason"],
+        image_id=row["image_id"],
+    )
+
+
+class Store:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA foreign_keys=ON")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def next_seq(self) -> int:
+        row = self._db.execute("SELECT COALESCE(MAX(seq), 0) FROM submissions").fetchone()
+        return int(row[0]) + 1
+
+    def submission_numbers(self, experiment: str) -> set[int]:
+        rows = self._db.execute("SELECT id FROM submissions WHERE experiment = ?", (experiment,))
+        out: set[int] = set()
+        for (sid,) in rows:
+            tail = sid.rsplit("-", 1)[-1]
+            if tail.isdigit():
+                out.add(int(tail))
+        return out
+
+    def add_submission(self, sub: SubmissionRecord, runs: Sequence[RunRecord]) -> None:
+        """The submission and all its runs, with their first transitions, in one transaction."""
+        with self._tx():
+            self._db.execute(
+                "INSERT INTO submissions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (
+                    sub.id, sub.experiment, sub.seq, sub.spec_path, sub.spec_yaml, sub.source_dir,
+                    sub.results_dir, sub.revision, sub.priority, sub.created_at, sub.total,
+                ),
+            )  # fmt: skip
+            marks = ",".join("?" * len(_RUN_COLUMNS.split(",")))
+            self._db.executemany(
+                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({marks})", [_run_row(r) for r in runs]
+            )
+            self._db.executemany(
+                "INSERT INTO transitions (run_id, at, from_state, to_state, reason, host, attempt)"
+                " VALUES (?,?,?,?,?,?,?)",
+                [(r.id, r.created_at, "", r.state.value, r.reason, "", 0) for r in runs],
+            )
+
+    def update_runs(self, changes: Iterable[tuple[RunRecord, RunRecord, float]]) -> None:
+        """Persist (before, after, at) changes; a state change also records a transition."""
+        with self._tx():
+            for before, after, at in changes:
+                row = _run_row(after)
+                sets = ", ".join(f"{c.strip()} = ?" for c in _RUN_COLUMNS.split(",")[1:])
+                self._db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*row[1:], after.id))
+                if before.state != after.state:
+                    self._db.execute(
+                        "INSERT INTO transitions (run_id, at, from_state, to_state, reason, host,"
+                        " attempt) VALUES (?,?,?,?,?,?,?)",
+                        (after.id, at, before.state.value, after.state.value, after.reason,
+                         after.host, after.attempt),
+                    )  # fmt: skip
+
+    def runs(
+        self, submission_id: str = "", states: Sequence[RunState] = (), limit: int = 0
+    ) -> list[RunRecord]:
+        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+        where: list[str] = []
+        args: list[object] = []
+        if submission_id:
+            where.append("submission_id = ?")
+            args.append(submission_id)
+        if states:
+            where.append(f"state IN ({','.join('?' * len(states))})")
+            args.extend(s.value for s in states)
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY seq, idx"
+        if limit:
+            sql += f" LIMIT {int(limit)}"
+        return [_run_from(r) for r in self._db.execute(sql, args)]
+
+    def run(self, run_id: str) -> RunRecord | None:
+        row = self._db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)
+        ).fetchone()
+        return _run_from(row) if row else None
+
+    def submission(self, sub_id: str) -> SubmissionRecord | None:
+        row = self._db.execute("SELECT * FROM submissions WHERE id = ?", (sub_id,)).fetchone()
+        if row is None:
+            return None
+        return SubmissionRecord(**{k: row[k] for k in row.keys()})  # noqa: SIM118
+
+    def transitions(self, run_id: str) -> list[tuple[float, str, str, str]]:
+        rows = self._db.execute(
+            "SELECT at, from_state, to_state, reason FROM transitions WHERE run_id = ? ORDER BY id",
+            (run_id,),
+        )
+        return [tuple(r) for r in rows]
+
+    def _tx(self) -> _Tx:
+        return _Tx(self._db)
+
+
+class _Tx:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")

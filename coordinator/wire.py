@@ -1,0 +1,39 @@
+"""Domain records <-> protobuf messages of the Coordinator API. The only module that converts."""
+
+from __future__ import annotations
+
+import json
+
+from convoy.spec import Resources
+from convoy.v1 import common_pb2
+from convoy.v1 import coordinator_pb2 as pb
+
+from .records import RunRecord
+
+
+def resources_to_pb(r: Resources) -> common_pb2.Resources:
+    return common_pb2.Resources(cpus=r.cpus, memory_bytes=r.memory_bytes, gpus=r.gpus)
+
+
+def run_to_pb(r: RunRecord) -> pb.Run:
+    return pb.Run(
+        id=r.id,
+        submission_id=r.submission_id,
+        experiment=r.experiment,
+        index=r.index,
+        params_json=json.dumps(r.params),
+        state=r.state.value,
+        attempt=r.attempt,
+        host=r.host,
+        has_exit_code=r.exit_code is not None,
+        exit_code=r.exit_code or 0,
+        created_at=r.created_at,
+        started_at=r.started_at,
+        ended_at=r.ended_at,
+        reason=r.reason,
+        image=r.image,
+        results_path=r.results_path,
+        revision=r.revision,
+        resources=resources_to_pb(r.resources),
+        command=r.command if isinstance(r.command, str) else json.dumps(list(r.command)),
+    )
