@@ -119,11 +119,17 @@ if ! docker_ok; then
     pidfile=/var/run/docker.pid
     if ! docker_ok && ! { [[ -f $pidfile ]] && [[ -d /proc/$(cat "$pidfile" 2>/dev/null) ]]; }; then
         # No systemd (containers, CI machines): run dockerd in the background, in its own
-        # session, with no inherited descriptors (the lock above must not outlive this script).
+        # session, with no inherited descriptors: neither the lock above nor a pipe of whoever
+        # runs this script (a CI runner waits for its pipes to close) may outlive this script.
         starter=()
         command -v setsid >/dev/null 2>&1 && starter=(setsid)
-        as_root "${starter[@]}" sh -c \
-            'nohup dockerd >/var/log/convoy-dockerd.log 2>&1 </dev/null 9>&- &'
+        # shellcheck disable=SC2016  # expanded by the inner bash
+        as_root "${starter[@]}" bash -c '
+            for fd in /proc/$$/fd/*; do
+                fd=${fd##*/}
+                if [[ $fd -gt 2 ]]; then eval "exec $fd>&-" 2>/dev/null || true; fi
+            done
+            nohup dockerd >/var/log/convoy-dockerd.log 2>&1 </dev/null &'
     fi
     for _ in $(seq 120); do
         docker_ok && break

@@ -7,11 +7,20 @@ where they fail: CI must never pass by skipping them.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import shutil
+import signal
 import subprocess
+import sys
+import tempfile
+import textwrap
+import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import docker.errors
 import pytest
@@ -65,3 +74,90 @@ def agent_id(docker_runtime: DockerRuntime) -> Iterator[str]:
     for container in leftovers:
         with contextlib.suppress(docker.errors.NotFound):
             container.remove(force=True, v=True)
+
+
+@dataclass
+class ConvoyEnv:
+    """A coordinator and local agent in their own CONVOY_HOME, driven through the `convoy` CLI."""
+
+    home: Path
+    coordinator: subprocess.Popen[bytes]
+
+    def env(self) -> dict[str, str]:
+        return dict(os.environ, CONVOY_HOME=str(self.home))
+
+    def cli(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "convoy.cli.main", *args],
+            env=self.env(), capture_output=True, text=True, timeout=timeout,
+        )  # fmt: skip
+
+    def cli_async(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "convoy.cli.main", *args],
+            env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+
+    def runs(self, submission: str = "") -> list[dict[str, Any]]:
+        args = ["runs", "--json"] + (["--submission", submission] if submission else [])
+        out = self.cli(*args)
+        assert out.returncode == 0, out.stderr
+        return list(json.loads(out.stdout))
+
+    def wait_for(self, run_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for r in self.runs():
+                if r["run"] == run_id and r["state"] in states:
+                    return r
+            time.sleep(0.2)
+        raise AssertionError(f"{run_id} did not reach {states} within {timeout} s")
+
+
+def _kill_pidfile(pidfile: Path) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        os.kill(int(pidfile.read_text().strip()), signal.SIGKILL)
+
+
+@pytest.fixture
+def convoy_env(docker_runtime: DockerRuntime, busybox_image: str) -> Iterator[ConvoyEnv]:
+    """`convoy up --cpus 2` in a fresh short-pathed home; everything it started is gone after."""
+    from agent.server import agent_id_for
+
+    home = Path(tempfile.mkdtemp(prefix="cvy-", dir="/tmp"))  # unix socket paths must stay short
+    env = dict(os.environ, CONVOY_HOME=str(home))
+    log = open(home / "up.log", "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convoy.cli.main", "up", "--cpus", "2", "--memory", "4GiB"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (home / "coordinator.sock").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"convoy up did not start: {(home / 'up.log').read_text()}")
+            time.sleep(0.05)
+        yield ConvoyEnv(home, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        _kill_pidfile(home / "agent" / "agent.pid")
+        log.close()
+        ident = agent_id_for(home / "agent")
+        for c in docker_runtime.client.containers.list(
+            all=True, filters={"label": f"{LABEL_PREFIX}agent={ident}"}
+        ):
+            with contextlib.suppress(docker.errors.NotFound):
+                c.remove(force=True, v=True)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def write_experiment(folder: Path, text: str, name: str = "experiment.yaml") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text(textwrap.dedent(text))
+    return path

@@ -1,0 +1,259 @@
+"""End to end on the embedded default: real coordinator, real agent, real Docker, via the CLI."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from .conftest import ConvoyEnv, write_experiment
+
+pytestmark = pytest.mark.docker
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def test_twelve_one_cpu_runs_on_two_cpus_never_overlap_more_than_two(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """12 runs of cpus: 1 on a 2-cpu host all succeed with at most 2 running at any instant."""
+    spec = write_experiment(tmp_path, """
+        name: packing
+        image: convoy/busybox:1
+        command: echo start ${i}; sleep 0.5; echo ${i} > done.txt
+        matrix:
+          i: {range: [0, 12]}
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    sub = tmp_path / "convoy-results" / "packing" / "packing-1"
+    runs = [json.loads(p.read_text()) for p in sorted(sub.glob("*/run.json"))]
+    assert len(runs) == 12
+    assert all(r["state"] == "succeeded" and r["exit_code"] == 0 for r in runs)
+    edges = sorted(
+        [(_ts(r["started_at"]), 1) for r in runs] + [(_ts(r["ended_at"]), -1) for r in runs]
+    )  # an end at the same instant as a start is counted first
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    assert peak == 2, f"peak concurrency {peak}"
+    assert all((sub / r["run"] / "done.txt").read_text().strip() == str(r["params"]["i"]) for r in runs)
+
+
+def test_results_folder_holds_run_json_log_files_and_runs_csv(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """Each run's folder has run.json (required fields), output.log and only the files it made."""
+    (tmp_path / "input.txt").write_text("unchanged input\n")
+    (tmp_path / "edit.txt").write_text("before\n")
+    spec = write_experiment(tmp_path, """
+        name: layout
+        image: convoy/busybox:1
+        command: cat input.txt; echo after > edit.txt; mkdir -p results; echo ${k} > results/k.txt
+        matrix:
+          k: [alpha, beta]
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    assert "[layout-1.00] unchanged input" in out.stdout
+    sub = tmp_path / "convoy-results" / "layout" / "layout-1"
+    for idx, k in enumerate(["alpha", "beta"]):
+        d = sub / f"layout-1.{idx:02d}"
+        meta = json.loads((d / "run.json").read_text())
+        for field in ("run", "experiment", "submission", "params", "state", "exit_code", "host",
+                      "image", "started_at", "ended_at"):  # fmt: skip
+            assert field in meta, field
+        assert meta["params"] == {"k": k}
+        assert meta["started_at"].endswith("Z") and meta["ended_at"].endswith("Z")
+        assert (d / "output.log").read_text() == "unchanged input\n"
+        assert (d / "results" / "k.txt").read_text() == f"{k}\n"
+        assert (d / "edit.txt").read_text() == "after\n"
+        assert not (d / "input.txt").exists()  # an unchanged input is not a result
+        assert set(meta["files"]) == {"edit.txt", "results/k.txt"}
+    rows = list(csv.DictReader((sub / "runs.csv").open()))
+    assert [(r["run"], r["k"], r["state"], r["exit_code"]) for r in rows] == [
+        ("layout-1.00", "alpha", "succeeded", "0"),
+        ("layout-1.01", "beta", "succeeded", "0"),
+    ]
+    assert all(float(r["duration_s"]) >= 0 for r in rows)
+
+
+def test_exit_3_is_failed_with_exit_code_3_and_run_exits_1(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """A run exiting 3 ends failed with exit_code 3, and `convoy run` exits 1."""
+    spec = write_experiment(tmp_path, """
+        name: fails
+        image: convoy/busybox:1
+        command: echo failing; exit 3
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 1, out.stderr
+    [run] = convoy_env.runs("fails-1")
+    assert run["state"] == "failed" and run["exit_code"] == 3
+    meta = json.loads((tmp_path / "convoy-results/fails/fails-1/fails-1.00/run.json").read_text())
+    assert meta["exit_code"] == 3 and meta["state"] == "failed"
+
+
+def test_retries_run_again_and_the_last_attempt_wins(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
+    """With retries: 1, a run failing once succeeds on its second attempt."""
+    spec = write_experiment(tmp_path, """
+        name: flaky
+        image: convoy/busybox:1
+        command: if [ "$CONVOY_ATTEMPT" = 1 ]; then exit 7; fi; echo ok
+        retries: 1
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    [run] = convoy_env.runs("flaky-1")
+    assert (run["state"], run["attempt"], run["exit_code"]) == ("succeeded", 2, 0)
+
+
+def test_timeout_fails_the_run(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
+    """A run outliving its timeout is stopped and ends failed, saying it timed out."""
+    spec = write_experiment(tmp_path, """
+        name: slow
+        image: convoy/busybox:1
+        command: sleep 600
+        timeout: 1s
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec), timeout=60)
+    assert out.returncode == 1
+    [run] = convoy_env.runs("slow-1")
+    assert run["state"] == "failed" and "timed out" in run["reason"]
+
+
+def test_running_container_is_hardened(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
+    """docker inspect of a running run shows NetworkMode none, CapDrop ALL, no-new-privileges, a PidsLimit."""
+    spec = write_experiment(tmp_path, """
+        name: hard
+        image: convoy/busybox:1
+        command: sleep 60
+        resources: {cpus: 0.5, memory: 96MiB}
+    """)  # fmt: skip
+    assert convoy_env.cli("run", "--detach", str(spec)).returncode == 0
+    convoy_env.wait_for("hard-1.00", {"running"})
+    ids = subprocess.run(
+        ["docker", "ps", "-q", "--filter", "label=convoy.run=hard-1.00"],
+        capture_output=True, text=True, check=True,
+    ).stdout.split()  # fmt: skip
+    assert len(ids) == 1
+    info = json.loads(
+        subprocess.run(["docker", "inspect", ids[0]], capture_output=True, check=True).stdout
+    )[0]["HostConfig"]
+    assert info["NetworkMode"] == "none"
+    assert info["CapDrop"] == ["ALL"]
+    assert "no-new-privileges" in info["SecurityOpt"]
+    assert info["PidsLimit"] and info["PidsLimit"] > 0
+    assert info["NanoCpus"] == 500_000_000 and info["Memory"] == 96 * 1024 * 1024
+    assert info["ReadonlyRootfs"] is True
+    assert convoy_env.cli("cancel", "hard-1", "--grace", "1").returncode == 0
+
+
+def test_a_million_numbered_lines_arrive_complete_and_in_order(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """`convoy logs -f` during the run and `convoy logs` after both give all 1,000,000 lines in order."""
+    spec = write_experiment(tmp_path, """
+        name: lines
+        image: convoy/busybox:1
+        command: seq 1 1000000
+    """)  # fmt: skip
+    assert convoy_env.cli("run", "--detach", str(spec)).returncode == 0
+    follow = convoy_env.cli("logs", "-f", "lines-1.00")
+    convoy_env.wait_for("lines-1.00", {"succeeded"})
+    after = convoy_env.cli("logs", "lines-1.00")
+    expected = "".join(f"{i}\n" for i in range(1, 1_000_001))
+    assert follow.returncode == 0 and after.returncode == 0
+    assert follow.stdout == expected
+    assert after.stdout == expected
+
+
+def test_cancel_of_a_running_run_ends_it_within_grace_plus_5s(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """A run ignoring SIGTERM is cancelled within grace + 5 s and keeps its partial output."""
+    spec = write_experiment(tmp_path, """
+        name: stubborn
+        image: convoy/busybox:1
+        command: trap '' TERM; echo partial > part.txt; echo begun; sleep 600 & wait; sleep 600
+    """)  # fmt: skip
+    watcher = convoy_env.cli_async("run", str(spec))
+    try:
+        convoy_env.wait_for("stubborn-1.00", {"running"})
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        out = convoy_env.cli("cancel", "stubborn-1.00", "--grace", "2")
+        assert out.returncode == 0, out.stderr
+        run = convoy_env.wait_for("stubborn-1.00", {"cancelled"}, timeout=2 + 5)
+        assert time.monotonic() - t0 <= 2 + 5
+        assert run["state"] == "cancelled"
+        assert watcher.wait(30) == 1
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    d = tmp_path / "convoy-results/stubborn/stubborn-1/stubborn-1.00"
+    assert (d / "part.txt").read_text() == "partial\n"
+    assert "begun" in (d / "output.log").read_text()
+
+
+def test_cancel_a_submission_cancels_queued_runs_before_they_start(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """Cancelling a submission ends its running runs and its queued runs never start."""
+    spec = write_experiment(tmp_path, """
+        name: many
+        image: convoy/busybox:1
+        command: sleep 600
+        matrix:
+          i: {range: [0, 5]}
+        resources: {cpus: 1}
+    """)  # fmt: skip
+    assert convoy_env.cli("run", "--detach", str(spec)).returncode == 0
+    convoy_env.wait_for("many-1.01", {"running"})
+    out = convoy_env.cli("cancel", "many-1", "--grace", "1")
+    assert out.returncode == 0 and "5 run(s)" in out.stdout
+    for i in range(5):
+        convoy_env.wait_for(f"many-1.{i:02d}", {"cancelled"}, timeout=20)
+    runs = {r["run"]: r for r in convoy_env.runs("many-1")}
+    assert [runs[f"many-1.{i:02d}"]["attempt"] for i in range(5)] == [1, 1, 0, 0, 0]
+
+
+def test_hosts_shows_the_local_host_with_its_capacity(convoy_env: ConvoyEnv) -> None:
+    """`convoy hosts --json` lists the local host with the capacity `convoy up` gave it."""
+    out = convoy_env.cli("hosts", "--json")
+    assert out.returncode == 0, out.stderr
+    [host] = json.loads(out.stdout)
+    assert host["name"] == "local" and host["state"] == "up"
+    assert host["capacity"]["cpus"] == 2 and host["capacity"]["memory_bytes"] == 4 * 1024**3
+
+
+def test_a_run_too_big_for_every_host_is_refused_with_exit_2(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """A spec asking 4 cpus of a 2-cpu fleet is refused (exit 2) and nothing is stored."""
+    spec = write_experiment(tmp_path, """
+        name: huge
+        image: convoy/busybox:1
+        command: "true"
+        resources: {cpus: 4}
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 2
+    assert "largest host (local) offers 2 cpus" in out.stderr
+    assert convoy_env.runs() == []
+
+
+def test_unknown_run_is_exit_2(convoy_env: ConvoyEnv) -> None:
+    """`convoy logs` of a run that does not exist says so and exits 2."""
+    out = convoy_env.cli("logs", "nope-1.00")
+    assert out.returncode == 2 and "no run 'nope-1.00'" in out.stderr
