@@ -46,7 +46,8 @@ def test_twelve_one_cpu_runs_on_two_cpus_never_overlap_more_than_two(
         running += step
         peak = max(peak, running)
     assert peak == 2, f"peak concurrency {peak}"
-    assert all((sub / r["run"] / "done.txt").read_text().strip() == str(r["params"]["i"]) for r in runs)
+    for r in runs:
+        assert (sub / r["run"] / "done.txt").read_text().strip() == str(r["params"]["i"])
 
 
 def test_results_folder_holds_run_json_log_files_and_runs_csv(
@@ -133,7 +134,7 @@ def test_timeout_fails_the_run(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
 
 
 def test_running_container_is_hardened(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
-    """docker inspect of a running run shows NetworkMode none, CapDrop ALL, no-new-privileges, a PidsLimit."""
+    """A running run: NetworkMode none, CapDrop ALL, no-new-privileges, a PidsLimit."""
     spec = write_experiment(tmp_path, """
         name: hard
         image: convoy/busybox:1
@@ -162,7 +163,7 @@ def test_running_container_is_hardened(convoy_env: ConvoyEnv, tmp_path: Path) ->
 def test_a_million_numbered_lines_arrive_complete_and_in_order(
     convoy_env: ConvoyEnv, tmp_path: Path
 ) -> None:
-    """`convoy logs -f` during the run and `convoy logs` after both give all 1,000,000 lines in order."""
+    """`convoy logs -f` during the run and `convoy logs` after give all 1,000,000 lines in order."""
     spec = write_experiment(tmp_path, """
         name: lines
         image: convoy/busybox:1

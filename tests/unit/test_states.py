@@ -18,9 +18,7 @@ from convoy.states import (
 
 S = RunState
 ALLOWED = sorted((a, b) for a, targets in TRANSITIONS.items() for b in targets)
-DISALLOWED = sorted(
-    (a, b) for a in RunState for b in RunState if b not in TRANSITIONS[a]
-)
+DISALLOWED = sorted((a, b) for a in RunState for b in RunState if b not in TRANSITIONS[a])
 
 
 def test_every_state_has_a_transitions_entry() -> None:
