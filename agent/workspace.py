@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import posixpath
 import shutil
 import stat
 from collections.abc import Iterable, Iterator
@@ -33,23 +34,32 @@ def materialise(source: Path, work: Path) -> Manifest:
     src_root = source.resolve()
     for dirpath, dirnames, filenames in os.walk(source):
         rel_dir = Path(dirpath).relative_to(source)
+        real_dirs = []
         for d in dirnames:
+            if (Path(dirpath) / d).is_symlink():  # os.walk lists links to folders as folders
+                _link_if_inside(Path(dirpath) / d, work / rel_dir / d, src_root)
+                continue
             (work / rel_dir / d).mkdir(exist_ok=True)
+            real_dirs.append(d)
+        dirnames[:] = real_dirs
         for name in filenames:
             src = Path(dirpath) / name
             dst = work / rel_dir / name
             st = src.lstat()
             if stat.S_ISLNK(st.st_mode):
-                target = os.readlink(src)
-                resolved = (src.parent / target).resolve()
-                if resolved.is_relative_to(src_root):
-                    os.symlink(target, dst)
+                _link_if_inside(src, dst, src_root)
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
             shutil.copy2(src, dst)
             manifest[(rel_dir / name).as_posix()] = _key(dst.lstat())
     return manifest
+
+
+def _link_if_inside(src: Path, dst: Path, root: Path) -> None:
+    target = os.readlink(src)
+    if (src.parent / target).resolve().is_relative_to(root):
+        os.symlink(target, dst)
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int]:
@@ -78,7 +88,7 @@ def select_outputs(work: Path, patterns: Iterable[str], manifest: Manifest) -> l
 
     Only files the run created or changed count, so inputs that match a pattern do not come back.
     """
-    pats = [p.rstrip("/") for p in patterns]
+    pats = [posixpath.normpath(p).rstrip("/") for p in patterns]
     out = []
     for rel in changed_files(work, manifest):
         for pat in pats:

@@ -324,7 +324,10 @@ class _Checker:
     def outputs(self, node: yaml.Node) -> tuple[str, ...]:
         if not isinstance(node, yaml.SequenceNode):
             raise self.expect(node, "outputs", "a list of relative paths or globs")
-        return tuple(self.relative_path(n, f"outputs[{i}]") for i, n in enumerate(node.value))
+        return tuple(
+            posixpath.normpath(self.relative_path(n, f"outputs[{i}]"))
+            for i, n in enumerate(node.value)
+        )
 
     def network(self, node: yaml.Node) -> str:
         what = "'none', 'bridge' or a docker network name"

@@ -83,7 +83,7 @@ def run_json(run: RunRecord, files: dict[str, dict[str, Any]] | None = None) -> 
 
 def _safe_target(root: Path, rel: str) -> Path:
     p = PurePosixPath(rel)
-    if not rel or p.is_absolute() or ".." in p.parts or rel.startswith("/"):
+    if not p.parts or p.is_absolute() or ".." in p.parts or p.parts == (".",):
         raise ResultError(f"refusing result path {rel!r}: not a relative path inside the run")
     return root.joinpath(*p.parts)
 
@@ -93,15 +93,18 @@ class RunResult:
 
     def __init__(self, run: RunRecord) -> None:
         self.final = Path(run.results_path)
+        # the run's files go straight into the staging folder; the log waits beside it, so that
+        # no name a run can give a file collides with convoy's own
         self.staging = self.final.parent / f".staging-{self.final.name}-a{run.attempt}"
+        self.log_path = self.final.parent / f".log-{self.final.name}-a{run.attempt}"
         self.files: dict[str, dict[str, Any]] = {}
 
     def open(self) -> None:
-        shutil.rmtree(self.staging, ignore_errors=True)
+        self.discard()
         self.staging.mkdir(parents=True)
 
     def log_file(self) -> IO[bytes]:
-        return open(self.staging / "output.log", "wb")
+        return open(self.log_path, "wb")
 
     async def receive(self, pieces: AsyncIterator[FilePiece]) -> None:
         current: IO[bytes] | None = None
@@ -113,7 +116,7 @@ class RunResult:
                 if current is not None:
                     raise ResultError(f"result {path!r} ended without its last piece")
                 path = piece.path
-                target = _safe_target(self.staging / "files", path)
+                target = _safe_target(self.staging, path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 current = open(target, "wb")  # noqa: SIM115 - closed on last piece
                 os.chmod(target, (piece.mode & 0o777) | 0o600)
@@ -135,14 +138,12 @@ class RunResult:
 
     def commit(self, run: RunRecord) -> None:
         """Write run.json and move the folder into place (replacing an earlier attempt's)."""
-        files_dir = self.staging / "files"
-        if files_dir.exists():  # results sit at their own paths, beside output.log and run.json
-            for entry in files_dir.iterdir():
-                if entry.name in ("output.log", "run.json"):
-                    entry.rename(self.staging / f"{entry.name}.result")
-                    continue
-                entry.rename(self.staging / entry.name)
-            files_dir.rmdir()
+        for name in ("output.log", "run.json"):  # a result of that name steps aside
+            if (self.staging / name).exists() or (self.staging / name).is_symlink():
+                (self.staging / name).rename(self.staging / f"{name}.result")
+                self.files[f"{name}.result"] = self.files.pop(name)
+        if self.log_path.exists():
+            os.rename(self.log_path, self.staging / "output.log")
         body = json.dumps(run_json(run, self.files), indent=2) + "\n"
         (self.staging / "run.json").write_text(body)
         if self.final.exists():
@@ -156,6 +157,7 @@ class RunResult:
 
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
+        self.log_path.unlink(missing_ok=True)
 
 
 def write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:

@@ -47,11 +47,13 @@ def list_tree(source: Path, extra_excludes: tuple[Path, ...] = ()) -> list[str]:
     for dirpath, dirnames, filenames in os.walk(source):
         here = Path(dirpath)
         rel_dir = here.relative_to(source)
-        dirnames[:] = sorted(
+        kept = sorted(
             d for d in dirnames
             if not _excluded((rel_dir / d).as_posix(), d, patterns)
             and (here / d).resolve() not in skip
         )  # fmt: skip
+        out.extend((rel_dir / d).as_posix() for d in kept if (here / d).is_symlink())
+        dirnames[:] = [d for d in kept if not (here / d).is_symlink()]
         for name in filenames:
             rel = (rel_dir / name).as_posix()
             if _excluded(rel, name, patterns):

@@ -48,7 +48,11 @@ LOG=${CONVOY_SETUP_LOG:-${TMPDIR:-/tmp}/convoy-setup.$UID_.log}
 : >"$LOG"
 
 say() { echo "==> $*"; }
-fail() {
+die() {
+    echo "scripts/setup.sh: $*" >&2
+    exit 1
+}
+fail() {  # like die, and show the end of the log
     echo "scripts/setup.sh: $*" >&2
     if [[ -s "$LOG" ]]; then
         echo "--- last lines of $LOG:" >&2
@@ -66,7 +70,7 @@ as_root() {
     elif command -v sudo >/dev/null 2>&1; then
         sudo "$@"
     else
-        fail "needs root (or sudo) for: $*"
+        die "needs root (or sudo) for: $*"
     fi
 }
 
@@ -96,7 +100,7 @@ fi
 
 if [[ ${#pkgs[@]} -gt 0 ]]; then
     command -v apt-get >/dev/null 2>&1 \
-        || fail "missing: ${pkgs[*]}; this is not a Debian/Ubuntu machine (no apt-get): install them by hand"
+        || die "missing: ${pkgs[*]}; this is not a Debian/Ubuntu machine (no apt-get): install them by hand"
     say "installing ${pkgs[*]} (apt)"
     quietly as_root apt-get update -q
     quietly as_root env DEBIAN_FRONTEND=noninteractive NEEDRESTART_MODE=l \
@@ -106,15 +110,15 @@ fi
 # --- Docker engine -----------------------------------------------------------------------------
 docker_ok() { docker info >/dev/null 2>&1; }
 if ! docker_ok; then
-    command -v docker >/dev/null 2>&1 || fail "no docker client on PATH"
+    command -v docker >/dev/null 2>&1 || die "no docker client on PATH"
     why=$(docker info 2>&1 >/dev/null || true)
     if [[ "$why" == *"ermission denied"* ]]; then
-        fail "the Docker engine runs but $(id -un) may not use it; add the user to the docker group:
+        die "the Docker engine runs but $(id -un) may not use it; add the user to the docker group:
     sudo usermod -aG docker $(id -un)   (then log in again)"
     fi
     say "starting the Docker engine"
     if [[ -d /run/systemd/system && "$(cat /proc/1/comm 2>/dev/null)" == systemd ]]; then
-        quietly as_root systemctl start docker || true
+        as_root systemctl start docker >>"$LOG" 2>&1 || true
     fi
     pidfile=/var/run/docker.pid
     if ! docker_ok && ! { [[ -f $pidfile ]] && [[ -d /proc/$(cat "$pidfile" 2>/dev/null) ]]; }; then
@@ -131,22 +135,28 @@ if ! docker_ok; then
             done
             nohup dockerd >/var/log/convoy-dockerd.log 2>&1 </dev/null &'
     fi
-    for _ in $(seq 120); do
+    dockerd_running() { grep -qsx dockerd /proc/[0-9]*/comm; }
+    for i in $(seq 120); do
         docker_ok && break
+        if [[ $i -ge 6 ]] && ! dockerd_running; then break; fi  # it exited: no point waiting
         sleep 0.5
     done
     if ! docker_ok; then
-        tail -n 20 /var/log/convoy-dockerd.log >&2 2>/dev/null || true
-        fail "the Docker engine did not come up within 60 s (see /var/log/convoy-dockerd.log)"
+        echo "--- last lines of /var/log/convoy-dockerd.log:" >&2
+        tail -n 15 /var/log/convoy-dockerd.log >&2 2>/dev/null || true
+        if dockerd_running; then
+            die "the Docker engine did not answer within 60 s"
+        fi
+        die "the Docker engine (dockerd) did not start"
     fi
 fi
 
 # --- virtualenv with convoy ----------------------------------------------------------------------
 STAMP=.venv/.convoy-installed
 if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c '' >/dev/null 2>&1; then
-    command -v "$PYTHON" >/dev/null 2>&1 || fail "$PYTHON not found (set CONVOY_PYTHON)"
+    command -v "$PYTHON" >/dev/null 2>&1 || die "$PYTHON not found (set CONVOY_PYTHON)"
     "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
-        || fail "convoy needs python 3.11 or newer; $PYTHON is $("$PYTHON" --version 2>&1)"
+        || die "convoy needs python 3.11 or newer; $PYTHON is $("$PYTHON" --version 2>&1)"
     say "creating .venv ($("$PYTHON" --version 2>&1))"
     quietly "$PYTHON" -m venv .venv
     rm -f "$STAMP"

@@ -45,7 +45,7 @@ def test_full_example_loads_every_field() -> None:
     assert spec.matrix == (("config", ("PureAloha1", "PureAloha2")), ("rep", tuple(range(10))))
     assert spec.resources == Resources(cpus=1.0, memory_bytes=512 * 1024**2, gpus=0)
     assert spec.env == (("OMP_NUM_THREADS", "1"),)
-    assert spec.outputs == ("results/",)
+    assert spec.outputs == ("results",)  # normalised, as sources is
     assert spec.retries == 1
     assert spec.timeout_seconds == 1800.0
     assert spec.network == "none"

@@ -1,0 +1,417 @@
+"""Unit tests for coordinator.results: receiving result files, committing, run.json, runs.csv."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import hashlib
+import json
+import re
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from convoy.spec import Resources
+from convoy.states import RunState
+from coordinator.records import RunRecord
+from coordinator.results import (
+    FilePiece,
+    ResultError,
+    RunResult,
+    iso,
+    run_json,
+    write_runs_csv,
+)
+
+T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
+
+
+def make_run(tmp_path: Path, index: int = 0, **changes: Any) -> RunRecord:
+    sub = "exp-1"
+    run_id = f"{sub}.{index}"
+    base = RunRecord(
+        id=run_id,
+        submission_id=sub,
+        experiment="exp",
+        index=index,
+        params={"rate": 0.5, "rep": index},
+        command="./sim --rate ${rate}",
+        env={"A": "1"},
+        image="convoy/python:3.11",
+        resources=Resources(cpus=0.5, memory_bytes=256 * 1024**2, gpus=0),
+        retries=1,
+        timeout_seconds=0.0,
+        network="none",
+        outputs=(),
+        revision="abc123",
+        results_path=str(tmp_path / "results" / "exp" / sub / run_id),
+        priority=0,
+        seq=1,
+    )
+    return replace(base, **changes)
+
+
+def pieces_of(
+    files: Iterable[tuple[str, bytes]], chunk: int = 4, mode: int = 0o644
+) -> list[FilePiece]:
+    """Split files into pieces the way an agent streams them: path only on the first piece."""
+    out: list[FilePiece] = []
+    for path, data in files:
+        digest = hashlib.sha256(data).hexdigest()
+        chunks = [data[i : i + chunk] for i in range(0, len(data), chunk)] or [b""]
+        for i, c in enumerate(chunks):
+            last = i == len(chunks) - 1
+            out.append(
+                FilePiece(
+                    path=path if i == 0 else "",
+                    mode=mode,
+                    data=c,
+                    last=last,
+                    sha256=digest if last else "",
+                )
+            )
+    return out
+
+
+async def agen(pieces: Iterable[FilePiece]) -> AsyncIterator[FilePiece]:
+    for p in pieces:
+        yield p
+
+
+def receive(result: RunResult, pieces: Iterable[FilePiece]) -> None:
+    asyncio.run(result.receive(agen(pieces)))
+
+
+def files_under(root: Path) -> set[str]:
+    return {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()}
+
+
+def finished(run: RunRecord) -> RunRecord:
+    return replace(
+        run, state=RunState.SUCCEEDED, exit_code=0, host="local", attempt=1,
+        created_at=T0, started_at=T0 + 1, ended_at=T0 + 3.5,
+    )  # fmt: skip
+
+
+# ---- receive and commit ----------------------------------------------------------------------
+
+
+def test_receive_writes_files_with_checksums(tmp_path: Path) -> None:
+    """Received pieces are joined into files in staging and recorded with size and sha256."""
+    run = make_run(tmp_path)
+    data = {"a.txt": b"hello world", "sub/dir/b.bin": bytes(range(256)), "empty": b""}
+    r = RunResult(run)
+    r.open()
+    receive(r, pieces_of(data.items()))
+    for path, content in data.items():
+        assert (r.staging / path).read_bytes() == content
+        assert r.files[path] == {
+            "size": len(content),
+            "sha256": hashlib.sha256(content).hexdigest(),
+        }
+
+
+def test_commit_moves_files_beside_run_json_and_log(tmp_path: Path) -> None:
+    """After commit the run folder holds output.log, run.json and the results at their paths."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    with r.log_file() as log:
+        log.write(b"line 1\nline 2\n")
+    receive(r, pieces_of([("out/result.csv", b"x,y\n1,2\n"), ("top.txt", b"top")]))
+    r.commit(finished(run))
+    final = Path(run.results_path)
+    assert files_under(final) == {"output.log", "run.json", "out/result.csv", "top.txt"}
+    assert (final / "output.log").read_bytes() == b"line 1\nline 2\n"
+    assert (final / "out" / "result.csv").read_bytes() == b"x,y\n1,2\n"
+    assert not r.staging.exists()
+    body = json.loads((final / "run.json").read_text())
+    assert body["files"]["top.txt"] == {"size": 3, "sha256": hashlib.sha256(b"top").hexdigest()}
+    assert body["state"] == "succeeded"
+
+
+def test_receive_keeps_file_mode(tmp_path: Path) -> None:
+    """An executable result stays executable (and always owner-readable/writable)."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    receive(r, pieces_of([("tool.sh", b"#!/bin/sh\n")], mode=0o100755))
+    receive(r, pieces_of([("ro.txt", b"ro")], mode=0o100444))
+    assert (r.staging / "tool.sh").stat().st_mode & 0o777 == 0o755
+    assert (r.staging / "ro.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_checksum_mismatch_raises(tmp_path: Path) -> None:
+    """A file whose bytes do not match the announced sha256 raises ResultError."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    bad = pieces_of([("a.txt", b"hello world")])
+    bad[-1] = replace(bad[-1], sha256=hashlib.sha256(b"something else").hexdigest())
+    with pytest.raises(ResultError, match="checksum"):
+        receive(r, bad)
+    assert "a.txt" not in r.files
+
+
+def test_cut_short_raises(tmp_path: Path) -> None:
+    """A stream that ends before a file's last piece raises ResultError."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    with pytest.raises(ResultError, match="cut short"):
+        receive(r, pieces_of([("a.txt", b"hello world")])[:-1])
+
+
+def test_new_file_before_last_piece_raises(tmp_path: Path) -> None:
+    """A new file starting before the previous one ended raises ResultError."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    first = pieces_of([("a.txt", b"hello world")])[:-1]
+    second = pieces_of([("b.txt", b"b")])
+    with pytest.raises(ResultError):
+        receive(r, first + second)
+
+
+def test_piece_without_file_raises(tmp_path: Path) -> None:
+    """A piece with no path when no file is open raises ResultError."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    with pytest.raises(ResultError):
+        receive(r, [FilePiece(path="", mode=0o644, data=b"x", last=True, sha256="")])
+
+
+@pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../x", "../../../../tmp/evil"])
+def test_unsafe_path_raises_and_writes_nothing_outside(tmp_path: Path, path: str) -> None:
+    """A result path leaving the run raises ResultError and writes nothing outside staging."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    before = {p for p in tmp_path.rglob("*")}
+    with pytest.raises(ResultError):
+        receive(r, pieces_of([(path, b"evil")]))
+    after = {p for p in tmp_path.rglob("*")}
+    assert all(p.is_relative_to(r.staging) for p in after - before)
+    assert not Path("/tmp/evil").exists() or Path("/tmp/evil").read_bytes() != b"evil"
+    assert r.files == {}
+
+
+def test_second_commit_replaces_first_wholly(tmp_path: Path) -> None:
+    """A later attempt's commit replaces the whole folder: files of the first attempt are gone."""
+    run1 = make_run(tmp_path, attempt=1)
+    r1 = RunResult(run1)
+    r1.open()
+    with r1.log_file() as log:
+        log.write(b"attempt 1\n")
+    receive(r1, pieces_of([("only_first.txt", b"1"), ("both.txt", b"first")]))
+    r1.commit(finished(run1))
+
+    run2 = make_run(tmp_path, attempt=2)
+    r2 = RunResult(run2)
+    assert r2.staging != r1.staging
+    r2.open()
+    with r2.log_file() as log:
+        log.write(b"attempt 2\n")
+    receive(r2, pieces_of([("both.txt", b"second")]))
+    r2.commit(replace(finished(run2), attempt=2))
+
+    final = Path(run2.results_path)
+    assert files_under(final) == {"output.log", "run.json", "both.txt"}
+    assert (final / "both.txt").read_bytes() == b"second"
+    assert (final / "output.log").read_bytes() == b"attempt 2\n"
+    assert json.loads((final / "run.json").read_text())["attempt"] == 2
+    leftovers = sorted(p.name for p in final.parent.iterdir())
+    assert leftovers == [final.name]
+
+
+def test_result_named_output_log_does_not_clobber_log(tmp_path: Path) -> None:
+    """Result files named output.log or run.json are kept aside; the real log and run.json win."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    with r.log_file() as log:
+        log.write(b"the real log\n")
+    receive(r, pieces_of([("output.log", b"the run's own file"), ("run.json", b"not json")]))
+    r.commit(finished(run))
+    final = Path(run.results_path)
+    assert (final / "output.log").read_bytes() == b"the real log\n"
+    assert json.loads((final / "run.json").read_text())["run"] == run.id
+    assert (final / "output.log.result").read_bytes() == b"the run's own file"
+    assert (final / "run.json.result").read_bytes() == b"not json"
+
+
+def test_nested_output_log_is_kept_at_its_path(tmp_path: Path) -> None:
+    """A result at sub/output.log is not confused with the run's log."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    with r.log_file() as log:
+        log.write(b"log")
+    receive(r, pieces_of([("sub/output.log", b"mine")]))
+    r.commit(finished(run))
+    final = Path(run.results_path)
+    assert (final / "output.log").read_bytes() == b"log"
+    assert (final / "sub" / "output.log").read_bytes() == b"mine"
+
+
+def test_result_folder_named_files_commits(tmp_path: Path) -> None:
+    """A run whose results include a top-level folder called 'files' commits normally."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    with r.log_file() as log:
+        log.write(b"log")
+    receive(r, pieces_of([("files/data.txt", b"data"), ("other.txt", b"o")]))
+    r.commit(finished(run))
+    final = Path(run.results_path)
+    assert (final / "files" / "data.txt").read_bytes() == b"data"
+    assert (final / "other.txt").read_bytes() == b"o"
+
+
+def test_commit_without_files_or_log(tmp_path: Path) -> None:
+    """A run with no results still commits a folder with run.json and no files key entries."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    r.commit(finished(run))
+    final = Path(run.results_path)
+    assert files_under(final) == {"run.json"}
+    assert json.loads((final / "run.json").read_text())["files"] == {}
+
+
+def test_discard_removes_staging(tmp_path: Path) -> None:
+    """discard removes the staging folder and leaves no run folder."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    receive(r, pieces_of([("a.txt", b"a")]))
+    r.discard()
+    assert not r.staging.exists()
+    assert not Path(run.results_path).exists()
+
+
+def test_open_clears_old_staging(tmp_path: Path) -> None:
+    """Opening again starts from an empty staging folder."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    receive(r, pieces_of([("stale.txt", b"old")]))
+    r2 = RunResult(run)
+    r2.open()
+    assert list(r2.staging.iterdir()) == []
+
+
+# ---- run.json --------------------------------------------------------------------------------
+
+ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$")
+
+
+def test_run_json_fields(tmp_path: Path) -> None:
+    """run.json carries the run's identity, params, state, exit code, host, image and times."""
+    run = finished(make_run(tmp_path))
+    body = run_json(run)
+    for key in (
+        "run", "experiment", "submission", "params", "state", "exit_code",
+        "host", "image", "started_at", "ended_at",
+    ):  # fmt: skip
+        assert key in body, key
+    assert body["run"] == "exp-1.0"
+    assert body["experiment"] == "exp"
+    assert body["submission"] == "exp-1"
+    assert body["params"] == {"rate": 0.5, "rep": 0}
+    assert body["state"] == "succeeded"
+    assert body["exit_code"] == 0
+    assert body["host"] == "local"
+    assert body["image"] == "convoy/python:3.11"
+    assert body["started_at"] == "2023-11-14T22:13:21.000Z"
+    assert body["ended_at"] == "2023-11-14T22:13:23.500Z"
+    assert ISO_Z.match(body["created_at"])
+    assert body["duration_s"] == 2.5
+    assert "files" not in body
+    json.dumps(body)  # serialisable as is
+
+
+def test_run_json_unset_values_are_null(tmp_path: Path) -> None:
+    """A queued run's host, exit code, times and duration are null in run.json."""
+    body = run_json(make_run(tmp_path))
+    assert body["host"] is None
+    assert body["exit_code"] is None
+    assert body["started_at"] is None and body["ended_at"] is None
+    assert body["duration_s"] is None
+
+
+def test_run_json_argv_command_is_a_list(tmp_path: Path) -> None:
+    """An argv command is written as a JSON list."""
+    body = run_json(make_run(tmp_path, command=("./sim", "-r", "1")))
+    assert body["command"] == ["./sim", "-r", "1"]
+
+
+@pytest.mark.parametrize(
+    ("ts", "expected"),
+    [
+        (0.0, None),
+        (1.0, "1970-01-01T00:00:01.000Z"),
+        (T0 + 0.25, "2023-11-14T22:13:20.250Z"),
+    ],
+)
+def test_iso(ts: float, expected: str | None) -> None:
+    """iso() gives ISO 8601 UTC with milliseconds ending in 'Z', or None for an unset time."""
+    assert iso(ts) == expected
+
+
+# ---- runs.csv --------------------------------------------------------------------------------
+
+
+def read_csv(path: Path) -> list[list[str]]:
+    with open(path, newline="") as f:
+        return list(csv.reader(f))
+
+
+def test_write_runs_csv_rows_sorted_by_index(tmp_path: Path) -> None:
+    """One row per run, sorted by index, with blank exit code when unknown."""
+    runs = [
+        replace(finished(make_run(tmp_path, 2)), exit_code=3, state=RunState.FAILED),
+        make_run(tmp_path, 0),
+        finished(make_run(tmp_path, 1)),
+    ]
+    path = tmp_path / "out" / "runs.csv"
+    write_runs_csv(path, runs)
+    rows = read_csv(path)
+    header = rows[0]
+    assert header == [
+        "run", "index", "rate", "rep", "state", "exit_code", "duration_s", "host", "attempt",
+    ]  # fmt: skip
+    body = [dict(zip(header, r, strict=True)) for r in rows[1:]]
+    assert [r["index"] for r in body] == ["0", "1", "2"]
+    assert [r["run"] for r in body] == ["exp-1.0", "exp-1.1", "exp-1.2"]
+    assert [r["exit_code"] for r in body] == ["", "0", "3"]
+    assert [r["state"] for r in body] == ["queued", "succeeded", "failed"]
+    assert [r["duration_s"] for r in body] == ["", "2.500", "2.500"]
+    assert [r["rep"] for r in body] == ["0", "1", "2"]
+    assert not (tmp_path / "out" / "runs.csv.tmp").exists()
+
+
+def test_write_runs_csv_param_columns_first_seen_order(tmp_path: Path) -> None:
+    """Parameter columns appear in first-seen order; a run lacking one gets a blank cell."""
+    runs = [
+        make_run(tmp_path, 1, params={"b": 1, "a": 2}),
+        make_run(tmp_path, 0, params={"c": "x", "b": 3}),
+    ]
+    path = tmp_path / "runs.csv"
+    write_runs_csv(path, runs)
+    rows = read_csv(path)
+    assert rows[0][2:5] == ["b", "a", "c"]
+    assert rows[1][:5] == ["exp-1.0", "0", "3", "", "x"]
+    assert rows[2][:5] == ["exp-1.1", "1", "1", "2", ""]
+
+
+def test_write_runs_csv_replaces_previous(tmp_path: Path) -> None:
+    """Writing again replaces the file rather than appending."""
+    path = tmp_path / "runs.csv"
+    write_runs_csv(path, [make_run(tmp_path, 0), make_run(tmp_path, 1)])
+    write_runs_csv(path, [make_run(tmp_path, 0)])
+    assert len(read_csv(path)) == 2
