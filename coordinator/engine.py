@@ -12,10 +12,10 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable
-from dataclasses import dataclass, replace
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -32,8 +32,14 @@ from .scheduler import HostView, Pending, Units, place, why_unplaceable
 from .store import Store
 
 log = logging.getLogger("convoy.coordinator")
+_T = TypeVar("_T")
 
 DEFAULT_GRACE_S = 10.0
+
+
+# How long a host may stop answering before its attempts are given up as lost.
+LOST_GRACE_S = 60.0
+_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
 
 
 @dataclass
@@ -42,6 +48,9 @@ class Host:
     client: AgentClient
     info: AgentInfo | None = None
     up: bool = False
+    # Brings the agent back (for the local host: starts it again); None: just reconnect.
+    revive: Callable[[], Awaitable[None]] | None = None
+    _reconnecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
     def capacity(self) -> Units:
@@ -81,6 +90,39 @@ class Coordinator:
         await asyncio.gather(*tasks, return_exceptions=True)
         for h in self.hosts.values():
             await h.client.close()
+
+    async def _reconnect(self, h: Host) -> None:
+        """Called when a call to `h` failed: revive its agent if we can, then reconnect."""
+        async with h._reconnecting:
+            try:
+                await h.client.describe(timeout=2)
+                h.up = True
+                return
+            except grpc.aio.AioRpcError:
+                h.up = False
+            if h.revive is not None:
+                try:
+                    await h.revive()
+                except ConvoyError as e:
+                    log.warning("host %s: could not revive its agent: %s", h.name, e)
+            await self._connect(h, attempts=10)
+
+    async def _resilient(self, h: Host, call: Callable[[], Awaitable[_T]]) -> _T:
+        """`call()`, retried across agent restarts and dropped connections for LOST_GRACE_S.
+
+        Every call made through here is idempotent on the agent (start, wait and cancel are
+        keyed by attempt id), so repeating one after a lost answer is safe.
+        """
+        deadline = time.monotonic() + LOST_GRACE_S
+        while True:
+            try:
+                return await call()
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in _TRANSIENT or time.monotonic() > deadline:
+                    raise
+                log.warning("host %s: %s; reconnecting", h.name, e.details())
+                await self._reconnect(h)
+                await asyncio.sleep(0.2)
 
     async def _connect(self, h: Host, attempts: int = 50) -> None:
         for i in range(attempts):
@@ -239,7 +281,7 @@ class Coordinator:
             assert sub is not None
             rev = sources.Revision(sub.revision, self.home / "revisions" / sub.revision)
             source_path = sources.ensure_on_host(rev, host.name)
-            outcome = await host.client.start(run, source_path)
+            outcome = await self._resilient(host, lambda: host.client.start(run, source_path))
             if outcome.state == "error":
                 await self._finish(run, host, outcome)
                 return
@@ -247,7 +289,8 @@ class Coordinator:
                              started_at=outcome.started_at or time.time())  # fmt: skip
             if run.id in self._cancelling:
                 await host.client.cancel(run.attempt_id, self._cancelling[run.id])
-            outcome = await host.client.wait(run.attempt_id)
+            attempt_id = run.attempt_id
+            outcome = await self._resilient(host, lambda: host.client.wait(attempt_id))
             await self._finish(run, host, outcome)
         except grpc.aio.AioRpcError as e:
             log.warning("run %s: host %s failed: %s", run.id, host.name, e.details())
@@ -275,7 +318,8 @@ class Coordinator:
             if run.state is not RunState.RUNNING and not outcome.ended:
                 run = self._move(run, RunState.RUNNING, f"adopted on {host.name}",
                                  started_at=outcome.started_at)  # fmt: skip
-            outcome = await host.client.wait(run.attempt_id)
+            attempt_id = run.attempt_id
+            outcome = await self._resilient(host, lambda: host.client.wait(attempt_id))
             await self._finish(run, host, outcome)
         except grpc.aio.AioRpcError as e:
             self._end(run, RunState.LOST, f"host {host.name} stopped answering: {e.details()}")
@@ -312,7 +356,7 @@ class Coordinator:
             else None,
         )  # fmt: skip
         if outcome.state != "error":
-            await self._collect(final, host)
+            await self._resilient(host, lambda: self._collect(final, host))
         retry = state is RunState.FAILED and run.attempt <= run.retries
         if retry:
             left = run.retries - run.attempt + 1

@@ -83,7 +83,12 @@ async def serve(
     os.chmod(home, 0o700)
     client = await ensure_local_agent(home, cpus, memory)
     store = Store(home / "state.db")
-    coordinator = Coordinator(home, store, [Host(LOCAL_HOST, client)])
+
+    async def revive() -> None:  # the local agent died: start another (it adopts the runs)
+        fresh = await ensure_local_agent(home, cpus, memory)
+        await fresh.close()
+
+    coordinator = Coordinator(home, store, [Host(LOCAL_HOST, client, revive=revive)])
     await coordinator.start()
     server = grpc.aio.server()
     pb_grpc.add_CoordinatorServicer_to_server(CoordinatorService(coordinator), server)

@@ -107,9 +107,11 @@ class ConvoyEnv:
     def wait_for(self, run_id: str, states: set[str], timeout: float = 60) -> dict[str, Any]:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            for r in self.runs():
-                if r["run"] == run_id and r["state"] in states:
-                    return r
+            out = self.cli("runs", "--json")
+            if out.returncode == 0:  # a coordinator restarting does not answer for a moment
+                for r in json.loads(out.stdout):
+                    if r["run"] == run_id and r["state"] in states:
+                        return dict(r)
             time.sleep(0.2)
         raise AssertionError(f"{run_id} did not reach {states} within {timeout} s")
 
