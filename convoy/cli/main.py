@@ -67,7 +67,7 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("down", help="stop the background coordinator and local agent",
                    description="Stop the coordinator and the local agent of this CONVOY_HOME. "
-                   "Running containers are stopped too.")  # fmt: skip
+                   "Containers keep running; the next `convoy up` adopts them.")  # fmt: skip
 
     rs = sub.add_parser("runs", help="list runs", description="List runs, oldest first.")
     rs.add_argument("--json", action="store_true", help="a JSON array with run.json's fields")

@@ -21,7 +21,6 @@ import argparse
 import heapq
 import json
 import math
-import os
 import random
 import statistics
 import sys
@@ -97,7 +96,6 @@ def simulate(args: argparse.Namespace) -> dict:
     waited = 0
 
     started = time.monotonic()
-    pace = args.pace
     reported = 0
 
     def schedule(t: float, kind: int, customer: int) -> None:
@@ -147,10 +145,6 @@ def simulate(args: argparse.Namespace) -> dict:
             percent = done * 100 // total
             if percent >= reported + 10:
                 reported = percent - percent % 10
-                if pace > 0:  # spread the run over --pace seconds so progress can be watched
-                    delay = started + pace * done / total - time.monotonic()
-                    if delay > 0:
-                        time.sleep(delay)
                 print(
                     f"t={now:10.1f}  served {done:6d}/{total}  waiting {len(queue):4d}  "
                     f"progress ({reported}%)",
@@ -199,7 +193,6 @@ def summarise(args: argparse.Namespace, raw: dict) -> dict:
         "utilisation": raw["area_busy"] / (c * duration),
         "theory": erlang_c(lam, mu, c),
         "wall_seconds": round(raw["wall_seconds"], 3),
-        "pace": args.pace,
     }
 
 
@@ -220,13 +213,6 @@ def main(argv: list[str] | None = None) -> int:
         help="customers served before measuring starts (default: customers/10)",
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument(
-        "--pace",
-        type=float,
-        default=float(os.environ.get("SIM_PACE", "1.5")),
-        help="spread the run over at least this many seconds so that live "
-        "progress can be watched (default 1.5, or $SIM_PACE; 0: full speed)",
-    )
     parser.add_argument(
         "--output", default="results", help="directory for summary.json (default results)"
     )
