@@ -258,3 +258,50 @@ def test_unknown_run_is_exit_2(convoy_env: ConvoyEnv) -> None:
     """`convoy logs` of a run that does not exist says so and exits 2."""
     out = convoy_env.cli("logs", "nope-1.00")
     assert out.returncode == 2 and "no run 'nope-1.00'" in out.stderr
+
+
+def test_api_refuses_a_bad_spec_with_its_position_and_serves_get_run(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """Via gRPC: a bad spec is INVALID_ARGUMENT naming file:line:column; GetRun works."""
+    import asyncio
+    import stat
+
+    import grpc
+
+    from convoy.v1 import coordinator_pb2 as pb
+    from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+
+    sock = convoy_env.home / "coordinator.sock"
+    assert stat.S_IMODE(sock.stat().st_mode) == 0o600
+    good = write_experiment(tmp_path, """
+        name: api
+        image: convoy/busybox:1
+        command: echo via api
+    """)  # fmt: skip
+
+    async def talk() -> tuple[grpc.StatusCode, str, pb.Run]:
+        async with grpc.aio.insecure_channel(f"unix:{sock}") as channel:
+            stub = pb_grpc.CoordinatorStub(channel)
+            try:
+                await stub.Submit(pb.SubmitRequest(
+                    spec_path=str(tmp_path / "bad.yaml"),
+                    spec_yaml="name: api\nimage: x\ncommand: true\nretries: many\n",
+                ))  # fmt: skip
+                raise AssertionError("a bad spec was accepted")
+            except grpc.aio.AioRpcError as e:
+                code, details = e.code(), e.details() or ""
+            resp = await stub.Submit(pb.SubmitRequest(
+                spec_path=str(good), spec_yaml=good.read_text(),
+                results_dir=str(tmp_path / "elsewhere"),
+            ))  # fmt: skip
+            run = await stub.GetRun(pb.GetRunRequest(run_id=resp.runs[0].id))
+            return code, details, run
+
+    code, details, run = asyncio.run(talk())
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert f"{tmp_path / 'bad.yaml'}:4:10:" in details
+    assert run.id == "api-1.00" and run.submission_id == "api-1"
+    convoy_env.wait_for("api-1.00", {"succeeded"})
+    assert (tmp_path / "elsewhere/api/api-1/api-1.00/output.log").read_text() == "via api\n"
+    assert [r["run"] for r in convoy_env.runs()] == ["api-1.00"]  # the bad spec stored nothing
