@@ -165,16 +165,10 @@ class DockerRuntime:
         env.setdefault("HOME", "/tmp")
         tmpfs_size = min(spec.memory_bytes, TMPFS_MAX_BYTES)
         try:
-            container = self.client.containers.create(
-                spec.image,
-                entrypoint=list(OUTPUT_WRAPPER),
-                command=list(spec.argv),
-                name=name,
-                labels=_labels(spec),
-                environment=env,
-                user=f"{os.getuid()}:{os.getgid()}",
-                working_dir="/work",
-                volumes={
+            # The low-level API: the high-level create inspects the new container once more,
+            # a round trip to the engine per run that nothing here needs.
+            host_config = self.api.create_host_config(
+                binds={
                     str(workdir): {"bind": "/work", "mode": "rw"},
                     str(logdir): {"bind": "/.convoy", "mode": "rw"},
                 },
@@ -189,8 +183,21 @@ class DockerRuntime:
                 tmpfs={"/tmp": f"rw,exec,nosuid,nodev,size={tmpfs_size}"},
                 init=True,
                 log_config=LogConfig(type=LogConfig.types.NONE),
+            )
+            created = self.api.create_container(
+                spec.image,
+                entrypoint=list(OUTPUT_WRAPPER),
+                command=list(spec.argv),
+                name=name,
+                labels=_labels(spec),
+                environment=env,
+                user=f"{os.getuid()}:{os.getgid()}",
+                working_dir="/work",
+                volumes=["/work", "/.convoy"],
+                host_config=host_config,
                 detach=True,
             )
+            container_id = str(created["Id"])
         except docker.errors.ImageNotFound as e:
             raise RuntimeFailure(_missing_image(spec.image)) from e
         except docker.errors.APIError as e:
@@ -200,11 +207,11 @@ class DockerRuntime:
         except requests.exceptions.RequestException as e:
             raise RuntimeFailure(f"cannot create container {name}: {_explain(e)}") from e
         try:
-            container.start()
+            self.api.start(container_id)
         except (docker.errors.APIError, requests.exceptions.RequestException) as e:
-            self.remove(_handle(container.id, {}))  # no half-made container stays behind
+            self.remove(_handle(container_id, {}))  # no half-made container stays behind
             raise RuntimeFailure(f"cannot start container {name}: {_explain(e)}") from e
-        return _handle(container.id, _labels(spec))
+        return _handle(container_id, _labels(spec))
 
     def _adopt(self, name: str, spec: ContainerSpec) -> ContainerHandle:
         try:

@@ -6,9 +6,12 @@ no-new-privileges, a pids limit, cpu and memory limits, read-only root, an init)
 is `convoy run` from submission to the last result on disk, against a coordinator that is
 already up; the baseline is `parallel -j P docker run --rm ...`.
 
-    python bench/sweep.py [--runs 60] [--parallel P]
+    python bench/sweep.py [--runs 60] [--parallel P] [--rounds 3]
 
-The last line printed is JSON: {"runs", "parallel", "convoy_s", "baseline_s", "ratio"}.
+This machine's timings drift by 10-20 % from minute to minute, so the two sides are measured in
+alternating order for several rounds and compared by their medians. The last line printed is
+JSON: {"runs", "parallel", "rounds", "convoy_s", "baseline_s", "ratio", "round_ratios"}, the
+times being medians.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -52,6 +56,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--runs", type=int, default=60)
     p.add_argument("--parallel", type=int, default=len(os.sched_getaffinity(0)))
+    p.add_argument("--rounds", type=int, default=3)
     ns = p.parse_args()
     for tool in ("docker", "parallel"):
         if shutil.which(tool) is None:
@@ -82,10 +87,24 @@ def main() -> None:
             f"name: sweep\nimage: {IMAGE}\ncommand: echo run ${{i}}\n"
             f"matrix: {{i: {{range: [0, {ns.runs}]}}}}\nresources: {{cpus: 1, memory: 64MiB}}\n"
         )
-        t0 = time.perf_counter()
-        convoy(env, "run", "-q", str(spec))
-        convoy_s = time.perf_counter() - t0
-        baseline_s = baseline(ns.runs, ns.parallel)
+        convoy_times: list[float] = []
+        baseline_times: list[float] = []
+
+        def convoy_sweep() -> None:
+            t0 = time.perf_counter()
+            convoy(env, "run", "-q", str(spec))
+            convoy_times.append(time.perf_counter() - t0)
+
+        for i in range(ns.rounds):
+            for side in [convoy_sweep, None] if i % 2 == 0 else [None, convoy_sweep]:
+                if side is None:
+                    baseline_times.append(baseline(ns.runs, ns.parallel))
+                else:
+                    side()
+            print(f"round {i + 1}: convoy {convoy_times[-1]:.2f} s, "
+                  f"baseline {baseline_times[-1]:.2f} s", flush=True)  # fmt: skip
+        convoy_s = statistics.median(convoy_times)
+        baseline_s = statistics.median(baseline_times)
     finally:
         up.terminate()
         up.wait()
@@ -93,11 +112,16 @@ def main() -> None:
         if pid.exists():
             subprocess.run(["kill", pid.read_text().strip()], check=False)
         shutil.rmtree(home, ignore_errors=True)
-    print(f"convoy:   {ns.runs} runs, parallelism {ns.parallel}: {convoy_s:.2f} s")
-    print(f"baseline: {ns.runs} x docker run via GNU parallel -j {ns.parallel}: {baseline_s:.2f} s")
+    print(f"convoy:   {ns.runs} runs, parallelism {ns.parallel}: median {convoy_s:.2f} s")
+    print(f"baseline: {ns.runs} x docker run via GNU parallel -j {ns.parallel}: "
+          f"median {baseline_s:.2f} s")  # fmt: skip
     print(json.dumps({
-        "runs": ns.runs, "parallel": ns.parallel, "convoy_s": round(convoy_s, 3),
-        "baseline_s": round(baseline_s, 3), "ratio": round(convoy_s / baseline_s, 3),
+        "runs": ns.runs, "parallel": ns.parallel, "rounds": ns.rounds,
+        "convoy_s": round(convoy_s, 3), "baseline_s": round(baseline_s, 3),
+        "ratio": round(convoy_s / baseline_s, 3),
+        "round_ratios": [
+            round(c / b, 3) for c, b in zip(convoy_times, baseline_times, strict=True)
+        ],
     }))  # fmt: skip
 
 

@@ -340,6 +340,9 @@ class Coordinator:
 
     async def _finish(self, run: RunRecord, host: Host, outcome: AttemptOutcome) -> None:
         """Collect the attempt's results, then record how it ended (or queue a retry)."""
+        # The container has ended: its cpus and memory can take the next run while we collect.
+        self._allocations.pop(run.id, None)
+        self._wake.set()
         cancelled = outcome.state == "cancelled" or (
             run.id in self._cancelling and outcome.state != "exited"
         )

@@ -107,7 +107,8 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
     try:
         async for ev in events:
             run = ev.run
-            if run.id not in followers and (run.state == "running" or run.state in TERMINAL):
+            live = run.state == "running" or run.state in TERMINAL
+            if not printer.quiet and run.id not in followers and live:
                 followers[run.id] = asyncio.ensure_future(_follow(stub, run.id, printer))
             if run.state == "queued" and ev.previous_state and run.reason.startswith("attempt"):
                 printer.status(f"convoy: {run.id} {run.reason}")

@@ -133,14 +133,17 @@ def convoy_env(docker_runtime: DockerRuntime, busybox_image: str) -> Iterator[Co
         [sys.executable, "-m", "convoy.cli.main", "up", "--cpus", "2", "--memory", "4GiB"],
         env=env, stdout=log, stderr=subprocess.STDOUT,
     )  # fmt: skip
+    env_: ConvoyEnv | None = None
     try:
         deadline = time.monotonic() + 30
         while not (home / "coordinator.sock").exists():
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(f"convoy up did not start: {(home / 'up.log').read_text()}")
             time.sleep(0.05)
-        yield ConvoyEnv(home, proc)
+        env_ = ConvoyEnv(home, proc)
+        yield env_
     finally:
+        proc = env_.coordinator if env_ is not None else proc  # a test may have restarted it
         proc.terminate()
         try:
             proc.wait(10)
@@ -156,6 +159,28 @@ def convoy_env(docker_runtime: DockerRuntime, busybox_image: str) -> Iterator[Co
             with contextlib.suppress(docker.errors.NotFound):
                 c.remove(force=True, v=True)
         shutil.rmtree(home, ignore_errors=True)
+    leaked = _processes_of(home)
+    for pid in leaked:
+        with contextlib.suppress(OSError):
+            os.kill(pid, signal.SIGKILL)
+    assert not leaked, f"processes of {home} outlived the test: {leaked}"
+
+
+def _processes_of(home: Path) -> list[int]:
+    """Pids of the processes started with CONVOY_HOME=home or with home on their command line."""
+    marker = str(home).encode()
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes()
+        except OSError:
+            continue
+        if marker in cmdline or b"CONVOY_HOME=" + marker + b"\0" in environ + b"\0":
+            pids.append(int(entry.name))
+    return pids
 
 
 def write_experiment(folder: Path, text: str, name: str = "experiment.yaml") -> Path:
