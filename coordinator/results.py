@@ -16,13 +16,14 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from convoy.errors import ConvoyError
+from convoy.runjson import duration_s, run_fields
 
 from .records import RunRecord
+from .wire import run_to_pb
 
 
 class ResultError(ConvoyError):
@@ -38,47 +39,14 @@ class FilePiece:
     sha256: str
 
 
-def iso(ts: float) -> str | None:
-    if not ts:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
 def duration(run: RunRecord) -> float | None:
-    if run.started_at and run.ended_at:
-        return round(run.ended_at - run.started_at, 3)
-    return None
+    return duration_s(run_to_pb(run))
 
 
 def run_json(run: RunRecord, files: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """The fields of run.json (also what `convoy runs --json` prints for each run)."""
-    return {
-        "run": run.id,
-        "experiment": run.experiment,
-        "submission": run.submission_id,
-        "index": run.index,
-        "params": run.params,
-        "state": run.state.value,
-        "exit_code": run.exit_code,
-        "reason": run.reason,
-        "host": run.host or None,
-        "attempt": run.attempt,
-        "image": run.image,
-        "image_id": run.image_id or None,
-        "revision": run.revision,
-        "command": run.command if isinstance(run.command, str) else list(run.command),
-        "resources": {
-            "cpus": run.resources.cpus,
-            "memory_bytes": run.resources.memory_bytes,
-            "gpus": run.resources.gpus,
-        },
-        "created_at": iso(run.created_at),
-        "started_at": iso(run.started_at),
-        "ended_at": iso(run.ended_at),
-        "duration_s": duration(run),
-        "results_path": run.results_path,
-        **({"files": files} if files is not None else {}),
-    }
+    fields = run_fields(run_to_pb(run))
+    return fields if files is None else {**fields, "files": files}
 
 
 def _safe_target(root: Path, rel: str) -> Path:

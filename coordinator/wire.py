@@ -36,4 +36,5 @@ def run_to_pb(r: RunRecord) -> pb.Run:
         revision=r.revision,
         resources=resources_to_pb(r.resources),
         command=r.command if isinstance(r.command, str) else json.dumps(list(r.command)),
+        image_id=r.image_id,
     )

@@ -29,10 +29,11 @@ import grpc
 
 from convoy import __version__
 from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageError
+from convoy.runjson import run_fields
 from convoy.v1 import coordinator_pb2 as pb
 
 from .client import connect, default_home
-from .render import human_bytes, run_fields, runs_table, table
+from .render import human_bytes, runs_table, table
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -4,54 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from datetime import UTC, datetime
-from typing import Any
 
+from convoy.runjson import duration_s
 from convoy.v1 import coordinator_pb2 as pb
-
-
-def iso(ts: float) -> str | None:
-    if not ts:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def duration_s(run: pb.Run) -> float | None:
-    if run.started_at and run.ended_at:
-        return round(run.ended_at - run.started_at, 3)
-    return None
-
-
-def run_fields(run: pb.Run) -> dict[str, Any]:
-    """The fields of a run as run.json names them (without `files`)."""
-    command: Any = run.command
-    if command.startswith("["):
-        command = json.loads(command)
-    return {
-        "run": run.id,
-        "experiment": run.experiment,
-        "submission": run.submission_id,
-        "index": run.index,
-        "params": json.loads(run.params_json or "{}"),
-        "state": run.state,
-        "exit_code": run.exit_code if run.has_exit_code else None,
-        "reason": run.reason,
-        "host": run.host or None,
-        "attempt": run.attempt,
-        "image": run.image,
-        "revision": run.revision,
-        "command": command,
-        "resources": {
-            "cpus": run.resources.cpus,
-            "memory_bytes": run.resources.memory_bytes,
-            "gpus": run.resources.gpus,
-        },
-        "created_at": iso(run.created_at),
-        "started_at": iso(run.started_at),
-        "ended_at": iso(run.ended_at),
-        "duration_s": duration_s(run),
-        "results_path": run.results_path,
-    }
 
 
 def human_duration(seconds: float | None) -> str:

@@ -10,13 +10,14 @@ from typing import TextIO
 import grpc
 
 from convoy.errors import SpecError, UsageError
+from convoy.runjson import duration_s
 from convoy.spec import load_spec
 from convoy.states import RunState
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from .client import connect_or_start
-from .render import duration_s, human_duration, runs_table
+from .render import human_duration, runs_table
 
 TERMINAL = {s.value for s in RunState if s.terminal}
 

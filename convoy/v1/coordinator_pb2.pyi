@@ -28,7 +28,7 @@ class SubmitResponse(_message.Message):
     def __init__(self, submission_id: _Optional[str] = ..., runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "submission_id", "experiment", "index", "params_json", "state", "attempt", "host", "has_exit_code", "exit_code", "created_at", "started_at", "ended_at", "reason", "image", "results_path", "revision", "resources", "command")
+    __slots__ = ("id", "submission_id", "experiment", "index", "params_json", "state", "attempt", "host", "has_exit_code", "exit_code", "created_at", "started_at", "ended_at", "reason", "image", "results_path", "revision", "resources", "command", "image_id")
     ID_FIELD_NUMBER: _ClassVar[int]
     SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
@@ -48,6 +48,7 @@ class Run(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
     COMMAND_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     submission_id: str
     experiment: str
@@ -67,7 +68,8 @@ class Run(_message.Message):
     revision: str
     resources: _common_pb2.Resources
     command: str
-    def __init__(self, id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., index: _Optional[int] = ..., params_json: _Optional[str] = ..., state: _Optional[str] = ..., attempt: _Optional[int] = ..., host: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image: _Optional[str] = ..., results_path: _Optional[str] = ..., revision: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., command: _Optional[str] = ...) -> None: ...
+    image_id: str
+    def __init__(self, id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., index: _Optional[int] = ..., params_json: _Optional[str] = ..., state: _Optional[str] = ..., attempt: _Optional[int] = ..., host: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image: _Optional[str] = ..., results_path: _Optional[str] = ..., revision: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., command: _Optional[str] = ..., image_id: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ("submission_id", "states", "limit")

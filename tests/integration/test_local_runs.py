@@ -177,6 +177,9 @@ def test_a_million_numbered_lines_arrive_complete_and_in_order(
     assert follow.returncode == 0 and after.returncode == 0
     assert follow.stdout == expected
     assert after.stdout == expected
+    offset = len("".join(f"{i}\n" for i in range(1, 999_001)))
+    tail = convoy_env.cli("logs", "lines-1.00", "--offset", str(offset))
+    assert tail.stdout == "".join(f"{i}\n" for i in range(999_001, 1_000_001))
 
 
 def test_cancel_of_a_running_run_ends_it_within_grace_plus_5s(
@@ -305,3 +308,19 @@ def test_api_refuses_a_bad_spec_with_its_position_and_serves_get_run(
     convoy_env.wait_for("api-1.00", {"succeeded"})
     assert (tmp_path / "elsewhere/api/api-1/api-1.00/output.log").read_text() == "via api\n"
     assert [r["run"] for r in convoy_env.runs()] == ["api-1.00"]  # the bad spec stored nothing
+
+
+def test_runs_json_has_the_fields_of_run_json(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
+    """`convoy runs --json` prints each run with exactly run.json's fields (less `files`)."""
+    spec = write_experiment(tmp_path, """
+        name: fields
+        image: convoy/busybox:1
+        command: ["echo", "argv form"]
+    """)  # fmt: skip
+    assert convoy_env.cli("run", str(spec)).returncode == 0
+    [listed] = convoy_env.runs("fields-1")
+    meta = json.loads(
+        (tmp_path / "convoy-results/fields/fields-1/fields-1.00/run.json").read_text()
+    )
+    meta.pop("files")
+    assert listed == meta

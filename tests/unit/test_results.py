@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from convoy.runjson import iso
 from convoy.spec import Resources
 from convoy.states import RunState
 from coordinator.records import RunRecord
@@ -21,7 +22,6 @@ from coordinator.results import (
     FilePiece,
     ResultError,
     RunResult,
-    iso,
     run_json,
     write_runs_csv,
 )

@@ -1,0 +1,57 @@
+"""run.json: the one definition of a run's fields, as convoy writes them beside a run's results
+and prints them for `convoy runs --json`. Built from the API's Run message, so the coordinator and
+every client agree by construction.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from convoy.v1 import coordinator_pb2 as pb
+
+
+def iso(ts: float) -> str | None:
+    if not ts:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def duration_s(run: pb.Run) -> float | None:
+    if run.started_at and run.ended_at:
+        return round(run.ended_at - run.started_at, 3)
+    return None
+
+
+def run_fields(run: pb.Run) -> dict[str, Any]:
+    """The fields of a run as run.json names them (without `files`)."""
+    command: Any = run.command
+    if command.startswith("["):
+        command = json.loads(command)
+    return {
+        "run": run.id,
+        "experiment": run.experiment,
+        "submission": run.submission_id,
+        "index": run.index,
+        "params": json.loads(run.params_json or "{}"),
+        "state": run.state,
+        "exit_code": run.exit_code if run.has_exit_code else None,
+        "reason": run.reason,
+        "host": run.host or None,
+        "attempt": run.attempt,
+        "image": run.image,
+        "image_id": run.image_id or None,
+        "revision": run.revision,
+        "command": command,
+        "resources": {
+            "cpus": run.resources.cpus,
+            "memory_bytes": run.resources.memory_bytes,
+            "gpus": run.resources.gpus,
+        },
+        "created_at": iso(run.created_at),
+        "started_at": iso(run.started_at),
+        "ended_at": iso(run.ended_at),
+        "duration_s": duration_s(run),
+        "results_path": run.results_path,
+    }
