@@ -15,15 +15,11 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-IMAGE = "convoy/busybox:1"
+from harness import CONVOY, IMAGE, convoy_up, require
 
 
 def expected_digest(lines: int) -> tuple[int, str]:
@@ -55,33 +51,23 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--lines", type=int, default=7_000_000)
     ns = p.parse_args()
-    subprocess.run(["docker", "image", "inspect", IMAGE], check=True, capture_output=True)
+    require("docker")
     want = expected_digest(ns.lines)
     print(f"output: {ns.lines} lines, {want[0] / 1e6:.1f} MB", flush=True)
 
-    home = Path(tempfile.mkdtemp(prefix="cvy-bench-", dir="/tmp"))
-    spec = home / "logs.yaml"
-    spec.write_text(
-        f"name: logs\nimage: {IMAGE}\ncommand: seq 1 {ns.lines}\n"
-        "resources: {cpus: 1, memory: 256MiB}\n"
-    )
-    env = dict(os.environ, CONVOY_HOME=str(home))
-    convoy = [sys.executable, "-m", "convoy.cli.main"]
-    up = subprocess.Popen([*convoy, "up"], env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)  # fmt: skip
     container = ""
-    try:
-        while not (home / "coordinator.sock").exists():
-            if up.poll() is not None:
-                sys.exit("convoy up failed")
-            time.sleep(0.05)
+    with convoy_up() as local:
+        spec = local.home / "logs.yaml"
+        spec.write_text(
+            f"name: logs\nimage: {IMAGE}\ncommand: seq 1 {ns.lines}\n"
+            "resources: {cpus: 1, memory: 256MiB}\n"
+        )
         t0 = time.perf_counter()
-        subprocess.run([*convoy, "run", "--detach", str(spec)], env=env, check=True,
-                       capture_output=True)  # fmt: skip
-        got_convoy = consume([*convoy, "logs", "-f", "logs-1.00"], env)
+        local.cli("run", "--detach", str(spec))
+        got_convoy = consume([*CONVOY, "logs", "-f", "logs-1.00"], local.env)
         convoy_s = time.perf_counter() - t0
         print(f"convoy logs -f:  {convoy_s:.2f} s, {got_convoy[0]} bytes", flush=True)
-
+    try:
         t0 = time.perf_counter()
         container = subprocess.run(
             ["docker", "run", "-d", "--label", "convoy.bench=1", IMAGE, "seq", "1", str(ns.lines)],
@@ -93,12 +79,6 @@ def main() -> None:
     finally:
         if container:
             subprocess.run(["docker", "rm", "-f", container], check=False, capture_output=True)
-        up.terminate()
-        up.wait()
-        pid = home / "agent" / "agent.pid"
-        if pid.exists():
-            subprocess.run(["kill", pid.read_text().strip()], check=False)
-        shutil.rmtree(home, ignore_errors=True)
     complete = got_convoy == want and got_docker == want
     print(json.dumps({
         "bytes": want[0], "convoy_s": round(convoy_s, 3), "baseline_s": round(baseline_s, 3),

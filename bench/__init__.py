@@ -1,1 +1,0 @@
-"""Benchmarks: ratios against baselines measured in the same invocation. Not tests."""
