@@ -22,6 +22,11 @@ class Local:
     home: Path
     env: dict[str, str]
 
+    @property
+    def experiments(self) -> Path:
+        """A folder for experiment files, beside the state folder (convoy refuses those inside)."""
+        return self.home.parent / "experiments"
+
     def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([*CONVOY, *args], env=self.env, check=True, capture_output=True,
                               text=True)  # fmt: skip
@@ -37,7 +42,9 @@ def require(*tools: str) -> None:
 @contextmanager
 def convoy_up(cpus: int | None = None) -> Iterator[Local]:
     """`convoy up` in a fresh home; stopped, with its agent, and the home removed afterwards."""
-    home = Path(tempfile.mkdtemp(prefix="cvy-bench-", dir="/tmp"))
+    base = Path(tempfile.mkdtemp(prefix="cvy-bench-", dir="/tmp"))
+    home = base / "home"
+    (base / "experiments").mkdir()
     env = dict(os.environ, CONVOY_HOME=str(home))
     args = [*CONVOY, "up", *(["--cpus", str(cpus)] if cpus else [])]
     up = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -53,4 +60,4 @@ def convoy_up(cpus: int | None = None) -> Iterator[Local]:
         pid = home / "agent" / "agent.pid"
         if pid.exists():
             subprocess.run(["kill", pid.read_text().strip()], check=False)
-        shutil.rmtree(home, ignore_errors=True)
+        shutil.rmtree(base, ignore_errors=True)

@@ -57,7 +57,7 @@ def main() -> None:
 
     container = ""
     with convoy_up() as local:
-        spec = local.home / "logs.yaml"
+        spec = local.experiments / "logs.yaml"
         spec.write_text(
             f"name: logs\nimage: {IMAGE}\ncommand: seq 1 {ns.lines}\n"
             "resources: {cpus: 1, memory: 256MiB}\n"

@@ -41,7 +41,7 @@ def baseline(n: int, parallel: int) -> float:
 
 
 def sweep(local: Local, runs: int) -> float:
-    spec = local.home / "sweep.yaml"
+    spec = local.experiments / "sweep.yaml"
     spec.write_text(
         f"name: sweep\nimage: {IMAGE}\ncommand: echo run ${{i}}\n"
         f"matrix: {{i: {{range: [0, {runs}]}}}}\nresources: {{cpus: 1, memory: 64MiB}}\n"

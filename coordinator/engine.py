@@ -169,6 +169,11 @@ class Coordinator:
         source = (spec_file.parent / spec.sources).resolve()
         if not source.is_dir():
             raise UsageError(f"{spec_path}: sources folder {source} does not exist")
+        if source.is_relative_to(self.home.resolve()):
+            raise UsageError(
+                f"{spec_path}: sources folder {source} is inside convoy's state folder "
+                f"{self.home}; keep experiments elsewhere"
+            )
         results_root = Path(results_dir) if results_dir else spec_file.parent / "convoy-results"
         runs = expand(spec)
         req = Units.of(spec.resources)

@@ -324,3 +324,14 @@ def test_runs_json_has_the_fields_of_run_json(convoy_env: ConvoyEnv, tmp_path: P
     )
     meta.pop("files")
     assert listed == meta
+
+
+def test_sources_inside_the_state_folder_are_refused(convoy_env: ConvoyEnv) -> None:
+    """An experiment kept inside CONVOY_HOME is refused: it would snapshot convoy's own state."""
+    spec = write_experiment(convoy_env.home / "exp", """
+        name: inside
+        image: convoy/busybox:1
+        command: "true"
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 2 and "inside convoy's state folder" in out.stderr
