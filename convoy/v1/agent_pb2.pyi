@@ -25,6 +25,96 @@ ATTEMPT_CANCELLED: AttemptState
 ATTEMPT_TIMED_OUT: AttemptState
 ATTEMPT_ERROR: AttemptState
 
+class ManifestEntry(_message.Message):
+    __slots__ = ("path", "mode", "size", "hash", "target")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    mode: int
+    size: int
+    hash: str
+    target: str
+    def __init__(self, path: _Optional[str] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., hash: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
+
+class MissingObjectsRequest(_message.Message):
+    __slots__ = ("revision", "hashes")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    revision: str
+    hashes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[str] = ..., hashes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class MissingObjectsResponse(_message.Message):
+    __slots__ = ("has_revision", "missing")
+    HAS_REVISION_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    has_revision: bool
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, has_revision: _Optional[bool] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ObjectChunk(_message.Message):
+    __slots__ = ("hash", "data", "last")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    hash: str
+    data: bytes
+    last: bool
+    def __init__(self, hash: _Optional[str] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+
+class PutObjectsResponse(_message.Message):
+    __slots__ = ("stored", "bytes")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    bytes: int
+    def __init__(self, stored: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class MakeRevisionRequest(_message.Message):
+    __slots__ = ("revision", "entries")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    revision: str
+    entries: _containers.RepeatedCompositeFieldContainer[ManifestEntry]
+    def __init__(self, revision: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ...) -> None: ...
+
+class MakeRevisionResponse(_message.Message):
+    __slots__ = ("path",)
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    def __init__(self, path: _Optional[str] = ...) -> None: ...
+
+class HasImageRequest(_message.Message):
+    __slots__ = ("image", "image_id")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    image_id: str
+    def __init__(self, image: _Optional[str] = ..., image_id: _Optional[str] = ...) -> None: ...
+
+class HasImageResponse(_message.Message):
+    __slots__ = ("present", "image_id")
+    PRESENT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
+    present: bool
+    image_id: str
+    def __init__(self, present: _Optional[bool] = ..., image_id: _Optional[str] = ...) -> None: ...
+
+class ImageChunk(_message.Message):
+    __slots__ = ("data",)
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    def __init__(self, data: _Optional[bytes] = ...) -> None: ...
+
+class LoadImageResponse(_message.Message):
+    __slots__ = ("images",)
+    IMAGES_FIELD_NUMBER: _ClassVar[int]
+    images: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, images: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class DescribeRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -42,7 +132,7 @@ class AgentInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., docker_version: _Optional[str] = ...) -> None: ...
 
 class StartAttemptRequest(_message.Message):
-    __slots__ = ("attempt_id", "run_id", "submission_id", "experiment", "image", "argv", "env", "resources", "network", "timeout_seconds", "source_path", "outputs")
+    __slots__ = ("attempt_id", "run_id", "submission_id", "experiment", "image", "argv", "env", "resources", "network", "timeout_seconds", "source_path", "outputs", "revision")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -62,6 +152,7 @@ class StartAttemptRequest(_message.Message):
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_PATH_FIELD_NUMBER: _ClassVar[int]
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     run_id: str
     submission_id: str
@@ -74,7 +165,8 @@ class StartAttemptRequest(_message.Message):
     timeout_seconds: float
     source_path: str
     outputs: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., image: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., network: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., source_path: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ...) -> None: ...
+    revision: str
+    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., image: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., network: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., source_path: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., revision: _Optional[str] = ...) -> None: ...
 
 class AttemptStatus(_message.Message):
     __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id")

@@ -82,6 +82,31 @@ class AgentStub:
                 request_serializer=convoy_dot_v1_dot_agent__pb2.AttemptRef.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_agent__pb2.AttemptStatus.FromString,
                 _registered_method=True)
+        self.MissingObjects = channel.unary_unary(
+                '/convoy.v1.Agent/MissingObjects',
+                request_serializer=convoy_dot_v1_dot_agent__pb2.MissingObjectsRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_agent__pb2.MissingObjectsResponse.FromString,
+                _registered_method=True)
+        self.PutObjects = channel.stream_unary(
+                '/convoy.v1.Agent/PutObjects',
+                request_serializer=convoy_dot_v1_dot_agent__pb2.ObjectChunk.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_agent__pb2.PutObjectsResponse.FromString,
+                _registered_method=True)
+        self.MakeRevision = channel.unary_unary(
+                '/convoy.v1.Agent/MakeRevision',
+                request_serializer=convoy_dot_v1_dot_agent__pb2.MakeRevisionRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_agent__pb2.MakeRevisionResponse.FromString,
+                _registered_method=True)
+        self.HasImage = channel.unary_unary(
+                '/convoy.v1.Agent/HasImage',
+                request_serializer=convoy_dot_v1_dot_agent__pb2.HasImageRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_agent__pb2.HasImageResponse.FromString,
+                _registered_method=True)
+        self.LoadImage = channel.stream_unary(
+                '/convoy.v1.Agent/LoadImage',
+                request_serializer=convoy_dot_v1_dot_agent__pb2.ImageChunk.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_agent__pb2.LoadImageResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -150,6 +175,42 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MissingObjects(self, request, context):
+        """Sync. One round trip learns what the host lacks: whether it has the revision, and which of
+        the revision's objects (by content hash) it is missing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutObjects(self, request_iterator, context):
+        """Objects, batched into one stream; each is verified against its hash before it is stored.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def MakeRevision(self, request, context):
+        """Materialise a revision from its manifest as an immutable snapshot (hard links into the store).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def HasImage(self, request, context):
+        """Images. Whether the host's engine has an image (by name and digest), and loading one
+        (a `docker save` tar stream) when it does not.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LoadImage(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -197,6 +258,31 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.ReleaseAttempt,
                     request_deserializer=convoy_dot_v1_dot_agent__pb2.AttemptRef.FromString,
                     response_serializer=convoy_dot_v1_dot_agent__pb2.AttemptStatus.SerializeToString,
+            ),
+            'MissingObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.MissingObjects,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.MissingObjectsRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_agent__pb2.MissingObjectsResponse.SerializeToString,
+            ),
+            'PutObjects': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutObjects,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.ObjectChunk.FromString,
+                    response_serializer=convoy_dot_v1_dot_agent__pb2.PutObjectsResponse.SerializeToString,
+            ),
+            'MakeRevision': grpc.unary_unary_rpc_method_handler(
+                    servicer.MakeRevision,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.MakeRevisionRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_agent__pb2.MakeRevisionResponse.SerializeToString,
+            ),
+            'HasImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.HasImage,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.HasImageRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_agent__pb2.HasImageResponse.SerializeToString,
+            ),
+            'LoadImage': grpc.stream_unary_rpc_method_handler(
+                    servicer.LoadImage,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.ImageChunk.FromString,
+                    response_serializer=convoy_dot_v1_dot_agent__pb2.LoadImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +530,141 @@ class Agent:
             '/convoy.v1.Agent/ReleaseAttempt',
             convoy_dot_v1_dot_agent__pb2.AttemptRef.SerializeToString,
             convoy_dot_v1_dot_agent__pb2.AttemptStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MissingObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Agent/MissingObjects',
+            convoy_dot_v1_dot_agent__pb2.MissingObjectsRequest.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.MissingObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutObjects(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/convoy.v1.Agent/PutObjects',
+            convoy_dot_v1_dot_agent__pb2.ObjectChunk.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.PutObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MakeRevision(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Agent/MakeRevision',
+            convoy_dot_v1_dot_agent__pb2.MakeRevisionRequest.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.MakeRevisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def HasImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Agent/HasImage',
+            convoy_dot_v1_dot_agent__pb2.HasImageRequest.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.HasImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LoadImage(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/convoy.v1.Agent/LoadImage',
+            convoy_dot_v1_dot_agent__pb2.ImageChunk.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.LoadImageResponse.FromString,
             options,
             channel_credentials,
             insecure,
