@@ -22,6 +22,7 @@ from typing import Any
 from convoy.errors import ConvoyError
 
 from . import workspace
+from .objects import ObjectStore
 from .runtime import ContainerHandle, ContainerSpec, DockerRuntime
 
 log = logging.getLogger("convoy.agent")
@@ -55,6 +56,7 @@ class AttemptRequest:
     timeout_seconds: float
     source_path: str
     outputs: tuple[str, ...] = ()
+    revision: str = ""
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,22 @@ class Attempt:
     def log_path(self) -> Path:
         return self.dir / "log" / "output.log"
 
+    @property
+    def layout(self) -> dict[str, str]:
+        try:
+            return dict(json.loads((self.dir / "workspace.json").read_text()))
+        except (OSError, ValueError):
+            return {"mode": "copy", "volume": ""}
+
+    @property
+    def volume(self) -> str:
+        return self.layout.get("volume", "")
+
+    @property
+    def results_root(self) -> Path:
+        """Where the run's result files are read from."""
+        return self.dir / "upper" if self.layout.get("mode") == "overlay" else self.work
+
     def manifest(self) -> workspace.Manifest:
         raw = json.loads((self.dir / "manifest.json").read_text())
         return {k: tuple(v) for k, v in raw.items()}
@@ -99,6 +117,16 @@ def _write_json(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
+def overlay_supported() -> bool:
+    """Overlay workspaces need overlayfs in this kernel; CONVOY_WORKSPACE=copy turns them off."""
+    if os.environ.get("CONVOY_WORKSPACE") == "copy":
+        return False
+    try:
+        return "overlay" in Path("/proc/filesystems").read_text()
+    except OSError:
+        return False
+
+
 class UnknownAttempt(ConvoyError):
     def __init__(self, attempt_id: str) -> None:
         super().__init__(f"no attempt {attempt_id!r} on this host")
@@ -107,10 +135,14 @@ class UnknownAttempt(ConvoyError):
 class Attempts:
     """Every attempt this agent knows, and the containers behind them."""
 
-    def __init__(self, home: Path, runtime: DockerRuntime, agent_id: str) -> None:
+    def __init__(
+        self, home: Path, runtime: DockerRuntime, agent_id: str, overlay: bool | None = None
+    ) -> None:
         self.home = home
         self.root = home / "attempts"
         self.root.mkdir(parents=True, exist_ok=True)
+        self.objects = ObjectStore(home / "store")
+        self.overlay = overlay_supported() if overlay is None else overlay
         self.runtime = runtime
         self.agent_id = agent_id
         self._attempts: dict[str, Attempt] = {}
@@ -144,8 +176,7 @@ class Attempts:
         _write_json(d / "request.json", asdict(req))
         self._set(a)
         try:
-            manifest = await asyncio.to_thread(workspace.materialise, Path(req.source_path), a.work)
-            _write_json(d / "manifest.json", manifest)
+            workdir, volume = await asyncio.to_thread(self._prepare_workspace, a)
             a.log_path.touch()
             spec = ContainerSpec(
                 attempt_id=req.attempt_id,
@@ -159,8 +190,9 @@ class Attempts:
                 cpus=req.cpus,
                 memory_bytes=req.memory_bytes,
                 network=req.network,
-                workdir=a.work,
+                workdir=workdir,
                 logdir=a.log_path.parent,
+                work_volume=volume,
             )
             a.handle = await asyncio.to_thread(self.runtime.start, spec)
         except (ConvoyError, OSError) as e:
@@ -172,6 +204,34 @@ class Attempts:
         )  # fmt: skip
         self._watch(a)
         return a.status
+
+    def _prepare_workspace(self, a: Attempt) -> tuple[Path, str | None]:
+        """The run's /work: an overlay on its revision's snapshot, or a copy of it.
+
+        Overlay: nothing is copied, and the upper folder then holds exactly the files the run
+        created or changed. Copy (no overlayfs, or sources given as a plain folder): the files
+        are copied in and their stat recorded, and results are what differs afterwards.
+        """
+        req = a.request
+        if req.revision:
+            lower = self.objects.revision_dir(req.revision)
+            self.objects.acquire(req.revision, req.attempt_id)  # not collected while in use
+            if self.overlay:
+                upper, scratch = a.dir / "upper", a.dir / "ovlwork"
+                upper.mkdir(exist_ok=True)
+                scratch.mkdir(exist_ok=True)
+                name = f"convoy-{req.attempt_id}"
+                labels = {"convoy.agent": self.agent_id, "convoy.attempt": req.attempt_id}
+                self.runtime.create_overlay_volume(name, lower, upper, scratch, labels)
+                _write_json(a.dir / "workspace.json", {"mode": "overlay", "volume": name})
+                return upper, name
+            source = lower
+        else:
+            source = Path(req.source_path)
+        manifest = workspace.materialise(source, a.work)
+        _write_json(a.dir / "manifest.json", manifest)
+        _write_json(a.dir / "workspace.json", {"mode": "copy", "volume": ""})
+        return a.work, None
 
     def _watch(self, a: Attempt) -> None:
         task = asyncio.get_running_loop().create_task(self._monitor(a))
@@ -214,6 +274,8 @@ class Attempts:
         )  # fmt: skip
         try:
             await asyncio.to_thread(self.runtime.remove, a.handle)
+            if a.volume:
+                await asyncio.to_thread(self.runtime.remove_volume, a.volume)
         except Exception:
             log.exception("removing the container of %s failed", a.request.attempt_id)
 
@@ -239,6 +301,11 @@ class Attempts:
 
     def result_files(self, attempt_id: str) -> list[str]:
         a = self.get(attempt_id)
+        if a.layout.get("mode") == "overlay":
+            changed = workspace.upper_files(a.results_root)
+            if a.request.outputs:
+                return workspace.filter_outputs(changed, a.request.outputs)
+            return changed
         if not (a.dir / "manifest.json").exists() or not a.work.exists():
             return []
         manifest = a.manifest()
@@ -250,7 +317,10 @@ class Attempts:
         """Drop the workspace; keep the log and status until the attempt folder is collected."""
         a = self.get(attempt_id)
         if a.status.state.ended:
-            shutil.rmtree(a.work, ignore_errors=True)
+            for folder in (a.work, a.dir / "upper", a.dir / "ovlwork"):
+                shutil.rmtree(folder, ignore_errors=True)
+            if a.request.revision:
+                self.objects.release(a.request.revision, attempt_id)
         return a.status
 
     async def recover(self) -> None:

@@ -21,6 +21,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -58,6 +59,8 @@ class ContainerSpec:
     logdir: Path  # host dir, bind-mounted rw at /.convoy; output goes to logdir/"output.log"
     pids_limit: int = 4096
     read_only_root: bool = True
+    # A named volume to mount at /work instead of binding `workdir` (the overlay workspace).
+    work_volume: str | None = None
 
 
 @dataclass(frozen=True)
@@ -167,9 +170,10 @@ class DockerRuntime:
         try:
             # The low-level API: the high-level create inspects the new container once more,
             # a round trip to the engine per run that nothing here needs.
+            work_source = spec.work_volume or str(workdir)
             host_config = self.api.create_host_config(
                 binds={
-                    str(workdir): {"bind": "/work", "mode": "rw"},
+                    work_source: {"bind": "/work", "mode": "rw"},
                     str(logdir): {"bind": "/.convoy", "mode": "rw"},
                 },
                 network_mode=spec.network,
@@ -281,6 +285,50 @@ class DockerRuntime:
             raise RuntimeFailure(
                 f"cannot remove container {handle.container_id[:12]}: {_explain(e)}"
             ) from e
+
+    def create_overlay_volume(
+        self, name: str, lower: Path, upper: Path, work: Path, labels: dict[str, str]
+    ) -> str:
+        """A `local` volume of type overlay: `lower` read-only beneath, changes land in `upper`.
+
+        The engine mounts it when a container using it starts; nothing is copied.
+        """
+        opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
+        try:
+            self.api.create_volume(
+                name, driver="local", labels={**labels, f"{LABEL_PREFIX}managed": "1"},
+                driver_opts={"type": "overlay", "device": "overlay", "o": opts},
+            )  # fmt: skip
+        except docker.errors.APIError as e:
+            raise RuntimeFailure(f"cannot create overlay volume {name}: {_explain(e)}") from e
+        return name
+
+    def remove_volume(self, name: str) -> None:
+        try:
+            self.api.remove_volume(name, force=True)
+        except docker.errors.NotFound:
+            return
+        except docker.errors.APIError as e:
+            raise RuntimeFailure(f"cannot remove volume {name}: {_explain(e)}") from e
+
+    def has_image(self, image: str) -> str:
+        """The image's id on this engine, or "" when it has no such image."""
+        try:
+            return str(self.api.inspect_image(image)["Id"])
+        except docker.errors.ImageNotFound:
+            return ""
+
+    def load_image(self, chunks: Iterator[bytes]) -> list[str]:
+        """`docker load` of a `docker save` tar stream; the names of the images loaded."""
+        loaded: list[str] = []
+        try:
+            for line in self.api.load_image(chunks):
+                text = str(line.get("stream", "")) if isinstance(line, dict) else str(line)
+                if "Loaded image" in text:
+                    loaded.append(text.split(":", 1)[1].strip())
+        except docker.errors.APIError as e:
+            raise RuntimeFailure(f"cannot load image: {_explain(e)}") from e
+        return loaded
 
     def state(self, handle: ContainerHandle) -> ContainerState:
         try:

@@ -7,19 +7,22 @@ import contextlib
 import hashlib
 import logging
 import os
+import queue
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import grpc
 
 from convoy import __version__
+from convoy.content import EntryLike, SyncError, check_hash
 from convoy.errors import ConvoyError
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
 from convoy.v1 import common_pb2
 
 from .attempts import AttemptRequest, Attempts, AttemptState, AttemptStatus, UnknownAttempt
+from .objects import apply_delta
 from .runtime import DockerRuntime
 
 log = logging.getLogger("convoy.agent")
@@ -52,10 +55,109 @@ def request_from_pb(r: pb.StartAttemptRequest) -> AttemptRequest:
         experiment=r.experiment, image=r.image, argv=tuple(r.argv), env=dict(r.env),
         cpus=r.resources.cpus, memory_bytes=r.resources.memory_bytes, network=r.network or "none",
         timeout_seconds=r.timeout_seconds, source_path=r.source_path, outputs=tuple(r.outputs),
+        revision=r.revision,
     )  # fmt: skip
 
 
-class AgentService(pb_grpc.AgentServicer):
+Ctx = grpc.aio.ServicerContext
+
+
+class SyncService:
+    """The agent's side of sync and image shipping (mixed into AgentService)."""
+
+    attempts: Attempts
+
+    async def MissingObjects(
+        self, request: pb.MissingObjectsRequest, context: Ctx
+    ) -> pb.MissingObjectsResponse:
+        store = self.attempts.objects
+        try:
+            if await asyncio.to_thread(store.has_revision, request.revision):
+                return pb.MissingObjectsResponse(has_revision=True)
+            missing = await asyncio.to_thread(store.missing, list(request.hashes))
+        except SyncError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise
+        return pb.MissingObjectsResponse(has_revision=False, missing=missing)
+
+    async def PutObjects(
+        self, request_iterator: AsyncIterator[pb.ObjectChunk], context: Ctx
+    ) -> pb.PutObjectsResponse:
+        store = self.attempts.objects
+        writer = None
+        stored = 0
+        size = 0
+        try:
+            async for chunk in request_iterator:
+                if chunk.hash:
+                    if writer is not None:
+                        raise SyncError(f"object {writer.hash} ended without its last chunk")
+                    check_hash(chunk.hash)
+                    writer = store.writer(chunk.hash)
+                if writer is None:
+                    raise SyncError("object data before any object hash")
+                writer.write(chunk.data)
+                size += len(chunk.data)
+                if chunk.last:
+                    await asyncio.to_thread(writer.commit)
+                    writer = None
+                    stored += 1
+            if writer is not None:
+                raise SyncError(f"object {writer.hash} was cut short")
+        except SyncError as e:
+            if writer is not None:
+                writer.abort()
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        return pb.PutObjectsResponse(stored=stored, bytes=size)
+
+    async def MakeRevision(
+        self, request: pb.MakeRevisionRequest, context: Ctx
+    ) -> pb.MakeRevisionResponse:
+        store = self.attempts.objects
+        entries: list[EntryLike] = list(request.entries)
+        if request.base:
+            try:
+                base = await asyncio.to_thread(store.manifest, request.base)
+            except SyncError as e:  # the coordinator then sends the whole manifest
+                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                raise
+            entries = apply_delta(base, entries, request.removed)
+        try:
+            path = await asyncio.to_thread(store.make_revision, request.revision, entries)
+        except SyncError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise
+        return pb.MakeRevisionResponse(path=str(path))
+
+    async def HasImage(self, request: pb.HasImageRequest, context: Ctx) -> pb.HasImageResponse:
+        found = await asyncio.to_thread(self.attempts.runtime.has_image, request.image)
+        present = bool(found) and (not request.image_id or found == request.image_id)
+        return pb.HasImageResponse(present=present, image_id=found)
+
+    async def LoadImage(
+        self, request_iterator: AsyncIterator[pb.ImageChunk], context: Ctx
+    ) -> pb.LoadImageResponse:
+        chunks: queue.Queue[bytes | None] = queue.Queue(maxsize=16)
+
+        def feed() -> Iterator[bytes]:
+            while (item := chunks.get()) is not None:
+                yield item
+
+        loading = asyncio.ensure_future(asyncio.to_thread(self.attempts.runtime.load_image, feed()))
+        try:
+            async for chunk in request_iterator:
+                await asyncio.to_thread(chunks.put, chunk.data)
+        finally:
+            await asyncio.to_thread(chunks.put, None)
+        try:
+            images = await loading
+        except ConvoyError as e:
+            await context.abort(grpc.StatusCode.INTERNAL, str(e))
+            raise
+        return pb.LoadImageResponse(images=images)
+
+
+class AgentService(SyncService, pb_grpc.AgentServicer):
     def __init__(self, attempts: Attempts, name: str, capacity: common_pb2.Resources) -> None:
         self.attempts = attempts
         self.name = name
@@ -164,7 +266,7 @@ class AgentService(pb_grpc.AgentServicer):
             await self._abort(context, e)
             return
         for rel in files:
-            path = a.work / rel
+            path = a.results_root / rel
             digest = hashlib.sha256()
             mode = path.lstat().st_mode & 0o777
             with open(path, "rb") as f:
@@ -191,6 +293,22 @@ def host_capacity(cpus: float | None, memory: int | None) -> common_pb2.Resource
     return common_pb2.Resources(cpus=cpus, memory_bytes=memory, gpus=0)
 
 
+STORE_MAX_AGE_S = 7 * 24 * 3600.0
+COLLECT_EVERY_S = 600.0
+
+
+async def _collect_forever(attempts: Attempts) -> None:
+    """Old revisions and their objects go by age and size, never while a run uses them."""
+    max_bytes = int(os.environ.get("CONVOY_STORE_MAX_BYTES", str(50 * 1024**3)))
+    while True:
+        await asyncio.sleep(COLLECT_EVERY_S)
+        try:
+            report = await asyncio.to_thread(attempts.objects.collect, STORE_MAX_AGE_S, max_bytes)
+            log.info("collected: %s", report)
+        except Exception:
+            log.exception("collecting the object store failed")
+
+
 def agent_id_for(home: Path) -> str:
     return hashlib.sha256(f"{socket.gethostname()}:{home.resolve()}".encode()).hexdigest()[:16]
 
@@ -213,11 +331,13 @@ async def serve(
     server.add_insecure_port(f"unix:{sock}")
     await server.start()
     os.chmod(sock, 0o600)
+    collector = asyncio.ensure_future(_collect_forever(attempts))
     log.info("agent %s listening on %s", service.name, sock)
     if ready is not None:
         ready.set()
     try:
         await server.wait_for_termination()
     finally:
+        collector.cancel()
         await server.stop(grace=2)
         await attempts.close()

@@ -83,14 +83,25 @@ def changed_files(work: Path, manifest: Manifest) -> list[str]:
     return sorted(out)
 
 
+def upper_files(upper: Path) -> list[str]:
+    """What a run created or changed in an overlay workspace: the regular files of its upper
+    folder (deletions are whiteouts, character devices, and are not results), sorted."""
+    return sorted(_walk_files(upper)) if upper.exists() else []
+
+
 def select_outputs(work: Path, patterns: Iterable[str], manifest: Manifest) -> list[str]:
     """Files matching the declared outputs: a folder means everything below it; globs allowed.
 
     Only files the run created or changed count, so inputs that match a pattern do not come back.
     """
+    return filter_outputs(changed_files(work, manifest), patterns)
+
+
+def filter_outputs(changed: Iterable[str], patterns: Iterable[str]) -> list[str]:
+    """The changed files that match the declared outputs (see select_outputs)."""
     pats = [posixpath.normpath(p).rstrip("/") for p in patterns]
     out = []
-    for rel in changed_files(work, manifest):
+    for rel in changed:
         for pat in pats:
             if fnmatch.fnmatchcase(rel, pat) or rel.startswith(pat + "/"):
                 out.append(rel)

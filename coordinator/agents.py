@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
 
+from convoy.content import EntryLike
 from convoy.spec import Resources
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
@@ -83,6 +84,8 @@ class AgentClient:
             target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         )
         self._stub = pb_grpc.AgentStub(self._channel)
+        # Payload bytes of the sync requests sent so far (what bench/sync.py reports).
+        self.sync_bytes_sent = 0
 
     async def close(self) -> None:
         await self._channel.close(None)
@@ -95,7 +98,9 @@ class AgentClient:
             info.docker_version,
         )  # fmt: skip
 
-    async def start(self, run: RunRecord, source_path: str) -> AttemptOutcome:
+    async def start(
+        self, run: RunRecord, source_path: str = "", revision: str = ""
+    ) -> AttemptOutcome:
         req = pb.StartAttemptRequest(
             attempt_id=run.attempt_id, run_id=run.id, submission_id=run.submission_id,
             experiment=run.experiment, image=run.image, argv=argv_of(run.command),
@@ -105,7 +110,7 @@ class AgentClient:
                 gpus=run.resources.gpus,
             ),
             network=run.network, timeout_seconds=run.timeout_seconds, source_path=source_path,
-            outputs=list(run.outputs),
+            outputs=list(run.outputs), revision=revision,
         )  # fmt: skip
         return _outcome(await self._stub.StartAttempt(req, timeout=300))
 
@@ -133,6 +138,55 @@ class AgentClient:
         req = pb.ReadLogRequest(attempt_id=attempt_id, offset=offset, follow=follow)
         async for chunk in self._stub.ReadLog(req):
             yield chunk.offset, chunk.data
+
+    async def missing_objects(self, revision: str, hashes: Sequence[str]) -> tuple[bool, list[str]]:
+        req = pb.MissingObjectsRequest(revision=revision, hashes=list(hashes))
+        self.sync_bytes_sent += req.ByteSize()
+        resp = await self._stub.MissingObjects(req, timeout=120)
+        return resp.has_revision, list(resp.missing)
+
+    async def put_objects(self, chunks: AsyncIterator[tuple[str, bytes, bool]]) -> int:
+        """Stream objects (hash, data, last) to the host; the bytes it stored."""
+
+        async def messages() -> AsyncIterator[pb.ObjectChunk]:
+            current = ""
+            async for h, data, last in chunks:
+                msg = pb.ObjectChunk(hash=h if h != current else "", data=data, last=last)
+                self.sync_bytes_sent += msg.ByteSize()
+                yield msg
+                current = "" if last else h
+
+        resp = await self._stub.PutObjects(messages())
+        return int(resp.bytes)
+
+    async def make_revision(
+        self, revision: str, entries: Sequence[EntryLike], base: str = "",
+        removed: Sequence[str] = (),
+    ) -> str:  # fmt: skip
+        req = pb.MakeRevisionRequest(
+            revision=revision,
+            base=base,
+            removed=list(removed),
+            entries=[
+                pb.ManifestEntry(
+                    path=e.path, mode=e.mode, size=e.size, hash=e.hash, target=e.target
+                )
+                for e in entries
+            ],
+        )
+        self.sync_bytes_sent += req.ByteSize()
+        return str((await self._stub.MakeRevision(req, timeout=600)).path)
+
+    async def has_image(self, image: str, image_id: str) -> bool:
+        resp = await self._stub.HasImage(pb.HasImageRequest(image=image, image_id=image_id))
+        return bool(resp.present)
+
+    async def load_image(self, chunks: AsyncIterator[bytes]) -> list[str]:
+        async def messages() -> AsyncIterator[pb.ImageChunk]:
+            async for data in chunks:
+                yield pb.ImageChunk(data=data)
+
+        return list((await self._stub.LoadImage(messages())).images)
 
     async def fetch_results(self, attempt_id: str) -> AsyncIterator[FilePiece]:
         async for c in self._stub.FetchResults(pb.FetchResultsRequest(attempt_id=attempt_id)):

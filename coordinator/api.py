@@ -33,7 +33,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def Submit(self, request: pb.SubmitRequest, context: Ctx) -> pb.SubmitResponse:
         try:
-            sub, runs = self.c.submit(
+            sub, runs = await self.c.submit(
                 request.spec_path, request.spec_yaml, request.results_dir, request.priority
             )
         except ConvoyError as e:
@@ -103,6 +103,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                     runs=holders,
                     agent_version=h.info.version if h.info else "",
                     address=h.client.target,
+                    reason=h.reason,
                 )
             )
         return pb.HostsResponse(hosts=hosts)

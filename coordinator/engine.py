@@ -19,17 +19,19 @@ from typing import Any, TypeVar
 
 import grpc
 
+from convoy.content import SyncError
 from convoy.errors import ConvoyError, NotFound, UsageError
 from convoy.spec import expand, load_spec
 from convoy.states import ACTIVE, RunState
 
-from . import sources
 from .agents import AgentClient, AgentInfo, AttemptOutcome
 from .events import EventBus, RunChanged
+from .images import ImageShipper
 from .records import RunRecord, SubmissionRecord
 from .results import RunResult, write_runs_csv
 from .scheduler import HostView, Pending, Units, place, why_unplaceable
 from .store import Store
+from .sync import Syncer
 
 log = logging.getLogger("convoy.coordinator")
 _T = TypeVar("_T")
@@ -39,6 +41,7 @@ DEFAULT_GRACE_S = 10.0
 
 # How long a host may stop answering before its attempts are given up as lost.
 LOST_GRACE_S = 60.0
+HEARTBEAT_S = 5.0
 _TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
 
 
@@ -50,6 +53,8 @@ class Host:
     up: bool = False
     # Brings the agent back (for the local host: starts it again); None: just reconnect.
     revive: Callable[[], Awaitable[None]] | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+    reason: str = ""  # why it is not up
     _reconnecting: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     @property
@@ -63,6 +68,8 @@ class Coordinator:
         self.store = store
         self.hosts = {h.name: h for h in hosts}
         self.bus = EventBus()
+        self.syncer = Syncer(home)
+        self.images = ImageShipper()
         self._queue: dict[str, RunRecord] = {}
         self._allocations: dict[str, tuple[str, Units]] = {}  # run id -> (host, units)
         self._cancelling: dict[str, float] = {}  # run id -> grace seconds
@@ -74,14 +81,35 @@ class Coordinator:
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await asyncio.gather(*(self._reconnect(h) for h in self.hosts.values()))
         for h in self.hosts.values():
-            await self._connect(h)
+            if not h.up:
+                log.warning("host %s is unreachable; it gets no runs until it answers", h.name)
         for run in self.store.runs(states=[RunState.QUEUED]):
             self._queue[run.id] = run
         for run in self.store.runs(states=list(ACTIVE)):
             self._spawn(self._resume(run))
         self._dispatcher = asyncio.get_running_loop().create_task(self._dispatch_loop())
+        self._spawn(self._heartbeat())
         self._wake.set()
+
+    async def _heartbeat(self) -> None:
+        """Every few seconds: a host that stops answering gets no new runs until it is back."""
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            for h in list(self.hosts.values()):
+                try:
+                    await h.client.describe(timeout=HEARTBEAT_S)
+                    if not h.up:
+                        h.up = True
+                        log.info("host %s is back", h.name)
+                        self._wake.set()
+                except grpc.aio.AioRpcError:
+                    if h.up:
+                        log.warning("host %s stopped answering", h.name)
+                    h.up = False
+                    if not h._reconnecting.locked():
+                        self._spawn(self._reconnect(h))
 
     async def close(self) -> None:
         tasks = [*self._tasks, *([self._dispatcher] if self._dispatcher else [])]
@@ -95,8 +123,8 @@ class Coordinator:
         """Called when a call to `h` failed: revive its agent if we can, then reconnect."""
         async with h._reconnecting:
             try:
-                await h.client.describe(timeout=2)
-                h.up = True
+                h.info = await h.client.describe(timeout=2)
+                h.up, h.reason = True, ""
                 return
             except grpc.aio.AioRpcError:
                 h.up = False
@@ -104,7 +132,9 @@ class Coordinator:
                 try:
                     await h.revive()
                 except ConvoyError as e:
-                    log.warning("host %s: could not revive its agent: %s", h.name, e)
+                    h.reason = e.render()
+                    log.warning("host %s: %s", h.name, h.reason)
+                    return
             await self._connect(h, attempts=10)
 
     async def _resilient(self, h: Host, call: Callable[[], Awaitable[_T]]) -> _T:
@@ -128,11 +158,12 @@ class Coordinator:
         for i in range(attempts):
             try:
                 h.info = await h.client.describe()
-                h.up = True
+                h.up, h.reason = True, ""
                 log.info("host %s up: %s", h.name, h.info.capacity)
                 return
             except grpc.aio.AioRpcError as e:
                 if i == attempts - 1:
+                    h.reason = f"its agent does not answer: {e.details()}"
                     log.warning("host %s unreachable: %s", h.name, e.details())
                 await asyncio.sleep(0.1)
 
@@ -158,7 +189,7 @@ class Coordinator:
 
     # ---- submit ----------------------------------------------------------------------------
 
-    def submit(
+    async def submit(
         self, spec_path: str, spec_yaml: str, results_dir: str = "", priority: int = 0
     ) -> tuple[SubmissionRecord, list[RunRecord]]:
         """Validate, snapshot the sources, store the submission and its runs, queue them."""
@@ -181,9 +212,12 @@ class Coordinator:
         problem = why_unplaceable(req, views)
         if problem:
             raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")
-        revision = sources.snapshot(
-            source, self.home / "revisions", extra_excludes=(results_root, self.home)
-        )
+        try:
+            revision = await asyncio.to_thread(
+                self.syncer.snapshot, source, (results_root.resolve(), self.home.resolve())
+            )
+        except SyncError as e:
+            raise UsageError(f"{spec_path}: {e}") from None
         taken = self.store.submission_numbers(spec.name)
         exp_dir = results_root / spec.name
         n = max(taken, default=0) + 1
@@ -262,7 +296,7 @@ class Coordinator:
         for p in placements:
             run = self._queue.pop(p.run_id)
             placed = run.moved(
-                RunState.STARTING, f"placed on {p.host}", host=p.host, attempt=run.attempt + 1,
+                RunState.SYNCING, f"placed on {p.host}", host=p.host, attempt=run.attempt + 1,
                 exit_code=None, started_at=0.0, ended_at=0.0, image_id="",
             )  # fmt: skip
             self._allocations[run.id] = (p.host, Units.of(run.resources))
@@ -282,11 +316,17 @@ class Coordinator:
     async def _execute(self, run: RunRecord) -> None:
         host = self.hosts[run.host]
         try:
-            sub = self.store.submission(run.submission_id)
-            assert sub is not None
-            rev = sources.Revision(sub.revision, self.home / "revisions" / sub.revision)
-            source_path = sources.ensure_on_host(rev, host.name)
-            outcome = await self._resilient(host, lambda: host.client.start(run, source_path))
+            rev = self.syncer.revision(run.revision)
+            await self._resilient(
+                host, lambda: self.syncer.ensure_on_host(host.name, host.client, rev)
+            )
+            await self._resilient(
+                host, lambda: self.images.ensure(host.name, host.client, run.image)
+            )
+            run = self._move(run, RunState.STARTING, f"starting on {host.name}")
+            outcome = await self._resilient(
+                host, lambda: host.client.start(run, revision=run.revision)
+            )
             if outcome.state == "error":
                 await self._finish(run, host, outcome)
                 return
@@ -300,6 +340,8 @@ class Coordinator:
         except grpc.aio.AioRpcError as e:
             log.warning("run %s: host %s failed: %s", run.id, host.name, e.details())
             self._end(run, RunState.LOST, f"host {host.name} stopped answering: {e.details()}")
+        except ConvoyError as e:
+            self._end(run, RunState.FAILED, e.render())
         except Exception as e:
             log.exception("run %s failed in the coordinator", run.id)
             self._end(run, RunState.FAILED, f"coordinator error: {e}")

@@ -14,12 +14,14 @@ from pathlib import Path
 
 import grpc
 
-from convoy.errors import ConvoyError
+from convoy.errors import ConvoyError, UsageError
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from .agents import AgentClient
 from .api import CoordinatorService
 from .engine import Coordinator, Host, coordinator_socket
+from .hostsfile import load_hosts
+from .ssh import SSHHost
 from .store import Store
 
 log = logging.getLogger("convoy.coordinator")
@@ -74,21 +76,45 @@ async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None)
     raise ConvoyError(f"the local agent did not answer within 15 s; see {ahome / 'agent.log'}")
 
 
+def remote_hosts(home: Path, hosts_file: Path | None) -> tuple[list[Host], list[SSHHost]]:
+    """Hosts of the hosts file (default: CONVOY_HOME/hosts.yaml when it exists), reached by SSH."""
+    path = hosts_file or home / "hosts.yaml"
+    if not path.exists():
+        if hosts_file is not None:
+            raise UsageError(f"{hosts_file}: no such hosts file")
+        return [], []
+    hosts, sessions = [], []
+    for cfg in load_hosts(path.read_text(), str(path)):
+        ssh = SSHHost(cfg, home)
+
+        async def revive(ssh: SSHHost = ssh) -> None:  # connect (again) and start the agent
+            await ssh.ensure_agent()
+
+        hosts.append(Host(cfg.name, AgentClient(ssh.target), revive=revive, labels=cfg.labels))
+        sessions.append(ssh)
+    return hosts, sessions
+
+
 async def serve(
     home: Path, cpus: float | None = None, memory: str | None = None,
-    ready: asyncio.Event | None = None,
+    ready: asyncio.Event | None = None, hosts_file: Path | None = None, local: bool = True,
 ) -> None:  # fmt: skip
     """Run the coordinator until SIGINT/SIGTERM (or cancellation)."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(home, 0o700)
-    client = await ensure_local_agent(home, cpus, memory)
+    hosts, sessions = remote_hosts(home, hosts_file)
+    if local:
+        client = await ensure_local_agent(home, cpus, memory)
+
+        async def revive() -> None:  # the local agent died: start another (it adopts the runs)
+            fresh = await ensure_local_agent(home, cpus, memory)
+            await fresh.close()
+
+        hosts.insert(0, Host(LOCAL_HOST, client, revive=revive))
+    if not hosts:
+        raise UsageError("no hosts: the hosts file lists none and the local host is off")
     store = Store(home / "state.db")
-
-    async def revive() -> None:  # the local agent died: start another (it adopts the runs)
-        fresh = await ensure_local_agent(home, cpus, memory)
-        await fresh.close()
-
-    coordinator = Coordinator(home, store, [Host(LOCAL_HOST, client, revive=revive)])
+    coordinator = Coordinator(home, store, hosts)
     await coordinator.start()
     server = grpc.aio.server()
     pb_grpc.add_CoordinatorServicer_to_server(CoordinatorService(coordinator), server)
@@ -116,6 +142,8 @@ async def serve(
         log.info("coordinator stopping; runs keep running on their hosts")
         await server.stop(grace=1)
         await coordinator.close()
+        for ssh in sessions:
+            await ssh.close()
         store.close()
         for f in (sock, home / "coordinator.pid"):
             f.unlink(missing_ok=True)

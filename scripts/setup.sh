@@ -2,7 +2,8 @@
 # Prepare this machine for convoy; installs or starts only what is missing, so a second run
 # takes well under a second:
 #   - apt packages: docker.io (when there is no dockerd), debootstrap, busybox-static,
-#     parallel (GNU parallel, for bench/), and python3-venv / debian-archive-keyring if needed
+#     parallel (GNU parallel, for bench/), openssh-server, openssh-client and rsync (the SSH test
+#     hosts and the sync baselines), and python3-venv / debian-archive-keyring if needed
 #   - the Docker engine: started when 'docker info' fails (systemd, else dockerd in the background)
 #   - .venv in the repository root with convoy installed editable, with its dev tools
 #     (reinstalled when pyproject.toml is newer than the last install)
@@ -85,10 +86,16 @@ if command -v dpkg-query >/dev/null 2>&1; then
     have_pkg debootstrap || pkgs+=(debootstrap)
     have_pkg busybox-static || pkgs+=(busybox-static)
     have_pkg parallel || pkgs+=(parallel)
+    have_pkg openssh-server || pkgs+=(openssh-server)
+    have_pkg openssh-client || pkgs+=(openssh-client)
+    have_pkg rsync || pkgs+=(rsync)
 else
     have_cmd debootstrap || pkgs+=(debootstrap)
     have_cmd busybox || pkgs+=(busybox-static)
     have_cmd parallel || pkgs+=(parallel)
+    [[ -x /usr/sbin/sshd ]] || pkgs+=(openssh-server)  # tests run /usr/sbin/sshd by that path
+    have_cmd ssh || pkgs+=(openssh-client)
+    have_cmd rsync || pkgs+=(rsync)
 fi
 # debootstrap of Debian bookworm checks signatures with Debian's keyring (missing on Ubuntu)
 [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] || pkgs+=(debian-archive-keyring)

@@ -47,14 +47,14 @@ async def connect(
     return channel, pb_grpc.CoordinatorStub(channel)
 
 
-def start_detached(home: Path, wait_s: float = 30.0) -> int:
+def start_detached(home: Path, up_args: list[str] | None = None, wait_s: float = 30.0) -> int:
     """Start `convoy up` in the background, logging to CONVOY_HOME/coordinator.log."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = dict(os.environ, CONVOY_HOME=str(home))
     with open(home / "coordinator.log", "ab") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "convoy.cli.main", "up"], stdout=out, stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL, start_new_session=True, env=env,
+            [sys.executable, "-m", "convoy.cli.main", "up", *(up_args or [])], stdout=out,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,
         )  # fmt: skip
     deadline = time.monotonic() + wait_s
     while time.monotonic() < deadline:

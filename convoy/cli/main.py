@@ -7,6 +7,7 @@
   convoy logs RUN [-f]       print (and follow) a run's output
   convoy cancel ID           cancel a run, or every unfinished run of a submission
   convoy hosts [--json]      list hosts with capacity and allocations
+  convoy hosts add|remove|trust NAME   edit the hosts file; record a host's SSH key
 
 State lives in $CONVOY_HOME (default: $XDG_STATE_HOME/convoy, i.e. ~/.local/state/convoy).
 """
@@ -32,8 +33,9 @@ from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageEr
 from convoy.runjson import run_fields
 from convoy.v1 import coordinator_pb2 as pb
 
+from . import hosts
 from .client import connect, default_home
-from .render import human_bytes, runs_table, table
+from .render import runs_table
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -65,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--cpus", type=float, help="cpus the local agent offers (default: all)")
     u.add_argument("--memory", help="memory the local agent offers, e.g. 8GiB (default: all)")
     u.add_argument("--detach", action="store_true", help="start in the background and return")
+    u.add_argument("--hosts", type=Path, metavar="FILE",
+                   help="hosts file (default: $CONVOY_HOME/hosts.yaml when it exists)")  # fmt: skip
+    u.add_argument("--no-local", dest="local", action="store_false",
+                   help="run nothing on this machine, only on the hosts file's")  # fmt: skip
 
     sub.add_parser("down", help="stop the background coordinator and local agent",
                    description="Stop the coordinator and the local agent of this CONVOY_HOME. "
@@ -88,9 +94,7 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("id", metavar="RUN|SUBMISSION")
     c.add_argument("--grace", type=float, default=10.0, help="seconds before SIGKILL (10)")
 
-    h = sub.add_parser("hosts", help="list hosts", description="Hosts with their capacity, "
-                       "what is allocated, and the runs holding it.")  # fmt: skip
-    h.add_argument("--json", action="store_true", help="print JSON")
+    hosts.add_parser(sub)
     return p
 
 
@@ -129,34 +133,6 @@ async def _cancel(home: Path, ns: argparse.Namespace) -> int:
     return 0
 
 
-async def _hosts(home: Path, ns: argparse.Namespace) -> int:
-    channel, stub = await connect(home)
-    async with channel:
-        resp = await stub.Hosts(pb.HostsRequest())
-    if ns.json:
-        print(json.dumps([
-            {
-                "name": h.name, "state": h.state, "address": h.address,
-                "agent_version": h.agent_version,
-                "capacity": {"cpus": h.capacity.cpus, "memory_bytes": h.capacity.memory_bytes,
-                             "gpus": h.capacity.gpus},
-                "allocated": {"cpus": h.allocated.cpus, "memory_bytes": h.allocated.memory_bytes,
-                              "gpus": h.allocated.gpus},
-                "runs": list(h.runs),
-            }
-            for h in resp.hosts
-        ], indent=2))  # fmt: skip
-        return 0
-    rows = [
-        [h.name, h.state, f"{h.allocated.cpus:g}/{h.capacity.cpus:g}",
-         f"{human_bytes(h.allocated.memory_bytes)}/{human_bytes(h.capacity.memory_bytes)}",
-         str(len(h.runs))]
-        for h in resp.hosts
-    ]  # fmt: skip
-    print(table(["HOST", "STATE", "CPUS", "MEMORY", "RUNS"], rows))
-    return 0
-
-
 def _up(home: Path, ns: argparse.Namespace) -> int:
     from .client import start_detached
 
@@ -167,14 +143,27 @@ def _up(home: Path, ns: argparse.Namespace) -> int:
             return 0
         except CoordinatorUnavailable:
             pass
-        pid = start_detached(home)
+        pid = start_detached(home, _up_args(ns))
         print(f"coordinator started (pid {pid}); log: {home / 'coordinator.log'}")
         return 0
     from coordinator.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve(home, ns.cpus, ns.memory))
+    asyncio.run(serve(home, ns.cpus, ns.memory, hosts_file=ns.hosts, local=ns.local))
     return 0
+
+
+def _up_args(ns: argparse.Namespace) -> list[str]:
+    args = []
+    if ns.cpus is not None:
+        args += ["--cpus", str(ns.cpus)]
+    if ns.memory is not None:
+        args += ["--memory", ns.memory]
+    if ns.hosts is not None:
+        args += ["--hosts", str(ns.hosts.absolute())]
+    if not ns.local:
+        args.append("--no-local")
+    return args
 
 
 async def _probe(home: Path) -> None:
@@ -234,7 +223,9 @@ def main(argv: list[str] | None = None) -> int:
             return _up(home, ns)
         if ns.command == "down":
             return _down(home, ns)
-        handlers = {"runs": _runs, "logs": _logs, "cancel": _cancel, "hosts": _hosts}
+        if ns.command == "hosts":
+            return hosts.main(home, ns, _run_async)
+        handlers = {"runs": _runs, "logs": _logs, "cancel": _cancel}
         return _run_async(handlers[ns.command](home, ns))
     except ConvoyError as e:
         print(f"convoy: {e.render()}", file=sys.stderr)

@@ -74,12 +74,16 @@ class PutObjectsResponse(_message.Message):
     def __init__(self, stored: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class MakeRevisionRequest(_message.Message):
-    __slots__ = ("revision", "entries")
+    __slots__ = ("revision", "entries", "base", "removed")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    BASE_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
     revision: str
     entries: _containers.RepeatedCompositeFieldContainer[ManifestEntry]
-    def __init__(self, revision: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ...) -> None: ...
+    base: str
+    removed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., base: _Optional[str] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class MakeRevisionResponse(_message.Message):
     __slots__ = ("path",)

@@ -142,7 +142,7 @@ class HostsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("name", "state", "capacity", "allocated", "runs", "agent_version", "address")
+    __slots__ = ("name", "state", "capacity", "allocated", "runs", "agent_version", "address", "reason")
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +150,7 @@ class Host(_message.Message):
     RUNS_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: str
     capacity: _common_pb2.Resources
@@ -157,7 +158,8 @@ class Host(_message.Message):
     runs: _containers.RepeatedScalarFieldContainer[str]
     agent_version: str
     address: str
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runs: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., address: _Optional[str] = ...) -> None: ...
+    reason: str
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runs: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., address: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class HostsResponse(_message.Message):
     __slots__ = ("hosts",)

@@ -188,3 +188,42 @@ def write_experiment(folder: Path, text: str, name: str = "experiment.yaml") -> 
     path = folder / name
     path.write_text(textwrap.dedent(text))
     return path
+
+
+# --- several SSH hosts on this machine (tests/integration/testhosts.py) -------------------------
+
+from collections.abc import Callable, Iterable  # noqa: E402
+
+from tests.integration.testhosts import SSHD, TestHost, TestHosts  # noqa: E402
+
+
+@pytest.fixture
+def make_test_hosts() -> Iterator[Callable[..., TestHosts]]:
+    """make(count=2, own_docker=frozenset()) -> entered TestHosts, all torn down after the test."""
+    if not os.access(SSHD, os.X_OK):
+        if _docker_required():
+            pytest.fail(f"CI or CONVOY_REQUIRE_DOCKER=1 requires {SSHD} (openssh-server)")
+        pytest.skip(f"{SSHD} is missing (apt-get install openssh-server)")
+    with contextlib.ExitStack() as stack:
+
+        def make(count: int = 2, own_docker: Iterable[str] = frozenset()) -> TestHosts:
+            root = Path(tempfile.mkdtemp(prefix="cvh-", dir="/tmp"))  # short: unix sockets
+            hosts = TestHosts(root, count, own_docker)
+            stack.enter_context(hosts)
+            return hosts
+
+        yield make
+
+
+@pytest.fixture
+def test_hosts(make_test_hosts: Callable[..., TestHosts]) -> list[TestHost]:
+    """Two SSH hosts h1 and h2 on 127.0.0.2 and 127.0.0.3, using the machine's Docker engine."""
+    return make_test_hosts(2).hosts
+
+
+@pytest.fixture
+def test_hosts_with_docker(
+    make_test_hosts: Callable[..., TestHosts], docker_runtime: DockerRuntime
+) -> list[TestHost]:
+    """Two SSH hosts; h2 has its own dockerd (docker_host), which starts with no images."""
+    return make_test_hosts(2, own_docker={"h2"}).hosts

@@ -1,0 +1,146 @@
+"""`convoy hosts`: list the coordinator's hosts; edit the hosts file; trust a host's SSH key."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from convoy.errors import UsageError
+from convoy.spec import parse_memory
+from convoy.v1 import coordinator_pb2 as pb
+
+from .client import connect
+from .render import human_bytes, table
+
+
+def add_parser(sub: Any) -> None:
+    h = sub.add_parser(
+        "hosts",
+        help="list hosts; edit the hosts file; trust a host",
+        description="Without a subcommand: the coordinator's hosts with their capacity, what is "
+        "allocated, and the runs holding it. The hosts file is $CONVOY_HOME/hosts.yaml unless "
+        "--file says otherwise; `convoy up` reads it when it starts.",
+    )
+    h.add_argument("--json", action="store_true", help="print JSON")
+    hs = h.add_subparsers(dest="hosts_command", metavar="SUBCOMMAND")
+    a = hs.add_parser("add", help="add a host to the hosts file",
+                      description="Add a host reached by SSH to the hosts file. Settings left "
+                      "out come from ~/.ssh/config.")  # fmt: skip
+    a.add_argument("name")
+    a.add_argument("address", help="host name, address or ~/.ssh/config alias")
+    a.add_argument("--port", type=int)
+    a.add_argument("--user")
+    a.add_argument("--identity", help="private key file")
+    a.add_argument("--cpus", type=float, help="cpus to offer (default: the host's)")
+    a.add_argument("--memory", help="memory to offer, e.g. 16GiB (default: the host's)")
+    a.add_argument("--python", help="the python the agent runs with (default python3)")
+    a.add_argument("--agent-home", help="the agent's folder on the host (~/.convoy/agent)")
+    a.add_argument("--docker-host", help="the host's Docker engine, e.g. unix:///run/docker.sock")
+    a.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    r = hs.add_parser("remove", help="remove a host from the hosts file")
+    r.add_argument("name")
+    t = hs.add_parser("trust", help="record a host's SSH key once you have checked it",
+                      description="Fetch NAME's SSH host key and record it in "
+                      "$CONVOY_HOME/known_hosts. Check the fingerprint out of band (on the host: "
+                      "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and pass it with "
+                      "--fingerprint, or confirm it at the prompt.")  # fmt: skip
+    t.add_argument("name")
+    t.add_argument("--fingerprint", help="the SHA256:... fingerprint you expect")
+    for p in (a, r, t):
+        p.add_argument("--file", type=Path, help="hosts file (default: $CONVOY_HOME/hosts.yaml)")
+
+
+def main(
+    home: Path, ns: argparse.Namespace, run_async: Callable[[Coroutine[Any, Any, int]], int]
+) -> int:
+    cmd = ns.hosts_command
+    if cmd is None:
+        return run_async(_list(home, ns))
+    from coordinator import hostsfile
+
+    path = ns.file or home / "hosts.yaml"
+    if cmd == "add":
+        labels = {}
+        for item in ns.label:
+            key, eq, value = item.partition("=")
+            if not eq or not key:
+                raise UsageError(f"--label {item!r}: expected KEY=VALUE")
+            labels[key] = value
+        cfg = hostsfile.HostConfig(
+            name=ns.name, address=ns.address, port=ns.port, user=ns.user, identity=ns.identity,
+            labels=labels, cpus=ns.cpus,
+            memory=parse_memory(ns.memory) if ns.memory else None,
+            python=ns.python or hostsfile.DEFAULT_PYTHON,
+            agent_home=ns.agent_home or hostsfile.DEFAULT_AGENT_HOME,
+            docker_host=ns.docker_host,
+        )  # fmt: skip
+        path.parent.mkdir(parents=True, exist_ok=True)
+        hostsfile.add_host(path, cfg)
+        print(f"added {ns.name} to {path}; `convoy hosts trust {ns.name}` records its key, and "
+              "the next `convoy up` uses it")  # fmt: skip
+        return 0
+    if cmd == "remove":
+        hostsfile.remove_host(path, ns.name)
+        print(f"removed {ns.name} from {path}")
+        return 0
+    return asyncio.run(_trust(home, path, ns.name, ns.fingerprint))
+
+
+async def _trust(home: Path, path: Path, name: str, expected: str | None) -> int:
+    from coordinator import hostsfile
+    from coordinator.ssh import SSHHost
+
+    cfgs = {h.name: h for h in hostsfile.read_hosts(path)}
+    if name not in cfgs:
+        raise UsageError(f"{path}: no host {name!r}")
+    ssh = SSHHost(cfgs[name], home)
+    offered = await ssh.fingerprint()
+    if expected is None:
+        if not sys.stdin.isatty():
+            raise UsageError(f"host {name} offers key {offered}; check it on the host, then run "
+                             f"`convoy hosts trust {name} --fingerprint {offered}`")  # fmt: skip
+        answer = input(f"host {name} offers key {offered}. Is that its key? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("not recorded")
+            return 1
+    elif expected != offered:
+        raise UsageError(f"host {name} offers key {offered}, not {expected}: not recorded")
+    await ssh.trust(offered)
+    print(f"recorded {name}'s key {offered} in {home / 'known_hosts'}")
+    return 0
+
+
+async def _list(home: Path, ns: argparse.Namespace) -> int:
+    channel, stub = await connect(home)
+    async with channel:
+        resp = await stub.Hosts(pb.HostsRequest())
+    if ns.json:
+        print(json.dumps([
+            {
+                "name": h.name, "state": h.state, "address": h.address,
+                "agent_version": h.agent_version,
+                "capacity": {"cpus": h.capacity.cpus, "memory_bytes": h.capacity.memory_bytes,
+                             "gpus": h.capacity.gpus},
+                "allocated": {"cpus": h.allocated.cpus, "memory_bytes": h.allocated.memory_bytes,
+                              "gpus": h.allocated.gpus},
+                "runs": list(h.runs), "reason": h.reason,
+            }
+            for h in resp.hosts
+        ], indent=2))  # fmt: skip
+        return 0
+    rows = [
+        [h.name, h.state, f"{h.allocated.cpus:g}/{h.capacity.cpus:g}",
+         f"{human_bytes(h.allocated.memory_bytes)}/{human_bytes(h.capacity.memory_bytes)}",
+         str(len(h.runs))]
+        for h in resp.hosts
+    ]  # fmt: skip
+    print(table(["HOST", "STATE", "CPUS", "MEMORY", "RUNS"], rows))
+    for h in resp.hosts:
+        if h.reason:
+            print(f"{h.name}: {h.reason}")
+    return 0

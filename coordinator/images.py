@@ -1,0 +1,92 @@
+"""Getting a run's image onto its host before the run is placed there.
+
+Labs without a registry are a primary audience, so the default is to ship the image from the
+coordinator's own Docker engine (`docker save`) to the host's (`docker load`), streamed through
+the agent over the same SSH connection as everything else, once per host and image digest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import AsyncIterator, Iterator
+
+import docker
+import docker.errors
+
+from convoy.errors import ConvoyError
+
+from .agents import AgentClient
+
+log = logging.getLogger("convoy.images")
+
+
+class ImageError(ConvoyError):
+    pass
+
+
+class ImageShipper:
+    def __init__(self) -> None:
+        self._api: docker.APIClient | None = None
+        self._ready: set[tuple[str, str]] = set()  # (host, image id)
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+
+    def _engine(self) -> docker.APIClient:
+        if self._api is None:
+            self._api = docker.APIClient(timeout=600)
+        return self._api
+
+    def local_id(self, image: str) -> str:
+        try:
+            return str(self._engine().inspect_image(image)["Id"])
+        except docker.errors.ImageNotFound:
+            return ""
+        except docker.errors.DockerException as e:
+            raise ImageError(f"the coordinator's Docker engine does not answer: {e}") from e
+
+    async def ensure(self, host: str, client: AgentClient, image: str) -> None:
+        """Return once `host` has `image` (the coordinator's digest of it, when it has one)."""
+        image_id = await asyncio.to_thread(self.local_id, image)
+        key = (host, image_id or image)
+        if key in self._ready:
+            return
+        async with self._locks.setdefault(key, asyncio.Lock()):
+            if key in self._ready:
+                return
+            if await client.has_image(image, image_id):
+                self._ready.add(key)
+                return
+            if not image_id:
+                raise ImageError(
+                    f"image {image!r} is neither on host {host} nor on the coordinator "
+                    "(build it there, e.g. bash images/build.sh)"
+                )
+            log.info("shipping image %s (%s) to %s", image, image_id[:19], host)
+            await client.load_image(self._save(image))
+            if not await client.has_image(image, image_id):
+                raise ImageError(f"host {host} did not end up with image {image!r} after loading")
+            self._ready.add(key)
+
+    async def _save(self, image: str) -> AsyncIterator[bytes]:
+        """`docker save` of one image as an async stream (the SDK's generator runs in a thread)."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[bytes | BaseException | None] = asyncio.Queue(maxsize=16)
+
+        def produce() -> None:
+            try:
+                chunks: Iterator[bytes] = self._engine().get_image(image, chunk_size=1 << 20)
+                for chunk in chunks:
+                    asyncio.run_coroutine_threadsafe(queue.put(chunk), loop).result()
+                asyncio.run_coroutine_threadsafe(queue.put(None), loop).result()
+            except BaseException as e:  # handed to the consumer
+                asyncio.run_coroutine_threadsafe(queue.put(e), loop).result()
+
+        threading.Thread(target=produce, name=f"save {image}", daemon=True).start()
+        while True:
+            item = await queue.get()
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise ImageError(f"docker save {image}: {item}") from item
+            yield item

@@ -1,0 +1,609 @@
+"""One SSH session per host: connect with keys and known_hosts, install and start the agent,
+and tunnel its gRPC socket to a local one.
+
+    host = SSHHost(cfg, home)
+    await host.connect()            # HostKeyUnknown until `convoy hosts trust NAME`
+    target = await host.ensure_agent()
+    client = AgentClient(target)    # "unix:<home>/tunnels/<name>.sock" -> <agent_home>/agent.sock
+    ...
+    await host.close()              # the agent keeps running on its host
+
+Host keys are checked against convoy's own known_hosts (<home>/known_hosts) and the user's
+~/.ssh/known_hosts; an unknown or changed key fails closed. Settings the hosts file leaves out
+come from ~/.ssh/config (asyncssh reads it). Authentication is by key only.
+
+The agent runs detached on its host (nohup setsid), so it outlives the session and keeps its
+runs going while the coordinator is away; it holds a lock on its home, so two starts leave one
+agent. Remote commands go through `sh -c`, whatever the user's login shell is, and no login
+shell is started (rc files cost time per command and print noise).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import shlex
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncssh
+import grpc
+
+from convoy import __version__
+from convoy.errors import HostUnavailable
+
+from .agents import AgentClient, AgentInfo
+from .bundle import (
+    AGENT_DISTRIBUTIONS,
+    AGENT_MODULES,
+    Bundle,
+    Runtime,
+    build_bundle,
+    bundle_id,
+    local_runtime,
+)
+from .hostsfile import HostConfig
+
+log = logging.getLogger("convoy.ssh")
+
+KEEPALIVE_INTERVAL = 5.0  # seconds between keepalives; a dead host is noticed in ~15 s
+KEEPALIVE_COUNT_MAX = 3
+CONNECT_TIMEOUT = 15.0
+AGENT_START_TIMEOUT = 15.0
+AGENT_STOP_TIMEOUT = 10.0
+SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the NUL
+MIN_PYTHON = (3, 11)  # convoy's requires-python
+_DEFAULT = Path("~")  # sentinel: "the user's default" for paths that may also be None
+
+# Runs with the host's python before anything is installed, so it sticks to old syntax.
+# argv: agent_home, bundle ids to look for, modules a pure bundle needs.
+_PROBE = r"""
+import json, os, platform, stat, sys
+home = os.path.expanduser("~")
+ah = sys.argv[1]
+if ah == "~" or ah.startswith("~/"):
+    ah = home + ah[1:]
+elif not os.path.isabs(ah):
+    ah = os.path.join(home, ah)
+ah = os.path.normpath(ah)
+def read(p):
+    try:
+        with open(p) as f:
+            return f.read().strip()
+    except (IOError, OSError):
+        return ""
+def is_socket(p):
+    try:
+        return stat.S_ISSOCK(os.stat(p).st_mode)
+    except OSError:
+        return False
+deps = True
+for m in json.loads(sys.argv[3]):
+    try:
+        import importlib.util
+        deps = deps and importlib.util.find_spec(m) is not None
+    except Exception:
+        deps = False
+print(json.dumps({
+    "home": home, "agent_home": ah, "python": "%d.%d" % sys.version_info[:2],
+    "platform": sys.platform, "machine": platform.machine(),
+    "installed": [i for i in json.loads(sys.argv[2])
+                  if read(os.path.join(ah, "lib", i, "VERSION")) == i],
+    "bundle": read(os.path.join(ah, "agent.bundle")),
+    "socket": is_socket(os.path.join(ah, "agent.sock")), "deps": deps,
+}))
+"""
+
+# The agent processes of one agent home: agent.pid if it still names one (a pid is reused, so
+# its command line is checked), else a scan of /proc. argv: agent_home, "find" or "stop",
+# seconds to wait after SIGTERM before SIGKILL. Prints the pids.
+_AGENT_PIDS = r"""
+import os, signal, sys, time
+ah = sys.argv[1].encode()
+def ours(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            a = f.read().split(b"\0")
+        return b"agent" in a and a[a.index(b"--home") + 1] == ah
+    except (IOError, OSError, ValueError, IndexError):
+        return False
+try:
+    with open(os.path.join(sys.argv[1], "agent.pid")) as f:
+        pid = int(f.read().split()[0])
+except (IOError, OSError, ValueError, IndexError):
+    pid = 0
+if not os.path.isdir("/proc"):
+    pids = [pid] if pid else []
+elif pid and ours(pid):
+    pids = [pid]
+else:
+    pids = [int(d) for d in os.listdir("/proc") if d.isdigit() and ours(int(d))]
+if sys.argv[2] == "stop":
+    for p in pids:
+        try:
+            os.kill(p, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.time() + float(sys.argv[3])
+    while time.time() < deadline and any(ours(p) for p in pids):
+        time.sleep(0.05)
+    for p in pids:
+        if ours(p):
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                pass
+print(" ".join(str(p) for p in pids))
+"""
+
+
+class HostKeyUnknown(HostUnavailable):
+    """The host offered a key that convoy's known_hosts does not hold (or holds another one)."""
+
+    def __init__(
+        self, host: str, address: str, port: int, key_type: str, fingerprint: str, changed: bool
+    ) -> None:
+        where = f"{address}:{port}"
+        if changed:
+            what = (
+                f"the host key of {where} has CHANGED: it now offers {key_type} {fingerprint}, "
+                "which does not match the key in known_hosts. This can be a reinstalled host or "
+                "someone intercepting the connection."
+            )
+        else:
+            what = f"the host key of {where} is not known: {key_type} {fingerprint}."
+        super().__init__(
+            host,
+            f"{what} Check that fingerprint on the host itself (ssh-keygen -lf on its host key "
+            f"file, e.g. /etc/ssh/ssh_host_*_key.pub), then run `convoy hosts trust {host}`.",
+        )
+        self.address = address
+        self.port = port
+        self.key_type = key_type
+        self.fingerprint = fingerprint
+        self.changed = changed
+
+
+@dataclass(frozen=True)
+class _Probe:
+    """What the host's python told about itself and the agent home."""
+
+    home: str
+    agent_home: str  # absolute
+    runtime: Runtime
+    installed: tuple[str, ...]  # bundle ids present in <agent_home>/lib/
+    bundle: str  # the bundle the running agent was started from ("" if unknown)
+    socket: bool
+    deps: bool  # the python imports the agent's distributions by itself
+
+
+def _q(path: str) -> str:
+    """A path quoted for sh, keeping a leading `~/` for the shell to expand."""
+    if path == "~":
+        return "~"
+    if path.startswith("~/"):
+        return "~/" + shlex.quote(path[2:])
+    return shlex.quote(path)
+
+
+def _sh(script: str) -> str:
+    """Run `script` with sh whatever the user's login shell is (fish, csh, ...)."""
+    return f"sh -c {shlex.quote(script)}"
+
+
+def _tail(text: str, lines: int = 20) -> str:
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+class SSHHost:
+    """The coordinator's session with one host: one SSH connection, the agent's tunnel."""
+
+    def __init__(
+        self,
+        cfg: HostConfig,
+        home: Path,
+        *,
+        ssh_config: Sequence[Path] | None = None,
+        user_known_hosts: Path | None = _DEFAULT,
+    ) -> None:
+        """`home` is the coordinator's CONVOY_HOME. ssh_config: the ssh_config files to read
+        (None: ~/.ssh/config if it exists); user_known_hosts: the user's own known_hosts file
+        read besides convoy's (default ~/.ssh/known_hosts; None: convoy's alone)."""
+        self.cfg = cfg
+        self.home = home
+        self._config: Sequence[Path] | tuple[()] = () if ssh_config is None else ssh_config
+        self._user_known_hosts = (
+            Path("~/.ssh/known_hosts").expanduser() if user_known_hosts is _DEFAULT
+            else user_known_hosts
+        )  # fmt: skip
+        self._conn: asyncssh.SSHClientConnection | None = None
+        self._listener: asyncssh.SSHListener | None = None
+        self._lock = asyncio.Lock()
+        self._agent_lock = asyncio.Lock()
+        self._agent_home: str | None = None  # agent_home as the host expands it
+        self.connect_seconds = 0.0  # the last connect's duration, for status lines
+        self.install_seconds = 0.0  # the last bundle install's duration (0: none was needed)
+
+    # --- properties ------------------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return self.cfg.name
+
+    @property
+    def known_hosts_path(self) -> Path:
+        return self.home / "known_hosts"
+
+    @property
+    def tunnel_path(self) -> Path:
+        return self.home / "tunnels" / f"{self.cfg.name}.sock"
+
+    @property
+    def target(self) -> str:
+        """The local gRPC target of the agent (valid once ensure_agent has returned)."""
+        return f"unix:{self.tunnel_path}"
+
+    @property
+    def connected(self) -> bool:
+        return self._conn is not None and not self._conn.is_closed()
+
+    # --- connection ------------------------------------------------------------------------
+
+    def _options(self) -> asyncssh.SSHClientConnectionOptions:
+        """The settings ssh_config gives this host (real host name, port, user, alias)."""
+        return asyncssh.SSHClientConnectionOptions(
+            host=self.cfg.address, port=self.cfg.port or (), username=self.cfg.user or (),
+            config=self._config, client_keys=None, agent_path=None,
+        )  # fmt: skip
+
+    def _known_hosts(self) -> asyncssh.SSHKnownHosts:
+        text = ""
+        for path in (self.known_hosts_path, self._user_known_hosts):
+            if path is not None and path.is_file():
+                text += path.read_text() + "\n"
+        return asyncssh.import_known_hosts(text)
+
+    def _where(self) -> tuple[str, int]:
+        opts = self._options()
+        return opts.host, opts.port
+
+    async def connect(self) -> None:
+        """Open the host's one connection (again, if it was lost); idempotent."""
+        async with self._lock:
+            if self.connected:
+                return
+            await self._drop_forward()
+            host, port = self._where()
+            kwargs: dict[str, object] = {}
+            if self.cfg.identity:
+                kwargs["client_keys"] = [os.path.expanduser(self.cfg.identity)]
+            t0 = time.monotonic()
+            try:
+                self._conn = await asyncssh.connect(
+                    self.cfg.address, port=self.cfg.port or (), username=self.cfg.user or (),
+                    config=self._config, known_hosts=self._known_hosts(),
+                    preferred_auth="publickey", connect_timeout=CONNECT_TIMEOUT,
+                    keepalive_interval=KEEPALIVE_INTERVAL,
+                    keepalive_count_max=KEEPALIVE_COUNT_MAX, **kwargs,
+                )  # fmt: skip
+            except asyncssh.HostKeyNotVerifiable:
+                raise await self._host_key_error(host, port) from None
+            except asyncssh.PermissionDenied as e:
+                raise HostUnavailable(
+                    self.name,
+                    f"{host}:{port} refused our keys ({e.reason}); convoy signs in with SSH keys "
+                    "only: set `identity:` in the hosts file, use ssh-agent, or ~/.ssh/config",
+                ) from None
+            except asyncssh.KeyImportError as e:
+                raise HostUnavailable(
+                    self.name, f"cannot read the identity {self.cfg.identity}: {e} (a key with "
+                    "a passphrase must be loaded into ssh-agent instead)",
+                ) from None  # fmt: skip
+            except (TimeoutError, OSError, asyncssh.Error) as e:
+                why = str(e) or type(e).__name__
+                raise HostUnavailable(self.name, f"cannot connect to {host}:{port}: {why}") from e
+            self.connect_seconds = time.monotonic() - t0
+            log.info("connected to %s (%s:%d) in %.3f s", self.name, host, port,
+                     self.connect_seconds)  # fmt: skip
+
+    async def _offered_key(self) -> asyncssh.SSHKey:
+        try:
+            key = await asyncio.wait_for(
+                asyncssh.get_server_host_key(
+                    self.cfg.address, self.cfg.port or (), config=self._config
+                ),
+                CONNECT_TIMEOUT,
+            )
+        except (TimeoutError, OSError, asyncssh.Error) as e:
+            raise HostUnavailable(self.name, f"cannot fetch the host key: {e}") from e
+        if key is None:
+            raise HostUnavailable(self.name, "the host offered no host key")
+        return key
+
+    async def _host_key_error(self, host: str, port: int) -> HostUnavailable:
+        key = await self._offered_key()
+        alias = self._options().host_key_alias or host
+        known = self._known_hosts().match(alias, "", port if port != 22 else None)
+        return HostKeyUnknown(
+            self.name, host, port, key.get_algorithm(), key.get_fingerprint("sha256"),
+            changed=bool(known[0]),
+        )  # fmt: skip
+
+    async def host_key(self) -> tuple[str, str]:
+        """(key type, "SHA256:..." fingerprint) of the key the host offers; no sign-in."""
+        key = await self._offered_key()
+        return key.get_algorithm(), key.get_fingerprint("sha256")
+
+    async def fingerprint(self) -> str:
+        """The "SHA256:..." fingerprint of the key the host offers; no sign-in."""
+        return (await self.host_key())[1]
+
+    async def trust(self, fingerprint: str | None = None) -> str:
+        """Add the key the host offers to convoy's known_hosts and return its fingerprint.
+
+        With `fingerprint` (what the user checked), a host offering another key is refused.
+        Earlier entries of convoy's own file for the same host and port are replaced.
+        """
+        key = await self._offered_key()
+        got = key.get_fingerprint("sha256")
+        host, port = self._where()
+        if fingerprint is not None and fingerprint != got:
+            raise HostKeyUnknown(self.name, host, port, key.get_algorithm(), got, changed=True)
+        pattern = self._options().host_key_alias or host
+        if port != 22:
+            pattern = f"[{pattern}]:{port}"
+        public = key.export_public_key("openssh").decode().split()
+        line = f"{pattern} {public[0]} {public[1]}\n"
+        path = self.known_hosts_path
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        old = path.read_text().splitlines(keepends=True) if path.exists() else []
+        kept = [x for x in old if x.split(" ", 1)[0] != pattern]
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text("".join(kept) + line)
+        os.chmod(tmp, 0o600)
+        tmp.replace(path)
+        return got
+
+    async def close(self) -> None:
+        """Close the tunnel and the connection; the agent keeps running on its host."""
+        async with self._lock:
+            await self._drop_forward()
+            if self._conn is not None:
+                self._conn.close()
+                await self._conn.wait_closed()
+                self._conn = None
+
+    async def wait_closed(self) -> None:
+        """Return when the connection ends (closed, or lost: keepalives unanswered)."""
+        if self._conn is not None:
+            await self._conn.wait_closed()
+
+    # --- commands --------------------------------------------------------------------------
+
+    async def run(
+        self, cmd: str, *, input: bytes | None = None, timeout: float | None = None
+    ) -> asyncssh.SSHCompletedProcess:
+        """Run `cmd` on the host (through the user's shell, not a login shell); never raises
+        for its exit status. With `input`, stdin gets those bytes and stdout/stderr are bytes."""
+        if not self.connected:
+            await self.connect()
+        assert self._conn is not None
+        extra: dict[str, object] = {} if input is None else {"input": input, "encoding": None}
+        try:
+            return await self._conn.run(cmd, check=False, timeout=timeout, **extra)
+        except asyncssh.TimeoutError as e:
+            raise HostUnavailable(self.name, f"`{cmd[:60]}` took over {timeout} s") from e
+        except (OSError, asyncssh.Error) as e:
+            raise HostUnavailable(self.name, f"lost the connection: {e}") from e
+
+    async def _checked(self, what: str, cmd: str, input: bytes | None = None) -> str:
+        r = await self.run(cmd, input=input)
+        out, err = (
+            x.decode(errors="replace") if isinstance(x, bytes) else str(x or "")
+            for x in (r.stdout, r.stderr)
+        )
+        if r.exit_status != 0:
+            status = r.exit_status if r.exit_signal is None else r.exit_signal[0]
+            raise HostUnavailable(self.name, f"{what} failed ({status}): {_tail(err)}")
+        return out
+
+    # --- the agent -------------------------------------------------------------------------
+
+    def _python(self) -> str:
+        return _q(self.cfg.python)
+
+    async def _probe(self, ids: Sequence[str]) -> _Probe:
+        cmd = (
+            f"{self._python()} -c {shlex.quote(_PROBE)} {_q(self.cfg.agent_home)} "
+            f"{shlex.quote(json.dumps(list(ids)))} {shlex.quote(json.dumps(AGENT_MODULES))}"
+        )
+        r = await self.run(cmd)
+        if r.exit_status != 0:
+            hint = ""
+            if r.exit_status == 127:
+                hint = "; set `python:` in the hosts file to an installed python 3.11+"
+            raise HostUnavailable(
+                self.name, f"`{self.cfg.python}` failed ({r.exit_status}): "
+                f"{_tail(str(r.stderr), 5)}{hint}",
+            )  # fmt: skip
+        d = json.loads(str(r.stdout))
+        runtime = Runtime(d["python"], d["platform"], d["machine"])
+        return _Probe(
+            d["home"], d["agent_home"], runtime, tuple(d["installed"]), d["bundle"], d["socket"],
+            d["deps"],
+        )  # fmt: skip
+
+    def _choose_bundle(self, probe: _Probe) -> bool:
+        """Whether the host gets the pure bundle; raise if neither kind can run there."""
+        local = local_runtime()
+        major, minor = (int(x) for x in probe.runtime.python.split("."))
+        if (major, minor) < MIN_PYTHON:
+            raise HostUnavailable(
+                self.name, f"`{self.cfg.python}` is python {probe.runtime.python}; convoy's "
+                f"agent needs {MIN_PYTHON[0]}.{MIN_PYTHON[1]} or newer: set `python:` in the "
+                "hosts file to such an interpreter",
+            )  # fmt: skip
+        if probe.runtime == local:
+            return False
+        if probe.deps:
+            return True
+        raise HostUnavailable(
+            self.name,
+            f"`{self.cfg.python}` there is {probe.runtime}, and this coordinator can only ship "
+            f"the agent's compiled dependencies for {local}. Either install them for that python "
+            f"(`{self.cfg.python} -m pip install {' '.join(AGENT_DISTRIBUTIONS)}`, or into a "
+            "venv whose python you then name in `python:`), or set `python:` in the hosts file "
+            f"to a python {local.python} on that host.",
+        )
+
+    async def ensure_agent(self) -> str:
+        """Make sure convoy's agent of this version runs on the host; return the local gRPC
+        target tunnelled to it. Installs the agent bundle when missing (no internet needed on
+        the host), starts the agent when none answers, replaces one of another version."""
+        async with self._agent_lock:
+            self.install_seconds = 0.0
+            await self.connect()
+            ids = await asyncio.to_thread(lambda: [bundle_id(False), bundle_id(True)])
+            probe = await self._probe(ids)
+            pure = self._choose_bundle(probe)
+            ident = ids[1] if pure else ids[0]
+            ahome = self._agent_home = probe.agent_home
+            sock = f"{ahome}/agent.sock"
+            if len(sock.encode()) > SOCKET_PATH_MAX:
+                raise HostUnavailable(
+                    self.name, f"the agent's socket path {sock} is too long for a unix socket; "
+                    "set a shorter `agent_home:`",
+                )  # fmt: skip
+            if ident not in probe.installed:
+                ident = await self._install(ahome, pure)  # the id of what it built and sent
+            lib = f"{ahome}/lib/{ident}"
+            target = await self._forward(sock)
+            if probe.socket:
+                info = await self._describe()
+                if info is not None and info.version == __version__ and probe.bundle in ("", ident):
+                    return target
+                if info is not None:
+                    log.info("%s: replacing agent %s (%s) with %s", self.name, info.version,
+                             probe.bundle or "?", ident)  # fmt: skip
+                await self._stop_agent(ahome)
+            await self._start_agent(ahome, lib, ident)
+            return target
+
+    async def _install(self, ahome: str, pure: bool) -> str:
+        t0 = time.monotonic()
+        bundle: Bundle = await asyncio.to_thread(build_bundle, self.home / "bundles", pure)
+        data = await asyncio.to_thread(bundle.path.read_bytes)
+        lib = f"{ahome}/lib"
+        script = (
+            f'set -e; umask 077; lib={shlex.quote(lib)}; mkdir -p "$lib"; '
+            'stage=$(mktemp -d "$lib/.stage.XXXXXX"); '
+            'trap \'rm -rf "$stage"\' EXIT; tar xzf - -C "$stage"; '
+            f"id={shlex.quote(bundle.id)}; "
+            'if [ ! -d "$lib/$id" ]; then mv "$stage" "$lib/$id"; fi'
+        )  # the id names its content: an existing folder of that id is complete (moved in whole)
+        await self._checked("installing the agent", _sh(script), input=data)
+        self.install_seconds = time.monotonic() - t0
+        log.info("%s: installed agent bundle %s (%d bytes) in %.2f s", self.name, bundle.id,
+                 bundle.size, self.install_seconds)  # fmt: skip
+        return bundle.id
+
+    async def _forward(self, remote_sock: str) -> str:
+        if self._listener is None:
+            assert self._conn is not None
+            local = self.tunnel_path
+            if len(str(local).encode()) > SOCKET_PATH_MAX:
+                raise HostUnavailable(self.name, f"the tunnel path {local} is too long for a "
+                                      "unix socket: use a shorter CONVOY_HOME")  # fmt: skip
+            local.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            os.chmod(local.parent, 0o700)  # only its user may reach the agents
+            local.unlink(missing_ok=True)
+            try:
+                self._listener = await self._conn.forward_local_path(str(local), remote_sock)
+            except (OSError, asyncssh.Error) as e:
+                raise HostUnavailable(self.name, f"cannot forward {local}: {e}") from e
+        return self.target
+
+    async def _drop_forward(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            await self._listener.wait_closed()
+            self._listener = None
+            self.tunnel_path.unlink(missing_ok=True)
+
+    async def _describe(self, timeout: float = 3.0) -> AgentInfo | None:
+        """The agent's Describe through the tunnel, or None if it does not answer."""
+        client = AgentClient(self.target)
+        try:
+            return await client.describe(timeout=timeout)
+        except grpc.aio.AioRpcError:
+            return None
+        finally:
+            await client.close()
+
+    async def _agent_pids(self, ahome: str, stop: bool) -> list[int]:
+        cmd = (
+            f"{self._python()} -c {shlex.quote(_AGENT_PIDS)} {shlex.quote(ahome)} "
+            f"{'stop' if stop else 'find'} {AGENT_STOP_TIMEOUT}"
+        )
+        return [int(p) for p in (await self._checked("finding the agent", cmd)).split()]
+
+    async def _stop_agent(self, ahome: str) -> None:
+        pids = await self._agent_pids(ahome, stop=True)
+        log.info("%s: stopped agent pid %s", self.name, pids)
+
+    async def _start_agent(self, ahome: str, lib: str, ident: str) -> None:
+        cfg = self.cfg
+        argv = [  # -P: not the working folder first on sys.path, so nothing there shadows ours
+            "-P", "-m", "agent", "--home", ahome, "--socket", f"{ahome}/agent.sock",
+            "--name", cfg.name,
+        ]  # fmt: skip
+        if cfg.cpus is not None:
+            argv += ["--cpus", f"{cfg.cpus:g}"]
+        if cfg.memory is not None:
+            argv += ["--memory", str(cfg.memory)]
+        if cfg.docker_host is not None:
+            argv += ["--docker-host", cfg.docker_host]
+        q = shlex.quote
+        script = (
+            f"umask 077; cd ~ && mkdir -p {q(ahome)} || exit 1; "
+            f'echo "--- convoy: starting agent {ident} at $(date)" >> {q(ahome + "/agent.log")}; '
+            f"PYTHONPATH={q(lib)}${{PYTHONPATH:+:$PYTHONPATH}} "
+            f"nohup setsid {self._python()} {shlex.join(argv)} "
+            f">> {q(ahome + '/agent.log')} 2>&1 < /dev/null & "
+            f"echo $! > {q(ahome + '/agent.pid')}; echo {q(ident)} > {q(ahome + '/agent.bundle')}; "
+            "echo $!"
+        )  # a background child of a non-interactive sh leads no process group: setsid forks not
+        pid = int((await self._checked("starting the agent", _sh(script))).split()[-1])
+        deadline = time.monotonic() + AGENT_START_TIMEOUT
+        alive_check = _sh(f"kill -0 {pid} 2>/dev/null")
+        while True:
+            info = await self._describe(timeout=2.0)
+            if info is not None:
+                break
+            alive = (await self.run(alive_check)).exit_status == 0
+            if not alive or time.monotonic() > deadline:
+                if not alive and (info := await self._describe(timeout=2.0)) is not None:
+                    break  # another coordinator's start won the agent's lock
+                why = "exited" if not alive else f"did not answer within {AGENT_START_TIMEOUT:g} s"
+                r = await self.run(f"tail -n 30 {q(ahome + '/agent.log')}")
+                raise HostUnavailable(
+                    self.name, f"the agent {why}; the end of {ahome}/agent.log:\n"
+                    f"{_tail(str(r.stdout), 30)}",
+                )  # fmt: skip
+            await asyncio.sleep(0.1)
+        if (await self.run(alive_check)).exit_status != 0:  # ours lost the lock race: record
+            pids = await self._agent_pids(ahome, stop=False)  # the pid of the one that runs
+            if len(pids) == 1:
+                await self.run(_sh(f"echo {pids[0]} > {q(ahome + '/agent.pid')}"))
+        log.info("%s: agent %s answers (pid %d)", self.name, info.version, pid)
+
+    async def agent_pid(self) -> int | None:
+        """The pid in the host's agent.pid (None if there is none)."""
+        path = f"{self._agent_home or self.cfg.agent_home}/agent.pid"
+        r = await self.run(f"cat {_q(path)} 2>/dev/null")
+        text = str(r.stdout).strip()
+        return int(text) if r.exit_status == 0 and text.isdigit() else None

@@ -1,0 +1,159 @@
+"""Make revision R of an experiment's sources available on host H: content-addressed, incremental.
+
+At submit the source tree is scanned (re-hashing only files whose stat changed) and every object
+the coordinator has not stored yet is copied into its own object store, so the submission is
+immutable whatever the user edits next. Syncing to a host is then one round trip to learn what the
+host lacks (nothing at all when it already has the revision), one stream of just those objects,
+and one request to materialise the revision from its manifest as hard links into the host's store.
+The local host is synced the same way: one path for every host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from agent.objects import ObjectStore
+
+from .agents import AgentClient
+from .manifest import Entry, Manifest, Scanner
+
+log = logging.getLogger("convoy.sync")
+
+CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Revision:
+    id: str
+    manifest: Manifest
+
+
+@dataclass(frozen=True)
+class SyncReport:
+    revision: str
+    objects_sent: int
+    bytes_sent: int
+    had_revision: bool
+
+
+class Syncer:
+    """The coordinator's side: scanners per source folder, its object store, per-host syncs."""
+
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.store = ObjectStore(home / "store")
+        self._scanners: dict[Path, Scanner] = {}
+        self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        # What each host is known to hold, so a re-sync asks only about new objects and sends
+        # a revision as its difference from the last one the host got.
+        self._objects_on: dict[str, set[str]] = {}
+        self._last_on: dict[str, Revision] = {}
+
+    def scanner(self, source: Path, extra_excludes: Sequence[Path] = ()) -> Scanner:
+        source = source.resolve()
+        if source not in self._scanners:
+            key = str(abs(hash(str(source))))
+            cache = self.home / "scans" / f"{key}.json"
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            self._scanners[source] = Scanner(source, cache, extra_excludes)
+        return self._scanners[source]
+
+    def snapshot(
+        self,
+        source: Path,
+        extra_excludes: Sequence[Path] = (),
+        changed: Sequence[str] | None = None,
+    ) -> Revision:
+        """Scan `source` and store what is new; the revision is then safe from later edits."""
+        scanner = self.scanner(source, extra_excludes)
+        manifest = scanner.scan(changed)
+        missing = set(self.store.missing({e.hash for e in manifest.entries if e.hash}))
+        for e in manifest.entries:
+            if e.hash in missing:
+                self._store_file(source / e.path, e.hash)
+                missing.discard(e.hash)
+        scanner.save()
+        path = self.home / "manifests" / f"{manifest.revision}.json"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps([e.__dict__ for e in manifest.entries]))
+            os.replace(tmp, path)
+        return Revision(manifest.revision, manifest)
+
+    def _store_file(self, path: Path, expected: str) -> None:
+        w = self.store.writer(expected)
+        try:
+            with open(path, "rb") as f:
+                while data := f.read(CHUNK):
+                    w.write(data)
+            w.commit()  # raises SyncError if the file changed since it was hashed
+        except BaseException:
+            w.abort()
+            raise
+
+    def revision(self, revision_id: str) -> Revision:
+        raw = json.loads((self.home / "manifests" / f"{revision_id}.json").read_text())
+        return Revision(revision_id, Manifest(tuple(Entry(**e) for e in raw)))
+
+    async def ensure_on_host(self, host: str, client: AgentClient, rev: Revision) -> SyncReport:
+        """The host has the revision when this returns. Concurrent callers share one sync; a
+        revision the host already has costs one round trip (it may have collected it since)."""
+        async with self._locks.setdefault((host, rev.id), asyncio.Lock()):
+            report = await self._sync(host, client, rev)
+            self._last_on[host] = rev
+            return report
+
+    async def _sync(self, host: str, client: AgentClient, rev: Revision) -> SyncReport:
+        known = self._objects_on.setdefault(host, set())
+        hashes = {e.hash for e in rev.manifest.entries if e.hash}
+        ask = sorted(hashes - known)
+        before = client.sync_bytes_sent
+        has_revision, missing = await client.missing_objects(rev.id, ask)
+        if has_revision:
+            known |= hashes
+            return SyncReport(rev.id, 0, client.sync_bytes_sent - before, True)
+        if missing:
+            await client.put_objects(self._read_objects(missing))
+        known |= set(ask)
+        base = self._last_on.get(host)
+        if base is not None and base.id != rev.id:
+            changed, removed = diff(base.manifest, rev.manifest)
+            try:
+                await client.make_revision(rev.id, changed, base=base.id, removed=removed)
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                    raise
+                await client.make_revision(rev.id, rev.manifest.entries)  # the host lost the base
+        else:
+            await client.make_revision(rev.id, rev.manifest.entries)
+        sent = client.sync_bytes_sent - before
+        log.info("revision %s to %s: %d objects, %d bytes", rev.id, host, len(missing), sent)
+        return SyncReport(rev.id, len(missing), sent, False)
+
+    async def _read_objects(self, hashes: Sequence[str]) -> AsyncIterator[tuple[str, bytes, bool]]:
+        for h in hashes:
+            with open(self.store.path_of(h), "rb") as f:
+                data = f.read(CHUNK)
+                while True:
+                    nxt = f.read(CHUNK)
+                    yield h, data, not nxt
+                    if not nxt:
+                        break
+                    data = nxt
+
+
+def diff(old: Manifest, new: Manifest) -> tuple[list[Entry], list[str]]:
+    """Entries of `new` that are not in `old` as they are, and paths of `old` gone from `new`."""
+    before = {e.path: e for e in old.entries}
+    changed = [e for e in new.entries if before.get(e.path) != e]
+    paths = {e.path for e in new.entries}
+    return changed, sorted(p for p in before if p not in paths)

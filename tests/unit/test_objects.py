@@ -1,0 +1,292 @@
+"""Unit tests for agent.objects: the host's object store, revision snapshots and collection."""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from pathlib import Path
+
+import pytest
+
+from agent.objects import ObjectStore
+from convoy.content import SyncError, hash_bytes, revision_id
+from coordinator.manifest import Entry
+
+FILE, EXE, LINK = 0o100644, 0o100755, 0o120777
+LATER = 10 * 3600.0  # past the store's grace period
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> ObjectStore:
+    return ObjectStore(tmp_path / "store", grace_s=3600.0)
+
+
+def put(store: ObjectStore, data: bytes) -> str:
+    h = hash_bytes(data)
+    with store.writer(h) as w:
+        w.write(data[: len(data) // 2])
+        w.write(data[len(data) // 2 :])
+        w.commit()
+    return h
+
+
+def f(path: str, data: bytes, mode: int = FILE) -> Entry:
+    return Entry(path, mode, len(data), hash_bytes(data))
+
+
+def link(path: str, target: str) -> Entry:
+    return Entry(path, LINK, len(target), "", target)
+
+
+def make(store: ObjectStore, entries: list[Entry]) -> Path:
+    return store.make_revision(revid(entries), entries)
+
+
+def revid(entries: list[Entry]) -> str:
+    return revision_id(sorted(entries, key=lambda e: e.path))
+
+
+def age(store: ObjectStore, revision: str, seconds: float) -> None:
+    """Pretend the revision was last used `seconds` ago."""
+    t = time.time() - seconds
+    os.utime(store.root / "manifests" / f"{revision}.json", (t, t))
+
+
+# -- objects -----------------------------------------------------------------------------------
+
+
+def test_missing_lists_absent_hashes_once_in_order(store: ObjectStore) -> None:
+    """missing() returns the hashes the store lacks, deduplicated, in the order asked."""
+    have = put(store, b"have")
+    a, b = hash_bytes(b"a"), hash_bytes(b"b")
+    assert store.missing([b, have, a, b]) == [b, a]
+    assert store.missing([]) == []
+
+
+def test_missing_refuses_what_is_not_a_hash(store: ObjectStore) -> None:
+    """A 'hash' that could name another file (../x, uppercase, short) is refused."""
+    for bad in ["../" + "a" * 61, "A" * 64, "abc", ""]:
+        with pytest.raises(SyncError):
+            store.missing([bad])
+
+
+def test_commit_stores_a_read_only_object(store: ObjectStore) -> None:
+    """A committed object is stored under its hash; a second copy is not stored again."""
+    h = put(store, b"hello")
+    p = store.path_of(h)
+    assert p.read_bytes() == b"hello" and stat.S_IMODE(p.stat().st_mode) == 0o644
+    with store.writer(h) as w:
+        w.write(b"hello")
+        assert w.commit() is False
+    assert store.missing([h]) == []
+
+
+def test_corrupt_object_is_refused_and_nothing_stored(store: ObjectStore) -> None:
+    """Bytes that do not hash to the announced name raise SyncError and leave no file behind."""
+    h = hash_bytes(b"expected")
+    w = store.writer(h)
+    w.write(b"tampered")
+    with pytest.raises(SyncError, match=h):
+        w.commit()
+    assert store.missing([h]) == [h]
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_aborted_writer_stores_nothing(store: ObjectStore) -> None:
+    """Leaving the writer's block without commit (a broken stream) stores nothing."""
+    h = hash_bytes(b"data")
+    with store.writer(h) as w:
+        w.write(b"da")
+    assert store.missing([h]) == [h] and list((store.root / "tmp").iterdir()) == []
+
+
+# -- revisions ---------------------------------------------------------------------------------
+
+
+def test_make_revision_builds_the_tree(store: ObjectStore) -> None:
+    """Files (content and executable bit), nested folders 0755 and symlinks, as listed."""
+    for data in (b"main", b"#!/bin/sh\n", b"lib"):
+        put(store, data)
+    entries = [
+        f("main.py", b"main"),
+        f("bin/run.sh", b"#!/bin/sh\n", EXE),
+        f("src/pkg/lib.py", b"lib"),
+        f("src/pkg/same_as_run.txt", b"#!/bin/sh\n"),  # same object, not executable
+        link("src/pkg/up", "../../main.py"),
+        link("latest", "bin"),
+    ]
+    root = make(store, entries)
+    assert store.has_revision(revid(entries))
+    assert (root / "main.py").read_bytes() == b"main"
+    assert stat.S_IMODE((root / "main.py").stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / "bin/run.sh").stat().st_mode) == 0o755
+    assert stat.S_IMODE((root / "src/pkg/same_as_run.txt").stat().st_mode) == 0o644
+    assert stat.S_IMODE((root / "src/pkg").stat().st_mode) == 0o755
+    assert os.readlink(root / "src/pkg/up") == "../../main.py"
+    assert (root / "src/pkg/up").read_bytes() == b"main"
+    assert (root / "latest" / "run.sh").exists()
+    assert os.stat(root / "main.py").st_ino == store.path_of(hash_bytes(b"main")).stat().st_ino
+
+
+def test_make_revision_is_idempotent(store: ObjectStore) -> None:
+    """Making an existing revision again returns it untouched."""
+    put(store, b"x")
+    entries = [f("a", b"x")]
+    first = make(store, entries)
+    ino = os.stat(first / "a").st_ino
+    assert make(store, entries) == first and os.stat(first / "a").st_ino == ino
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        Entry("../x", FILE, 1, hash_bytes(b"x")),
+        Entry("/abs", FILE, 1, hash_bytes(b"x")),
+        Entry("a/./b", FILE, 1, hash_bytes(b"x")),
+        Entry("dev", 0o020644, 0, ""),  # a character device
+        link("esc", "../outside"),
+        link("abs", "/etc/passwd"),
+        Entry("a", FILE, 1, "../" + "0" * 61),
+    ],
+)
+def test_make_revision_refuses_unsafe_entries(store: ObjectStore, entry: Entry) -> None:
+    """Unsafe paths, non-regular files, escaping links and bad hashes are refused; nothing built."""
+    put(store, b"x")
+    with pytest.raises(SyncError):
+        make(store, [entry])
+    assert list((store.root / "revisions").iterdir()) == []
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_make_revision_refuses_a_link_escaping_through_a_link(store: ObjectStore) -> None:
+    """Each link is inside by its text, but one climbs out through the other; refused, named."""
+    entries = [link("a/b/top", "../.."), link("a/b/esc", "top/..")]
+    with pytest.raises(SyncError, match="a/b/esc"):
+        make(store, entries)
+    assert list((store.root / "revisions").iterdir()) == []
+
+
+def test_make_revision_refuses_inconsistent_listings(store: ObjectStore) -> None:
+    """A path twice, a file that is also a folder, or a name that is not the entries' hash."""
+    put(store, b"x")
+    with pytest.raises(SyncError, match="twice"):
+        make(store, [f("a", b"x"), f("a", b"x")])
+    with pytest.raises(SyncError, match="folder"):
+        make(store, [f("a", b"x"), f("a/b", b"x")])
+    with pytest.raises(SyncError, match="revision id"):
+        store.make_revision("0" * 20, [f("a", b"x")])
+    with pytest.raises(SyncError, match="revision id"):
+        store.make_revision("../evil", [f("a", b"x")])
+
+
+def test_make_revision_names_a_missing_object(store: ObjectStore) -> None:
+    """A listed object the store lacks fails the build with its hash; nothing is left behind."""
+    put(store, b"here")
+    entries = [f("a", b"here"), f("b", b"not sent")]
+    with pytest.raises(SyncError, match=hash_bytes(b"not sent")):
+        make(store, entries)
+    assert not store.has_revision(revid(entries))
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_revisions_coexist(store: ObjectStore) -> None:
+    """Making revision 2 leaves revision 1's files exactly as they were."""
+    put(store, b"v1")
+    put(store, b"v2")
+    put(store, b"same")
+    r1 = make(store, [f("x", b"v1"), f("s", b"same")])
+    r2 = make(store, [f("x", b"v2"), f("s", b"same"), f("new", b"v2")])
+    assert r1 != r2
+    assert (r1 / "x").read_bytes() == b"v1" and not (r1 / "new").exists()
+    assert (r2 / "x").read_bytes() == b"v2"
+    assert os.stat(r1 / "s").st_ino == os.stat(r2 / "s").st_ino  # one object, linked twice
+
+
+# -- leases and collection ---------------------------------------------------------------------
+
+
+def three_revisions(store: ObjectStore) -> list[str]:
+    """Revisions a (oldest), b, c; each has 1,000 bytes of its own and shares one object."""
+    shared = put(store, b"s" * 100)
+    revs = []
+    for i, name in enumerate("abc"):
+        data = name.encode() * 1000
+        put(store, data)
+        entries = [f("own", data), Entry("shared", FILE, 100, shared)]
+        make(store, entries)
+        revs.append(revid(entries))
+        age(store, revs[-1], 1000 * (3 - i))
+    return revs
+
+
+def test_collect_removes_old_revisions_and_their_objects(store: ObjectStore) -> None:
+    """Revisions unused for max_age_s go, with the objects only they linked; shared ones stay."""
+    a, b, c = three_revisions(store)
+    report = store.collect(max_age_s=1500, max_bytes=10**9, now=time.time())
+    assert report.revisions == (a, b)
+    assert [store.has_revision(r) for r in (a, b, c)] == [False, False, True]
+    assert report.objects == 2 and report.bytes_freed == 2000
+    assert store.missing([hash_bytes(b"a" * 1000), hash_bytes(b"c" * 1000)]) == [
+        hash_bytes(b"a" * 1000)
+    ]
+    assert store.missing([hash_bytes(b"s" * 100)]) == []
+    assert report.bytes_total == 1100
+
+
+def test_collect_shrinks_to_max_bytes_oldest_first(store: ObjectStore) -> None:
+    """Over max_bytes, the least recently used revisions go first until the objects fit."""
+    a, b, c = three_revisions(store)
+    report = store.collect(max_age_s=10**6, max_bytes=2500, now=time.time())
+    assert report.revisions == (a,) and report.bytes_total == 2100
+    assert store.has_revision(b) and store.has_revision(c)
+
+
+def test_collect_never_removes_a_revision_in_use(store: ObjectStore) -> None:
+    """A leased revision survives any age and size limit; released, it can go."""
+    a, b, c = three_revisions(store)
+    with store.use(a) as path:
+        report = store.collect(max_age_s=0, max_bytes=0, now=time.time() + 10)
+        assert report.revisions == (b, c) and (path / "own").read_bytes() == b"a" * 1000
+    assert store.collect(max_age_s=0, max_bytes=0, now=time.time() + 10).revisions == (a,)
+
+
+def test_leases_outlive_the_store_object(store: ObjectStore) -> None:
+    """A lease is a file: a restarted agent's store still sees the revision in use."""
+    (a, *_) = three_revisions(store)
+    store.acquire(a, "attempt-7")
+    again = ObjectStore(store.root)
+    assert again.in_use(a)
+    assert a not in again.collect(max_age_s=0, max_bytes=0).revisions
+    again.release(a, "attempt-7")
+    assert not again.in_use(a)
+
+
+def test_use_marks_a_revision_recently_used(store: ObjectStore) -> None:
+    """Using a revision counts as use: max_age_s is measured from its last use."""
+    a, b, _ = three_revisions(store)
+    with store.use(a):
+        pass
+    assert store.collect(max_age_s=1500, max_bytes=10**9).revisions == (b,)
+
+
+def test_collect_keeps_fresh_unreferenced_objects(store: ObjectStore) -> None:
+    """An object no revision links yet is kept within the grace period (its revision may be on
+    its way), then removed; objects a revision links are never removed."""
+    put(store, b"linked")
+    make(store, [f("x", b"linked")])
+    orphan = put(store, b"orphan")
+    assert store.collect(max_age_s=10**6, max_bytes=10**9).objects == 0
+    report = store.collect(max_age_s=10**6, max_bytes=10**9, now=time.time() + LATER)
+    assert report.objects == 1 and store.missing([orphan]) == [orphan]
+    assert store.missing([hash_bytes(b"linked")]) == []
+
+
+def test_collect_keeps_objects_a_sync_was_told_exist(store: ObjectStore) -> None:
+    """Objects that missing() reported present are kept for the grace period, even if the
+    revision that linked them is removed meanwhile."""
+    (a, *_) = three_revisions(store)
+    own = hash_bytes(b"a" * 1000)
+    assert store.missing([own]) == []
+    store.collect(max_age_s=1500, max_bytes=10**9)
+    assert not store.has_revision(a) and store.missing([own]) == []
