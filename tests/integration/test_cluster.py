@@ -1,0 +1,184 @@
+"""Runs across real SSH hosts: sshd on 127.0.0.2 and 127.0.0.3, agents installed over SSH,
+sources synced content-addressed, images shipped to a host whose engine lacks them."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+import docker
+import pytest
+
+from agent.server import agent_id_for
+
+from .conftest import ConvoyEnv, write_experiment
+from .testhosts import TestHost
+
+pytestmark = pytest.mark.docker
+
+
+def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "convoy.cli.main", *args],
+        env=dict(os.environ, CONVOY_HOME=str(home)), capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def _add_hosts(home: Path, hosts: list[TestHost], trust: bool = True) -> None:
+    for h in hosts:
+        args = ["hosts", "add", h.name, h.address, "--port", str(h.port), "--user", h.user,
+                "--identity", str(h.identity), "--cpus", "2", "--memory", "4GiB",
+                "--agent-home", str(h.agent_home)]  # fmt: skip
+        if h.docker_host:
+            args += ["--docker-host", h.docker_host]
+        out = _cli(home, *args)
+        assert out.returncode == 0, out.stderr
+        if trust:
+            out = _cli(home, "hosts", "trust", h.name, "--fingerprint", h.host_key_fingerprint)
+            assert out.returncode == 0, out.stderr
+
+
+@contextlib.contextmanager
+def _cluster(hosts: list[TestHost], trust: bool = True) -> Iterator[ConvoyEnv]:
+    home = Path(tempfile.mkdtemp(prefix="cvc-", dir="/tmp"))
+    _add_hosts(home, hosts, trust)
+    log = open(home / "up.log", "wb")  # noqa: SIM115 - closed below
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convoy.cli.main", "up", "--no-local"],
+        env=dict(os.environ, CONVOY_HOME=str(home)), stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "coordinator.sock").exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                home / "up.log"
+            ).read_text()
+            time.sleep(0.1)
+        yield ConvoyEnv(home, proc)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+        engine = docker.from_env()
+        for h in hosts:
+            pid = h.agent_home / "agent.pid"
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pid.read_text().strip()), signal.SIGKILL)
+            label = f"convoy.agent={agent_id_for(h.agent_home)}"
+            for c in engine.containers.list(all=True, filters={"label": label}):
+                c.remove(force=True, v=True)
+            for v in engine.volumes.list(filters={"label": label}):
+                v.remove(force=True)
+        subprocess.run(["rm", "-rf", str(home)], check=False)
+
+
+def _ts(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def _peak(intervals: list[tuple[float, float]]) -> int:
+    edges = sorted([(s, 1) for s, _ in intervals] + [(e, -1) for _, e in intervals])
+    running = peak = 0
+    for _, step in edges:
+        running += step
+        peak = max(peak, running)
+    return peak
+
+
+def test_twenty_runs_spread_over_two_ssh_hosts_without_over_committing(
+    test_hosts_with_docker: list[TestHost], tmp_path: Path
+) -> None:
+    """20 one-cpu runs on two 2-cpu SSH hosts: both used, at most 2 at once on each, every result
+    checksum-verified; the agent is installed over SSH, the image shipped to h2's own engine."""
+    h1, h2 = test_hosts_with_docker
+    assert not (h1.agent_home / "lib").exists()  # nothing installed yet
+    (tmp_path / "model.txt").write_text("the model\n")
+    spec = write_experiment(tmp_path, """
+        name: spread
+        image: convoy/busybox:1
+        command: cat model.txt; sleep 0.4; echo ${i} > out/${i}.txt
+        matrix:
+          i: {range: [0, 20]}
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / ".keep").write_text("")
+    with _cluster([h1, h2]) as env:
+        out = env.cli("run", str(spec))
+        assert out.returncode == 0, out.stderr + (env.home / "coordinator.log").read_text()
+    sub = tmp_path / "convoy-results/spread/spread-1"
+    runs = [json.loads(p.read_text()) for p in sorted(sub.glob("*/run.json"))]
+    assert len(runs) == 20 and all(r["state"] == "succeeded" for r in runs)
+    by_host: dict[str, list[tuple[float, float]]] = defaultdict(list)
+    for r in runs:
+        by_host[r["host"]].append((_ts(r["started_at"]), _ts(r["ended_at"])))
+        assert (sub / r["run"] / "output.log").read_text() == "the model\n"
+        assert set(r["files"]) == {f"out/{r['params']['i']}.txt"}  # only what it changed
+        for rel, meta in r["files"].items():
+            data = (sub / r["run"] / rel).read_bytes()
+            assert hashlib.sha256(data).hexdigest() == meta["sha256"]
+    assert set(by_host) == {"h1", "h2"}
+    assert all(_peak(iv) <= 2 for iv in by_host.values())
+    assert (h1.agent_home / "lib").is_dir()  # installed over SSH
+    h2_engine = docker.DockerClient(base_url=h2.docker_host)
+    assert h2_engine.images.get("convoy/busybox:1")  # shipped over SSH
+
+
+def test_a_host_with_an_unknown_key_is_refused_naming_it_and_its_fingerprint(
+    test_hosts: list[TestHost],
+) -> None:
+    """A host whose key was never trusted is not used; `convoy hosts` says why, with the key."""
+    h1 = test_hosts[0]
+    with _cluster([h1], trust=False) as env:
+        out = env.cli("hosts", "--json")
+        assert out.returncode == 0, out.stderr
+        [host] = json.loads(out.stdout)
+    assert host["state"] == "unreachable"
+    assert "h1" in host["reason"] and h1.host_key_fingerprint in host["reason"]
+
+
+def test_a_running_revision_sees_only_its_own_files_while_the_next_syncs(
+    test_hosts: list[TestHost], tmp_path: Path
+) -> None:
+    """Revision 1, still running while revision 2 syncs, sees only revision 1's files; its
+    result holds only the files it changed."""
+    (tmp_path / "data.txt").write_text("v1\n")
+    spec = write_experiment(tmp_path, """
+        name: revs
+        image: convoy/busybox:1
+        command: sleep 3; cat data.txt; ls; echo made > made.txt
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    with _cluster([test_hosts[0]]) as env:
+        assert env.cli("run", "--detach", str(spec)).returncode == 0
+        env.wait_for("revs-1.00", {"running"}, timeout=60)
+        (tmp_path / "data.txt").write_text("v2 is longer\n")
+        (tmp_path / "extra.txt").write_text("only in v2\n")
+        out = env.cli("run", str(spec))
+        assert out.returncode == 0, out.stderr
+        env.wait_for("revs-1.00", {"succeeded"}, timeout=60)
+    first = tmp_path / "convoy-results/revs/revs-1/revs-1.00"
+    second = tmp_path / "convoy-results/revs/revs-2/revs-2.00"
+    log1 = (first / "output.log").read_text()
+    assert log1.startswith("v1\n") and "extra.txt" not in log1
+    assert (second / "output.log").read_text().startswith("v2 is longer\n")
+    assert "extra.txt" in (second / "output.log").read_text()
+    assert set(json.loads((first / "run.json").read_text())["files"]) == {"made.txt"}
+    assert (
+        json.loads((first / "run.json").read_text())["revision"]
+        != json.loads((second / "run.json").read_text())["revision"]
+    )
