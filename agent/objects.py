@@ -57,6 +57,7 @@ from convoy.content import (
     check_hash,
     check_relpath,
     folders_of,
+    hash_bytes,
     is_inside,
     new_hasher,
     revision_id,
@@ -125,6 +126,7 @@ class ObjectStore:
         self._lock = threading.RLock()
         self._asked: dict[str, float] = {}  # hash -> when missing() found it present
         self._objects = str(self.root / "objects")
+        self._folders: set[str] = set()  # object folders known to exist
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -156,6 +158,35 @@ class ObjectStore:
 
     def writer(self, hash: str) -> ObjectWriter:
         return ObjectWriter(self, hash)
+
+    def put_bytes(self, hash: str, data: bytes) -> bool:
+        """Store a whole object held in memory (the common, small case): verified first, then
+        written beside its final name and linked into place. False when the store had it."""
+        check_hash(hash)
+        if hash_bytes(data) != hash:
+            raise SyncError(f"content ({len(data)} bytes) does not match its hash", hash)
+        dest = self._obj(hash)
+        folder = os.path.dirname(dest)
+        if folder not in self._folders:
+            os.makedirs(folder, exist_ok=True)
+            self._folders.add(folder)
+        tmp = f"{dest}.{uuid.uuid4().hex[:8]}.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        try:
+            os.fchmod(fd, 0o644)
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)
+        try:
+            os.link(tmp, dest)  # never replaces: snapshots may link the existing one
+        except FileExistsError:
+            self._asked[hash] = time.time()
+            return False
+        finally:
+            os.unlink(tmp)
+        return True
 
     def _adopt(self, tmp: Path, hash: str) -> bool:
         """Give a verified file its name in the store; False when the store had it already."""

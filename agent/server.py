@@ -9,20 +9,20 @@ import logging
 import os
 import queue
 import socket
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator
 from pathlib import Path
 
 import grpc
 
 from convoy import __version__
-from convoy.content import EntryLike, SyncError, check_hash
+from convoy.content import EntryLike, SyncError
 from convoy.errors import ConvoyError
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
 from convoy.v1 import common_pb2
 
 from .attempts import AttemptRequest, Attempts, AttemptState, AttemptStatus, UnknownAttempt
-from .objects import apply_delta
+from .objects import ObjectStore, ObjectWriter, apply_delta
 from .runtime import DockerRuntime
 
 log = logging.getLogger("convoy.agent")
@@ -81,34 +81,17 @@ class SyncService:
         return pb.MissingObjectsResponse(has_revision=False, missing=missing)
 
     async def PutObjects(
-        self, request_iterator: AsyncIterator[pb.ObjectChunk], context: Ctx
+        self, request_iterator: AsyncIterator[pb.ObjectBatch], context: Ctx
     ) -> pb.PutObjectsResponse:
-        store = self.attempts.objects
-        writer = None
-        stored = 0
-        size = 0
+        receiver = _Receiver(self.attempts.objects)
         try:
-            async for chunk in request_iterator:
-                if chunk.hash:
-                    if writer is not None:
-                        raise SyncError(f"object {writer.hash} ended without its last chunk")
-                    check_hash(chunk.hash)
-                    writer = store.writer(chunk.hash)
-                if writer is None:
-                    raise SyncError("object data before any object hash")
-                writer.write(chunk.data)
-                size += len(chunk.data)
-                if chunk.last:
-                    await asyncio.to_thread(writer.commit)
-                    writer = None
-                    stored += 1
-            if writer is not None:
-                raise SyncError(f"object {writer.hash} was cut short")
+            async for batch in request_iterator:  # one thread hop per batch, not per object
+                await asyncio.to_thread(receiver.take, batch.chunks)
+            receiver.finish()
         except SyncError as e:
-            if writer is not None:
-                writer.abort()
+            receiver.abort()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        return pb.PutObjectsResponse(stored=stored, bytes=size)
+        return pb.PutObjectsResponse(stored=receiver.stored, bytes=receiver.size)
 
     async def MakeRevision(
         self, request: pb.MakeRevisionRequest, context: Ctx
@@ -282,6 +265,44 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
                     first = False
                     if last:
                         break
+
+
+class _Receiver:
+    """Objects arriving in batches of chunks: whole small ones are stored at once, large ones
+    through a writer across chunks (and batches)."""
+
+    def __init__(self, store: ObjectStore) -> None:
+        self.store = store
+        self.writer: ObjectWriter | None = None
+        self.stored = 0
+        self.size = 0
+
+    def take(self, chunks: Iterable[pb.ObjectChunk]) -> None:
+        for chunk in chunks:
+            self.size += len(chunk.data)
+            if chunk.hash and chunk.last and self.writer is None:
+                self.store.put_bytes(chunk.hash, chunk.data)
+                self.stored += 1
+                continue
+            if chunk.hash:
+                if self.writer is not None:
+                    raise SyncError(f"object {self.writer.hash} ended without its last chunk")
+                self.writer = self.store.writer(chunk.hash)
+            if self.writer is None:
+                raise SyncError("object data before any object hash")
+            self.writer.write(chunk.data)
+            if chunk.last:
+                self.writer.commit()
+                self.writer = None
+                self.stored += 1
+
+    def finish(self) -> None:
+        if self.writer is not None:
+            raise SyncError(f"object {self.writer.hash} was cut short")
+
+    def abort(self) -> None:
+        if self.writer is not None:
+            self.writer.abort()
 
 
 def host_capacity(cpus: float | None, memory: int | None) -> common_pb2.Resources:

@@ -75,6 +75,9 @@ def run_env(run: RunRecord) -> dict[str, str]:
     return env
 
 
+BATCH_BYTES = 1024 * 1024  # objects per PutObjects message, by size
+
+
 class AgentClient:
     """A gRPC channel to one agent's unix socket (local, or forwarded over SSH later)."""
 
@@ -148,13 +151,23 @@ class AgentClient:
     async def put_objects(self, chunks: AsyncIterator[tuple[str, bytes, bool]]) -> int:
         """Stream objects (hash, data, last) to the host; the bytes it stored."""
 
-        async def messages() -> AsyncIterator[pb.ObjectChunk]:
+        async def messages() -> AsyncIterator[pb.ObjectBatch]:
             current = ""
+            batch = pb.ObjectBatch()
+            size = 0
             async for h, data, last in chunks:
-                msg = pb.ObjectChunk(hash=h if h != current else "", data=data, last=last)
-                self.sync_bytes_sent += msg.ByteSize()
-                yield msg
+                batch.chunks.append(
+                    pb.ObjectChunk(hash=h if h != current else "", data=data, last=last)
+                )
+                size += len(data) + 80
                 current = "" if last else h
+                if size >= BATCH_BYTES:
+                    self.sync_bytes_sent += batch.ByteSize()
+                    yield batch
+                    batch, size = pb.ObjectBatch(), 0
+            if batch.chunks:
+                self.sync_bytes_sent += batch.ByteSize()
+                yield batch
 
         resp = await self._stub.PutObjects(messages())
         return int(resp.bytes)

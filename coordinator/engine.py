@@ -118,6 +118,7 @@ class Coordinator:
         await asyncio.gather(*tasks, return_exceptions=True)
         for h in self.hosts.values():
             await h.client.close()
+        self.syncer.close()
 
     async def _reconnect(self, h: Host) -> None:
         """Called when a call to `h` failed: revive its agent if we can, then reconnect."""
@@ -213,6 +214,7 @@ class Coordinator:
         if problem:
             raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")
         try:
+            await asyncio.to_thread(self.syncer.watch, source)
             revision = await asyncio.to_thread(
                 self.syncer.snapshot, source, (results_root.resolve(), self.home.resolve())
             )

@@ -24,10 +24,12 @@ from agent.objects import ObjectStore
 
 from .agents import AgentClient
 from .manifest import Entry, Manifest, Scanner
+from .watcher import TreeWatcher
 
 log = logging.getLogger("convoy.sync")
 
 CHUNK = 1024 * 1024
+MAX_WATCHED = 16  # source trees watched at once; others are stat-walked at each submit
 
 
 @dataclass(frozen=True)
@@ -51,11 +53,27 @@ class Syncer:
         self.home = home
         self.store = ObjectStore(home / "store")
         self._scanners: dict[Path, Scanner] = {}
+        self._watchers: dict[Path, TreeWatcher] = {}
+        self._stored: set[str] = set()  # objects known to be in self.store
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # What each host is known to hold, so a re-sync asks only about new objects and sends
         # a revision as its difference from the last one the host got.
         self._objects_on: dict[str, set[str]] = {}
         self._last_on: dict[str, Revision] = {}
+
+    def watch(self, source: Path) -> None:
+        """Keep `source`'s manifest fresh from file events (see coordinator/watcher.py)."""
+        source = source.resolve()
+        if source not in self._watchers:
+            if len(self._watchers) >= MAX_WATCHED:
+                oldest = next(iter(self._watchers))
+                self._watchers.pop(oldest).stop()
+            self._watchers[source] = TreeWatcher(source)
+
+    def close(self) -> None:
+        for w in self._watchers.values():
+            w.stop()
+        self._watchers.clear()
 
     def scanner(self, source: Path, extra_excludes: Sequence[Path] = ()) -> Scanner:
         source = source.resolve()
@@ -74,13 +92,19 @@ class Syncer:
     ) -> Revision:
         """Scan `source` and store what is new; the revision is then safe from later edits."""
         scanner = self.scanner(source, extra_excludes)
+        watcher = self._watchers.get(source.resolve())
+        if changed is None and watcher is not None:
+            changed = watcher.drain()  # None: it cannot vouch, so a full stat walk
         manifest = scanner.scan(changed)
-        missing = set(self.store.missing({e.hash for e in manifest.entries if e.hash}))
+        unknown = {e.hash for e in manifest.entries if e.hash} - self._stored
+        missing = set(self.store.missing(unknown)) if unknown else set()
         for e in manifest.entries:
             if e.hash in missing:
-                self._store_file(source / e.path, e.hash)
+                self._store_file(source / e.path, e.hash, e.size)
                 missing.discard(e.hash)
-        scanner.save()
+        self._stored |= unknown
+        if changed is None or changed:
+            scanner.save()
         path = self.home / "manifests" / f"{manifest.revision}.json"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -89,7 +113,10 @@ class Syncer:
             os.replace(tmp, path)
         return Revision(manifest.revision, manifest)
 
-    def _store_file(self, path: Path, expected: str) -> None:
+    def _store_file(self, path: Path, expected: str, size: int) -> None:
+        if size <= CHUNK:  # the common case: one read, verified in memory, one file written
+            self.store.put_bytes(expected, path.read_bytes())
+            return
         w = self.store.writer(expected)
         try:
             with open(path, "rb") as f:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from convoy.v1 import common_pb2 as convoy_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63onvoy/v1/agent.proto\x12\tconvoy.v1\x1a\x16\x63onvoy/v1/common.proto\"W\n\rManifestEntry\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\x05\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0c\n\x04hash\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\"9\n\x15MissingObjectsRequest\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\t\"?\n\x16MissingObjectsResponse\x12\x14\n\x0chas_revision\x18\x01 \x01(\x08\x12\x0f\n\x07missing\x18\x02 \x03(\t\"7\n\x0bObjectChunk\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04last\x18\x03 \x01(\x08\"3\n\x12PutObjectsResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x05\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\"q\n\x13MakeRevisionRequest\x12\x10\n\x08revision\x18\x01 \x01(\t\x12)\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x18.convoy.v1.ManifestEntry\x12\x0c\n\x04\x62\x61se\x18\x03 \x01(\t\x12\x0f\n\x07removed\x18\x04 \x03(\t\"$\n\x14MakeRevisionResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\"2\n\x0fHasImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\"5\n\x10HasImageResponse\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x10\n\x08image_id\x18\x02 \x01(\t\"\x1a\n\nImageChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"#\n\x11LoadImageResponse\x12\x0e\n\x06images\x18\x01 \x03(\t\"\x11\n\x0f\x44\x65scribeRequest\"p\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12&\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x16\n\x0e\x64ocker_version\x18\x04 \x01(\t\"\xee\x02\n\x13StartAttemptRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x15\n\rsubmission_id\x18\x03 \x01(\t\x12\x12\n\nexperiment\x18\x04 \x01(\t\x12\r\n\x05image\x18\x05 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x06 \x03(\t\x12\x34\n\x03\x65nv\x18\x07 \x03(\x0b\x32\'.convoy.v1.StartAttemptRequest.EnvEntry\x12\'\n\tresources\x18\x08 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x0f\n\x07network\x18\t \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\n \x01(\x01\x12\x13\n\x0bsource_path\x18\x0b \x01(\t\x12\x0f\n\x07outputs\x18\x0c \x03(\t\x12\x10\n\x08revision\x18\r \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x01\n\rAttemptStatus\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.convoy.v1.AttemptState\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x12\n\nstarted_at\x18\x04 \x01(\x01\x12\x10\n\x08\x65nded_at\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08image_id\x18\x07 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x08 \x01(\t\x12\x0e\n\x06run_id\x18\t \x01(\t\" \n\nAttemptRef\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"\x15\n\x13ListAttemptsRequest\"B\n\x14ListAttemptsResponse\x12*\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x18.convoy.v1.AttemptStatus\"A\n\x14\x43\x61ncelAttemptRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\"D\n\x0eReadLogRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\")\n\x13\x46\x65tchResultsRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"S\n\tFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\x0e\n\x06sha256\x18\x05 \x01(\t*\xad\x01\n\x0c\x41ttemptState\x12\x1d\n\x19\x41TTEMPT_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41TTEMPT_STARTING\x10\x01\x12\x13\n\x0f\x41TTEMPT_RUNNING\x10\x02\x12\x12\n\x0e\x41TTEMPT_EXITED\x10\x03\x12\x15\n\x11\x41TTEMPT_CANCELLED\x10\x04\x12\x15\n\x11\x41TTEMPT_TIMED_OUT\x10\x05\x12\x11\n\rATTEMPT_ERROR\x10\x06\x32\xeb\x07\n\x05\x41gent\x12<\n\x08\x44\x65scribe\x12\x1a.convoy.v1.DescribeRequest\x1a\x14.convoy.v1.AgentInfo\x12H\n\x0cStartAttempt\x12\x1e.convoy.v1.StartAttemptRequest\x1a\x18.convoy.v1.AttemptStatus\x12=\n\nGetAttempt\x12\x15.convoy.v1.AttemptRef\x1a\x18.convoy.v1.AttemptStatus\x12>\n\x0bWaitAttempt\x12\x15.convoy.v1.AttemptRef\x1a\x18.convoy.v1.AttemptStatus\x12O\n\x0cListAttempts\x12\x1e.convoy.v1.ListAttemptsRequest\x1a\x1f.convoy.v1.ListAttemptsResponse\x12J\n\rCancelAttempt\x12\x1f.convoy.v1.CancelAttemptRequest\x1a\x18.convoy.v1.AttemptStatus\x12;\n\x07ReadLog\x12\x19.convoy.v1.ReadLogRequest\x1a\x13.convoy.v1.LogChunk0\x01\x12\x46\n\x0c\x46\x65tchResults\x12\x1e.convoy.v1.FetchResultsRequest\x1a\x14.convoy.v1.FileChunk0\x01\x12\x41\n\x0eReleaseAttempt\x12\x15.convoy.v1.AttemptRef\x1a\x18.convoy.v1.AttemptStatus\x12U\n\x0eMissingObjects\x12 .convoy.v1.MissingObjectsRequest\x1a!.convoy.v1.MissingObjectsResponse\x12\x45\n\nPutObjects\x12\x16.convoy.v1.ObjectChunk\x1a\x1d.convoy.v1.PutObjectsResponse(\x01\x12O\n\x0cMakeRevision\x12\x1e.convoy.v1.MakeRevisionRequest\x1a\x1f.convoy.v1.MakeRevisionResponse\x12\x43\n\x08HasImage\x12\x1a.convoy.v1.HasImageRequest\x1a\x1b.convoy.v1.HasImageResponse\x12\x42\n\tLoadImage\x12\x15.convoy.v1.ImageChunk\x1a\x1c.convoy.v1.LoadImageResponse(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63onvoy/v1/agent.proto\x12\tconvoy.v1\x1a\x16\x63onvoy/v1/common.proto\"W\n\rManifestEntry\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\x05\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0c\n\x04hash\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\"9\n\x15MissingObjectsRequest\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\t\"?\n\x16MissingObjectsResponse\x12\x14\n\x0chas_revision\x18\x01 \x01(\x08\x12\x0f\n\x07missing\x18\x02 \x03(\t\"7\n\x0bObjectChunk\x12\x0c\n\x04hash\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0c\n\x04last\x18\x03 \x01(\x08\"5\n\x0bObjectBatch\x12&\n\x06\x63hunks\x18\x01 \x03(\x0b\x32\x16.convoy.v1.ObjectChunk\"3\n\x12PutObjectsResponse\x12\x0e\n\x06stored\x18\x01 \x01(\x05\x12\r\n\x05\x62ytes\x18\x02 \x01(\x03\"q\n\x13MakeRevisionRequest\x12\x10\n\x08revision\x18\x01 \x01(\t\x12)\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x18.convoy.v1.ManifestEntry\x12\x0c\n\x04\x62\x61se\x18\x03 \x01(\t\x12\x0f\n\x07removed\x18\x04 \x03(\t\"$\n\x14MakeRevisionResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\"2\n\x0fHasImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\"5\n\x10HasImageResponse\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x10\n\x08image_id\x18\x02 \x01(\t\"\x1a\n\nImageChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"#\n\x11LoadImageResponse\x12\x0e\n\x06images\x18\x01 \x03(\t\"\x11\n\x0f\x44\x65scribeRequest\"p\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12&\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x16\n\x0e\x64ocker_version\x18\x04 \x01(\t\"\xee\x02\n\x13StartAttemptRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x15\n\rsubmission_id\x18\x03 \x01(\t\x12\x12\n\nexperiment\x18\x04 \x01(\t\x12\r\n\x05image\x18\x05 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x06 \x03(\t\x12\x34\n\x03\x65nv\x18\x07 \x03(\x0b\x32\'.convoy.v1.StartAttemptRequest.EnvEntry\x12\'\n\tresources\x18\x08 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x0f\n\x07network\x18\t \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\n \x01(\x01\x12\x13\n\x0bsource_path\x18\x0b \x01(\t\x12\x0f\n\x07outputs\x18\x0c \x03(\t\x12\x10\n\x08revision\x18\r \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xcc\x01\n\rAttemptStatus\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.convoy.v1.AttemptState\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x12\n\nstarted_at\x18\x04 \x01(\x01\x12\x10\n\x08\x65nded_at\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08image_id\x18\x07 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x08 \x01(\t\x12\x0e\n\x06run_id\x18\t \x01(\t\" \n\nAttemptRef\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"\x15\n\x13ListAttemptsRequest\"B\n\x14ListAttemptsResponse\x12*\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x18.convoy.v1.AttemptStatus\"A\n\x14\x43\x61ncelAttemptRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\"D\n\x0eReadLogRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\")\n\x13\x46\x65tchResultsRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"S\n\tFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\x0e\n\x06sha256\x18\x05 \x01(\t*\xad\x01\n\x0c\x41ttemptState\x12\x1d\n\x19\x41TTEMPT_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41TTEMPT_STARTING\x10\x01\x12\x13\n\x0f\x41TTEMPT_RUNNING\x10\x02\x12\x12\n\x0e\x41TTEMPT_EXITED\x10\x03\x12\x15\n\x11\x41TTEMPT_CANCELLED\x10\x04\x12\x15\n\x11\x41TTEMPT_TIMED_OUT\x10\x05\x12\x11\n\rATTEMPT_ERROR\x10\x06\x32\xeb\x07\n\x05\x41gent\x12<\n\x08\x44\x65scribe\x12\x1a.convoy.v1.DescribeRequest\x1a\x14.convoy.v1.AgentInfo\x12H\n\x0cStartAttempt\x12\x1e.convoy.v1.StartAttemptRequest\x1a\x18.convoy.v1.AttemptStatus\x12=\n\nGetAttempt\x12\x15.convoy.v1.AttemptRef\x1a\x18.convoy.v1.AttemptStatus\x12>\n\x0bWaitAttempt\x12\x15.convoy.v1.AttemptRef\x1a\x18.convoy.v1.AttemptStatus\x12O\n\x0cListAttempts\x12\x1e.convoy.v1.ListAttemptsRequest\x1a\x1f.convoy.v1.ListAttemptsResponse\x12J\n\rCancelAttempt\x12\x1f.convoy.v1.CancelAttemptRequest\x1a\x18.convoy.v1.AttemptStatus\x12;\n\x07ReadLog\x12\x19.convoy.v1.ReadLogRequest\x1a\x13.convoy.v1.LogChunk0\x01\x12\x46\n\x0c\x46\x65tchResults\x12\x1e.convoy.v1.FetchResultsRequest\x1a\x14.convoy.v1.FileChunk0\x01\x12\x41\n\x0eReleaseAttempt\x12\x15.convoy.v1.AttemptRef\x1a\x18.convoy.v1.AttemptStatus\x12U\n\x0eMissingObjects\x12 .convoy.v1.MissingObjectsRequest\x1a!.convoy.v1.MissingObjectsResponse\x12\x45\n\nPutObjects\x12\x16.convoy.v1.ObjectBatch\x1a\x1d.convoy.v1.PutObjectsResponse(\x01\x12O\n\x0cMakeRevision\x12\x1e.convoy.v1.MakeRevisionRequest\x1a\x1f.convoy.v1.MakeRevisionResponse\x12\x43\n\x08HasImage\x12\x1a.convoy.v1.HasImageRequest\x1a\x1b.convoy.v1.HasImageResponse\x12\x42\n\tLoadImage\x12\x15.convoy.v1.ImageChunk\x1a\x1c.convoy.v1.LoadImageResponse(\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -34,8 +34,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STARTATTEMPTREQUEST_ENVENTRY']._loaded_options = None
   _globals['_STARTATTEMPTREQUEST_ENVENTRY']._serialized_options = b'8\001'
-  _globals['_ATTEMPTSTATE']._serialized_start=1808
-  _globals['_ATTEMPTSTATE']._serialized_end=1981
+  _globals['_ATTEMPTSTATE']._serialized_start=1863
+  _globals['_ATTEMPTSTATE']._serialized_end=2036
   _globals['_MANIFESTENTRY']._serialized_start=60
   _globals['_MANIFESTENTRY']._serialized_end=147
   _globals['_MISSINGOBJECTSREQUEST']._serialized_start=149
@@ -44,44 +44,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_MISSINGOBJECTSRESPONSE']._serialized_end=271
   _globals['_OBJECTCHUNK']._serialized_start=273
   _globals['_OBJECTCHUNK']._serialized_end=328
-  _globals['_PUTOBJECTSRESPONSE']._serialized_start=330
-  _globals['_PUTOBJECTSRESPONSE']._serialized_end=381
-  _globals['_MAKEREVISIONREQUEST']._serialized_start=383
-  _globals['_MAKEREVISIONREQUEST']._serialized_end=496
-  _globals['_MAKEREVISIONRESPONSE']._serialized_start=498
-  _globals['_MAKEREVISIONRESPONSE']._serialized_end=534
-  _globals['_HASIMAGEREQUEST']._serialized_start=536
-  _globals['_HASIMAGEREQUEST']._serialized_end=586
-  _globals['_HASIMAGERESPONSE']._serialized_start=588
-  _globals['_HASIMAGERESPONSE']._serialized_end=641
-  _globals['_IMAGECHUNK']._serialized_start=643
-  _globals['_IMAGECHUNK']._serialized_end=669
-  _globals['_LOADIMAGERESPONSE']._serialized_start=671
-  _globals['_LOADIMAGERESPONSE']._serialized_end=706
-  _globals['_DESCRIBEREQUEST']._serialized_start=708
-  _globals['_DESCRIBEREQUEST']._serialized_end=725
-  _globals['_AGENTINFO']._serialized_start=727
-  _globals['_AGENTINFO']._serialized_end=839
-  _globals['_STARTATTEMPTREQUEST']._serialized_start=842
-  _globals['_STARTATTEMPTREQUEST']._serialized_end=1208
-  _globals['_STARTATTEMPTREQUEST_ENVENTRY']._serialized_start=1166
-  _globals['_STARTATTEMPTREQUEST_ENVENTRY']._serialized_end=1208
-  _globals['_ATTEMPTSTATUS']._serialized_start=1211
-  _globals['_ATTEMPTSTATUS']._serialized_end=1415
-  _globals['_ATTEMPTREF']._serialized_start=1417
-  _globals['_ATTEMPTREF']._serialized_end=1449
-  _globals['_LISTATTEMPTSREQUEST']._serialized_start=1451
-  _globals['_LISTATTEMPTSREQUEST']._serialized_end=1472
-  _globals['_LISTATTEMPTSRESPONSE']._serialized_start=1474
-  _globals['_LISTATTEMPTSRESPONSE']._serialized_end=1540
-  _globals['_CANCELATTEMPTREQUEST']._serialized_start=1542
-  _globals['_CANCELATTEMPTREQUEST']._serialized_end=1607
-  _globals['_READLOGREQUEST']._serialized_start=1609
-  _globals['_READLOGREQUEST']._serialized_end=1677
-  _globals['_FETCHRESULTSREQUEST']._serialized_start=1679
-  _globals['_FETCHRESULTSREQUEST']._serialized_end=1720
-  _globals['_FILECHUNK']._serialized_start=1722
-  _globals['_FILECHUNK']._serialized_end=1805
-  _globals['_AGENT']._serialized_start=1984
-  _globals['_AGENT']._serialized_end=2987
+  _globals['_OBJECTBATCH']._serialized_start=330
+  _globals['_OBJECTBATCH']._serialized_end=383
+  _globals['_PUTOBJECTSRESPONSE']._serialized_start=385
+  _globals['_PUTOBJECTSRESPONSE']._serialized_end=436
+  _globals['_MAKEREVISIONREQUEST']._serialized_start=438
+  _globals['_MAKEREVISIONREQUEST']._serialized_end=551
+  _globals['_MAKEREVISIONRESPONSE']._serialized_start=553
+  _globals['_MAKEREVISIONRESPONSE']._serialized_end=589
+  _globals['_HASIMAGEREQUEST']._serialized_start=591
+  _globals['_HASIMAGEREQUEST']._serialized_end=641
+  _globals['_HASIMAGERESPONSE']._serialized_start=643
+  _globals['_HASIMAGERESPONSE']._serialized_end=696
+  _globals['_IMAGECHUNK']._serialized_start=698
+  _globals['_IMAGECHUNK']._serialized_end=724
+  _globals['_LOADIMAGERESPONSE']._serialized_start=726
+  _globals['_LOADIMAGERESPONSE']._serialized_end=761
+  _globals['_DESCRIBEREQUEST']._serialized_start=763
+  _globals['_DESCRIBEREQUEST']._serialized_end=780
+  _globals['_AGENTINFO']._serialized_start=782
+  _globals['_AGENTINFO']._serialized_end=894
+  _globals['_STARTATTEMPTREQUEST']._serialized_start=897
+  _globals['_STARTATTEMPTREQUEST']._serialized_end=1263
+  _globals['_STARTATTEMPTREQUEST_ENVENTRY']._serialized_start=1221
+  _globals['_STARTATTEMPTREQUEST_ENVENTRY']._serialized_end=1263
+  _globals['_ATTEMPTSTATUS']._serialized_start=1266
+  _globals['_ATTEMPTSTATUS']._serialized_end=1470
+  _globals['_ATTEMPTREF']._serialized_start=1472
+  _globals['_ATTEMPTREF']._serialized_end=1504
+  _globals['_LISTATTEMPTSREQUEST']._serialized_start=1506
+  _globals['_LISTATTEMPTSREQUEST']._serialized_end=1527
+  _globals['_LISTATTEMPTSRESPONSE']._serialized_start=1529
+  _globals['_LISTATTEMPTSRESPONSE']._serialized_end=1595
+  _globals['_CANCELATTEMPTREQUEST']._serialized_start=1597
+  _globals['_CANCELATTEMPTREQUEST']._serialized_end=1662
+  _globals['_READLOGREQUEST']._serialized_start=1664
+  _globals['_READLOGREQUEST']._serialized_end=1732
+  _globals['_FETCHRESULTSREQUEST']._serialized_start=1734
+  _globals['_FETCHRESULTSREQUEST']._serialized_end=1775
+  _globals['_FILECHUNK']._serialized_start=1777
+  _globals['_FILECHUNK']._serialized_end=1860
+  _globals['_AGENT']._serialized_start=2039
+  _globals['_AGENT']._serialized_end=3042
 # @@protoc_insertion_point(module_scope)

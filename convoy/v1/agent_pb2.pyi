@@ -65,6 +65,12 @@ class ObjectChunk(_message.Message):
     last: bool
     def __init__(self, hash: _Optional[str] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
 
+class ObjectBatch(_message.Message):
+    __slots__ = ("chunks",)
+    CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    chunks: _containers.RepeatedCompositeFieldContainer[ObjectChunk]
+    def __init__(self, chunks: _Optional[_Iterable[_Union[ObjectChunk, _Mapping]]] = ...) -> None: ...
+
 class PutObjectsResponse(_message.Message):
     __slots__ = ("stored", "bytes")
     STORED_FIELD_NUMBER: _ClassVar[int]

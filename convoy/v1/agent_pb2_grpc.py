@@ -89,7 +89,7 @@ class AgentStub:
                 _registered_method=True)
         self.PutObjects = channel.stream_unary(
                 '/convoy.v1.Agent/PutObjects',
-                request_serializer=convoy_dot_v1_dot_agent__pb2.ObjectChunk.SerializeToString,
+                request_serializer=convoy_dot_v1_dot_agent__pb2.ObjectBatch.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_agent__pb2.PutObjectsResponse.FromString,
                 _registered_method=True)
         self.MakeRevision = channel.unary_unary(
@@ -266,7 +266,7 @@ def add_AgentServicer_to_server(servicer, server):
             ),
             'PutObjects': grpc.stream_unary_rpc_method_handler(
                     servicer.PutObjects,
-                    request_deserializer=convoy_dot_v1_dot_agent__pb2.ObjectChunk.FromString,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.ObjectBatch.FromString,
                     response_serializer=convoy_dot_v1_dot_agent__pb2.PutObjectsResponse.SerializeToString,
             ),
             'MakeRevision': grpc.unary_unary_rpc_method_handler(
@@ -582,7 +582,7 @@ class Agent:
             request_iterator,
             target,
             '/convoy.v1.Agent/PutObjects',
-            convoy_dot_v1_dot_agent__pb2.ObjectChunk.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.ObjectBatch.SerializeToString,
             convoy_dot_v1_dot_agent__pb2.PutObjectsResponse.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,52 @@
+"""Keeps a source tree's manifest fresh between submissions: watchdog reports changed paths,
+so learning that nothing changed costs nothing and a change costs only its own files.
+
+The first scan of a tree is a full one; the watcher starts before it, so no change is missed
+between the two. When the watcher cannot vouch for the tree (its observer died, or it has not
+started), `drain()` answers None and the caller falls back to a full stat walk.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+
+class TreeWatcher(FileSystemEventHandler):
+    def __init__(self, root: Path) -> None:
+        self.root = root.resolve()
+        self._changed: set[str] = set()
+        self._lock = threading.Lock()
+        self._observer = Observer()
+        self._observer.schedule(self, str(self.root), recursive=True)
+        self._observer.start()
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        paths = [event.src_path, getattr(event, "dest_path", "")]
+        with self._lock:
+            for p in paths:
+                if not p:
+                    continue
+                try:
+                    rel = Path(str(p)).resolve().relative_to(self.root).as_posix()
+                except ValueError:
+                    continue
+                if rel != ".":
+                    self._changed.add(rel)
+
+    def drain(self) -> list[str] | None:
+        """The paths changed since the last drain; None when a full scan is needed."""
+        if not self._observer.is_alive():
+            return None
+        with self._lock:
+            changed, self._changed = sorted(self._changed), set()
+        return changed
+
+    def stop(self) -> None:
+        self._observer.stop()
+        self._observer.join(timeout=5)
