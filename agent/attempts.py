@@ -57,6 +57,7 @@ class AttemptRequest:
     source_path: str
     outputs: tuple[str, ...] = ()
     revision: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)  # name -> revision
 
 
 @dataclass(frozen=True)
@@ -193,6 +194,10 @@ class Attempts:
                 workdir=workdir,
                 logdir=a.log_path.parent,
                 work_volume=volume,
+                read_only_mounts=tuple(
+                    (f"/inputs/{name}", str(self.objects.revision_dir(rev)))
+                    for name, rev in sorted(req.inputs.items())
+                ),
             )
             a.handle = await asyncio.to_thread(self.runtime.start, spec)
         except (ConvoyError, OSError) as e:
@@ -213,6 +218,8 @@ class Attempts:
         are copied in and their stat recorded, and results are what differs afterwards.
         """
         req = a.request
+        for rev in req.inputs.values():
+            self.objects.acquire(rev, req.attempt_id)
         if req.revision:
             lower = self.objects.revision_dir(req.revision)
             self.objects.acquire(req.revision, req.attempt_id)  # not collected while in use
@@ -319,8 +326,8 @@ class Attempts:
         if a.status.state.ended:
             for folder in (a.work, a.dir / "upper", a.dir / "ovlwork"):
                 shutil.rmtree(folder, ignore_errors=True)
-            if a.request.revision:
-                self.objects.release(a.request.revision, attempt_id)
+            for rev in {a.request.revision, *a.request.inputs.values()} - {""}:
+                self.objects.release(rev, attempt_id)
         return a.status
 
     async def recover(self) -> None:
@@ -336,6 +343,7 @@ class Attempts:
                 continue
             req_raw["argv"] = tuple(req_raw["argv"])
             req_raw["outputs"] = tuple(req_raw.get("outputs", ()))
+            req_raw.setdefault("inputs", {})
             req = AttemptRequest(**req_raw)
             st_raw["state"] = AttemptState(st_raw["state"])
             a = Attempt(req, d, AttemptStatus(**st_raw))

@@ -61,6 +61,8 @@ class ContainerSpec:
     read_only_root: bool = True
     # A named volume to mount at /work instead of binding `workdir` (the overlay workspace).
     work_volume: str | None = None
+    # Container path -> host folder, mounted read-only (datasets: /inputs/<name>).
+    read_only_mounts: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -175,6 +177,10 @@ class DockerRuntime:
                 binds={
                     work_source: {"bind": "/work", "mode": "rw"},
                     str(logdir): {"bind": "/.convoy", "mode": "rw"},
+                    **{
+                        host: {"bind": inside, "mode": "ro"}
+                        for inside, host in spec.read_only_mounts
+                    },
                 },
                 network_mode=spec.network,
                 cap_drop=["ALL"],
@@ -197,7 +203,7 @@ class DockerRuntime:
                 environment=env,
                 user=f"{os.getuid()}:{os.getgid()}",
                 working_dir="/work",
-                volumes=["/work", "/.convoy"],
+                volumes=["/work", "/.convoy", *(inside for inside, _ in spec.read_only_mounts)],
                 host_config=host_config,
                 detach=True,
             )

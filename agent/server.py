@@ -55,7 +55,7 @@ def request_from_pb(r: pb.StartAttemptRequest) -> AttemptRequest:
         experiment=r.experiment, image=r.image, argv=tuple(r.argv), env=dict(r.env),
         cpus=r.resources.cpus, memory_bytes=r.resources.memory_bytes, network=r.network or "none",
         timeout_seconds=r.timeout_seconds, source_path=r.source_path, outputs=tuple(r.outputs),
-        revision=r.revision,
+        revision=r.revision, inputs=dict(r.inputs),
     )  # fmt: skip
 
 

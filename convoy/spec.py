@@ -49,6 +49,9 @@ class ExperimentSpec:
     timeout_seconds: float = 0.0  # 0: no timeout
     network: str = "none"
     sources: str = "."  # relative to the experiment file's directory
+    # Datasets: name -> folder (relative to the experiment file's directory, or absolute),
+    # synced like the sources and mounted read-only at /inputs/<name>.
+    inputs: tuple[tuple[str, str], ...] = ()
     progress: str | None = None  # a regex with a named group `percent`
     file: str = "<spec>"
 
@@ -69,9 +72,11 @@ _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # (`$VAR`, `${VAR:-x}`) is left alone for the shell.
 _REF_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _REQUIRED = ("name", "image", "command")
-_OPTIONAL = ("matrix", "resources", "env", "outputs", "retries", "timeout", "network", "sources")
+_OPTIONAL = (
+    "matrix", "resources", "env", "outputs", "retries", "timeout", "network", "sources", "inputs",
+)  # fmt: skip
 _FIELDS = (*_REQUIRED, *_OPTIONAL, "progress")
-_NOT_SUPPORTED = ("build", "inputs")
+_NOT_SUPPORTED = ("build",)
 _MEMORY_UNITS = {"": 1, "b": 1}
 for _i, _p in enumerate("kmgtp", start=1):
     _MEMORY_UNITS.update({_p: 1024**_i, _p + "ib": 1024**_i, _p + "b": 1000**_i})
@@ -321,6 +326,15 @@ class _Checker:
             out.append((name, self.text(value, f"env.{name}")))
         return tuple(out)
 
+    def inputs(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:
+        out = []
+        for name, (key, value) in self.mapping(node, "inputs").items():
+            if not _NAME_RE.match(name):
+                what = f"an input name matching {_NAME_RE.pattern}"
+                raise self.error(key, f"inputs: expected {what}, got {name!r}")
+            out.append((name, self.string(value, f"inputs.{name}", "a folder path")))
+        return tuple(out)
+
     def outputs(self, node: yaml.Node) -> tuple[str, ...]:
         if not isinstance(node, yaml.SequenceNode):
             raise self.expect(node, "outputs", "a list of relative paths or globs")
@@ -391,6 +405,7 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
         "network": check.network,
         "sources": lambda n: posixpath.normpath(check.relative_path(n, "sources")),
         "progress": check.progress,
+        "inputs": check.inputs,
     }
     values: dict[str, Any] = {}
     if "matrix" in given:  # first: command and env may refer to its parameters

@@ -113,7 +113,7 @@ class AgentClient:
                 gpus=run.resources.gpus,
             ),
             network=run.network, timeout_seconds=run.timeout_seconds, source_path=source_path,
-            outputs=list(run.outputs), revision=revision,
+            outputs=list(run.outputs), revision=revision, inputs=run.inputs,
         )  # fmt: skip
         return _outcome(await self._stub.StartAttempt(req, timeout=300))
 

@@ -14,6 +14,7 @@ import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -208,6 +209,12 @@ class Coordinator:
             )
         results_root = Path(results_dir) if results_dir else spec_file.parent / "convoy-results"
         runs = expand(spec)
+        inputs = {}
+        for name, folder in spec.inputs:
+            path = (spec_file.parent / folder).resolve()
+            if not path.is_dir():
+                raise UsageError(f"{spec_path}: input {name!r}: folder {path} does not exist")
+            inputs[name] = path
         req = Units.of(spec.resources)
         views = [self._view(h) for h in self.hosts.values() if h.info]
         problem = why_unplaceable(req, views)
@@ -218,6 +225,11 @@ class Coordinator:
             revision = await asyncio.to_thread(
                 self.syncer.snapshot, source, (results_root.resolve(), self.home.resolve())
             )
+            input_revs = {}
+            for name, path in inputs.items():
+                await asyncio.to_thread(self.syncer.watch, path)
+                rev = await asyncio.to_thread(self.syncer.snapshot, path, (self.home.resolve(),))
+                input_revs[name] = rev.id
         except SyncError as e:
             raise UsageError(f"{spec_path}: {e}") from None
         taken = self.store.submission_numbers(spec.name)
@@ -256,6 +268,7 @@ class Coordinator:
                 seq=seq,
                 created_at=now,
                 reason="submitted",
+                inputs=input_revs,
             )
             for r in runs
         ]
@@ -318,10 +331,8 @@ class Coordinator:
     async def _execute(self, run: RunRecord) -> None:
         host = self.hosts[run.host]
         try:
-            rev = self.syncer.revision(run.revision)
-            await self._resilient(
-                host, lambda: self.syncer.ensure_on_host(host.name, host.client, rev)
-            )
+            for rev_id in (run.revision, *run.inputs.values()):
+                await self._resilient(host, partial(self._sync, host, rev_id))
             await self._resilient(
                 host, lambda: self.images.ensure(host.name, host.client, run.image)
             )
@@ -349,6 +360,9 @@ class Coordinator:
             self._end(run, RunState.FAILED, f"coordinator error: {e}")
         finally:
             self._release(run.id)
+
+    async def _sync(self, host: Host, revision: str) -> None:
+        await self.syncer.ensure_on_host(host.name, host.client, self.syncer.revision(revision))
 
     async def _resume(self, run: RunRecord) -> None:
         """After a coordinator restart: adopt an attempt the agent still knows, or requeue."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from convoy.spec import ParamValue, Resources
@@ -53,6 +53,7 @@ class RunRecord:
     ended_at: float = 0.0
     reason: str = ""
     image_id: str = ""
+    inputs: dict[str, str] = field(default_factory=dict)  # input name -> its revision
 
     @property
     def attempt_id(self) -> str:

@@ -33,7 +33,8 @@ CREATE TABLE IF NOT EXISTS runs (
     revision TEXT NOT NULL, results_path TEXT NOT NULL, priority INTEGER NOT NULL,
     seq INTEGER NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL, host TEXT NOT NULL,
     exit_code INTEGER, created_at REAL NOT NULL, started_at REAL NOT NULL,
-    ended_at REAL NOT NULL, reason TEXT NOT NULL, image_id TEXT NOT NULL
+    ended_at REAL NOT NULL, reason TEXT NOT NULL, image_id TEXT NOT NULL,
+    inputs_json TEXT NOT NULL DEFAULT '{}'
 );
 CREATE INDEX IF NOT EXISTS runs_by_submission ON runs(submission_id, idx);
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs(state);
@@ -48,8 +49,11 @@ _RUN_COLUMNS = (
     "id, submission_id, experiment, idx, params_json, command_json, env_json, image, cpus, "
     "memory_bytes, gpus, retries, timeout_seconds, network, outputs_json, revision, results_path, "
     "priority, seq, state, attempt, host, exit_code, created_at, started_at, ended_at, reason, "
-    "image_id"
+    "image_id, inputs_json"
 )
+
+# Columns added after the first release, with their definitions: added to older stores on open.
+_ADDED_COLUMNS = {"runs": {"inputs_json": "TEXT NOT NULL DEFAULT '{}'"}}
 
 
 def _run_row(r: RunRecord) -> tuple[object, ...]:
@@ -59,7 +63,7 @@ def _run_row(r: RunRecord) -> tuple[object, ...]:
         json.dumps(r.env), r.image, r.resources.cpus, r.resources.memory_bytes, r.resources.gpus,
         r.retries, r.timeout_seconds, r.network, json.dumps(list(r.outputs)), r.revision,
         r.results_path, r.priority, r.seq, r.state.value, r.attempt, r.host, r.exit_code,
-        r.created_at, r.started_at, r.ended_at, r.reason, r.image_id,
+        r.created_at, r.started_at, r.ended_at, r.reason, r.image_id, json.dumps(r.inputs),
     )  # fmt: skip
 
 
@@ -92,6 +96,7 @@ def _run_from(row: sqlite3.Row) -> RunRecord:
         ended_at=row["ended_at"],
         reason=row["reason"],
         image_id=row["image_id"],
+        inputs=json.loads(row["inputs_json"]),
     )
 
 
@@ -104,6 +109,11 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute("PRAGMA foreign_keys=ON")
         self._db.executescript(SCHEMA)
+        for table, columns in _ADDED_COLUMNS.items():
+            have = {r[1] for r in self._db.execute(f"PRAGMA table_info({table})")}
+            for name, definition in columns.items():
+                if name not in have:
+                    self._db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
 
     def close(self) -> None:
         self._db.close()

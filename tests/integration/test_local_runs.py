@@ -335,3 +335,25 @@ def test_sources_inside_the_state_folder_are_refused(convoy_env: ConvoyEnv) -> N
     """)  # fmt: skip
     out = convoy_env.cli("run", str(spec))
     assert out.returncode == 2 and "inside convoy's state folder" in out.stderr
+
+
+def test_inputs_are_mounted_read_only_and_are_not_results(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """A dataset declared in `inputs` is readable at /inputs/<name>, not writable, not a result."""
+    data = tmp_path / "datasets" / "traces"
+    data.mkdir(parents=True)
+    (data / "t1.csv").write_text("a,b\n1,2\n")
+    spec = write_experiment(tmp_path / "exp", """
+        name: withinputs
+        image: convoy/busybox:1
+        command: cat /inputs/traces/t1.csv; touch /inputs/traces/new 2>/dev/null || echo read-only
+        inputs:
+          traces: ../datasets/traces
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    d = tmp_path / "exp/convoy-results/withinputs/withinputs-1/withinputs-1.00"
+    assert (d / "output.log").read_text() == "a,b\n1,2\nread-only\n"
+    assert json.loads((d / "run.json").read_text())["files"] == {}
+    assert sorted(p.name for p in data.iterdir()) == ["t1.csv"]

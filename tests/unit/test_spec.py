@@ -276,6 +276,19 @@ def test_build_is_not_supported_yet() -> None:
     assert e.message == "'build' is not supported yet"
 
 
+def test_inputs_name_folders_to_mount_read_only() -> None:
+    """`inputs` maps names to folders, kept in file order."""
+    spec = load(HEAD + "command: x\ninputs:\n  traces: ../data/traces\n  maps: /srv/maps\n")
+    assert spec.inputs == (("traces", "../data/traces"), ("maps", "/srv/maps"))
+
+
+def test_input_with_a_bad_name_is_an_error_at_its_key() -> None:
+    """An input name must be usable as a folder name under /inputs."""
+    e = error(HEAD + "command: x\ninputs:\n  Bad Name: x\n")
+    assert (e.line, e.column) == (5, 3)
+    assert e.message.startswith("inputs: expected an input name")
+
+
 def test_env_values_become_strings_with_lowercase_bools() -> None:
     spec = load(HEAD + "command: x\nenv:\n  A: 1\n  B: yes\n  C: text\n")
     assert spec.env == (("A", "1"), ("B", "true"), ("C", "text"))
