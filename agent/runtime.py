@@ -324,6 +324,15 @@ class DockerRuntime:
         except docker.errors.ImageNotFound:
             return ""
 
+    def pull_image(self, image: str) -> str:
+        """`docker pull`; the image's id. RuntimeFailure with the engine's words on failure."""
+        repository, tag = docker.utils.parse_repository_tag(image)
+        try:
+            self.api.pull(repository, tag=tag or "latest")
+        except (docker.errors.APIError, requests.exceptions.RequestException) as e:
+            raise RuntimeFailure(f"cannot pull {image}: {_explain(e)}") from e
+        return self.has_image(image)
+
     def load_image(self, chunks: Iterator[bytes]) -> list[str]:
         """`docker load` of a `docker save` tar stream; the names of the images loaded."""
         loaded: list[str] = []

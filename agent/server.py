@@ -117,6 +117,14 @@ class SyncService:
         present = bool(found) and (not request.image_id or found == request.image_id)
         return pb.HasImageResponse(present=present, image_id=found)
 
+    async def PullImage(self, request: pb.PullImageRequest, context: Ctx) -> pb.HasImageResponse:
+        try:
+            found = await asyncio.to_thread(self.attempts.runtime.pull_image, request.image)
+        except ConvoyError as e:
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+            raise
+        return pb.HasImageResponse(present=bool(found), image_id=found)
+
     async def LoadImage(
         self, request_iterator: AsyncIterator[pb.ImageChunk], context: Ctx
     ) -> pb.LoadImageResponse:

@@ -49,6 +49,7 @@ def make_tree(root: Path, files: int, big: int) -> None:
         d = root / f"d{i % 100:02d}"
         d.mkdir(parents=True, exist_ok=True)
         (d / f"f{i:05d}.txt").write_bytes(rnd(1024).hex().encode())  # 2 KB
+    root.mkdir(parents=True, exist_ok=True)
     for j in range(big):
         (root / f"big{j}.bin").write_bytes(rnd(20 * 1024 * 1024))
 

@@ -194,6 +194,11 @@ class AgentClient:
         resp = await self._stub.HasImage(pb.HasImageRequest(image=image, image_id=image_id))
         return bool(resp.present)
 
+    async def pull_image(self, image: str) -> str:
+        """Have the host pull `image` from its registry; the id it got. NOT_FOUND on failure."""
+        resp = await self._stub.PullImage(pb.PullImageRequest(image=image), timeout=1800)
+        return str(resp.image_id)
+
     async def load_image(self, chunks: AsyncIterator[bytes]) -> list[str]:
         async def messages() -> AsyncIterator[pb.ImageChunk]:
             async for data in chunks:

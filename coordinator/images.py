@@ -3,6 +3,8 @@
 Labs without a registry are a primary audience, so the default is to ship the image from the
 coordinator's own Docker engine (`docker save`) to the host's (`docker load`), streamed through
 the agent over the same SSH connection as everything else, once per host and image digest.
+An image whose name starts with a registry (registry.example.org:5000/team/model:1) is pulled
+by the host's own engine first; if that fails and the coordinator has the image, it is shipped.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import docker
 import docker.errors
+import grpc
 
 from convoy.errors import ConvoyError
 
@@ -24,6 +27,13 @@ log = logging.getLogger("convoy.images")
 
 class ImageError(ConvoyError):
     pass
+
+
+def names_registry(image: str) -> bool:
+    """True for a reference like registry.example.org:5000/team/model:1 or localhost/x (the first
+    path component is a host), as docker itself decides; plain names stay local or are shipped."""
+    first, sep, _ = image.partition("/")
+    return bool(sep) and ("." in first or ":" in first or first == "localhost")
 
 
 class ImageShipper:
@@ -57,10 +67,21 @@ class ImageShipper:
             if await client.has_image(image, image_id):
                 self._ready.add(key)
                 return
+            pull_error = ""
+            if names_registry(image):  # the host's engine may reach the registry itself
+                try:
+                    if await client.pull_image(image):
+                        self._ready.add(key)
+                        return
+                except grpc.aio.AioRpcError as e:
+                    if e.code() != grpc.StatusCode.NOT_FOUND:
+                        raise
+                    pull_error = f"; pulling it on {host} failed: {e.details()}"
+                    log.info("host %s could not pull %s; shipping it", host, image)
             if not image_id:
                 raise ImageError(
                     f"image {image!r} is neither on host {host} nor on the coordinator "
-                    "(build it there, e.g. bash images/build.sh)"
+                    f"(build it there, e.g. bash images/build.sh){pull_error}"
                 )
             log.info("shipping image %s (%s) to %s", image, image_id[:19], host)
             await client.load_image(self._save(image))

@@ -25,6 +25,12 @@ ATTEMPT_CANCELLED: AttemptState
 ATTEMPT_TIMED_OUT: AttemptState
 ATTEMPT_ERROR: AttemptState
 
+class PullImageRequest(_message.Message):
+    __slots__ = ("image",)
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    image: str
+    def __init__(self, image: _Optional[str] = ...) -> None: ...
+
 class ManifestEntry(_message.Message):
     __slots__ = ("path", "mode", "size", "hash", "target")
     PATH_FIELD_NUMBER: _ClassVar[int]

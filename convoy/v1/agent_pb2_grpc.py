@@ -107,6 +107,11 @@ class AgentStub:
                 request_serializer=convoy_dot_v1_dot_agent__pb2.ImageChunk.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_agent__pb2.LoadImageResponse.FromString,
                 _registered_method=True)
+        self.PullImage = channel.unary_unary(
+                '/convoy.v1.Agent/PullImage',
+                request_serializer=convoy_dot_v1_dot_agent__pb2.PullImageRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_agent__pb2.HasImageResponse.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -211,6 +216,13 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def PullImage(self, request, context):
+        """Pull an image that names a registry (host[:port]/path:tag) with the host's own engine.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -283,6 +295,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.LoadImage,
                     request_deserializer=convoy_dot_v1_dot_agent__pb2.ImageChunk.FromString,
                     response_serializer=convoy_dot_v1_dot_agent__pb2.LoadImageResponse.SerializeToString,
+            ),
+            'PullImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.PullImage,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.PullImageRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_agent__pb2.HasImageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -665,6 +682,33 @@ class Agent:
             '/convoy.v1.Agent/LoadImage',
             convoy_dot_v1_dot_agent__pb2.ImageChunk.SerializeToString,
             convoy_dot_v1_dot_agent__pb2.LoadImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PullImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Agent/PullImage',
+            convoy_dot_v1_dot_agent__pb2.PullImageRequest.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.HasImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -119,7 +119,7 @@ def test_twenty_runs_spread_over_two_ssh_hosts_without_over_committing(
     (tmp_path / "out" / ".keep").write_text("")
     with _cluster([h1, h2]) as env:
         out = env.cli("run", str(spec))
-        assert out.returncode == 0, out.stderr + (env.home / "coordinator.log").read_text()
+        assert out.returncode == 0, out.stderr + (env.home / "up.log").read_text()
     sub = tmp_path / "convoy-results/spread/spread-1"
     runs = [json.loads(p.read_text()) for p in sorted(sub.glob("*/run.json"))]
     assert len(runs) == 20 and all(r["state"] == "succeeded" for r in runs)
@@ -182,3 +182,27 @@ def test_a_running_revision_sees_only_its_own_files_while_the_next_syncs(
         json.loads((first / "run.json").read_text())["revision"]
         != json.loads((second / "run.json").read_text())["revision"]
     )
+
+
+def test_an_image_naming_an_unreachable_registry_is_shipped_instead(
+    test_hosts_with_docker: list[TestHost], tmp_path: Path
+) -> None:
+    """The host cannot pull localhost:1/busybox:cvy (nothing listens there), so the coordinator
+    ships its own copy over SSH and the run succeeds on the host's empty engine."""
+    h2 = test_hosts_with_docker[1]
+    engine = docker.from_env()
+    engine.images.get("convoy/busybox:1").tag("localhost:1/busybox", "cvy")
+    try:
+        spec = write_experiment(tmp_path, """
+            name: pulled
+            image: localhost:1/busybox:cvy
+            command: echo from the shipped image
+        """)  # fmt: skip
+        with _cluster([h2]) as env:
+            out = env.cli("run", str(spec))
+            log = (env.home / "up.log").read_text()
+            assert out.returncode == 0, out.stderr + log
+        assert "could not pull localhost:1/busybox:cvy" in log
+        assert docker.DockerClient(base_url=h2.docker_host).images.get("localhost:1/busybox:cvy")
+    finally:
+        engine.images.remove("localhost:1/busybox:cvy")
