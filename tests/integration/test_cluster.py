@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -23,7 +23,7 @@ import pytest
 from agent.server import agent_id_for
 
 from .conftest import ConvoyEnv, write_experiment
-from .testhosts import TestHost
+from .testhosts import TestHost, TestHosts
 
 pytestmark = pytest.mark.docker
 
@@ -206,3 +206,42 @@ def test_an_image_naming_an_unreachable_registry_is_shipped_instead(
         assert docker.DockerClient(base_url=h2.docker_host).images.get("localhost:1/busybox:cvy")
     finally:
         engine.images.remove("localhost:1/busybox:cvy")
+
+
+def test_a_host_that_stops_answering_gets_no_runs_until_it_is_back(
+    make_test_hosts: Callable[..., TestHosts], tmp_path: Path
+) -> None:
+    """With h1's SSH frozen (SIGSTOP), new runs all go to h2; once thawed, h1 is up again."""
+    hosts = make_test_hosts(2)
+    spec = write_experiment(tmp_path, """
+        name: failover
+        image: convoy/busybox:1
+        command: echo ${i}
+        matrix:
+          i: {range: [0, 6]}
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    with _cluster(hosts.hosts) as env:
+        _wait_hosts(env, {"h1": "up", "h2": "up"})
+        hosts.freeze("h1")
+        try:
+            _wait_hosts(env, {"h1": "unreachable", "h2": "up"})
+            out = env.cli("run", str(spec))
+            assert out.returncode == 0, out.stderr
+            assert {r["host"] for r in env.runs("failover-1")} == {"h2"}
+        finally:
+            hosts.thaw("h1")
+        _wait_hosts(env, {"h1": "up", "h2": "up"})
+
+
+def _wait_hosts(env: ConvoyEnv, want: dict[str, str], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        out = env.cli("hosts", "--json")
+        if out.returncode == 0:
+            states = {h["name"]: h["state"] for h in json.loads(out.stdout)}
+            if states == want:
+                return
+        time.sleep(0.5)
+    raise AssertionError(f"hosts stayed {states}, not {want}")
