@@ -24,11 +24,13 @@ from agent.objects import ObjectStore
 
 from .agents import AgentClient
 from .manifest import Entry, Manifest, Scanner
+from .packs import PackStore, read_small_files
 from .watcher import TreeWatcher
 
 log = logging.getLogger("convoy.sync")
 
 CHUNK = 1024 * 1024
+SMALL = 256 * 1024  # objects up to this size go to packs
 MAX_WATCHED = 16  # source trees watched at once; others are stat-walked at each submit
 
 
@@ -51,7 +53,8 @@ class Syncer:
 
     def __init__(self, home: Path) -> None:
         self.home = home
-        self.store = ObjectStore(home / "store")
+        self.store = ObjectStore(home / "store")  # large objects, one file each
+        self.packs = PackStore(home / "packs")  # small objects, many to a file
         self._scanners: dict[Path, Scanner] = {}
         self._watchers: dict[Path, TreeWatcher] = {}
         self._stored: set[str] = set()  # objects known to be in self.store
@@ -96,13 +99,18 @@ class Syncer:
         if changed is None and watcher is not None:
             changed = watcher.drain()  # None: it cannot vouch, so a full stat walk
         manifest = scanner.scan(changed)
-        unknown = {e.hash for e in manifest.entries if e.hash} - self._stored
-        missing = set(self.store.missing(unknown)) if unknown else set()
+        small: dict[str, str] = {}  # hash -> a path holding it
         for e in manifest.entries:
-            if e.hash in missing:
-                self._store_file(source / e.path, e.hash, e.size)
-                missing.discard(e.hash)
-        self._stored |= unknown
+            if e.hash and e.hash not in self.packs and e.hash not in self._stored:
+                if e.size <= SMALL:
+                    small.setdefault(e.hash, e.path)
+                elif self.store.missing([e.hash]):
+                    self._store_file(source / e.path, e.hash)
+                    self._stored.add(e.hash)
+                else:
+                    self._stored.add(e.hash)
+        if small:
+            self.packs.put_many(read_small_files(source, ((p, h) for h, p in small.items())))
         if changed is None or changed:
             scanner.save()
         path = self.home / "manifests" / f"{manifest.revision}.json"
@@ -113,10 +121,7 @@ class Syncer:
             os.replace(tmp, path)
         return Revision(manifest.revision, manifest)
 
-    def _store_file(self, path: Path, expected: str, size: int) -> None:
-        if size <= CHUNK:  # the common case: one read, verified in memory, one file written
-            self.store.put_bytes(expected, path.read_bytes())
-            return
+    def _store_file(self, path: Path, expected: str) -> None:
         w = self.store.writer(expected)
         try:
             with open(path, "rb") as f:
@@ -168,6 +173,9 @@ class Syncer:
 
     async def _read_objects(self, hashes: Sequence[str]) -> AsyncIterator[tuple[str, bytes, bool]]:
         for h in hashes:
+            if h in self.packs:
+                yield h, self.packs.read(h), True
+                continue
             with open(self.store.path_of(h), "rb") as f:
                 data = f.read(CHUNK)
                 while True:

@@ -1,0 +1,105 @@
+"""The coordinator's store of small objects: appended to pack files, not one file each.
+
+Creating a file costs about 0.1 ms on these machines, so storing a 10,000-file tree one object
+per file took a second; appending the same objects to one pack takes a few milliseconds. Large
+objects stay as files in an ObjectStore (see Syncer). This store only grows: it holds what
+submissions were made of, so that a run placed hours later still gets exactly its revision.
+
+    packs/<n>.pack    objects back to back
+    packs/index       one line per object: "<hash> <pack> <offset> <size>", appended after the
+                      object's bytes are in its pack, so a line never names missing bytes
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+
+from convoy.content import SyncError, check_hash, hash_bytes
+
+PACK_LIMIT = 256 * 1024 * 1024  # a new pack file after this many bytes
+
+
+class PackStore:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        root.mkdir(parents=True, exist_ok=True)
+        self._index: dict[str, tuple[int, int, int]] = {}
+        self._lock = threading.Lock()
+        self._pack = 0
+        self._load()
+
+    def _load(self) -> None:
+        index = self.root / "index"
+        if not index.exists():
+            return
+        sizes: dict[int, int] = {}
+        for line in index.read_text().splitlines():
+            try:
+                h, pack, offset, size = line.split()
+                entry = (int(pack), int(offset), int(size))
+            except ValueError:
+                continue  # a line cut short by a crash
+            if entry[0] not in sizes:
+                p = self._pack_path(entry[0])
+                sizes[entry[0]] = p.stat().st_size if p.exists() else 0
+            if entry[1] + entry[2] <= sizes[entry[0]]:
+                self._index[h] = entry
+                self._pack = max(self._pack, entry[0])
+
+    def _pack_path(self, n: int) -> Path:
+        return self.root / f"{n}.pack"
+
+    def __contains__(self, hash: str) -> bool:
+        return hash in self._index
+
+    def missing(self, hashes: Iterable[str]) -> list[str]:
+        return sorted(h for h in hashes if h not in self._index)
+
+    def put_many(self, items: Iterable[tuple[str, bytes]]) -> int:
+        """Append objects (hash, content); each is verified first. The number stored."""
+        stored = 0
+        with self._lock:
+            path = self._pack_path(self._pack)
+            if path.exists() and path.stat().st_size >= PACK_LIMIT:
+                self._pack += 1
+                path = self._pack_path(self._pack)
+            lines = []
+            with open(path, "ab") as pack:
+                offset = pack.tell()
+                for h, data in items:
+                    check_hash(h)
+                    if h in self._index:
+                        continue
+                    if hash_bytes(data) != h:
+                        raise SyncError(f"content ({len(data)} bytes) does not match its hash", h)
+                    pack.write(data)
+                    self._index[h] = (self._pack, offset, len(data))
+                    lines.append(f"{h} {self._pack} {offset} {len(data)}\n")
+                    offset += len(data)
+                    stored += 1
+                pack.flush()
+            with open(self.root / "index", "a") as index:
+                index.write("".join(lines))
+        return stored
+
+    def read(self, hash: str) -> bytes:
+        try:
+            pack, offset, size = self._index[hash]
+        except KeyError:
+            raise SyncError("not in the coordinator's store", hash) from None
+        with open(self._pack_path(pack), "rb") as f:
+            f.seek(offset)
+            data = f.read(size)
+        if len(data) != size:
+            raise SyncError("cut short in the coordinator's store", hash)
+        return data
+
+
+def read_small_files(
+    source: Path, wanted: Iterable[tuple[str, str]]
+) -> Iterable[tuple[str, bytes]]:
+    """(hash, content) of each (relative path, hash) wanted, read from the source tree."""
+    for rel, h in wanted:
+        yield h, (source / rel).read_bytes()
