@@ -195,7 +195,7 @@ class Attempts:
                 logdir=a.log_path.parent,
                 work_volume=volume,
                 read_only_mounts=tuple(
-                    (f"/inputs/{name}", str(self.objects.revision_dir(rev)))
+                    (f"/inputs/{name}", str(self.objects.full_dir(rev)))
                     for name, rev in sorted(req.inputs.items())
                 ),
             )
@@ -221,9 +221,9 @@ class Attempts:
         for rev in req.inputs.values():
             self.objects.acquire(rev, req.attempt_id)
         if req.revision:
-            lower = self.objects.revision_dir(req.revision)
             self.objects.acquire(req.revision, req.attempt_id)  # not collected while in use
             if self.overlay:
+                lower = ":".join(str(p) for p in self.objects.revision_layers(req.revision))
                 upper, scratch = a.dir / "upper", a.dir / "ovlwork"
                 upper.mkdir(exist_ok=True)
                 scratch.mkdir(exist_ok=True)
@@ -232,7 +232,7 @@ class Attempts:
                 self.runtime.create_overlay_volume(name, lower, upper, scratch, labels)
                 _write_json(a.dir / "workspace.json", {"mode": "overlay", "volume": name})
                 return upper, name
-            source = lower
+            source = self.objects.full_dir(req.revision)
         else:
             source = Path(req.source_path)
         manifest = workspace.materialise(source, a.work)

@@ -127,6 +127,7 @@ class ObjectStore:
         self._asked: dict[str, float] = {}  # hash -> when missing() found it present
         self._objects = str(self.root / "objects")
         self._folders: set[str] = set()  # object folders known to exist
+        self._parsed: dict[str, list[ManifestRow]] = {}  # revision -> its manifest, recent few
 
     # -- objects -----------------------------------------------------------------------------
 
@@ -265,6 +266,78 @@ class ObjectStore:
                 raise
             return final
 
+    def make_layered(
+        self, revision: str, base: str, entries: Sequence[EntryLike], changed: Sequence[EntryLike]
+    ) -> Path | None:
+        """Make `revision` as a layer holding only `changed`, over `base`'s layers, so a small
+        edit costs its own files rather than a link per file of the tree. None when it cannot
+        be layered (no base, too deep, or a file and a folder trading places): the caller then
+        makes it whole. `entries` is the whole revision, checked against its id as usual.
+        """
+        final = self._revision_path(revision)
+        with self._lock:
+            if final.is_dir():
+                self._touch(revision)
+                return final
+            if not self.has_revision(base):
+                return None
+            chain = [revision, *self.layers(base)]
+            if len(chain) > MAX_LAYERS:
+                return None
+            # The base's entries were checked when it was made: only the new ones are here.
+            layer = check_entries(changed)
+            if revision_id(entries) != revision:
+                raise SyncError("the entries do not hash to the revision id", revision)
+            if _kinds_clash(set(layer), {row.path for row in self.manifest(base)}):
+                return None
+            staging = self.root / "tmp" / f"rev-{revision}-{uuid.uuid4().hex}"
+            try:
+                absent = self._build(str(staging), layer)
+                if absent:
+                    raise SyncError(f"missing objects: {', '.join(absent[:3])}", revision)
+                rows = [ManifestRow(e.path, e.mode, e.size, e.hash, e.target) for e in entries]
+                self._write_rows(revision, rows)
+                chain_file = self.root / "layers" / revision
+                chain_file.parent.mkdir(exist_ok=True)
+                chain_file.write_text(json.dumps(chain))
+                os.rename(staging, final)
+            except BaseException:
+                _rmtree(staging)
+                raise
+            return final
+
+    def layers(self, revision: str) -> list[str]:
+        """The revisions whose folders, top first, make up `revision` (itself alone when whole)."""
+        try:
+            return list(json.loads((self.root / "layers" / revision).read_text()))
+        except (OSError, ValueError):
+            return [revision]
+
+    def revision_layers(self, revision: str) -> list[Path]:
+        """Folders to stack (top first) as an overlay's lower layers for `revision`."""
+        return [self.revision_dir(r) for r in self.layers(revision)]
+
+    def full_dir(self, revision: str) -> Path:
+        """A folder holding the whole revision (for a copy workspace or a read-only mount):
+        its snapshot, or for a layered revision a flattened copy made of hard links once."""
+        chain = self.layers(revision)
+        if len(chain) == 1:
+            return self.revision_dir(revision)
+        flat = self.root / "flat" / revision
+        with self._lock:
+            if flat.is_dir():
+                return flat
+            staging = self.root / "tmp" / f"flat-{revision}-{uuid.uuid4().hex}"
+            try:
+                for layer in reversed(self.revision_layers(revision)):  # bottom first
+                    _link_tree(layer, staging)
+                flat.parent.mkdir(exist_ok=True)
+                os.rename(staging, flat)
+            except BaseException:
+                _rmtree(staging)
+                raise
+        return flat
+
     def _build(self, staging: str, want: dict[str, Checked]) -> list[str]:
         """Folders, then a hard link per file, then symlinks (last, so that no file is ever
         written through one); the hashes of objects the store lacks, sorted."""
@@ -297,18 +370,33 @@ class ObjectStore:
         return sorted(absent)
 
     def manifest(self, revision: str) -> list[ManifestRow]:
-        """The entries of a revision this store has; SyncError when it has none."""
+        """The entries of a revision this store has; SyncError when it has none. The last few
+        are kept parsed: the next revision is usually sent as a difference from one of them."""
+        cached = self._parsed.get(revision)
+        if cached is not None:
+            return cached
         try:
             rows = json.loads(self._manifest_path(revision).read_text(encoding="utf-8"))
         except (OSError, ValueError) as e:
             raise SyncError(f"no revision {revision} on this host") from e
-        return [ManifestRow(*row) for row in rows]
+        return self._remember(revision, [ManifestRow(*row) for row in rows])
+
+    def _remember(self, revision: str, rows: list[ManifestRow]) -> list[ManifestRow]:
+        self._parsed[revision] = rows
+        while len(self._parsed) > PARSED_MANIFESTS:
+            self._parsed.pop(next(iter(self._parsed)))
+        return rows
 
     def _manifest_path(self, revision: str) -> Path:
         return self.root / "manifests" / f"{revision}.json"
 
     def _write_manifest(self, revision: str, want: dict[str, Checked]) -> None:
-        rows = [[p, e.mode, e.size, e.hash, e.target] for p, (e, _) in want.items()]
+        self._write_rows(revision, [ManifestRow(p, e.mode, e.size, e.hash, e.target)
+                                    for p, (e, _) in want.items()])  # fmt: skip
+
+    def _write_rows(self, revision: str, entries: list[ManifestRow]) -> None:
+        self._remember(revision, entries)
+        rows = [[e.path, e.mode, e.size, e.hash, e.target] for e in entries]
         tmp = self.root / "tmp" / f"manifest-{uuid.uuid4().hex}"
         tmp.write_text(json.dumps(rows), encoding="utf-8")
         os.replace(tmp, self._manifest_path(revision))
@@ -379,8 +467,9 @@ class ObjectStore:
         count = freed = 0
         with self._lock:
             total = self._objects_size()
+            below = self._lower_layers()
             for used, rev in self._revisions_by_use():
-                if self.in_use(rev):
+                if self.in_use(rev) or rev in below:
                     continue
                 if now - used <= max_age_s and total <= max_bytes:
                     break
@@ -409,8 +498,20 @@ class ObjectStore:
         os.rename(self.root / "revisions" / revision, trash)  # gone at once, deleted after
         _rmtree(trash)
         self._manifest_path(revision).unlink(missing_ok=True)
+        (self.root / "layers" / revision).unlink(missing_ok=True)
+        _rmtree(self.root / "flat" / revision)
         with suppress(OSError):
             (self.root / "leases" / revision).rmdir()
+
+    def _lower_layers(self) -> set[str]:
+        """Revisions another revision is layered on: kept while that one exists."""
+        below: set[str] = set()
+        folder = self.root / "layers"
+        if folder.is_dir():
+            for f in folder.iterdir():
+                if self.has_revision(f.name):
+                    below.update(self.layers(f.name)[1:])
+        return below
 
     def _all_objects(self) -> Iterator[str]:
         with os.scandir(self._objects) as subs:
@@ -474,6 +575,42 @@ def apply_delta(
     for e in changed:
         by_path[e.path] = e
     return [by_path[p] for p in sorted(by_path)]
+
+
+PARSED_MANIFESTS = 4
+MAX_LAYERS = 8  # deeper, a revision is made whole (an overlay mount names every layer)
+
+
+def _kinds_clash(top: set[str], base: set[str]) -> bool:
+    """True when a path is a file on one side and a folder on the other (layers cannot say)."""
+    base_folders = {p.rsplit("/", 1)[0] for p in base if "/" in p}
+    base_folders |= {f.rsplit("/", i)[0] for f in base_folders for i in range(1, f.count("/") + 1)}
+    for p in top:
+        if p in base_folders:
+            return True
+        parts = p.split("/")
+        if any("/".join(parts[:i]) in base for i in range(1, len(parts))):
+            return True
+    return False
+
+
+def _link_tree(src: Path, dst: Path) -> None:
+    """Hard-link `src`'s files (and copy its symlinks) into `dst`, replacing what is there."""
+    for dirpath, dirnames, filenames in os.walk(src):
+        rel = os.path.relpath(dirpath, src)
+        target = dst / rel if rel != "." else dst
+        target.mkdir(parents=True, exist_ok=True)
+        for name in [
+            *filenames,
+            *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d))),
+        ]:
+            s, d = os.path.join(dirpath, name), target / name
+            if d.is_symlink() or d.is_file():
+                d.unlink()
+            if os.path.islink(s):
+                os.symlink(os.readlink(s), d)
+            else:
+                os.link(s, d)
 
 
 def _check_links(staging: Path, want: dict[str, Checked]) -> None:

@@ -293,9 +293,10 @@ class DockerRuntime:
             ) from e
 
     def create_overlay_volume(
-        self, name: str, lower: Path, upper: Path, work: Path, labels: dict[str, str]
+        self, name: str, lower: str, upper: Path, work: Path, labels: dict[str, str]
     ) -> str:
-        """A `local` volume of type overlay: `lower` read-only beneath, changes land in `upper`.
+        """A `local` volume of type overlay: `lower` (folders joined by ':', top first)
+        read-only beneath, changes land in `upper`.
 
         The engine mounts it when a container using it starts; nothing is copied.
         """

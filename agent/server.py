@@ -98,14 +98,21 @@ class SyncService:
     ) -> pb.MakeRevisionResponse:
         store = self.attempts.objects
         entries: list[EntryLike] = list(request.entries)
-        if request.base:
-            try:
-                base = await asyncio.to_thread(store.manifest, request.base)
-            except SyncError as e:  # the coordinator then sends the whole manifest
-                await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-                raise
-            entries = apply_delta(base, entries, request.removed)
         try:
+            if request.base:
+                try:
+                    base = await asyncio.to_thread(store.manifest, request.base)
+                except SyncError as e:  # the coordinator then sends the whole manifest
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                    raise
+                changed = entries
+                entries = apply_delta(base, changed, request.removed)
+                if not request.removed:  # a layer over the base: costs the change, not the tree
+                    layered = await asyncio.to_thread(
+                        store.make_layered, request.revision, request.base, entries, changed
+                    )
+                    if layered is not None:
+                        return pb.MakeRevisionResponse(path=str(layered))
             path = await asyncio.to_thread(store.make_revision, request.revision, entries)
         except SyncError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))

@@ -14,6 +14,7 @@ import asyncio
 import json
 import logging
 import os
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +32,7 @@ log = logging.getLogger("convoy.sync")
 
 CHUNK = 1024 * 1024
 SMALL = 256 * 1024  # objects up to this size go to packs
+PARSED_REVISIONS = 64  # manifests kept parsed in memory
 MAX_WATCHED = 16  # source trees watched at once; others are stat-walked at each submit
 
 
@@ -58,6 +60,8 @@ class Syncer:
         self._scanners: dict[Path, Scanner] = {}
         self._watchers: dict[Path, TreeWatcher] = {}
         self._stored: set[str] = set()  # objects known to be in self.store
+        self._revisions: dict[str, Revision] = {}  # parsed manifests by revision id
+        self._saved: dict[Path, float] = {}  # when each scanner's stat cache was last saved
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # What each host is known to hold, so a re-sync asks only about new objects and sends
         # a revision as its difference from the last one the host got.
@@ -77,6 +81,8 @@ class Syncer:
         for w in self._watchers.values():
             w.stop()
         self._watchers.clear()
+        for scanner in self._scanners.values():
+            scanner.save()
 
     def scanner(self, source: Path, extra_excludes: Sequence[Path] = ()) -> Scanner:
         source = source.resolve()
@@ -111,15 +117,26 @@ class Syncer:
                     self._stored.add(e.hash)
         if small:
             self.packs.put_many(read_small_files(source, ((p, h) for h, p in small.items())))
-        if changed is None or changed:
+        if changed is None or (changed and time.monotonic() - self._saved.get(source, 0) > 30):
+            # The stat cache only spares re-hashing after a restart (a stale one costs hashes,
+            # never correctness), so a busy edit loop writes it at most every 30 s.
             scanner.save()
-        path = self.home / "manifests" / f"{manifest.revision}.json"
-        if not path.exists():
+            self._saved[source] = time.monotonic()
+        rev = Revision(manifest.revision, manifest)
+        path = self.home / "manifests" / f"{rev.id}.json"
+        if rev.id not in self._revisions and not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps([e.__dict__ for e in manifest.entries]))
+            rows = [[e.path, e.mode, e.size, e.hash, e.target] for e in manifest.entries]
+            tmp.write_text(json.dumps(rows))
             os.replace(tmp, path)
-        return Revision(manifest.revision, manifest)
+        self._keep(rev)
+        return rev
+
+    def _keep(self, rev: Revision) -> None:
+        self._revisions[rev.id] = rev
+        while len(self._revisions) > PARSED_REVISIONS:
+            self._revisions.pop(next(iter(self._revisions)))
 
     def _store_file(self, path: Path, expected: str) -> None:
         w = self.store.writer(expected)
@@ -133,8 +150,13 @@ class Syncer:
             raise
 
     def revision(self, revision_id: str) -> Revision:
+        if revision_id in self._revisions:
+            return self._revisions[revision_id]
         raw = json.loads((self.home / "manifests" / f"{revision_id}.json").read_text())
-        return Revision(revision_id, Manifest(tuple(Entry(**e) for e in raw)))
+        entries = tuple(Entry(**e) if isinstance(e, dict) else Entry(*e) for e in raw)
+        rev = Revision(revision_id, Manifest(entries))
+        self._keep(rev)
+        return rev
 
     async def ensure_on_host(self, host: str, client: AgentClient, rev: Revision) -> SyncReport:
         """The host has the revision when this returns. Concurrent callers share one sync; a

@@ -11,7 +11,7 @@ import pytest
 
 from agent.objects import ObjectStore
 from convoy.content import SyncError, hash_bytes, revision_id
-from coordinator.manifest import Entry
+from coordinator.manifest import Entry, Manifest
 
 FILE, EXE, LINK = 0o100644, 0o100755, 0o120777
 LATER = 10 * 3600.0  # past the store's grace period
@@ -290,3 +290,66 @@ def test_collect_keeps_objects_a_sync_was_told_exist(store: ObjectStore) -> None
     assert store.missing([own]) == []
     store.collect(max_age_s=1500, max_bytes=10**9)
     assert not store.has_revision(a) and store.missing([own]) == []
+
+
+# --- layered revisions: a small change costs its own files -----------------------------------
+
+
+def _layer_setup(tmp_path: Path) -> tuple[ObjectStore, list[Entry], str]:
+    store = ObjectStore(tmp_path / "store")
+    files = {f"d/f{i}.txt": f"content {i}\n".encode() for i in range(20)}
+    entries = []
+    for path, data in files.items():
+        h = hash_bytes(data)
+        store.put_bytes(h, data)
+        entries.append(Entry(path, 0o100644, len(data), h))
+    rev = Manifest(tuple(sorted(entries, key=lambda e: e.path))).revision
+    store.make_revision(rev, entries)
+    return store, entries, rev
+
+
+def test_a_small_change_is_a_layer_holding_only_the_changed_file(tmp_path: Path) -> None:
+    """make_layered links only the changed file; the layers, stacked, give the whole new tree."""
+    store, entries, base = _layer_setup(tmp_path)
+    new_data = b"changed\n"
+    h = hash_bytes(new_data)
+    store.put_bytes(h, new_data)
+    changed = [Entry("d/f3.txt", 0o100644, len(new_data), h)]
+    full = sorted([e for e in entries if e.path != "d/f3.txt"] + changed, key=lambda e: e.path)
+    rev = Manifest(tuple(full)).revision
+    top = store.make_layered(rev, base, full, changed)
+    assert top is not None
+    assert sorted(p.relative_to(top).as_posix() for p in top.rglob("*") if p.is_file()) == [
+        "d/f3.txt"
+    ]
+    assert store.layers(rev) == [rev, base]
+    flat = store.full_dir(rev)
+    assert (flat / "d/f3.txt").read_bytes() == new_data
+    assert (flat / "d/f4.txt").read_bytes() == b"content 4\n"
+    assert (store.revision_dir(base) / "d/f3.txt").read_bytes() == b"content 3\n"
+
+
+def test_a_file_becoming_a_folder_is_not_layered(tmp_path: Path) -> None:
+    """When a path changes kind, make_layered declines and the revision is made whole."""
+    store, entries, base = _layer_setup(tmp_path)
+    data = b"x"
+    h = hash_bytes(data)
+    store.put_bytes(h, data)
+    changed = [Entry("d/f3.txt/inner", 0o100644, 1, h)]
+    full = sorted([e for e in entries if e.path != "d/f3.txt"] + changed, key=lambda e: e.path)
+    assert store.make_layered(Manifest(tuple(full)).revision, base, full, changed) is None
+
+
+def test_a_lower_layer_is_not_collected_while_a_revision_stands_on_it(tmp_path: Path) -> None:
+    """collect keeps a base revision as long as a layered revision uses it."""
+    store, entries, base = _layer_setup(tmp_path)
+    data = b"new"
+    h = hash_bytes(data)
+    store.put_bytes(h, data)
+    changed = [Entry("d/new.txt", 0o100644, 3, h)]
+    full = sorted([*entries, *changed], key=lambda e: e.path)
+    rev = Manifest(tuple(full)).revision
+    assert store.make_layered(rev, base, full, changed) is not None
+    store.acquire(rev, "run-1")
+    store.collect(max_age_s=0, max_bytes=0, now=time.time() + 10_000)
+    assert store.has_revision(base) and store.has_revision(rev)
