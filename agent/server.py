@@ -9,7 +9,7 @@ import logging
 import os
 import queue
 import socket
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from pathlib import Path
 
 import grpc
@@ -83,10 +83,17 @@ class SyncService:
     async def PutObjects(
         self, request_iterator: AsyncIterator[pb.ObjectBatch], context: Ctx
     ) -> pb.PutObjectsResponse:
+        # One thread stores while the next batches arrive: the network and the disk overlap.
         receiver = _Receiver(self.attempts.objects)
+        batches: queue.Queue[Sequence[pb.ObjectChunk] | None] = queue.Queue(maxsize=8)
+        storing = asyncio.ensure_future(asyncio.to_thread(receiver.drain, batches))
         try:
-            async for batch in request_iterator:  # one thread hop per batch, not per object
-                await asyncio.to_thread(receiver.take, batch.chunks)
+            async for batch in request_iterator:
+                await asyncio.to_thread(batches.put, batch.chunks)
+        finally:
+            await asyncio.to_thread(batches.put, None)
+        try:
+            await storing
             receiver.finish()
         except SyncError as e:
             receiver.abort()
@@ -310,6 +317,19 @@ class _Receiver:
                 self.writer.commit()
                 self.writer = None
                 self.stored += 1
+
+    def drain(self, batches: queue.Queue[Sequence[pb.ObjectChunk] | None]) -> None:
+        """Store batches until None; on an error, keep taking them (unstored) so the sender
+        is never blocked, then raise it."""
+        error: SyncError | None = None
+        while (chunks := batches.get()) is not None:
+            if error is None:
+                try:
+                    self.take(chunks)
+                except SyncError as e:
+                    error = e
+        if error is not None:
+            raise error
 
     def finish(self) -> None:
         if self.writer is not None:
