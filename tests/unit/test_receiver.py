@@ -1,0 +1,60 @@
+"""The agent's receiving end of PutObjects: batches of chunks into the object store."""
+
+from __future__ import annotations
+
+import queue
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from agent.objects import ObjectStore
+from agent.server import _Receiver
+from convoy.content import SyncError, hash_bytes
+from convoy.v1 import agent_pb2 as pb
+
+
+def _feed(receiver: _Receiver, batches: list[list[pb.ObjectChunk]]) -> None:
+    q: queue.Queue[Sequence[pb.ObjectChunk] | None] = queue.Queue()
+    for b in batches:
+        q.put(b)
+    q.put(None)
+    receiver.drain(q)
+    receiver.finish()
+
+
+def test_small_and_chunked_objects_across_batches_are_stored(tmp_path: Path) -> None:
+    """Whole small objects and one object split over two batches all land in the store."""
+    store = ObjectStore(tmp_path)
+    big = b"x" * 3000
+    batches = [
+        [pb.ObjectChunk(hash=hash_bytes(b"a"), data=b"a", last=True),
+         pb.ObjectChunk(hash=hash_bytes(big), data=big[:1000])],
+        [pb.ObjectChunk(data=big[1000:], last=True)],
+    ]  # fmt: skip
+    r = _Receiver(store)
+    _feed(r, batches)
+    assert (r.stored, r.size) == (2, 3001)
+    assert store.missing([hash_bytes(b"a"), hash_bytes(big)]) == []
+
+
+def test_a_corrupt_object_fails_the_stream_after_it_is_drained(tmp_path: Path) -> None:
+    """Content not matching its hash raises SyncError, stores nothing under that hash, and the
+    queue is still emptied (the sender is never left blocked)."""
+    store = ObjectStore(tmp_path)
+    bad = [[pb.ObjectChunk(hash=hash_bytes(b"right"), data=b"wrong", last=True)]]
+    q: queue.Queue[Sequence[pb.ObjectChunk] | None] = queue.Queue()
+    for b in [*bad, [pb.ObjectChunk(hash=hash_bytes(b"b"), data=b"b", last=True)]]:
+        q.put(b)
+    q.put(None)
+    with pytest.raises(SyncError):
+        _Receiver(store).drain(q)
+    assert q.empty()
+    assert store.missing([hash_bytes(b"right")]) == [hash_bytes(b"right")]
+
+
+def test_an_object_cut_short_is_an_error(tmp_path: Path) -> None:
+    """A stream ending in the middle of an object fails instead of storing part of it."""
+    r = _Receiver(ObjectStore(tmp_path))
+    with pytest.raises(SyncError, match="cut short"):
+        _feed(r, [[pb.ObjectChunk(hash=hash_bytes(b"xy"), data=b"x")]])
