@@ -140,7 +140,7 @@ def _bad_relative_path(path: str) -> bool:
     return path.startswith(("/", "\\")) or ".." in re.split(r"[/\\]", path)
 
 
-class _Checker:
+class NodeChecker:
     """Validates composed YAML nodes, turning each problem into a SpecError at its node."""
 
     _TYPED_TAGS = {"null", "bool", "int", "float"}
@@ -362,10 +362,10 @@ class _Checker:
         return value
 
 
-def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
-    """Parse and validate an experiment file; raise SpecError at the first problem."""
+def compose_yaml(text: str, file: str) -> yaml.Node | None:
+    """YAML text -> its node tree (with positions); a syntax error is a SpecError at its place."""
     try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        return yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -377,10 +377,15 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
         raise SpecError(file, line, column, f"invalid YAML: {e.reason}") from None
     except yaml.YAMLError as e:
         raise SpecError(file, 1, 1, f"invalid YAML: {e}") from None
+
+
+def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
+    """Parse and validate an experiment file; raise SpecError at the first problem."""
+    root = compose_yaml(text, file)
     expected = "expected a mapping of experiment fields"
     if root is None:
         raise SpecError(file, 1, 1, f"{expected}, got an empty file")
-    check = _Checker(file)
+    check = NodeChecker(file)
     if not isinstance(root, yaml.MappingNode):
         raise check.error(root, f"{expected}, got {check.got(root)}")
     fields = check.mapping(root, "experiment")

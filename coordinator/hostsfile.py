@@ -28,12 +28,11 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from yaml.reader import ReaderError
 
-from convoy.errors import NotFound, SpecError, UsageError
+from convoy.errors import NotFound, UsageError
 
 # The spec's node checker gives the same messages (did-you-mean, expected X got Y) here.
-from convoy.spec import _Checker, parse_memory
+from convoy.spec import NodeChecker, compose_yaml, parse_memory
 
 DEFAULT_PYTHON = "python3"
 DEFAULT_AGENT_HOME = "~/.convoy/agent"
@@ -73,23 +72,7 @@ def format_memory(n: int) -> str:
     return str(n)
 
 
-def _compose(text: str, file: str) -> yaml.Node | None:
-    try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
-        context = f"{e.context}: " if e.context else ""
-        raise SpecError(file, line, column, f"invalid YAML: {context}{e.problem}") from None
-    except ReaderError as e:
-        line = text.count("\n", 0, e.position) + 1
-        column = e.position - text.rfind("\n", 0, e.position)
-        raise SpecError(file, line, column, f"invalid YAML: {e.reason}") from None
-    except yaml.YAMLError as e:
-        raise SpecError(file, 1, 1, f"invalid YAML: {e}") from None
-
-
-class _HostChecker(_Checker):
+class _HostChecker(NodeChecker):
     def host(self, node: yaml.Node, path: str) -> HostConfig:
         fields = self.mapping(node, path)
         self.known_keys(fields, _FIELDS, f" in {path}")
@@ -173,7 +156,7 @@ class _HostChecker(_Checker):
 
 def _hosts_node(text: str, file: str) -> tuple[_HostChecker, yaml.SequenceNode | None]:
     """The `hosts:` sequence node (None for an empty file or `hosts:` with nothing)."""
-    root = _compose(text, file)
+    root = compose_yaml(text, file)
     check = _HostChecker(file)
     if root is None:
         return check, None
