@@ -300,11 +300,11 @@ class _Receiver:
         self.size = 0
 
     def take(self, chunks: Iterable[pb.ObjectChunk]) -> None:
+        whole: list[tuple[str, bytes]] = []  # small objects, stored together
         for chunk in chunks:
             self.size += len(chunk.data)
             if chunk.hash and chunk.last and self.writer is None:
-                self.store.put_bytes(chunk.hash, chunk.data)
-                self.stored += 1
+                whole.append((chunk.hash, chunk.data))
                 continue
             if chunk.hash:
                 if self.writer is not None:
@@ -317,6 +317,9 @@ class _Receiver:
                 self.writer.commit()
                 self.writer = None
                 self.stored += 1
+        if whole:
+            self.store.put_many(whole)
+            self.stored += len(whole)
 
     def drain(self, batches: queue.Queue[Sequence[pb.ObjectChunk] | None]) -> None:
         """Store batches until None; on an error, keep taking them (unstored) so the sender

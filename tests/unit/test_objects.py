@@ -353,3 +353,19 @@ def test_a_lower_layer_is_not_collected_while_a_revision_stands_on_it(tmp_path: 
     store.acquire(rev, "run-1")
     store.collect(max_age_s=0, max_bytes=0, now=time.time() + 10_000)
     assert store.has_revision(base) and store.has_revision(rev)
+
+
+def test_an_object_cut_short_by_a_crash_is_removed_at_the_next_start(tmp_path: Path) -> None:
+    """Objects are written under their final names; a batch a crash interrupted is checked when
+    the store opens again, and an object whose content is cut short is removed."""
+    store = ObjectStore(tmp_path / "store")
+    whole, cut = b"whole object", b"object that will be cut short"
+    store.put_many([(hash_bytes(whole), whole), (hash_bytes(cut), cut)])
+    path = store.path_of(hash_bytes(cut))
+    path.write_bytes(cut[:5])  # as a crash mid-write would leave it
+    (tmp_path / "store/tmp/receiving-crashed").write_text(
+        f"{hash_bytes(whole)}\n{hash_bytes(cut)}\n"
+    )
+    again = ObjectStore(tmp_path / "store")
+    assert again.missing([hash_bytes(whole), hash_bytes(cut)]) == [hash_bytes(cut)]
+    assert not list((tmp_path / "store/tmp").glob("receiving-*"))
