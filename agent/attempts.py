@@ -96,11 +96,7 @@ class Attempt:
         try:
             return dict(json.loads((self.dir / "workspace.json").read_text()))
         except (OSError, ValueError):
-            return {"mode": "copy", "volume": ""}
-
-    @property
-    def volume(self) -> str:
-        return self.layout.get("volume", "")
+            return {"mode": "copy"}
 
     @property
     def results_root(self) -> Path:
@@ -177,7 +173,7 @@ class Attempts:
         _write_json(d / "request.json", asdict(req))
         self._set(a)
         try:
-            workdir, volume = await asyncio.to_thread(self._prepare_workspace, a)
+            workdir, overlay = await asyncio.to_thread(self._prepare_workspace, a)
             a.log_path.touch()
             spec = ContainerSpec(
                 attempt_id=req.attempt_id,
@@ -193,7 +189,7 @@ class Attempts:
                 network=req.network,
                 workdir=workdir,
                 logdir=a.log_path.parent,
-                work_volume=volume,
+                work_overlay=overlay,
                 read_only_mounts=tuple(
                     (f"/inputs/{name}", str(self.objects.full_dir(rev)))
                     for name, rev in sorted(req.inputs.items())
@@ -210,7 +206,7 @@ class Attempts:
         self._watch(a)
         return a.status
 
-    def _prepare_workspace(self, a: Attempt) -> tuple[Path, str | None]:
+    def _prepare_workspace(self, a: Attempt) -> tuple[Path, tuple[str, str, str] | None]:
         """The run's /work: an overlay on its revision's snapshot, or a copy of it.
 
         Overlay: nothing is copied, and the upper folder then holds exactly the files the run
@@ -227,17 +223,14 @@ class Attempts:
                 upper, scratch = a.dir / "upper", a.dir / "ovlwork"
                 upper.mkdir(exist_ok=True)
                 scratch.mkdir(exist_ok=True)
-                name = f"convoy-{req.attempt_id}"
-                labels = {"convoy.agent": self.agent_id, "convoy.attempt": req.attempt_id}
-                self.runtime.create_overlay_volume(name, lower, upper, scratch, labels)
-                _write_json(a.dir / "workspace.json", {"mode": "overlay", "volume": name})
-                return upper, name
+                _write_json(a.dir / "workspace.json", {"mode": "overlay"})
+                return upper, (lower, str(upper), str(scratch))
             source = self.objects.full_dir(req.revision)
         else:
             source = Path(req.source_path)
         manifest = workspace.materialise(source, a.work)
         _write_json(a.dir / "manifest.json", manifest)
-        _write_json(a.dir / "workspace.json", {"mode": "copy", "volume": ""})
+        _write_json(a.dir / "workspace.json", {"mode": "copy"})
         return a.work, None
 
     def _watch(self, a: Attempt) -> None:
@@ -281,8 +274,6 @@ class Attempts:
         )  # fmt: skip
         try:
             await asyncio.to_thread(self.runtime.remove, a.handle)
-            if a.volume:
-                await asyncio.to_thread(self.runtime.remove_volume, a.volume)
         except Exception:
             log.exception("removing the container of %s failed", a.request.attempt_id)
 

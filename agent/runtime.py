@@ -31,7 +31,7 @@ import docker
 import docker.errors
 import requests.exceptions
 import urllib3.exceptions
-from docker.types import LogConfig
+from docker.types import DriverConfig, LogConfig, Mount
 
 from convoy.errors import RuntimeFailure
 
@@ -59,8 +59,10 @@ class ContainerSpec:
     logdir: Path  # host dir, bind-mounted rw at /.convoy; output goes to logdir/"output.log"
     pids_limit: int = 4096
     read_only_root: bool = True
-    # A named volume to mount at /work instead of binding `workdir` (the overlay workspace).
-    work_volume: str | None = None
+    # (lower, upper, work) of an overlay to mount at /work instead of binding `workdir`: lower
+    # holds the revision's layers joined by ':' (top first), the run's changes land in upper.
+    # It is the container's own anonymous volume, made with it and removed with it.
+    work_overlay: tuple[str, str, str] | None = None
     # Container path -> host folder, mounted read-only (datasets: /inputs/<name>).
     read_only_mounts: tuple[tuple[str, str], ...] = ()
 
@@ -172,10 +174,18 @@ class DockerRuntime:
         try:
             # The low-level API: the high-level create inspects the new container once more,
             # a round trip to the engine per run that nothing here needs.
-            work_source = spec.work_volume or str(workdir)
+            mounts = []
+            if spec.work_overlay is not None:
+                lower, upper, scratch = spec.work_overlay
+                opts = f"lowerdir={lower},upperdir={upper},workdir={scratch}"
+                mounts.append(Mount("/work", None, type="volume", driver_config=DriverConfig(
+                    "local", {"type": "overlay", "device": "overlay", "o": opts}
+                )))  # fmt: skip
+            work_bind = {} if mounts else {str(workdir): {"bind": "/work", "mode": "rw"}}
             host_config = self.api.create_host_config(
+                mounts=mounts,
                 binds={
-                    work_source: {"bind": "/work", "mode": "rw"},
+                    **work_bind,
                     str(logdir): {"bind": "/.convoy", "mode": "rw"},
                     **{
                         host: {"bind": inside, "mode": "ro"}
@@ -291,32 +301,6 @@ class DockerRuntime:
             raise RuntimeFailure(
                 f"cannot remove container {handle.container_id[:12]}: {_explain(e)}"
             ) from e
-
-    def create_overlay_volume(
-        self, name: str, lower: str, upper: Path, work: Path, labels: dict[str, str]
-    ) -> str:
-        """A `local` volume of type overlay: `lower` (folders joined by ':', top first)
-        read-only beneath, changes land in `upper`.
-
-        The engine mounts it when a container using it starts; nothing is copied.
-        """
-        opts = f"lowerdir={lower},upperdir={upper},workdir={work}"
-        try:
-            self.api.create_volume(
-                name, driver="local", labels={**labels, f"{LABEL_PREFIX}managed": "1"},
-                driver_opts={"type": "overlay", "device": "overlay", "o": opts},
-            )  # fmt: skip
-        except docker.errors.APIError as e:
-            raise RuntimeFailure(f"cannot create overlay volume {name}: {_explain(e)}") from e
-        return name
-
-    def remove_volume(self, name: str) -> None:
-        try:
-            self.api.remove_volume(name, force=True)
-        except docker.errors.NotFound:
-            return
-        except docker.errors.APIError as e:
-            raise RuntimeFailure(f"cannot remove volume {name}: {_explain(e)}") from e
 
     def has_image(self, image: str) -> str:
         """The image's id on this engine, or "" when it has no such image."""

@@ -81,7 +81,6 @@ class ConvoySide:
 
     async def sync(self, src: Path) -> tuple[float, int]:
         assert self.client is not None
-        self.syncer.watch(src)
         await asyncio.sleep(
             0.05
         )  # the change's file events arrive (as they do long before a submit)

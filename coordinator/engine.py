@@ -221,13 +221,11 @@ class Coordinator:
         if problem:
             raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")
         try:
-            await asyncio.to_thread(self.syncer.watch, source)
             revision = await asyncio.to_thread(
                 self.syncer.snapshot, source, (results_root.resolve(), self.home.resolve())
             )
             input_revs = {}
             for name, path in inputs.items():
-                await asyncio.to_thread(self.syncer.watch, path)
                 rev = await asyncio.to_thread(self.syncer.snapshot, path, (self.home.resolve(),))
                 input_revs[name] = rev.id
         except SyncError as e:

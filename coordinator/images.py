@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import AsyncIterator, Iterator
 
 import docker
@@ -23,6 +24,11 @@ from convoy.errors import ConvoyError
 from .agents import AgentClient
 
 log = logging.getLogger("convoy.images")
+
+
+# A tag may be rebuilt on the coordinator; within this many seconds of finding a host ready for
+# an image name, runs of that name skip asking the engine for its digest again.
+RECHECK_S = 30.0
 
 
 class ImageError(ConvoyError):
@@ -41,6 +47,7 @@ class ImageShipper:
         self._api: docker.APIClient | None = None
         self._ready: set[tuple[str, str]] = set()  # (host, image id)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._recent: dict[tuple[str, str], float] = {}  # (host, image name) -> when ensured
 
     def _engine(self) -> docker.APIClient:
         if self._api is None:
@@ -57,8 +64,14 @@ class ImageShipper:
 
     async def ensure(self, host: str, client: AgentClient, image: str) -> None:
         """Return once `host` has `image` (the coordinator's digest of it, when it has one)."""
+        recent = self._recent.get((host, image), 0.0)
+        if time.monotonic() - recent < RECHECK_S:  # a sweep starts many runs of one image
+            return
         image_id = await asyncio.to_thread(self.local_id, image)
         key = (host, image_id or image)
+        if key in self._ready:
+            self._recent[(host, image)] = time.monotonic()
+            return
         if key in self._ready:
             return
         async with self._locks.setdefault(key, asyncio.Lock()):
@@ -66,6 +79,7 @@ class ImageShipper:
                 return
             if await client.has_image(image, image_id):
                 self._ready.add(key)
+                self._recent[(host, image)] = time.monotonic()
                 return
             pull_error = ""
             if names_registry(image):  # the host's engine may reach the registry itself
@@ -88,6 +102,7 @@ class ImageShipper:
             if not await client.has_image(image, image_id):
                 raise ImageError(f"host {host} did not end up with image {image!r} after loading")
             self._ready.add(key)
+            self._recent[(host, image)] = time.monotonic()
 
     async def _save(self, image: str) -> AsyncIterator[bytes]:
         """`docker save` of one image as an async stream (the SDK's generator runs in a thread)."""

@@ -11,6 +11,7 @@ The local host is synced the same way: one path for every host.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -24,7 +25,7 @@ import grpc
 from agent.objects import ObjectStore
 
 from .agents import AgentClient
-from .manifest import Entry, Manifest, Scanner
+from .manifest import ALWAYS_EXCLUDED, Entry, Manifest, Scanner
 from .packs import PackStore, read_small_files
 from .watcher import TreeWatcher
 
@@ -34,6 +35,9 @@ CHUNK = 1024 * 1024
 SMALL = 256 * 1024  # objects up to this size go to packs
 PARSED_REVISIONS = 64  # manifests kept parsed in memory
 MAX_WATCHED = 16  # source trees watched at once; others are stat-walked at each submit
+# Trees this large are watched; a smaller one's stat walk costs less than its file events do
+# while runs write their results into it (a walk of 2,000 files: about 10 ms).
+WATCH_MIN_FILES = 2000
 
 
 @dataclass(frozen=True)
@@ -68,14 +72,15 @@ class Syncer:
         self._objects_on: dict[str, set[str]] = {}
         self._last_on: dict[str, Revision] = {}
 
-    def watch(self, source: Path) -> None:
-        """Keep `source`'s manifest fresh from file events (see coordinator/watcher.py)."""
-        source = source.resolve()
-        if source not in self._watchers:
-            if len(self._watchers) >= MAX_WATCHED:
-                oldest = next(iter(self._watchers))
-                self._watchers.pop(oldest).stop()
-            self._watchers[source] = TreeWatcher(source)
+    def _watch(self, source: Path, extra_excludes: Sequence[Path]) -> None:
+        """Keep a large tree's manifest fresh from file events (see coordinator/watcher.py)."""
+        if len(self._watchers) >= MAX_WATCHED:
+            self._watchers.pop(next(iter(self._watchers))).stop()
+        ignore = list(ALWAYS_EXCLUDED)
+        for path in extra_excludes:
+            with contextlib.suppress(ValueError):
+                ignore.append(path.resolve().relative_to(source).as_posix())
+        self._watchers[source] = TreeWatcher(source, ignore)
 
     def close(self) -> None:
         for w in self._watchers.values():
@@ -101,10 +106,16 @@ class Syncer:
     ) -> Revision:
         """Scan `source` and store what is new; the revision is then safe from later edits."""
         scanner = self.scanner(source, extra_excludes)
-        watcher = self._watchers.get(source.resolve())
+        source = source.resolve()
+        watcher = self._watchers.get(source)
         if changed is None and watcher is not None:
             changed = watcher.drain()  # None: it cannot vouch, so a full stat walk
         manifest = scanner.scan(changed)
+        if watcher is None and len(manifest.entries) >= WATCH_MIN_FILES:
+            # A large tree: watch it from now on, then walk it once more, so that nothing
+            # changed between the walk above and the watcher's start goes unnoticed.
+            self._watch(source, extra_excludes)
+            manifest = scanner.scan(None)
         small: dict[str, str] = {}  # hash -> a path holding it
         for e in manifest.entries:
             if e.hash and e.hash not in self.packs and e.hash not in self._stored:

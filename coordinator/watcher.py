@@ -8,7 +8,9 @@ started), `drain()` answers None and the caller falls back to a full stat walk.
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
@@ -16,8 +18,12 @@ from watchdog.observers import Observer
 
 
 class TreeWatcher(FileSystemEventHandler):
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, ignore: Sequence[str] = ()) -> None:
+        """Watch `root`; paths under the relative folders in `ignore` (results, convoy's state,
+        .git) are dropped at once, so a sweep writing its results in the tree costs little."""
         self.root = root.resolve()
+        self._prefix = str(self.root) + "/"
+        self._ignore = tuple(ignore)
         self._changed: set[str] = set()
         self._lock = threading.Lock()
         self._observer = Observer()
@@ -27,17 +33,15 @@ class TreeWatcher(FileSystemEventHandler):
     def on_any_event(self, event: FileSystemEvent) -> None:
         if event.event_type in ("opened", "closed_no_write"):
             return
-        paths = [event.src_path, getattr(event, "dest_path", "")]
-        with self._lock:
-            for p in paths:
-                if not p:
-                    continue
-                try:
-                    rel = Path(str(p)).resolve().relative_to(self.root).as_posix()
-                except ValueError:
-                    continue
-                if rel != ".":
-                    self._changed.add(rel)
+        for p in (event.src_path, getattr(event, "dest_path", "")):
+            p = os.fsdecode(p)
+            if not p.startswith(self._prefix):
+                continue
+            rel = p[len(self._prefix) :]
+            if any(rel == i or rel.startswith(i + "/") for i in self._ignore):
+                continue
+            with self._lock:
+                self._changed.add(rel)
 
     def drain(self) -> list[str] | None:
         """The paths changed since the last drain; None when a full scan is needed."""
