@@ -308,9 +308,14 @@ class Coordinator:
         changes = []
         for p in placements:
             run = self._queue.pop(p.run_id)
+            # A host that just got this revision and image (a sweep's runs, one after another)
+            # goes straight to starting; otherwise the run syncs first.
+            ready = self.syncer.fresh(p.host, (run.revision, *run.inputs.values()))
+            ready = ready and self.images.fresh(p.host, run.image)
             placed = run.moved(
-                RunState.SYNCING, f"placed on {p.host}", host=p.host, attempt=run.attempt + 1,
-                exit_code=None, started_at=0.0, ended_at=0.0, image_id="",
+                RunState.STARTING if ready else RunState.SYNCING, f"placed on {p.host}",
+                host=p.host, attempt=run.attempt + 1, exit_code=None, started_at=0.0,
+                ended_at=0.0, image_id="",
             )  # fmt: skip
             self._allocations[run.id] = (p.host, Units.of(run.resources))
             changes.append((run, placed))
@@ -329,15 +334,21 @@ class Coordinator:
     async def _execute(self, run: RunRecord) -> None:
         host = self.hosts[run.host]
         try:
-            for rev_id in (run.revision, *run.inputs.values()):
-                await self._resilient(host, partial(self._sync, host, rev_id))
-            await self._resilient(
-                host, lambda: self.images.ensure(host.name, host.client, run.image)
-            )
-            run = self._move(run, RunState.STARTING, f"starting on {host.name}")
+            synced_now = run.state is RunState.SYNCING
+            if synced_now:
+                for rev_id in (run.revision, *run.inputs.values()):
+                    await self._resilient(host, partial(self._sync, host, rev_id))
+                await self._resilient(
+                    host, lambda: self.images.ensure(host.name, host.client, run.image)
+                )
+                run = self._move(run, RunState.STARTING, f"starting on {host.name}")
             outcome = await self._resilient(
                 host, lambda: host.client.start(run, revision=run.revision)
             )
+            if outcome.state == "error" and "no such revision" in outcome.reason and not synced_now:
+                self.syncer.forget(host.name)  # collected since it was confirmed: sync again
+                self._requeue(run, f"host {host.name} no longer had the revision")
+                return
             if outcome.state == "error":
                 await self._finish(run, host, outcome)
                 return

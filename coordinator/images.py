@@ -62,6 +62,9 @@ class ImageShipper:
         except docker.errors.DockerException as e:
             raise ImageError(f"the coordinator's Docker engine does not answer: {e}") from e
 
+    def fresh(self, host: str, image: str) -> bool:
+        return time.monotonic() - self._recent.get((host, image), -RECHECK_S) < RECHECK_S
+
     async def ensure(self, host: str, client: AgentClient, image: str) -> None:
         """Return once `host` has `image` (the coordinator's digest of it, when it has one)."""
         recent = self._recent.get((host, image), 0.0)

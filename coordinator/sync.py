@@ -34,6 +34,10 @@ log = logging.getLogger("convoy.sync")
 CHUNK = 1024 * 1024
 SMALL = 256 * 1024  # objects up to this size go to packs
 PARSED_REVISIONS = 64  # manifests kept parsed in memory
+# A revision a host confirmed this recently is not asked about again: a sweep's runs start one
+# after another. (Should the host have collected it meanwhile, the start says so, the
+# confirmation is forgotten and the run is placed again.)
+FRESH_S = 30.0
 MAX_WATCHED = 16  # source trees watched at once; others are stat-walked at each submit
 # Trees this large are watched; a smaller one's stat walk costs less than its file events do
 # while runs write their results into it (a walk of 2,000 files: about 10 ms).
@@ -65,6 +69,7 @@ class Syncer:
         self._watchers: dict[Path, TreeWatcher] = {}
         self._stored: set[str] = set()  # objects known to be in self.store
         self._revisions: dict[str, Revision] = {}  # parsed manifests by revision id
+        self._confirmed: dict[tuple[str, str], float] = {}  # (host, revision) -> when
         self._saved: dict[Path, float] = {}  # when each scanner's stat cache was last saved
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # What each host is known to hold, so a re-sync asks only about new objects and sends
@@ -169,12 +174,24 @@ class Syncer:
         self._keep(rev)
         return rev
 
+    def fresh(self, host: str, revisions: Sequence[str]) -> bool:
+        """True when `host` confirmed holding every one of `revisions` in the last FRESH_S."""
+        now = time.monotonic()
+        return all(now - self._confirmed.get((host, r), -FRESH_S) < FRESH_S for r in revisions)
+
+    def forget(self, host: str) -> None:
+        """The host may have lost revisions (it said so): ask it again next time."""
+        self._confirmed = {k: t for k, t in self._confirmed.items() if k[0] != host}
+        self._last_on.pop(host, None)
+        self._objects_on.pop(host, None)
+
     async def ensure_on_host(self, host: str, client: AgentClient, rev: Revision) -> SyncReport:
         """The host has the revision when this returns. Concurrent callers share one sync; a
         revision the host already has costs one round trip (it may have collected it since)."""
         async with self._locks.setdefault((host, rev.id), asyncio.Lock()):
             report = await self._sync(host, client, rev)
             self._last_on[host] = rev
+            self._confirmed[(host, rev.id)] = time.monotonic()
             return report
 
     async def _sync(self, host: str, client: AgentClient, rev: Revision) -> SyncReport:
