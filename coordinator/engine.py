@@ -12,11 +12,11 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field, replace
+from collections.abc import AsyncIterator, Coroutine, Iterable
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import grpc
 
@@ -25,9 +25,10 @@ from convoy.errors import ConvoyError, NotFound, UsageError
 from convoy.spec import expand, load_spec
 from convoy.states import ACTIVE, RunState
 
-from .agents import AgentClient, AgentInfo, AttemptOutcome
+from .agents import AttemptOutcome
 from .events import EventBus, RunChanged
 from .images import ImageShipper
+from .liveness import Host, HostLiveness
 from .records import RunRecord, SubmissionRecord
 from .results import RunResult, write_runs_csv
 from .scheduler import HostView, Pending, Units, place, why_unplaceable
@@ -35,35 +36,11 @@ from .store import Store
 from .sync import Syncer
 
 log = logging.getLogger("convoy.coordinator")
-_T = TypeVar("_T")
 
 DEFAULT_GRACE_S = 10.0
 
 
-# How long a host may stop answering before its attempts are given up as lost.
-LOST_GRACE_S = 60.0
-HEARTBEAT_S = 5.0
-_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
-
-
-@dataclass
-class Host:
-    name: str
-    client: AgentClient
-    info: AgentInfo | None = None
-    up: bool = False
-    # Brings the agent back (for the local host: starts it again); None: just reconnect.
-    revive: Callable[[], Awaitable[None]] | None = None
-    labels: dict[str, str] = field(default_factory=dict)
-    reason: str = ""  # why it is not up
-    _reconnecting: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    @property
-    def capacity(self) -> Units:
-        return Units.of(self.info.capacity) if self.info else Units()
-
-
-class Coordinator:
+class Coordinator(HostLiveness):
     def __init__(self, home: Path, store: Store, hosts: Iterable[Host]) -> None:
         self.home = home
         self.store = store
@@ -94,24 +71,6 @@ class Coordinator:
         self._spawn(self._heartbeat())
         self._wake.set()
 
-    async def _heartbeat(self) -> None:
-        """Every few seconds: a host that stops answering gets no new runs until it is back."""
-        while True:
-            await asyncio.sleep(HEARTBEAT_S)
-            for h in list(self.hosts.values()):
-                try:
-                    await h.client.describe(timeout=HEARTBEAT_S)
-                    if not h.up:
-                        h.up = True
-                        log.info("host %s is back", h.name)
-                        self._wake.set()
-                except grpc.aio.AioRpcError:
-                    if h.up:
-                        log.warning("host %s stopped answering", h.name)
-                    h.up = False
-                    if not h._reconnecting.locked():
-                        self._spawn(self._reconnect(h))
-
     async def close(self) -> None:
         tasks = [*self._tasks, *([self._dispatcher] if self._dispatcher else [])]
         for t in tasks:
@@ -120,54 +79,6 @@ class Coordinator:
         for h in self.hosts.values():
             await h.client.close()
         self.syncer.close()
-
-    async def _reconnect(self, h: Host) -> None:
-        """Called when a call to `h` failed: revive its agent if we can, then reconnect."""
-        async with h._reconnecting:
-            try:
-                h.info = await h.client.describe(timeout=2)
-                h.up, h.reason = True, ""
-                return
-            except grpc.aio.AioRpcError:
-                h.up = False
-            if h.revive is not None:
-                try:
-                    await h.revive()
-                except ConvoyError as e:
-                    h.reason = e.render()
-                    log.warning("host %s: %s", h.name, h.reason)
-                    return
-            await self._connect(h, attempts=10)
-
-    async def _resilient(self, h: Host, call: Callable[[], Awaitable[_T]]) -> _T:
-        """`call()`, retried across agent restarts and dropped connections for LOST_GRACE_S.
-
-        Every call made through here is idempotent on the agent (start, wait and cancel are
-        keyed by attempt id), so repeating one after a lost answer is safe.
-        """
-        deadline = time.monotonic() + LOST_GRACE_S
-        while True:
-            try:
-                return await call()
-            except grpc.aio.AioRpcError as e:
-                if e.code() not in _TRANSIENT or time.monotonic() > deadline:
-                    raise
-                log.warning("host %s: %s; reconnecting", h.name, e.details())
-                await self._reconnect(h)
-                await asyncio.sleep(0.2)
-
-    async def _connect(self, h: Host, attempts: int = 50) -> None:
-        for i in range(attempts):
-            try:
-                h.info = await h.client.describe()
-                h.up, h.reason = True, ""
-                log.info("host %s up: %s", h.name, h.info.capacity)
-                return
-            except grpc.aio.AioRpcError as e:
-                if i == attempts - 1:
-                    h.reason = f"its agent does not answer: {e.details()}"
-                    log.warning("host %s unreachable: %s", h.name, e.details())
-                await asyncio.sleep(0.1)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.get_running_loop().create_task(coro)
