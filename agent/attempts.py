@@ -9,6 +9,7 @@ finds its containers by label, so nothing a run printed or produced is lost whil
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -91,8 +92,9 @@ class Attempt:
     def log_path(self) -> Path:
         return self.dir / "log" / "output.log"
 
-    @property
+    @functools.cached_property
     def layout(self) -> dict[str, str]:
+        """How the workspace was made (written before the container starts, never changed)."""
         try:
             return dict(json.loads((self.dir / "workspace.json").read_text()))
         except (OSError, ValueError):

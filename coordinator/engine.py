@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import replace
@@ -23,7 +22,7 @@ import grpc
 from convoy.content import SyncError
 from convoy.errors import ConvoyError, NotFound, UsageError
 from convoy.spec import expand, load_spec
-from convoy.states import ACTIVE, RunState
+from convoy.states import ACTIVE, RunState, check_transition
 
 from .agents import AttemptOutcome
 from .events import EventBus, RunChanged
@@ -51,7 +50,6 @@ class Coordinator(HostLiveness):
         self._queue: dict[str, RunRecord] = {}
         self._allocations: dict[str, tuple[str, Units]] = {}  # run id -> (host, units)
         self._cancelling: dict[str, float] = {}  # run id -> grace seconds
-        self._started: dict[str, asyncio.Event] = {}  # run id -> set once its attempt runs
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -91,8 +89,6 @@ class Coordinator(HostLiveness):
         now = time.time()
         self.store.update_runs((b, a, now) for b, a in changes)
         for before, after in changes:
-            if after.state is RunState.RUNNING:
-                self._started.setdefault(after.id, asyncio.Event()).set()
             self.bus.publish(RunChanged(after, before.state.value, now))
 
     def _move(self, run: RunRecord, to: RunState, reason: str, **changes: object) -> RunRecord:
@@ -351,7 +347,8 @@ class Coordinator(HostLiveness):
                 f"attempt {run.attempt} failed ({reason}); retrying ({left} left)",
             )
         else:
-            self._commit([(run, run.moved(state, reason, **_fields(final)))])
+            check_transition(run.id, run.state, state)
+            self._commit([(run, final)])
             self._update_csv(run.submission_id)
         try:
             await host.client.release(run.attempt_id)
@@ -426,16 +423,12 @@ class Coordinator(HostLiveness):
         """A run's output from `offset`; with follow, waits for it to start and ends with it."""
         run = self.run(run_id)
         if follow and run.state is not RunState.RUNNING and not run.state.terminal:
-            started = self._started.setdefault(run.id, asyncio.Event())
             async with self.bus.subscribe() as q:
-                run = self.run(run_id)
+                run = self.run(run_id)  # subscribed first: no change slips between the two
                 while run.state is not RunState.RUNNING and not run.state.terminal:
-                    waiter = asyncio.ensure_future(started.wait())
-                    getter = asyncio.ensure_future(q.get())
-                    await asyncio.wait({waiter, getter}, return_when=asyncio.FIRST_COMPLETED)
-                    waiter.cancel()
-                    getter.cancel()
-                    run = self.run(run_id)
+                    ev = await q.get()
+                    if ev.run.id == run_id:
+                        run = ev.run
         if run.attempt == 0:
             return
         saved = Path(run.results_path) / "output.log"
@@ -458,23 +451,3 @@ class Coordinator(HostLiveness):
             holders = [rid for rid, (hn, _) in self._allocations.items() if hn == h.name]
             out.append((h, self._view(h), holders))
         return out
-
-
-def _fields(final: RunRecord) -> dict[str, object]:
-    return {
-        "exit_code": final.exit_code,
-        "ended_at": final.ended_at,
-        "started_at": final.started_at,
-        "image_id": final.image_id,
-    }
-
-
-def coordinator_socket(home: Path) -> Path:
-    return home / "coordinator.sock"
-
-
-def default_home() -> Path:
-    if env := os.environ.get("CONVOY_HOME"):
-        return Path(env).expanduser()
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "convoy"

@@ -15,11 +15,12 @@ from pathlib import Path
 import grpc
 
 from convoy.errors import ConvoyError, UsageError
+from convoy.paths import coordinator_socket
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from .agents import AgentClient
 from .api import CoordinatorService
-from .engine import Coordinator, Host, coordinator_socket
+from .engine import Coordinator, Host
 from .hostsfile import load_hosts
 from .ssh import SSHHost
 from .store import Store

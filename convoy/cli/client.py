@@ -12,24 +12,14 @@ from pathlib import Path
 import grpc
 
 from convoy.errors import CoordinatorUnavailable
+from convoy.paths import coordinator_socket
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
-
-
-def default_home() -> Path:
-    if env := os.environ.get("CONVOY_HOME"):
-        return Path(env).expanduser().absolute()
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "convoy"
-
-
-def socket_path(home: Path) -> Path:
-    return home / "coordinator.sock"
 
 
 async def connect(
     home: Path, timeout: float = 2.0
 ) -> tuple[grpc.aio.Channel, pb_grpc.CoordinatorStub]:
-    sock = socket_path(home)
+    sock = coordinator_socket(home)
     if not sock.exists():
         raise CoordinatorUnavailable(
             f"no coordinator is running (no socket at {sock}); start one with `convoy up`"
@@ -63,7 +53,7 @@ def start_detached(home: Path, up_args: list[str] | None = None, wait_s: float =
                 f"the coordinator exited at start (status {proc.returncode}); "
                 f"see {home / 'coordinator.log'}"
             )
-        if socket_path(home).exists():
+        if coordinator_socket(home).exists():
             return proc.pid
         time.sleep(0.05)
     raise CoordinatorUnavailable(f"the coordinator did not start; see {home / 'coordinator.log'}")

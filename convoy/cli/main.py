@@ -30,11 +30,12 @@ import grpc
 
 from convoy import __version__
 from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageError
+from convoy.paths import default_home
 from convoy.runjson import run_fields
 from convoy.v1 import coordinator_pb2 as pb
 
 from . import hosts
-from .client import connect, default_home
+from .client import connect
 from .render import runs_table
 
 
