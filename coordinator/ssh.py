@@ -32,6 +32,7 @@ from pathlib import Path
 
 import asyncssh
 import grpc
+from asyncssh.encryption import get_default_encryption_algs
 
 from convoy import __version__
 from convoy.errors import HostUnavailable
@@ -148,8 +149,10 @@ CIPHERS = (
     "aes256-gcm@openssh.com",
     "chacha20-poly1305@openssh.com",
     "aes128-ctr",
+    "aes192-ctr",
     "aes256-ctr",
 )
+_DEFAULT_CIPHERS = [a.decode() for a in get_default_encryption_algs()]
 
 
 class HostKeyUnknown(HostUnavailable):
@@ -259,6 +262,12 @@ class SSHHost:
         return f"unix:{self.tunnel_path}"
 
     @property
+    def cipher(self) -> str:
+        """The cipher the connection negotiated ('' when not connected)."""
+        conn = self._conn
+        return "" if conn is None or conn.is_closed() else str(conn.get_extra_info("send_cipher"))
+
+    @property
     def connected(self) -> bool:
         return self._conn is not None and not self._conn.is_closed()
 
@@ -269,7 +278,6 @@ class SSHHost:
         return asyncssh.SSHClientConnectionOptions(
             host=self.cfg.address, port=self.cfg.port or (), username=self.cfg.user or (),
             config=self._config, client_keys=None, agent_path=None,
-            encryption_algs=CIPHERS,
         )  # fmt: skip
 
     def _known_hosts(self) -> asyncssh.SSHKnownHosts:
@@ -291,6 +299,8 @@ class SSHHost:
             await self._drop_forward()
             host, port = self._where()
             kwargs: dict[str, object] = {}
+            if [a.decode() for a in self._options().encryption_algs] == _DEFAULT_CIPHERS:
+                kwargs["encryption_algs"] = CIPHERS  # unless ssh_config names its own Ciphers
             if self.cfg.identity:
                 kwargs["client_keys"] = [os.path.expanduser(self.cfg.identity)]
             t0 = time.monotonic()
@@ -319,8 +329,8 @@ class SSHHost:
                 why = str(e) or type(e).__name__
                 raise HostUnavailable(self.name, f"cannot connect to {host}:{port}: {why}") from e
             self.connect_seconds = time.monotonic() - t0
-            log.info("connected to %s (%s:%d) in %.3f s", self.name, host, port,
-                     self.connect_seconds)  # fmt: skip
+            log.info("connected to %s (%s:%d) in %.3f s, cipher %s", self.name, host, port,
+                     self.connect_seconds, self.cipher)  # fmt: skip
 
     async def _offered_key(self) -> asyncssh.SSHKey:
         try:

@@ -12,7 +12,7 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import docker.errors
@@ -90,13 +90,19 @@ def config_for(th: TestHost, **changes: object) -> HostConfig:
     return HostConfig(**fields)  # type: ignore[arg-type]
 
 
-def session(th: TestHost, home: Path, trusted: bool = True, **changes: object) -> SSHHost:
+def session(
+    th: TestHost,
+    home: Path,
+    trusted: bool = True,
+    ssh_config: Sequence[Path] = (),
+    **changes: object,
+) -> SSHHost:
     """An SSHHost reading no ~/.ssh files; with `trusted`, home's known_hosts holds the key."""
     if trusted:
         home.mkdir(parents=True, exist_ok=True)
         with open(home / "known_hosts", "a") as f:
             f.write(th.known_hosts.read_text())
-    return SSHHost(config_for(th, **changes), home, ssh_config=[], user_known_hosts=None)
+    return SSHHost(config_for(th, **changes), home, ssh_config=ssh_config, user_known_hosts=None)
 
 
 def test_the_bundle_alone_runs_the_agent(tmp_path: Path) -> None:
@@ -191,6 +197,27 @@ def test_ensure_agent_installs_starts_and_a_second_coordinator_reuses_it(
         assert other.install_seconds == 0  # nothing reinstalled
         assert await other.agent_pid() == pid and _agent_pids(th.agent_home) == [pid]
         await other.close()
+        await host.close()
+
+    asyncio.run(scenario())
+
+
+def test_aes_gcm_is_negotiated_unless_ssh_config_names_ciphers(
+    hosts: list[TestHost], coordinator_home: Path
+) -> None:
+    """AES-GCM moves objects at twice asyncssh's default chacha20 speed; a user's Ciphers wins."""
+    th = hosts[0]
+
+    async def scenario() -> None:
+        host = session(th, coordinator_home / "c1")
+        await host.connect()
+        assert host.cipher == "aes128-gcm@openssh.com"
+        await host.close()
+        config = coordinator_home / "ssh_config"
+        config.write_text(f"Host {th.address}\n  Ciphers aes256-ctr\n")
+        host = session(th, coordinator_home / "c2", ssh_config=[config])
+        await host.connect()
+        assert host.cipher == "aes256-ctr"
         await host.close()
 
     asyncio.run(scenario())
