@@ -112,7 +112,11 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
             dest = str(work / "rsync-dest")
 
             async def both(name: str, changed_bytes: int) -> None:
+                # Each tool starts with no other writes pending: the tree was just written, and
+                # either tool's writes would otherwise be flushed during the other's turn.
+                os.sync()
                 c_s, c_b = await convoy.sync(src)
+                os.sync()
                 r_s, r_b = rsync(src, host, dest)
                 results[name] = {"convoy_s": round(c_s, 4), "rsync_s": round(r_s, 4),
                                  "ratio": round(c_s / r_s, 4), "convoy_bytes": c_b,
