@@ -78,6 +78,18 @@ def hash_file(path: str | os.PathLike[str]) -> str:
     return h.hexdigest()
 
 
+def read_file(path: str | os.PathLike[str]) -> bytes:
+    """A whole (small) file's content; follows no symlink (the caller lstat-ed it)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    try:
+        parts = []
+        while chunk := os.read(fd, _READ_BUF):
+            parts.append(chunk)
+    finally:
+        os.close(fd)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
+
+
 def check_hash(value: str) -> str:
     """A hash names a file in the object store: anything but 64 lowercase hex digits is refused."""
     if not isinstance(value, str) or _HASH_RE.fullmatch(value) is None:

@@ -43,6 +43,7 @@ from convoy.content import (
     hash_bytes,
     hash_file,
     is_inside,
+    read_file,
     revision_id,
 )
 
@@ -53,6 +54,7 @@ IGNORE_FILES = (".gitignore", ".convoyignore")  # in this order: .convoyignore h
 RACY_NS = 50_000_000  # above a kernel clock tick (1-10 ms) with margin
 RACY_COARSE_NS = 2_000_000_000  # timestamps in whole seconds: a 1-2 s granular file system
 _CACHE_VERSION = 1
+KEEP_LIMIT = 256 * 1024 * 1024  # bytes a scan keeps in `kept` at most
 
 StatKey = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode (-1: re-hash next time)
 
@@ -142,6 +144,12 @@ class Scanner:
         self._scanned = False  # whether this instance walked the tree (the watcher's baseline)
         self._manifest: Manifest | None = None
         self.hashed = 0  # files hashed by the last scan: what the stat cache did not spare
+        # Set keep_small to a size, and the content of each file up to that size that a scan
+        # hashes stays in `kept` (hash -> bytes, until the caller takes it): storing a new
+        # tree then needs no second read, nor a second hash, and stores exactly what was hashed.
+        self.keep_small = 0
+        self.kept: dict[str, bytes] = {}
+        self.kept_bytes = 0
         if cache_file is not None and cache_file.exists():
             self._load(cache_file)
 
@@ -263,7 +271,14 @@ class Scanner:
                 entry = old  # the same object: comparing manifests stays cheap
             else:
                 try:
-                    digest = hash_file(abs_path)
+                    if st.st_size <= self.keep_small and self.kept_bytes < KEEP_LIMIT:
+                        data = read_file(abs_path)
+                        digest = hash_bytes(data)
+                        if digest not in self.kept:
+                            self.kept[digest] = data
+                            self.kept_bytes += len(data)
+                    else:
+                        digest = hash_file(abs_path)
                 except FileNotFoundError:
                     return
                 except OSError as e:

@@ -365,3 +365,21 @@ def test_manifest_hashes_are_the_objects_needed() -> None:
         )
     )
     assert m.hashes() == {h}
+
+
+def test_keep_small_keeps_what_a_scan_hashed_and_nothing_larger(tmp_path: Path) -> None:
+    """With keep_small set, each small file a scan hashes stays in `kept` under its hash (the
+    bytes that were hashed); larger files and files the stat cache spared are not kept."""
+    src = tmp_path / "k"
+    write(src / "a.txt", "alpha")
+    write(src / "big.bin", b"z" * 5000)
+    settle()  # else the next scan hashes them again, as it must with files this fresh
+    scanner = Scanner(src)
+    scanner.keep_small = 1000
+    scanner.scan()
+    assert scanner.kept == {hash_bytes(b"alpha"): b"alpha"}
+    assert scanner.kept_bytes == 5
+    scanner.kept, scanner.kept_bytes = {}, 0
+    write(src / "b.txt", "beta")
+    scanner.scan()
+    assert scanner.kept == {hash_bytes(b"beta"): b"beta"}  # a.txt was not hashed again
