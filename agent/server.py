@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import hashlib
 import logging
 import os
 import queue
 import socket
+import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -26,6 +29,8 @@ from .objects import ObjectStore, ObjectWriter, apply_delta
 from .runtime import DockerRuntime
 
 log = logging.getLogger("convoy.agent")
+
+MAX_PENDING_BATCHES = 4  # received batches of small objects waiting to be stored
 
 LOG_CHUNK = 256 * 1024
 FILE_CHUNK = 1024 * 1024
@@ -66,6 +71,7 @@ class SyncService:
     """The agent's side of sync and image shipping (mixed into AgentService)."""
 
     attempts: Attempts
+    _store_pool = ThreadPoolExecutor(2, thread_name_prefix="store")  # see _Receiver
 
     async def MissingObjects(
         self, request: pb.MissingObjectsRequest, context: Ctx
@@ -84,7 +90,8 @@ class SyncService:
         self, request_iterator: AsyncIterator[pb.ObjectBatch], context: Ctx
     ) -> pb.PutObjectsResponse:
         # One thread stores while the next batches arrive: the network and the disk overlap.
-        receiver = _Receiver(self.attempts.objects)
+        receiver = _Receiver(self.attempts.objects, self._store_pool)
+        started = time.perf_counter()
         batches: queue.Queue[Sequence[pb.ObjectChunk] | None] = queue.Queue(maxsize=8)
         storing = asyncio.ensure_future(asyncio.to_thread(receiver.drain, batches))
         try:
@@ -98,6 +105,12 @@ class SyncService:
         except SyncError as e:
             receiver.abort()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        log.info(
+            "received %d objects, %d bytes in %.2f s",
+            receiver.stored,
+            receiver.size,
+            time.perf_counter() - started,
+        )
         return pb.PutObjectsResponse(stored=receiver.stored, bytes=receiver.size)
 
     async def MakeRevision(
@@ -290,11 +303,15 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
 
 
 class _Receiver:
-    """Objects arriving in batches of chunks: whole small ones are stored at once, large ones
-    through a writer across chunks (and batches)."""
+    """Objects arriving in batches of chunks: large ones are written through a writer across
+    chunks (and batches) by the draining thread, while each batch's whole small objects are
+    stored by the pool's threads. Creating a file is kernel work done with the GIL released,
+    so the creates of two batches, and the writes of a large object, proceed side by side."""
 
-    def __init__(self, store: ObjectStore) -> None:
+    def __init__(self, store: ObjectStore, pool: ThreadPoolExecutor) -> None:
         self.store = store
+        self.pool = pool
+        self.pending: collections.deque[Future[int]] = collections.deque()
         self.writer: ObjectWriter | None = None
         self.stored = 0
         self.size = 0
@@ -318,12 +335,14 @@ class _Receiver:
                 self.writer = None
                 self.stored += 1
         if whole:
-            self.store.put_many(whole)
+            while len(self.pending) >= MAX_PENDING_BATCHES:  # bounds the memory held
+                self.pending.popleft().result()
+            self.pending.append(self.pool.submit(self.store.put_many, whole))
             self.stored += len(whole)
 
     def drain(self, batches: queue.Queue[Sequence[pb.ObjectChunk] | None]) -> None:
         """Store batches until None; on an error, keep taking them (unstored) so the sender
-        is never blocked, then raise it."""
+        is never blocked, then raise it once every batch handed to the pool is done."""
         error: SyncError | None = None
         while (chunks := batches.get()) is not None:
             if error is None:
@@ -331,6 +350,11 @@ class _Receiver:
                     self.take(chunks)
                 except SyncError as e:
                     error = e
+        while self.pending:
+            try:
+                self.pending.popleft().result()
+            except SyncError as e:
+                error = error or e
         if error is not None:
             raise error
 

@@ -93,6 +93,7 @@ class Syncer:
         self._watchers.clear()
         for scanner in self._scanners.values():
             scanner.save()
+        self.packs.close()
 
     def scanner(self, source: Path, extra_excludes: Sequence[Path] = ()) -> Scanner:
         source = source.resolve()
@@ -115,24 +116,35 @@ class Syncer:
         watcher = self._watchers.get(source)
         if changed is None and watcher is not None:
             changed = watcher.drain()  # None: it cannot vouch, so a full stat walk
-        manifest = scanner.scan(changed)
-        if watcher is None and len(manifest.entries) >= WATCH_MIN_FILES:
-            # A large tree: watch it from now on, then walk it once more, so that nothing
-            # changed between the walk above and the watcher's start goes unnoticed.
-            self._watch(source, extra_excludes)
-            manifest = scanner.scan(None)
-        small: dict[str, str] = {}  # hash -> a path holding it
+        scanner.keep_small = SMALL
+        try:
+            manifest = scanner.scan(changed)
+            if watcher is None and len(manifest.entries) >= WATCH_MIN_FILES:
+                # A large tree: watch it from now on, then walk it once more, so that nothing
+                # changed between the walk above and the watcher's start goes unnoticed.
+                self._watch(source, extra_excludes)
+                manifest = scanner.scan(None)
+            kept = scanner.kept
+        finally:
+            scanner.keep_small, scanner.kept, scanner.kept_bytes = 0, {}, 0
+        small: list[tuple[str, bytes]] = []  # read and hashed by the scan: stored as they are
+        unread: dict[str, str] = {}  # hash -> a path holding it (hashed by an earlier scan)
         for e in manifest.entries:
             if e.hash and e.hash not in self.packs and e.hash not in self._stored:
                 if e.size <= SMALL:
-                    small.setdefault(e.hash, e.path)
+                    if e.hash in kept:
+                        small.append((e.hash, kept.pop(e.hash)))
+                    else:
+                        unread.setdefault(e.hash, e.path)
                 elif self.store.missing([e.hash]):
                     self._store_file(source / e.path, e.hash)
                     self._stored.add(e.hash)
                 else:
                     self._stored.add(e.hash)
         if small:
-            self.packs.put_many(read_small_files(source, ((p, h) for h, p in small.items())))
+            self.packs.put_many(small, verified=True)
+        if unread:
+            self.packs.put_many(read_small_files(source, ((p, h) for h, p in unread.items())))
         if changed is None or (changed and time.monotonic() - self._saved.get(source, 0) > 30):
             # The stat cache only spares re-hashing after a restart (a stale one costs hashes,
             # never correctness), so a busy edit loop writes it at most every 30 s.
@@ -196,12 +208,14 @@ class Syncer:
 
     async def _sync(self, host: str, client: AgentClient, rev: Revision) -> SyncReport:
         known = self._objects_on.setdefault(host, set())
-        hashes = {e.hash for e in rev.manifest.entries if e.hash}
-        ask = sorted(hashes - known)
+        # In the tree's order, not the hashes': a host creates files in hash order at half
+        # the speed (measured on ext4: 10,000 creates, 1.2-2.0 s of kernel time against 2.3-4.3).
+        hashes = {e.hash: None for e in rev.manifest.entries if e.hash}
+        ask = [h for h in hashes if h not in known]
         before = client.sync_bytes_sent
         has_revision, missing = await client.missing_objects(rev.id, ask)
         if has_revision:
-            known |= hashes
+            known.update(hashes)
             return SyncReport(rev.id, 0, client.sync_bytes_sent - before, True)
         if missing:
             await client.put_objects(self._read_objects(missing))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import queue
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,12 @@ from agent.objects import ObjectStore
 from agent.server import _Receiver
 from convoy.content import SyncError, hash_bytes
 from convoy.v1 import agent_pb2 as pb
+
+
+@pytest.fixture
+def pool() -> Iterator[ThreadPoolExecutor]:
+    with ThreadPoolExecutor(2) as p:
+        yield p
 
 
 def _feed(receiver: _Receiver, batches: list[list[pb.ObjectChunk]]) -> None:
@@ -23,7 +30,9 @@ def _feed(receiver: _Receiver, batches: list[list[pb.ObjectChunk]]) -> None:
     receiver.finish()
 
 
-def test_small_and_chunked_objects_across_batches_are_stored(tmp_path: Path) -> None:
+def test_small_and_chunked_objects_across_batches_are_stored(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
     """Whole small objects and one object split over two batches all land in the store."""
     store = ObjectStore(tmp_path)
     big = b"x" * 3000
@@ -32,13 +41,15 @@ def test_small_and_chunked_objects_across_batches_are_stored(tmp_path: Path) -> 
          pb.ObjectChunk(hash=hash_bytes(big), data=big[:1000])],
         [pb.ObjectChunk(data=big[1000:], last=True)],
     ]  # fmt: skip
-    r = _Receiver(store)
+    r = _Receiver(store, pool)
     _feed(r, batches)
     assert (r.stored, r.size) == (2, 3001)
     assert store.missing([hash_bytes(b"a"), hash_bytes(big)]) == []
 
 
-def test_a_corrupt_object_fails_the_stream_after_it_is_drained(tmp_path: Path) -> None:
+def test_a_corrupt_object_fails_the_stream_after_it_is_drained(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
     """Content not matching its hash raises SyncError, stores nothing under that hash, and the
     queue is still emptied (the sender is never left blocked)."""
     store = ObjectStore(tmp_path)
@@ -48,13 +59,35 @@ def test_a_corrupt_object_fails_the_stream_after_it_is_drained(tmp_path: Path) -
         q.put(b)
     q.put(None)
     with pytest.raises(SyncError):
-        _Receiver(store).drain(q)
+        _Receiver(store, pool).drain(q)
     assert q.empty()
     assert store.missing([hash_bytes(b"right")]) == [hash_bytes(b"right")]
 
 
-def test_an_object_cut_short_is_an_error(tmp_path: Path) -> None:
+def test_an_object_cut_short_is_an_error(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
     """A stream ending in the middle of an object fails instead of storing part of it."""
-    r = _Receiver(ObjectStore(tmp_path))
+    r = _Receiver(ObjectStore(tmp_path), pool)
     with pytest.raises(SyncError, match="cut short"):
         _feed(r, [[pb.ObjectChunk(hash=hash_bytes(b"xy"), data=b"x")]])
+
+
+def test_many_batches_stored_side_by_side_all_land(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    """Batches handed to the pool (more than it holds pending) are all stored by drain's end;
+    a corrupt object in a middle batch fails the stream and is not stored."""
+    store = ObjectStore(tmp_path)
+    datas = [f"object {i}".encode() for i in range(200)]
+    batches = [
+        [pb.ObjectChunk(hash=hash_bytes(d), data=d, last=True) for d in datas[i : i + 10]]
+        for i in range(0, 200, 10)
+    ]
+    r = _Receiver(store, pool)
+    _feed(r, batches)
+    assert r.stored == 200 and store.missing([hash_bytes(d) for d in datas]) == []
+
+    store2 = ObjectStore(tmp_path / "two")
+    batches[7][3] = pb.ObjectChunk(hash=hash_bytes(b"right"), data=b"wrong", last=True)
+    with pytest.raises(SyncError, match="does not match"):
+        _feed(_Receiver(store2, pool), batches)
+    assert store2.missing([hash_bytes(b"right")]) == [hash_bytes(b"right")]
