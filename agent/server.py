@@ -304,7 +304,8 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
 
 class _Receiver:
     """Objects arriving in batches of chunks: large ones are written through a writer across
-    chunks (and batches) by the draining thread, while each batch's whole small objects are
+    chunks (and batches) by the draining thread, their chunks in order (whole small objects may
+    come between them), while each batch's whole small objects are
     stored by the pool's threads. Creating a file is kernel work done with the GIL released,
     so the creates of two batches, and the writes of a large object, proceed side by side."""
 
@@ -320,7 +321,7 @@ class _Receiver:
         whole: list[tuple[str, bytes]] = []  # small objects, stored together
         for chunk in chunks:
             self.size += len(chunk.data)
-            if chunk.hash and chunk.last and self.writer is None:
+            if chunk.hash and chunk.last:  # a whole object, maybe between a large one's chunks
                 whole.append((chunk.hash, chunk.data))
                 continue
             if chunk.hash:

@@ -149,7 +149,8 @@ class AgentClient:
         return resp.has_revision, list(resp.missing)
 
     async def put_objects(self, chunks: AsyncIterator[tuple[str, bytes, bool]]) -> int:
-        """Stream objects (hash, data, last) to the host; the bytes it stored."""
+        """Stream objects (hash, data, last) to the host; the bytes it stored. A large object's
+        chunks come in order, and whole small objects may come between them."""
 
         async def messages() -> AsyncIterator[pb.ObjectBatch]:
             current = ""
@@ -160,7 +161,11 @@ class AgentClient:
                     pb.ObjectChunk(hash=h if h != current else "", data=data, last=last)
                 )
                 size += len(data) + 80
-                current = "" if last else h
+                if h == current and last:
+                    current = ""  # the large object in progress is complete
+                elif h != current and not last:
+                    current = h  # a large object starts; whole small ones may come between
+                    # its chunks
                 if size >= BATCH_BYTES:
                     self.sync_bytes_sent += batch.ByteSize()
                     yield batch

@@ -16,7 +16,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -236,10 +236,32 @@ class Syncer:
         return SyncReport(rev.id, len(missing), sent, False)
 
     async def _read_objects(self, hashes: Sequence[str]) -> AsyncIterator[tuple[str, bytes, bool]]:
-        for h in hashes:
-            if h in self.packs:
+        """The objects' chunks, small and large interleaved by their share of the bytes: the
+        host creates the small objects' files (its slowest work, a few thousand a second)
+        while the large objects' bytes travel and are written."""
+        small = [(h, self.packs.size(h)) for h in hashes if h in self.packs]
+        large = [(h, os.path.getsize(self.store.path_of(h))) for h in hashes if h not in self.packs]
+        small_total = sum(n for _, n in small) or 1
+        large_total = sum(n for _, n in large) or 1
+        chunks = self._large_chunks([h for h, _ in large])
+        chunk = next(chunks, None)
+        sent_small = sent_large = i = 0
+        while i < len(small) or chunk is not None:
+            # Whichever stream is behind its share goes next (cross-multiplied fractions).
+            if i < len(small) and (
+                chunk is None or sent_small * large_total <= sent_large * small_total
+            ):
+                h, n = small[i]
+                i += 1
+                sent_small += n
                 yield h, self.packs.read(h), True
-                continue
+            elif chunk is not None:
+                sent_large += len(chunk[1])
+                yield chunk
+                chunk = next(chunks, None)
+
+    def _large_chunks(self, hashes: Sequence[str]) -> Iterator[tuple[str, bytes, bool]]:
+        for h in hashes:
             with open(self.store.path_of(h), "rb") as f:
                 data = f.read(CHUNK)
                 while True:

@@ -91,3 +91,34 @@ def test_many_batches_stored_side_by_side_all_land(
     with pytest.raises(SyncError, match="does not match"):
         _feed(_Receiver(store2, pool), batches)
     assert store2.missing([hash_bytes(b"right")]) == [hash_bytes(b"right")]
+
+
+def test_whole_objects_between_a_large_objects_chunks(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    """The coordinator interleaves small objects with a large one's chunks: both are stored."""
+    store = ObjectStore(tmp_path)
+    big = bytes(range(256)) * 20
+    batches = [
+        [pb.ObjectChunk(hash=hash_bytes(big), data=big[:2000]),
+         pb.ObjectChunk(hash=hash_bytes(b"s1"), data=b"s1", last=True)],
+        [pb.ObjectChunk(data=big[2000:4000]),
+         pb.ObjectChunk(hash=hash_bytes(b"s2"), data=b"s2", last=True),
+         pb.ObjectChunk(data=big[4000:], last=True)],
+    ]  # fmt: skip
+    r = _Receiver(store, pool)
+    _feed(r, batches)
+    assert r.stored == 3
+    assert store.missing([hash_bytes(big), hash_bytes(b"s1"), hash_bytes(b"s2")]) == []
+
+
+def test_a_large_object_starting_inside_another_is_an_error(
+    tmp_path: Path, pool: ThreadPoolExecutor
+) -> None:
+    big = b"y" * 5000
+    batches = [
+        [pb.ObjectChunk(hash=hash_bytes(big), data=big[:100]),
+         pb.ObjectChunk(hash=hash_bytes(b"other"), data=b"oth")],
+    ]  # fmt: skip
+    with pytest.raises(SyncError, match="without its last chunk"):
+        _feed(_Receiver(ObjectStore(tmp_path), pool), batches)
