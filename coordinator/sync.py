@@ -71,13 +71,14 @@ class Syncer:
         self._revisions: dict[str, Revision] = {}  # parsed manifests by revision id
         self._confirmed: dict[tuple[str, str], float] = {}  # (host, revision) -> when
         self._saved: dict[Path, float] = {}  # when each scanner's stat cache was last saved
+        self._sized: set[Path] = set()  # trees walked once: whether to watch them is known
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         # What each host is known to hold, so a re-sync asks only about new objects and sends
         # a revision as its difference from the last one the host got.
         self._objects_on: dict[str, set[str]] = {}
         self._last_on: dict[str, Revision] = {}
 
-    def _watch(self, source: Path, extra_excludes: Sequence[Path]) -> None:
+    def _watch(self, source: Path, extra_excludes: Sequence[Path]) -> TreeWatcher:
         """Keep a large tree's manifest fresh from file events (see coordinator/watcher.py)."""
         if len(self._watchers) >= MAX_WATCHED:
             self._watchers.pop(next(iter(self._watchers))).stop()
@@ -85,7 +86,8 @@ class Syncer:
         for path in extra_excludes:
             with contextlib.suppress(ValueError):
                 ignore.append(path.resolve().relative_to(source).as_posix())
-        self._watchers[source] = TreeWatcher(source, ignore)
+        watcher = self._watchers[source] = TreeWatcher(source, ignore)
+        return watcher
 
     def close(self) -> None:
         for w in self._watchers.values():
@@ -114,13 +116,23 @@ class Syncer:
         scanner = self.scanner(source, extra_excludes)
         source = source.resolve()
         watcher = self._watchers.get(source)
-        if changed is None and watcher is not None:
+        started = False
+        if watcher is None and source not in self._sized:
+            # A tree not seen yet may be large: watch it from before its first walk, so that
+            # no change between the two goes unnoticed (reads make no events).
+            watcher, started = self._watch(source, extra_excludes), True
+            changed = None
+        elif changed is None and watcher is not None:
             changed = watcher.drain()  # None: it cannot vouch, so a full stat walk
         scanner.keep_small = SMALL
         try:
             manifest = scanner.scan(changed)
-            if watcher is None and len(manifest.entries) >= WATCH_MIN_FILES:
-                # A large tree: watch it from now on, then walk it once more, so that nothing
+            large = len(manifest.entries) >= WATCH_MIN_FILES
+            self._sized.add(source)
+            if started and not large:
+                self._watchers.pop(source).stop()  # a small tree's walk costs less
+            elif watcher is None and large:
+                # Grown large: watch it from now on, then walk it once more, so that nothing
                 # changed between the walk above and the watcher's start goes unnoticed.
                 self._watch(source, extra_excludes)
                 manifest = scanner.scan(None)

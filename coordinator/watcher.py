@@ -13,8 +13,25 @@ import threading
 from collections.abc import Sequence
 from pathlib import Path
 
-from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.events import (
+    DirCreatedEvent,
+    DirDeletedEvent,
+    DirModifiedEvent,
+    DirMovedEvent,
+    FileClosedEvent,
+    FileCreatedEvent,
+    FileDeletedEvent,
+    FileModifiedEvent,
+    FileMovedEvent,
+    FileSystemEvent,
+    FileSystemEventHandler,
+)
 from watchdog.observers import Observer
+
+CHANGES: list[type[FileSystemEvent]] = [
+    DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent, FileClosedEvent,
+    FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
+]  # fmt: skip
 
 
 class TreeWatcher(FileSystemEventHandler):
@@ -27,7 +44,8 @@ class TreeWatcher(FileSystemEventHandler):
         self._changed: set[str] = set()
         self._lock = threading.Lock()
         self._observer = Observer()
-        self._observer.schedule(self, str(self.root), recursive=True)
+        # Changes only: reading a file (as the coordinator's own hashing does) makes no event.
+        self._observer.schedule(self, str(self.root), recursive=True, event_filter=CHANGES)
         self._observer.start()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
