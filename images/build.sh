@@ -2,9 +2,11 @@
 # Build convoy's base images locally, with no container registry:
 #   convoy/busybox:1    a busybox-static root filesystem (a few MB, seconds)
 #   convoy/python:3.11  Debian bookworm minbase + python3, via debootstrap (a minute or two)
+#   convoy/gcc:12       Debian bookworm minbase + gcc, make, libc6-dev (opt-in: only when named)
+# With no target (or 'all') builds busybox and python; gcc only when asked for: build.sh gcc.
 # Images that already exist are skipped.
 #
-# usage: images/build.sh [-f|--force] [-q|--quiet] [busybox|python|all]...
+# usage: images/build.sh [-f|--force] [-q|--quiet] [busybox|python|gcc|all]...
 #   -f, --force   rebuild even when the image exists
 #   -q, --quiet   print nothing when an image is skipped
 # env:  CONVOY_DEBIAN_MIRROR  Debian mirror for debootstrap (default: from apt sources)
@@ -13,6 +15,7 @@ set -euo pipefail
 
 BUSYBOX_IMAGE=convoy/busybox:1
 PYTHON_IMAGE=convoy/python:3.11
+GCC_IMAGE=convoy/gcc:12
 IMAGE_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 SUITE=bookworm
 
@@ -23,10 +26,10 @@ for arg in "$@"; do
     case "$arg" in
         -f|--force) force=1 ;;
         -q|--quiet) quiet=1 ;;
-        busybox|python) targets+=("$arg") ;;
-        all) targets+=(busybox python) ;;
-        -h|--help) sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
-        *) echo "images/build.sh: unknown argument '$arg' (expected busybox, python or all)" >&2; exit 2 ;;
+        busybox|python|gcc) targets+=("$arg") ;;
+        all) targets+=(busybox python) ;;  # not gcc: opt-in, it takes longer and few need it
+        -h|--help) sed -n '2,13p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        *) echo "images/build.sh: unknown argument '$arg' (expected busybox, python, gcc or all)" >&2; exit 2 ;;
     esac
 done
 [[ ${#targets[@]} -gt 0 ]] || targets=(busybox python)
@@ -206,6 +209,48 @@ build_python() {
         >>"$LOG" 2>&1 || die "$PYTHON_IMAGE does not run"
     finish_workdir
     say "built $PYTHON_IMAGE in $((SECONDS - t0)) s"
+}
+
+build_gcc() {
+    need_image "$GCC_IMAGE" || return 0
+    local t0=$SECONDS mirror
+    command -v debootstrap >/dev/null 2>&1 || [[ -x /usr/sbin/debootstrap ]] || apt_install debootstrap
+    local debootstrap=debootstrap
+    command -v debootstrap >/dev/null 2>&1 || debootstrap=/usr/sbin/debootstrap
+    mirror=$(debian_mirror)
+    say "building $GCC_IMAGE: debootstrap $SUITE + gcc, make, libc6-dev from $mirror (a few minutes)"
+    new_workdir
+    local root="$WORK/root" keyring=()
+    [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] \
+        && keyring=(--keyring=/usr/share/keyrings/debian-archive-keyring.gpg)
+    # shellcheck disable=SC2129  # separate steps, one log
+    "${SUDO[@]}" "$debootstrap" --variant=minbase --include=gcc,make,libc6-dev "${keyring[@]}" \
+        "$SUITE" "$root" "$mirror" >>"$LOG" 2>&1
+    # Same clean-up as the python image; 'cc' is the default for make's $(CC), check it is there.
+    # shellcheck disable=SC2016  # the script is expanded by the inner sh, with root as $1
+    "${SUDO[@]}" sh -euc '
+        root=$1
+        rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/cache/debconf/*-old \
+               "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
+               "$root"/usr/share/lintian "$root"/usr/share/linda "$root"/var/log/* \
+               "$root"/tmp/* "$root"/var/tmp/* "$root"/root/.cache
+        mkdir -p "$root"/var/log/apt
+        : >"$root"/etc/hostname
+        printf "%s\n" "# set by the container runtime" >"$root"/etc/resolv.conf
+        test "$(chroot "$root" /usr/bin/gcc -dumpversion)" = 12
+        chroot "$root" /bin/sh -c "cc --version && make --version"
+    ' sh "$root" >>"$LOG" 2>&1
+    "${SUDO[@]}" tar --numeric-owner -C "$root" -c . \
+        | docker import --change "ENV PATH=$IMAGE_PATH" --change 'ENV LANG=C.UTF-8' \
+            --change 'CMD ["bash"]' \
+            --message "convoy gcc image: debootstrap $SUITE minbase + gcc, make, libc6-dev (images/build.sh)" \
+            - "$GCC_IMAGE" >>"$LOG"
+    # compile, link and run a C program, as a build step would (no network)
+    docker run --rm --network none -w /tmp "$GCC_IMAGE" sh -c \
+        'printf "#include <stdio.h>\nint main(void){puts(\"ok\");return 0;}\n" >t.c && printf "t: t.c\n" >Makefile && make -s && ./t' \
+        >>"$LOG" 2>&1 || die "$GCC_IMAGE does not compile a C program"
+    finish_workdir
+    say "built $GCC_IMAGE in $((SECONDS - t0)) s"
 }
 
 for t in "${targets[@]}"; do
