@@ -12,12 +12,13 @@ what the host lacks, sending that, and the host materialising the revision's sna
 the sync requests' payload (hashes asked about, objects, manifest entries); rsync's are its own
 `--stats` "Total bytes sent".
 
-    python bench/sync.py [--files 10000] [--big 5] [--rounds 3]
+    python bench/sync.py [--files 10000] [--big 5] [--rounds 5]
 
 Timings on these machines drift by a factor of two from minute to minute, so the initial sync
-is measured in --rounds rounds, each against a new host, a new coordinator home and a new rsync
-destination, and the round of median ratio is reported. Before each tool's turn, pending writes
-are flushed (`sync`), so neither pays for the other's writeback.
+is measured in --rounds rounds, each against a new host, a new coordinator home and a new
+rsync destination, with the tools' order alternating, and the round of median ratio is
+reported. Before each tool's turn, pending writes are flushed (`sync`), so neither pays for
+the other's writeback.
 
 The last line is JSON: {"initial": C, "nochange": C, "small_change": C, "big_file_change": C},
 each C being {"convoy_s", "rsync_s", "ratio", "convoy_bytes", "rsync_bytes", "changed_bytes"}.
@@ -134,16 +135,22 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
 
                     async def both(
                         name: str, changed: int, convoy: ConvoySide = convoy,
-                        host: TestHost = host, dest: str = dest,
+                        host: TestHost = host, dest: str = dest, rsync_first: bool = False,
                     ) -> dict[str, Any]:  # fmt: skip
                         # Each tool starts with no writes pending: the tree was just written,
                         # and either tool's writes would be flushed during the other's turn.
+                        if rsync_first:
+                            os.sync()
+                            r = rsync(src, host, dest)
                         os.sync()
                         c = await convoy.sync(src)
-                        os.sync()
-                        return _row(name, c, rsync(src, host, dest), changed)
+                        if not rsync_first:
+                            os.sync()
+                            r = rsync(src, host, dest)
+                        return _row(name, c, r, changed)
 
-                    initial.append(await both("initial", total))
+                    # Which tool goes first alternates between rounds.
+                    initial.append(await both("initial", total, rsync_first=round_ % 2 == 1))
                     if last:
                         results["nochange"] = await both("nochange", 0)
                         small = src / "d42" / "f00042.txt"
@@ -168,7 +175,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--big", type=int, default=5)
-    p.add_argument("--rounds", type=int, default=3, help="initial syncs measured (median kept)")
+    p.add_argument("--rounds", type=int, default=5, help="initial syncs measured (median kept)")
     results = asyncio.run(run(p.parse_args()))
     print(json.dumps(results))
 
