@@ -13,6 +13,7 @@ import functools
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -59,6 +60,8 @@ class AttemptRequest:
     outputs: tuple[str, ...] = ()
     revision: str = ""
     inputs: dict[str, str] = field(default_factory=dict)  # name -> revision
+    build_key: str = ""  # a succeeded build whose files lie over the revision's (a run's base)
+    upper: str = ""  # a build's own upper folder (agent/builds.py); else the attempt's
 
 
 @dataclass(frozen=True)
@@ -221,12 +224,18 @@ class Attempts:
         if req.revision:
             self.objects.acquire(req.revision, req.attempt_id)  # not collected while in use
             if self.overlay:
-                lower = ":".join(str(p) for p in self.objects.revision_layers(req.revision))
-                upper, scratch = a.dir / "upper", a.dir / "ovlwork"
+                layers = self.objects.revision_layers(req.revision)
+                if req.build_key:
+                    layers.insert(0, self.build_output(req.build_key))
+                lower = ":".join(str(p) for p in layers)
+                upper = Path(req.upper) if req.upper else a.dir / "upper"
+                scratch = upper.parent / "ovlwork" if req.upper else a.dir / "ovlwork"
                 upper.mkdir(exist_ok=True)
                 scratch.mkdir(exist_ok=True)
                 _write_json(a.dir / "workspace.json", {"mode": "overlay"})
                 return upper, (lower, str(upper), str(scratch))
+            if req.build_key or req.upper:
+                raise ConvoyError("build steps need overlayfs on the host (see CONVOY_WORKSPACE)")
             source = self.objects.full_dir(req.revision)
         else:
             source = Path(req.source_path)
@@ -234,6 +243,15 @@ class Attempts:
         _write_json(a.dir / "manifest.json", manifest)
         _write_json(a.dir / "workspace.json", {"mode": "copy"})
         return a.work, None
+
+    def build_output(self, key: str) -> Path:
+        """The files a succeeded build made or changed (see agent/builds.py)."""
+        if not re.fullmatch(r"[0-9a-f]{64}", key):
+            raise ConvoyError(f"not a build key: {key!r}")
+        out = self.home / "builds" / key / "upper"
+        if not (self.home / "builds" / key / "succeeded").exists():
+            raise ConvoyError(f"no succeeded build {key[:12]} on this host")
+        return out
 
     def _watch(self, a: Attempt) -> None:
         task = asyncio.get_running_loop().create_task(self._monitor(a))

@@ -25,6 +25,7 @@ from convoy.v1 import agent_pb2_grpc as pb_grpc
 from convoy.v1 import common_pb2
 
 from .attempts import AttemptRequest, Attempts, AttemptState, AttemptStatus, UnknownAttempt
+from .builds import Builds
 from .objects import ObjectStore, ObjectWriter, apply_delta
 from .runtime import DockerRuntime
 
@@ -60,7 +61,7 @@ def request_from_pb(r: pb.StartAttemptRequest) -> AttemptRequest:
         experiment=r.experiment, image=r.image, argv=tuple(r.argv), env=dict(r.env),
         cpus=r.resources.cpus, memory_bytes=r.resources.memory_bytes, network=r.network or "none",
         timeout_seconds=r.timeout_seconds, source_path=r.source_path, outputs=tuple(r.outputs),
-        revision=r.revision, inputs=dict(r.inputs),
+        revision=r.revision, inputs=dict(r.inputs), build_key=r.build_key,
     )  # fmt: skip
 
 
@@ -178,6 +179,7 @@ class SyncService:
 class AgentService(SyncService, pb_grpc.AgentServicer):
     def __init__(self, attempts: Attempts, name: str, capacity: common_pb2.Resources) -> None:
         self.attempts = attempts
+        self.builds = Builds(attempts)
         self.name = name
         self.capacity = capacity
         self._docker_version = ""
@@ -206,6 +208,17 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
         except ConvoyError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise
+
+    async def Build(self, request: pb.BuildRequest, context: Ctx) -> pb.BuildResult:
+        try:
+            r = await self.builds.build(request.key, request_from_pb(request.attempt))
+        except ConvoyError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise
+        return pb.BuildResult(
+            key=r.key, succeeded=r.succeeded, exit_code=r.exit_code, reason=r.reason,
+            tail=r.tail, attempt_id=r.attempt_id, built_now=r.built_now, seconds=r.seconds,
+        )  # fmt: skip
 
     async def GetAttempt(
         self, request: pb.AttemptRef, context: grpc.aio.ServicerContext
@@ -381,7 +394,7 @@ STORE_MAX_AGE_S = 7 * 24 * 3600.0
 COLLECT_EVERY_S = 600.0
 
 
-async def _collect_forever(attempts: Attempts) -> None:
+async def _collect_forever(attempts: Attempts, builds: Builds) -> None:
     """Old revisions and their objects go by age and size, never while a run uses them."""
     max_bytes = int(os.environ.get("CONVOY_STORE_MAX_BYTES", str(50 * 1024**3)))
     while True:
@@ -389,6 +402,9 @@ async def _collect_forever(attempts: Attempts) -> None:
         try:
             report = await asyncio.to_thread(attempts.objects.collect, STORE_MAX_AGE_S, max_bytes)
             log.info("collected: %s", report)
+            removed = await asyncio.to_thread(builds.collect)
+            if removed:
+                log.info("collected %d builds of collected revisions", removed)
         except Exception:
             log.exception("collecting the object store failed")
 
@@ -415,7 +431,7 @@ async def serve(
     server.add_insecure_port(f"unix:{sock}")
     await server.start()
     os.chmod(sock, 0o600)
-    collector = asyncio.ensure_future(_collect_forever(attempts))
+    collector = asyncio.ensure_future(_collect_forever(attempts, service.builds))
     log.info("agent %s listening on %s", service.name, sock)
     if ready is not None:
         ready.set()

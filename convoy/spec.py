@@ -35,6 +35,18 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class BuildSpec:
+    """The build step: run once per (image, revision, command) on each host, before that
+    revision's first run there; its files then lie under every run's workspace."""
+
+    command: str | tuple[str, ...]
+    image: str = ""  # "": the experiment's image
+    resources: Resources | None = None  # None: the experiment's
+    timeout_seconds: float = 0.0
+    once: str = "host"
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     name: str
     image: str
@@ -53,6 +65,7 @@ class ExperimentSpec:
     # synced like the sources and mounted read-only at /inputs/<name>.
     inputs: tuple[tuple[str, str], ...] = ()
     progress: str | None = None  # a regex with a named group `percent`
+    build: BuildSpec | None = None
     file: str = "<spec>"
 
 
@@ -75,8 +88,9 @@ _REQUIRED = ("name", "image", "command")
 _OPTIONAL = (
     "matrix", "resources", "env", "outputs", "retries", "timeout", "network", "sources", "inputs",
 )  # fmt: skip
-_FIELDS = (*_REQUIRED, *_OPTIONAL, "progress")
-_NOT_SUPPORTED = ("build",)
+_FIELDS = (*_REQUIRED, *_OPTIONAL, "progress", "build")
+_NOT_SUPPORTED: tuple[str, ...] = ()
+_BUILD_FIELDS = ("command", "image", "resources", "timeout", "once")
 _MEMORY_UNITS = {"": 1, "b": 1}
 for _i, _p in enumerate("kmgtp", start=1):
     _MEMORY_UNITS.update({_p: 1024**_i, _p + "ib": 1024**_i, _p + "b": 1000**_i})
@@ -258,6 +272,57 @@ class NodeChecker:
         what = "a shell command (string) or a non-empty list of arguments"
         return self.refs(node, "command", self.string(node, "command", what))
 
+    def build(self, node: yaml.Node) -> BuildSpec:
+        """`build: make` (a command), or a mapping with command, image, resources, timeout, once."""
+        if not isinstance(node, yaml.MappingNode):
+            return BuildSpec(command=self.build_command(node, "build"))
+        fields = self.mapping(node, "build")
+        self.known_keys(fields, _BUILD_FIELDS, " in build")
+        if "command" not in fields:
+            raise self.error(node, "build: missing required field 'command'")
+        kwargs: dict[str, Any] = {
+            "command": self.build_command(fields["command"][1], "build.command")
+        }
+        if "image" in fields:
+            kwargs["image"] = self.string(fields["image"][1], "build.image")
+        if "resources" in fields:
+            kwargs["resources"] = self.resources(fields["resources"][1], "build.resources")
+        if "timeout" in fields:
+            kwargs["timeout_seconds"] = self.converted(
+                fields["timeout"][1], "build.timeout", parse_duration
+            )
+        if "once" in fields:
+            n = fields["once"][1]
+            once = self.string(n, "build.once", "'host' (each host builds for itself)")
+            if once == "cluster":
+                raise self.error(n, "build.once: 'cluster' (build on one host, ship the output "
+                                    "to the others) is not supported yet; use 'host'")  # fmt: skip
+            if once != "host":
+                raise self.expect(n, "build.once", "'host' (each host builds for itself)")
+            kwargs["once"] = once
+        return BuildSpec(**kwargs)
+
+    def build_command(self, node: yaml.Node, path: str) -> str | tuple[str, ...]:
+        """A build runs once per revision, for all the runs: no matrix parameters in it."""
+        nodes = node.value if isinstance(node, yaml.SequenceNode) else [node]
+        for n in nodes:
+            text = n.value if isinstance(n, yaml.ScalarNode) else ""
+            for m in _REF_RE.finditer(text):
+                if m.group(1) is not None:
+                    raise self.error(
+                        n, f"{path}: '${{{m.group(1)}}}': a build runs once for all the runs of "
+                        f"a revision, so it cannot use matrix parameters (write '$${{' for a "
+                        f"literal '${{')",
+                    )  # fmt: skip
+        params, self.params = self.params, []
+        try:
+            if isinstance(node, yaml.SequenceNode) and node.value:
+                return tuple(self.text(n, f"{path}[{i}]") for i, n in enumerate(node.value))
+            what = "a shell command (string) or a non-empty list of arguments"
+            return self.string(node, path, what)
+        finally:
+            self.params = params
+
     def matrix(self, node: yaml.Node) -> tuple[tuple[str, tuple[ParamValue, ...]], ...]:
         out = []
         for name, (key, value) in self.mapping(node, "matrix").items():
@@ -300,21 +365,21 @@ class NodeChecker:
             raise self.error(node, f"{path}: range {bounds} is empty (stop is exclusive)")
         return values
 
-    def resources(self, node: yaml.Node) -> Resources:
-        fields = self.mapping(node, "resources")
-        self.known_keys(fields, ("cpus", "memory", "gpus"), " in resources")
+    def resources(self, node: yaml.Node, path: str = "resources") -> Resources:
+        fields = self.mapping(node, path)
+        self.known_keys(fields, ("cpus", "memory", "gpus"), f" in {path}")
         kwargs: dict[str, Any] = {}
         if "cpus" in fields:
             n = fields["cpus"][1]
             cpus = self.scalar(n)
             if type(cpus) not in (int, float) or not math.isfinite(cpus) or cpus <= 0:
-                raise self.expect(n, "resources.cpus", "a positive number")
+                raise self.expect(n, f"{path}.cpus", "a positive number")
             kwargs["cpus"] = float(cpus)
         if "memory" in fields:
-            memory = self.converted(fields["memory"][1], "resources.memory", parse_memory)
+            memory = self.converted(fields["memory"][1], f"{path}.memory", parse_memory)
             kwargs["memory_bytes"] = memory
         if "gpus" in fields:
-            kwargs["gpus"] = self.integer(fields["gpus"][1], "resources.gpus", 0)
+            kwargs["gpus"] = self.integer(fields["gpus"][1], f"{path}.gpus", 0)
         return Resources(**kwargs)
 
     def env(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:
@@ -411,6 +476,7 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
         "sources": lambda n: posixpath.normpath(check.relative_path(n, "sources")),
         "progress": check.progress,
         "inputs": check.inputs,
+        "build": check.build,
     }
     values: dict[str, Any] = {}
     if "matrix" in given:  # first: command and env may refer to its parameters

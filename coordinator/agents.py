@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import grpc
 
 from convoy.content import EntryLike
-from convoy.spec import Resources
+from convoy.spec import BuildSpec, Resources
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
 from convoy.v1 import common_pb2
@@ -54,6 +54,18 @@ def _outcome(s: pb.AttemptStatus) -> AttemptOutcome:
         s.attempt_id, _STATE_NAMES.get(s.state, "error"), s.exit_code, s.started_at, s.ended_at,
         s.reason, s.image_id,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class BuildOutcome:
+    key: str
+    succeeded: bool
+    exit_code: int
+    reason: str
+    tail: str
+    attempt_id: str  # its output: read_log(attempt_id)
+    built_now: bool
+    seconds: float
 
 
 def argv_of(command: str | tuple[str, ...]) -> list[str]:
@@ -102,7 +114,7 @@ class AgentClient:
         )  # fmt: skip
 
     async def start(
-        self, run: RunRecord, source_path: str = "", revision: str = ""
+        self, run: RunRecord, source_path: str = "", revision: str = "", build_key: str = ""
     ) -> AttemptOutcome:
         req = pb.StartAttemptRequest(
             attempt_id=run.attempt_id, run_id=run.id, submission_id=run.submission_id,
@@ -113,9 +125,26 @@ class AgentClient:
                 gpus=run.resources.gpus,
             ),
             network=run.network, timeout_seconds=run.timeout_seconds, source_path=source_path,
-            outputs=list(run.outputs), revision=revision, inputs=run.inputs,
+            outputs=list(run.outputs), revision=revision, inputs=run.inputs, build_key=build_key,
         )  # fmt: skip
         return _outcome(await self._stub.StartAttempt(req, timeout=300))
+
+    async def build(self, key: str, run: RunRecord, build: BuildSpec) -> BuildOutcome:
+        """Run the build `key` of run's revision on this host, or reuse the one made there."""
+        res = build.resources or run.resources
+        req = pb.BuildRequest(key=key, attempt=pb.StartAttemptRequest(
+            submission_id=run.submission_id, experiment=run.experiment,
+            image=build.image or run.image, argv=argv_of(build.command),
+            env={"CONVOY_SUBMISSION": run.submission_id, "CONVOY_EXPERIMENT": run.experiment,
+                 "CONVOY_REVISION": run.revision, "CONVOY_BUILD": key,
+                 "CONVOY_CPUS": f"{res.cpus:g}"},
+            resources=common_pb2.Resources(
+                cpus=res.cpus, memory_bytes=res.memory_bytes, gpus=res.gpus),
+            network=run.network, timeout_seconds=build.timeout_seconds, revision=run.revision,
+        ))  # fmt: skip
+        r = await self._stub.Build(req)
+        return BuildOutcome(r.key, r.succeeded, r.exit_code, r.reason, r.tail, r.attempt_id,
+                            r.built_now, r.seconds)  # fmt: skip
 
     async def get(self, attempt_id: str) -> AttemptOutcome | None:
         try:

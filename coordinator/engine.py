@@ -25,6 +25,7 @@ from convoy.spec import expand, load_spec
 from convoy.states import ACTIVE, RunState, check_transition
 
 from .agents import AttemptOutcome
+from .builds import BuildKeeper, failure_reason
 from .events import EventBus, RunChanged
 from .images import ImageShipper
 from .liveness import Host, HostLiveness
@@ -47,6 +48,7 @@ class Coordinator(HostLiveness):
         self.bus = EventBus()
         self.syncer = Syncer(home)
         self.images = ImageShipper()
+        self.builds = BuildKeeper(store, self.images)
         self._queue: dict[str, RunRecord] = {}
         self._allocations: dict[str, tuple[str, Units]] = {}  # run id -> (host, units)
         self._cancelling: dict[str, float] = {}  # run id -> grace seconds
@@ -219,6 +221,7 @@ class Coordinator(HostLiveness):
             # goes straight to starting; otherwise the run syncs first.
             ready = self.syncer.fresh(p.host, (run.revision, *run.inputs.values()))
             ready = ready and self.images.fresh(p.host, run.image)
+            ready = ready and self.builds.ready(p.host, run)
             placed = run.moved(
                 RunState.STARTING if ready else RunState.SYNCING, f"placed on {p.host}",
                 host=p.host, attempt=run.attempt + 1, exit_code=None, started_at=0.0,
@@ -248,9 +251,27 @@ class Coordinator(HostLiveness):
                 await self._resilient(
                     host, lambda: self.images.ensure(host.name, host.client, run.image)
                 )
+                build = self.builds.spec(run)
+                if build is not None:
+                    if build.image:
+                        image = build.image
+                        await self._resilient(
+                            host, lambda: self.images.ensure(host.name, host.client, image)
+                        )
+                    run = self._move(run, RunState.BUILDING, f"building on {host.name}")
+                    built = await self._resilient(
+                        host, lambda: self.builds.ensure(host.name, host.client, run)
+                    )
+                    if built is not None and not built.succeeded:
+                        final = self._end(run, RunState.FAILED, failure_reason(host.name, built),
+                                          exit_code=built.exit_code)  # fmt: skip
+                        if final is not None:
+                            await asyncio.to_thread(self._write_result, final)
+                        return
                 run = self._move(run, RunState.STARTING, f"starting on {host.name}")
+            build_key = self.builds.key(run)
             outcome = await self._resilient(
-                host, lambda: host.client.start(run, revision=run.revision)
+                host, lambda: host.client.start(run, revision=run.revision, build_key=build_key)
             )
             if outcome.state == "error" and "no such revision" in outcome.reason and not synced_now:
                 self.syncer.forget(host.name)  # collected since it was confirmed: sync again
@@ -310,12 +331,28 @@ class Coordinator(HostLiveness):
         self._queue[run.id] = run
         self._wake.set()
 
-    def _end(self, run: RunRecord, state: RunState, reason: str) -> None:
+    def _end(
+        self, run: RunRecord, state: RunState, reason: str, **changes: object
+    ) -> RunRecord | None:
         current = self.store.run(run.id) or run
         if current.state.terminal:
-            return
-        self._move(current, state, reason, ended_at=time.time())
+            return None
+        final = self._move(current, state, reason, ended_at=time.time(), **changes)
         self._update_csv(current.submission_id)
+        return final
+
+    @staticmethod
+    def _write_result(run: RunRecord) -> None:
+        """A results folder for a run that never started: its run.json says why."""
+        result = RunResult(run)
+        result.open()
+        try:
+            with result.log_file():
+                pass
+            result.commit(run)
+        except BaseException:
+            result.discard()
+            raise
 
     async def _finish(self, run: RunRecord, host: Host, outcome: AttemptOutcome) -> None:
         """Collect the attempt's results, then record how it ended (or queue a retry)."""

@@ -148,7 +148,7 @@ class AgentInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., docker_version: _Optional[str] = ...) -> None: ...
 
 class StartAttemptRequest(_message.Message):
-    __slots__ = ("attempt_id", "run_id", "submission_id", "experiment", "image", "argv", "env", "resources", "network", "timeout_seconds", "source_path", "outputs", "revision", "inputs")
+    __slots__ = ("attempt_id", "run_id", "submission_id", "experiment", "image", "argv", "env", "resources", "network", "timeout_seconds", "source_path", "outputs", "revision", "inputs", "build_key")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -177,6 +177,7 @@ class StartAttemptRequest(_message.Message):
     OUTPUTS_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
+    BUILD_KEY_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     run_id: str
     submission_id: str
@@ -191,7 +192,36 @@ class StartAttemptRequest(_message.Message):
     outputs: _containers.RepeatedScalarFieldContainer[str]
     revision: str
     inputs: _containers.ScalarMap[str, str]
-    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., image: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., network: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., source_path: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., revision: _Optional[str] = ..., inputs: _Optional[_Mapping[str, str]] = ...) -> None: ...
+    build_key: str
+    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., image: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., network: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., source_path: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., revision: _Optional[str] = ..., inputs: _Optional[_Mapping[str, str]] = ..., build_key: _Optional[str] = ...) -> None: ...
+
+class BuildRequest(_message.Message):
+    __slots__ = ("key", "attempt")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    attempt: StartAttemptRequest
+    def __init__(self, key: _Optional[str] = ..., attempt: _Optional[_Union[StartAttemptRequest, _Mapping]] = ...) -> None: ...
+
+class BuildResult(_message.Message):
+    __slots__ = ("key", "succeeded", "exit_code", "reason", "tail", "attempt_id", "built_now", "seconds")
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    SUCCEEDED_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    TAIL_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    BUILT_NOW_FIELD_NUMBER: _ClassVar[int]
+    SECONDS_FIELD_NUMBER: _ClassVar[int]
+    key: str
+    succeeded: bool
+    exit_code: int
+    reason: str
+    tail: str
+    attempt_id: str
+    built_now: bool
+    seconds: float
+    def __init__(self, key: _Optional[str] = ..., succeeded: _Optional[bool] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., tail: _Optional[str] = ..., attempt_id: _Optional[str] = ..., built_now: _Optional[bool] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class AttemptStatus(_message.Message):
     __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id")

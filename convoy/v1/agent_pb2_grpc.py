@@ -112,6 +112,11 @@ class AgentStub:
                 request_serializer=convoy_dot_v1_dot_agent__pb2.PullImageRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_agent__pb2.HasImageResponse.FromString,
                 _registered_method=True)
+        self.Build = channel.unary_unary(
+                '/convoy.v1.Agent/Build',
+                request_serializer=convoy_dot_v1_dot_agent__pb2.BuildRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_agent__pb2.BuildResult.FromString,
+                _registered_method=True)
 
 
 class AgentServicer:
@@ -223,6 +228,17 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Build(self, request, context):
+        """Builds. Runs an experiment's build step once per key on this host, on the revision in the
+        experiment's build folder (the outputs of its last build, with the sources that changed
+        since made newer, so a make-style build redoes only what changed). A key already built is
+        never built again; a call for a key being built waits for that build. Its output is an
+        attempt's log (ReadLog), and its files become the base of runs started with its key.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AgentServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -300,6 +316,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.PullImage,
                     request_deserializer=convoy_dot_v1_dot_agent__pb2.PullImageRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_agent__pb2.HasImageResponse.SerializeToString,
+            ),
+            'Build': grpc.unary_unary_rpc_method_handler(
+                    servicer.Build,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.BuildRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_agent__pb2.BuildResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -709,6 +730,33 @@ class Agent:
             '/convoy.v1.Agent/PullImage',
             convoy_dot_v1_dot_agent__pb2.PullImageRequest.SerializeToString,
             convoy_dot_v1_dot_agent__pb2.HasImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Build(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Agent/Build',
+            convoy_dot_v1_dot_agent__pb2.BuildRequest.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.BuildResult.FromString,
             options,
             channel_credentials,
             insecure,

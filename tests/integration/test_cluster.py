@@ -245,3 +245,49 @@ def _wait_hosts(env: ConvoyEnv, want: dict[str, str], timeout: float = 60) -> No
                 return
         time.sleep(0.5)
     raise AssertionError(f"hosts stayed {states}, not {want}")
+
+
+def _builds_on(host: TestHost) -> list[Path]:
+    return sorted(p for p in (host.agent_home / "builds").glob("*") if (p / "result.json").exists())
+
+
+def test_a_build_runs_once_per_host_and_never_again_for_that_revision(
+    test_hosts: list[TestHost], tmp_path: Path
+) -> None:
+    """20 runs on two hosts: exactly one build on each, seen by all its runs; submitting the
+    same revision again builds nothing."""
+    h1, h2 = test_hosts
+    spec = write_experiment(tmp_path, """
+        name: built
+        image: convoy/busybox:1
+        build: cat /proc/sys/kernel/random/uuid > built-at; echo building
+        command: cat built-at; sleep 0.2
+        matrix:
+          i: {range: [0, 20]}
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    with _cluster([h1, h2]) as env:
+        out = env.cli("run", str(spec))
+        assert out.returncode == 0, out.stderr + (env.home / "up.log").read_text()
+        first = tmp_path / "convoy-results/built/built-1"
+        by_host: dict[str, set[str]] = defaultdict(set)
+        for p in sorted(first.glob("*/run.json")):
+            r = json.loads(p.read_text())
+            assert r["state"] == "succeeded"
+            by_host[r["host"]].add((first / r["run"] / "output.log").read_text())
+        assert set(by_host) == {"h1", "h2"}
+        assert all(len(seen) == 1 for seen in by_host.values())  # one build per host...
+        assert by_host["h1"] != by_host["h2"]  # ...and each host made its own
+        assert len(_builds_on(h1)) == len(_builds_on(h2)) == 1
+        for name in ("h1", "h2"):
+            log = (first / "build" / f"{name}.log").read_text()
+            assert "made now" in log and "building" in log
+
+        out = env.cli("run", str(spec))
+        assert out.returncode == 0, out.stderr
+        second = tmp_path / "convoy-results/built/built-2"
+        for p in sorted(second.glob("*/run.json")):
+            r = json.loads(p.read_text())
+            assert (second / r["run"] / "output.log").read_text() in by_host[r["host"]]
+        assert len(_builds_on(h1)) == len(_builds_on(h2)) == 1  # nothing built again
+        assert not any("made now" in p.read_text() for p in second.glob("build/*.log"))

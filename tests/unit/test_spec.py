@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from convoy.errors import SpecError
-from convoy.spec import ExperimentSpec, Resources, expand, load_spec, parse_duration, parse_memory
+from convoy.spec import (
+    BuildSpec,
+    ExperimentSpec,
+    Resources,
+    expand,
+    load_spec,
+    parse_duration,
+    parse_memory,
+)
 
 FULL = r"""name: aloha
 image: convoy/python:3.11
@@ -270,10 +278,39 @@ def test_progress_regex_that_does_not_compile_reports_the_regex_error() -> None:
     assert e.message.startswith("progress: invalid regular expression:")
 
 
-def test_build_is_not_supported_yet() -> None:
-    e = error(HEAD + "command: x\nbuild: make\n")
-    assert (e.line, e.column) == (4, 1)
-    assert e.message == "'build' is not supported yet"
+def test_build_as_a_command_or_a_mapping() -> None:
+    """`build: make` is a command; a mapping may set its own image, resources and timeout."""
+    spec = load(HEAD + "command: x\nbuild: make -j2\n")
+    assert spec.build == BuildSpec(command="make -j2")
+    spec = load(
+        HEAD + "command: x\nbuild:\n  command: [make, all]\n  image: convoy/gcc:12\n"
+        "  resources: {cpus: 2}\n  timeout: 10m\n  once: host\n"
+    )
+    assert spec.build == BuildSpec(
+        command=("make", "all"), image="convoy/gcc:12", resources=Resources(cpus=2.0),
+        timeout_seconds=600.0,
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("tail", "where", "message"),
+    [
+        ("build:\n  image: x\n", (6, 3), "build: missing required field 'command'"),
+        ("build:\n  command: make\n  imag: y\n", (7, 3),
+         "unknown field 'imag' in build (did you mean 'image'?)"),
+        ("build: make N=${n}\n", (5, 8), "build: '${n}': a build runs once for all the runs of a "
+         "revision, so it cannot use matrix parameters (write '$${' for a literal '${')"),
+        ("build:\n  command: make\n  once: cluster\n", (7, 9), "build.once: 'cluster' (build "
+         "on one host, ship the output to the others) is not supported yet; use 'host'"),
+        ("build:\n  command: make\n  resources: {cpus: 0}\n", (7, 21),
+         "build.resources.cpus: expected a positive number, got 0"),
+    ],
+)  # fmt: skip
+def test_bad_build_is_an_error_at_its_place(
+    tail: str, where: tuple[int, int], message: str
+) -> None:
+    e = error(HEAD + "command: x\nmatrix: {n: [1, 2]}\n" + tail)
+    assert ((e.line, e.column), e.message) == (where, message)
 
 
 def test_inputs_name_folders_to_mount_read_only() -> None:

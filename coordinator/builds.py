@@ -1,0 +1,121 @@
+"""The coordinator's side of build steps: one build per (image, revision, command) per host.
+
+A submission's build spec is read from its stored experiment file. Its key names what the
+build's output depends on: the build image's id (its digest, as the coordinator's engine knows
+it), the revision and the command. The agent keeps each succeeded build and never runs a key
+twice; here, the runs of one submission on one host share a single call (and so a single
+failure), and a host known to hold a key's succeeded build needs no call at all. Each build's
+output is written to the submission's results folder as build/<host>.log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from pathlib import Path
+
+from convoy.content import hash_bytes
+from convoy.spec import BuildSpec, load_spec
+
+from .agents import AgentClient, BuildOutcome, argv_of
+from .images import ImageError, ImageShipper
+from .records import RunRecord
+from .store import Store
+
+log = logging.getLogger("convoy.builds")
+
+
+class BuildKeeper:
+    def __init__(self, store: Store, images: ImageShipper) -> None:
+        self.store = store
+        self.images = images
+        self._specs: dict[str, tuple[BuildSpec | None, str]] = {}  # submission -> (spec, image id)
+        self._built: set[tuple[str, str]] = set()  # (host, key) known to have succeeded
+        self._calls: dict[tuple[str, str, str], asyncio.Future[BuildOutcome]] = {}
+
+    def spec(self, run: RunRecord) -> BuildSpec | None:
+        return self._spec_and_image(run)[0]
+
+    def _spec_and_image(self, run: RunRecord) -> tuple[BuildSpec | None, str]:
+        cached = self._specs.get(run.submission_id)
+        if cached is None:
+            sub = self.store.submission(run.submission_id)
+            build = load_spec(sub.spec_yaml, sub.spec_path).build if sub else None
+            image_id = ""
+            if build is not None:
+                image = build.image or run.image
+                try:
+                    image_id = self.images.local_id(image) or image
+                except ImageError:
+                    image_id = image  # an image only hosts have (pulled): its name stands in
+            cached = self._specs[run.submission_id] = (build, image_id)
+        return cached
+
+    def key(self, run: RunRecord) -> str:
+        """The run's build key; "" when its experiment has no build step."""
+        build, image_id = self._spec_and_image(run)
+        if build is None:
+            return ""
+        what = [image_id, run.revision, argv_of(build.command)]
+        return hash_bytes(json.dumps(what).encode())
+
+    def ready(self, host: str, run: RunRecord) -> bool:
+        """No build to wait for: none is needed, or the host is known to hold it."""
+        key = self.key(run)
+        return not key or (host, key) in self._built
+
+    async def ensure(self, host: str, client: AgentClient, run: RunRecord) -> BuildOutcome | None:
+        """The run's build on `host` (made now, or earlier); None when it needs none."""
+        build = self.spec(run)
+        if build is None:
+            return None
+        key = self.key(run)
+        call = (host, key, run.submission_id)
+        future = self._calls.get(call)
+        if future is None:
+            future = asyncio.ensure_future(self._build(host, client, run, build, key))
+            self._calls[call] = future
+            future.add_done_callback(lambda f: f.cancelled() or f.exception() is None
+                                     or self._calls.pop(call, None))  # fmt: skip
+        return await asyncio.shield(future)
+
+    async def _build(
+        self, host: str, client: AgentClient, run: RunRecord, build: BuildSpec, key: str
+    ) -> BuildOutcome:
+        outcome = await client.build(key, run, build)
+        if outcome.succeeded:
+            self._built.add((host, key))
+        log.info("build %s of %s on %s: %s", key[:12], run.submission_id, host,
+                 ("made" if outcome.built_now else "reused") if outcome.succeeded
+                 else outcome.reason)  # fmt: skip
+        await self._save_log(host, client, run, outcome)
+        return outcome
+
+    async def _save_log(
+        self, host: str, client: AgentClient, run: RunRecord, outcome: BuildOutcome
+    ) -> None:
+        sub = self.store.submission(run.submission_id)
+        if sub is None:
+            return
+        path = Path(sub.results_dir) / "build" / f"{host}.log"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        header = (
+            f"# build {outcome.key[:12]} of revision {run.revision} on {host}: "
+            + ("made now" if outcome.built_now else "made earlier, reused")
+            + (f" in {outcome.seconds:.1f} s" if outcome.built_now else "")
+            + ("" if outcome.succeeded else f"; FAILED: {outcome.reason}")
+            + "\n"
+        )
+        chunks = [header.encode()]
+        try:
+            async for _, data in client.read_log(outcome.attempt_id, 0, follow=False):
+                chunks.append(data)
+        except Exception as e:  # the log is a convenience; the outcome is what counts
+            chunks.append(f"# (its output could not be read: {e})\n".encode())
+        path.write_bytes(b"".join(chunks))
+
+
+def failure_reason(host: str, outcome: BuildOutcome) -> str:
+    tail = f"; its last lines:\n{outcome.tail}" if outcome.tail.strip() else ""
+    return f"the build failed on {host} ({outcome.reason}){tail}"
