@@ -156,6 +156,9 @@ class Attempts:
         except KeyError:
             raise UnknownAttempt(attempt_id) from None
 
+    def known(self, attempt_id: str) -> bool:
+        return attempt_id in self._attempts or (self.root / attempt_id).exists()
+
     def all(self) -> list[Attempt]:
         return list(self._attempts.values())
 

@@ -44,6 +44,7 @@ log = logging.getLogger("convoy.agent.builds")
 TAIL_LINES = 20
 _KEY_RE = re.compile(r"[0-9a-f]{64}")
 _NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
+_ATTEMPT_RE = re.compile(r"build-[A-Za-z0-9_.-]{1,120}")
 
 
 @dataclass(frozen=True)
@@ -111,7 +112,10 @@ class Builds:
         if folder.exists():  # a build cut short by an agent restart: start it over
             await asyncio.to_thread(shutil.rmtree, folder, True)
         folder.mkdir(parents=True)
-        attempt_id = f"build-{key[:16]}-{uuid.uuid4().hex[:8]}"
+        # The caller's attempt id (so it can follow the output at once), unless unusable.
+        attempt_id = req.attempt_id
+        if not _ATTEMPT_RE.fullmatch(attempt_id) or self.attempts.known(attempt_id):
+            attempt_id = f"build-{key[:16]}-{uuid.uuid4().hex[:8]}"
         started = time.time()
         try:
             await asyncio.to_thread(self._prepare, folder / "upper", req.experiment, req.revision)

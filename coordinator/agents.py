@@ -129,11 +129,13 @@ class AgentClient:
         )  # fmt: skip
         return _outcome(await self._stub.StartAttempt(req, timeout=300))
 
-    async def build(self, key: str, run: RunRecord, build: BuildSpec) -> BuildOutcome:
+    async def build(
+        self, key: str, run: RunRecord, build: BuildSpec, attempt_id: str
+    ) -> BuildOutcome:
         """Run the build `key` of run's revision on this host, or reuse the one made there."""
         res = build.resources or run.resources
         req = pb.BuildRequest(key=key, attempt=pb.StartAttemptRequest(
-            submission_id=run.submission_id, experiment=run.experiment,
+            attempt_id=attempt_id, submission_id=run.submission_id, experiment=run.experiment,
             image=build.image or run.image, argv=argv_of(build.command),
             env={"CONVOY_SUBMISSION": run.submission_id, "CONVOY_EXPERIMENT": run.experiment,
                  "CONVOY_REVISION": run.revision, "CONVOY_BUILD": key,

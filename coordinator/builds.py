@@ -5,7 +5,9 @@ build's output depends on: the build image's id (its digest, as the coordinator'
 it), the revision and the command. The agent keeps each succeeded build and never runs a key
 twice; here, the runs of one submission on one host share a single call (and so a single
 failure), and a host known to hold a key's succeeded build needs no call at all. Each build's
-output is written to the submission's results folder as build/<host>.log.
+output is written to the submission's results folder as build/<host>.log (and how it went as
+build/<host>.json); while it runs, it
+can be followed as the log of the entry "<submission>.build@<host>".
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import uuid
 from pathlib import Path
 
 from convoy.content import hash_bytes
@@ -33,6 +36,8 @@ class BuildKeeper:
         self._specs: dict[str, tuple[BuildSpec | None, str]] = {}  # submission -> (spec, image id)
         self._built: set[tuple[str, str]] = set()  # (host, key) known to have succeeded
         self._calls: dict[tuple[str, str, str], asyncio.Future[BuildOutcome]] = {}
+        # (submission, host) -> the build's attempt id there, and whether it has ended
+        self._attempts: dict[tuple[str, str], tuple[str, bool]] = {}
 
     def spec(self, run: RunRecord) -> BuildSpec | None:
         return self._spec_and_image(run)[0]
@@ -74,16 +79,24 @@ class BuildKeeper:
         call = (host, key, run.submission_id)
         future = self._calls.get(call)
         if future is None:
-            future = asyncio.ensure_future(self._build(host, client, run, build, key))
+            attempt_id = f"build-{key[:12]}-{uuid.uuid4().hex[:12]}"
+            self._attempts[(run.submission_id, host)] = (attempt_id, False)  # followable now
+            future = asyncio.ensure_future(self._build(host, client, run, build, key, attempt_id))
             self._calls[call] = future
             future.add_done_callback(lambda f: f.cancelled() or f.exception() is None
                                      or self._calls.pop(call, None))  # fmt: skip
         return await asyncio.shield(future)
 
     async def _build(
-        self, host: str, client: AgentClient, run: RunRecord, build: BuildSpec, key: str
-    ) -> BuildOutcome:
-        outcome = await client.build(key, run, build)
+        self, host: str, client: AgentClient, run: RunRecord, build: BuildSpec, key: str,
+        attempt_id: str,
+    ) -> BuildOutcome:  # fmt: skip
+        entry = (run.submission_id, host)
+        try:
+            outcome = await client.build(key, run, build, attempt_id)
+        finally:
+            self._attempts[entry] = (self._attempts[entry][0], True)
+        self._attempts[entry] = (outcome.attempt_id, True)
         if outcome.succeeded:
             self._built.add((host, key))
         log.info("build %s of %s on %s: %s", key[:12], run.submission_id, host,
@@ -92,28 +105,35 @@ class BuildKeeper:
         await self._save_log(host, client, run, outcome)
         return outcome
 
+    def attempt(self, submission_id: str, host: str) -> tuple[str, bool] | None:
+        """The attempt id of the submission's build on `host`, and whether it has ended."""
+        return self._attempts.get((submission_id, host))
+
+    def hosts_of(self, submission_id: str) -> list[str]:
+        return sorted(h for s, h in self._attempts if s == submission_id)
+
     async def _save_log(
         self, host: str, client: AgentClient, run: RunRecord, outcome: BuildOutcome
     ) -> None:
         sub = self.store.submission(run.submission_id)
         if sub is None:
             return
-        path = Path(sub.results_dir) / "build" / f"{host}.log"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        header = (
-            f"# build {outcome.key[:12]} of revision {run.revision} on {host}: "
-            + ("made now" if outcome.built_now else "made earlier, reused")
-            + (f" in {outcome.seconds:.1f} s" if outcome.built_now else "")
-            + ("" if outcome.succeeded else f"; FAILED: {outcome.reason}")
-            + "\n"
-        )
-        chunks = [header.encode()]
+        folder = Path(sub.results_dir) / "build"
+        folder.mkdir(parents=True, exist_ok=True)
+        about = {
+            "host": host, "key": outcome.key, "revision": run.revision,
+            "succeeded": outcome.succeeded, "exit_code": outcome.exit_code,
+            "reason": outcome.reason, "made_now": outcome.built_now,
+            "seconds": round(outcome.seconds, 3), "attempt": outcome.attempt_id,
+        }  # fmt: skip
+        (folder / f"{host}.json").write_text(json.dumps(about, indent=2) + "\n")
+        chunks = []
         try:
             async for _, data in client.read_log(outcome.attempt_id, 0, follow=False):
                 chunks.append(data)
         except Exception as e:  # the log is a convenience; the outcome is what counts
-            chunks.append(f"# (its output could not be read: {e})\n".encode())
-        path.write_bytes(b"".join(chunks))
+            log.warning("reading the output of build %s on %s: %s", outcome.key[:12], host, e)
+        (folder / f"{host}.log").write_bytes(b"".join(chunks))
 
 
 def failure_reason(host: str, outcome: BuildOutcome) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import replace
@@ -38,6 +39,7 @@ from .sync import Syncer
 log = logging.getLogger("convoy.coordinator")
 
 DEFAULT_GRACE_S = 10.0
+BUILD_ENTRY = re.compile(r"(.+)\.build(?:@([^@/]+))?")
 
 
 class Coordinator(HostLiveness):
@@ -457,7 +459,12 @@ class Coordinator(HostLiveness):
     async def logs(
         self, run_id: str, offset: int, follow: bool
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """A run's output from `offset`; with follow, waits for it to start and ends with it."""
+        """A run's output from `offset`; with follow, waits for it to start and ends with it.
+        "<submission>.build@<host>" (or just "<submission>.build") is a build's output."""
+        if (m := BUILD_ENTRY.fullmatch(run_id)) is not None:
+            async for chunk in self._build_log(m.group(1), m.group(2), offset, follow):
+                yield chunk
+            return
         run = self.run(run_id)
         if follow and run.state is not RunState.RUNNING and not run.state.terminal:
             async with self.bus.subscribe() as q:
@@ -481,6 +488,44 @@ class Coordinator(HostLiveness):
             raise ConvoyError(f"run {run_id}: host {run.host!r} is not connected")
         async for chunk in host.client.read_log(run.attempt_id, offset, follow):
             yield chunk
+
+    async def _build_log(
+        self, sub_id: str, host_name: str | None, offset: int, follow: bool
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        sub = self.store.submission(sub_id)
+        if sub is None:
+            raise NotFound(f"no submission {sub_id!r}")
+        hosts = self.builds.hosts_of(sub_id)
+        saved = sorted(p.stem for p in (Path(sub.results_dir) / "build").glob("*.log"))
+        if host_name is None:
+            names = sorted(set(hosts) | set(saved))
+            if len(names) != 1:
+                which = ", ".join(f"{sub_id}.build@{n}" for n in names) or "none yet"
+                raise NotFound(f"{sub_id} has builds on {len(names)} hosts: name one ({which})")
+            host_name = names[0]
+        path = Path(sub.results_dir) / "build" / f"{host_name}.log"
+        while True:
+            entry = self.builds.attempt(sub_id, host_name)
+            if (entry is None or entry[1]) and path.exists():  # ended: the saved copy
+                with open(path, "rb") as f:
+                    f.seek(offset)
+                    while data := await asyncio.to_thread(f.read, 256 * 1024):
+                        yield offset, data
+                        offset += len(data)
+                return
+            host = self.hosts.get(host_name)
+            if entry is None or host is None:
+                raise NotFound(f"no build of {sub_id} on {host_name!r}")
+            try:
+                async for chunk in host.client.read_log(entry[0], offset, follow):
+                    yield chunk
+                    offset = chunk[0] + len(chunk[1])
+                return
+            except grpc.aio.AioRpcError as e:
+                # The agent prepares the build's folder before its attempt exists.
+                if e.code() != grpc.StatusCode.NOT_FOUND or not follow:
+                    raise
+            await asyncio.sleep(0.1)
 
     def host_views(self) -> list[tuple[Host, HostView, list[str]]]:
         out = []

@@ -72,6 +72,15 @@ async def _follow(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Printer) 
     printer.flush(run_id)
 
 
+async def _follow_build(stub: pb_grpc.CoordinatorStub, entry: str, printer: Printer) -> None:
+    """A build's output, prefixed with its entry (<submission>.build@<host>); a build shared
+    with another submission's may not be followable: its output is then in the results."""
+    try:
+        await _follow(stub, entry, printer)
+    except grpc.aio.AioRpcError:
+        printer.flush(entry)
+
+
 async def run_experiment(
     home: Path, file: str, results: str | None, priority: int, detach: bool, quiet: bool
 ) -> int:
@@ -108,6 +117,9 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
     try:
         async for ev in events:
             run = ev.run
+            build = f"{sub}.build@{run.host}"
+            if not printer.quiet and run.state == "building" and build not in followers:
+                followers[build] = asyncio.ensure_future(_follow_build(stub, build, printer))
             live = run.state == "running" or run.state in TERMINAL
             if not printer.quiet and run.id not in followers and live:
                 followers[run.id] = asyncio.ensure_future(_follow(stub, run.id, printer))

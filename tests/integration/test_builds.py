@@ -38,7 +38,8 @@ def test_an_edit_recompiles_one_file_and_the_runs_see_it(
     convoy_env: ConvoyEnv, gcc_image: str, tmp_path: Path
 ) -> None:
     """examples/des: the first build compiles every file; after editing main.c, the next build
-    compiles main.c alone and the runs print the edit; the same revision again builds nothing."""
+    compiles main.c alone and the runs print the edit; the same revision again builds nothing;
+    a file put back to older content is compiled again."""
     model = tmp_path / "des"
     skip = shutil.ignore_patterns("convoy-results", "*.o", "des", "results")
     shutil.copytree(ROOT / "examples" / "des", model, ignore=skip)
@@ -76,6 +77,18 @@ def test_an_edit_recompiles_one_file_and_the_runs_see_it(
     assert not list(third.glob("build/*.log"))  # the same revision: nothing built
     assert all(r["state"] == "succeeded" for r in _runs(third))
 
+    # main.c goes back to its first content (whose object file is older than the main.o just
+    # built), and queue.c changes: both are compiled, and the runs no longer print the edit.
+    shutil.copy(ROOT / "examples" / "des" / "main.c", main_c)
+    queue_c = model / "queue.c"
+    queue_c.write_text(queue_c.read_text() + "\n/* edited */\n")
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    fourth = model / "convoy-results/des/des-4"
+    assert sorted(compiles.findall((fourth / "build/local.log").read_text())) == ["main", "queue"]
+    for r in _runs(fourth):
+        assert "queue (edited)" not in (fourth / str(r["run"]) / "output.log").read_text()
+
 
 def test_a_failed_build_stops_its_runs_with_its_exit_code_and_output(
     convoy_env: ConvoyEnv, tmp_path: Path
@@ -99,4 +112,8 @@ def test_a_failed_build_stops_its_runs_with_its_exit_code_and_output(
         assert "the build failed on local (the build exited with code 3)" in str(r["reason"])
         assert "model.c:3: error: expected ;" in str(r["reason"])
         assert "this must not run" not in (sub / str(r["run"]) / "output.log").read_text()
-    assert "FAILED" in (sub / "build/local.log").read_text()
+    about = json.loads((sub / "build/local.json").read_text())
+    assert (about["succeeded"], about["exit_code"], about["made_now"]) == (False, 3, True)
+    assert (sub / "build/local.log").read_text() == "compiling\nmodel.c:3: error: expected ;\n"
+    logs = convoy_env.cli("logs", "broken-1.build")
+    assert logs.returncode == 0 and logs.stdout == (sub / "build/local.log").read_text()

@@ -280,8 +280,8 @@ def test_a_build_runs_once_per_host_and_never_again_for_that_revision(
         assert by_host["h1"] != by_host["h2"]  # ...and each host made its own
         assert len(_builds_on(h1)) == len(_builds_on(h2)) == 1
         for name in ("h1", "h2"):
-            log = (first / "build" / f"{name}.log").read_text()
-            assert "made now" in log and "building" in log
+            assert (first / "build" / f"{name}.log").read_text() == "building\n"
+            assert json.loads((first / "build" / f"{name}.json").read_text())["made_now"]
 
         out = env.cli("run", str(spec))
         assert out.returncode == 0, out.stderr
@@ -290,4 +290,4 @@ def test_a_build_runs_once_per_host_and_never_again_for_that_revision(
             r = json.loads(p.read_text())
             assert (second / r["run"] / "output.log").read_text() in by_host[r["host"]]
         assert len(_builds_on(h1)) == len(_builds_on(h2)) == 1  # nothing built again
-        assert not any("made now" in p.read_text() for p in second.glob("build/*.log"))
+        assert not any(json.loads(p.read_text())["made_now"] for p in second.glob("build/*.json"))
