@@ -91,6 +91,30 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             raise
         return pb.CancelResponse(cancelled=reached)
 
+    async def ListSubmissions(
+        self, request: pb.ListSubmissionsRequest, context: Ctx
+    ) -> pb.ListSubmissionsResponse:
+        return pb.ListSubmissionsResponse(submissions=[
+            pb.Submission(
+                id=s.id, experiment=s.experiment, total=s.total, created_at=s.created_at,
+                results_dir=s.results_dir, revision=s.revision, spec_path=s.spec_path,
+                progress_pattern=self.c.progress_pattern(s), priority=s.priority,
+            )
+            for s in self.c.store.submissions()
+        ])  # fmt: skip
+
+    async def Rerun(self, request: pb.RerunRequest, context: Ctx) -> pb.SubmitResponse:
+        try:
+            states = [RunState(s) for s in request.states]
+            sub, runs = await self.c.rerun(request.submission_id, states)
+        except ValueError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+            raise
+        except ConvoyError as e:
+            await context.abort(_code(e), e.render())
+            raise
+        return pb.SubmitResponse(submission_id=sub.id, runs=[run_to_pb(r) for r in runs])
+
     async def Hosts(self, request: pb.HostsRequest, context: Ctx) -> pb.HostsResponse:
         hosts = []
         for h, view, holders in self.c.host_views():

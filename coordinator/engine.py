@@ -57,6 +57,7 @@ class Coordinator(HostLiveness):
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
+        self._progress: dict[str, str] = {}  # submission -> its progress regex
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -102,16 +103,46 @@ class Coordinator(HostLiveness):
 
     # ---- submit ----------------------------------------------------------------------------
 
-    async def submit(
-        self, spec_path: str, spec_yaml: str, results_dir: str = "", priority: int = 0
+    def progress_pattern(self, sub: SubmissionRecord) -> str:
+        """The submission's `progress:` regex ("" when it has none), parsed once."""
+        if sub.id not in self._progress:
+            try:
+                self._progress[sub.id] = load_spec(sub.spec_yaml, sub.spec_path).progress or ""
+            except ConvoyError:
+                self._progress[sub.id] = ""
+        return self._progress[sub.id]
+
+    async def rerun(
+        self, sub_id: str, states: Iterable[RunState] = ()
     ) -> tuple[SubmissionRecord, list[RunRecord]]:
-        """Validate, snapshot the sources, store the submission and its runs, queue them."""
+        """The given states' runs of a submission, again: a new submission of the same revision,
+        inputs, experiment file and results folder."""
+        sub = self.store.submission(sub_id)
+        if sub is None:
+            raise NotFound(f"no submission {sub_id!r}")
+        wanted = set(states) or {RunState.FAILED, RunState.LOST, RunState.CANCELLED}
+        runs = [r for r in self.store.runs(sub_id) if r.state in wanted]
+        if not runs:
+            names = ", ".join(sorted(s.value for s in wanted))
+            raise UsageError(f"{sub_id} has no runs that ended {names}")
+        results_root = str(Path(sub.results_dir).parent.parent)
+        return await self.submit(
+            sub.spec_path, sub.spec_yaml, results_root, sub.priority,
+            reuse=(sub.revision, runs[0].inputs, [r.index for r in runs]),
+        )  # fmt: skip
+
+    async def submit(
+        self, spec_path: str, spec_yaml: str, results_dir: str = "", priority: int = 0,
+        reuse: tuple[str, dict[str, str], list[int]] | None = None,
+    ) -> tuple[SubmissionRecord, list[RunRecord]]:  # fmt: skip
+        """Validate, snapshot the sources, store the submission and its runs, queue them.
+        `reuse`: (revision, input revisions, run indexes) of an earlier submission, run again."""
         spec = load_spec(spec_yaml, spec_path)
         spec_file = Path(spec_path)
         if not spec_file.is_absolute():
             raise UsageError(f"spec_path must be absolute, got {spec_path!r}")
         source = (spec_file.parent / spec.sources).resolve()
-        if not source.is_dir():
+        if reuse is None and not source.is_dir():
             raise UsageError(f"{spec_path}: sources folder {source} does not exist")
         if source.is_relative_to(self.home.resolve()):
             raise UsageError(
@@ -120,8 +151,11 @@ class Coordinator(HostLiveness):
             )
         results_root = Path(results_dir) if results_dir else spec_file.parent / "convoy-results"
         runs = expand(spec)
+        width = max(2, len(str(len(runs) - 1)))  # of the whole matrix: ids keep their index
+        if reuse is not None:
+            runs = [r for r in runs if r.index in set(reuse[2])]
         inputs = {}
-        for name, folder in spec.inputs:
+        for name, folder in spec.inputs if reuse is None else ():
             path = (spec_file.parent / folder).resolve()
             if not path.is_dir():
                 raise UsageError(f"{spec_path}: input {name!r}: folder {path} does not exist")
@@ -132,10 +166,13 @@ class Coordinator(HostLiveness):
         if problem:
             raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")
         try:
-            revision = await asyncio.to_thread(
-                self.syncer.snapshot, source, (results_root.resolve(), self.home.resolve())
-            )
-            input_revs = {}
+            if reuse is not None:
+                revision_id, input_revs = reuse[0], dict(reuse[1])
+            else:
+                revision = await asyncio.to_thread(
+                    self.syncer.snapshot, source, (results_root.resolve(), self.home.resolve())
+                )
+                revision_id, input_revs = revision.id, {}
             for name, path in inputs.items():
                 rev = await asyncio.to_thread(self.syncer.snapshot, path, (self.home.resolve(),))
                 input_revs[name] = rev.id
@@ -148,12 +185,11 @@ class Coordinator(HostLiveness):
             n += 1
         sub_id = f"{spec.name}-{n}"
         sub_dir = exp_dir / sub_id
-        width = max(2, len(str(len(runs) - 1)))
         now = time.time()
         seq = self.store.next_seq()
         sub = SubmissionRecord(
             id=sub_id, experiment=spec.name, seq=seq, spec_path=spec_path, spec_yaml=spec_yaml,
-            source_dir=str(source), results_dir=str(sub_dir), revision=revision.id,
+            source_dir=str(source), results_dir=str(sub_dir), revision=revision_id,
             priority=priority, created_at=now, total=len(runs),
         )  # fmt: skip
         records = [
@@ -171,7 +207,7 @@ class Coordinator(HostLiveness):
                 timeout_seconds=spec.timeout_seconds,
                 network=spec.network,
                 outputs=spec.outputs,
-                revision=revision.id,
+                revision=revision_id,
                 results_path=str(sub_dir / f"{sub_id}.{r.index:0{width}d}"),
                 priority=priority,
                 seq=seq,

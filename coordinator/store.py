@@ -197,6 +197,10 @@ class Store:
             return None
         return SubmissionRecord(**{k: row[k] for k in row.keys()})  # noqa: SIM118
 
+    def submissions(self) -> list[SubmissionRecord]:
+        rows = self._db.execute("SELECT * FROM submissions ORDER BY seq")
+        return [SubmissionRecord(**{k: r[k] for k in r.keys()}) for r in rows]  # noqa: SIM118
+
     def transitions(self, run_id: str) -> list[tuple[float, str, str, str]]:
         rows = self._db.execute(
             "SELECT at, from_state, to_state, reason FROM transitions WHERE run_id = ? ORDER BY id",

@@ -6,6 +6,8 @@
   convoy runs [--json]       list runs
   convoy logs RUN [-f]       print (and follow) a run's output
   convoy cancel ID           cancel a run, or every unfinished run of a submission
+  convoy rerun SUBMISSION    run a submission's failed runs again (same revision)
+  convoy tui                 the terminal UI: live runs, logs and allocations
   convoy hosts [--json]      list hosts with capacity and allocations
   convoy hosts add|remove|trust NAME   edit the hosts file; record a host's SSH key
 
@@ -95,6 +97,19 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("id", metavar="RUN|SUBMISSION")
     c.add_argument("--grace", type=float, default=10.0, help="seconds before SIGKILL (10)")
 
+    rr = sub.add_parser("rerun", help="run a submission's failed runs again",
+                        description="Run the failed, lost and cancelled runs of a submission "
+                        "again, as a new submission of the same revision (the sources as "
+                        "they were then) and results folder.")  # fmt: skip
+    rr.add_argument("submission", metavar="SUBMISSION")
+    rr.add_argument("--state", action="append", default=[], metavar="STATE",
+                    help="rerun runs that ended in STATE (repeatable; default: failed, lost "
+                    "and cancelled)")  # fmt: skip
+
+    sub.add_parser("tui", help="the terminal UI: live runs, logs and allocations",
+                   description="Open the terminal UI on the coordinator (it must be running: "
+                   "`convoy up`, or any `convoy run`).")  # fmt: skip
+
     hosts.add_parser(sub)
     return p
 
@@ -131,6 +146,19 @@ async def _cancel(home: Path, ns: argparse.Namespace) -> int:
         print(f"cancelling {len(resp.cancelled)} run(s): {' '.join(resp.cancelled)}")
     else:
         print(f"{ns.id}: nothing to cancel (already finished)")
+    return 0
+
+
+async def _rerun(home: Path, ns: argparse.Namespace) -> int:
+    channel, stub = await connect(home)
+    async with channel:
+        try:
+            resp = await stub.Rerun(pb.RerunRequest(submission_id=ns.submission, states=ns.state))
+        except grpc.aio.AioRpcError as e:
+            if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
+                raise UsageError(e.details() or "cannot rerun") from None
+            raise
+    print(f"submitted {resp.submission_id}: {' '.join(r.id for r in resp.runs)}")
     return 0
 
 
@@ -226,7 +254,11 @@ def main(argv: list[str] | None = None) -> int:
             return _down(home, ns)
         if ns.command == "hosts":
             return hosts.main(home, ns, _run_async)
-        handlers = {"runs": _runs, "logs": _logs, "cancel": _cancel}
+        if ns.command == "tui":
+            from tui.app import run_tui
+
+            return run_tui(home)
+        handlers = {"runs": _runs, "logs": _logs, "cancel": _cancel, "rerun": _rerun}
         return _run_async(handlers[ns.command](home, ns))
     except ConvoyError as e:
         print(f"convoy: {e.render()}", file=sys.stderr)

@@ -7,6 +7,46 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class Submission(_message.Message):
+    __slots__ = ("id", "experiment", "total", "created_at", "results_dir", "revision", "spec_path", "progress_pattern", "priority")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_DIR_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    SPEC_PATH_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    experiment: str
+    total: int
+    created_at: float
+    results_dir: str
+    revision: str
+    spec_path: str
+    progress_pattern: str
+    priority: int
+    def __init__(self, id: _Optional[str] = ..., experiment: _Optional[str] = ..., total: _Optional[int] = ..., created_at: _Optional[float] = ..., results_dir: _Optional[str] = ..., revision: _Optional[str] = ..., spec_path: _Optional[str] = ..., progress_pattern: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+
+class ListSubmissionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListSubmissionsResponse(_message.Message):
+    __slots__ = ("submissions",)
+    SUBMISSIONS_FIELD_NUMBER: _ClassVar[int]
+    submissions: _containers.RepeatedCompositeFieldContainer[Submission]
+    def __init__(self, submissions: _Optional[_Iterable[_Union[Submission, _Mapping]]] = ...) -> None: ...
+
+class RerunRequest(_message.Message):
+    __slots__ = ("submission_id", "states")
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    STATES_FIELD_NUMBER: _ClassVar[int]
+    submission_id: str
+    states: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, submission_id: _Optional[str] = ..., states: _Optional[_Iterable[str]] = ...) -> None: ...
+
 class SubmitRequest(_message.Message):
     __slots__ = ("spec_path", "spec_yaml", "results_dir", "priority")
     SPEC_PATH_FIELD_NUMBER: _ClassVar[int]

@@ -71,6 +71,16 @@ class CoordinatorStub:
                 request_serializer=convoy_dot_v1_dot_coordinator__pb2.HostsRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_coordinator__pb2.HostsResponse.FromString,
                 _registered_method=True)
+        self.ListSubmissions = channel.unary_unary(
+                '/convoy.v1.Coordinator/ListSubmissions',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.ListSubmissionsRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.ListSubmissionsResponse.FromString,
+                _registered_method=True)
+        self.Rerun = channel.unary_unary(
+                '/convoy.v1.Coordinator/Rerun',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.RerunRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.SubmitResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -124,6 +134,21 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSubmissions(self, request, context):
+        """Submissions, newest last, with what a client needs to show them (the progress pattern).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Rerun(self, request, context):
+        """Runs the given states' runs of a submission again, as a new submission of the same
+        revision (the same sources and inputs), experiment file and results folder.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -161,6 +186,16 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Hosts,
                     request_deserializer=convoy_dot_v1_dot_coordinator__pb2.HostsRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_coordinator__pb2.HostsResponse.SerializeToString,
+            ),
+            'ListSubmissions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSubmissions,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.ListSubmissionsRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.ListSubmissionsResponse.SerializeToString,
+            ),
+            'Rerun': grpc.unary_unary_rpc_method_handler(
+                    servicer.Rerun,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.RerunRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.SubmitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -353,6 +388,60 @@ class Coordinator:
             '/convoy.v1.Coordinator/Hosts',
             convoy_dot_v1_dot_coordinator__pb2.HostsRequest.SerializeToString,
             convoy_dot_v1_dot_coordinator__pb2.HostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSubmissions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Coordinator/ListSubmissions',
+            convoy_dot_v1_dot_coordinator__pb2.ListSubmissionsRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.ListSubmissionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Rerun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Coordinator/Rerun',
+            convoy_dot_v1_dot_coordinator__pb2.RerunRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.SubmitResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,0 +1,147 @@
+"""`convoy tui`: the runs, logs and allocations screens over the coordinator's API.
+
+The app owns the connection: one worker reads the event stream into the model (and comes back
+when the coordinator does), others follow the output of running runs whose experiment declares
+a `progress:` pattern. Screens read the model and call the app's actions; every action is an
+API call, so a script can do whatever the TUI does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import grpc
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+
+from .client import ApiClient, describe
+from .hosts_screen import HostsScreen
+from .logs_screen import LogsScreen
+from .model import RunsModel
+from .runs_screen import RunsScreen
+
+RETRY_S = 2.0
+PROGRESS_FOLLOWERS = 32  # running runs whose output is read for their progress, at most
+
+
+class ConvoyApp(App[None]):
+    TITLE = "convoy"
+    CSS = """
+    #status { color: $warning; height: auto; }
+    #submissions { height: auto; padding: 0 1; }
+    .host { padding: 1 1; border: round $primary; height: auto; }
+    """
+    MODES = {"runs": RunsScreen, "logs": LogsScreen, "hosts": HostsScreen}
+    DEFAULT_MODE = "runs"
+    BINDINGS = [
+        Binding("q", "quit", "Quit"),
+        Binding("1", "switch_mode('runs')", "Runs", show=False),
+        Binding("2", "switch_mode('logs')", "Logs", show=False),
+        Binding("3", "switch_mode('hosts')", "Allocations", show=False),
+    ]
+
+    def __init__(self, home: Path, client: ApiClient | None = None) -> None:
+        super().__init__()
+        self.home = home
+        self.client = client or ApiClient(home)
+        self.model = RunsModel()
+        self.connected = False
+        self.problem = "connecting to the coordinator..."
+        self._progress: set[str] = set()  # runs whose output is being read for progress
+        self.log_target = ""  # the run the logs screen should follow
+
+    def status_line(self) -> str:
+        return "" if self.connected else f"⚠ {self.problem}"
+
+    def on_mount(self) -> None:
+        self.sub_title = str(self.home)
+        self.watch_events()
+
+    async def on_unmount(self) -> None:
+        await self.client.close()
+
+    # -- the connection ----------------------------------------------------------------------
+
+    @work(exclusive=True, group="events", exit_on_error=False)
+    async def watch_events(self) -> None:
+        """Runs and their changes into the model; on a lost coordinator, retry every 2 s."""
+        while True:
+            try:
+                await self._load_submissions()
+                async for ev in self.client.events():
+                    if not self.connected:
+                        self.connected, self.problem = True, ""
+                    if ev.run.submission_id not in self.model.patterns:
+                        await self._load_submissions()
+                    self.model.apply(ev.run)
+                    if ev.run.state == "running":
+                        self._watch_progress(ev.run.id)
+            except grpc.aio.AioRpcError as e:
+                was = self.connected
+                self.connected, self.problem = False, describe(e, self.client.socket)
+                if was:
+                    self.notify(self.problem, severity="error", timeout=8)
+                await self.client.reset()
+            await asyncio.sleep(RETRY_S)
+
+    async def _load_submissions(self) -> None:
+        for sub in await self.client.submissions():
+            if sub.id not in self.model.patterns:
+                self.model.set_pattern(sub.id, sub.progress_pattern)
+        self.connected, self.problem = True, ""
+
+    def _watch_progress(self, run_id: str) -> None:
+        row = self.model.rows.get(run_id)
+        if row is None or self.model.patterns.get(row.submission) is None:
+            return
+        if run_id in self._progress or len(self._progress) >= PROGRESS_FOLLOWERS:
+            return
+        self._progress.add(run_id)
+        self._read_progress(run_id)
+
+    @work(group="progress", exit_on_error=False)
+    async def _read_progress(self, run_id: str) -> None:
+        tail = ""
+        try:
+            async for data in self.client.logs(run_id, 0, follow=True):
+                text = tail + data.decode(errors="replace")
+                cut = text.rfind("\n") + 1
+                self.model.progress_from(run_id, text[:cut])
+                tail = text[cut:][-4096:]
+        except grpc.aio.AioRpcError:
+            pass
+        finally:
+            self._progress.discard(run_id)
+
+    # -- actions (each one API call) ------------------------------------------------------------
+
+    def show_logs(self, run_id: str) -> None:
+        """The logs screen, following `run_id` (it picks the target up as it shows)."""
+        self.log_target = run_id
+        self.switch_mode("logs")
+
+    @work(exit_on_error=False)
+    async def cancel(self, target: str) -> None:
+        try:
+            cancelled = await self.client.cancel(target)
+        except grpc.aio.AioRpcError as e:
+            self.notify(describe(e, self.client.socket), severity="error")
+            return
+        what = ", ".join(cancelled) if len(cancelled) <= 3 else f"{len(cancelled)} runs"
+        self.notify(f"cancelling {what}" if cancelled else f"{target}: nothing to cancel")
+
+    @work(exit_on_error=False)
+    async def rerun(self, submission: str) -> None:
+        try:
+            resp = await self.client.rerun(submission)
+        except grpc.aio.AioRpcError as e:
+            self.notify(describe(e, self.client.socket), severity="warning")
+            return
+        self.notify(f"submitted {resp.submission_id}: {len(resp.runs)} runs again")
+
+
+def run_tui(home: Path) -> int:
+    ConvoyApp(home).run()
+    return 0

@@ -1,0 +1,80 @@
+"""The allocations screen: each host's cpus, memory (and gpus) allocated against capacity, the
+runs holding them, and the host's state; refreshed every second."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from textual import work
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import Screen
+from textual.widgets import Footer, Header, Static
+
+from .model import bar
+
+if TYPE_CHECKING:
+    from .app import ConvoyApp
+
+GIB = 1024**3
+
+
+def host_text(h: Any) -> str:
+    """A host's card: state, a bar per resource, the runs holding them."""
+    cap, used = h.capacity, h.allocated
+    lines = [f"[b]{h.name}[/b]  {h.address}  {h.state}" + (f"  ({h.reason})" if h.reason else "")]
+
+    def line(label: str, u: float, c: float, unit: str) -> str:
+        pct = 100 * u / c if c else 0.0
+        return f"  {label:7} {bar(pct, 30)} {u:g}/{c:g}{unit}"
+
+    lines.append(line("cpus", used.cpus, cap.cpus, ""))
+    lines.append(line("memory", round(used.memory_bytes / GIB, 2),
+                      round(cap.memory_bytes / GIB, 2), " GiB"))  # fmt: skip
+    if cap.gpus:
+        lines.append(line("gpus", used.gpus, cap.gpus, ""))
+    runs = list(h.runs)
+    lines.append(f"  runs    {' '.join(runs[:12])}" + (f" (+{len(runs) - 12})" if len(runs) > 12
+                                                        else "" if runs else "none"))  # fmt: skip
+    return "\n".join(lines)
+
+
+class HostsScreen(Screen[None]):
+    BINDINGS = [
+        Binding("r", "app.switch_mode('runs')", "Runs"),
+        Binding("escape", "app.switch_mode('runs')", "Runs", show=False),
+        Binding("l", "app.switch_mode('logs')", "Logs"),
+    ]
+
+    @property
+    def convoy(self) -> ConvoyApp:
+        return self.app  # type: ignore[return-value]
+
+    def compose(self) -> ComposeResult:
+        yield Header()
+        yield Static("", id="status")
+        yield VerticalScroll(id="hosts")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.refresh_hosts()
+        self.set_interval(1.0, self.refresh_hosts)
+
+    @work(exclusive=True, group="hosts", exit_on_error=False)
+    async def refresh_hosts(self) -> None:
+        self.query_one("#status", Static).update(self.convoy.status_line())
+        try:
+            hosts = await self.convoy.client.hosts()
+        except Exception:
+            return  # the app's connection worker reports the coordinator's absence
+        box = self.query_one("#hosts", VerticalScroll)
+        cards = {c.id: c for c in box.query(Static)}
+        for h in hosts:
+            card_id = "host-" + re.sub(r"[^A-Za-z0-9_-]", "_", h.name)
+            text = host_text(h)
+            if card_id in cards:
+                cards[card_id].update(text)
+            else:
+                await box.mount(Static(text, id=card_id, classes="host"))

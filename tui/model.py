@@ -1,0 +1,203 @@
+"""What the runs screen shows, kept apart from Textual: runs by id, updates coalesced.
+
+Events arrive one run at a time, thousands a second in a large sweep. The model records each
+(replacing the run's row) and remembers which rows changed; the screen takes the changed set
+a few times a second and updates just those cells, so a burst costs its own size, not the
+table's. Filtering and sorting are pure functions of the rows, recomputed only when asked.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import statistics
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "lost"})
+ACTIVE = frozenset({"syncing", "building", "starting", "running"})
+COLUMNS = ("run", "state", "host", "duration", "progress", "exit", "params")
+
+
+@dataclass
+class Row:
+    id: str
+    submission: str
+    experiment: str
+    index: int
+    state: str
+    host: str
+    params: str
+    started_at: float
+    ended_at: float
+    exit_code: int | None
+    reason: str
+    results_path: str
+    progress: float | None = None  # 0-100, from the run's output
+
+    @classmethod
+    def of(cls, run: Any) -> Row:
+        """A Row from a convoy.v1 Run message."""
+        try:
+            params = " ".join(f"{k}={v}" for k, v in json.loads(run.params_json).items())
+        except ValueError:
+            params = run.params_json
+        return cls(
+            id=run.id, submission=run.submission_id, experiment=run.experiment, index=run.index,
+            state=run.state, host=run.host, params=params, started_at=run.started_at,
+            ended_at=run.ended_at, exit_code=run.exit_code if run.has_exit_code else None,
+            reason=run.reason, results_path=run.results_path,
+        )  # fmt: skip
+
+    def duration(self, now: float) -> float | None:
+        if not self.started_at:
+            return None
+        return (self.ended_at or now) - self.started_at
+
+    def cells(self, now: float) -> tuple[str, ...]:
+        d = self.duration(now)
+        progress = (
+            "" if self.progress is None else f"{bar(self.progress, 10)} {self.progress:3.0f}%"
+        )
+        if self.state == "succeeded":
+            progress = f"{bar(100, 10)} 100%"
+        return (
+            self.id, self.state, self.host, "" if d is None else human(d), progress,
+            "" if self.exit_code is None else str(self.exit_code), self.params,
+        )  # fmt: skip
+
+
+def bar(percent: float, width: int) -> str:
+    filled = max(0, min(width, round(percent / 100 * width)))
+    return "█" * filled + "░" * (width - filled)
+
+
+def human(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    m, s = divmod(int(seconds), 60)
+    if m < 60:
+        return f"{m}m{s:02d}s"
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m"
+
+
+@dataclass
+class SubmissionStats:
+    total: int = 0
+    done: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    running: int = 0
+    eta_s: float | None = None  # from finished runs' durations and the runs still to go
+
+    def line(self, sub: str) -> str:
+        eta = "" if self.eta_s is None else f", about {human(self.eta_s)} left"
+        bad = f", {self.failed} failed" if self.failed else ""
+        return (f"{sub}: {bar(100 * self.done / max(self.total, 1), 20)} {self.done}/{self.total} "
+                f"done ({self.running} running{bad}){eta}")  # fmt: skip
+
+
+@dataclass
+class RunsModel:
+    rows: dict[str, Row] = field(default_factory=dict)
+    dirty: set[str] = field(default_factory=set)  # ids changed since the last take_dirty()
+    added: list[str] = field(default_factory=list)  # ids new since the last take_dirty()
+    patterns: dict[str, re.Pattern[str] | None] = field(default_factory=dict)  # submission ->
+
+    def apply(self, run: Any) -> None:
+        """Record a Run message (an event's or a listing's)."""
+        row = Row.of(run)
+        old = self.rows.get(row.id)
+        if old is None:
+            self.added.append(row.id)
+        else:
+            row.progress = old.progress if row.state not in TERMINAL else None
+        self.rows[row.id] = row
+        self.dirty.add(row.id)
+
+    def apply_many(self, runs: Iterable[Any]) -> None:
+        for r in runs:
+            self.apply(r)
+
+    def set_pattern(self, submission: str, pattern: str) -> None:
+        try:
+            self.patterns[submission] = re.compile(pattern) if pattern else None
+        except re.error:
+            self.patterns[submission] = None
+
+    def progress_from(self, run_id: str, text: str) -> None:
+        """The last `percent` the run's progress pattern finds in a piece of its output."""
+        row = self.rows.get(run_id)
+        pattern = self.patterns.get(row.submission) if row else None
+        if row is None or pattern is None:
+            return
+        last = None
+        for m in pattern.finditer(text):
+            last = m
+        if last is not None:
+            try:
+                row.progress = max(0.0, min(100.0, float(last.group("percent"))))
+            except (ValueError, IndexError):
+                return
+            self.dirty.add(run_id)
+
+    def take_dirty(self) -> tuple[list[str], list[str]]:
+        """(ids added, ids changed but not added) since the last call."""
+        added, self.added = self.added, []
+        changed = [i for i in self.dirty if i not in set(added)]
+        self.dirty = set()
+        return added, changed
+
+    def visible(self, text: str = "", state: str = "", sort: str = "run") -> list[Row]:
+        """The rows matching a filter (text in id, experiment, params, host or state; a state
+        name or "active"), sorted by a column."""
+        text = text.lower()
+        rows = [
+            r for r in self.rows.values()
+            if (not state or r.state == state or (state == "active" and r.state in ACTIVE))
+            and (not text or text in f"{r.id} {r.experiment} {r.params} {r.host} {r.state}".lower())
+        ]  # fmt: skip
+        now = time.time()
+        keys = {
+            "run": lambda r: (r.submission, r.index),
+            "state": lambda r: (r.state, r.submission, r.index),
+            "host": lambda r: (r.host, r.submission, r.index),
+            "duration": lambda r: (-(r.duration(now) or 0.0), r.submission, r.index),
+            "progress": lambda r: (-(r.progress or 0.0), r.submission, r.index),
+            "exit": lambda r: (r.exit_code is None, r.exit_code or 0, r.submission, r.index),
+            "params": lambda r: (r.params, r.submission, r.index),
+        }
+        return sorted(rows, key=keys.get(sort, keys["run"]))
+
+    def stats(self, submission: str, now: float | None = None) -> SubmissionStats:
+        now = time.time() if now is None else now
+        s = SubmissionStats()
+        durations = []
+        for r in self.rows.values():
+            if r.submission != submission:
+                continue
+            s.total += 1
+            if r.state in TERMINAL:
+                s.done += 1
+                s.succeeded += r.state == "succeeded"
+                s.failed += r.state in ("failed", "lost")
+                if r.started_at and r.ended_at:
+                    durations.append(r.ended_at - r.started_at)
+            elif r.state in ACTIVE:
+                s.running += 1
+        if durations and s.done < s.total:
+            # Runs left, at the pace of those running now: each slot finishes one run in a
+            # median finished run's time.
+            slots = max(s.running, 1)
+            s.eta_s = statistics.median(durations) * (s.total - s.done) / slots
+        return s
+
+    def submissions(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for r in self.rows.values():
+            seen.setdefault(r.submission, None)
+        return list(seen)
