@@ -31,7 +31,7 @@ class ConvoyApp(App[None]):
     CSS = """
     #status { color: $warning; height: auto; }
     #submissions { height: auto; padding: 0 1; }
-    .host { padding: 1 1; border: round $primary; height: auto; }
+    .host { padding: 0 1; border: round $primary; height: auto; }
     """
     MODES = {"runs": RunsScreen, "logs": LogsScreen, "hosts": HostsScreen}
     DEFAULT_MODE = "runs"

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 FLUSH_S = 0.1  # how often coalesced updates reach the table
 SORTS = COLUMNS
+WIDTHS = {"state": 9, "host": 12, "duration": 8, "progress": 15, "exit": 4}
 
 
 class RunsScreen(Screen[None]):
@@ -58,7 +59,8 @@ class RunsScreen(Screen[None]):
     def on_mount(self) -> None:
         table = self.query_one(DataTable)
         for name in COLUMNS:
-            table.add_column(name, key=name)
+            # Fixed widths where values change in place (a cell update keeps its column's width).
+            table.add_column(name, key=name, width=WIDTHS.get(name))
         self.query_one("#filter", Input).display = False
         self.set_interval(FLUSH_S, self.flush)
         self.rebuild()

@@ -357,3 +357,32 @@ def test_inputs_are_mounted_read_only_and_are_not_results(
     assert (d / "output.log").read_text() == "a,b\n1,2\nread-only\n"
     assert json.loads((d / "run.json").read_text())["files"] == {}
     assert sorted(p.name for p in data.iterdir()) == ["t1.csv"]
+
+
+def test_rerun_runs_only_the_failed_runs_on_the_same_revision(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """`convoy rerun SUB` submits the failed runs again, with their indexes and the sources
+    as they were, not as they are now."""
+    (tmp_path / "flag.txt").write_text("v1\n")
+    spec = write_experiment(tmp_path, """
+        name: flaky
+        image: convoy/busybox:1
+        command: cat flag.txt; test ${n} -ne 1 && test ${n} -ne 3
+        matrix:
+          n: [0, 1, 2, 3]
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    assert convoy_env.cli("run", "-q", str(spec)).returncode == 1
+    (tmp_path / "flag.txt").write_text("v2\n")  # not what the rerun sees
+    out = convoy_env.cli("rerun", "flaky-1")
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "submitted flaky-2: flaky-2.01 flaky-2.03"
+    for run_id in ("flaky-2.01", "flaky-2.03"):
+        run = convoy_env.wait_for(run_id, {"failed", "succeeded"})
+        assert run["state"] == "failed"
+    second = tmp_path / "convoy-results/flaky/flaky-2"
+    assert sorted(p.name for p in second.iterdir() if p.is_dir()) == ["flaky-2.01", "flaky-2.03"]
+    assert (second / "flaky-2.01" / "output.log").read_text() == "v1\n"
+    out = convoy_env.cli("rerun", "flaky-2", "--state", "succeeded")
+    assert out.returncode == 2 and "flaky-2 has no runs that ended succeeded" in out.stderr
