@@ -47,6 +47,16 @@ class BuildSpec:
 
 
 @dataclass(frozen=True)
+class WatchSpec:
+    """`convoy watch`: how long the sources must be quiet before a rerun, what happens to the
+    superseded runs, and which runs go first (the rest only once those succeed)."""
+
+    debounce_s: float = 0.1
+    on_change: str = "cancel"  # or "finish"
+    smoke: tuple[tuple[str, tuple[ParamValue, ...]], ...] = ()  # parameter -> values to run first
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     name: str
     image: str
@@ -66,6 +76,7 @@ class ExperimentSpec:
     inputs: tuple[tuple[str, str], ...] = ()
     progress: str | None = None  # a regex with a named group `percent`
     build: BuildSpec | None = None
+    watch: WatchSpec = field(default_factory=WatchSpec)
     file: str = "<spec>"
 
 
@@ -88,7 +99,7 @@ _REQUIRED = ("name", "image", "command")
 _OPTIONAL = (
     "matrix", "resources", "env", "outputs", "retries", "timeout", "network", "sources", "inputs",
 )  # fmt: skip
-_FIELDS = (*_REQUIRED, *_OPTIONAL, "progress", "build")
+_FIELDS = (*_REQUIRED, *_OPTIONAL, "progress", "build", "watch")
 _NOT_SUPPORTED: tuple[str, ...] = ()
 _BUILD_FIELDS = ("command", "image", "resources", "timeout", "once")
 _MEMORY_UNITS = {"": 1, "b": 1}
@@ -163,6 +174,7 @@ class NodeChecker:
         self.file = file
         self.constructor = SafeConstructor()
         self.params: list[str] = []  # matrix parameter names, for ${name} references
+        self.matrix_values: tuple[tuple[str, tuple[ParamValue, ...]], ...] = ()
 
     def error(self, node: yaml.Node, message: str) -> SpecError:
         return _error_at(self.file, node, message)
@@ -323,6 +335,38 @@ class NodeChecker:
         finally:
             self.params = params
 
+    def watch(self, node: yaml.Node) -> WatchSpec:
+        fields = self.mapping(node, "watch")
+        self.known_keys(fields, ("debounce", "on_change", "smoke"), " in watch")
+        kwargs: dict[str, Any] = {}
+        if "debounce" in fields:
+            kwargs["debounce_s"] = self.converted(
+                fields["debounce"][1], "watch.debounce", parse_duration
+            )
+        if "on_change" in fields:
+            n = fields["on_change"][1]
+            what = "'cancel' (stop the superseded runs) or 'finish' (let them end)"
+            policy = self.string(n, "watch.on_change", what)
+            if policy not in ("cancel", "finish"):
+                raise self.expect(n, "watch.on_change", what)
+            kwargs["on_change"] = policy
+        if "smoke" in fields:
+            smoke = []
+            for name, (key, value) in self.mapping(fields["smoke"][1], "watch.smoke").items():
+                if name not in self.params:
+                    known = ", ".join(self.params) or "none"
+                    raise self.error(key, f"watch.smoke: '{name}' is not a matrix parameter "
+                                          f"(parameters: {known})")  # fmt: skip
+                values = self.values(value, f"watch.smoke.{name}")
+                allowed = dict(self.matrix_values)[name]
+                for v, item in zip(values, _items(value), strict=True):
+                    if not any(type(a) is type(v) and a == v for a in allowed):
+                        raise self.error(item, f"watch.smoke.{name}: {v!r} is not one of the "
+                                               f"matrix's values for '{name}'")  # fmt: skip
+                smoke.append((name, values))
+            kwargs["smoke"] = tuple(smoke)
+        return WatchSpec(**kwargs)
+
     def matrix(self, node: yaml.Node) -> tuple[tuple[str, tuple[ParamValue, ...]], ...]:
         out = []
         for name, (key, value) in self.mapping(node, "matrix").items():
@@ -427,6 +471,22 @@ class NodeChecker:
         return value
 
 
+def _items(node: yaml.Node) -> list[yaml.Node]:
+    return list(node.value) if isinstance(node, yaml.SequenceNode) else [node]
+
+
+def smoke_indexes(spec: ExperimentSpec) -> list[int]:
+    """The runs `watch.smoke` names (each of its parameters at one of its values)."""
+    if not spec.watch.smoke:
+        return []
+    wanted = dict(spec.watch.smoke)
+    return [
+        r.index for r in expand(spec)
+        if all(any(type(v) is type(r.params[k]) and v == r.params[k] for v in vs)
+               for k, vs in wanted.items())
+    ]  # fmt: skip
+
+
 def compose_yaml(text: str, file: str) -> yaml.Node | None:
     """YAML text -> its node tree (with positions); a syntax error is a SpecError at its place."""
     try:
@@ -477,11 +537,13 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
         "progress": check.progress,
         "inputs": check.inputs,
         "build": check.build,
+        "watch": check.watch,
     }
     values: dict[str, Any] = {}
     if "matrix" in given:  # first: command and env may refer to its parameters
         values["matrix"] = check.matrix(given["matrix"])
         check.params = [p for p, _ in values["matrix"]]
+        check.matrix_values = values["matrix"]
     for name, node in given.items():
         if name not in values:
             values[name] = parsers[name](node)

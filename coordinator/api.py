@@ -12,7 +12,7 @@ from convoy.v1 import common_pb2
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
-from .engine import Coordinator
+from .engine import Coordinator, Unchanged
 from .events import RunChanged
 from .wire import resources_to_pb, run_to_pb
 
@@ -34,12 +34,23 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     async def Submit(self, request: pb.SubmitRequest, context: Ctx) -> pb.SubmitResponse:
         try:
             sub, runs = await self.c.submit(
-                request.spec_path, request.spec_yaml, request.results_dir, request.priority
-            )
+                request.spec_path, request.spec_yaml, request.results_dir, request.priority,
+                indexes=list(request.indexes), same_as=request.same_as,
+                unless_revision=request.unless_revision,
+            )  # fmt: skip
+        except Unchanged as e:
+            return pb.SubmitResponse(unchanged=True, revision=e.revision)
         except ConvoyError as e:
             await context.abort(_code(e), e.render())
             raise
-        return pb.SubmitResponse(submission_id=sub.id, runs=[run_to_pb(r) for r in runs])
+        changed = (
+            self.c.changed_paths(request.unless_revision, sub.revision)
+            if request.unless_revision else []
+        )  # fmt: skip
+        return pb.SubmitResponse(
+            submission_id=sub.id, runs=[run_to_pb(r) for r in runs], revision=sub.revision,
+            changed=changed,
+        )  # fmt: skip
 
     async def ListRuns(self, request: pb.ListRunsRequest, context: Ctx) -> pb.ListRunsResponse:
         try:

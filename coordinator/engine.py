@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -34,12 +34,20 @@ from .records import RunRecord, SubmissionRecord
 from .results import RunResult, write_runs_csv
 from .scheduler import HostView, Pending, Units, place, why_unplaceable
 from .store import Store
-from .sync import Syncer
+from .sync import Syncer, diff
 
 log = logging.getLogger("convoy.coordinator")
 
 DEFAULT_GRACE_S = 10.0
 BUILD_ENTRY = re.compile(r"(.+)\.build(?:@([^@/]+))?")
+
+
+class Unchanged(Exception):
+    """Watch mode: the sources still make the revision the client last submitted."""
+
+    def __init__(self, revision: str) -> None:
+        super().__init__(revision)
+        self.revision = revision
 
 
 class Coordinator(HostLiveness):
@@ -103,6 +111,15 @@ class Coordinator(HostLiveness):
 
     # ---- submit ----------------------------------------------------------------------------
 
+    def changed_paths(self, old_revision: str, new_revision: str) -> list[str]:
+        """Paths added, changed or removed from one revision to the next (for watch mode)."""
+        try:
+            old, new = self.syncer.revision(old_revision), self.syncer.revision(new_revision)
+        except (OSError, ValueError):
+            return []
+        changed, removed = diff(old.manifest, new.manifest)
+        return sorted({e.path for e in changed} | set(removed))
+
     def progress_pattern(self, sub: SubmissionRecord) -> str:
         """The submission's `progress:` regex ("" when it has none), parsed once."""
         if sub.id not in self._progress:
@@ -134,10 +151,25 @@ class Coordinator(HostLiveness):
     async def submit(
         self, spec_path: str, spec_yaml: str, results_dir: str = "", priority: int = 0,
         reuse: tuple[str, dict[str, str], list[int]] | None = None,
+        indexes: Sequence[int] = (), same_as: str = "", unless_revision: str = "",
     ) -> tuple[SubmissionRecord, list[RunRecord]]:  # fmt: skip
         """Validate, snapshot the sources, store the submission and its runs, queue them.
-        `reuse`: (revision, input revisions, run indexes) of an earlier submission, run again."""
+        `reuse`: (revision, input revisions, run indexes) of an earlier submission, run again;
+        `same_as`: a submission whose revision and inputs to use, for `indexes` (or all);
+        `unless_revision`: raise Unchanged, submitting nothing, if the sources make that one."""
         spec = load_spec(spec_yaml, spec_path)
+        if same_as:
+            earlier = self.store.submission(same_as)
+            if earlier is None:
+                raise NotFound(f"no submission {same_as!r}")
+            some = self.store.runs(same_as, limit=1)
+            everything = [r.index for r in expand(spec)]
+            reuse = (earlier.revision, some[0].inputs if some else {}, list(indexes) or everything)
+        elif indexes and reuse is None:
+            wanted = set(indexes)
+            bad = sorted(i for i in wanted if not 0 <= i < len(expand(spec)))
+            if bad:
+                raise UsageError(f"{spec_path}: no runs with indexes {bad} in its matrix")
         spec_file = Path(spec_path)
         if not spec_file.is_absolute():
             raise UsageError(f"spec_path must be absolute, got {spec_path!r}")
@@ -154,6 +186,8 @@ class Coordinator(HostLiveness):
         width = max(2, len(str(len(runs) - 1)))  # of the whole matrix: ids keep their index
         if reuse is not None:
             runs = [r for r in runs if r.index in set(reuse[2])]
+        elif indexes:
+            runs = [r for r in runs if r.index in set(indexes)]
         inputs = {}
         for name, folder in spec.inputs if reuse is None else ():
             path = (spec_file.parent / folder).resolve()
@@ -173,6 +207,8 @@ class Coordinator(HostLiveness):
                     self.syncer.snapshot, source, (results_root.resolve(), self.home.resolve())
                 )
                 revision_id, input_revs = revision.id, {}
+                if unless_revision and revision_id == unless_revision:
+                    raise Unchanged(revision_id)
             for name, path in inputs.items():
                 rev = await asyncio.to_thread(self.syncer.snapshot, path, (self.home.resolve(),))
                 input_revs[name] = rev.id

@@ -7,6 +7,7 @@
   convoy logs RUN [-f]       print (and follow) a run's output
   convoy cancel ID           cancel a run, or every unfinished run of a submission
   convoy rerun SUBMISSION    run a submission's failed runs again (same revision)
+  convoy watch FILE          rerun on every save, with the new runs' output
   convoy tui                 the terminal UI: live runs, logs and allocations
   convoy hosts [--json]      list hosts with capacity and allocations
   convoy hosts add|remove|trust NAME   edit the hosts file; record a host's SSH key
@@ -105,6 +106,23 @@ def _parser() -> argparse.ArgumentParser:
     rr.add_argument("--state", action="append", default=[], metavar="STATE",
                     help="rerun runs that ended in STATE (repeatable; default: failed, lost "
                     "and cancelled)")  # fmt: skip
+
+    w = sub.add_parser("watch", help="rerun an experiment on every save",
+                       description="Submit the experiment, then submit it again each time its "
+                       "sources change (after a quiet period), printing each rerun's revision, "
+                       "what changed, and the new runs' output. The superseded runs are "
+                       "cancelled (watch: {on_change: finish} lets them end). Ctrl-C stops "
+                       "watching; the runs submitted last go on.")  # fmt: skip
+    w.add_argument("file", metavar="FILE", help="the experiment file (YAML)")
+    w.add_argument("--results", metavar="DIR", help="results folder (default: convoy-results/ "
+                   "beside FILE)")  # fmt: skip
+    w.add_argument(
+        "--debounce",
+        type=float,
+        metavar="S",
+        help="seconds of quiet before a rerun (default: watch.debounce, or 0.1)",
+    )
+    w.add_argument("-q", "--quiet", action="store_true", help="do not print the runs' output")
 
     sub.add_parser("tui", help="the terminal UI: live runs, logs and allocations",
                    description="Open the terminal UI on the coordinator (it must be running: "
@@ -254,6 +272,10 @@ def main(argv: list[str] | None = None) -> int:
             return _down(home, ns)
         if ns.command == "hosts":
             return hosts.main(home, ns, _run_async)
+        if ns.command == "watch":
+            from .watch import watch_experiment
+
+            return _run_async(watch_experiment(home, ns.file, ns.results, ns.quiet, ns.debounce))
         if ns.command == "tui":
             from tui.app import run_tui
 
@@ -267,6 +289,9 @@ def main(argv: list[str] | None = None) -> int:
         if ns.command == "run":
             print("\nconvoy: detached; the runs go on (`convoy cancel SUBMISSION` stops them)",
                   file=sys.stderr)  # fmt: skip
+        if ns.command == "watch":
+            print("\nconvoy: stopped watching; the runs submitted last go on "
+                  "(`convoy cancel SUBMISSION` stops them)", file=sys.stderr)  # fmt: skip
         return 130
     except BrokenPipeError:
         return 0

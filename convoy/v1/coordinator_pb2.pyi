@@ -48,24 +48,36 @@ class RerunRequest(_message.Message):
     def __init__(self, submission_id: _Optional[str] = ..., states: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("spec_path", "spec_yaml", "results_dir", "priority")
+    __slots__ = ("spec_path", "spec_yaml", "results_dir", "priority", "indexes", "same_as", "unless_revision")
     SPEC_PATH_FIELD_NUMBER: _ClassVar[int]
     SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
     RESULTS_DIR_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    INDEXES_FIELD_NUMBER: _ClassVar[int]
+    SAME_AS_FIELD_NUMBER: _ClassVar[int]
+    UNLESS_REVISION_FIELD_NUMBER: _ClassVar[int]
     spec_path: str
     spec_yaml: str
     results_dir: str
     priority: int
-    def __init__(self, spec_path: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., results_dir: _Optional[str] = ..., priority: _Optional[int] = ...) -> None: ...
+    indexes: _containers.RepeatedScalarFieldContainer[int]
+    same_as: str
+    unless_revision: str
+    def __init__(self, spec_path: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., results_dir: _Optional[str] = ..., priority: _Optional[int] = ..., indexes: _Optional[_Iterable[int]] = ..., same_as: _Optional[str] = ..., unless_revision: _Optional[str] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
-    __slots__ = ("submission_id", "runs")
+    __slots__ = ("submission_id", "runs", "revision", "unchanged", "changed")
     SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
     submission_id: str
     runs: _containers.RepeatedCompositeFieldContainer[Run]
-    def __init__(self, submission_id: _Optional[str] = ..., runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ...) -> None: ...
+    revision: str
+    unchanged: bool
+    changed: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, submission_id: _Optional[str] = ..., runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., revision: _Optional[str] = ..., unchanged: _Optional[bool] = ..., changed: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("id", "submission_id", "experiment", "index", "params_json", "state", "attempt", "host", "has_exit_code", "exit_code", "created_at", "started_at", "ended_at", "reason", "image", "results_path", "revision", "resources", "command", "image_id")

@@ -1,0 +1,103 @@
+"""`convoy watch FILE`: rerun on every save, printing each rerun and its runs' output."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from pathlib import Path
+
+from convoy.v1 import coordinator_pb2 as pb
+from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+from convoy.watching import TERMINAL, Callbacks, WatchSession
+
+from .client import connect_or_start
+from .run import Printer, _follow, read_spec
+
+
+class WatchPrinter:
+    """Streams the current submission's runs; a rerun replaces the stream."""
+
+    def __init__(self, stub: pb_grpc.CoordinatorStub, quiet: bool) -> None:
+        self.stub = stub
+        self.printer = Printer(sys.stdout, quiet)
+        self.stream: asyncio.Task[None] | None = None
+
+    def say(self, text: str) -> None:
+        self.printer.status(f"watch: {text}")
+
+    async def submitted(self, resp: pb.SubmitResponse, changed: list[str]) -> None:
+        what = f"; changed: {', '.join(changed[:8])}" + (" ..." if len(changed) > 8 else "")
+        self.say(f"{resp.submission_id}: {len(resp.runs)} runs of revision {resp.revision[:12]}"
+                 + (what if changed else ""))  # fmt: skip
+        if self.stream is not None and not self.stream.done():
+            self.stream.cancel()
+        self.stream = asyncio.ensure_future(self._stream(resp.submission_id, len(resp.runs)))
+
+    async def _stream(self, sub: str, total: int) -> None:
+        followers: dict[str, asyncio.Task[None]] = {}
+        final: dict[str, str] = {}
+        events = self.stub.Events(pb.EventsRequest(submission_id=sub, snapshot=True))
+        try:
+            async for ev in events:
+                run = ev.run
+                live = run.state == "running" or run.state in TERMINAL
+                if not self.printer.quiet and live and run.id not in followers:
+                    followers[run.id] = asyncio.ensure_future(_follow(self.stub, run.id,
+                                                                      self.printer))  # fmt: skip
+                if run.state in TERMINAL and run.id not in final:
+                    final[run.id] = run.state
+                    if len(final) == total:
+                        break
+            await asyncio.gather(*followers.values(), return_exceptions=True)
+            counts: dict[str, int] = {}
+            for state in final.values():
+                counts[state] = counts.get(state, 0) + 1
+            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+            self.say(f"{sub}: {summary}; watching for changes (Ctrl-C stops)")
+        finally:
+            events.cancel()
+            for t in followers.values():
+                t.cancel()
+
+    def unchanged(self, paths: set[str]) -> None:
+        self.say("saved, but the content makes the same revision: no rerun")
+
+    def superseded(self, sub: str, cancelled: list[str]) -> None:
+        if cancelled:
+            self.say(f"{sub} superseded: cancelled {len(cancelled)} unfinished runs "
+                     "(their partial results are kept)")  # fmt: skip
+
+    async def paused(self, reason: str) -> None:
+        self.say(reason)
+        if not sys.stdin.isatty():
+            raise SystemExit(1)
+        self.say("press Enter to watch again")
+        await asyncio.to_thread(sys.stdin.readline)
+
+    def error(self, message: str) -> None:
+        self.say(f"not rerun: {message}")
+
+
+async def watch_experiment(
+    home: Path, file: str, results: str | None, quiet: bool, debounce: float | None
+) -> int:
+    path, _text = read_spec(file)  # a bad file is exit status 2 before anything starts
+    channel, stub = await connect_or_start(home)
+    async with channel:
+        out = WatchPrinter(stub, quiet)
+        session = WatchSession(
+            stub, path, str(Path(results).absolute()) if results else "", home,
+            Callbacks(submitted=out.submitted, unchanged=out.unchanged,
+                      superseded=out.superseded, paused=out.paused, smoke_failed=out.say,
+                      error=out.error),
+            debounce_s=debounce,
+        )  # fmt: skip
+        folders = ", ".join(str(f) for f in session.folders())
+        out.say(f"watching {folders} (debounce {session.debouncer.quiet_s:g} s, on change: "
+                f"{session.spec.watch.on_change})")  # fmt: skip
+        try:
+            await session.run()
+        finally:
+            if out.stream is not None:
+                out.stream.cancel()
+    return 0

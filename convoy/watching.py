@@ -1,0 +1,276 @@
+"""Watch mode, on the client side of the API: save a file, and the runs restart on it.
+
+A watchdog observer on the experiment's folders (its sources, its inputs, the experiment file)
+notes every change; once the folders have been quiet for the debounce period, the experiment is
+submitted again with `unless_revision` set to the last revision: the coordinator hashes only
+what changed (its stat cache and tree watcher), and when the content makes the same revision
+(an editor's touch, a swap file that is ignored, a file saved unchanged) nothing is submitted.
+Otherwise the superseded submission's runs are cancelled (on_change: cancel, keeping their
+partial results) or left to finish, and the new runs start: only the change is synced, and a
+build step rebuilds incrementally. Paths under the results folder, .git and convoy's state are
+never watched: runs, builds and convoy write there (runs and builds write on the hosts, never
+into the sources). If reruns keep being triggered by the same paths, watching pauses with an
+explanation (the loop breaker) until the user resumes it.
+
+Both `convoy watch` and the TUI drive a WatchSession; what they show is up to their callbacks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from watchdog.events import FileSystemEvent, FileSystemEventHandler
+from watchdog.observers import Observer
+
+from convoy.spec import ExperimentSpec, expand, load_spec, smoke_indexes
+from convoy.v1 import coordinator_pb2 as pb
+from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+
+ALWAYS_IGNORED = (".git", "convoy-results", ".convoy", "__pycache__")
+LOOP_RERUNS = 5  # reruns by the same paths ...
+LOOP_WINDOW_S = 30.0  # ... within this long: a loop (something rewrites them after each rerun)
+TERMINAL = frozenset({"succeeded", "failed", "cancelled", "lost"})
+
+
+@dataclass
+class Debouncer:
+    """Fires once the events have stopped for `quiet_s`."""
+
+    quiet_s: float
+    last: float | None = None
+    paths: set[str] = field(default_factory=set)
+
+    def note(self, path: str, at: float) -> None:
+        self.last = at
+        self.paths.add(path)
+
+    def due(self, now: float) -> bool:
+        return self.last is not None and now - self.last >= self.quiet_s
+
+    def wait_s(self, now: float) -> float | None:
+        return None if self.last is None else max(0.0, self.quiet_s - (now - self.last))
+
+    def take(self) -> set[str]:
+        paths, self.paths, self.last = self.paths, set(), None
+        return paths
+
+
+@dataclass
+class LoopBreaker:
+    """Says why to pause when the same paths keep triggering reruns."""
+
+    reruns: int = LOOP_RERUNS
+    window_s: float = LOOP_WINDOW_S
+    history: deque[tuple[float, frozenset[str]]] = field(default_factory=deque)
+
+    def record(self, changed: Sequence[str], at: float) -> str | None:
+        paths = frozenset(changed)
+        self.history.append((at, paths))
+        while self.history and at - self.history[0][0] > self.window_s:
+            self.history.popleft()
+        same = [t for t, p in self.history if p == paths]
+        if len(same) >= self.reruns:
+            self.history.clear()
+            shown = ", ".join(sorted(paths)[:5]) + (" ..." if len(paths) > 5 else "")
+            return (
+                f"paused: {shown} changed {len(same)} times in {at - same[0]:.0f} s, each time "
+                "just after a rerun; something rewrites them (a tool on this machine, or a "
+                "build or run writing into the sources through a shared folder?)"
+            )
+        return None
+
+
+class _Events(FileSystemEventHandler):
+    def __init__(self, ignored: Sequence[Path], notify: Callable[[str], None]) -> None:
+        self.ignored = tuple(str(p) + os.sep for p in ignored)
+        self.notify = notify
+
+    def on_any_event(self, event: FileSystemEvent) -> None:
+        if event.event_type in ("opened", "closed_no_write"):
+            return
+        if event.is_directory and event.event_type == "modified":
+            return  # a folder's entries changed: those entries have events of their own
+        for p in (event.src_path, getattr(event, "dest_path", "")):
+            path = os.fsdecode(p)
+            if not path or (path + os.sep).startswith(self.ignored):
+                continue
+            if any(part in ALWAYS_IGNORED for part in Path(path).parts):
+                continue
+            self.notify(path)
+
+
+@dataclass
+class Callbacks:
+    """What a session tells its user (all optional)."""
+
+    submitted: Callable[[pb.SubmitResponse, list[str]], Awaitable[None]] | None = None
+    unchanged: Callable[[set[str]], None] | None = None
+    superseded: Callable[[str, list[str]], None] | None = None
+    paused: Callable[[str], Awaitable[None]] | None = None  # returns when the user resumes
+    smoke_failed: Callable[[str], None] | None = None
+    error: Callable[[str], None] | None = None
+
+
+class WatchSession:
+    def __init__(
+        self, stub: pb_grpc.CoordinatorStub, spec_path: Path, results_dir: str = "",
+        home: Path | None = None, callbacks: Callbacks | None = None,
+        debounce_s: float | None = None,
+    ) -> None:  # fmt: skip
+        self.stub = stub
+        self.spec_path = spec_path.resolve()
+        self.results_dir = results_dir
+        self.home = home
+        self.cb = callbacks or Callbacks()
+        self.spec = self._load()
+        self.debouncer = Debouncer(self.spec.watch.debounce_s if debounce_s is None
+                                   else debounce_s)  # fmt: skip
+        self.breaker = LoopBreaker()
+        self.revision = ""
+        self.submission = ""
+        self.reruns = 0
+        self._wake = asyncio.Event()
+        self._lock = threading.Lock()
+        self._observer: Observer | None = None  # type: ignore[valid-type]
+        self._smoke: asyncio.Task[None] | None = None
+
+    def _load(self) -> ExperimentSpec:
+        return load_spec(self.spec_path.read_text(encoding="utf-8"), str(self.spec_path))
+
+    def folders(self) -> list[Path]:
+        base = self.spec_path.parent
+        out = [(base / self.spec.sources).resolve()]
+        out += [(base / folder).resolve() for _, folder in self.spec.inputs]
+        if not any(self.spec_path.is_relative_to(f) for f in out):
+            out.append(base)  # the experiment file itself, beside sources elsewhere
+        return out
+
+    def ignored(self) -> list[Path]:
+        base = self.spec_path.parent
+        results = Path(self.results_dir) if self.results_dir else base / "convoy-results"
+        return [results.resolve()] + ([self.home.resolve()] if self.home else [])
+
+    # -- running -----------------------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Submit, then rerun on every quiet change, until cancelled."""
+        loop = asyncio.get_running_loop()
+
+        def notify(path: str) -> None:
+            loop.call_soon_threadsafe(self._noted, path)
+
+        handler = _Events(self.ignored(), notify)
+        observer = Observer()
+        for folder in self.folders():
+            observer.schedule(handler, str(folder), recursive=True)
+        observer.start()
+        self._observer = observer
+        try:
+            await self._submit(set(), initial=True)
+            while True:
+                await self._wake.wait()
+                self._wake.clear()
+                while (wait := self.debouncer.wait_s(time.monotonic())) is not None and wait > 0:
+                    await asyncio.sleep(wait)
+                if self.debouncer.due(time.monotonic()):
+                    await self._submit(self.debouncer.take())
+        finally:
+            observer.stop()
+            await asyncio.to_thread(observer.join, 5)
+            if self._smoke is not None:
+                self._smoke.cancel()
+
+    def _noted(self, path: str) -> None:
+        self.debouncer.note(path, time.monotonic())
+        self._wake.set()
+
+    async def _submit(self, paths: set[str], initial: bool = False) -> None:
+        try:
+            self.spec = self._load()
+        except Exception as e:  # a half-saved experiment file: wait for the next save
+            if self.cb.error:
+                self.cb.error(f"{e}")
+            return
+        smoke = smoke_indexes(self.spec)
+        req = pb.SubmitRequest(
+            spec_path=str(self.spec_path), spec_yaml=self.spec_path.read_text(encoding="utf-8"),
+            results_dir=self.results_dir, unless_revision="" if initial else self.revision,
+            indexes=smoke,
+        )  # fmt: skip
+        try:
+            resp = await self.stub.Submit(req)
+        except grpc.aio.AioRpcError as e:
+            if self.cb.error:
+                self.cb.error(e.details() or e.code().name)
+            return
+        if resp.unchanged:
+            if self.cb.unchanged:
+                self.cb.unchanged(paths)
+            return
+        previous = self.submission
+        self.revision, self.submission = resp.revision, resp.submission_id
+        if not initial:
+            self.reruns += 1
+        if previous and self.spec.watch.on_change == "cancel":
+            with contextlib.suppress(Exception):
+                cancelled = await self.stub.Cancel(pb.CancelRequest(id=previous))
+                if self.cb.superseded:
+                    self.cb.superseded(previous, list(cancelled.cancelled))
+        if self._smoke is not None:
+            self._smoke.cancel()
+        if self.cb.submitted:
+            await self.cb.submitted(resp, list(resp.changed))
+        if smoke and len(smoke) < len(expand(self.spec)):
+            self._smoke = asyncio.ensure_future(self._after_smoke(resp))
+        if not initial:
+            reason = self.breaker.record(list(resp.changed), time.monotonic())
+            if reason is not None and self.cb.paused:
+                await self._pause(reason)
+
+    async def _pause(self, reason: str) -> None:
+        observer = self._observer
+        assert self.cb.paused is not None
+        await self.cb.paused(reason)
+        self.debouncer.take()  # what changed while paused counts as one change
+        if observer is not None:
+            self._wake.set()
+
+    async def _after_smoke(self, smoke: pb.SubmitResponse) -> None:
+        """The rest of the matrix, once every smoke run has succeeded."""
+        ids = {r.id for r in smoke.runs}
+        final: dict[str, str] = {}
+        events = self.stub.Events(pb.EventsRequest(submission_id=smoke.submission_id,
+                                                   snapshot=True))  # fmt: skip
+        try:
+            async for ev in events:
+                if ev.run.id in ids and ev.run.state in TERMINAL:
+                    final[ev.run.id] = ev.run.state
+                    if len(final) == len(ids):
+                        break
+        finally:
+            events.cancel()
+        bad = sorted(r for r, state in final.items() if state != "succeeded")
+        if bad:
+            if self.cb.smoke_failed:
+                self.cb.smoke_failed(
+                    f"smoke runs did not succeed ({', '.join(bad)}): the rest of the matrix "
+                    "waits for the next change"
+                )
+            return
+        rest = sorted(set(r.index for r in expand(self.spec)) - {r.index for r in smoke.runs})
+        resp = await self.stub.Submit(pb.SubmitRequest(
+            spec_path=str(self.spec_path), spec_yaml=self.spec_path.read_text(encoding="utf-8"),
+            results_dir=self.results_dir, same_as=smoke.submission_id, indexes=rest,
+        ))  # fmt: skip
+        self.submission = resp.submission_id
+        if self.cb.submitted:
+            await self.cb.submitted(resp, [])
