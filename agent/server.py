@@ -35,7 +35,8 @@ MAX_PENDING_BATCHES = 4  # received batches of small objects waiting to be store
 
 LOG_CHUNK = 256 * 1024
 FILE_CHUNK = 1024 * 1024
-FOLLOW_POLL_S = 0.05
+FOLLOW_POLL_S = 0.05  # a followed log is read again at least this often
+FOLLOW_POLL_MIN_S = 0.005  # ... and this soon after it last grew
 
 _STATES = {
     AttemptState.STARTING: pb.ATTEMPT_STARTING,
@@ -273,6 +274,7 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
             await self._abort(context, e)
             return
         offset = max(request.offset, 0)
+        poll = FOLLOW_POLL_MIN_S
         with open(a.log_path, "rb") as f:
             f.seek(offset)
             while True:
@@ -281,11 +283,14 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
                 if data:
                     yield common_pb2.LogChunk(offset=offset, data=data)
                     offset += len(data)
+                    poll = FOLLOW_POLL_MIN_S
                     continue
                 if ended or not request.follow:
                     return
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(a.done.wait(), FOLLOW_POLL_S)
+                    await asyncio.wait_for(a.done.wait(), poll)
+                # Output that just came tends to come on: look again soon, then less often.
+                poll = min(poll * 1.5, FOLLOW_POLL_S)
 
     async def FetchResults(
         self, request: pb.FetchResultsRequest, context: grpc.aio.ServicerContext

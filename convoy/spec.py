@@ -51,7 +51,7 @@ class WatchSpec:
     """`convoy watch`: how long the sources must be quiet before a rerun, what happens to the
     superseded runs, and which runs go first (the rest only once those succeed)."""
 
-    debounce_s: float = 0.1
+    debounce_s: float = 0.05  # an editor's save is a few writes within milliseconds
     on_change: str = "cancel"  # or "finish"
     smoke: tuple[tuple[str, tuple[ParamValue, ...]], ...] = ()  # parameter -> values to run first
 

@@ -10,7 +10,9 @@ partial results) or left to finish, and the new runs start: only the change is s
 build step rebuilds incrementally. Paths under the results folder, .git and convoy's state are
 never watched: runs, builds and convoy write there (runs and builds write on the hosts, never
 into the sources). If reruns keep being triggered by the same paths, watching pauses with an
-explanation (the loop breaker) until the user resumes it.
+explanation (the loop breaker) until the user resumes it: five reruns within 30 s, each caused by
+the same paths changing within a second of the rerun before (a person reading the output and
+saving again takes longer, and breaks the chain).
 
 Both `convoy watch` and the TUI drive a WatchSession; what they show is up to their callbacks.
 """
@@ -38,6 +40,8 @@ from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 ALWAYS_IGNORED = (".git", "convoy-results", ".convoy", "__pycache__")
 LOOP_RERUNS = 5  # reruns by the same paths ...
 LOOP_WINDOW_S = 30.0  # ... within this long: a loop (something rewrites them after each rerun)
+QUICK_S = 1.0  # a change this soon after a rerun's submission is suspect; a later one (a person
+# reading the output, then saving) breaks the chain
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "lost"})
 
 
@@ -83,8 +87,8 @@ class LoopBreaker:
             shown = ", ".join(sorted(paths)[:5]) + (" ..." if len(paths) > 5 else "")
             return (
                 f"paused: {shown} changed {len(same)} times in {at - same[0]:.0f} s, each time "
-                "just after a rerun; something rewrites them (a tool on this machine, or a "
-                "build or run writing into the sources through a shared folder?)"
+                f"within {QUICK_S:g} s of a rerun; something rewrites them (a tool on this "
+                "machine, or a build or run writing into the sources through a shared folder?)"
             )
         return None
 
@@ -138,6 +142,8 @@ class WatchSession:
         self.revision = ""
         self.submission = ""
         self.reruns = 0
+        self._submitted_at = 0.0  # when the last rerun was submitted (monotonic)
+        self._burst_at = 0.0  # when the first change of the pending burst was seen
         self._wake = asyncio.Event()
         self._lock = threading.Lock()
         self._observer: Observer | None = None  # type: ignore[valid-type]
@@ -190,6 +196,8 @@ class WatchSession:
                 self._smoke.cancel()
 
     def _noted(self, path: str) -> None:
+        if self.debouncer.last is None:
+            self._burst_at = time.monotonic()
         self.debouncer.note(path, time.monotonic())
         self._wake.set()
 
@@ -231,10 +239,14 @@ class WatchSession:
             await self.cb.submitted(resp, list(resp.changed))
         if smoke and len(smoke) < len(expand(self.spec)):
             self._smoke = asyncio.ensure_future(self._after_smoke(resp))
-        if not initial:
+        quick = not initial and self._burst_at - self._submitted_at < QUICK_S
+        self._submitted_at = time.monotonic()
+        if quick:
             reason = self.breaker.record(list(resp.changed), time.monotonic())
             if reason is not None and self.cb.paused:
                 await self._pause(reason)
+        else:
+            self.breaker.history.clear()
 
     async def _pause(self, reason: str) -> None:
         observer = self._observer

@@ -89,7 +89,7 @@ def test_a_burst_of_saves_is_one_rerun_and_the_superseded_runs_are_cancelled(
     w.wait_line(lambda ln: ln.endswith("model v0"))
     for i in range(1, 51):  # 50 saves within one second
         (tmp_path / "model.txt").write_text(f"v{i}\n")
-        time.sleep(0.018)
+        time.sleep(0.005)
     w.wait_line(lambda ln: ln.startswith("watch: edits-2: 2 runs") and "changed: model.txt" in ln)
     w.wait_line(lambda ln: ln == "[edits-2.00] model v50" or ln == "[edits-2.01] model v50")
     time.sleep(2)

@@ -28,7 +28,7 @@ def test_the_same_paths_rerunning_five_times_in_30_s_pause_watching() -> None:
         assert b.record(["gen.h"], t * 5.0) is None
     assert b.record(["other.c"], 21.0) is None  # another path does not count
     reason = b.record(["gen.h"], 24.0)
-    assert reason is not None and reason.startswith("paused: gen.h changed 5 times in 24 s")
+    assert reason is not None and reason.startswith("paused: gen.h changed 5 times in 24 s, each")
     assert b.record(["gen.h"], 25.0) is None  # it starts counting again
 
 
