@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
         "--debounce",
         type=float,
         metavar="S",
-        help="seconds of quiet before a rerun (default: watch.debounce, or 0.1)",
+        help="seconds of quiet before a rerun (default: watch.debounce, or 0.05)",
     )
     w.add_argument("-q", "--quiet", action="store_true", help="do not print the runs' output")
 
