@@ -128,8 +128,10 @@ class WatchSession:
     def __init__(
         self, stub: pb_grpc.CoordinatorStub, spec_path: Path, results_dir: str = "",
         home: Path | None = None, callbacks: Callbacks | None = None,
-        debounce_s: float | None = None,
+        debounce_s: float | None = None, since: tuple[str, str] | None = None,
     ) -> None:  # fmt: skip
+        """`since`: (submission, revision) already submitted: watch from it, submitting nothing
+        until the sources change."""
         self.stub = stub
         self.spec_path = spec_path.resolve()
         self.results_dir = results_dir
@@ -139,8 +141,8 @@ class WatchSession:
         self.debouncer = Debouncer(self.spec.watch.debounce_s if debounce_s is None
                                    else debounce_s)  # fmt: skip
         self.breaker = LoopBreaker()
-        self.revision = ""
-        self.submission = ""
+        self.revision = since[1] if since else ""
+        self.submission = since[0] if since else ""
         self.reruns = 0
         self._submitted_at = 0.0  # when the last rerun was submitted (monotonic)
         self._burst_at = 0.0  # when the first change of the pending burst was seen
@@ -181,7 +183,8 @@ class WatchSession:
         observer.start()
         self._observer = observer
         try:
-            await self._submit(set(), initial=True)
+            if not self.revision:
+                await self._submit(set(), initial=True)
             while True:
                 await self._wake.wait()
                 self._wake.clear()

@@ -15,6 +15,11 @@ import grpc
 from textual import work
 from textual.app import App
 from textual.binding import Binding
+from textual.notifications import SeverityLevel
+from textual.worker import Worker
+
+from convoy.v1 import coordinator_pb2 as pb
+from convoy.watching import Callbacks, WatchSession
 
 from .client import ApiClient, describe
 from .hosts_screen import HostsScreen
@@ -51,6 +56,8 @@ class ConvoyApp(App[None]):
         self.problem = "connecting to the coordinator..."
         self._progress: set[str] = set()  # runs whose output is being read for progress
         self.log_target = ""  # the run the logs screen should follow
+        self.subs: dict[str, pb.Submission] = {}
+        self.watches: dict[str, Worker[None]] = {}  # experiment file -> its watch
 
     def status_line(self) -> str:
         return "" if self.connected else f"⚠ {self.problem}"
@@ -88,6 +95,7 @@ class ConvoyApp(App[None]):
 
     async def _load_submissions(self) -> None:
         for sub in await self.client.submissions():
+            self.subs[sub.id] = sub
             if sub.id not in self.model.patterns:
                 self.model.set_pattern(sub.id, sub.progress_pattern)
         self.connected, self.problem = True, ""
@@ -140,6 +148,43 @@ class ConvoyApp(App[None]):
             self.notify(describe(e, self.client.socket), severity="warning")
             return
         self.notify(f"submitted {resp.submission_id}: {len(resp.runs)} runs again")
+
+    def toggle_watch(self, submission: str) -> None:
+        """Watch mode on the submission's experiment file (rerun on every save), or off."""
+        sub = self.subs.get(submission)
+        if sub is None:
+            return
+        name = Path(sub.spec_path).name
+        worker = self.watches.pop(sub.spec_path, None)
+        if worker is not None:
+            worker.cancel()
+            self.notify(f"stopped watching {name}")
+            return
+        self.watches[sub.spec_path] = self.run_worker(
+            self._watch(sub), group="watch", exit_on_error=False
+        )
+        self.notify(f"watching {name}: a save reruns {sub.experiment} (w again stops)")
+
+    async def _watch(self, sub: pb.Submission) -> None:
+        def say(text: str, severity: SeverityLevel = "information") -> None:
+            self.notify(text, title=f"watch {sub.experiment}", severity=severity)
+
+        async def submitted(resp: pb.SubmitResponse, changed: list[str]) -> None:
+            say(f"{resp.submission_id}: {len(resp.runs)} runs ({', '.join(changed[:4])})")
+
+        async def paused(reason: str) -> None:
+            say(reason + "; press w to watch again", "warning")
+            self.watches.pop(sub.spec_path, None)
+            raise asyncio.CancelledError
+
+        session = WatchSession(
+            self.client.stub, Path(sub.spec_path), str(Path(sub.results_dir).parent.parent),
+            self.home, Callbacks(submitted=submitted, paused=paused,
+                                 unchanged=lambda _: say("saved, same content: no rerun"),
+                                 error=lambda m: say(m, "error")),
+            since=(sub.id, sub.revision),
+        )  # fmt: skip
+        await session.run()
 
 
 def run_tui(home: Path) -> int:

@@ -28,6 +28,7 @@ class RunsScreen(Screen[None]):
         Binding("C", "cancel_submission", "Cancel submission"),
         Binding("R", "rerun", "Rerun failed"),
         Binding("o", "results", "Results path"),
+        Binding("w", "watch", "Watch"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort"),
         Binding("a", "app.switch_mode('hosts')", "Allocations"),
@@ -155,6 +156,10 @@ class RunsScreen(Screen[None]):
         if run_id := self.selected():
             path = self.convoy.model.rows[run_id].results_path
             self.notify(path, title=f"results of {run_id}", timeout=10)
+
+    def action_watch(self) -> None:
+        if run_id := self.selected():
+            self.convoy.toggle_watch(self.convoy.model.rows[run_id].submission)
 
     def action_filter(self) -> None:
         box = self.query_one("#filter", Input)

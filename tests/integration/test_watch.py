@@ -132,3 +132,50 @@ def test_writes_by_runs_builds_and_convoy_and_same_content_saves_do_not_rerun(
     for run_json in (tmp_path / "convoy-results/quiet/quiet-1").glob("*/run.json"):
         files = json.loads(run_json.read_text())["files"]  # what the run wrote, not the build
         assert set(files) == {"made.txt", "out/r.txt"}
+
+
+def test_the_tui_toggles_watch_mode_on_a_submission(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
+    """`w` on a run watches its experiment: a save makes a new submission; `w` again stops."""
+    import asyncio
+
+    from textual.widgets import DataTable
+
+    from tui.app import ConvoyApp
+
+    (tmp_path / "model.txt").write_text("one\n")
+    spec = write_experiment(tmp_path, """
+        name: toggled
+        image: convoy/busybox:1
+        command: cat model.txt
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    assert convoy_env.cli("run", "-q", str(spec)).returncode == 0
+
+    async def scenario() -> None:
+        app = ConvoyApp(convoy_env.home)
+        async with app.run_test(size=(140, 30)) as pilot:
+
+            async def until(what: Callable[[], bool], timeout: float = 30) -> None:
+                deadline = time.monotonic() + timeout
+                while not what():
+                    assert time.monotonic() < deadline
+                    await pilot.pause(0.1)
+
+            table = app.screen.query_one(DataTable)
+            await until(lambda: table.row_count == 1 and "toggled-1" in app.subs)
+            await pilot.press("w")
+            await until(lambda: bool(app.watches))
+            await pilot.pause(0.5)  # the observer is up
+            (tmp_path / "model.txt").write_text("two\n")
+            await until(lambda: "toggled-2.00" in app.model.rows)
+            await until(lambda: app.model.rows["toggled-2.00"].state == "succeeded")
+            await pilot.press("w")
+            await until(lambda: not app.watches)
+            await pilot.pause(0.5)
+            (tmp_path / "model.txt").write_text("three\n")
+            await pilot.pause(1.5)
+            assert "toggled-3.00" not in app.model.rows  # no longer watching
+
+    asyncio.run(scenario())
+    out = tmp_path / "convoy-results/toggled/toggled-2/toggled-2.00/output.log"
+    assert out.read_text() == "two\n"
