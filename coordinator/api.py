@@ -12,8 +12,9 @@ from convoy.v1 import common_pb2
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
-from .engine import Coordinator, Unchanged
+from .engine import Coordinator
 from .events import RunChanged
+from .submissions import Unchanged
 from .wire import resources_to_pb, run_to_pb
 
 Ctx = grpc.aio.ServicerContext

@@ -12,7 +12,7 @@ import asyncio
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable, Sequence
+from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -20,9 +20,7 @@ from typing import Any
 
 import grpc
 
-from convoy.content import SyncError
-from convoy.errors import ConvoyError, NotFound, UsageError
-from convoy.spec import expand, load_spec
+from convoy.errors import ConvoyError, NotFound
 from convoy.states import ACTIVE, RunState, check_transition
 
 from .agents import AttemptOutcome
@@ -30,11 +28,12 @@ from .builds import BuildKeeper, failure_reason
 from .events import EventBus, RunChanged
 from .images import ImageShipper
 from .liveness import Host, HostLiveness
-from .records import RunRecord, SubmissionRecord
+from .records import RunRecord
 from .results import RunResult, write_runs_csv
-from .scheduler import HostView, Pending, Units, place, why_unplaceable
+from .scheduler import HostView, Pending, Units, place
 from .store import Store
-from .sync import Syncer, diff
+from .submissions import Submissions
+from .sync import Syncer
 
 log = logging.getLogger("convoy.coordinator")
 
@@ -42,15 +41,7 @@ DEFAULT_GRACE_S = 10.0
 BUILD_ENTRY = re.compile(r"(.+)\.build(?:@([^@/]+))?")
 
 
-class Unchanged(Exception):
-    """Watch mode: the sources still make the revision the client last submitted."""
-
-    def __init__(self, revision: str) -> None:
-        super().__init__(revision)
-        self.revision = revision
-
-
-class Coordinator(HostLiveness):
+class Coordinator(Submissions, HostLiveness):
     def __init__(self, home: Path, store: Store, hosts: Iterable[Host]) -> None:
         self.home = home
         self.store = store
@@ -110,157 +101,6 @@ class Coordinator(HostLiveness):
         return after
 
     # ---- submit ----------------------------------------------------------------------------
-
-    def changed_paths(self, old_revision: str, new_revision: str) -> list[str]:
-        """Paths added, changed or removed from one revision to the next (for watch mode)."""
-        try:
-            old, new = self.syncer.revision(old_revision), self.syncer.revision(new_revision)
-        except (OSError, ValueError):
-            return []
-        changed, removed = diff(old.manifest, new.manifest)
-        return sorted({e.path for e in changed} | set(removed))
-
-    def progress_pattern(self, sub: SubmissionRecord) -> str:
-        """The submission's `progress:` regex ("" when it has none), parsed once."""
-        if sub.id not in self._progress:
-            try:
-                self._progress[sub.id] = load_spec(sub.spec_yaml, sub.spec_path).progress or ""
-            except ConvoyError:
-                self._progress[sub.id] = ""
-        return self._progress[sub.id]
-
-    async def rerun(
-        self, sub_id: str, states: Iterable[RunState] = ()
-    ) -> tuple[SubmissionRecord, list[RunRecord]]:
-        """The given states' runs of a submission, again: a new submission of the same revision,
-        inputs, experiment file and results folder."""
-        sub = self.store.submission(sub_id)
-        if sub is None:
-            raise NotFound(f"no submission {sub_id!r}")
-        wanted = set(states) or {RunState.FAILED, RunState.LOST, RunState.CANCELLED}
-        runs = [r for r in self.store.runs(sub_id) if r.state in wanted]
-        if not runs:
-            names = ", ".join(sorted(s.value for s in wanted))
-            raise UsageError(f"{sub_id} has no runs that ended {names}")
-        results_root = str(Path(sub.results_dir).parent.parent)
-        return await self.submit(
-            sub.spec_path, sub.spec_yaml, results_root, sub.priority,
-            reuse=(sub.revision, runs[0].inputs, [r.index for r in runs]),
-        )  # fmt: skip
-
-    async def submit(
-        self, spec_path: str, spec_yaml: str, results_dir: str = "", priority: int = 0,
-        reuse: tuple[str, dict[str, str], list[int]] | None = None,
-        indexes: Sequence[int] = (), same_as: str = "", unless_revision: str = "",
-    ) -> tuple[SubmissionRecord, list[RunRecord]]:  # fmt: skip
-        """Validate, snapshot the sources, store the submission and its runs, queue them.
-        `reuse`: (revision, input revisions, run indexes) of an earlier submission, run again;
-        `same_as`: a submission whose revision and inputs to use, for `indexes` (or all);
-        `unless_revision`: raise Unchanged, submitting nothing, if the sources make that one."""
-        spec = load_spec(spec_yaml, spec_path)
-        if same_as:
-            earlier = self.store.submission(same_as)
-            if earlier is None:
-                raise NotFound(f"no submission {same_as!r}")
-            some = self.store.runs(same_as, limit=1)
-            everything = [r.index for r in expand(spec)]
-            reuse = (earlier.revision, some[0].inputs if some else {}, list(indexes) or everything)
-        elif indexes and reuse is None:
-            wanted = set(indexes)
-            bad = sorted(i for i in wanted if not 0 <= i < len(expand(spec)))
-            if bad:
-                raise UsageError(f"{spec_path}: no runs with indexes {bad} in its matrix")
-        spec_file = Path(spec_path)
-        if not spec_file.is_absolute():
-            raise UsageError(f"spec_path must be absolute, got {spec_path!r}")
-        source = (spec_file.parent / spec.sources).resolve()
-        if reuse is None and not source.is_dir():
-            raise UsageError(f"{spec_path}: sources folder {source} does not exist")
-        if source.is_relative_to(self.home.resolve()):
-            raise UsageError(
-                f"{spec_path}: sources folder {source} is inside convoy's state folder "
-                f"{self.home}; keep experiments elsewhere"
-            )
-        results_root = Path(results_dir) if results_dir else spec_file.parent / "convoy-results"
-        runs = expand(spec)
-        width = max(2, len(str(len(runs) - 1)))  # of the whole matrix: ids keep their index
-        if reuse is not None:
-            runs = [r for r in runs if r.index in set(reuse[2])]
-        elif indexes:
-            runs = [r for r in runs if r.index in set(indexes)]
-        inputs = {}
-        for name, folder in spec.inputs if reuse is None else ():
-            path = (spec_file.parent / folder).resolve()
-            if not path.is_dir():
-                raise UsageError(f"{spec_path}: input {name!r}: folder {path} does not exist")
-            inputs[name] = path
-        req = Units.of(spec.resources)
-        views = [self._view(h) for h in self.hosts.values() if h.info]
-        problem = why_unplaceable(req, views)
-        if problem:
-            raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")
-        try:
-            if reuse is not None:
-                revision_id, input_revs = reuse[0], dict(reuse[1])
-            else:
-                revision = await asyncio.to_thread(
-                    self.syncer.snapshot, source, (results_root.resolve(), self.home.resolve())
-                )
-                revision_id, input_revs = revision.id, {}
-                if unless_revision and revision_id == unless_revision:
-                    raise Unchanged(revision_id)
-            for name, path in inputs.items():
-                rev = await asyncio.to_thread(self.syncer.snapshot, path, (self.home.resolve(),))
-                input_revs[name] = rev.id
-        except SyncError as e:
-            raise UsageError(f"{spec_path}: {e}") from None
-        taken = self.store.submission_numbers(spec.name)
-        exp_dir = results_root / spec.name
-        n = max(taken, default=0) + 1
-        while (exp_dir / f"{spec.name}-{n}").exists():
-            n += 1
-        sub_id = f"{spec.name}-{n}"
-        sub_dir = exp_dir / sub_id
-        now = time.time()
-        seq = self.store.next_seq()
-        sub = SubmissionRecord(
-            id=sub_id, experiment=spec.name, seq=seq, spec_path=spec_path, spec_yaml=spec_yaml,
-            source_dir=str(source), results_dir=str(sub_dir), revision=revision_id,
-            priority=priority, created_at=now, total=len(runs),
-        )  # fmt: skip
-        records = [
-            RunRecord(
-                id=f"{sub_id}.{r.index:0{width}d}",
-                submission_id=sub_id,
-                experiment=spec.name,
-                index=r.index,
-                params=r.params,
-                command=r.command,
-                env=r.env,
-                image=spec.image,
-                resources=spec.resources,
-                retries=spec.retries,
-                timeout_seconds=spec.timeout_seconds,
-                network=spec.network,
-                outputs=spec.outputs,
-                revision=revision_id,
-                results_path=str(sub_dir / f"{sub_id}.{r.index:0{width}d}"),
-                priority=priority,
-                seq=seq,
-                created_at=now,
-                reason="submitted",
-                inputs=input_revs,
-            )
-            for r in runs
-        ]
-        self.store.add_submission(sub, records)
-        sub_dir.mkdir(parents=True, exist_ok=True)
-        write_runs_csv(sub_dir / "runs.csv", records)
-        for r in records:
-            self._queue[r.id] = r
-            self.bus.publish(RunChanged(r, "", now))
-        self._wake.set()
-        return sub, records
 
     # ---- placement -------------------------------------------------------------------------
 
