@@ -148,7 +148,8 @@ class RunsModel:
     def take_dirty(self) -> tuple[list[str], list[str]]:
         """(ids added, ids changed but not added) since the last call."""
         added, self.added = self.added, []
-        changed = [i for i in self.dirty if i not in set(added)]
+        new = set(added)  # once: built per id, it made a load of n new runs cost n² steps
+        changed = [i for i in self.dirty if i not in new]
         self.dirty = set()
         return added, changed
 

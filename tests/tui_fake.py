@@ -1,0 +1,152 @@
+"""A stand-in for tui.client.ApiClient, fed from Python: the TUI without a coordinator.
+
+    client = FakeClient(runs=[run, ...], submissions=[sub, ...], hosts=[host, ...])
+    app = ConvoyApp(home, client=client)
+    ...
+    client.push(changed_run)  # an event, delivered to the app's events() stream
+
+`events()` yields a snapshot of the current runs, then every pushed run (an asyncio.Queue
+behind it). `disconnect()` makes every call fail as an absent coordinator does (UNAVAILABLE)
+and ends a running stream; `reconnect()` lets calls succeed again. Calls that act (cancel,
+rerun) are recorded, not carried out.
+
+It subclasses ApiClient only so that it type-checks where an ApiClient is expected; every
+method the app uses is replaced, and `stub` refuses to connect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+
+import grpc
+
+from convoy.v1 import coordinator_pb2 as pb
+from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+from tui.client import ApiClient
+from tui.model import TERMINAL
+
+HOME = Path("/nonexistent/convoy-home")  # never read or written: only shown and named
+_STOP = None  # the queue item that ends a running events() stream
+
+
+def unavailable(socket: Path) -> grpc.aio.AioRpcError:
+    """The error an API call gets when nothing answers on the socket."""
+    return grpc.aio.AioRpcError(
+        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
+        details=f"failed to connect to all addresses; last error: unix:{socket}",
+        debug_error_string="",
+    )  # fmt: skip
+
+
+class FakeClient(ApiClient):
+    def __init__(
+        self,
+        runs: Iterable[pb.Run] = (),
+        submissions: Iterable[pb.Submission] = (),
+        hosts: Iterable[pb.Host] = (),
+        logs: Mapping[str, Iterable[bytes]] | None = None,
+        home: Path = HOME,
+    ) -> None:
+        super().__init__(home)
+        self.runs: dict[str, pb.Run] = {r.id: r for r in runs}  # the current state of each
+        self.submission_list: list[pb.Submission] = list(submissions)
+        self.host_list: list[pb.Host] = list(hosts)
+        self.log_chunks: dict[str, list[bytes]] = {k: list(v) for k, v in (logs or {}).items()}
+        self.down = False
+        self.closed = False
+        self.cancelled: list[str] = []  # targets of cancel(), in order
+        self.reruns: list[str] = []  # submissions given to rerun(), in order
+        self.event_streams = 0  # how many times events() was started
+        self._queue: asyncio.Queue[pb.RunEvent | None] = asyncio.Queue()
+
+    # -- feeding it ----------------------------------------------------------------------------
+
+    def push(self, run: pb.Run, previous_state: str = "") -> None:
+        """Record a run's new state and emit it as an event (before a stream starts, the run is
+        in that stream's snapshot instead)."""
+        old = self.runs.get(run.id)
+        self.runs[run.id] = run
+        self._queue.put_nowait(pb.RunEvent(
+            run=run, previous_state=previous_state or (old.state if old else ""), at=time.time(),
+        ))  # fmt: skip
+
+    def push_many(self, runs: Iterable[pb.Run]) -> None:
+        for r in runs:
+            self.push(r)
+
+    def disconnect(self) -> None:
+        """The coordinator goes away: calls fail with UNAVAILABLE, a running stream ends so."""
+        self.down = True
+        self._queue.put_nowait(_STOP)
+
+    def reconnect(self) -> None:
+        self.down = False
+
+    def _check(self) -> None:
+        if self.down:
+            raise unavailable(self.socket)
+
+    # -- what ApiClient offers -----------------------------------------------------------------
+
+    @property
+    def stub(self) -> pb_grpc.CoordinatorStub:
+        raise AssertionError("FakeClient never connects to a coordinator")
+
+    async def close(self) -> None:
+        self.closed = True
+
+    async def reset(self) -> None:
+        pass
+
+    async def submissions(self) -> list[pb.Submission]:
+        self._check()
+        return list(self.submission_list)
+
+    async def events(self) -> AsyncIterator[pb.RunEvent]:
+        """Every run's current state (snapshot events), then every pushed one, until
+        disconnect()."""
+        self._check()
+        self.event_streams += 1
+        # Events pushed before the stream started are in the snapshot already.
+        while not self._queue.empty():
+            self._queue.get_nowait()
+        for run in list(self.runs.values()):
+            yield pb.RunEvent(run=run, snapshot=True)
+        while True:
+            ev = await self._queue.get()
+            if ev is _STOP:
+                raise unavailable(self.socket)
+            yield ev
+
+    async def logs(self, run_id: str, offset: int = 0, follow: bool = True) -> AsyncIterator[bytes]:
+        """The run's chunks from a byte offset; the stream ends there (follow or not)."""
+        self._check()
+        if run_id not in self.runs:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(),
+                                       grpc.aio.Metadata(), f"no run {run_id}", "")  # fmt: skip
+        skip = offset
+        for chunk in self.log_chunks.get(run_id, []):
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            yield chunk[skip:]
+            skip = 0
+
+    async def cancel(self, target: str) -> list[str]:
+        self._check()
+        self.cancelled.append(target)
+        return [r.id for r in self.runs.values()
+                if (r.id == target or r.submission_id == target)
+                and r.state not in TERMINAL]  # fmt: skip
+
+    async def rerun(self, submission: str) -> pb.SubmitResponse:
+        self._check()
+        self.reruns.append(submission)
+        return pb.SubmitResponse(submission_id=f"{submission}-rerun")
+
+    async def hosts(self) -> list[pb.Host]:
+        self._check()
+        return list(self.host_list)

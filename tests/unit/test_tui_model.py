@@ -1,0 +1,383 @@
+"""Unit tests for tui.model: what the runs screen shows, without Textual or a coordinator."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import pytest
+
+from convoy.v1 import coordinator_pb2 as pb
+from tui.model import ACTIVE, TERMINAL, Row, RunsModel, bar, human
+
+PROGRESS = r"\((?P<percent>-?\d+(?:\.\d+)?)%\)"
+
+
+def run(sub: str, index: int, state: str = "queued", **fields: Any) -> pb.Run:
+    """A Run message as the coordinator sends it: id `<submission>.<index>`."""
+    params = fields.pop("params", {"n": index})
+    return pb.Run(id=f"{sub}.{index}", submission_id=sub, experiment=fields.pop("experiment", "e"),
+                  index=index, state=state, params_json=json.dumps(params), **fields)  # fmt: skip
+
+
+def model_of(*runs: pb.Run) -> RunsModel:
+    m = RunsModel()
+    m.apply_many(runs)
+    m.take_dirty()
+    return m
+
+
+# -- apply / take_dirty --------------------------------------------------------------------------
+
+
+def test_a_burst_of_updates_is_coalesced_to_the_runs_it_touched() -> None:
+    m = RunsModel()
+    m.apply_many(run("s-1", i) for i in range(10))
+    added, changed = m.take_dirty()
+    assert added == [f"s-1.{i}" for i in range(10)]
+    assert changed == []
+
+    states = ["syncing", "building", "starting", "running"]
+    for k in range(1000):
+        m.apply(run("s-1", k % 10, states[k // 10 % 4], host=f"h{k}"))
+    added, changed = m.take_dirty()
+    assert added == []
+    assert sorted(changed) == sorted(f"s-1.{i}" for i in range(10))
+    assert len(changed) == 10
+    # The last update of each run is the one kept.
+    assert m.rows["s-1.3"].state == states[993 // 10 % 4]
+    assert m.rows["s-1.3"].host == "h993"
+    assert m.take_dirty() == ([], [])
+
+
+def test_new_runs_are_reported_as_added_only_even_when_updated_again() -> None:
+    m = model_of(run("s-1", 0), run("s-1", 1))
+    m.apply(run("s-2", 0))
+    m.apply(run("s-2", 0, "running"))
+    m.apply(run("s-2", 1))
+    m.apply(run("s-1", 1, "running"))
+    added, changed = m.take_dirty()
+    assert added == ["s-2.0", "s-2.1"]
+    assert changed == ["s-1.1"]
+    assert m.rows["s-2.0"].state == "running"
+
+
+def test_a_run_applied_again_unchanged_is_still_reported_once() -> None:
+    m = model_of(run("s-1", 0))
+    for _ in range(3):
+        m.apply(run("s-1", 0))
+    assert m.take_dirty() == ([], ["s-1.0"])
+
+
+def test_a_large_load_is_taken_quickly() -> None:
+    """10,000 new runs at once (a TUI connecting to a big sweep): take_dirty is linear, not
+    quadratic in the runs added (it once rebuilt a set of them for each dirty id)."""
+    m = RunsModel()
+    m.apply_many(run("s-1", i) for i in range(10_000))
+    t0 = time.perf_counter()
+    added, changed = m.take_dirty()
+    took = time.perf_counter() - t0
+    assert len(added) == 10_000 and changed == []
+    assert took < 1.0, f"take_dirty of 10,000 new runs took {took:.2f} s"
+
+
+def test_row_of_a_run_message() -> None:
+    r = Row.of(run("s-1", 4, "failed", params={"n": 4, "rate": 0.5}, host="h1",
+                   has_exit_code=True, exit_code=3, reason="exited 3",
+                   results_path="/r/s-1.4"))  # fmt: skip
+    assert (r.id, r.submission, r.index, r.state, r.host) == ("s-1.4", "s-1", 4, "failed", "h1")
+    assert r.params == "n=4 rate=0.5"
+    assert (r.exit_code, r.reason, r.results_path) == (3, "exited 3", "/r/s-1.4")
+    # No exit code: None, not 0.
+    assert Row.of(run("s-1", 0, "running", exit_code=7)).exit_code is None
+
+
+def test_params_that_are_not_json_are_shown_as_they_are() -> None:
+    msg = run("s-1", 0)
+    msg.params_json = "not json {"
+    assert Row.of(msg).params == "not json {"
+
+
+# -- progress ------------------------------------------------------------------------------------
+
+
+def test_progress_from_output_takes_the_last_match() -> None:
+    m = model_of(run("s-1", 0, "running"))
+    m.set_pattern("s-1", PROGRESS)
+    m.progress_from("s-1.0", "step 1 (5%)\nstep 2 (10%)\nstep 3 (15%) then (40%)\nno match\n")
+    assert m.rows["s-1.0"].progress == 40.0
+    assert m.take_dirty() == ([], ["s-1.0"])
+    m.progress_from("s-1.0", "(62.5%)\n")
+    assert m.rows["s-1.0"].progress == 62.5
+
+
+def test_progress_without_a_match_is_unchanged_and_not_dirty() -> None:
+    m = model_of(run("s-1", 0, "running"))
+    m.set_pattern("s-1", PROGRESS)
+    m.progress_from("s-1.0", "(30%)\n")
+    m.take_dirty()
+    m.progress_from("s-1.0", "step without a percentage\n")
+    assert m.rows["s-1.0"].progress == 30.0
+    assert m.take_dirty() == ([], [])
+
+
+@pytest.mark.parametrize(("text", "want"), [("(150%)", 100.0), ("(-20%)", 0.0), ("(100%)", 100.0)])
+def test_progress_is_clamped_to_0_100(text: str, want: float) -> None:
+    m = model_of(run("s-1", 0, "running"))
+    m.set_pattern("s-1", PROGRESS)
+    m.progress_from("s-1.0", text)
+    assert m.rows["s-1.0"].progress == want
+
+
+@pytest.mark.parametrize(
+    "pattern", ["", "(unclosed", r"\((\d+)%\)"], ids=["empty", "invalid", "no-percent-group"]
+)
+def test_progress_is_ignored_without_a_usable_pattern(pattern: str) -> None:
+    m = model_of(run("s-1", 0, "running"))
+    m.set_pattern("s-1", pattern)
+    m.progress_from("s-1.0", "step (50%)\n")
+    assert m.rows["s-1.0"].progress is None
+    assert m.take_dirty() == ([], [])
+
+
+def test_progress_needs_the_runs_submission_pattern() -> None:
+    m = model_of(run("s-1", 0, "running"), run("s-2", 0, "running"))
+    m.set_pattern("s-1", PROGRESS)  # s-2 has none
+    m.progress_from("s-2.0", "(50%)")
+    m.progress_from("s-9.0", "(50%)")  # an unknown run: nothing happens
+    assert m.rows["s-2.0"].progress is None
+    assert "s-9.0" not in m.rows
+    m.progress_from("s-1.0", "(50%)")
+    assert m.rows["s-1.0"].progress == 50.0
+
+
+def test_progress_survives_an_update_and_a_terminal_state_clears_it() -> None:
+    m = model_of(run("s-1", 0, "running"), run("s-1", 1, "running"))
+    m.set_pattern("s-1", PROGRESS)
+    m.progress_from("s-1.0", "(40%)")
+    m.progress_from("s-1.1", "(40%)")
+    m.apply(run("s-1", 0, "running", host="h2"))
+    assert m.rows["s-1.0"].progress == 40.0
+    m.apply(run("s-1", 1, "failed"))
+    assert m.rows["s-1.1"].progress is None
+
+
+@pytest.mark.parametrize("state", sorted(TERMINAL))
+def test_every_terminal_state_clears_progress(state: str) -> None:
+    m = model_of(run("s-1", 0, "running"))
+    m.set_pattern("s-1", PROGRESS)
+    m.progress_from("s-1.0", "(70%)")
+    m.apply(run("s-1", 0, state))
+    assert m.rows["s-1.0"].progress is None
+
+
+# -- visible(): filter and sort ------------------------------------------------------------------
+
+
+def sample() -> RunsModel:
+    """Runs of two submissions, with indexes that sort differently as numbers and as text."""
+    return model_of(
+        run("s-1", 2, "succeeded", host="beta", started_at=100, ended_at=130,
+            has_exit_code=True, exit_code=0, params={"lr": 0.1}),
+        run("s-1", 10, "failed", host="alpha", started_at=100, ended_at=200,
+            has_exit_code=True, exit_code=2, params={"lr": 0.3}),
+        run("s-1", 9, "running", host="gamma", params={"lr": 0.2}),
+        run("s-2", 0, "queued", experiment="Other", params={"lr": 0.05}),
+        run("s-2", 1, "building", host="alpha", params={"lr": 0.4}),
+        run("s-2", 3, "cancelled", started_at=100, ended_at=110, params={"lr": 0.6}),
+    )  # fmt: skip
+
+
+def ids(rows: list[Row]) -> list[str]:
+    return [r.id for r in rows]
+
+
+def test_visible_unfiltered_is_every_run_in_submission_and_index_order() -> None:
+    assert ids(sample().visible()) == ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]
+
+
+@pytest.mark.parametrize(("text", "want"), [
+    ("s-2.", ["s-2.0", "s-2.1", "s-2.3"]),       # id
+    ("OTHER", ["s-2.0"]),                          # experiment, case-insensitive
+    ("lr=0.3", ["s-1.10"]),                        # params
+    ("alpha", ["s-1.10", "s-2.1"]),                # host
+    ("cancel", ["s-2.3"]),                         # state
+    ("nothing-like-this", []),
+])  # fmt: skip
+def test_visible_filters_by_text(text: str, want: list[str]) -> None:
+    assert ids(sample().visible(text=text)) == want
+
+
+@pytest.mark.parametrize(("state", "want"), [
+    ("failed", ["s-1.10"]),
+    ("queued", ["s-2.0"]),
+    ("active", ["s-1.9", "s-2.1"]),  # running and building; not queued, not finished
+    ("lost", []),
+])  # fmt: skip
+def test_visible_filters_by_state(state: str, want: list[str]) -> None:
+    assert ids(sample().visible(state=state)) == want
+
+
+def test_active_means_the_active_states() -> None:
+    m = model_of(*(run("s-1", i, s) for i, s in enumerate(sorted(ACTIVE | TERMINAL | {"queued"}))))
+    assert {r.state for r in m.visible(state="active")} == set(ACTIVE)
+
+
+def test_visible_combines_text_and_state() -> None:
+    assert ids(sample().visible(text="alpha", state="active")) == ["s-2.1"]
+
+
+@pytest.mark.parametrize(("sort", "want"), [
+    ("run", ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]),
+    ("state", ["s-2.1", "s-2.3", "s-1.10", "s-2.0", "s-1.9", "s-1.2"]),
+    ("host", ["s-2.0", "s-2.3", "s-1.10", "s-2.1", "s-1.2", "s-1.9"]),
+    ("exit", ["s-1.2", "s-1.10", "s-1.9", "s-2.0", "s-2.1", "s-2.3"]),  # codes first, ascending
+    ("params", ["s-2.0", "s-1.2", "s-1.9", "s-1.10", "s-2.1", "s-2.3"]),
+    ("no-such-column", ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]),
+])  # fmt: skip
+def test_visible_sorts_by_each_column(sort: str, want: list[str]) -> None:
+    assert ids(sample().visible(sort=sort)) == want
+
+
+def test_visible_sorts_by_duration_longest_first() -> None:
+    m = model_of(
+        run("s-1", 0, "succeeded", started_at=100, ended_at=130),
+        run("s-1", 1, "failed", started_at=100, ended_at=200),
+        run("s-1", 2, "queued"),
+        run("s-1", 3, "cancelled", started_at=100, ended_at=110),
+    )
+    assert ids(m.visible(sort="duration")) == ["s-1.1", "s-1.0", "s-1.3", "s-1.2"]
+
+
+def test_visible_sorts_by_progress_highest_first() -> None:
+    m = model_of(*(run("s-1", i, "running") for i in range(4)))
+    m.set_pattern("s-1", PROGRESS)
+    for i, pct in [(0, 10), (1, 90), (3, 50)]:
+        m.progress_from(f"s-1.{i}", f"({pct}%)")
+    assert ids(m.visible(sort="progress")) == ["s-1.1", "s-1.3", "s-1.0", "s-1.2"]
+
+
+# -- stats() -------------------------------------------------------------------------------------
+
+
+def sweep() -> RunsModel:
+    """s-1: 10 runs: 3 succeeded (10, 20, 30 s), 1 failed (100 s), 1 lost before it started,
+    1 cancelled before it started, 2 running, 2 queued. s-2: one queued run (not counted)."""
+    return model_of(
+        *(run("s-1", i, "succeeded", started_at=1000, ended_at=1000 + 10 * (i + 1))
+          for i in range(3)),
+        run("s-1", 3, "failed", started_at=1000, ended_at=1100),
+        run("s-1", 4, "lost"),
+        run("s-1", 5, "cancelled"),
+        run("s-1", 6, "running", started_at=1000),
+        run("s-1", 7, "starting", started_at=1000),
+        run("s-1", 8, "queued"),
+        run("s-1", 9, "queued"),
+        run("s-2", 0, "queued"),
+    )  # fmt: skip
+
+
+def test_stats_counts_a_submissions_runs() -> None:
+    s = sweep().stats("s-1", now=2000)
+    assert (s.total, s.done, s.succeeded, s.failed, s.running) == (10, 6, 3, 2, 2)
+
+
+def test_stats_eta_from_finished_durations_and_runs_left() -> None:
+    s = sweep().stats("s-1", now=2000)
+    # median(10, 20, 30, 100) = 25 s a run (the mean would be 40), 4 runs left, 2 slots: 50 s.
+    assert s.eta_s == pytest.approx(50.0)
+    assert s.line("s-1") == (
+        f"s-1: {bar(60, 20)} 6/10 done (2 running, 2 failed), about 50.0s left"
+    )
+
+
+def test_stats_eta_with_nothing_running_counts_one_slot() -> None:
+    m = model_of(run("s-1", 0, "succeeded", started_at=0.5, ended_at=30.5), run("s-1", 1),
+                 run("s-1", 2))  # fmt: skip
+    assert m.stats("s-1", now=100).eta_s == pytest.approx(60.0)
+
+
+def test_stats_without_a_finished_run_has_no_eta() -> None:
+    # The cancelled run is finished, but it never started: no duration to go by.
+    m = model_of(run("s-1", 0, "running", started_at=1000), run("s-1", 1),
+                 run("s-1", 2, "cancelled"))  # fmt: skip
+    s = m.stats("s-1", now=2000)
+    assert s.done == 1 and s.eta_s is None
+    assert "left" not in s.line("s-1")
+    assert "failed" not in s.line("s-1")
+
+
+def test_stats_when_everything_finished_has_no_eta() -> None:
+    m = model_of(run("s-1", 0, "succeeded", started_at=1, ended_at=2))
+    s = m.stats("s-1")
+    assert (s.done, s.total, s.eta_s) == (1, 1, None)
+
+
+def test_stats_of_an_unknown_submission_is_empty() -> None:
+    s = sweep().stats("s-9", now=0)
+    assert (s.total, s.done, s.eta_s) == (0, 0, None)
+
+
+def test_submissions_in_the_order_first_seen() -> None:
+    m = model_of(run("s-2", 0), run("s-1", 0), run("s-2", 1))
+    assert m.submissions() == ["s-2", "s-1"]
+
+
+# -- Row.cells -----------------------------------------------------------------------------------
+
+
+def cells(msg: pb.Run, now: float = 5000.0, progress: float | None = None) -> dict[str, str]:
+    row = Row.of(msg)
+    row.progress = progress
+    names = ("run", "state", "host", "duration", "progress", "exit", "params")
+    return dict(zip(names, row.cells(now), strict=True))
+
+
+@pytest.mark.parametrize(("started", "ended", "now", "want"), [
+    (1000, 1012.34, 0, "12.3s"),
+    (1000, 1065, 0, "1m05s"),
+    (1000, 1000 + 3 * 3600 + 7 * 60 + 30, 0, "3h07m"),
+    (1000, 0, 1042.5, "42.5s"),    # still running: up to now
+    (1000, 0, 1000 + 59 * 60 + 59, "59m59s"),
+    (0, 0, 5000, ""),            # not started
+])  # fmt: skip
+def test_duration_cell(started: float, ended: float, now: float, want: str) -> None:
+    msg = run("s-1", 0, "running", started_at=started, ended_at=ended)
+    assert cells(msg, now=now)["duration"] == want
+
+
+def test_human_never_shows_a_negative_duration() -> None:
+    assert human(-3) == "0.0s"
+
+
+@pytest.mark.parametrize(
+    ("has", "code", "want"), [(False, 0, ""), (True, 0, "0"), (True, 137, "137"), (True, -1, "-1")]
+)
+def test_exit_code_cell(has: bool, code: int, want: str) -> None:
+    assert cells(run("s-1", 0, "failed", has_exit_code=has, exit_code=code))["exit"] == want
+
+
+@pytest.mark.parametrize(("state", "progress", "want"), [
+    ("running", None, ""),
+    ("running", 0.0, "░░░░░░░░░░   0%"),
+    ("running", 40.0, "████░░░░░░  40%"),
+    ("running", 66.6, "███████░░░  67%"),
+    ("running", 100.0, "██████████ 100%"),
+    ("succeeded", None, "██████████ 100%"),  # finished well: full, whatever was read
+])  # fmt: skip
+def test_progress_cell(state: str, progress: float | None, want: str) -> None:
+    assert cells(run("s-1", 0, state), progress=progress)["progress"] == want
+
+
+def test_cells_in_column_order() -> None:
+    msg = run("s-1", 7, "failed", host="h1", started_at=10, ended_at=12.5,
+              has_exit_code=True, exit_code=1, params={"a": 1, "b": "x"})  # fmt: skip
+    assert Row.of(msg).cells(0) == ("s-1.7", "failed", "h1", "2.5s", "", "1", "a=1 b=x")
+
+
+@pytest.mark.parametrize(
+    ("pct", "want"), [(-5, "░░░░░"), (0, "░░░░░"), (50, "██░░░"), (100, "█████"), (250, "█████")]
+)
+def test_bar_is_clamped(pct: float, want: str) -> None:
+    assert bar(pct, 5) == want
