@@ -1,1 +1,1 @@
-"""The Textual TUI (issue 5; not built yet). It will speak only the Coordinator API."""
+"""The Textual TUI (`convoy tui`): runs, logs and allocations over the coordinator's API."""

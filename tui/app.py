@@ -55,6 +55,7 @@ class ConvoyApp(App[None]):
         self.connected = False
         self.problem = "connecting to the coordinator..."
         self._progress: set[str] = set()  # runs whose output is being read for progress
+        self._followed: set[str] = set()  # runs whose output was read (once is enough)
         self.log_target = ""  # the run the logs screen should follow
         self.subs: dict[str, pb.Submission] = {}
         self.watches: dict[str, Worker[None]] = {}  # experiment file -> its watch
@@ -86,12 +87,17 @@ class ConvoyApp(App[None]):
                     if ev.run.state == "running":
                         self._watch_progress(ev.run.id)
             except grpc.aio.AioRpcError as e:
-                was = self.connected
-                self.connected, self.problem = False, describe(e, self.client.socket)
-                if was:
-                    self.notify(self.problem, severity="error", timeout=8)
-                await self.client.reset()
+                self._lost(describe(e, self.client.socket))
+            except Exception as e:  # anything else must not leave a stale screen that looks live
+                self._lost(f"reading the coordinator's events failed: {e!r} (retrying)")
+            await self.client.reset()
             await asyncio.sleep(RETRY_S)
+
+    def _lost(self, problem: str) -> None:
+        was = self.connected
+        self.connected, self.problem = False, problem
+        if was:
+            self.notify(problem, severity="error", timeout=8)
 
     async def _load_submissions(self) -> None:
         for sub in await self.client.submissions():
@@ -104,9 +110,10 @@ class ConvoyApp(App[None]):
         row = self.model.rows.get(run_id)
         if row is None or self.model.patterns.get(row.submission) is None:
             return
-        if run_id in self._progress or len(self._progress) >= PROGRESS_FOLLOWERS:
+        if run_id in self._followed or len(self._progress) >= PROGRESS_FOLLOWERS:
             return
         self._progress.add(run_id)
+        self._followed.add(run_id)
         self._read_progress(run_id)
 
     @work(group="progress", exit_on_error=False)
@@ -122,6 +129,11 @@ class ConvoyApp(App[None]):
             pass
         finally:
             self._progress.discard(run_id)
+            # A slot is free: a running run that had none gets it.
+            waiting = (r.id for r in self.model.rows.values()
+                       if r.state == "running" and r.id not in self._followed)  # fmt: skip
+            if (other := next(waiting, None)) is not None:
+                self._watch_progress(other)
 
     # -- actions (each one API call) ------------------------------------------------------------
 

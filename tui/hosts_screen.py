@@ -71,6 +71,10 @@ class HostsScreen(Screen[None]):
             return  # the app's connection worker reports the coordinator's absence
         box = self.query_one("#hosts", VerticalScroll)
         cards = {c.id: c for c in box.query(Static)}
+        current = {"host-" + re.sub(r"[^A-Za-z0-9_-]", "_", h.name) for h in hosts}
+        for card_id, card in cards.items():
+            if card_id not in current:
+                await card.remove()  # a host that left the hosts file
         for h in hosts:
             card_id = "host-" + re.sub(r"[^A-Za-z0-9_-]", "_", h.name)
             text = host_text(h)

@@ -42,7 +42,7 @@ class Row:
         """A Row from a convoy.v1 Run message."""
         try:
             params = " ".join(f"{k}={v}" for k, v in json.loads(run.params_json).items())
-        except ValueError:
+        except (ValueError, AttributeError):  # not JSON, or not an object: show it as it is
             params = run.params_json
         return cls(
             id=run.id, submission=run.submission_id, experiment=run.experiment, index=run.index,

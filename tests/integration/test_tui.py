@@ -57,7 +57,8 @@ def test_runs_logs_allocations_and_cancel_from_the_keyboard(
             await until(pilot, lambda: "running" in {table.get_cell(f"tuisweep-1.0{i}", "state")
                                                      for i in range(4)})  # fmt: skip
             await until(pilot, lambda: any(r.progress for r in app.model.rows.values()))
-            assert "%" in "".join(table.get_cell(r, "progress") for r in app.model.rows)
+            await until(pilot, lambda: "%" in "".join(table.get_cell(r, "progress")
+                                                      for r in app.model.rows), 5)  # fmt: skip
 
             # Cancel the running run under the cursor from the keyboard.
             running = next(
@@ -108,7 +109,7 @@ def test_a_tui_without_a_coordinator_says_how_to_start_one(tmp_path: Path) -> No
         async with app.run_test(size=(120, 30)) as pilot:
             await until(pilot, lambda: "not running" in app.status_line(), 10)
             assert "convoy up" in app.status_line()
-            status = str(app.screen.query_one("#status", Static).render())
-            assert "not running" in status
+            status = app.screen.query_one("#status", Static)
+            await until(pilot, lambda: "not running" in str(status.render()), 5)
 
     asyncio.run(scenario())
