@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import Any
 
 import pytest
@@ -70,16 +69,14 @@ def test_a_run_applied_again_unchanged_is_still_reported_once() -> None:
     assert m.take_dirty() == ([], ["s-1.0"])
 
 
-def test_a_large_load_is_taken_quickly() -> None:
-    """10,000 new runs at once (a TUI connecting to a big sweep): take_dirty is linear, not
-    quadratic in the runs added (it once rebuilt a set of them for each dirty id)."""
+def test_a_large_load_is_taken_whole() -> None:
+    """10,000 new runs at once (a TUI connecting to a big sweep) are all reported as added,
+    once. (How fast: bench/tui.py prints the load time; no timed assertions in tests.)"""
     m = RunsModel()
     m.apply_many(run("s-1", i) for i in range(10_000))
-    t0 = time.perf_counter()
     added, changed = m.take_dirty()
-    took = time.perf_counter() - t0
-    assert len(added) == 10_000 and changed == []
-    assert took < 1.0, f"take_dirty of 10,000 new runs took {took:.2f} s"
+    assert len(added) == len(set(added)) == 10_000 and changed == []
+    assert m.take_dirty() == ([], [])
 
 
 def test_row_of_a_run_message() -> None:
