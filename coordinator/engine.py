@@ -389,11 +389,8 @@ class Coordinator(Submissions, HostLiveness):
             return
         saved = Path(run.results_path) / "output.log"
         if run.state.terminal and saved.exists():
-            with open(saved, "rb") as f:
-                f.seek(offset)
-                while data := await asyncio.to_thread(f.read, 256 * 1024):
-                    yield offset, data
-                    offset += len(data)
+            async for chunk in _read_from(saved, offset):
+                yield chunk
             return
         host = self.hosts.get(run.host)
         if host is None:
@@ -419,11 +416,8 @@ class Coordinator(Submissions, HostLiveness):
         while True:
             entry = self.builds.attempt(sub_id, host_name)
             if (entry is None or entry[1]) and path.exists():  # ended: the saved copy
-                with open(path, "rb") as f:
-                    f.seek(offset)
-                    while data := await asyncio.to_thread(f.read, 256 * 1024):
-                        yield offset, data
-                        offset += len(data)
+                async for chunk in _read_from(path, offset):
+                    yield chunk
                 return
             host = self.hosts.get(host_name)
             if entry is None or host is None:
@@ -445,3 +439,12 @@ class Coordinator(Submissions, HostLiveness):
             holders = [rid for rid, (hn, _) in self._allocations.items() if hn == h.name]
             out.append((h, self._view(h), holders))
         return out
+
+
+async def _read_from(path: Path, offset: int) -> AsyncIterator[tuple[int, bytes]]:
+    """A saved log from a byte offset, in chunks (offset, data)."""
+    with open(path, "rb") as f:
+        f.seek(offset)
+        while data := await asyncio.to_thread(f.read, 256 * 1024):
+            yield offset, data
+            offset += len(data)

@@ -16,6 +16,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from convoy.cli.render import human_duration
+
 TERMINAL = frozenset({"succeeded", "failed", "cancelled", "lost"})
 ACTIVE = frozenset({"syncing", "building", "starting", "running"})
 COLUMNS = ("run", "state", "host", "duration", "progress", "exit", "params")
@@ -75,14 +77,7 @@ def bar(percent: float, width: int) -> str:
 
 
 def human(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 60:
-        return f"{seconds:.1f}s"
-    m, s = divmod(int(seconds), 60)
-    if m < 60:
-        return f"{m}m{s:02d}s"
-    h, m = divmod(m, 60)
-    return f"{h}h{m:02d}m"
+    return human_duration(max(0.0, seconds))
 
 
 @dataclass
