@@ -94,11 +94,10 @@ class Builds:
             return replace(await asyncio.shield(running), built_now=False)
         task = asyncio.ensure_future(self._build(key, req))
         self._running[key] = task
-        try:
-            return await asyncio.shield(task)
-        finally:
-            if task.done():
-                self._running.pop(key, None)
+        # Forgotten once done, also when every caller went away meanwhile: a failed build
+        # must be tried again by the next call, not answered from a finished task.
+        task.add_done_callback(lambda _: self._running.pop(key, None))
+        return await asyncio.shield(task)
 
     def result(self, key: str) -> BuildResult | None:
         try:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
 
+from agent.attempts import AttemptRequest, AttemptState, AttemptStatus
 from agent.builds import BuildResult, Builds, tail_of
 from agent.objects import ObjectStore
 from convoy.content import hash_bytes, revision_id
@@ -62,3 +64,60 @@ def test_tail_of_keeps_the_last_lines(tmp_path: Path) -> None:
     log.write_text("".join(f"line {i}\n" for i in range(100)))
     assert tail_of(log, 3) == "line 97\nline 98\nline 99"
     assert tail_of(tmp_path / "missing") == ""
+
+
+class _FakeAttempts:
+    """Attempts whose containers end at once with the next of `exit_codes`."""
+
+    def __init__(self, home: Path, store: ObjectStore, exit_codes: list[int]) -> None:
+        self.home, self.objects, self.exit_codes = home, store, exit_codes
+        self.started: list[AttemptRequest] = []
+
+    def known(self, attempt_id: str) -> bool:
+        return any(r.attempt_id == attempt_id for r in self.started)
+
+    async def start(self, req: AttemptRequest) -> AttemptStatus:
+        self.started.append(req)
+        code = self.exit_codes.pop(0)
+        log = self.home / "logs" / req.attempt_id
+        log.parent.mkdir(parents=True, exist_ok=True)
+        log.write_text(f"building\nexit {code}\n")
+        return AttemptStatus(req.attempt_id, req.run_id, AttemptState.EXITED, exit_code=code,
+                             reason=f"exited with code {code}")  # fmt: skip
+
+    async def wait(self, attempt_id: str) -> AttemptStatus:
+        raise AssertionError("started attempts here have ended already")
+
+    def get(self, attempt_id: str) -> SimpleNamespace:
+        return SimpleNamespace(log_path=self.home / "logs" / attempt_id)
+
+    def release(self, attempt_id: str) -> None:
+        pass
+
+
+def _request(revision: str) -> AttemptRequest:
+    return AttemptRequest(
+        attempt_id="build-test", run_id="", submission_id="des-1", experiment="des",
+        image="convoy/gcc:12", argv=("make",), env={}, cpus=1.0, memory_bytes=1 << 28,
+        network="none", timeout_seconds=0.0, source_path="", revision=revision,
+    )  # fmt: skip
+
+
+def test_a_key_is_built_until_it_succeeds_then_never_again(tmp_path: Path) -> None:
+    store = ObjectStore(tmp_path / "store")
+    rev = _revision(store, b"int main(void) { return 0; }\n")
+    attempts = _FakeAttempts(tmp_path, store, [2, 0])
+    builds = Builds(attempts)  # type: ignore[arg-type]
+    key = "e" * 64
+
+    async def scenario() -> list[BuildResult]:
+        return [await builds.build(key, _request(rev)) for _ in range(3)]
+
+    failed, made, reused = asyncio.run(scenario())
+    assert (failed.succeeded, failed.exit_code, failed.built_now) == (False, 2, True)
+    assert failed.reason == "the build exited with code 2" and failed.tail.endswith("exit 2")
+    assert (made.succeeded, made.built_now) == (True, True)  # the failure was tried again
+    assert (reused.succeeded, reused.built_now) == (True, False)
+    assert len(attempts.started) == 2  # the third call started nothing
+    assert attempts.started[0].upper == str(tmp_path / "builds" / key / "upper")
+    assert builds._latest("des") == (key, rev)
