@@ -36,7 +36,6 @@ import errno
 import json
 import os
 import re
-import shutil
 import stat
 import threading
 import time
@@ -58,9 +57,18 @@ from convoy.content import (
     check_relpath,
     folders_of,
     hash_bytes,
-    is_inside,
     new_hasher,
     revision_id,
+)
+
+from .trees import (
+    ManifestRow,
+    check_links,
+    copy_object,
+    kinds_clash,
+    link_or_copy,
+    link_tree,
+    rmtree_quiet,
 )
 
 __all__ = ["CollectReport", "EntryLike", "ObjectStore", "ObjectWriter", "SyncError"]
@@ -238,7 +246,7 @@ class ObjectStore:
         if not os.path.exists(other):
             return None
         tmp = str(self.root / "tmp" / f"obj-{uuid.uuid4().hex}")
-        _copy_object(other, tmp, EXECUTABLE if executable else FILE)
+        copy_object(other, tmp, EXECUTABLE if executable else FILE)
         with suppress(FileExistsError):
             os.link(tmp, want)
         os.unlink(tmp)
@@ -280,16 +288,16 @@ class ObjectStore:
                 if absent:
                     more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
                     raise SyncError(f"missing objects: {', '.join(absent[:3])}{more}", revision)
-                _check_links(staging, want)
+                check_links(staging, want)
                 self._write_manifest(revision, want)
                 try:
                     os.rename(staging, final)
                 except OSError:
                     if not final.is_dir():
                         raise
-                    _rmtree(staging)  # another process made it first: the same tree
+                    rmtree_quiet(staging)  # another process made it first: the same tree
             except BaseException:
-                _rmtree(staging)
+                rmtree_quiet(staging)
                 raise
             return final
 
@@ -315,7 +323,7 @@ class ObjectStore:
             layer = check_entries(changed)
             if revision_id(entries) != revision:
                 raise SyncError("the entries do not hash to the revision id", revision)
-            if _kinds_clash(set(layer), {row.path for row in self.manifest(base)}):
+            if kinds_clash(set(layer), {row.path for row in self.manifest(base)}):
                 return None
             staging = self.root / "tmp" / f"rev-{revision}-{uuid.uuid4().hex}"
             try:
@@ -329,7 +337,7 @@ class ObjectStore:
                 chain_file.write_text(json.dumps(chain))
                 os.rename(staging, final)
             except BaseException:
-                _rmtree(staging)
+                rmtree_quiet(staging)
                 raise
             return final
 
@@ -357,11 +365,11 @@ class ObjectStore:
             staging = self.root / "tmp" / f"flat-{revision}-{uuid.uuid4().hex}"
             try:
                 for layer in reversed(self.revision_layers(revision)):  # bottom first
-                    _link_tree(layer, staging)
+                    link_tree(layer, staging)
                 flat.parent.mkdir(exist_ok=True)
                 os.rename(staging, flat)
             except BaseException:
-                _rmtree(staging)
+                rmtree_quiet(staging)
                 raise
         return flat
 
@@ -386,11 +394,11 @@ class ObjectStore:
                 if found is None:
                     absent.add(h)
                 else:
-                    _link_or_copy(found, dst, kind)
+                    link_or_copy(found, dst, kind)
             except OSError as err:
                 if err.errno != errno.EMLINK:
                     raise
-                _copy_object(obj, dst, kind)
+                copy_object(obj, dst, kind)
         for path, (e, kind) in want.items():
             if kind == LINK:
                 os.symlink(e.target, f"{staging}/{path}")
@@ -523,10 +531,10 @@ class ObjectStore:
     def _remove_revision(self, revision: str) -> None:
         trash = self.root / "tmp" / f"gc-{revision}-{uuid.uuid4().hex}"
         os.rename(self.root / "revisions" / revision, trash)  # gone at once, deleted after
-        _rmtree(trash)
+        rmtree_quiet(trash)
         self._manifest_path(revision).unlink(missing_ok=True)
         (self.root / "layers" / revision).unlink(missing_ok=True)
-        _rmtree(self.root / "flat" / revision)
+        rmtree_quiet(self.root / "flat" / revision)
         with suppress(OSError):
             (self.root / "leases" / revision).rmdir()
 
@@ -579,91 +587,10 @@ class ObjectStore:
                 if now - p.lstat().st_mtime <= self.grace_s:
                     continue
                 if p.is_dir() and not p.is_symlink():
-                    _rmtree(p)
+                    rmtree_quiet(p)
                 else:
                     p.unlink()
 
 
-@dataclass(frozen=True)
-class ManifestRow:
-    path: str
-    mode: int
-    size: int
-    hash: str
-    target: str
-
-
-def apply_delta(
-    base: Sequence[EntryLike], changed: Sequence[EntryLike], removed: Iterable[str]
-) -> list[EntryLike]:
-    """A revision's entries from its base's: `changed` replace or add, `removed` go."""
-    gone = set(removed)
-    by_path: dict[str, EntryLike] = {e.path: e for e in base if e.path not in gone}
-    for e in changed:
-        by_path[e.path] = e
-    return [by_path[p] for p in sorted(by_path)]
-
-
 PARSED_MANIFESTS = 4
 MAX_LAYERS = 8  # deeper, a revision is made whole (an overlay mount names every layer)
-
-
-def _kinds_clash(top: set[str], base: set[str]) -> bool:
-    """True when a path is a file on one side and a folder on the other (layers cannot say)."""
-    base_folders = {p.rsplit("/", 1)[0] for p in base if "/" in p}
-    base_folders |= {f.rsplit("/", i)[0] for f in base_folders for i in range(1, f.count("/") + 1)}
-    for p in top:
-        if p in base_folders:
-            return True
-        parts = p.split("/")
-        if any("/".join(parts[:i]) in base for i in range(1, len(parts))):
-            return True
-    return False
-
-
-def _link_tree(src: Path, dst: Path) -> None:
-    """Hard-link `src`'s files (and copy its symlinks) into `dst`, replacing what is there."""
-    for dirpath, dirnames, filenames in os.walk(src):
-        rel = os.path.relpath(dirpath, src)
-        target = dst / rel if rel != "." else dst
-        target.mkdir(parents=True, exist_ok=True)
-        for name in [
-            *filenames,
-            *(d for d in dirnames if os.path.islink(os.path.join(dirpath, d))),
-        ]:
-            s, d = os.path.join(dirpath, name), target / name
-            if d.is_symlink() or d.is_file():
-                d.unlink()
-            if os.path.islink(s):
-                os.symlink(os.readlink(s), d)
-            else:
-                os.link(s, d)
-
-
-def _check_links(staging: Path, want: dict[str, Checked]) -> None:
-    """Resolve every symlink as built: each is inside by itself, but a link through another
-    link can still leave the tree."""
-    root = staging.resolve()
-    for path, (e, kind) in want.items():
-        if kind == LINK and not is_inside(Path(os.path.realpath(staging / path)), root):
-            raise SyncError(f"symlink target {e.target!r} resolves outside the tree", path)
-
-
-def _link_or_copy(obj: str, dst: str, kind: int) -> None:
-    """Hard-link an object; copy it when it is in as many snapshots as the fs allows (EMLINK:
-    65,000 on ext4, reached by a common file such as an empty __init__.py)."""
-    try:
-        os.link(obj, dst)
-    except OSError as err:
-        if err.errno != errno.EMLINK:
-            raise
-        _copy_object(obj, dst, kind)
-
-
-def _copy_object(obj: str, dst: str, kind: int) -> None:
-    shutil.copyfile(obj, dst)
-    os.chmod(dst, 0o755 if kind == EXECUTABLE else 0o644)
-
-
-def _rmtree(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)

@@ -26,8 +26,9 @@ from convoy.v1 import common_pb2
 
 from .attempts import AttemptRequest, Attempts, AttemptState, AttemptStatus, UnknownAttempt
 from .builds import Builds
-from .objects import ObjectStore, ObjectWriter, apply_delta
+from .objects import ObjectStore, ObjectWriter
 from .runtime import DockerRuntime
+from .trees import apply_delta
 
 log = logging.getLogger("convoy.agent")
 
