@@ -1,0 +1,74 @@
+"""The logs screen with a fake API: search, the first error of a submission, merged runs, and
+scrolling back while lines arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Callable
+
+from textual.pilot import Pilot
+from textual.widgets import Log
+
+from convoy.v1 import coordinator_pb2 as pb
+from tests.tui_fake import FakeClient
+from tui.app import ConvoyApp
+from tui.logs_screen import LogsScreen
+
+HOME_LINES = 60
+
+
+def run(index: int, state: str = "succeeded") -> pb.Run:
+    return pb.Run(id=f"exp-1.{index:02d}", submission_id="exp-1", experiment="exp", index=index,
+                  state=state, params_json=json.dumps({"i": index}))  # fmt: skip
+
+
+def client() -> FakeClient:
+    logs = {
+        "exp-1.00": [b"".join(f"line {i} of run 0\n".encode() for i in range(HOME_LINES))],
+        "exp-1.01": [b"starting\n", b"computing\n", b"Traceback (most recent call last):\n",
+                     b"ValueError: bad input\n"],
+        "exp-1.02": [b"never failed\n"],
+    }  # fmt: skip
+    subs = [pb.Submission(id="exp-1", experiment="exp", total=3)]
+    return FakeClient(runs=[run(0), run(1, "failed"), run(2)], submissions=subs, logs=logs)
+
+
+async def until(pilot: Pilot[None], what: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        await pilot.pause(0.05)
+
+
+def test_search_first_error_and_merged_view() -> None:
+    async def scenario() -> None:
+        app = ConvoyApp(FakeClient().home, client=client())
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: len(app.model.rows) == 3)
+            app.show_logs("exp-1.00")
+            await until(pilot, lambda: isinstance(app.screen, LogsScreen))
+            logs = app.screen
+            assert isinstance(logs, LogsScreen)
+            await until(pilot, lambda: len(logs.lines) == HOME_LINES)
+
+            # Search: the next line holding the text, from the top, then the one after.
+            assert logs.find("line 4") == 4
+            assert logs.find("line 4") == 40
+            assert logs.find("no such text") is None
+            assert not logs.query_one(Log).auto_scroll  # scrolled to a match: no jumping
+
+            # The first line of the submission's runs matching the error pattern.
+            await pilot.press("e")
+            await until(pilot, lambda: logs.run_id == "exp-1.01" and len(logs.lines) == 4)
+            assert logs.lines[2].startswith("Traceback")
+
+            # Every run of the submission, merged, each line with its run.
+            await pilot.press("m")
+            await until(pilot, lambda: len(logs.lines) == HOME_LINES + 4 + 1)
+            assert "[exp-1.02] never failed" in logs.lines
+            assert "[exp-1.01] ValueError: bad input" in logs.lines
+            assert all(line.startswith("[exp-1.0") for line in logs.lines)
+
+    asyncio.run(scenario())
