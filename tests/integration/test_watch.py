@@ -179,3 +179,32 @@ def test_the_tui_toggles_watch_mode_on_a_submission(convoy_env: ConvoyEnv, tmp_p
     asyncio.run(scenario())
     out = tmp_path / "convoy-results/toggled/toggled-2/toggled-2.00/output.log"
     assert out.read_text() == "two\n"
+
+
+def test_smoke_runs_go_first_and_the_rest_only_after_they_succeed(
+    convoy_env: ConvoyEnv, watching: Callable[[Path], Watch], tmp_path: Path
+) -> None:
+    (tmp_path / "fail.txt").write_text("no\n")
+    spec = write_experiment(tmp_path, """
+        name: smoky
+        image: convoy/busybox:1
+        command: 'echo rep ${rep}; test "$(cat fail.txt)" = no'
+        matrix:
+          rep: [0, 1, 2]
+        resources: {cpus: 1, memory: 64MiB}
+        watch:
+          smoke: {rep: [0]}
+    """)  # fmt: skip
+    w = watching(spec)
+    w.wait_line(lambda ln: ln.startswith("watch: smoky-1: 1 runs"))
+    w.wait_line(lambda ln: ln.startswith("watch: smoky-2: 2 runs"))  # the rest, after it
+    w.wait_line(lambda ln: ln.startswith("watch: smoky-2: 2 succeeded"))
+    runs = {r["run"]: r for r in convoy_env.runs()}
+    assert set(runs) == {"smoky-1.00", "smoky-2.01", "smoky-2.02"}
+    assert runs["smoky-2.01"]["revision"] == runs["smoky-1.00"]["revision"]
+
+    (tmp_path / "fail.txt").write_text("yes\n")  # now the smoke run fails: the rest waits
+    w.wait_line(lambda ln: ln.startswith("watch: smoky-3: 1 runs"))
+    w.wait_line(lambda ln: "smoke runs did not succeed (smoky-3.00)" in ln)
+    time.sleep(1)
+    assert not any(r["submission"] == "smoky-4" for r in convoy_env.runs())
