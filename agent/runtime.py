@@ -364,10 +364,14 @@ def _state(info: dict[str, Any]) -> ContainerState:
     s = info["State"]
     exit_ = None
     if not s["Running"] and s["Status"] in ("exited", "dead"):
+        started = parse_docker_time(s["StartedAt"])
+        # dockerd records StartedAt once the start call returns, FinishedAt from the exit
+        # event: a process that ends at once can have finished "before" it started.
+        ended = max(parse_docker_time(s["FinishedAt"]), started)
         exit_ = ContainerExit(
             exit_code=int(s["ExitCode"]),
-            started_at=parse_docker_time(s["StartedAt"]),
-            ended_at=parse_docker_time(s["FinishedAt"]),
+            started_at=started,
+            ended_at=ended,
             oom_killed=bool(s["OOMKilled"]),
             image_id=str(info["Image"]),
         )
