@@ -168,23 +168,23 @@ build_busybox() {
     say "built $BUSYBOX_IMAGE in $((SECONDS - t0)) s"
 }
 
-build_python() {
-    need_image "$PYTHON_IMAGE" || return 0
-    local t0=$SECONDS mirror
+# debootstrap_root PACKAGES MESSAGE: Debian $SUITE minbase plus PACKAGES (comma-separated) in
+# $WORK/root (a new work folder), stripped of apt lists and caches, docs, man pages and logs.
+debootstrap_root() {
+    local packages=$1 what=$2 mirror
     command -v debootstrap >/dev/null 2>&1 || [[ -x /usr/sbin/debootstrap ]] || apt_install debootstrap
     local debootstrap=debootstrap
     command -v debootstrap >/dev/null 2>&1 || debootstrap=/usr/sbin/debootstrap
     mirror=$(debian_mirror)
-    say "building $PYTHON_IMAGE: debootstrap $SUITE from $mirror (a minute or two)"
+    say "building $what: debootstrap $SUITE + $packages from $mirror (a minute or two)"
     new_workdir
     local root="$WORK/root" keyring=()
     # Debian's keyring verifies the mirror; on Ubuntu install debian-archive-keyring for it.
     [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] \
         && keyring=(--keyring=/usr/share/keyrings/debian-archive-keyring.gpg)
     # shellcheck disable=SC2129  # separate steps, one log
-    "${SUDO[@]}" "$debootstrap" --variant=minbase --include=python3 "${keyring[@]}" \
+    "${SUDO[@]}" "$debootstrap" --variant=minbase --include="$packages" "${keyring[@]}" \
         "$SUITE" "$root" "$mirror" >>"$LOG" 2>&1
-    # Small and clean: no apt lists or caches, no docs, man pages or logs.
     # shellcheck disable=SC2016  # the script is expanded by the inner sh, with root as $1
     "${SUDO[@]}" sh -euc '
         root=$1
@@ -192,19 +192,32 @@ build_python() {
                "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
                "$root"/usr/share/lintian "$root"/usr/share/linda "$root"/var/log/* \
                "$root"/tmp/* "$root"/var/tmp/* "$root"/root/.cache
-        find "$root"/usr/lib/python3* -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true
         mkdir -p "$root"/var/log/apt
-        [ -e "$root"/usr/bin/python ] || ln -s python3 "$root"/usr/bin/python
         : >"$root"/etc/hostname
         printf "%s\n" "# set by the container runtime" >"$root"/etc/resolv.conf
+    ' sh "$root" >>"$LOG" 2>&1
+}
+
+# import_root IMAGE CMD MESSAGE: $WORK/root as IMAGE.
+import_root() {
+    "${SUDO[@]}" tar --numeric-owner -C "$WORK/root" -c . \
+        | docker import --change "ENV PATH=$IMAGE_PATH" --change 'ENV LANG=C.UTF-8' \
+            --change "CMD [\"$2\"]" --message "$3 (images/build.sh)" - "$1" >>"$LOG"
+}
+
+build_python() {
+    need_image "$PYTHON_IMAGE" || return 0
+    local t0=$SECONDS
+    debootstrap_root python3 "$PYTHON_IMAGE"
+    # shellcheck disable=SC2016  # the script is expanded by the inner sh, with root as $1
+    "${SUDO[@]}" sh -euc '
+        root=$1
+        find "$root"/usr/lib/python3* -name __pycache__ -prune -exec rm -rf {} + 2>/dev/null || true
+        [ -e "$root"/usr/bin/python ] || ln -s python3 "$root"/usr/bin/python
         chroot "$root" /usr/bin/python3 -c "import sys; assert sys.version_info[:2] == (3, 11), sys.version"
         chroot "$root" /bin/sh -c "python --version"
-    ' sh "$root" >>"$LOG" 2>&1
-    "${SUDO[@]}" tar --numeric-owner -C "$root" -c . \
-        | docker import --change "ENV PATH=$IMAGE_PATH" --change 'ENV LANG=C.UTF-8' \
-            --change 'CMD ["python3"]' \
-            --message "convoy python image: debootstrap $SUITE minbase + python3 (images/build.sh)" \
-            - "$PYTHON_IMAGE" >>"$LOG"
+    ' sh "$WORK/root" >>"$LOG" 2>&1
+    import_root "$PYTHON_IMAGE" python3 "convoy python image: debootstrap $SUITE minbase + python3"
     docker run --rm --network none "$PYTHON_IMAGE" sh -c 'python3 -c "import json, sqlite3" && python --version' \
         >>"$LOG" 2>&1 || die "$PYTHON_IMAGE does not run"
     finish_workdir
@@ -213,38 +226,16 @@ build_python() {
 
 build_gcc() {
     need_image "$GCC_IMAGE" || return 0
-    local t0=$SECONDS mirror
-    command -v debootstrap >/dev/null 2>&1 || [[ -x /usr/sbin/debootstrap ]] || apt_install debootstrap
-    local debootstrap=debootstrap
-    command -v debootstrap >/dev/null 2>&1 || debootstrap=/usr/sbin/debootstrap
-    mirror=$(debian_mirror)
-    say "building $GCC_IMAGE: debootstrap $SUITE + gcc, make, libc6-dev from $mirror (a few minutes)"
-    new_workdir
-    local root="$WORK/root" keyring=()
-    [[ -f /usr/share/keyrings/debian-archive-keyring.gpg ]] \
-        && keyring=(--keyring=/usr/share/keyrings/debian-archive-keyring.gpg)
-    # shellcheck disable=SC2129  # separate steps, one log
-    "${SUDO[@]}" "$debootstrap" --variant=minbase --include=gcc,make,libc6-dev "${keyring[@]}" \
-        "$SUITE" "$root" "$mirror" >>"$LOG" 2>&1
-    # Same clean-up as the python image; 'cc' is the default for make's $(CC), check it is there.
+    local t0=$SECONDS
+    debootstrap_root gcc,make,libc6-dev "$GCC_IMAGE"
+    # 'cc' is the default for make's $(CC): check it is there.
     # shellcheck disable=SC2016  # the script is expanded by the inner sh, with root as $1
     "${SUDO[@]}" sh -euc '
         root=$1
-        rm -rf "$root"/var/cache/apt/* "$root"/var/lib/apt/lists/* "$root"/var/cache/debconf/*-old \
-               "$root"/usr/share/doc/* "$root"/usr/share/man/* "$root"/usr/share/info/* \
-               "$root"/usr/share/lintian "$root"/usr/share/linda "$root"/var/log/* \
-               "$root"/tmp/* "$root"/var/tmp/* "$root"/root/.cache
-        mkdir -p "$root"/var/log/apt
-        : >"$root"/etc/hostname
-        printf "%s\n" "# set by the container runtime" >"$root"/etc/resolv.conf
         test "$(chroot "$root" /usr/bin/gcc -dumpversion)" = 12
         chroot "$root" /bin/sh -c "cc --version && make --version"
-    ' sh "$root" >>"$LOG" 2>&1
-    "${SUDO[@]}" tar --numeric-owner -C "$root" -c . \
-        | docker import --change "ENV PATH=$IMAGE_PATH" --change 'ENV LANG=C.UTF-8' \
-            --change 'CMD ["bash"]' \
-            --message "convoy gcc image: debootstrap $SUITE minbase + gcc, make, libc6-dev (images/build.sh)" \
-            - "$GCC_IMAGE" >>"$LOG"
+    ' sh "$WORK/root" >>"$LOG" 2>&1
+    import_root "$GCC_IMAGE" bash "convoy gcc image: debootstrap $SUITE minbase + gcc, make, libc6-dev"
     # compile, link and run a C program, as a build step would (no network)
     docker run --rm --network none -w /tmp "$GCC_IMAGE" sh -c \
         'printf "#include <stdio.h>\nint main(void){puts(\"ok\");return 0;}\n" >t.c && printf "t: t.c\n" >Makefile && make -s && ./t' \
