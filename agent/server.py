@@ -14,6 +14,7 @@ import time
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
@@ -68,6 +69,17 @@ def request_from_pb(r: pb.StartAttemptRequest) -> AttemptRequest:
 
 
 Ctx = grpc.aio.ServicerContext
+_T = TypeVar("_T")
+
+
+async def _hand_over(items: AsyncIterator[_T], to: queue.Queue[_T | None]) -> None:
+    """A request stream's items into a worker thread's bounded queue, then None (also when
+    the stream fails), never blocking the event loop while the queue is full."""
+    try:
+        async for item in items:
+            await asyncio.to_thread(to.put, item)
+    finally:
+        await asyncio.to_thread(to.put, None)
 
 
 class SyncService:
@@ -97,11 +109,7 @@ class SyncService:
         started = time.perf_counter()
         batches: queue.Queue[Sequence[pb.ObjectChunk] | None] = queue.Queue(maxsize=8)
         storing = asyncio.ensure_future(asyncio.to_thread(receiver.drain, batches))
-        try:
-            async for batch in request_iterator:
-                await asyncio.to_thread(batches.put, batch.chunks)
-        finally:
-            await asyncio.to_thread(batches.put, None)
+        await _hand_over((batch.chunks async for batch in request_iterator), batches)
         try:
             await storing
             receiver.finish()
@@ -165,11 +173,7 @@ class SyncService:
                 yield item
 
         loading = asyncio.ensure_future(asyncio.to_thread(self.attempts.runtime.load_image, feed()))
-        try:
-            async for chunk in request_iterator:
-                await asyncio.to_thread(chunks.put, chunk.data)
-        finally:
-            await asyncio.to_thread(chunks.put, None)
+        await _hand_over((chunk.data async for chunk in request_iterator), chunks)
         try:
             images = await loading
         except ConvoyError as e:

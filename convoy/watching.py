@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -137,22 +136,21 @@ class WatchSession:
         self.results_dir = results_dir
         self.home = home
         self.cb = callbacks or Callbacks()
-        self.spec = self._load()
+        self.spec_text, self.spec = self._load()
         self.debouncer = Debouncer(self.spec.watch.debounce_s if debounce_s is None
                                    else debounce_s)  # fmt: skip
         self.breaker = LoopBreaker()
         self.revision = since[1] if since else ""
         self.submission = since[0] if since else ""
-        self.reruns = 0
         self._submitted_at = 0.0  # when the last rerun was submitted (monotonic)
         self._burst_at = 0.0  # when the first change of the pending burst was seen
         self._wake = asyncio.Event()
-        self._lock = threading.Lock()
-        self._observer: Observer | None = None  # type: ignore[valid-type]
         self._smoke: asyncio.Task[None] | None = None
 
-    def _load(self) -> ExperimentSpec:
-        return load_spec(self.spec_path.read_text(encoding="utf-8"), str(self.spec_path))
+    def _load(self) -> tuple[str, ExperimentSpec]:
+        """The experiment file's text and what it says: the text submitted is the one parsed."""
+        text = self.spec_path.read_text(encoding="utf-8")
+        return text, load_spec(text, str(self.spec_path))
 
     def folders(self) -> list[Path]:
         base = self.spec_path.parent
@@ -181,7 +179,6 @@ class WatchSession:
         for folder in self.folders():
             observer.schedule(handler, str(folder), recursive=True)
         observer.start()
-        self._observer = observer
         try:
             if not self.revision:
                 await self._submit(set(), initial=True)
@@ -206,14 +203,14 @@ class WatchSession:
 
     async def _submit(self, paths: set[str], initial: bool = False) -> None:
         try:
-            self.spec = self._load()
+            self.spec_text, self.spec = self._load()
         except Exception as e:  # a half-saved experiment file: wait for the next save
             if self.cb.error:
                 self.cb.error(f"{e}")
             return
         smoke = smoke_indexes(self.spec)
         req = pb.SubmitRequest(
-            spec_path=str(self.spec_path), spec_yaml=self.spec_path.read_text(encoding="utf-8"),
+            spec_path=str(self.spec_path), spec_yaml=self.spec_text,
             results_dir=self.results_dir, unless_revision="" if initial else self.revision,
             indexes=smoke,
         )  # fmt: skip
@@ -229,8 +226,6 @@ class WatchSession:
             return
         previous = self.submission
         self.revision, self.submission = resp.revision, resp.submission_id
-        if not initial:
-            self.reruns += 1
         if previous and self.spec.watch.on_change == "cancel":
             with contextlib.suppress(Exception):
                 cancelled = await self.stub.Cancel(pb.CancelRequest(id=previous))
@@ -252,12 +247,10 @@ class WatchSession:
             self.breaker.history.clear()
 
     async def _pause(self, reason: str) -> None:
-        observer = self._observer
         assert self.cb.paused is not None
         await self.cb.paused(reason)
-        self.debouncer.take()  # what changed while paused counts as one change
-        if observer is not None:
-            self._wake.set()
+        self.debouncer.take()  # what changed while paused is dropped: the next save reruns
+        self._wake.set()
 
     async def _after_smoke(self, smoke: pb.SubmitResponse) -> None:
         """The rest of the matrix, once every smoke run has succeeded."""
@@ -283,7 +276,7 @@ class WatchSession:
             return
         rest = sorted(set(r.index for r in expand(self.spec)) - {r.index for r in smoke.runs})
         resp = await self.stub.Submit(pb.SubmitRequest(
-            spec_path=str(self.spec_path), spec_yaml=self.spec_path.read_text(encoding="utf-8"),
+            spec_path=str(self.spec_path), spec_yaml=self.spec_text,
             results_dir=self.results_dir, same_as=smoke.submission_id, indexes=rest,
         ))  # fmt: skip
         self.submission = resp.submission_id

@@ -33,42 +33,48 @@ class BuildKeeper:
     def __init__(self, store: Store, images: ImageShipper) -> None:
         self.store = store
         self.images = images
-        self._specs: dict[str, tuple[BuildSpec | None, str]] = {}  # submission -> (spec, image id)
+        # submission -> (its build spec, its build key); every run of a submission shares both
+        self._specs: dict[str, tuple[BuildSpec | None, str]] = {}
         self._built: set[tuple[str, str]] = set()  # (host, key) known to have succeeded
         self._calls: dict[tuple[str, str, str], asyncio.Future[BuildOutcome]] = {}
         # (submission, host) -> the build's attempt id there, and whether it has ended
         self._attempts: dict[tuple[str, str], tuple[str, bool]] = {}
 
-    def spec(self, run: RunRecord) -> BuildSpec | None:
-        return self._spec_and_image(run)[0]
+    async def prepare(self, run: RunRecord) -> None:
+        """Learn the run's build spec and key, off the event loop (the key asks the
+        coordinator's Docker engine for the build image's id)."""
+        if run.submission_id not in self._specs:
+            await asyncio.to_thread(self._spec_and_key, run)
 
-    def _spec_and_image(self, run: RunRecord) -> tuple[BuildSpec | None, str]:
+    def spec(self, run: RunRecord) -> BuildSpec | None:
+        return self._spec_and_key(run)[0]
+
+    def key(self, run: RunRecord) -> str:
+        """The run's build key; "" when its experiment has no build step."""
+        return self._spec_and_key(run)[1]
+
+    def _spec_and_key(self, run: RunRecord) -> tuple[BuildSpec | None, str]:
         cached = self._specs.get(run.submission_id)
         if cached is None:
             sub = self.store.submission(run.submission_id)
             build = load_spec(sub.spec_yaml, sub.spec_path).build if sub else None
-            image_id = ""
+            key = ""
             if build is not None:
                 image = build.image or run.image
                 try:
                     image_id = self.images.local_id(image) or image
                 except ImageError:
                     image_id = image  # an image only hosts have (pulled): its name stands in
-            cached = self._specs[run.submission_id] = (build, image_id)
+                what = [image_id, run.revision, argv_of(build.command)]
+                key = hash_bytes(json.dumps(what).encode())
+            cached = self._specs[run.submission_id] = (build, key)
         return cached
 
-    def key(self, run: RunRecord) -> str:
-        """The run's build key; "" when its experiment has no build step."""
-        build, image_id = self._spec_and_image(run)
-        if build is None:
-            return ""
-        what = [image_id, run.revision, argv_of(build.command)]
-        return hash_bytes(json.dumps(what).encode())
-
     def ready(self, host: str, run: RunRecord) -> bool:
-        """No build to wait for: none is needed, or the host is known to hold it."""
-        key = self.key(run)
-        return not key or (host, key) in self._built
+        """No build to wait for: none is needed, or the host is known to hold it. (Not yet
+        prepared: not known, so the run takes the way that prepares it.)"""
+        cached = self._specs.get(run.submission_id)
+        return cached is not None and (not cached[1] or (host, cached[1]) in self._built)
 
     async def ensure(self, host: str, client: AgentClient, run: RunRecord) -> BuildOutcome | None:
         """The run's build on `host` (made now, or earlier); None when it needs none."""

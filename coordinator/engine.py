@@ -165,6 +165,7 @@ class Coordinator(Submissions, HostLiveness):
                 await self._resilient(
                     host, lambda: self.images.ensure(host.name, host.client, run.image)
                 )
+                await self.builds.prepare(run)
                 build = self.builds.spec(run)
                 if build is not None:
                     if build.image:

@@ -16,6 +16,7 @@ from convoy.errors import ConvoyError, NotFound, UsageError
 from convoy.spec import expand, load_spec
 from convoy.states import RunState
 
+from .builds import BuildKeeper
 from .events import EventBus, RunChanged
 from .liveness import Host
 from .records import RunRecord, SubmissionRecord
@@ -39,6 +40,7 @@ class Submissions:
     syncer: Syncer
     hosts: dict[str, Host]
     bus: EventBus
+    builds: BuildKeeper
     _queue: dict[str, RunRecord]
     _wake: asyncio.Event
     _progress: dict[str, str]
@@ -189,6 +191,8 @@ class Submissions:
             for r in runs
         ]
         self.store.add_submission(sub, records)
+        if records:  # the build key (an image inspect) before the runs can be placed
+            await self.builds.prepare(records[0])
         sub_dir.mkdir(parents=True, exist_ok=True)
         write_runs_csv(sub_dir / "runs.csv", records)
         for r in records:
