@@ -149,7 +149,7 @@ class Syncer:
                     else:
                         unread.setdefault(e.hash, e.path)
                 elif self.store.missing([e.hash]):
-                    self._store_file(source / e.path, e.hash)
+                    self.store.put_file(source / e.path, e.hash)
                     self._stored.add(e.hash)
                 else:
                     self._stored.add(e.hash)
@@ -177,17 +177,6 @@ class Syncer:
         self._revisions[rev.id] = rev
         while len(self._revisions) > PARSED_REVISIONS:
             self._revisions.pop(next(iter(self._revisions)))
-
-    def _store_file(self, path: Path, expected: str) -> None:
-        w = self.store.writer(expected)
-        try:
-            with open(path, "rb") as f:
-                while data := f.read(CHUNK):
-                    w.write(data)
-            w.commit()  # raises SyncError if the file changed since it was hashed
-        except BaseException:
-            w.abort()
-            raise
 
     def revision(self, revision_id: str) -> Revision:
         if revision_id in self._revisions:

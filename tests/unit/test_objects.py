@@ -369,3 +369,43 @@ def test_an_object_cut_short_by_a_crash_is_removed_at_the_next_start(tmp_path: P
     again = ObjectStore(tmp_path / "store")
     assert again.missing([hash_bytes(whole), hash_bytes(cut)]) == [hash_bytes(cut)]
     assert not list((tmp_path / "store/tmp").glob("receiving-*"))
+
+
+def test_put_file_stores_a_copy_that_later_edits_do_not_reach(store: ObjectStore, tmp_path: Path):
+    data = os.urandom(3 * 1024 * 1024 + 17)  # more than one copy_file_range step may take
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    h = hash_bytes(data)
+    assert store.put_file(src, h) is True
+    src.write_bytes(b"edited in place")  # same inode: a hard link would have changed too
+    assert store.path_of(h).read_bytes() == data
+    src.write_bytes(data)
+    assert store.put_file(src, h) is False  # stored already
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_put_file_refuses_a_file_changed_since_it_was_hashed(store: ObjectStore, tmp_path: Path):
+    src = tmp_path / "data.bin"
+    src.write_bytes(b"what was hashed")
+    h = hash_bytes(b"what was hashed")
+    src.write_bytes(b"what is there now")
+    with pytest.raises(SyncError, match="changed since it was hashed"):
+        store.put_file(src, h)
+    assert store.missing([h]) == [h]
+    assert list((store.root / "tmp").iterdir()) == []
+
+
+def test_put_file_copies_through_memory_where_the_kernel_refuses(
+    store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import errno
+
+    def refuse(*args: object) -> int:
+        raise OSError(errno.EXDEV, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    data = os.urandom(2 * 1024 * 1024 + 5)
+    src = tmp_path / "big.bin"
+    src.write_bytes(data)
+    assert store.put_file(src, hash_bytes(data)) is True
+    assert store.path_of(hash_bytes(data)).read_bytes() == data
