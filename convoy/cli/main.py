@@ -2,7 +2,7 @@
 
   convoy run FILE            submit an experiment, stream its output, summarise (exit 0/1/2)
   convoy up                  run the coordinator and the local agent in the foreground
-  convoy down                stop the background coordinator and local agent
+  convoy down [--cancel]     stop the background coordinator and local agent
   convoy runs [--json]       list runs
   convoy logs RUN [-f]       print (and follow) a run's output
   convoy cancel ID           cancel a run, or every unfinished run of a submission
@@ -27,7 +27,7 @@ import sys
 import time
 from collections.abc import Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 
@@ -35,11 +35,14 @@ from convoy import __version__
 from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageError
 from convoy.paths import default_home
 from convoy.runjson import run_fields
+from convoy.states import RunState
 from convoy.v1 import coordinator_pb2 as pb
 
 from . import hosts
 from .client import connect
 from .render import runs_table
+
+_T = TypeVar("_T")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -76,9 +79,15 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--no-local", dest="local", action="store_false",
                    help="run nothing on this machine, only on the hosts file's")  # fmt: skip
 
-    sub.add_parser("down", help="stop the background coordinator and local agent",
-                   description="Stop the coordinator and the local agent of this CONVOY_HOME. "
-                   "Containers keep running; the next `convoy up` adopts them.")  # fmt: skip
+    d = sub.add_parser("down", help="stop the background coordinator and local agent",
+                       description="Stop the coordinator and the local agent of this "
+                       "CONVOY_HOME. Unfinished runs are not lost: containers keep running, "
+                       "queued runs stay queued, and the next `convoy up` picks them up "
+                       "again. With --cancel, they are cancelled first.")  # fmt: skip
+    d.add_argument("--cancel", action="store_true",
+                   help="cancel every unfinished run, and wait for them to end, first")  # fmt: skip
+    d.add_argument("--grace", type=float, default=10.0,
+                   help="with --cancel: seconds before SIGKILL (10)")  # fmt: skip
 
     rs = sub.add_parser("runs", help="list runs", description="List runs, oldest first.")
     rs.add_argument("--json", action="store_true", help="a JSON array with run.json's fields")
@@ -218,7 +227,35 @@ async def _probe(home: Path) -> None:
     await channel.close(None)
 
 
+async def _unfinished(home: Path, cancel: bool, grace: float) -> list[str] | None:
+    """The runs that have not ended; None when no coordinator answers. With `cancel`, each
+    is cancelled first, and those still unfinished after grace + 15 s are returned."""
+    try:
+        channel, stub = await connect(home)
+    except CoordinatorUnavailable:
+        return None
+    async with channel:
+
+        async def left(among: set[str] | None = None) -> list[pb.Run]:
+            runs = (await stub.ListRuns(pb.ListRunsRequest())).runs
+            return [r for r in runs if not RunState(r.state).terminal
+                    and (among is None or r.id in among)]  # fmt: skip
+
+        runs = await left()
+        if not cancel or not runs:
+            return [r.id for r in runs]
+        for submission in sorted({r.submission_id for r in runs}):
+            await stub.Cancel(pb.CancelRequest(id=submission, grace_seconds=grace))
+        ids = {r.id for r in runs}
+        deadline = time.monotonic() + grace + 15
+        while (runs := await left(ids)) and time.monotonic() < deadline:
+            await asyncio.sleep(0.2)
+        print(f"cancelled {len(ids) - len(runs)} unfinished run(s)")
+        return [r.id for r in runs]
+
+
 def _down(home: Path, ns: argparse.Namespace) -> int:
+    unfinished = _run_async(_unfinished(home, ns.cancel, ns.grace))
     stopped = []
     for name, pidfile in (("coordinator", home / "coordinator.pid"),
                           ("agent", home / "agent" / "agent.pid")):  # fmt: skip
@@ -240,10 +277,18 @@ def _down(home: Path, ns: argparse.Namespace) -> int:
         pidfile.unlink(missing_ok=True)
         stopped.append(f"{name} (pid {pid})")
     print("stopped " + ", ".join(stopped) if stopped else f"nothing runs for {home}")
+    if unfinished is None and ns.cancel and stopped:
+        print("no coordinator answered, so nothing was cancelled: containers of runs in "
+              "flight keep running until the next `convoy up`")  # fmt: skip
+    if unfinished:
+        what = "did not end in time" if ns.cancel else "are unfinished"
+        print(f"{len(unfinished)} run(s) {what}: their containers keep running and queued ones "
+              "stay queued; the next `convoy up` picks them up"
+              + ("" if ns.cancel else " (`convoy down --cancel` cancels them first)"))  # fmt: skip
     return 0
 
 
-def _run_async(coro: Coroutine[Any, Any, int]) -> int:
+def _run_async(coro: Coroutine[Any, Any, _T]) -> _T:
     try:
         return asyncio.run(coro)
     except grpc.aio.AioRpcError as e:

@@ -11,6 +11,9 @@ from pathlib import Path
 
 import pytest
 
+from agent.runtime import LABEL_PREFIX, DockerRuntime
+from agent.server import agent_id_for
+
 from .conftest import ConvoyEnv, write_experiment
 
 pytestmark = pytest.mark.docker
@@ -230,6 +233,60 @@ def test_cancel_a_submission_cancels_queued_runs_before_they_start(
         convoy_env.wait_for(f"many-1.{i:02d}", {"cancelled"}, timeout=20)
     runs = {r["run"]: r for r in convoy_env.runs("many-1")}
     assert [runs[f"many-1.{i:02d}"]["attempt"] for i in range(5)] == [1, 1, 0, 0, 0]
+
+
+def _containers_of(convoy_env: ConvoyEnv, docker_runtime: DockerRuntime) -> list[str]:
+    """The states of the containers the test's local agent started."""
+    ident = agent_id_for(convoy_env.home / "agent")
+    found = docker_runtime.client.containers.list(
+        all=True, filters={"label": f"{LABEL_PREFIX}agent={ident}"}
+    )
+    return sorted(c.status for c in found)
+
+
+SLEEPERS = """
+    name: sleepers
+    image: convoy/busybox:1
+    command: sleep 600
+    matrix:
+      i: {range: [0, 3]}
+    resources: {cpus: 1}
+"""
+
+
+def test_down_names_the_unfinished_runs_it_leaves_running(
+    convoy_env: ConvoyEnv, tmp_path: Path, docker_runtime: DockerRuntime
+) -> None:
+    """`convoy down` with runs in flight says how many are unfinished and how to cancel them;
+    their containers keep running (the next `convoy up` adopts them)."""
+    spec = write_experiment(tmp_path, SLEEPERS)
+    assert convoy_env.cli("run", "--detach", str(spec)).returncode == 0
+    convoy_env.wait_for("sleepers-1.01", {"running"})
+    out = convoy_env.cli("down")
+    assert out.returncode == 0, out.stderr
+    assert "stopped coordinator" in out.stdout
+    assert "3 run(s) are unfinished" in out.stdout and "convoy down --cancel" in out.stdout
+    assert convoy_env.coordinator.wait(10) is not None
+    assert _containers_of(convoy_env, docker_runtime) == ["running", "running"]
+
+
+def test_down_cancel_ends_every_unfinished_run_first(
+    convoy_env: ConvoyEnv, tmp_path: Path, docker_runtime: DockerRuntime
+) -> None:
+    """`convoy down --cancel` cancels the running and the queued runs, waits for them to end,
+    then stops: no container of theirs is left, running or exited."""
+    spec = write_experiment(tmp_path, SLEEPERS)
+    assert convoy_env.cli("run", "--detach", str(spec)).returncode == 0
+    convoy_env.wait_for("sleepers-1.01", {"running"})
+    out = convoy_env.cli("down", "--cancel", "--grace", "1")
+    assert out.returncode == 0, out.stderr
+    assert "cancelled 3 unfinished run(s)" in out.stdout and "stopped coordinator" in out.stdout
+    assert "unfinished:" not in out.stdout
+    assert convoy_env.coordinator.wait(10) is not None
+    assert _containers_of(convoy_env, docker_runtime) == []
+    for i in range(2):  # the two that started (the queued one's end is in the count above)
+        record = tmp_path / f"convoy-results/sleepers/sleepers-1/sleepers-1.{i:02d}/run.json"
+        assert json.loads(record.read_text())["state"] == "cancelled"
 
 
 def test_hosts_shows_the_local_host_with_its_capacity(convoy_env: ConvoyEnv) -> None:
