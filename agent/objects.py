@@ -36,6 +36,7 @@ import errno
 import json
 import os
 import re
+import shutil
 import stat
 import threading
 import time
@@ -65,7 +66,6 @@ from convoy.content import (
 from .trees import (
     ManifestRow,
     check_links,
-    copy_file,
     copy_object,
     kinds_clash,
     link_or_copy,
@@ -173,12 +173,12 @@ class ObjectStore:
 
     def put_file(self, path: str | os.PathLike[str], hash: str) -> bool:
         """Store a copy of a file said to hash to `hash`; False when the store had it. The
-        kernel copies (copy_file_range: a reflink where the file system has them), then the
-        copy is hashed, so a file changed since it was hashed raises SyncError. Measured on
-        ext4 for 100 MB: 0.035 s against 0.18-0.21 s through Python's buffers."""
+        kernel copies (shutil.copyfile uses sendfile on Linux), then the copy is hashed, so a
+        file changed since it was hashed raises SyncError. Measured on ext4 for 100 MB:
+        0.035-0.04 s against 0.18-0.21 s through Python's buffers."""
         tmp = self.root / "tmp" / f"obj-{uuid.uuid4().hex}"
         try:
-            copy_file(os.fspath(path), tmp)
+            shutil.copyfile(path, tmp)
             if hash_file(tmp) != check_hash(hash):
                 raise SyncError("changed since it was hashed", os.fspath(path))
             return self._adopt(tmp, hash)

@@ -85,35 +85,6 @@ def link_or_copy(obj: str, dst: str, kind: int) -> None:
         copy_object(obj, dst, kind)
 
 
-def copy_file(src: str, dst: str | os.PathLike[str]) -> None:
-    """Copy a file's bytes to a new file, in the kernel where it can (no pass through user
-    memory); a plain copy where copy_file_range is refused (another file system on an old
-    kernel, a file system without it)."""
-    fin = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        fout = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            left = os.fstat(fin).st_size
-            try:
-                while left > 0 and (n := os.copy_file_range(fin, fout, left)) > 0:
-                    left -= n
-            except OSError as err:
-                if err.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
-                    raise
-                os.lseek(fin, 0, os.SEEK_SET)
-                os.ftruncate(fout, 0)
-                os.lseek(fout, 0, os.SEEK_SET)
-                while chunk := os.read(fin, 1 << 20):
-                    os.write(fout, chunk)
-            # A file grown since its size was read: what copy_file_range left goes on here.
-            while chunk := os.read(fin, 1 << 20):
-                os.write(fout, chunk)
-        finally:
-            os.close(fout)
-    finally:
-        os.close(fin)
-
-
 def copy_object(obj: str, dst: str, kind: int) -> None:
     shutil.copyfile(obj, dst)
     os.chmod(dst, 0o755 if kind == EXECUTABLE else 0o644)
