@@ -113,10 +113,20 @@ class Attempt:
         return {k: tuple(v) for k, v in raw.items()}
 
 
-def _write_json(path: Path, data: Any) -> None:
-    tmp = path.with_suffix(".tmp")
+BUILD_KEY_RE = re.compile(r"[0-9a-f]{64}")  # a build's key (see agent/builds.py)
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write `data` to `path` atomically (through `<name>.tmp` beside it)."""
+    tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(json.dumps(data))
     os.replace(tmp, path)
+
+
+def succeeded_build_upper(home: Path, key: str) -> Path | None:
+    """The files build `key` made or changed, if it succeeded on this host (agent/builds.py)."""
+    folder = home / "builds" / key
+    return folder / "upper" if (folder / "succeeded").exists() else None
 
 
 def overlay_supported() -> bool:
@@ -164,7 +174,7 @@ class Attempts:
 
     def _set(self, a: Attempt, **changes: Any) -> None:
         a.status = replace(a.status, **changes)
-        _write_json(a.dir / "status.json", asdict(a.status))
+        write_json(a.dir / "status.json", asdict(a.status))
         if a.status.state.ended:
             a.done.set()
 
@@ -178,7 +188,7 @@ class Attempts:
         (d / "log").mkdir(parents=True, exist_ok=True)
         a = Attempt(req, d, AttemptStatus(req.attempt_id, req.run_id, AttemptState.STARTING))
         self._attempts[req.attempt_id] = a
-        _write_json(d / "request.json", asdict(req))
+        write_json(d / "request.json", asdict(req))
         self._set(a)
         try:
             workdir, overlay = await asyncio.to_thread(self._prepare_workspace, a)
@@ -232,10 +242,10 @@ class Attempts:
                     layers.insert(0, self.build_output(req.build_key))
                 lower = ":".join(str(p) for p in layers)
                 upper = Path(req.upper) if req.upper else a.dir / "upper"
-                scratch = upper.parent / "ovlwork" if req.upper else a.dir / "ovlwork"
+                scratch = upper.parent / "ovlwork"
                 upper.mkdir(exist_ok=True)
                 scratch.mkdir(exist_ok=True)
-                _write_json(a.dir / "workspace.json", {"mode": "overlay"})
+                write_json(a.dir / "workspace.json", {"mode": "overlay"})
                 return upper, (lower, str(upper), str(scratch))
             if req.build_key or req.upper:
                 raise ConvoyError("build steps need overlayfs on the host (see CONVOY_WORKSPACE)")
@@ -243,16 +253,16 @@ class Attempts:
         else:
             source = Path(req.source_path)
         manifest = workspace.materialise(source, a.work)
-        _write_json(a.dir / "manifest.json", manifest)
-        _write_json(a.dir / "workspace.json", {"mode": "copy"})
+        write_json(a.dir / "manifest.json", manifest)
+        write_json(a.dir / "workspace.json", {"mode": "copy"})
         return a.work, None
 
     def build_output(self, key: str) -> Path:
         """The files a succeeded build made or changed (see agent/builds.py)."""
-        if not re.fullmatch(r"[0-9a-f]{64}", key):
+        if not BUILD_KEY_RE.fullmatch(key):
             raise ConvoyError(f"not a build key: {key!r}")
-        out = self.home / "builds" / key / "upper"
-        if not (self.home / "builds" / key / "succeeded").exists():
+        out = succeeded_build_upper(self.home, key)
+        if out is None:
             raise ConvoyError(f"no succeeded build {key[:12]} on this host")
         return out
 

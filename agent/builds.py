@@ -36,14 +36,21 @@ from pathlib import Path
 
 from convoy.content import SyncError
 from convoy.errors import ConvoyError
+from convoy.spec import NAME_RE
 
-from .attempts import AttemptRequest, Attempts, AttemptState
+from .attempts import (
+    BUILD_KEY_RE,
+    AttemptRequest,
+    Attempts,
+    AttemptState,
+    succeeded_build_upper,
+    write_json,
+)
+from .trees import ManifestRow
 
 log = logging.getLogger("convoy.agent.builds")
 
 TAIL_LINES = 20
-_KEY_RE = re.compile(r"[0-9a-f]{64}")
-_NAME_RE = re.compile(r"[a-z0-9][a-z0-9_.-]{0,62}")
 _ATTEMPT_RE = re.compile(r"build-[A-Za-z0-9_.-]{1,120}")
 
 
@@ -80,9 +87,9 @@ class Builds:
 
     async def build(self, key: str, req: AttemptRequest) -> BuildResult:
         """Build `key` unless this host has (or is building) it; its result either way."""
-        if not _KEY_RE.fullmatch(key):
+        if not BUILD_KEY_RE.fullmatch(key):
             raise ConvoyError(f"not a build key: {key!r}")
-        if not _NAME_RE.fullmatch(req.experiment):
+        if not NAME_RE.fullmatch(req.experiment):
             raise ConvoyError(f"bad experiment name {req.experiment!r}")
         if not req.revision:
             raise ConvoyError("a build needs a revision")
@@ -140,16 +147,11 @@ class Builds:
 
     def _finish(self, key: str, req: AttemptRequest, result: BuildResult) -> BuildResult:
         folder = self.root / key
-        tmp = folder / "result.tmp"
-        tmp.write_text(json.dumps(asdict(result)))
         if result.succeeded:
             (folder / "succeeded").touch()
-            latest = self.root / "latest" / req.experiment
-            latest.with_suffix(".tmp").write_text(
-                json.dumps({"key": key, "revision": req.revision})
-            )
-            os.replace(latest.with_suffix(".tmp"), latest)
-        os.replace(tmp, folder / "result.json")
+            write_json(self.root / "latest" / req.experiment,
+                       {"key": key, "revision": req.revision})  # fmt: skip
+        write_json(folder / "result.json", asdict(result))
         log.info("build %s of %s: %s in %.1f s", key[:12], req.experiment,
                  "succeeded" if result.succeeded else result.reason, result.seconds)  # fmt: skip
         return result
@@ -158,7 +160,6 @@ class Builds:
         """The build's upper: the last build's, with the sources changed since copied anew."""
         store = self.attempts.objects
         new = {r.path: r for r in store.manifest(revision)}
-        old: dict[str, object] | None = None
         previous = self._latest(experiment)
         if previous is None:
             upper.mkdir()
@@ -168,7 +169,7 @@ class Builds:
         subprocess.run(["cp", "-a", str(self.root / key / "upper"), str(upper)], check=True,
                        capture_output=True)  # fmt: skip
         try:
-            old = {r.path: r for r in store.manifest(old_revision)}
+            old: dict[str, ManifestRow] | None = {r.path: r for r in store.manifest(old_revision)}
         except SyncError:
             old = None  # that revision was collected: every source counts as changed
         for path, row in new.items():
@@ -176,8 +177,12 @@ class Builds:
                 continue
             dest = upper / path
             dest.parent.mkdir(parents=True, exist_ok=True)
-            if dest.is_symlink() or dest.exists():
-                if dest.is_dir() and not dest.is_symlink():
+            try:
+                st = os.lstat(dest)
+            except FileNotFoundError:
+                pass
+            else:
+                if stat.S_ISDIR(st.st_mode):
                     shutil.rmtree(dest)
                 else:
                     dest.unlink()
@@ -194,7 +199,7 @@ class Builds:
             key, revision = str(raw["key"]), str(raw["revision"])
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if not (self.root / key / "succeeded").exists():
+        if succeeded_build_upper(self.attempts.home, key) is None:
             return None
         return key, revision
 
@@ -207,7 +212,7 @@ class Builds:
                 keep.add(with_key[0])
         removed = 0
         for folder in self.root.iterdir():
-            if folder.name in keep or not _KEY_RE.fullmatch(folder.name):
+            if folder.name in keep or not BUILD_KEY_RE.fullmatch(folder.name):
                 continue
             result = self.result(folder.name)
             if result is None or folder.name in self._running:

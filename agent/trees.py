@@ -10,7 +10,15 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from convoy.content import EXECUTABLE, LINK, Checked, EntryLike, SyncError, is_inside
+from convoy.content import (
+    EXECUTABLE,
+    LINK,
+    Checked,
+    EntryLike,
+    SyncError,
+    folders_of,
+    is_inside,
+)
 
 
 @dataclass(frozen=True)
@@ -35,15 +43,7 @@ def apply_delta(
 
 def kinds_clash(top: set[str], base: set[str]) -> bool:
     """True when a path is a file on one side and a folder on the other (layers cannot say)."""
-    base_folders = {p.rsplit("/", 1)[0] for p in base if "/" in p}
-    base_folders |= {f.rsplit("/", i)[0] for f in base_folders for i in range(1, f.count("/") + 1)}
-    for p in top:
-        if p in base_folders:
-            return True
-        parts = p.split("/")
-        if any("/".join(parts[:i]) in base for i in range(1, len(parts))):
-            return True
-    return False
+    return bool(top & folders_of(base)) or bool(folders_of(top) & base)
 
 
 def link_tree(src: Path, dst: Path) -> None:

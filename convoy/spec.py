@@ -89,7 +89,7 @@ class RunSpec:
     env: dict[str, str]
 
 
-_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # `$${` is the escape for a literal `${`; `${name}` is a parameter reference. Anything else
@@ -100,7 +100,6 @@ _OPTIONAL = (
     "matrix", "resources", "env", "outputs", "retries", "timeout", "network", "sources", "inputs",
 )  # fmt: skip
 _FIELDS = (*_REQUIRED, *_OPTIONAL, "progress", "build", "watch")
-_NOT_SUPPORTED: tuple[str, ...] = ()
 _BUILD_FIELDS = ("command", "image", "resources", "timeout", "once")
 _MEMORY_UNITS = {"": 1, "b": 1}
 for _i, _p in enumerate("kmgtp", start=1):
@@ -274,15 +273,15 @@ class NodeChecker:
             "a name of lowercase letters, digits, '_', '.' and '-' (at most 63, starting with "
             "a letter or digit), since it becomes part of run ids and directory names"
         )
-        if not _NAME_RE.match(value := self.string(node, "name", what)):
+        if not NAME_RE.match(value := self.string(node, "name", what)):
             raise self.expect(node, "name", what)
         return value
 
-    def command(self, node: yaml.Node) -> str | tuple[str, ...]:
+    def command(self, node: yaml.Node, path: str = "command") -> str | tuple[str, ...]:
         if isinstance(node, yaml.SequenceNode) and node.value:
-            return tuple(self.text(n, f"command[{i}]") for i, n in enumerate(node.value))
+            return tuple(self.text(n, f"{path}[{i}]") for i, n in enumerate(node.value))
         what = "a shell command (string) or a non-empty list of arguments"
-        return self.refs(node, "command", self.string(node, "command", what))
+        return self.refs(node, path, self.string(node, path, what))
 
     def build(self, node: yaml.Node) -> BuildSpec:
         """`build: make` (a command), or a mapping with command, image, resources, timeout, once."""
@@ -326,14 +325,7 @@ class NodeChecker:
                         f"a revision, so it cannot use matrix parameters (write '$${{' for a "
                         f"literal '${{')",
                     )  # fmt: skip
-        params, self.params = self.params, []
-        try:
-            if isinstance(node, yaml.SequenceNode) and node.value:
-                return tuple(self.text(n, f"{path}[{i}]") for i, n in enumerate(node.value))
-            what = "a shell command (string) or a non-empty list of arguments"
-            return self.string(node, path, what)
-        finally:
-            self.params = params
+        return self.command(node, path)  # no ${name} left, so the parameters play no part
 
     def watch(self, node: yaml.Node) -> WatchSpec:
         fields = self.mapping(node, "watch")
@@ -438,8 +430,8 @@ class NodeChecker:
     def inputs(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:
         out = []
         for name, (key, value) in self.mapping(node, "inputs").items():
-            if not _NAME_RE.match(name):
-                what = f"an input name matching {_NAME_RE.pattern}"
+            if not NAME_RE.match(name):
+                what = f"an input name matching {NAME_RE.pattern}"
                 raise self.error(key, f"inputs: expected {what}, got {name!r}")
             out.append((name, self.string(value, f"inputs.{name}", "a folder path")))
         return tuple(out)
@@ -514,9 +506,6 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
     if not isinstance(root, yaml.MappingNode):
         raise check.error(root, f"{expected}, got {check.got(root)}")
     fields = check.mapping(root, "experiment")
-    for name, (key, _) in fields.items():
-        if name in _NOT_SUPPORTED:
-            raise check.error(key, f"'{name}' is not supported yet")
     check.known_keys(fields, _FIELDS)
     for name in _REQUIRED:
         if name not in fields:

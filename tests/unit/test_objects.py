@@ -371,7 +371,9 @@ def test_an_object_cut_short_by_a_crash_is_removed_at_the_next_start(tmp_path: P
     assert not list((tmp_path / "store/tmp").glob("receiving-*"))
 
 
-def test_put_file_stores_a_copy_that_later_edits_do_not_reach(store: ObjectStore, tmp_path: Path):
+def test_put_file_stores_a_copy_that_later_edits_do_not_reach(
+    store: ObjectStore, tmp_path: Path
+) -> None:
     data = os.urandom(3 * 1024 * 1024 + 17)  # more than one copy_file_range step may take
     src = tmp_path / "big.bin"
     src.write_bytes(data)
@@ -384,7 +386,9 @@ def test_put_file_stores_a_copy_that_later_edits_do_not_reach(store: ObjectStore
     assert list((store.root / "tmp").iterdir()) == []
 
 
-def test_put_file_refuses_a_file_changed_since_it_was_hashed(store: ObjectStore, tmp_path: Path):
+def test_put_file_refuses_a_file_changed_since_it_was_hashed(
+    store: ObjectStore, tmp_path: Path
+) -> None:
     src = tmp_path / "data.bin"
     src.write_bytes(b"what was hashed")
     h = hash_bytes(b"what was hashed")
@@ -397,7 +401,7 @@ def test_put_file_refuses_a_file_changed_since_it_was_hashed(store: ObjectStore,
 
 def test_put_file_copies_through_memory_where_the_kernel_refuses(
     store: ObjectStore, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-):
+) -> None:
     import errno
 
     def refuse(*args: object) -> int:
