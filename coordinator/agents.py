@@ -11,10 +11,10 @@ from convoy.content import EntryLike
 from convoy.spec import BuildSpec, Resources
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
-from convoy.v1 import common_pb2
 
 from .records import RunRecord
 from .results import FilePiece
+from .wire import resources_to_pb
 
 _STATE_NAMES = {
     pb.ATTEMPT_STARTING: "starting",
@@ -120,10 +120,7 @@ class AgentClient:
             attempt_id=run.attempt_id, run_id=run.id, submission_id=run.submission_id,
             experiment=run.experiment, image=run.image, argv=argv_of(run.command),
             env=run_env(run),
-            resources=common_pb2.Resources(
-                cpus=run.resources.cpus, memory_bytes=run.resources.memory_bytes,
-                gpus=run.resources.gpus,
-            ),
+            resources=resources_to_pb(run.resources),
             network=run.network, timeout_seconds=run.timeout_seconds, source_path=source_path,
             outputs=list(run.outputs), revision=revision, inputs=run.inputs, build_key=build_key,
         )  # fmt: skip
@@ -140,8 +137,7 @@ class AgentClient:
             env={"CONVOY_SUBMISSION": run.submission_id, "CONVOY_EXPERIMENT": run.experiment,
                  "CONVOY_REVISION": run.revision, "CONVOY_BUILD": key,
                  "CONVOY_CPUS": f"{res.cpus:g}"},
-            resources=common_pb2.Resources(
-                cpus=res.cpus, memory_bytes=res.memory_bytes, gpus=res.gpus),
+            resources=resources_to_pb(res),
             network=run.network, timeout_seconds=build.timeout_seconds, revision=run.revision,
         ))  # fmt: skip
         r = await self._stub.Build(req)

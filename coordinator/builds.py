@@ -40,11 +40,15 @@ class BuildKeeper:
         # (submission, host) -> the build's attempt id there, and whether it has ended
         self._attempts: dict[tuple[str, str], tuple[str, bool]] = {}
 
-    async def prepare(self, run: RunRecord) -> None:
+    async def prepare(
+        self, run: RunRecord, build: BuildSpec | None = None, *, known: bool = False
+    ) -> None:
         """Learn the run's build spec and key, off the event loop (the key asks the
-        coordinator's Docker engine for the build image's id)."""
+        coordinator's Docker engine for the build image's id). `known`: `build` is the
+        submission's build spec (None: it has none), so its stored experiment file need not be
+        parsed again."""
         if run.submission_id not in self._specs:
-            await asyncio.to_thread(self._spec_and_key, run)
+            await asyncio.to_thread(self._spec_and_key, run, build, known)
 
     def spec(self, run: RunRecord) -> BuildSpec | None:
         return self._spec_and_key(run)[0]
@@ -53,11 +57,14 @@ class BuildKeeper:
         """The run's build key; "" when its experiment has no build step."""
         return self._spec_and_key(run)[1]
 
-    def _spec_and_key(self, run: RunRecord) -> tuple[BuildSpec | None, str]:
+    def _spec_and_key(
+        self, run: RunRecord, build: BuildSpec | None = None, known: bool = False
+    ) -> tuple[BuildSpec | None, str]:
         cached = self._specs.get(run.submission_id)
         if cached is None:
-            sub = self.store.submission(run.submission_id)
-            build = load_spec(sub.spec_yaml, sub.spec_path).build if sub else None
+            if not known:  # after a restart: from the stored experiment file
+                sub = self.store.submission(run.submission_id)
+                build = load_spec(sub.spec_yaml, sub.spec_path).build if sub else None
             key = ""
             if build is not None:
                 image = build.image or run.image
@@ -125,21 +132,31 @@ class BuildKeeper:
         if sub is None:
             return
         folder = Path(sub.results_dir) / "build"
-        folder.mkdir(parents=True, exist_ok=True)
         about = {
             "host": host, "key": outcome.key, "revision": run.revision,
             "succeeded": outcome.succeeded, "exit_code": outcome.exit_code,
             "reason": outcome.reason, "made_now": outcome.built_now,
             "seconds": round(outcome.seconds, 3), "attempt": outcome.attempt_id,
         }  # fmt: skip
-        (folder / f"{host}.json").write_text(json.dumps(about, indent=2) + "\n")
+        text = json.dumps(about, indent=2) + "\n"
+        await asyncio.to_thread(_write, folder, f"{host}.json", text, mkdir=True)
         chunks = []
         try:
             async for _, data in client.read_log(outcome.attempt_id, 0, follow=False):
                 chunks.append(data)
         except Exception as e:  # the log is a convenience; the outcome is what counts
             log.warning("reading the output of build %s on %s: %s", outcome.key[:12], host, e)
-        (folder / f"{host}.log").write_bytes(b"".join(chunks))
+        await asyncio.to_thread(_write, folder, f"{host}.log", b"".join(chunks))
+
+
+def _write(folder: Path, name: str, data: str | bytes, *, mkdir: bool = False) -> None:
+    """One file of a build's record (blocking: called off the event loop)."""
+    if mkdir:
+        folder.mkdir(parents=True, exist_ok=True)
+    if isinstance(data, str):
+        (folder / name).write_text(data)
+    else:
+        (folder / name).write_bytes(data)
 
 
 def failure_reason(host: str, outcome: BuildOutcome) -> str:

@@ -75,8 +75,6 @@ class ImageShipper:
         if key in self._ready:
             self._recent[(host, image)] = time.monotonic()
             return
-        if key in self._ready:
-            return
         async with self._locks.setdefault(key, asyncio.Lock()):
             if key in self._ready:
                 return

@@ -94,9 +94,6 @@ class PackStore:
                 index.write("".join(lines))
         return stored
 
-    def size(self, hash: str) -> int:
-        return self._index[hash][2]
-
     def read(self, hash: str) -> bytes:
         try:
             pack, offset, size = self._index[hash]

@@ -297,9 +297,10 @@ class SSHHost:
             if self.connected:
                 return
             await self._drop_forward()
-            host, port = self._where()
+            opts = self._options()  # ssh_config read once: the same values as _where()
+            host, port = opts.host, opts.port
             kwargs: dict[str, object] = {}
-            if [a.decode() for a in self._options().encryption_algs] == _DEFAULT_CIPHERS:
+            if [a.decode() for a in opts.encryption_algs] == _DEFAULT_CIPHERS:
                 kwargs["encryption_algs"] = CIPHERS  # unless ssh_config names its own Ciphers
             if self.cfg.identity:
                 kwargs["client_keys"] = [os.path.expanduser(self.cfg.identity)]

@@ -58,7 +58,8 @@ class Submissions:
         return sorted({e.path for e in changed} | set(removed))
 
     def progress_pattern(self, sub: SubmissionRecord) -> str:
-        """The submission's `progress:` regex ("" when it has none), parsed once."""
+        """The submission's `progress:` regex ("" when it has none), parsed once (submit
+        seeds it; after a restart it is parsed from the stored experiment file)."""
         if sub.id not in self._progress:
             try:
                 self._progress[sub.id] = load_spec(sub.spec_yaml, sub.spec_path).progress or ""
@@ -95,16 +96,17 @@ class Submissions:
         `same_as`: a submission whose revision and inputs to use, for `indexes` (or all);
         `unless_revision`: raise Unchanged, submitting nothing, if the sources make that one."""
         spec = load_spec(spec_yaml, spec_path)
+        runs = expand(spec)
         if same_as:
             earlier = self.store.submission(same_as)
             if earlier is None:
                 raise NotFound(f"no submission {same_as!r}")
             some = self.store.runs(same_as, limit=1)
-            everything = [r.index for r in expand(spec)]
+            everything = [r.index for r in runs]
             reuse = (earlier.revision, some[0].inputs if some else {}, list(indexes) or everything)
         elif indexes and reuse is None:
             wanted = set(indexes)
-            bad = sorted(i for i in wanted if not 0 <= i < len(expand(spec)))
+            bad = sorted(i for i in wanted if not 0 <= i < len(runs))
             if bad:
                 raise UsageError(f"{spec_path}: no runs with indexes {bad} in its matrix")
         spec_file = Path(spec_path)
@@ -119,12 +121,10 @@ class Submissions:
                 f"{self.home}; keep experiments elsewhere"
             )
         results_root = Path(results_dir) if results_dir else spec_file.parent / "convoy-results"
-        runs = expand(spec)
         width = max(2, len(str(len(runs) - 1)))  # of the whole matrix: ids keep their index
-        if reuse is not None:
-            runs = [r for r in runs if r.index in set(reuse[2])]
-        elif indexes:
-            runs = [r for r in runs if r.index in set(indexes)]
+        keep = set(reuse[2]) if reuse is not None else set(indexes) if indexes else None
+        if keep is not None:
+            runs = [r for r in runs if r.index in keep]
         inputs = {}
         for name, folder in spec.inputs if reuse is None else ():
             path = (spec_file.parent / folder).resolve()
@@ -191,8 +191,9 @@ class Submissions:
             for r in runs
         ]
         self.store.add_submission(sub, records)
+        self._progress[sub_id] = spec.progress or ""  # what progress_pattern would parse
         if records:  # the build key (an image inspect) before the runs can be placed
-            await self.builds.prepare(records[0])
+            await self.builds.prepare(records[0], spec.build, known=True)
         sub_dir.mkdir(parents=True, exist_ok=True)
         write_runs_csv(sub_dir / "runs.csv", records)
         for r in records:

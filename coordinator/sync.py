@@ -106,23 +106,18 @@ class Syncer:
             self._scanners[source] = Scanner(source, cache, extra_excludes)
         return self._scanners[source]
 
-    def snapshot(
-        self,
-        source: Path,
-        extra_excludes: Sequence[Path] = (),
-        changed: Sequence[str] | None = None,
-    ) -> Revision:
+    def snapshot(self, source: Path, extra_excludes: Sequence[Path] = ()) -> Revision:
         """Scan `source` and store what is new; the revision is then safe from later edits."""
         scanner = self.scanner(source, extra_excludes)
         source = source.resolve()
         watcher = self._watchers.get(source)
         started = False
+        changed: list[str] | None = None  # None: a full stat walk
         if watcher is None and source not in self._sized:
             # A tree not seen yet may be large: watch it from before its first walk, so that
             # no change between the two goes unnoticed (reads make no events).
             watcher, started = self._watch(source, extra_excludes), True
-            changed = None
-        elif changed is None and watcher is not None:
+        elif watcher is not None:
             changed = watcher.drain()  # None: it cannot vouch, so a full stat walk
         scanner.keep_small = SMALL
         try:
@@ -219,7 +214,8 @@ class Syncer:
             known.update(hashes)
             return SyncReport(rev.id, 0, client.sync_bytes_sent - before, True)
         if missing:
-            await client.put_objects(self._read_objects(missing))
+            sizes = {e.hash: e.size for e in rev.manifest.entries if e.hash}
+            await client.put_objects(self._read_objects(missing, sizes))
         known |= set(ask)
         base = self._last_on.get(host)
         if base is not None and base.id != rev.id:
@@ -236,12 +232,15 @@ class Syncer:
         log.info("revision %s to %s: %d objects, %d bytes", rev.id, host, len(missing), sent)
         return SyncReport(rev.id, len(missing), sent, False)
 
-    async def _read_objects(self, hashes: Sequence[str]) -> AsyncIterator[tuple[str, bytes, bool]]:
+    async def _read_objects(
+        self, hashes: Sequence[str], sizes: dict[str, int]
+    ) -> AsyncIterator[tuple[str, bytes, bool]]:
         """The objects' chunks, small and large interleaved by their share of the bytes: the
         host creates the small objects' files (its slowest work, a few thousand a second)
-        while the large objects' bytes travel and are written."""
-        small = [(h, self.packs.size(h)) for h in hashes if h in self.packs]
-        large = [(h, os.path.getsize(self.store.path_of(h))) for h in hashes if h not in self.packs]
+        while the large objects' bytes travel and are written. `sizes`: hash -> size, from
+        the revision's manifest."""
+        small = [(h, sizes[h]) for h in hashes if h in self.packs]
+        large = [(h, sizes[h]) for h in hashes if h not in self.packs]
         small_total = sum(n for _, n in small) or 1
         large_total = sum(n for _, n in large) or 1
         chunks = self._large_chunks([h for h, _ in large])

@@ -49,8 +49,7 @@ class TreeWatcher(FileSystemEventHandler):
         self._observer.start()
 
     def on_any_event(self, event: FileSystemEvent) -> None:
-        if event.event_type in ("opened", "closed_no_write"):
-            return
+        # Only CHANGES arrive: the observer drops other events (opened, closed_no_write).
         for p in (event.src_path, getattr(event, "dest_path", "")):
             p = os.fsdecode(p)
             if not p.startswith(self._prefix):
