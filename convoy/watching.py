@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import os
 import time
 from collections import deque
@@ -32,7 +33,8 @@ import grpc
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
-from convoy.spec import ExperimentSpec, expand, load_spec, smoke_indexes
+from convoy.spec import ExperimentSpec, load_spec, smoke_indexes
+from convoy.states import TERMINAL
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
@@ -41,7 +43,6 @@ LOOP_RERUNS = 5  # reruns by the same paths ...
 LOOP_WINDOW_S = 30.0  # ... within this long: a loop (something rewrites them after each rerun)
 QUICK_S = 1.0  # a change this soon after a rerun's submission is suspect; a later one (a person
 # reading the output, then saving) breaks the chain
-TERMINAL = frozenset({"succeeded", "failed", "cancelled", "lost"})
 
 
 @dataclass
@@ -235,7 +236,7 @@ class WatchSession:
             self._smoke.cancel()
         if self.cb.submitted:
             await self.cb.submitted(resp, list(resp.changed))
-        if smoke and len(smoke) < len(expand(self.spec)):
+        if smoke and len(smoke) < _matrix_size(self.spec):
             self._smoke = asyncio.ensure_future(self._after_smoke(resp))
         quick = not initial and self._burst_at - self._submitted_at < QUICK_S
         self._submitted_at = time.monotonic()
@@ -274,7 +275,7 @@ class WatchSession:
                     "waits for the next change"
                 )
             return
-        rest = sorted(set(r.index for r in expand(self.spec)) - {r.index for r in smoke.runs})
+        rest = sorted(set(range(_matrix_size(self.spec))) - {r.index for r in smoke.runs})
         resp = await self.stub.Submit(pb.SubmitRequest(
             spec_path=str(self.spec_path), spec_yaml=self.spec_text,
             results_dir=self.results_dir, same_as=smoke.submission_id, indexes=rest,
@@ -282,3 +283,8 @@ class WatchSession:
         self.submission = resp.submission_id
         if self.cb.submitted:
             await self.cb.submitted(resp, [])
+
+
+def _matrix_size(spec: ExperimentSpec) -> int:
+    """How many runs the matrix makes (expand() gives them indexes 0..n-1), without making them."""
+    return math.prod(len(values) for _, values in spec.matrix)

@@ -21,13 +21,12 @@ from textual.worker import Worker
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.watching import Callbacks, WatchSession
 
-from .client import ApiClient, describe
+from .client import RETRY_S, ApiClient, describe
 from .hosts_screen import HostsScreen
 from .logs_screen import LogsScreen
 from .model import RunsModel
 from .runs_screen import RunsScreen
 
-RETRY_S = 2.0
 PROGRESS_FOLLOWERS = 32  # running runs whose output is read for their progress, at most
 
 
@@ -79,8 +78,6 @@ class ConvoyApp(App[None]):
             try:
                 await self._load_submissions()
                 async for ev in self.client.events():
-                    if not self.connected:
-                        self.connected, self.problem = True, ""
                     if ev.run.submission_id not in self.model.patterns:
                         await self._load_submissions()
                     self.model.apply(ev.run)

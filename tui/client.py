@@ -12,6 +12,8 @@ from convoy.paths import coordinator_socket
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
+RETRY_S = 2.0  # seconds between attempts to reach a coordinator that went away
+
 
 class ApiClient:
     def __init__(self, home: Path) -> None:
@@ -65,5 +67,5 @@ def describe(e: grpc.aio.AioRpcError, socket: Path) -> str:
     """A message a user can act on, for an API call that failed."""
     if e.code() == grpc.StatusCode.UNAVAILABLE:
         return (f"the coordinator is not running (no answer on {socket}); start it with "
-                "`convoy up` or `convoy run FILE` (retrying every 2 s)")  # fmt: skip
+                f"`convoy up` or `convoy run FILE` (retrying every {RETRY_S:g} s)")  # fmt: skip
     return e.details() or e.code().name

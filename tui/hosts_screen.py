@@ -59,8 +59,14 @@ class HostsScreen(Screen[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.refresh_hosts()
-        self.set_interval(1.0, self.refresh_hosts)
+        self.set_interval(1.0, self._tick)
+
+    def on_screen_resume(self) -> None:
+        self.refresh_hosts()  # first shown, or shown again: up to date at once
+
+    def _tick(self) -> None:
+        if self.is_current:  # a mode left stays mounted: no Hosts call while it is hidden
+            self.refresh_hosts()
 
     @work(exclusive=True, group="hosts", exit_on_error=False)
     async def refresh_hosts(self) -> None:
@@ -71,12 +77,11 @@ class HostsScreen(Screen[None]):
             return  # the app's connection worker reports the coordinator's absence
         box = self.query_one("#hosts", VerticalScroll)
         cards = {c.id: c for c in box.query(Static)}
-        current = {"host-" + re.sub(r"[^A-Za-z0-9_-]", "_", h.name) for h in hosts}
+        current = {"host-" + re.sub(r"[^A-Za-z0-9_-]", "_", h.name): h for h in hosts}
         for card_id, card in cards.items():
             if card_id not in current:
                 await card.remove()  # a host that left the hosts file
-        for h in hosts:
-            card_id = "host-" + re.sub(r"[^A-Za-z0-9_-]", "_", h.name)
+        for card_id, h in current.items():
             text = host_text(h)
             if card_id in cards:
                 cards[card_id].update(text)

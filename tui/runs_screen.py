@@ -129,9 +129,8 @@ class RunsScreen(Screen[None]):
             self._shown[run_id] = cells
         if added or changed or tick:
             self._status()
-        elif (line := self.convoy.status_line()) != self._status_line:
-            self._status_line = line
-            self.query_one("#status", Static).update(line)
+        else:
+            self._connection_line()
 
     def _status(self) -> None:
         model = self.convoy.model
@@ -140,6 +139,9 @@ class RunsScreen(Screen[None]):
         if summary != self._summary:
             self._summary = summary
             self.query_one("#submissions", Static).update(summary)
+        self._connection_line()
+
+    def _connection_line(self) -> None:
         line = self.convoy.status_line()
         if line != self._status_line:
             self._status_line = line

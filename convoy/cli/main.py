@@ -235,11 +235,11 @@ async def _unfinished(home: Path, cancel: bool, grace: float) -> list[str] | Non
     except CoordinatorUnavailable:
         return None
     async with channel:
+        unended = [s.value for s in RunState if not s.terminal]
 
         async def left(among: set[str] | None = None) -> list[pb.Run]:
-            runs = (await stub.ListRuns(pb.ListRunsRequest())).runs
-            return [r for r in runs if not RunState(r.state).terminal
-                    and (among is None or r.id in among)]  # fmt: skip
+            runs = (await stub.ListRuns(pb.ListRunsRequest(states=unended))).runs
+            return [r for r in runs if among is None or r.id in among]
 
         runs = await left()
         if not cancel or not runs:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections import Counter
+from collections.abc import Iterable, Sequence
 
 from convoy.runjson import duration_s
 from convoy.v1 import coordinator_pb2 as pb
@@ -33,6 +34,11 @@ def human_bytes(n: int) -> str:
 def params_text(run: pb.Run) -> str:
     params = json.loads(run.params_json or "{}")
     return " ".join(f"{k}={v}" for k, v in params.items())
+
+
+def state_counts(states: Iterable[str]) -> str:
+    """ "3 failed, 9 succeeded": how many runs ended in each state, states in name order."""
+    return ", ".join(f"{n} {s}" for s, n in sorted(Counter(states).items()))
 
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -17,7 +17,7 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from .client import connect_or_start
-from .render import human_duration, runs_table
+from .render import human_duration, runs_table, state_counts
 
 TERMINAL = {s.value for s in RunState if s.terminal}
 
@@ -146,12 +146,9 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
                 t.cancel()
     runs = sorted(final.values(), key=lambda r: r.index)
     printer.status("\n" + runs_table(runs))
-    counts: dict[str, int] = {}
-    for r in runs:
-        counts[r.state] = counts.get(r.state, 0) + 1
     printer.status(
         "convoy: "
-        + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+        + state_counts(r.state for r in runs)
         + (f"; results in {Path(runs[0].results_path).parent}" if runs else "")
     )
     return 0 if all(r.state == "succeeded" for r in runs) else 1

@@ -6,11 +6,13 @@ import asyncio
 import sys
 from pathlib import Path
 
+from convoy.states import TERMINAL
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
-from convoy.watching import TERMINAL, Callbacks, WatchSession
+from convoy.watching import Callbacks, WatchSession
 
 from .client import connect_or_start
+from .render import state_counts
 from .run import Printer, _follow, read_spec
 
 
@@ -49,11 +51,7 @@ class WatchPrinter:
                     if len(final) == total:
                         break
             await asyncio.gather(*followers.values(), return_exceptions=True)
-            counts: dict[str, int] = {}
-            for state in final.values():
-                counts[state] = counts.get(state, 0) + 1
-            summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
-            self.say(f"{sub}: {summary}; watching for changes (Ctrl-C stops)")
+            self.say(f"{sub}: {state_counts(final.values())}; watching for changes (Ctrl-C stops)")
         finally:
             events.cancel()
             for t in followers.values():
