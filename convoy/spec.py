@@ -351,7 +351,9 @@ class NodeChecker:
                                           f"(parameters: {known})")  # fmt: skip
                 values = self.values(value, f"watch.smoke.{name}")
                 allowed = dict(self.matrix_values)[name]
-                for v, item in zip(values, _items(value), strict=True):
+                # A {range: [...]} gives many values from one node: errors point at it.
+                places = [value] * len(values) if isinstance(value, yaml.MappingNode) else None
+                for v, item in zip(values, places or _items(value), strict=True):
                     if not any(type(a) is type(v) and a == v for a in allowed):
                         raise self.error(item, f"watch.smoke.{name}: {v!r} is not one of the "
                                                f"matrix's values for '{name}'")  # fmt: skip

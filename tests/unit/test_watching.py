@@ -44,6 +44,12 @@ def test_watch_field_and_smoke_runs() -> None:
     assert load_spec(HEAD).watch == WatchSpec()
 
 
+def test_smoke_values_may_be_a_range_as_in_the_matrix() -> None:
+    spec = load_spec(HEAD + "watch:\n  smoke: {rep: {range: [0, 2]}}\n")
+    assert spec.watch.smoke == (("rep", (0, 1)),)
+    assert smoke_indexes(spec) == [0, 1, 3, 4]
+
+
 @pytest.mark.parametrize(
     ("tail", "message"),
     [
@@ -53,6 +59,8 @@ def test_watch_field_and_smoke_runs() -> None:
          "(parameters: rho, rep)"),
         ("watch:\n  smoke: {rep: [7]}\n", "watch.smoke.rep: 7 is not one of the matrix's values "
          "for 'rep'"),
+        ("watch:\n  smoke: {rep: {range: [2, 5]}}\n", "watch.smoke.rep: 3 is not one of the "
+         "matrix's values for 'rep'"),
         ("watch:\n  debounced: 1\n", "unknown field 'debounced' in watch (did you mean "
          "'debounce'?)"),
     ],
