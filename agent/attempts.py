@@ -9,7 +9,6 @@ finds its containers by label, so nothing a run printed or produced is lost whil
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 import os
@@ -86,6 +85,7 @@ class Attempt:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_requested: bool = False
     timed_out: bool = False
+    _layout: dict[str, str] | None = field(default=None, repr=False)
 
     @property
     def work(self) -> Path:
@@ -95,13 +95,17 @@ class Attempt:
     def log_path(self) -> Path:
         return self.dir / "log" / "output.log"
 
-    @functools.cached_property
+    @property
     def layout(self) -> dict[str, str]:
-        """How the workspace was made (written before the container starts, never changed)."""
-        try:
-            return dict(json.loads((self.dir / "workspace.json").read_text()))
-        except (OSError, ValueError):
-            return {"mode": "copy"}
+        """How the workspace was made (written before the container starts, never changed).
+        Kept once read; not while the file is still to be written, or an early look would
+        fix the wrong folder for the results for good."""
+        if self._layout is None:
+            try:
+                self._layout = dict(json.loads((self.dir / "workspace.json").read_text()))
+            except (OSError, ValueError):
+                return {"mode": "copy"}
+        return self._layout
 
     @property
     def results_root(self) -> Path:
