@@ -67,8 +67,7 @@ class ImageShipper:
 
     async def ensure(self, host: str, client: AgentClient, image: str) -> None:
         """Return once `host` has `image` (the coordinator's digest of it, when it has one)."""
-        recent = self._recent.get((host, image), 0.0)
-        if time.monotonic() - recent < RECHECK_S:  # a sweep starts many runs of one image
+        if self.fresh(host, image):  # a sweep starts many runs of one image
             return
         image_id = await asyncio.to_thread(self.local_id, image)
         key = (host, image_id or image)

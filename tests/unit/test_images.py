@@ -1,10 +1,15 @@
-"""Which image references name a registry (and so are pulled on the host before shipping)."""
+"""coordinator.images without Docker: which references name a registry (pulled on the host
+before shipping), and when a host is asked whether it has an image."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
-from coordinator.images import names_registry
+from coordinator import images
+from coordinator.images import ImageShipper, names_registry
 
 
 @pytest.mark.parametrize(
@@ -21,3 +26,30 @@ from coordinator.images import names_registry
 def test_names_registry_follows_dockers_rule(image: str, expected: bool) -> None:
     """The first path component is a registry host when it has a dot, a port or is localhost."""
     assert names_registry(image) is expected
+
+
+class _Host:
+    """The one AgentClient call a host that has the image answers."""
+
+    def __init__(self) -> None:
+        self.asked = 0
+
+    async def has_image(self, image: str, image_id: str) -> bool:
+        self.asked += 1
+        return True
+
+
+def test_a_host_never_checked_is_checked_even_just_after_boot(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The monotonic clock starts near 0 at boot: an image never ensured on a host must not
+    look ensured 'less than RECHECK_S ago' then."""
+    monkeypatch.setattr(images.time, "monotonic", lambda: 5.0)
+    shipper = ImageShipper()
+    monkeypatch.setattr(shipper, "local_id", lambda image: "sha256:abc")
+    host = _Host()
+    client: Any = host
+    asyncio.run(shipper.ensure("h1", client, "convoy/busybox:1"))
+    assert host.asked == 1
+    asyncio.run(shipper.ensure("h1", client, "convoy/busybox:1"))
+    assert host.asked == 1  # ensured a moment ago: not asked again
