@@ -29,7 +29,7 @@ import os
 import re
 import stat
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -54,7 +54,6 @@ IGNORE_FILES = (".gitignore", ".convoyignore")  # in this order: .convoyignore h
 RACY_NS = 50_000_000  # above a kernel clock tick (1-10 ms) with margin
 RACY_COARSE_NS = 2_000_000_000  # timestamps in whole seconds: a 1-2 s granular file system
 _CACHE_VERSION = 1
-KEEP_LIMIT = 256 * 1024 * 1024  # bytes a scan keeps in `kept` at most
 
 StatKey = tuple[int, int, int, int]  # size, mtime_ns, ctime_ns, inode (-1: re-hash next time)
 
@@ -144,12 +143,12 @@ class Scanner:
         self._scanned = False  # whether this instance walked the tree (the watcher's baseline)
         self._manifest: Manifest | None = None
         self.hashed = 0  # files hashed by the last scan: what the stat cache did not spare
-        # Set keep_small to a size, and the content of each file up to that size that a scan
-        # hashes stays in `kept` (hash -> bytes, until the caller takes it): storing a new
-        # tree then needs no second read, nor a second hash, and stores exactly what was hashed.
-        self.keep_small = 0
-        self.kept: dict[str, bytes] = {}
-        self.kept_bytes = 0
+        # Set on_hashed, and each regular file a scan hashes is handed to it as (absolute path,
+        # size, hash, content): the content, read whole to hash it, when the file holds at
+        # most `whole_up_to` bytes, else None. The caller can store what is new while the scan
+        # goes on, with no second read of a small file, storing exactly what was hashed.
+        self.on_hashed: Callable[[str, int, str, bytes | None], None] | None = None
+        self.whole_up_to = 0
         if cache_file is not None and cache_file.exists():
             self._load(cache_file)
 
@@ -271,12 +270,10 @@ class Scanner:
                 entry = old  # the same object: comparing manifests stays cheap
             else:
                 try:
-                    if st.st_size <= self.keep_small and self.kept_bytes < KEEP_LIMIT:
+                    data = None
+                    if self.on_hashed is not None and st.st_size <= self.whole_up_to:
                         data = read_file(abs_path)
                         digest = hash_bytes(data)
-                        if digest not in self.kept:
-                            self.kept[digest] = data
-                            self.kept_bytes += len(data)
                     else:
                         digest = hash_file(abs_path)
                 except FileNotFoundError:
@@ -284,6 +281,8 @@ class Scanner:
                 except OSError as e:
                     raise SyncError(f"cannot read: {e.strerror}", rel) from e
                 self.hashed += 1
+                if self.on_hashed is not None:
+                    self.on_hashed(abs_path, st.st_size, digest, data)
                 entry = Entry(rel, mode, st.st_size, digest)
         elif stat.S_ISLNK(mode):
             entry = Entry(rel, mode, st.st_size, "", self._link_target(rel, abs_path))

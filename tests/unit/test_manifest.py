@@ -367,19 +367,23 @@ def test_manifest_hashes_are_the_objects_needed() -> None:
     assert m.hashes() == {h}
 
 
-def test_keep_small_keeps_what_a_scan_hashed_and_nothing_larger(tmp_path: Path) -> None:
-    """With keep_small set, each small file a scan hashes stays in `kept` under its hash (the
-    bytes that were hashed); larger files and files the stat cache spared are not kept."""
+def test_on_hashed_gets_each_file_a_scan_hashes_with_small_contents(tmp_path: Path) -> None:
+    """on_hashed is handed every file a scan hashes: the bytes that were hashed when the file
+    holds at most whole_up_to bytes, else None; files the stat cache spared are not handed."""
     src = tmp_path / "k"
     write(src / "a.txt", "alpha")
     write(src / "big.bin", b"z" * 5000)
     settle()  # else the next scan hashes them again, as it must with files this fresh
     scanner = Scanner(src)
-    scanner.keep_small = 1000
+    seen: list[tuple[str, int, str, bytes | None]] = []
+    scanner.on_hashed = lambda path, size, digest, data: seen.append((path, size, digest, data))
+    scanner.whole_up_to = 1000
     scanner.scan()
-    assert scanner.kept == {hash_bytes(b"alpha"): b"alpha"}
-    assert scanner.kept_bytes == 5
-    scanner.kept, scanner.kept_bytes = {}, 0
+    assert sorted(seen) == [
+        (str(src.resolve() / "a.txt"), 5, hash_bytes(b"alpha"), b"alpha"),
+        (str(src.resolve() / "big.bin"), 5000, hash_bytes(b"z" * 5000), None),
+    ]
+    seen.clear()
     write(src / "b.txt", "beta")
     scanner.scan()
-    assert scanner.kept == {hash_bytes(b"beta"): b"beta"}  # a.txt was not hashed again
+    assert seen == [(str(src.resolve() / "b.txt"), 4, hash_bytes(b"beta"), b"beta")]

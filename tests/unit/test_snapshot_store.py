@@ -1,0 +1,98 @@
+"""Unit tests for Syncer.snapshot's storing: every object of a revision is in the coordinator's
+stores when it returns (small ones in packs, large ones as files), stored while the scan goes
+on, and a large file changed between its hash and its copy is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from agent.objects import ObjectStore
+from convoy.content import SyncError, hash_bytes
+from coordinator import manifest, sync
+from coordinator.sync import SMALL, Syncer
+
+
+@pytest.fixture
+def syncer(tmp_path: Path) -> Iterator[Syncer]:
+    s = Syncer(tmp_path / "home")
+    yield s
+    s.close()
+
+
+def tree(root: Path, small: int = 50, large: int = 3) -> dict[str, bytes]:
+    files = {f"d{i % 5}/f{i}.txt": f"small file {i}\n".encode() * 10 for i in range(small)}
+    files.update({f"big{j}.bin": bytes([j]) * (SMALL + 1 + j) for j in range(large)})
+    files["dup.txt"] = files["d0/f0.txt"]  # the same object twice: stored once
+    for rel, data in files.items():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(data)
+    return files
+
+
+def stored(s: Syncer, data: bytes) -> bytes:
+    h = hash_bytes(data)
+    if len(data) <= SMALL:
+        return s.packs.read(h)
+    return Path(s.store.path_of(h)).read_bytes()
+
+
+def test_every_object_is_stored_where_its_size_says(syncer: Syncer, tmp_path: Path) -> None:
+    files = tree(tmp_path / "src")
+    rev = syncer.snapshot(tmp_path / "src")
+    assert {e.path for e in rev.manifest.entries} == set(files)
+    for data in files.values():
+        assert stored(syncer, data) == data
+    assert all(hash_bytes(d) not in syncer.packs for d in files.values() if len(d) > SMALL)
+
+
+def test_small_contents_appended_as_the_scan_goes_are_all_stored(
+    syncer: Syncer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Holding little before appending to packs loses nothing, and stores a duplicate once."""
+    monkeypatch.setattr(sync._StoreWhileScanning, "FLUSH", 100)
+    files = tree(tmp_path / "src", small=200, large=4)
+    syncer.snapshot(tmp_path / "src")
+    for data in files.values():
+        assert stored(syncer, data) == data
+    index = (tmp_path / "home" / "packs" / "index").read_text().splitlines()
+    assert len(index) == len({d for d in files.values() if len(d) <= SMALL})
+
+
+def test_a_restarted_coordinator_copies_no_large_object_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    files = tree(tmp_path / "src", small=3, large=2)
+    first = Syncer(tmp_path / "home")
+    first.snapshot(tmp_path / "src")
+    first.close()
+    (tmp_path / "src" / "big0.bin").touch()  # hashed again by the next scan
+    copied: list[str] = []
+    monkeypatch.setattr(ObjectStore, "put_file", lambda self, path, h: copied.append(h))
+    again = Syncer(tmp_path / "home")
+    try:
+        again.snapshot(tmp_path / "src")
+        assert copied == []
+        assert stored(again, files["big0.bin"]) == files["big0.bin"]
+    finally:
+        again.close()
+
+
+def test_a_large_file_changed_after_its_hash_is_refused(
+    syncer: Syncer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "src"
+    tree(src, small=3, large=1)
+    real = manifest.hash_file
+
+    def hash_then_edit(path: str) -> str:
+        digest = real(path)
+        with open(path, "ab") as f:
+            f.write(b"edited")  # after the hash, before the store's copy
+        return digest
+
+    monkeypatch.setattr(manifest, "hash_file", hash_then_edit)
+    with pytest.raises(SyncError, match="changed since it was hashed"):
+        syncer.snapshot(src)
