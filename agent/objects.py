@@ -154,15 +154,21 @@ class ObjectStore:
         return os.path.exists(self._obj(hash)) or os.path.exists(self._obj(hash, True))
 
     def missing(self, hashes: Iterable[str]) -> list[str]:
-        """The hashes the store lacks, once each, in the order given."""
+        """The hashes the store lacks, once each, in the order given. A hash whose folder
+        (named by its first two digits) does not exist is missing without looking further:
+        asking a new host about 10,000 objects then costs 256 lookups, not 20,000."""
         out: list[str] = []
         seen: set[str] = set()
+        folders: dict[str, bool] = {}
         now = time.time()
         for h in hashes:
             if h in seen:
                 continue
             seen.add(check_hash(h))
-            if self._has_object(h):
+            folder = folders.get(h[:2])
+            if folder is None:
+                folder = folders[h[:2]] = os.path.isdir(f"{self._objects}/{h[:2]}")
+            if folder and self._has_object(h):
                 self._asked[h] = now
             else:
                 out.append(h)

@@ -64,6 +64,22 @@ def test_missing_lists_absent_hashes_once_in_order(store: ObjectStore) -> None:
     assert store.missing([]) == []
 
 
+def test_missing_looks_inside_folders_that_exist_only(store: ObjectStore) -> None:
+    """An object beside others in its folder, an absent one in the same folder, one in a folder
+    that does not exist, and an executable-only object are each answered right."""
+    have = put(store, b"have")
+    same_folder = next(
+        h for i in range(10_000) if (h := hash_bytes(str(i).encode()))[:2] == have[:2]
+    )
+    other_folder = next(
+        h for i in range(10_000) if (h := hash_bytes(str(i).encode()))[:2] != have[:2]
+    )
+    exe = hash_bytes(b"run me")
+    os.makedirs(os.path.dirname(store._obj(exe)), exist_ok=True)
+    Path(store._obj(exe, executable=True)).write_bytes(b"run me")
+    assert store.missing([have, same_folder, other_folder, exe]) == [same_folder, other_folder]
+
+
 def test_missing_refuses_what_is_not_a_hash(store: ObjectStore) -> None:
     """A 'hash' that could name another file (../x, uppercase, short) is refused."""
     for bad in ["../" + "a" * 61, "A" * 64, "abc", ""]:
