@@ -272,7 +272,7 @@ class Scanner:
                 try:
                     data = None
                     if self.on_hashed is not None and st.st_size <= self.whole_up_to:
-                        data = read_file(abs_path)
+                        data = read_file(abs_path, st.st_size)
                         digest = hash_bytes(data)
                     else:
                         digest = hash_file(abs_path)
