@@ -21,6 +21,7 @@ from typing import BinaryIO
 from convoy.content import SyncError, check_hash, hash_bytes
 
 PACK_LIMIT = 256 * 1024 * 1024  # a new pack file after this many bytes
+_WRITEV_AT_MOST = 1024  # IOV_MAX on Linux
 
 
 class PackStore:
@@ -76,20 +77,23 @@ class PackStore:
                 self._pack += 1
                 path = self._pack_path(self._pack)
             lines = []
-            with open(path, "ab", buffering=1024 * 1024) as pack:
+            with open(path, "ab", buffering=0) as pack:
                 offset = pack.tell()
+                parts: list[bytes] = []
                 for h, data in items:
                     check_hash(h)
                     if h in self._index:
                         continue
                     if not verified and hash_bytes(data) != h:
                         raise SyncError(f"content ({len(data)} bytes) does not match its hash", h)
-                    pack.write(data)
+                    parts.append(data)
                     self._index[h] = (self._pack, offset, len(data))
                     lines.append(f"{h} {self._pack} {offset} {len(data)}\n")
                     offset += len(data)
                     stored += 1
-                pack.flush()
+                    if len(parts) == _WRITEV_AT_MOST:
+                        _write_all(pack.fileno(), parts)
+                _write_all(pack.fileno(), parts)
             with open(self.root / "index", "a") as index:
                 index.write("".join(lines))
         return stored
@@ -107,6 +111,19 @@ class PackStore:
         if len(data) != size:
             raise SyncError("cut short in the coordinator's store", hash)
         return data
+
+
+def _write_all(fd: int, parts: list[bytes]) -> None:
+    """Write the parts back to back, gathered (no copy into one buffer); empties the list."""
+    i = 0
+    while i < len(parts):
+        n = os.writev(fd, parts[i : i + _WRITEV_AT_MOST])
+        while i < len(parts) and n >= len(parts[i]):
+            n -= len(parts[i])
+            i += 1
+        if n:
+            parts[i] = parts[i][n:]  # a short write: the rest of this part next
+    parts.clear()
 
 
 def read_small_files(

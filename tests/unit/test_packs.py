@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,18 @@ def test_an_index_line_naming_bytes_the_pack_lacks_is_ignored(tmp_path: Path) ->
     with (tmp_path / "index").open("a") as f:
         f.write("garbage line\n")
     assert PackStore(tmp_path).missing([h]) == [h]
+
+
+def test_short_writes_and_many_objects_lose_no_byte(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Objects are written gathered, a thousand and more per call; a write that takes only
+    part of them (a full disk's first sign) goes on from the byte where it stopped."""
+    real = os.writev
+    monkeypatch.setattr(os, "writev", lambda fd, bufs: real(fd, [bytes(bufs[0][:3])]))
+    objects = [(hash_bytes(d), d) for d in (f"object {i}".encode() for i in range(1500))]
+    packs = PackStore(tmp_path / "packs")
+    assert packs.put_many(objects) == 1500
+    packs.close()
+    again = PackStore(tmp_path / "packs")
+    assert all(again.read(h) == d for h, d in objects)
