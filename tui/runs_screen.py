@@ -14,6 +14,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
 from .model import ACTIVE, COLUMNS
+from .table import Table
 
 if TYPE_CHECKING:
     from .app import ConvoyApp
@@ -63,7 +64,7 @@ class RunsScreen(Screen[None]):
             yield Static("", id="submissions")
             yield Input(placeholder="filter: text, or state:failed / state:active  (Esc: back)",
                         id="filter")  # fmt: skip
-            yield DataTable(id="runs", cursor_type="row", zebra_stripes=True)
+            yield Table(id="runs", cursor_type="row", zebra_stripes=True)
         yield Footer()
 
     def on_mount(self) -> None:
