@@ -24,6 +24,7 @@ from pathlib import Path
 import grpc
 
 from agent.objects import ObjectStore
+from convoy.content import SyncError
 
 from .agents import AgentClient
 from .manifest import ALWAYS_EXCLUDED, Entry, Manifest, Scanner
@@ -292,7 +293,7 @@ class _StoreWhileScanning:
         self._small: list[tuple[str, bytes]] = []  # (hash, content), not yet in packs
         self._small_bytes = 0
         self._seen: set[str] = set()
-        self._large: dict[str, Future[bool]] = {}
+        self._large: dict[str, tuple[str, Future[bool]]] = {}  # hash -> (path, its copy)
 
     def hashed(self, path: str, size: int, digest: str, data: bytes | None) -> None:
         s = self._syncer
@@ -307,7 +308,7 @@ class _StoreWhileScanning:
         elif size > SMALL and not s.store.missing([digest]):
             s._stored.add(digest)  # stored before this coordinator started
         elif size > SMALL:
-            self._large[digest] = s._storer.submit(s.store.put_file, path, digest)
+            self._large[digest] = (path, s._storer.submit(s.store.put_file, path, digest))
         # A small file the scan did not read whole is left to the snapshot, which reads it.
 
     def _append_small(self) -> None:
@@ -317,14 +318,19 @@ class _StoreWhileScanning:
     def finish(self, failed: bool) -> None:
         """Wait for the copies and store the rest; raise the first copy's error. With `failed`
         (the scan raised), only wait: the revision will not be made."""
-        errors = []
-        for digest, future in self._large.items():
-            if (error := future.exception()) is None:
+        errors: list[SyncError] = []
+        for digest, (path, future) in self._large.items():
+            error = future.exception()
+            if error is None:
                 self._syncer._stored.add(digest)
+            elif isinstance(error, SyncError):
+                errors.append(error)  # changed since it was hashed
+            elif isinstance(error, OSError):
+                errors.append(SyncError(f"cannot store: {error.strerror}", path))
             else:
-                errors.append(error)
+                raise error
         if errors and not failed:
-            raise errors[0]  # a file changed since it was hashed, or could not be read
+            raise errors[0]
         if not failed:
             self._append_small()
 

@@ -4,6 +4,7 @@ on, and a large file changed between its hash and its copy is refused."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -95,4 +96,23 @@ def test_a_large_file_changed_after_its_hash_is_refused(
 
     monkeypatch.setattr(manifest, "hash_file", hash_then_edit)
     with pytest.raises(SyncError, match="changed since it was hashed"):
+        syncer.snapshot(src)
+
+
+def test_a_large_file_gone_before_its_copy_is_a_sync_error(
+    syncer: Syncer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file removed between its hash and its copy fails the snapshot with its name, as a
+    SyncError (which a submission reports as bad input), not as an internal error."""
+    src = tmp_path / "src"
+    tree(src, small=3, large=1)
+    real = manifest.hash_file
+
+    def hash_then_remove(path: str) -> str:
+        digest = real(path)
+        os.unlink(path)
+        return digest
+
+    monkeypatch.setattr(manifest, "hash_file", hash_then_remove)
+    with pytest.raises(SyncError, match="cannot store"):
         syncer.snapshot(src)
