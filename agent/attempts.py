@@ -23,7 +23,7 @@ from typing import Any
 from convoy.errors import ConvoyError
 
 from . import workspace
-from .objects import ObjectStore
+from .objects import ObjectStore, RevisionMissing
 from .runtime import ContainerHandle, ContainerSpec, DockerRuntime
 
 log = logging.getLogger("convoy.agent")
@@ -74,6 +74,7 @@ class AttemptStatus:
     reason: str = ""
     image_id: str = ""
     container_id: str = ""
+    lacks_revision: bool = False  # an error: the host lacks a revision the run needs
 
 
 @dataclass
@@ -219,7 +220,8 @@ class Attempts:
             )
             a.handle = await asyncio.to_thread(self.runtime.start, spec)
         except (ConvoyError, OSError) as e:
-            self._set(a, state=AttemptState.ERROR, reason=str(e), ended_at=time.time())
+            self._set(a, state=AttemptState.ERROR, reason=str(e), ended_at=time.time(),
+                      lacks_revision=isinstance(e, RevisionMissing))  # fmt: skip
             return a.status
         self._set(
             a, state=AttemptState.RUNNING, container_id=a.handle.container_id,

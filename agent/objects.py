@@ -86,6 +86,10 @@ class CollectReport:
     bytes_total: int  # the objects' size after collection
 
 
+class RevisionMissing(SyncError):
+    """The store does not hold the revision (never synced here, or collected since)."""
+
+
 class ObjectWriter:
     """Receives one object's bytes; `commit` stores them only if they hash to the given name."""
 
@@ -291,7 +295,7 @@ class ObjectStore:
         """The snapshot of a revision this store has (for a run: hold a lease while it runs)."""
         path = self._revision_path(revision)
         if not path.is_dir():
-            raise SyncError("no such revision on this host", revision)
+            raise RevisionMissing("no such revision on this host", revision)
         return path
 
     def make_revision(self, revision: str, entries: Sequence[EntryLike]) -> Path:
@@ -485,7 +489,7 @@ class ObjectStore:
             raise SyncError("a lease holder is one path segment", holder)
         with self._lock:
             if not path.is_dir():
-                raise SyncError("no such revision", revision)
+                raise RevisionMissing("no such revision on this host", revision)
             lease = self.root / "leases" / revision / holder
             lease.parent.mkdir(exist_ok=True)
             lease.write_text(f"{os.getpid()} {time.time()}\n")

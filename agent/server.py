@@ -54,7 +54,7 @@ def status_to_pb(s: AttemptStatus) -> pb.AttemptStatus:
     return pb.AttemptStatus(
         attempt_id=s.attempt_id, run_id=s.run_id, state=_STATES[s.state], exit_code=s.exit_code,
         started_at=s.started_at, ended_at=s.ended_at, reason=s.reason, image_id=s.image_id,
-        container_id=s.container_id,
+        container_id=s.container_id, lacks_revision=s.lacks_revision,
     )  # fmt: skip
 
 

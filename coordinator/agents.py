@@ -35,6 +35,7 @@ class AttemptOutcome:
     ended_at: float
     reason: str
     image_id: str
+    lacks_revision: bool = False  # an error: sync the revision (and inputs) again, then retry
 
     @property
     def ended(self) -> bool:
@@ -52,7 +53,7 @@ class AgentInfo:
 def _outcome(s: pb.AttemptStatus) -> AttemptOutcome:
     return AttemptOutcome(
         s.attempt_id, _STATE_NAMES.get(s.state, "error"), s.exit_code, s.started_at, s.ended_at,
-        s.reason, s.image_id,
+        s.reason, s.image_id, s.lacks_revision,
     )  # fmt: skip
 
 

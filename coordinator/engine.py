@@ -188,7 +188,7 @@ class Coordinator(Submissions, HostLiveness):
             outcome = await self._resilient(
                 host, lambda: host.client.start(run, revision=run.revision, build_key=build_key)
             )
-            if outcome.state == "error" and "no such revision" in outcome.reason and not synced_now:
+            if outcome.state == "error" and outcome.lacks_revision and not synced_now:
                 self.syncer.forget(host.name)  # collected since it was confirmed: sync again
                 self._requeue(run, f"host {host.name} no longer had the revision")
                 return

@@ -224,7 +224,7 @@ class BuildResult(_message.Message):
     def __init__(self, key: _Optional[str] = ..., succeeded: _Optional[bool] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., tail: _Optional[str] = ..., attempt_id: _Optional[str] = ..., built_now: _Optional[bool] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class AttemptStatus(_message.Message):
-    __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id")
+    __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id", "lacks_revision")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -234,6 +234,7 @@ class AttemptStatus(_message.Message):
     IMAGE_ID_FIELD_NUMBER: _ClassVar[int]
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    LACKS_REVISION_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     state: AttemptState
     exit_code: int
@@ -243,7 +244,8 @@ class AttemptStatus(_message.Message):
     image_id: str
     container_id: str
     run_id: str
-    def __init__(self, attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image_id: _Optional[str] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
+    lacks_revision: bool
+    def __init__(self, attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image_id: _Optional[str] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ..., lacks_revision: _Optional[bool] = ...) -> None: ...
 
 class AttemptRef(_message.Message):
     __slots__ = ("attempt_id",)

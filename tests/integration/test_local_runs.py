@@ -122,6 +122,29 @@ def test_retries_run_again_and_the_last_attempt_wins(convoy_env: ConvoyEnv, tmp_
     assert (run["state"], run["attempt"], run["exit_code"]) == ("succeeded", 2, 0)
 
 
+def test_a_revision_collected_on_the_host_is_synced_again_before_the_run_starts(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """The coordinator skips asking a host about a revision it confirmed in the last 30 s; if the
+    host lost it meanwhile, the start says so, and the run is synced again and started, not
+    failed."""
+    (tmp_path / "data.txt").write_text("from the sources\n")
+    spec = write_experiment(tmp_path, """
+        name: again
+        image: convoy/busybox:1
+        command: cat data.txt
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    snapshots = [p for p in convoy_env.home.rglob("store/revisions/*") if p.is_dir()]
+    assert len(snapshots) == 1, snapshots
+    subprocess.run(["rm", "-rf", str(snapshots[0])], check=True)  # as a collection would
+    out = convoy_env.cli("run", str(spec))  # the same revision, confirmed moments ago
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "[again-2.00] from the sources" in out.stdout
+    assert snapshots[0].is_dir()
+
+
 def test_timeout_fails_the_run(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
     """A run outliving its timeout is stopped and ends failed, saying it timed out."""
     spec = write_experiment(tmp_path, """

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.objects import ObjectStore
+from agent.objects import ObjectStore, RevisionMissing
 from convoy.content import SyncError, hash_bytes, revision_id
 from coordinator.manifest import Entry, Manifest
 
@@ -78,6 +78,14 @@ def test_missing_looks_inside_folders_that_exist_only(store: ObjectStore) -> Non
     os.makedirs(os.path.dirname(store._obj(exe)), exist_ok=True)
     Path(store._obj(exe, executable=True)).write_bytes(b"run me")
     assert store.missing([have, same_folder, other_folder, exe]) == [same_folder, other_folder]
+
+
+def test_a_revision_the_store_lacks_is_named_as_such(store: ObjectStore) -> None:
+    """The agent tells a start that failed for want of its revision from other errors."""
+    with pytest.raises(RevisionMissing, match="no such revision"):
+        store.acquire("0" * 20, "attempt-1")
+    with pytest.raises(RevisionMissing):
+        store.revision_dir("0" * 20)
 
 
 def test_missing_refuses_what_is_not_a_hash(store: ObjectStore) -> None:
