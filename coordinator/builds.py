@@ -139,24 +139,20 @@ class BuildKeeper:
             "seconds": round(outcome.seconds, 3), "attempt": outcome.attempt_id,
         }  # fmt: skip
         text = json.dumps(about, indent=2) + "\n"
-        await asyncio.to_thread(_write, folder, f"{host}.json", text, mkdir=True)
+        await asyncio.to_thread(_write, folder / f"{host}.json", text.encode())
         chunks = []
         try:
             async for _, data in client.read_log(outcome.attempt_id, 0, follow=False):
                 chunks.append(data)
         except Exception as e:  # the log is a convenience; the outcome is what counts
             log.warning("reading the output of build %s on %s: %s", outcome.key[:12], host, e)
-        await asyncio.to_thread(_write, folder, f"{host}.log", b"".join(chunks))
+        await asyncio.to_thread(_write, folder / f"{host}.log", b"".join(chunks))
 
 
-def _write(folder: Path, name: str, data: str | bytes, *, mkdir: bool = False) -> None:
-    """One file of a build's record (blocking: called off the event loop)."""
-    if mkdir:
-        folder.mkdir(parents=True, exist_ok=True)
-    if isinstance(data, str):
-        (folder / name).write_text(data)
-    else:
-        (folder / name).write_bytes(data)
+def _write(path: Path, data: bytes) -> None:
+    """One file of a build's record, its folder made if need be (blocking: off the loop)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
 
 
 def failure_reason(host: str, outcome: BuildOutcome) -> str:

@@ -123,37 +123,34 @@ class Syncer:
             watcher, started = self._watch(source, extra_excludes), True
         elif watcher is not None:
             changed = watcher.drain()  # None: it cannot vouch, so a full stat walk
-        storing = _StoreWhileScanning(self)
-        scanner.on_hashed, scanner.whole_up_to = storing.hashed, SMALL
-        failed = True
-        try:
-            manifest = scanner.scan(changed)
-            large = len(manifest.entries) >= WATCH_MIN_FILES
-            self._sized.add(source)
-            if started and not large:
-                self._watchers.pop(source).stop()  # a small tree's walk costs less
-            elif watcher is None and large:
-                # Grown large: watch it from now on, then walk it once more, so that nothing
-                # changed between the walk above and the watcher's start goes unnoticed.
-                self._watch(source, extra_excludes)
-                manifest = scanner.scan(None)
-            failed = False
-        finally:
-            scanner.on_hashed, scanner.whole_up_to = None, 0
-            storing.finish(failed)
-        # What the scan did not hash (an earlier scan did) and the store still lacks.
-        unread: dict[str, str] = {}  # hash -> a path holding it
-        for e in manifest.entries:
-            if e.hash and e.hash not in self.packs and e.hash not in self._stored:
+        with _StoreWhileScanning(self) as storing:
+            scanner.on_hashed, scanner.whole_up_to = storing.hashed, SMALL
+            try:
+                manifest = scanner.scan(changed)
+                large = len(manifest.entries) >= WATCH_MIN_FILES
+                self._sized.add(source)
+                if started and not large:
+                    self._watchers.pop(source).stop()  # a small tree's walk costs less
+                elif watcher is None and large:
+                    # Grown large: watch it from now on, then walk it once more, so that
+                    # nothing changed between the walk above and the watcher's start goes
+                    # unnoticed.
+                    self._watch(source, extra_excludes)
+                    manifest = scanner.scan(None)
+            finally:
+                scanner.on_hashed, scanner.whole_up_to = None, 0
+            # What the scan did not hash (an earlier scan did) and the store still lacks.
+            unread: dict[str, str] = {}  # hash -> a path holding it
+            for e in manifest.entries:
+                h = e.hash
+                if not h or h in storing or h in self.packs or h in self._stored:
+                    continue
                 if e.size <= SMALL:
-                    unread.setdefault(e.hash, e.path)
-                elif self.store.missing([e.hash]):
-                    self.store.put_file(source / e.path, e.hash)
-                    self._stored.add(e.hash)
+                    unread.setdefault(h, e.path)
                 else:
-                    self._stored.add(e.hash)
-        if unread:
-            self.packs.put_many(read_small_files(source, ((p, h) for h, p in unread.items())))
+                    storing.hashed(str(source / e.path), e.size, h, None)  # copied beside
+            if unread:
+                self.packs.put_many(read_small_files(source, ((p, h) for h, p in unread.items())))
         if changed is None or (changed and time.monotonic() - self._saved.get(source, 0) > 30):
             # The stat cache only spares re-hashing after a restart (a stale one costs hashes,
             # never correctness), so a busy edit loop writes it at most every 30 s.
@@ -305,19 +302,30 @@ class _StoreWhileScanning:
             self._small_bytes += len(data)
             if self._small_bytes >= self.FLUSH:
                 self._append_small()
-        elif size > SMALL and not s.store.missing([digest]):
-            s._stored.add(digest)  # stored before this coordinator started
         elif size > SMALL:
-            self._large[digest] = (path, s._storer.submit(s.store.put_file, path, digest))
-        # A small file the scan did not read whole is left to the snapshot, which reads it.
+            if s.store.missing([digest]):
+                self._large[digest] = (path, s._storer.submit(s.store.put_file, path, digest))
+            else:
+                s._stored.add(digest)  # stored before this coordinator started
+        # A small file not read whole (hashed by an earlier scan) the snapshot reads itself.
 
     def _append_small(self) -> None:
         self._syncer.packs.put_many(self._small, verified=True)
         self._small, self._small_bytes = [], 0
 
+    def __contains__(self, digest: str) -> bool:
+        """Whether this snapshot has stored, or is storing, the object."""
+        return digest in self._seen
+
+    def __enter__(self) -> _StoreWhileScanning:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, *_: object) -> None:
+        self.finish(failed=exc_type is not None)
+
     def finish(self, failed: bool) -> None:
         """Wait for the copies and store the rest; raise the first copy's error. With `failed`
-        (the scan raised), only wait: the revision will not be made."""
+        (the snapshot raised), only wait: the revision will not be made."""
         errors: list[SyncError] = []
         for digest, (path, future) in self._large.items():
             error = future.exception()
