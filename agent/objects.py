@@ -20,7 +20,9 @@ its name is checked to be the hash of its entries, so a snapshot of that name is
 Building one makes a hard link per file: 10,000 files take 90-100 ms, of which the link
 calls are 50-90 ms. Reusing the previous snapshot (`cp -al`, then redoing the changed entries)
 was measured and not kept: `cp -al` alone takes 56-70 ms, since it too makes one link per file,
-and the diff and a subprocess add the rest back (bench/hashes.py --sync).
+and the diff and a subprocess add the rest back (bench/hashes.py --sync). A host's first sync
+of a revision instead begins the build before the objects arrive and links each as it is
+stored (`plans`, see plans.py), so that little of the build is left when the last one lands.
 
 An object is unreferenced when no snapshot links it (st_nlink == 1). Collection removes those,
 except objects that missing() reported present within `grace_s` (a sync on its way will link
@@ -63,11 +65,13 @@ from convoy.content import (
     revision_id,
 )
 
+from .plans import Plans
 from .trees import (
     ManifestRow,
     check_links,
     copy_object,
     kinds_clash,
+    lacking,
     link_or_copy,
     link_tree,
     rmtree_quiet,
@@ -142,6 +146,7 @@ class ObjectStore:
         self._objects = str(self.root / "objects")
         self._folders: set[str] = set()  # object folders known to exist
         self._parsed: dict[str, list[ManifestRow]] = {}  # revision -> its manifest, recent few
+        self.plans = Plans(self)  # snapshots begun before their objects arrived (plans.py)
         self._recover_journals()
 
     # -- objects -----------------------------------------------------------------------------
@@ -235,6 +240,7 @@ class ObjectStore:
                 os.close(fd)
             stored += 1
         journal.unlink()  # every object of the batch is whole
+        self.plans.arrived(h for h, _ in objects)
         return stored
 
     def _recover_journals(self) -> None:
@@ -257,10 +263,12 @@ class ObjectStore:
         os.makedirs(os.path.dirname(dest), exist_ok=True)
         try:
             os.link(tmp, dest)  # never replaces: snapshots may link the existing one
+            new = True
         except FileExistsError:
             self._asked[hash] = time.time()  # a sync is about to link it
-            return False
-        return True
+            new = False
+        self.plans.arrived((hash,))
+        return new
 
     def _object_for(self, hash: str, executable: bool) -> str | None:
         """The object file with the wanted mode, copied from the other mode when only that one
@@ -312,20 +320,25 @@ class ObjectStore:
             try:
                 absent = self._build(str(staging), want)
                 if absent:
-                    more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
-                    raise SyncError(f"missing objects: {', '.join(absent[:3])}{more}", revision)
-                check_links(staging, want)
-                self._write_manifest(revision, want)
-                try:
-                    os.rename(staging, final)
-                except OSError:
-                    if not final.is_dir():
-                        raise
-                    rmtree_quiet(staging)  # another process made it first: the same tree
+                    raise lacking(absent, revision)
+                return self._seal(staging, revision, want)
             except BaseException:
                 rmtree_quiet(staging)
                 raise
-            return final
+
+    def _seal(self, staging: Path, revision: str, want: dict[str, Checked]) -> Path:
+        """Check a built snapshot's symlinks, record its manifest and rename it into place
+        (holding the lock). The caller removes `staging` if this raises."""
+        final = self._revision_path(revision)
+        check_links(staging, want)
+        self._write_manifest(revision, want)
+        try:
+            os.rename(staging, final)
+        except OSError:
+            if not final.is_dir():
+                raise
+            rmtree_quiet(staging)  # another process made it first: the same tree
+        return final
 
     def make_layered(
         self, revision: str, base: str, entries: Sequence[EntryLike], changed: Sequence[EntryLike]
@@ -355,7 +368,7 @@ class ObjectStore:
             try:
                 absent = self._build(str(staging), layer)
                 if absent:
-                    raise SyncError(f"missing objects: {', '.join(absent[:3])}", revision)
+                    raise lacking(absent, revision)
                 rows = [ManifestRow(e.path, e.mode, e.size, e.hash, e.target) for e in entries]
                 self._write_rows(revision, rows)
                 chain_file = self.root / "layers" / revision
@@ -405,30 +418,37 @@ class ObjectStore:
         os.mkdir(staging, 0o755)
         for d in sorted(folders_of(want)):
             os.mkdir(f"{staging}/{d}", 0o755)
-        absent: set[str] = set()
-        objects = self._objects
-        for path, (e, kind) in want.items():
-            if kind == LINK:
-                continue
-            h = e.hash
-            obj = f"{objects}/{h[:2]}/{h[2:]}x" if kind else f"{objects}/{h[:2]}/{h[2:]}"
-            dst = f"{staging}/{path}"
-            try:
-                os.link(obj, dst)  # the cost of a build: about 6 us each, as in `cp -al`
-            except FileNotFoundError:
-                found = self._object_for(h, kind == EXECUTABLE)
-                if found is None:
-                    absent.add(h)
-                else:
-                    link_or_copy(found, dst, kind)
-            except OSError as err:
-                if err.errno != errno.EMLINK:
-                    raise
-                copy_object(obj, dst, kind)
+        link = self._link
+        absent = {
+            e.hash
+            for path, (e, kind) in want.items()
+            if kind != LINK and not link(e.hash, kind, f"{staging}/{path}")
+        }
+        self._add_symlinks(staging, want)
+        return sorted(absent)
+
+    def _link(self, h: str, kind: int, dst: str) -> bool:
+        """Hard-link an object into a snapshot being built (a copy past the file system's link
+        limit); False when the store lacks it."""
+        obj = f"{self._objects}/{h[:2]}/{h[2:]}x" if kind else f"{self._objects}/{h[:2]}/{h[2:]}"
+        try:
+            os.link(obj, dst)  # the cost of a build: about 6 us each, as in `cp -al`
+        except FileNotFoundError:
+            found = self._object_for(h, kind == EXECUTABLE)
+            if found is None:
+                return False
+            link_or_copy(found, dst, kind)
+        except OSError as err:
+            if err.errno != errno.EMLINK:
+                raise
+            copy_object(obj, dst, kind)
+        return True
+
+    @staticmethod
+    def _add_symlinks(staging: str, want: dict[str, Checked]) -> None:
         for path, (e, kind) in want.items():
             if kind == LINK:
                 os.symlink(e.target, f"{staging}/{path}")
-        return sorted(absent)
 
     def manifest(self, revision: str) -> list[ManifestRow]:
         """The entries of a revision this store has; SyncError when it has none. The last few
@@ -540,6 +560,7 @@ class ObjectStore:
                 n, size = self._remove_unlinked(objs, now, received_grace=False)
                 count, freed, total = count + n, freed + size, total - size
             n, size = self._remove_unlinked(self._all_objects(), now, received_grace=True)
+            self.plans.drop_begun_before(now - self.grace_s)
             self._clean_tmp(now)
             self._asked = {h: t for h, t in self._asked.items() if now - t < self.grace_s}
         return CollectReport(tuple(removed), count + n, freed + size, total - size)
@@ -607,10 +628,12 @@ class ObjectStore:
         return count, size
 
     def _clean_tmp(self, now: float) -> None:
-        """Leftovers of a crash: unfinished objects and snapshots older than the grace period."""
+        """Leftovers of a crash: unfinished objects and snapshots older than the grace period
+        (not the folders of builds begun, which the plans remove when they drop them)."""
+        building = self.plans.stagings()
         for p in (self.root / "tmp").iterdir():
             with suppress(FileNotFoundError):
-                if now - p.lstat().st_mtime <= self.grace_s:
+                if now - p.lstat().st_mtime <= self.grace_s or str(p) in building:
                     continue
                 if p.is_dir() and not p.is_symlink():
                     rmtree_quiet(p)

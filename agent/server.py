@@ -28,6 +28,7 @@ from convoy.v1 import common_pb2
 from .attempts import AttemptRequest, Attempts, AttemptState, AttemptStatus, UnknownAttempt
 from .builds import Builds
 from .objects import ObjectStore, ObjectWriter
+from .plans import PlanMissing
 from .runtime import DockerRuntime
 from .trees import apply_delta
 
@@ -87,6 +88,7 @@ class SyncService:
 
     attempts: Attempts
     _store_pool = ThreadPoolExecutor(2, thread_name_prefix="store")  # see _Receiver
+    _plan_pool = ThreadPoolExecutor(1, thread_name_prefix="plan")  # see agent/plans.py
 
     async def MissingObjects(
         self, request: pb.MissingObjectsRequest, context: Ctx
@@ -96,6 +98,11 @@ class SyncService:
             if await asyncio.to_thread(store.has_revision, request.revision):
                 return pb.MissingObjectsResponse(has_revision=True)
             missing = await asyncio.to_thread(store.missing, list(request.hashes))
+            if request.entries:  # begin the snapshot while the missing objects travel
+                plan = store.plans.begin(request.revision)
+                self._plan_pool.submit(
+                    store.plans.prepare, plan, list(request.entries), frozenset(missing)
+                )
         except SyncError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise
@@ -130,6 +137,13 @@ class SyncService:
         store = self.attempts.objects
         entries: list[EntryLike] = list(request.entries)
         try:
+            if request.planned:
+                try:
+                    path = await asyncio.to_thread(store.plans.finish, request.revision)
+                except PlanMissing as e:  # the coordinator then sends the entries
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                    raise
+                return pb.MakeRevisionResponse(path=str(path))
             if request.base:
                 try:
                     base = await asyncio.to_thread(store.manifest, request.base)

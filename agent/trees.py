@@ -90,5 +90,11 @@ def copy_object(obj: str, dst: str, kind: int) -> None:
     os.chmod(dst, 0o755 if kind == EXECUTABLE else 0o644)
 
 
+def lacking(absent: Sequence[str], revision: str) -> SyncError:
+    """The error of a snapshot that cannot be built for want of objects (sorted hashes)."""
+    more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
+    return SyncError(f"missing objects: {', '.join(absent[:3])}{more}", revision)
+
+
 def rmtree_quiet(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)

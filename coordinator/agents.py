@@ -91,6 +91,13 @@ def run_env(run: RunRecord) -> dict[str, str]:
 BATCH_BYTES = 1024 * 1024  # objects per PutObjects message, by size
 
 
+def _entries_pb(entries: Sequence[EntryLike]) -> list[pb.ManifestEntry]:
+    return [
+        pb.ManifestEntry(path=e.path, mode=e.mode, size=e.size, hash=e.hash, target=e.target)
+        for e in entries
+    ]
+
+
 class AgentClient:
     """A gRPC channel to one agent's unix socket (local, or forwarded over SSH later)."""
 
@@ -170,8 +177,15 @@ class AgentClient:
         async for chunk in self._stub.ReadLog(req):
             yield chunk.offset, chunk.data
 
-    async def missing_objects(self, revision: str, hashes: Sequence[str]) -> tuple[bool, list[str]]:
-        req = pb.MissingObjectsRequest(revision=revision, hashes=list(hashes))
+    async def missing_objects(
+        self, revision: str, hashes: Sequence[str], entries: Sequence[EntryLike] = ()
+    ) -> tuple[bool, list[str]]:
+        """Whether the host has the revision, and if not, which of `hashes` it lacks. With the
+        revision's `entries`, a host lacking it begins building it (finish: make_revision
+        with planned=True)."""
+        req = pb.MissingObjectsRequest(
+            revision=revision, hashes=list(hashes), entries=_entries_pb(entries)
+        )
         self.sync_bytes_sent += req.ByteSize()
         resp = await self._stub.MissingObjects(req, timeout=120)
         return resp.has_revision, list(resp.missing)
@@ -207,19 +221,14 @@ class AgentClient:
 
     async def make_revision(
         self, revision: str, entries: Sequence[EntryLike], base: str = "",
-        removed: Sequence[str] = (),
+        removed: Sequence[str] = (), planned: bool = False,
     ) -> str:  # fmt: skip
+        """Have the host build the revision: from `entries`, or over `base` with `entries`
+        changed and `removed` gone, or (`planned`) as begun by missing_objects."""
         req = pb.MakeRevisionRequest(
-            revision=revision,
-            base=base,
-            removed=list(removed),
-            entries=[
-                pb.ManifestEntry(
-                    path=e.path, mode=e.mode, size=e.size, hash=e.hash, target=e.target
-                )
-                for e in entries
-            ],
-        )
+            revision=revision, base=base, removed=list(removed), entries=_entries_pb(entries),
+            planned=planned,
+        )  # fmt: skip
         self.sync_bytes_sent += req.ByteSize()
         return str((await self._stub.MakeRevision(req, timeout=600)).path)
 

@@ -46,12 +46,14 @@ class ManifestEntry(_message.Message):
     def __init__(self, path: _Optional[str] = ..., mode: _Optional[int] = ..., size: _Optional[int] = ..., hash: _Optional[str] = ..., target: _Optional[str] = ...) -> None: ...
 
 class MissingObjectsRequest(_message.Message):
-    __slots__ = ("revision", "hashes")
+    __slots__ = ("revision", "hashes", "entries")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     HASHES_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
     revision: str
     hashes: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, revision: _Optional[str] = ..., hashes: _Optional[_Iterable[str]] = ...) -> None: ...
+    entries: _containers.RepeatedCompositeFieldContainer[ManifestEntry]
+    def __init__(self, revision: _Optional[str] = ..., hashes: _Optional[_Iterable[str]] = ..., entries: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ...) -> None: ...
 
 class MissingObjectsResponse(_message.Message):
     __slots__ = ("has_revision", "missing")
@@ -86,16 +88,18 @@ class PutObjectsResponse(_message.Message):
     def __init__(self, stored: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
 
 class MakeRevisionRequest(_message.Message):
-    __slots__ = ("revision", "entries", "base", "removed")
+    __slots__ = ("revision", "entries", "base", "removed", "planned")
     REVISION_FIELD_NUMBER: _ClassVar[int]
     ENTRIES_FIELD_NUMBER: _ClassVar[int]
     BASE_FIELD_NUMBER: _ClassVar[int]
     REMOVED_FIELD_NUMBER: _ClassVar[int]
+    PLANNED_FIELD_NUMBER: _ClassVar[int]
     revision: str
     entries: _containers.RepeatedCompositeFieldContainer[ManifestEntry]
     base: str
     removed: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, revision: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., base: _Optional[str] = ..., removed: _Optional[_Iterable[str]] = ...) -> None: ...
+    planned: bool
+    def __init__(self, revision: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[ManifestEntry, _Mapping]]] = ..., base: _Optional[str] = ..., removed: _Optional[_Iterable[str]] = ..., planned: _Optional[bool] = ...) -> None: ...
 
 class MakeRevisionResponse(_message.Message):
     __slots__ = ("path",)

@@ -12,34 +12,58 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import pytest
 
 from agent.objects import ObjectStore
 from coordinator.agents import AgentClient
-from coordinator.sync import SMALL, Syncer
+from coordinator.sync import SMALL, Syncer, _make_or_whole
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def agent_socket() -> Iterator[tuple[Path, Path]]:
-    """A real agent process on a unix socket; (its home, its socket). Killed at teardown."""
-    work = Path(tempfile.mkdtemp(prefix="cvy-", dir="/tmp"))  # short: a socket path
-    home, sock = work / "agent", work / "a.sock"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "agent", "--home", str(home), "--socket", str(sock)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
+class _Agent:
+    """A real agent process on a unix socket, which a test may restart."""
+
+    def __init__(self) -> None:
+        self.work = Path(tempfile.mkdtemp(prefix="cvy-", dir="/tmp"))  # short: a socket path
+        self.home, self.sock = self.work / "agent", self.work / "a.sock"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        self.sock.unlink(missing_ok=True)
+        self.proc = proc = subprocess.Popen(
+            [sys.executable, "-m", "agent", "--home", str(self.home), "--socket", str(self.sock)],
+            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )  # fmt: skip
         deadline = time.monotonic() + 20
-        while not sock.exists():
+        while not self.sock.exists():
             assert proc.poll() is None and time.monotonic() < deadline, "the agent did not start"
             time.sleep(0.05)
-        yield home, sock
+
+    def kill(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+@pytest.fixture
+def agent() -> Iterator[_Agent]:
+    """A started agent; killed, and its folder removed, at teardown."""
+    a = _Agent()
+    try:
+        a.start()
+        yield a
     finally:
-        proc.kill()
-        proc.wait()
-        subprocess.run(["rm", "-rf", str(work)], check=False)
+        a.kill()
+        subprocess.run(["rm", "-rf", str(a.work)], check=False)
+
+
+@pytest.fixture
+def agent_socket(agent: _Agent) -> tuple[Path, Path]:
+    """(the agent's home, its socket)."""
+    return agent.home, agent.sock
 
 
 def _tree_of(store: ObjectStore, revision: str) -> dict[str, bytes]:
@@ -93,5 +117,48 @@ def test_a_revision_arrives_whole_and_a_resync_sends_only_the_change(
         finally:
             await client.close()
             syncer.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_snapshot_begun_by_an_agent_that_restarted_is_made_from_the_whole_manifest(
+    tmp_path: Path, agent: _Agent
+) -> None:
+    """The first sync of a revision hands the host its entries up front, so that it builds the
+    snapshot while the objects travel; an agent restarted in between has forgotten that build,
+    and the coordinator sends the entries again."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(50):
+        (src / "d" / f"f{i}.txt").write_bytes(os.urandom(100 + i))
+    (src / "up").symlink_to("d")
+
+    async def scenario() -> None:
+        syncer = Syncer(tmp_path / "home")
+        rev = await asyncio.to_thread(syncer.snapshot, src)
+        client = AgentClient(f"unix:{agent.sock}")
+        try:
+            hashes = [e.hash for e in rev.manifest.entries if e.hash]
+            has, missing = await client.missing_objects(rev.id, hashes, rev.manifest.entries)
+            assert not has and sorted(missing) == sorted(hashes)
+            sizes = {e.hash: e.size for e in rev.manifest.entries if e.hash}
+            await client.put_objects(syncer._read_objects(missing, sizes))
+        finally:
+            await client.close()
+        agent.kill()
+        agent.start()
+        client = AgentClient(f"unix:{agent.sock}")
+        try:
+            with pytest.raises(grpc.aio.AioRpcError) as lost:
+                await client.make_revision(rev.id, (), planned=True)
+            assert lost.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+            await _make_or_whole(client, rev, planned=True)  # as the Syncer finishes a sync
+            assert (await syncer.ensure_on_host("h", client, rev)).had_revision
+        finally:
+            await client.close()
+            syncer.close()
+        tree = _tree_of(ObjectStore(agent.home / "store"), rev.id)
+        assert tree == _source_of(src)
+        assert os.readlink(agent.home / "store" / "revisions" / rev.id / "up") == "d"
 
     asyncio.run(scenario())
