@@ -29,6 +29,7 @@ import os
 import re
 import stat
 import time
+import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -394,20 +395,31 @@ class Scanner:
 
     def save(self) -> None:
         """Write the stat cache to cache_file (atomically), for the next Scanner of this tree."""
-        if self.cache_file is None:
-            return
+        self.saver()()
+
+    def saver(self) -> Callable[[], None]:
+        """What save() writes, taken now; the returned call writes it (on any thread, while
+        scans go on)."""
+        cache_file = self.cache_file
+        if cache_file is None:
+            return lambda: None
         rows = [
             [e.path, e.mode, e.size, e.hash, e.target, *self._keys[p]]
             for p, e in self._entries.items()
         ]
-        data = json.dumps({"version": _CACHE_VERSION, "root": self._root_s, "entries": rows})
-        self.cache_file.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.cache_file.with_name(f".{self.cache_file.name}.{os.getpid()}.tmp")
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, self.cache_file)
+        root = self._root_s
+
+        def write() -> None:
+            data = json.dumps({"version": _CACHE_VERSION, "root": root, "entries": rows})
+            cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = cache_file.with_name(f".{cache_file.name}.{uuid.uuid4().hex}.tmp")
+            with open(tmp, "w", encoding="utf-8") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, cache_file)
+
+        return write
 
     def _load(self, cache_file: Path) -> None:
         """Read a saved stat cache; one that is unreadable or of another version is ignored

@@ -16,8 +16,9 @@ import json
 import logging
 import os
 import time
+import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,7 +80,8 @@ class Syncer:
         # a revision as its difference from the last one the host got.
         self._objects_on: dict[str, set[str]] = {}
         self._last_on: dict[str, Revision] = {}
-        self._storer = ThreadPoolExecutor(1, thread_name_prefix="convoy-store")
+        self._storer = ThreadPoolExecutor(1, thread_name_prefix="convoy-store")  # large objects
+        self._packer = ThreadPoolExecutor(1, thread_name_prefix="convoy-pack")  # small ones
 
     def _watch(self, source: Path, extra_excludes: Sequence[Path]) -> TreeWatcher:
         """Keep a large tree's manifest fresh from file events (see coordinator/watcher.py)."""
@@ -96,9 +98,10 @@ class Syncer:
         for w in self._watchers.values():
             w.stop()
         self._watchers.clear()
+        self._storer.shutdown()  # after the caches it is writing, the latest ones
+        self._packer.shutdown()
         for scanner in self._scanners.values():
             scanner.save()
-        self._storer.shutdown()
         self.packs.close()
 
     def scanner(self, source: Path, extra_excludes: Sequence[Path] = ()) -> Scanner:
@@ -153,17 +156,15 @@ class Syncer:
                 self.packs.put_many(read_small_files(source, ((p, h) for h, p in unread.items())))
         if changed is None or (changed and time.monotonic() - self._saved.get(source, 0) > 30):
             # The stat cache only spares re-hashing after a restart (a stale one costs hashes,
-            # never correctness), so a busy edit loop writes it at most every 30 s.
-            scanner.save()
+            # never correctness), so a busy edit loop writes it at most every 30 s, and on the
+            # storing thread, idle by now, while the caller goes on to sync.
+            self._storer.submit(scanner.saver())
             self._saved[source] = time.monotonic()
         rev = Revision(manifest.revision, manifest)
         path = self.home / "manifests" / f"{rev.id}.json"
-        if rev.id not in self._revisions and not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(".tmp")
+        if rev.id not in self._revisions and not path.exists():  # what the submission holds
             rows = [[e.path, e.mode, e.size, e.hash, e.target] for e in manifest.entries]
-            tmp.write_text(json.dumps(rows))
-            os.replace(tmp, path)
+            _write_json(path, rows)
         self._keep(rev)
         return rev
 
@@ -272,18 +273,23 @@ class Syncer:
 
 
 class _StoreWhileScanning:
-    """Stores the objects a scan hashes as it hashes them. Large files are copied into the
-    store on the Syncer's storing thread, beside the rest of the scan (the kernel copies and
-    BLAKE3 hashes the copy, both without the GIL). Small contents, read whole by the scan, are
-    appended to packs by the scanning thread itself, 64 MB at a time and at the end: appending
-    them on the storing thread too gained nothing, both being mostly Python.
+    """Stores the objects a scan hashes as it hashes them, on two threads beside the scan.
+    Large files are copied into the store on the Syncer's storing thread (the kernel copies
+    and BLAKE3 hashes the copy, both without the GIL). Small contents, read whole by the scan,
+    are handed 4 MB at a time to its packing thread, which appends them to packs (one gathered
+    write each): the scan does not wait for the writes, and the last ones are all that is left
+    when it ends.
 
     Measured on a first snapshot of 10,000 files of 2 KB and five of 20 MB (2 cores, 18
     alternating pairs): 0.30-0.78 s against 0.32-0.94 s with the copies after the scan; the
     pairs' median gain 0.07 s, 16 of 18 pairs faster. The gain is largest where new page-cache
-    pages are slow to come by, as on these VMs: then the copies cost as much as the scan."""
+    pages are slow to come by, as on these VMs: then the copies cost as much as the scan.
+    Appending on the packing thread rather than 64 MB at a time by the scan (and at its end),
+    with the stat cache written after the snapshot returns: two runs of 10 alternating pairs,
+    19 of the 20 pairs faster, the pairs' median gains 0.09 s and 0.05 s."""
 
-    FLUSH = 64 * 1024 * 1024  # small contents held at most before they are appended
+    FLUSH = 4 * 1024 * 1024  # small contents handed to the packing thread at a time
+    BEHIND = 16  # appends waiting at most (64 MB)
 
     def __init__(self, syncer: Syncer) -> None:
         self._syncer = syncer
@@ -291,6 +297,7 @@ class _StoreWhileScanning:
         self._small_bytes = 0
         self._seen: set[str] = set()
         self._large: dict[str, tuple[str, Future[bool]]] = {}  # hash -> (path, its copy)
+        self._packing: list[Future[int]] = []  # appends of small contents, in order
 
     def hashed(self, path: str, size: int, digest: str, data: bytes | None) -> None:
         s = self._syncer
@@ -310,7 +317,12 @@ class _StoreWhileScanning:
         # A small file not read whole (hashed by an earlier scan) the snapshot reads itself.
 
     def _append_small(self) -> None:
-        self._syncer.packs.put_many(self._small, verified=True)
+        if self._small:
+            s = self._syncer
+            behind = [f for f in self._packing if not f.done()]
+            if len(behind) >= self.BEHIND:  # bounds the memory held
+                wait(behind[:1])
+            self._packing.append(s._packer.submit(s.packs.put_many, self._small, True))
         self._small, self._small_bytes = [], 0
 
     def __contains__(self, digest: str) -> bool:
@@ -326,6 +338,9 @@ class _StoreWhileScanning:
     def finish(self, failed: bool) -> None:
         """Wait for the copies and store the rest; raise the first copy's error. With `failed`
         (the snapshot raised), only wait: the revision will not be made."""
+        if not failed:
+            self._append_small()
+        wait(self._packing)
         errors: list[SyncError] = []
         for digest, (path, future) in self._large.items():
             error = future.exception()
@@ -335,12 +350,13 @@ class _StoreWhileScanning:
                 errors.append(error)  # changed since it was hashed
             elif isinstance(error, OSError):
                 errors.append(SyncError(f"cannot store: {error.strerror}", path))
-            else:
+            elif not failed:
                 raise error
-        if errors and not failed:
-            raise errors[0]
         if not failed:
-            self._append_small()
+            for appended in self._packing:
+                appended.result()  # an error here is the store's, not the tree's: as it is
+            if errors:
+                raise errors[0]
 
 
 async def _make_or_whole(
@@ -356,6 +372,13 @@ async def _make_or_whole(
         if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
             raise
         await client.make_revision(rev.id, rev.manifest.entries)
+
+
+def _write_json(path: Path, value: object) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(value))
+    os.replace(tmp, path)
 
 
 def diff(old: Manifest, new: Manifest) -> tuple[list[Entry], list[str]]:

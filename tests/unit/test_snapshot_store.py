@@ -5,6 +5,7 @@ on, and a large file changed between its hash and its copy is refused."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -116,3 +117,41 @@ def test_a_large_file_gone_before_its_copy_is_a_sync_error(
     monkeypatch.setattr(manifest, "hash_file", hash_then_remove)
     with pytest.raises(SyncError, match="cannot store"):
         syncer.snapshot(src)
+
+
+def test_a_failed_append_to_packs_fails_the_snapshot(
+    syncer: Syncer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Appends run on the packing thread; their error still reaches the snapshot's caller."""
+    tree(tmp_path / "src", small=20, large=1)
+
+    def disk_full(*_: object, **__: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(syncer.packs, "put_many", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        syncer.snapshot(tmp_path / "src")
+
+
+def test_the_stat_cache_written_after_the_snapshot_spares_the_next_coordinator_hashing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tree(tmp_path / "src", small=30, large=2)
+    time.sleep(2 * manifest.RACY_NS / 1e9)  # no file racily clean: each is cached when hashed
+    first = Syncer(tmp_path / "home")
+    rev = first.snapshot(tmp_path / "src")
+    first.close()  # waits for the cache being written beside
+    hashed: list[str] = []
+
+    def read(path: str, *_: object) -> bytes:
+        hashed.append(path)
+        return b""
+
+    monkeypatch.setattr(manifest, "hash_file", read)
+    monkeypatch.setattr(manifest, "read_file", read)
+    again = Syncer(tmp_path / "home")
+    try:
+        assert again.snapshot(tmp_path / "src").id == rev.id
+        assert hashed == []
+    finally:
+        again.close()
