@@ -56,7 +56,7 @@ class _Plan:
     ready: threading.Event = field(default_factory=threading.Event)  # prepare is over
     want: dict[str, Checked] = field(default_factory=dict)
     waiting: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # hash -> (dst, kind)
-    error: SyncError | None = None
+    error: Exception | None = None  # from prepare or a link, raised by finish
     prepared: bool = False
     dropped: bool = False
 
@@ -108,15 +108,18 @@ class Plans:
             plan.error = e
         except OSError as e:
             plan.error = SyncError(f"cannot build the revision: {e.strerror}", plan.revision)
-        with self._lock:
-            plan.want = want
-            for h, dst, kind in later:
-                plan.waiting.setdefault(h, []).append((dst, kind))
-            plan.prepared = True
-            dropped = plan.dropped
-        plan.ready.set()
-        if dropped:
-            rmtree_quiet(Path(plan.staging))
+        except Exception as e:  # a bug: finish raises it, and nothing waits forever
+            plan.error = e
+        finally:
+            with self._lock:
+                plan.want = want
+                for h, dst, kind in later:
+                    plan.waiting.setdefault(h, []).append((dst, kind))
+                plan.prepared = True
+                dropped = plan.dropped
+            plan.ready.set()
+            if dropped:
+                rmtree_quiet(Path(plan.staging))
 
     def arrived(self, hashes: Iterable[str]) -> None:
         """Objects just stored (or found stored): link them into the builds waiting for them."""

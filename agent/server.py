@@ -99,7 +99,7 @@ class SyncService:
                 return pb.MissingObjectsResponse(has_revision=True)
             missing = await asyncio.to_thread(store.missing, list(request.hashes))
             if request.entries:  # begin the snapshot while the missing objects travel
-                plan = store.plans.begin(request.revision)
+                plan = await asyncio.to_thread(store.plans.begin, request.revision)
                 self._plan_pool.submit(
                     store.plans.prepare, plan, list(request.entries), frozenset(missing)
                 )

@@ -176,3 +176,19 @@ def test_finish_while_the_plan_is_being_prepared_waits_for_it(store: ObjectStore
         assert tree(store.plans.finish(rev)) == {p: (0o100644, d) for p, d in content.items()}
     finally:
         t.join()
+
+
+def test_an_unexpected_error_while_preparing_is_raised_by_finish_not_a_hang(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    entries = [f("a", b"x")]
+    rev = revid(entries)
+    plan = store.plans.begin(rev)
+
+    def broken(*_: object) -> bool:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(store, "_link", broken)
+    store.plans.prepare(plan, entries, frozenset())
+    with pytest.raises(RuntimeError, match="a bug"):
+        store.plans.finish(rev)
