@@ -15,6 +15,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -25,7 +26,7 @@ from pathlib import Path
 import grpc
 
 from agent.objects import ObjectStore
-from convoy.content import SyncError
+from convoy.content import SyncError, hash_bytes
 
 from .agents import AgentClient
 from .manifest import ALWAYS_EXCLUDED, Entry, Manifest, Scanner
@@ -81,18 +82,30 @@ class Syncer:
         self._objects_on: dict[str, set[str]] = {}
         self._last_on: dict[str, Revision] = {}
         self._storer = ThreadPoolExecutor(1, thread_name_prefix="convoy-store")  # large objects
+        self._registry = threading.Lock()  # scanners, watchers and turns, across snapshots
+        for stale in (home / "scans").glob("*.json"):
+            if stale.stem.isdecimal():  # named by an earlier version's per-process hash: lost
+                stale.unlink(missing_ok=True)
+        self._turns: dict[Path, threading.Lock] = {}  # one snapshot at a time per tree
         self._packer = ThreadPoolExecutor(1, thread_name_prefix="convoy-pack")  # small ones
 
     def _watch(self, source: Path, extra_excludes: Sequence[Path]) -> TreeWatcher:
         """Keep a large tree's manifest fresh from file events (see coordinator/watcher.py)."""
-        if len(self._watchers) >= MAX_WATCHED:
-            self._watchers.pop(next(iter(self._watchers))).stop()
         ignore = list(ALWAYS_EXCLUDED)
         for path in extra_excludes:
             with contextlib.suppress(ValueError):
                 ignore.append(path.resolve().relative_to(source).as_posix())
-        watcher = self._watchers[source] = TreeWatcher(source, ignore)
+        with self._registry:
+            if len(self._watchers) >= MAX_WATCHED:
+                self._watchers.pop(next(iter(self._watchers))).stop()
+            watcher = self._watchers[source] = TreeWatcher(source, ignore)
         return watcher
+
+    def _unwatch(self, source: Path) -> None:
+        with self._registry:
+            watcher = self._watchers.pop(source, None)  # None: evicted by another snapshot
+        if watcher is not None:
+            watcher.stop()
 
     def close(self) -> None:
         for w in self._watchers.values():
@@ -106,15 +119,26 @@ class Syncer:
 
     def scanner(self, source: Path, extra_excludes: Sequence[Path] = ()) -> Scanner:
         source = source.resolve()
-        if source not in self._scanners:
-            key = str(abs(hash(str(source))))
-            cache = self.home / "scans" / f"{key}.json"
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            self._scanners[source] = Scanner(source, cache, extra_excludes)
-        return self._scanners[source]
+        with self._registry:
+            if source not in self._scanners:
+                # Named by a hash that is the same in every process (str's hash is not), so a
+                # restarted coordinator finds the stat cache of the tree.
+                key = hash_bytes(os.fsencode(source))[:24]
+                cache = self.home / "scans" / f"{key}.json"
+                cache.parent.mkdir(parents=True, exist_ok=True)
+                self._scanners[source] = Scanner(source, cache, extra_excludes)
+            return self._scanners[source]
 
     def snapshot(self, source: Path, extra_excludes: Sequence[Path] = ()) -> Revision:
-        """Scan `source` and store what is new; the revision is then safe from later edits."""
+        """Scan `source` and store what is new; the revision is then safe from later edits.
+        Snapshots of one tree take turns (its scanner and stat cache are not shared between
+        threads); those of different trees run side by side."""
+        with self._registry:
+            turn = self._turns.setdefault(source.resolve(), threading.Lock())
+        with turn:
+            return self._snapshot(source, extra_excludes)
+
+    def _snapshot(self, source: Path, extra_excludes: Sequence[Path]) -> Revision:
         scanner = self.scanner(source, extra_excludes)
         source = source.resolve()
         watcher = self._watchers.get(source)
@@ -133,7 +157,7 @@ class Syncer:
                 large = len(manifest.entries) >= WATCH_MIN_FILES
                 self._sized.add(source)
                 if started and not large:
-                    self._watchers.pop(source).stop()  # a small tree's walk costs less
+                    self._unwatch(source)  # a small tree's walk costs less
                 elif watcher is None and large:
                     # Grown large: watch it from now on, then walk it once more, so that
                     # nothing changed between the walk above and the watcher's start goes

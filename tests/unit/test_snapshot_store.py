@@ -5,8 +5,12 @@ on, and a large file changed between its hash and its copy is refused."""
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -155,3 +159,75 @@ def test_the_stat_cache_written_after_the_snapshot_spares_the_next_coordinator_h
         assert hashed == []
     finally:
         again.close()
+
+
+def test_a_tree_s_stat_cache_has_the_same_name_in_every_coordinator_process(
+    tmp_path: Path,
+) -> None:
+    """str's hash differs from process to process: a cache named by it was never found again."""
+    src = tmp_path / "src"
+    src.mkdir()
+    here = Syncer(tmp_path / "home")
+    try:
+        mine = here.scanner(src).cache_file
+    finally:
+        here.close()
+    code = (
+        "import sys; from pathlib import Path; from coordinator.sync import Syncer; "
+        "s = Syncer(Path(sys.argv[1])); print(s.scanner(Path(sys.argv[2])).cache_file); s.close()"
+    )
+    root = Path(__file__).resolve().parents[2]
+    theirs = subprocess.run(
+        [sys.executable, "-c", code, str(tmp_path / "home"), str(src)],
+        cwd=root, capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    assert theirs == str(mine)
+    lost = tmp_path / "home" / "scans" / "4047884621443208344.json"  # named the old way
+    lost.write_text("{}")
+    Syncer(tmp_path / "home").close()
+    assert not lost.exists() and mine is not None and mine.exists()
+
+
+def test_snapshots_of_one_tree_take_turns_and_of_two_trees_overlap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Concurrent submissions of one source shared its scanner (its stat cache, its storing
+    hook) between threads; now they wait for each other, and other trees do not wait."""
+    for name in ("a", "b"):
+        tree(tmp_path / name, small=5, large=0)
+    syncer = Syncer(tmp_path / "home")
+    inside: dict[str, int] = {}
+    most: dict[str, int] = {}
+    guard = threading.Lock()
+    a_scanning, b_saw_it = threading.Event(), threading.Event()
+    real = manifest.Scanner.scan
+
+    def scan(self: manifest.Scanner, changed: list[str] | None = None) -> manifest.Manifest:
+        key = self.root.name
+        with guard:
+            inside[key] = inside.get(key, 0) + 1
+            most[key] = max(most.get(key, 0), inside[key])
+        try:
+            if key == "a" and not a_scanning.is_set():
+                a_scanning.set()  # the first "a" scan waits until "b" scans beside it
+                assert b_saw_it.wait(10), "the other tree's snapshot waited for this one"
+            elif key == "b":
+                assert a_scanning.wait(10)
+                b_saw_it.set()
+            time.sleep(0.02)
+            return real(self, changed)
+        finally:
+            with guard:
+                inside[key] -= 1
+
+    monkeypatch.setattr(manifest.Scanner, "scan", scan)
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            runs = [pool.submit(syncer.snapshot, tmp_path / "a") for _ in range(3)]
+            runs.append(pool.submit(syncer.snapshot, tmp_path / "b"))
+            ids = {f.result().id for f in runs[:3]}
+            runs[3].result()
+    finally:
+        syncer.close()
+    assert len(ids) == 1
+    assert most["a"] == 1
