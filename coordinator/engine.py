@@ -29,7 +29,7 @@ from .events import EventBus, RunChanged
 from .images import ImageShipper
 from .liveness import Host, HostLiveness
 from .records import RunRecord
-from .results import RunResult, write_runs_csv
+from .results import RunResult, rewrite_run_json, write_runs_csv
 from .scheduler import HostView, Pending, Units, place
 from .store import Store
 from .submissions import Submissions
@@ -178,10 +178,9 @@ class Coordinator(Submissions, HostLiveness):
                         host, lambda: self.builds.ensure(host.name, host.client, run)
                     )
                     if built is not None and not built.succeeded:
-                        final = self._end(run, RunState.FAILED, failure_reason(host.name, built),
-                                          exit_code=built.exit_code)  # fmt: skip
-                        if final is not None:
-                            await asyncio.to_thread(self._write_result, final)
+                        await self._end_unstarted(run, RunState.FAILED,
+                                                  failure_reason(host.name, built),
+                                                  exit_code=built.exit_code)  # fmt: skip
                         return
                 run = self._move(run, RunState.STARTING, f"starting on {host.name}")
             build_key = self.builds.key(run)
@@ -204,14 +203,30 @@ class Coordinator(Submissions, HostLiveness):
             await self._finish(run, host, outcome)
         except grpc.aio.AioRpcError as e:
             log.warning("run %s: host %s failed: %s", run.id, host.name, e.details())
-            self._end(run, RunState.LOST, f"host {host.name} stopped answering: {e.details()}")
+            reason = f"host {host.name} stopped answering: {e.details()}"
+            await self._end_unstarted(run, RunState.LOST, reason)
         except ConvoyError as e:
-            self._end(run, RunState.FAILED, e.render())
+            await self._end_unstarted(run, RunState.FAILED, e.render())
         except Exception as e:
             log.exception("run %s failed in the coordinator", run.id)
-            self._end(run, RunState.FAILED, f"coordinator error: {e}")
+            await self._end_unstarted(run, RunState.FAILED, f"coordinator error: {e}")
         finally:
             self._release(run.id)
+
+    async def _end_unstarted(
+        self, run: RunRecord, state: RunState, reason: str, **changes: object
+    ) -> None:
+        """End a run; one whose attempt never started gets a results folder whose run.json
+        says why, as every run has (one that started has its attempt's results instead)."""
+        final = self._end(run, state, reason, **changes)
+        if final is not None and not final.started_at:
+            await self._record_unstarted(final)
+
+    async def _record_unstarted(self, run: RunRecord) -> None:
+        try:
+            await asyncio.to_thread(self._write_result, run)
+        except OSError as e:
+            log.error("run %s: cannot write its run.json: %s", run.id, e)
 
     async def _sync(self, host: Host, revision: str) -> None:
         await self.syncer.ensure_on_host(host.name, host.client, self.syncer.revision(revision))
@@ -258,7 +273,11 @@ class Coordinator(Submissions, HostLiveness):
 
     @staticmethod
     def _write_result(run: RunRecord) -> None:
-        """A results folder for a run that never started: its run.json says why."""
+        """The results folder of a run that ended before (another) attempt started: its
+        run.json says why. An earlier attempt's results, when there are some, stay."""
+        if Path(run.results_path).is_dir():
+            rewrite_run_json(Path(run.results_path), run)
+            return
         result = RunResult(run)
         result.open()
         try:
@@ -344,10 +363,11 @@ class Coordinator(Submissions, HostLiveness):
             reached.append(r.id)
             if r.state is RunState.QUEUED:
                 self._queue.pop(r.id, None)
-                self._move(
+                final = self._move(
                     r, RunState.CANCELLED, "cancelled before it started", ended_at=time.time()
                 )
                 self._update_csv(r.submission_id)
+                await self._record_unstarted(final)
                 continue
             self._cancelling[r.id] = grace
             if r.state is RunState.RUNNING:

@@ -128,6 +128,19 @@ class RunResult:
         self.log_path.unlink(missing_ok=True)
 
 
+def rewrite_run_json(folder: Path, run: RunRecord) -> None:
+    """Record a run's final state in the results folder an earlier attempt of it left, whose
+    files stay as they are (and are still listed)."""
+    path = folder / "run.json"
+    try:
+        files = json.loads(path.read_text()).get("files")
+    except (OSError, ValueError, AttributeError):
+        files = None
+    tmp = folder.parent / f".run-{folder.name}.json.tmp"
+    tmp.write_text(json.dumps(run_json(run, files), indent=2) + "\n")
+    os.replace(tmp, path)
+
+
 def write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:
     """One row per run: its parameters, state, exit code and duration. Replaced atomically."""
     params: list[str] = []

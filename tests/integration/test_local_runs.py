@@ -108,6 +108,25 @@ def test_exit_3_is_failed_with_exit_code_3_and_run_exits_1(
     assert meta["exit_code"] == 3 and meta["state"] == "failed"
 
 
+def test_a_run_that_fails_before_it_starts_has_a_run_json_saying_why(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """An image that exists nowhere fails the run before any container starts; its results
+    folder still holds a run.json with the reason, as every ended run's does."""
+    spec = write_experiment(tmp_path, """
+        name: noimage
+        image: convoy/no-such-image:1
+        command: echo never
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 1, out.stderr
+    [run] = convoy_env.runs("noimage-1")
+    assert run["state"] == "failed"
+    folder = tmp_path / "convoy-results/noimage/noimage-1/noimage-1.00"
+    meta = json.loads((folder / "run.json").read_text())
+    assert meta["state"] == "failed" and "no-such-image" in meta["reason"], meta
+
+
 def test_retries_run_again_and_the_last_attempt_wins(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
     """With retries: 1, a run failing once succeeds on its second attempt."""
     spec = write_experiment(tmp_path, """
@@ -256,6 +275,10 @@ def test_cancel_a_submission_cancels_queued_runs_before_they_start(
         convoy_env.wait_for(f"many-1.{i:02d}", {"cancelled"}, timeout=20)
     runs = {r["run"]: r for r in convoy_env.runs("many-1")}
     assert [runs[f"many-1.{i:02d}"]["attempt"] for i in range(5)] == [1, 1, 0, 0, 0]
+    for i in range(5):  # every run has its results folder, saying how it ended
+        folder = tmp_path / "convoy-results" / "many" / "many-1" / f"many-1.{i:02d}"
+        record = json.loads((folder / "run.json").read_text())
+        assert record["state"] == "cancelled", record
 
 
 def _containers_of(convoy_env: ConvoyEnv, docker_runtime: DockerRuntime) -> list[str]:

@@ -22,6 +22,7 @@ from coordinator.results import (
     FilePiece,
     ResultError,
     RunResult,
+    rewrite_run_json,
     run_json,
     write_runs_csv,
 )
@@ -131,6 +132,29 @@ def test_commit_moves_files_beside_run_json_and_log(tmp_path: Path) -> None:
     body = json.loads((final / "run.json").read_text())
     assert body["files"]["top.txt"] == {"size": 3, "sha256": hashlib.sha256(b"top").hexdigest()}
     assert body["state"] == "succeeded"
+
+
+def test_a_later_end_rewrites_run_json_and_keeps_the_earlier_attempt_s_files(
+    tmp_path: Path,
+) -> None:
+    """A failed attempt's results stay when its retry is cancelled before it starts; only
+    run.json changes, to the run's final state, still listing those files."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    with r.log_file() as log:
+        log.write(b"attempt 1\n")
+    receive(r, pieces_of([("partial.csv", b"1,2\n")]))
+    r.commit(replace(finished(run), state=RunState.FAILED, exit_code=3))
+    final = Path(run.results_path)
+    cancelled = replace(finished(run), state=RunState.CANCELLED, exit_code=3, attempt=1)
+    rewrite_run_json(final, cancelled)
+    assert files_under(final) == {"output.log", "run.json", "partial.csv"}
+    assert (final / "output.log").read_bytes() == b"attempt 1\n"
+    body = json.loads((final / "run.json").read_text())
+    assert body["state"] == "cancelled"
+    assert set(body["files"]) == {"partial.csv"}
+    assert [p.name for p in final.parent.iterdir()] == [final.name]  # no temporary left
 
 
 def test_receive_keeps_file_mode(tmp_path: Path) -> None:
