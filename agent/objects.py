@@ -28,8 +28,10 @@ An object is unreferenced when no snapshot links it (st_nlink == 1). Collection 
 except objects that missing() reported present within `grace_s` (a sync on its way will link
 them) and, among objects no removed revision had linked, those received within `grace_s` (their
 revision is on its way). One agent process owns a store; a lock serialises builds, leases and
-collection within it. Objects are not fsync-ed: a host crash can lose the last ones received,
-and the coordinator's next MissingObjects then asks for them again.
+collection within it (a build begun before its objects arrive links them outside it, see
+plans.py: a link taken keeps its object from collection). Objects are not fsync-ed: a host
+crash can lose the last ones received, and the coordinator's next MissingObjects then asks for
+them again.
 """
 
 from __future__ import annotations
@@ -559,8 +561,9 @@ class ObjectStore:
                 removed.append(rev)
                 n, size = self._remove_unlinked(objs, now, received_grace=False)
                 count, freed, total = count + n, freed + size, total - size
-            n, size = self._remove_unlinked(self._all_objects(), now, received_grace=True)
+            # Abandoned builds first: the objects only their folders linked can then go too.
             self.plans.drop_begun_before(now - self.grace_s)
+            n, size = self._remove_unlinked(self._all_objects(), now, received_grace=True)
             self._clean_tmp(now)
             self._asked = {h: t for h, t in self._asked.items() if now - t < self.grace_s}
         return CollectReport(tuple(removed), count + n, freed + size, total - size)

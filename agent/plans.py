@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from .objects import ObjectStore
 
 MAX_PLANS = 4  # builds begun and not finished; beginning one more drops the oldest
+PREPARE_WAIT_S = 600.0  # finish waits this long for prepare, then the entries are sent again
 
 
 class PlanMissing(SyncError):
@@ -59,11 +60,14 @@ class _Plan:
     error: Exception | None = None  # from prepare or a link, raised by finish
     prepared: bool = False
     dropped: bool = False
+    doomed: list[str] = field(default_factory=list)  # folders of plans this one displaced
 
 
 class Plans:
-    """The builds a store has begun. Objects are linked into them under one lock, by the thread
-    that stored them; finish seals a build under the store's own lock."""
+    """The builds a store has begun. `prepare` links the objects the store has without a lock
+    (each link names a file of its own plan's folder); objects that arrive later are linked
+    under this one's lock by the thread that stored them; `finish` seals a build under the
+    store's lock. Locks are taken in that order only (store, then plans), never the other."""
 
     def __init__(self, store: ObjectStore) -> None:
         self._store = store
@@ -71,8 +75,10 @@ class Plans:
         self._plans: dict[str, _Plan] = {}  # by revision, oldest first
 
     def begin(self, revision: str) -> _Plan:
-        """Register a build of `revision`; objects stored from the end of `prepare` on are
-        linked into it as they arrive. A build of the same revision begun before is dropped."""
+        """Register a build of `revision` (quickly: the caller is an event loop); objects
+        stored from the end of `prepare` on are linked into it as they arrive. A build of the
+        same revision begun before is dropped, and so is the oldest past MAX_PLANS; `prepare`
+        removes their folders."""
         self._store._revision_path(revision)  # a well-formed id, or SyncError
         staging = f"{self._store.root}/tmp/rev-{revision}-{uuid.uuid4().hex}"
         plan = _Plan(revision, staging, time.time())
@@ -81,15 +87,22 @@ class Plans:
             while len(self._plans) + 1 > MAX_PLANS:
                 gone.append(self._plans.pop(next(iter(self._plans))))
             self._plans[revision] = plan
-            doomed = [p for p in gone if self._mark_dropped(p)]
-        for p in doomed:
-            rmtree_quiet(Path(p.staging))
+            plan.doomed = [p.staging for p in gone if self._mark_dropped(p)]
         return plan
+
+    def abandon(self, plan: _Plan, why: str) -> None:
+        """A plan that will not be prepared (its thread could not be had): finish says why."""
+        plan.error = SyncError(why, plan.revision)
+        with self._lock:
+            plan.prepared = True
+        plan.ready.set()
 
     def prepare(self, plan: _Plan, entries: Sequence[EntryLike], absent: Collection[str]) -> None:
         """Check the entries, make the folders, link the objects the store has and note the
         others (`absent`: those it was found to lack) to be linked as they arrive. An error is
         kept for `finish` to raise."""
+        for folder in plan.doomed:
+            rmtree_quiet(Path(folder))
         later: list[tuple[str, str, int]] = []
         want: dict[str, Checked] = {}
         try:
@@ -154,7 +167,12 @@ class Plans:
                     store._touch(revision)
                     return final
             raise PlanMissing("no build of this revision was begun here", revision)
-        plan.ready.wait()
+        if not plan.ready.wait(PREPARE_WAIT_S):
+            with self._lock:
+                mine = self._mark_dropped(plan)  # else prepare, should it end, removes it
+            if mine:
+                rmtree_quiet(Path(plan.staging))
+            raise PlanMissing("the build begun was not prepared in time", revision)
         staging = Path(plan.staging)
         with store._lock:
             try:

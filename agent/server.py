@@ -97,12 +97,16 @@ class SyncService:
         try:
             if await asyncio.to_thread(store.has_revision, request.revision):
                 return pb.MissingObjectsResponse(has_revision=True)
-            missing = await asyncio.to_thread(store.missing, list(request.hashes))
-            if request.entries:  # begin the snapshot while the missing objects travel
-                plan = await asyncio.to_thread(store.plans.begin, request.revision)
-                self._plan_pool.submit(
-                    store.plans.prepare, plan, list(request.entries), frozenset(missing)
-                )
+            entries = list(request.entries)
+            # With the entries and no hashes, the host is asked about every object they name.
+            hashes = list(request.hashes) or [e.hash for e in entries if e.hash]
+            missing = await asyncio.to_thread(store.missing, hashes)
+            if entries:  # begin the snapshot while the missing objects travel
+                plan = store.plans.begin(request.revision)  # with no await before the submit
+                try:
+                    self._plan_pool.submit(store.plans.prepare, plan, entries, frozenset(missing))
+                except RuntimeError as e:  # the agent is stopping
+                    store.plans.abandon(plan, f"cannot begin the build: {e}")
         except SyncError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise

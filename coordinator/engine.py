@@ -356,23 +356,27 @@ class Coordinator(Submissions, HostLiveness):
         else:
             raise NotFound(f"no run or submission {target!r}")
         reached: list[str] = []
-        for r in runs:
+        unstarted: list[RunRecord] = []
+        for r in runs:  # without yielding: no queued run of these is placed meanwhile
             r = self.store.run(r.id) or r
             if r.state.terminal:
                 continue
             reached.append(r.id)
             if r.state is RunState.QUEUED:
                 self._queue.pop(r.id, None)
-                final = self._move(
-                    r, RunState.CANCELLED, "cancelled before it started", ended_at=time.time()
+                unstarted.append(
+                    self._move(
+                        r, RunState.CANCELLED, "cancelled before it started", ended_at=time.time()
+                    )
                 )
                 self._update_csv(r.submission_id)
-                await self._record_unstarted(final)
                 continue
             self._cancelling[r.id] = grace
             if r.state is RunState.RUNNING:
                 host = self.hosts[r.host]
                 self._spawn(self._cancel_attempt(host, r.attempt_id, grace))
+        for final in unstarted:
+            await self._record_unstarted(final)
         return reached
 
     async def _cancel_attempt(self, host: Host, attempt_id: str, grace: float) -> None:

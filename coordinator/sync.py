@@ -84,7 +84,8 @@ class Syncer:
         self._storer = ThreadPoolExecutor(1, thread_name_prefix="convoy-store")  # large objects
         self._registry = threading.Lock()  # scanners, watchers and turns, across snapshots
         for stale in (home / "scans").glob("*.json"):
-            if stale.stem.isdecimal():  # named by an earlier version's per-process hash: lost
+            if stale.stem.isdecimal() and len(stale.stem) != 24:  # named by an earlier
+                # version's per-process hash (never found again), not by hash_bytes
                 stale.unlink(missing_ok=True)
         self._turns: dict[Path, threading.Lock] = {}  # one snapshot at a time per tree
         self._packer = ThreadPoolExecutor(1, thread_name_prefix="convoy-pack")  # small ones
@@ -95,10 +96,14 @@ class Syncer:
         for path in extra_excludes:
             with contextlib.suppress(ValueError):
                 ignore.append(path.resolve().relative_to(source).as_posix())
+        watcher = TreeWatcher(source, ignore)  # adds a watch per folder: not under the lock
         with self._registry:
+            evicted = [self._watchers.pop(source)] if source in self._watchers else []
             if len(self._watchers) >= MAX_WATCHED:
-                self._watchers.pop(next(iter(self._watchers))).stop()
-            watcher = self._watchers[source] = TreeWatcher(source, ignore)
+                evicted.append(self._watchers.pop(next(iter(self._watchers))))
+            self._watchers[source] = watcher
+        for old in evicted:
+            old.stop()
         return watcher
 
     def _unwatch(self, source: Path) -> None:
@@ -108,14 +113,24 @@ class Syncer:
             watcher.stop()
 
     def close(self) -> None:
-        for w in self._watchers.values():
-            w.stop()
-        self._watchers.clear()
-        self._storer.shutdown()  # after the caches it is writing, the latest ones
-        self._packer.shutdown()
-        for scanner in self._scanners.values():
-            scanner.save()
-        self.packs.close()
+        """Stop watching, and write every tree's stat cache; a snapshot still running (its
+        request may have been abandoned) is waited for."""
+        with self._registry:
+            turns = list(self._turns.values())
+        for turn in turns:
+            turn.acquire()
+        try:
+            for w in self._watchers.values():
+                w.stop()
+            self._watchers.clear()
+            self._storer.shutdown()  # after the caches it is writing: the latest ones
+            self._packer.shutdown()
+            for scanner in self._scanners.values():
+                scanner.save()
+            self.packs.close()
+        finally:
+            for turn in turns:
+                turn.release()
 
     def scanner(self, source: Path, extra_excludes: Sequence[Path] = ()) -> Scanner:
         source = source.resolve()
@@ -182,7 +197,7 @@ class Syncer:
             # The stat cache only spares re-hashing after a restart (a stale one costs hashes,
             # never correctness), so a busy edit loop writes it at most every 30 s, and on the
             # storing thread, idle by now, while the caller goes on to sync.
-            self._storer.submit(scanner.saver())
+            self._storer.submit(scanner.saver()).add_done_callback(_log_failure)
             self._saved[source] = time.monotonic()
         rev = Revision(manifest.revision, manifest)
         path = self.home / "manifests" / f"{rev.id}.json"
@@ -237,7 +252,9 @@ class Syncer:
         # builds the snapshot while the objects it lacks travel (agent/plans.py).
         whole = rev.manifest.entries if base is None else ()
         before = client.sync_bytes_sent
-        has_revision, missing = await client.missing_objects(rev.id, ask, whole)
+        # Entries name their objects: asked about all of them, the hashes need not travel too.
+        asked = [] if whole and len(ask) == len(hashes) else ask
+        has_revision, missing = await client.missing_objects(rev.id, asked, whole)
         if has_revision:
             known.update(hashes)
             return SyncReport(rev.id, 0, client.sync_bytes_sent - before, True)
@@ -362,9 +379,11 @@ class _StoreWhileScanning:
     def finish(self, failed: bool) -> None:
         """Wait for the copies and store the rest; raise the first copy's error. With `failed`
         (the snapshot raised), only wait: the revision will not be made."""
-        if not failed:
-            self._append_small()
-        wait(self._packing)
+        try:
+            if not failed:
+                self._append_small()
+        finally:
+            wait(self._packing)
         errors: list[SyncError] = []
         for digest, (path, future) in self._large.items():
             error = future.exception()
@@ -393,9 +412,18 @@ async def _make_or_whole(
     try:
         await client.make_revision(rev.id, changed, base=base, removed=removed, planned=planned)
     except grpc.aio.AioRpcError as e:
-        if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
+        # An agent that knows no planned builds takes it for an empty tree's entries, which
+        # do not hash to the revision id (INVALID_ARGUMENT): the whole manifest serves it too.
+        lost = e.code() == grpc.StatusCode.FAILED_PRECONDITION
+        if not (lost or (planned and e.code() == grpc.StatusCode.INVALID_ARGUMENT)):
             raise
         await client.make_revision(rev.id, rev.manifest.entries)
+
+
+def _log_failure(done: Future[None]) -> None:
+    error = done.exception()
+    if error is not None:
+        log.error("cannot write a stat cache: %s", error)
 
 
 def _write_json(path: Path, value: object) -> None:

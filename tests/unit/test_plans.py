@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from agent import plans
 from agent.objects import ObjectStore
 from agent.plans import MAX_PLANS, PlanMissing
 from convoy.content import SyncError, hash_bytes
@@ -160,22 +161,54 @@ def test_collect_leaves_a_live_plan_alone_and_drops_one_past_the_grace_period(
     assert staging.is_dir()  # live: not taken for a crash's leftover
     store.collect(max_age_s=1e9, max_bytes=1 << 40, now=time.time() + 2 * store.grace_s)
     assert not staging.exists()
+    assert store.missing([hash_bytes(b"kept")])  # linked by that build alone: collected with it
     with pytest.raises(PlanMissing):
         store.plans.finish(rev)
 
 
-def test_finish_while_the_plan_is_being_prepared_waits_for_it(store: ObjectStore) -> None:
+def test_finish_while_the_plan_is_being_prepared_waits_for_it(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
     content = files(200)
     entries = [f(p, d) for p, d in content.items()]
     store.put_many([(hash_bytes(d), d) for d in content.values()])
     rev = revid(entries)
     plan = store.plans.begin(rev)
-    t = threading.Thread(target=store.plans.prepare, args=(plan, entries, frozenset()))
-    t.start()
+    go = threading.Event()
+    real = store._link
+
+    def held(*args: object) -> bool:
+        go.wait(10)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(store, "_link", held)
+    preparing = threading.Thread(target=store.plans.prepare, args=(plan, entries, frozenset()))
+    preparing.start()
+    built: list[Path] = []
+    finishing = threading.Thread(target=lambda: built.append(store.plans.finish(rev)))
+    finishing.start()
     try:
-        assert tree(store.plans.finish(rev)) == {p: (0o100644, d) for p, d in content.items()}
+        finishing.join(0.2)
+        assert finishing.is_alive()  # waiting for prepare
     finally:
-        t.join()
+        go.set()
+        preparing.join()
+        finishing.join()
+    assert tree(built[0]) == {p: (0o100644, d) for p, d in content.items()}
+
+
+def test_a_plan_never_prepared_is_given_up_and_one_abandoned_says_why(
+    store: ObjectStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(plans, "PREPARE_WAIT_S", 0.05)
+    entries = [f("a", b"x")]
+    store.plans.begin(revid(entries))  # its prepare never runs
+    with pytest.raises(PlanMissing, match="not prepared in time"):
+        store.plans.finish(revid(entries))
+    plan = store.plans.begin(revid(entries))
+    store.plans.abandon(plan, "cannot begin the build: shutting down")
+    with pytest.raises(SyncError, match="shutting down"):
+        store.plans.finish(revid(entries))
 
 
 def test_an_unexpected_error_while_preparing_is_raised_by_finish_not_a_hang(
