@@ -24,14 +24,14 @@ and the diff and a subprocess add the rest back (bench/hashes.py --sync). A host
 of a revision instead begins the build before the objects arrive and links each as it is
 stored (`plans`, see plans.py), so that little of the build is left when the last one lands.
 
-An object is unreferenced when no snapshot links it (st_nlink == 1). Collection removes those,
-except objects that missing() reported present within `grace_s` (a sync on its way will link
-them) and, among objects no removed revision had linked, those received within `grace_s` (their
-revision is on its way). One agent process owns a store; a lock serialises builds, leases and
-collection within it (a build begun before its objects arrive links them outside it, see
-plans.py: a link taken keeps its object from collection). Objects are not fsync-ed: a host
-crash can lose the last ones received, and the coordinator's next MissingObjects then asks for
-them again.
+An object is unreferenced when no snapshot links it (st_nlink == 1). Collection (collect.py)
+removes those, except objects that missing() reported present within `grace_s` (a sync on its
+way will link them) and, among objects no removed revision had linked, those received within
+`grace_s` (their revision is on its way). One agent process owns a store; a lock serialises
+builds, leases and collection within it (a build begun before its objects arrive links them
+outside it, see plans.py: a link taken keeps its object from collection). Objects are not
+fsync-ed: a host crash can lose the last ones received, and the coordinator's next
+MissingObjects then asks for them again.
 """
 
 from __future__ import annotations
@@ -47,7 +47,6 @@ import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 
 from convoy.content import (
@@ -67,6 +66,7 @@ from convoy.content import (
     revision_id,
 )
 
+from .collect import CollectReport, collect
 from .plans import Plans
 from .trees import (
     ManifestRow,
@@ -82,14 +82,6 @@ from .trees import (
 __all__ = ["CollectReport", "EntryLike", "ObjectStore", "ObjectWriter", "SyncError"]
 
 _REVISION_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_.-]{0,127}")
-
-
-@dataclass(frozen=True)
-class CollectReport:
-    revisions: tuple[str, ...]  # removed, oldest first
-    objects: int  # object files removed
-    bytes_freed: int
-    bytes_total: int  # the objects' size after collection
 
 
 class RevisionMissing(SyncError):
@@ -484,18 +476,6 @@ class ObjectStore:
         tmp.write_text(json.dumps(rows), encoding="utf-8")
         os.replace(tmp, self._manifest_path(revision))
 
-    def _objects_of(self, revision: str) -> set[str]:
-        """The object files a revision's manifest links (empty when it has none)."""
-        try:
-            rows = json.loads(self._manifest_path(revision).read_text(encoding="utf-8"))
-            return {
-                self._obj(digest, bool(mode & 0o111))
-                for _path, mode, _size, digest, _target in rows
-                if stat.S_ISREG(mode)
-            }
-        except (OSError, ValueError, TypeError):
-            return set()
-
     def _touch(self, revision: str) -> None:
         with suppress(FileNotFoundError):
             os.utime(self._manifest_path(revision))
@@ -540,108 +520,24 @@ class ObjectStore:
         folder = self.root / "leases" / self._revision_path(revision).name
         return folder.is_dir() and any(folder.iterdir())
 
-    # -- collection --------------------------------------------------------------------------
+    # -- collection (collect.py) ------------------------------------------------------------
 
     def collect(self, max_age_s: float, max_bytes: int, now: float | None = None) -> CollectReport:
         """Remove revisions unused for max_age_s, then more (oldest first) until the objects
         fit in max_bytes, never one in use; then the objects no snapshot links."""
-        now = time.time() if now is None else now
-        removed: list[str] = []
-        count = freed = 0
-        with self._lock:
-            total = self._objects_size()
-            below = self._lower_layers()
-            for used, rev in self._revisions_by_use():
-                if self.in_use(rev) or rev in below:
-                    continue
-                if now - used <= max_age_s and total <= max_bytes:
-                    break
-                objs = self._objects_of(rev)
-                self._remove_revision(rev)
-                removed.append(rev)
-                n, size = self._remove_unlinked(objs, now, received_grace=False)
-                count, freed, total = count + n, freed + size, total - size
-            # Abandoned builds first: the objects only their folders linked can then go too.
-            self.plans.drop_begun_before(now - self.grace_s)
-            n, size = self._remove_unlinked(self._all_objects(), now, received_grace=True)
-            self._clean_tmp(now)
-            self._asked = {h: t for h, t in self._asked.items() if now - t < self.grace_s}
-        return CollectReport(tuple(removed), count + n, freed + size, total - size)
+        return collect(self, max_age_s, max_bytes, time.time() if now is None else now)
 
-    def _revisions_by_use(self) -> list[tuple[float, str]]:
-        out = []
-        for d in (self.root / "revisions").iterdir():
-            try:
-                used = self._manifest_path(d.name).stat().st_mtime
-            except FileNotFoundError:
-                used = d.lstat().st_mtime
-            out.append((used, d.name))
-        return sorted(out)
-
-    def _remove_revision(self, revision: str) -> None:
-        trash = self.root / "tmp" / f"gc-{revision}-{uuid.uuid4().hex}"
-        os.rename(self.root / "revisions" / revision, trash)  # gone at once, deleted after
-        rmtree_quiet(trash)
-        self._manifest_path(revision).unlink(missing_ok=True)
-        (self.root / "layers" / revision).unlink(missing_ok=True)
-        rmtree_quiet(self.root / "flat" / revision)
-        with suppress(OSError):
-            (self.root / "leases" / revision).rmdir()
-
-    def _lower_layers(self) -> set[str]:
-        """Revisions another revision is layered on: kept while that one exists."""
-        below: set[str] = set()
-        folder = self.root / "layers"
-        if folder.is_dir():
-            for f in folder.iterdir():
-                if self.has_revision(f.name):
-                    below.update(self.layers(f.name)[1:])
-        return below
-
-    def _all_objects(self) -> Iterator[str]:
-        with os.scandir(self._objects) as subs:
-            for sub in subs:
-                if not sub.is_dir(follow_symlinks=False):
-                    continue
-                with os.scandir(sub.path) as objs:
-                    yield from (o.path for o in objs)
-
-    def _objects_size(self) -> int:
-        return sum(os.lstat(p).st_size for p in self._all_objects())
-
-    def _remove_unlinked(
-        self, paths: Iterable[str], now: float, received_grace: bool
-    ) -> tuple[int, int]:
-        """Remove the object files no snapshot links, unless asked about lately (or, with
-        received_grace, received lately)."""
-        count = size = 0
-        for p in paths:
-            try:
-                st = os.lstat(p)
-            except FileNotFoundError:
-                continue
-            if st.st_nlink != 1:
-                continue
-            head, _, tail = p.rpartition("/")
-            h = head[-2:] + tail.removesuffix("x")
-            last = max(st.st_mtime if received_grace else 0.0, self._asked.get(h, 0.0))
-            if now - last >= self.grace_s:
-                os.unlink(p)
-                count, size = count + 1, size + st.st_size
-        return count, size
-
-    def _clean_tmp(self, now: float) -> None:
-        """Leftovers of a crash: unfinished objects and snapshots older than the grace period
-        (not the folders of builds begun, which the plans remove when they drop them)."""
-        building = self.plans.stagings()
-        for p in (self.root / "tmp").iterdir():
-            with suppress(FileNotFoundError):
-                if now - p.lstat().st_mtime <= self.grace_s or str(p) in building:
-                    continue
-                if p.is_dir() and not p.is_symlink():
-                    rmtree_quiet(p)
-                else:
-                    p.unlink()
+    def _objects_of(self, revision: str) -> set[str]:
+        """The object files a revision's manifest links (empty when it has none)."""
+        try:
+            rows = json.loads(self._manifest_path(revision).read_text(encoding="utf-8"))
+            return {
+                self._obj(digest, bool(mode & 0o111))
+                for _path, mode, _size, digest, _target in rows
+                if stat.S_ISREG(mode)
+            }
+        except (OSError, ValueError, TypeError):
+            return set()
 
 
 PARSED_MANIFESTS = 4
