@@ -27,7 +27,6 @@ import os
 import shlex
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
@@ -48,6 +47,7 @@ from .bundle import (
     local_runtime,
 )
 from .hostsfile import HostConfig
+from .remote import AGENT_PIDS, PROBE, Probe, in_sh, quote_path, tail
 
 log = logging.getLogger("convoy.ssh")
 
@@ -59,88 +59,6 @@ AGENT_STOP_TIMEOUT = 10.0
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the NUL
 MIN_PYTHON = (3, 11)  # convoy's requires-python
 _DEFAULT = Path("~")  # sentinel: "the user's default" for paths that may also be None
-
-# Runs with the host's python before anything is installed, so it sticks to old syntax.
-# argv: agent_home, bundle ids to look for, modules a pure bundle needs.
-_PROBE = r"""
-import json, os, platform, stat, sys
-home = os.path.expanduser("~")
-ah = sys.argv[1]
-if ah == "~" or ah.startswith("~/"):
-    ah = home + ah[1:]
-elif not os.path.isabs(ah):
-    ah = os.path.join(home, ah)
-ah = os.path.normpath(ah)
-def read(p):
-    try:
-        with open(p) as f:
-            return f.read().strip()
-    except (IOError, OSError):
-        return ""
-def is_socket(p):
-    try:
-        return stat.S_ISSOCK(os.stat(p).st_mode)
-    except OSError:
-        return False
-deps = True
-for m in json.loads(sys.argv[3]):
-    try:
-        import importlib.util
-        deps = deps and importlib.util.find_spec(m) is not None
-    except Exception:
-        deps = False
-print(json.dumps({
-    "home": home, "agent_home": ah, "python": "%d.%d" % sys.version_info[:2],
-    "platform": sys.platform, "machine": platform.machine(),
-    "installed": [i for i in json.loads(sys.argv[2])
-                  if read(os.path.join(ah, "lib", i, "VERSION")) == i],
-    "bundle": read(os.path.join(ah, "agent.bundle")),
-    "socket": is_socket(os.path.join(ah, "agent.sock")), "deps": deps,
-}))
-"""
-
-# The agent processes of one agent home: agent.pid if it still names one (a pid is reused, so
-# its command line is checked), else a scan of /proc. argv: agent_home, "find" or "stop",
-# seconds to wait after SIGTERM before SIGKILL. Prints the pids.
-_AGENT_PIDS = r"""
-import os, signal, sys, time
-ah = sys.argv[1].encode()
-def ours(pid):
-    try:
-        with open("/proc/%d/cmdline" % pid, "rb") as f:
-            a = f.read().split(b"\0")
-        return b"agent" in a and a[a.index(b"--home") + 1] == ah
-    except (IOError, OSError, ValueError, IndexError):
-        return False
-try:
-    with open(os.path.join(sys.argv[1], "agent.pid")) as f:
-        pid = int(f.read().split()[0])
-except (IOError, OSError, ValueError, IndexError):
-    pid = 0
-if not os.path.isdir("/proc"):
-    pids = [pid] if pid else []
-elif pid and ours(pid):
-    pids = [pid]
-else:
-    pids = [int(d) for d in os.listdir("/proc") if d.isdigit() and ours(int(d))]
-if sys.argv[2] == "stop":
-    for p in pids:
-        try:
-            os.kill(p, signal.SIGTERM)
-        except OSError:
-            pass
-    deadline = time.time() + float(sys.argv[3])
-    while time.time() < deadline and any(ours(p) for p in pids):
-        time.sleep(0.05)
-    for p in pids:
-        if ours(p):
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                pass
-print(" ".join(str(p) for p in pids))
-"""
-
 
 # AES-GCM first: with AES-NI it moves 100 MB through asyncssh in 0.38 s here, against 0.72 s for
 # asyncssh's default chacha20-poly1305 (bench: a `cat > /dev/null` channel on this machine).
@@ -180,37 +98,6 @@ class HostKeyUnknown(HostUnavailable):
         self.key_type = key_type
         self.fingerprint = fingerprint
         self.changed = changed
-
-
-@dataclass(frozen=True)
-class _Probe:
-    """What the host's python told about itself and the agent home."""
-
-    home: str
-    agent_home: str  # absolute
-    runtime: Runtime
-    installed: tuple[str, ...]  # bundle ids present in <agent_home>/lib/
-    bundle: str  # the bundle the running agent was started from ("" if unknown)
-    socket: bool
-    deps: bool  # the python imports the agent's distributions by itself
-
-
-def _q(path: str) -> str:
-    """A path quoted for sh, keeping a leading `~/` for the shell to expand."""
-    if path == "~":
-        return "~"
-    if path.startswith("~/"):
-        return "~/" + shlex.quote(path[2:])
-    return shlex.quote(path)
-
-
-def _sh(script: str) -> str:
-    """Run `script` with sh whatever the user's login shell is (fish, csh, ...)."""
-    return f"sh -c {shlex.quote(script)}"
-
-
-def _tail(text: str, lines: int = 20) -> str:
-    return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
 class SSHHost:
@@ -431,17 +318,17 @@ class SSHHost:
         )
         if r.exit_status != 0:
             status = r.exit_status if r.exit_signal is None else r.exit_signal[0]
-            raise HostUnavailable(self.name, f"{what} failed ({status}): {_tail(err)}")
+            raise HostUnavailable(self.name, f"{what} failed ({status}): {tail(err)}")
         return out
 
     # --- the agent -------------------------------------------------------------------------
 
     def _python(self) -> str:
-        return _q(self.cfg.python)
+        return quote_path(self.cfg.python)
 
-    async def _probe(self, ids: Sequence[str]) -> _Probe:
+    async def _probe(self, ids: Sequence[str]) -> Probe:
         cmd = (
-            f"{self._python()} -c {shlex.quote(_PROBE)} {_q(self.cfg.agent_home)} "
+            f"{self._python()} -c {shlex.quote(PROBE)} {quote_path(self.cfg.agent_home)} "
             f"{shlex.quote(json.dumps(list(ids)))} {shlex.quote(json.dumps(AGENT_MODULES))}"
         )
         r = await self.run(cmd)
@@ -451,16 +338,16 @@ class SSHHost:
                 hint = "; set `python:` in the hosts file to an installed python 3.11+"
             raise HostUnavailable(
                 self.name, f"`{self.cfg.python}` failed ({r.exit_status}): "
-                f"{_tail(str(r.stderr), 5)}{hint}",
+                f"{tail(str(r.stderr), 5)}{hint}",
             )  # fmt: skip
         d = json.loads(str(r.stdout))
         runtime = Runtime(d["python"], d["platform"], d["machine"])
-        return _Probe(
+        return Probe(
             d["home"], d["agent_home"], runtime, tuple(d["installed"]), d["bundle"], d["socket"],
             d["deps"],
         )  # fmt: skip
 
-    def _choose_bundle(self, probe: _Probe) -> bool:
+    def _choose_bundle(self, probe: Probe) -> bool:
         """Whether the host gets the pure bundle; raise if neither kind can run there."""
         local = local_runtime()
         major, minor = (int(x) for x in probe.runtime.python.split("."))
@@ -528,7 +415,7 @@ class SSHHost:
             f"id={shlex.quote(bundle.id)}; "
             'if [ ! -d "$lib/$id" ]; then mv "$stage" "$lib/$id"; fi'
         )  # the id names its content: an existing folder of that id is complete (moved in whole)
-        await self._checked("installing the agent", _sh(script), input=data)
+        await self._checked("installing the agent", in_sh(script), input=data)
         self.install_seconds = time.monotonic() - t0
         log.info("%s: installed agent bundle %s (%d bytes) in %.2f s", self.name, bundle.id,
                  bundle.size, self.install_seconds)  # fmt: skip
@@ -569,7 +456,7 @@ class SSHHost:
 
     async def _agent_pids(self, ahome: str, stop: bool) -> list[int]:
         cmd = (
-            f"{self._python()} -c {shlex.quote(_AGENT_PIDS)} {shlex.quote(ahome)} "
+            f"{self._python()} -c {shlex.quote(AGENT_PIDS)} {shlex.quote(ahome)} "
             f"{'stop' if stop else 'find'} {AGENT_STOP_TIMEOUT}"
         )
         return [int(p) for p in (await self._checked("finding the agent", cmd)).split()]
@@ -600,9 +487,9 @@ class SSHHost:
             f"echo $! > {q(ahome + '/agent.pid')}; echo {q(ident)} > {q(ahome + '/agent.bundle')}; "
             "echo $!"
         )  # a background child of a non-interactive sh leads no process group: setsid forks not
-        pid = int((await self._checked("starting the agent", _sh(script))).split()[-1])
+        pid = int((await self._checked("starting the agent", in_sh(script))).split()[-1])
         deadline = time.monotonic() + AGENT_START_TIMEOUT
-        alive_check = _sh(f"kill -0 {pid} 2>/dev/null")
+        alive_check = in_sh(f"kill -0 {pid} 2>/dev/null")
         while True:
             info = await self._describe(timeout=2.0)
             if info is not None:
@@ -615,18 +502,18 @@ class SSHHost:
                 r = await self.run(f"tail -n 30 {q(ahome + '/agent.log')}")
                 raise HostUnavailable(
                     self.name, f"the agent {why}; the end of {ahome}/agent.log:\n"
-                    f"{_tail(str(r.stdout), 30)}",
+                    f"{tail(str(r.stdout), 30)}",
                 )  # fmt: skip
             await asyncio.sleep(0.1)
         if (await self.run(alive_check)).exit_status != 0:  # ours lost the lock race: record
             pids = await self._agent_pids(ahome, stop=False)  # the pid of the one that runs
             if len(pids) == 1:
-                await self.run(_sh(f"echo {pids[0]} > {q(ahome + '/agent.pid')}"))
+                await self.run(in_sh(f"echo {pids[0]} > {q(ahome + '/agent.pid')}"))
         log.info("%s: agent %s answers (pid %d)", self.name, info.version, pid)
 
     async def agent_pid(self) -> int | None:
         """The pid in the host's agent.pid (None if there is none)."""
         path = f"{self._agent_home or self.cfg.agent_home}/agent.pid"
-        r = await self.run(f"cat {_q(path)} 2>/dev/null")
+        r = await self.run(f"cat {quote_path(path)} 2>/dev/null")
         text = str(r.stdout).strip()
         return int(text) if r.exit_status == 0 and text.isdigit() else None
