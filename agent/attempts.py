@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from convoy.errors import ConvoyError
+from convoy.files import write_json
 
 from . import workspace
 from .objects import ObjectStore, RevisionMissing
@@ -119,13 +120,6 @@ class Attempt:
 
 
 BUILD_KEY_RE = re.compile(r"[0-9a-f]{64}")  # a build's key (see agent/builds.py)
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write `data` to `path` atomically (through `<name>.tmp` beside it)."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data))
-    os.replace(tmp, path)
 
 
 def succeeded_build_upper(home: Path, key: str) -> Path | None:

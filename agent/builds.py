@@ -36,6 +36,7 @@ from pathlib import Path
 
 from convoy.content import SyncError
 from convoy.errors import ConvoyError
+from convoy.files import write_json
 from convoy.spec import NAME_RE
 
 from .attempts import (
@@ -44,7 +45,6 @@ from .attempts import (
     Attempts,
     AttemptState,
     succeeded_build_upper,
-    write_json,
 )
 from .trees import ManifestRow
 

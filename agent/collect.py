@@ -8,7 +8,9 @@ then the leftovers of crashes in tmp/.
 
 from __future__ import annotations
 
+import json
 import os
+import stat
 import uuid
 from collections.abc import Iterable, Iterator
 from contextlib import suppress
@@ -42,7 +44,7 @@ def collect(store: ObjectStore, max_age_s: float, max_bytes: int, now: float) ->
                 continue
             if now - used <= max_age_s and total <= max_bytes:
                 break
-            objs = store._objects_of(rev)
+            objs = _objects_of(store, rev)
             _remove_revision(store, rev)
             removed.append(rev)
             n, size = _remove_unlinked(store, objs, now, received_grace=False)
@@ -64,6 +66,19 @@ def _revisions_by_use(store: ObjectStore) -> list[tuple[float, str]]:
             used = d.lstat().st_mtime
         out.append((used, d.name))
     return sorted(out)
+
+
+def _objects_of(store: ObjectStore, revision: str) -> set[str]:
+    """The object files a revision's manifest links (empty when it has none)."""
+    try:
+        rows = json.loads(store._manifest_path(revision).read_text(encoding="utf-8"))
+        return {
+            store._obj(digest, bool(mode & 0o111))
+            for _path, mode, _size, digest, _target in rows
+            if stat.S_ISREG(mode)
+        }
+    except (OSError, ValueError, TypeError):
+        return set()
 
 
 def _remove_revision(store: ObjectStore, revision: str) -> None:

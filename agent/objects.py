@@ -41,7 +41,6 @@ import json
 import os
 import re
 import shutil
-import stat
 import threading
 import time
 import uuid
@@ -526,18 +525,6 @@ class ObjectStore:
         """Remove revisions unused for max_age_s, then more (oldest first) until the objects
         fit in max_bytes, never one in use; then the objects no snapshot links."""
         return collect(self, max_age_s, max_bytes, time.time() if now is None else now)
-
-    def _objects_of(self, revision: str) -> set[str]:
-        """The object files a revision's manifest links (empty when it has none)."""
-        try:
-            rows = json.loads(self._manifest_path(revision).read_text(encoding="utf-8"))
-            return {
-                self._obj(digest, bool(mode & 0o111))
-                for _path, mode, _size, digest, _target in rows
-                if stat.S_ISREG(mode)
-            }
-        except (OSError, ValueError, TypeError):
-            return set()
 
 
 PARSED_MANIFESTS = 4

@@ -54,11 +54,11 @@ class _Plan:
     revision: str
     staging: str
     begun: float
-    ready: threading.Event = field(default_factory=threading.Event)  # prepare is over
+    ready: threading.Event = field(default_factory=threading.Event)  # prepare is over (set
+    # under Plans._lock, so that a plan dropped is removed by exactly one of prepare and drop)
     want: dict[str, Checked] = field(default_factory=dict)
     waiting: dict[str, list[tuple[str, int]]] = field(default_factory=dict)  # hash -> (dst, kind)
     error: Exception | None = None  # from prepare or a link, raised by finish
-    prepared: bool = False
     dropped: bool = False
     doomed: list[str] = field(default_factory=list)  # folders of plans this one displaced
 
@@ -94,8 +94,7 @@ class Plans:
         """A plan that will not be prepared (its thread could not be had): finish says why."""
         plan.error = SyncError(why, plan.revision)
         with self._lock:
-            plan.prepared = True
-        plan.ready.set()
+            plan.ready.set()
 
     def prepare(self, plan: _Plan, entries: Sequence[EntryLike], absent: Collection[str]) -> None:
         """Check the entries, make the folders, link the objects the store has and note the
@@ -128,9 +127,8 @@ class Plans:
                 plan.want = want
                 for h, dst, kind in later:
                     plan.waiting.setdefault(h, []).append((dst, kind))
-                plan.prepared = True
+                plan.ready.set()
                 dropped = plan.dropped
-            plan.ready.set()
             if dropped:
                 rmtree_quiet(Path(plan.staging))
 
@@ -212,4 +210,4 @@ class Plans:
         """Mark a plan dropped (holding the lock); True when its folder is the caller's to
         remove, False when `prepare` is still running and will remove it."""
         plan.dropped = True
-        return plan.prepared
+        return plan.ready.is_set()

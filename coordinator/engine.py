@@ -29,7 +29,7 @@ from .events import EventBus, RunChanged
 from .images import ImageShipper
 from .liveness import Host, HostLiveness
 from .records import RunRecord
-from .results import RunResult, rewrite_run_json, write_runs_csv
+from .results import RunResult, record_unstarted, write_runs_csv
 from .scheduler import HostView, Pending, Units, place
 from .store import Store
 from .submissions import Submissions
@@ -224,7 +224,7 @@ class Coordinator(Submissions, HostLiveness):
 
     async def _record_unstarted(self, run: RunRecord) -> None:
         try:
-            await asyncio.to_thread(self._write_result, run)
+            await asyncio.to_thread(record_unstarted, run)
         except OSError as e:
             log.error("run %s: cannot write its run.json: %s", run.id, e)
 
@@ -270,23 +270,6 @@ class Coordinator(Submissions, HostLiveness):
         final = self._move(current, state, reason, ended_at=time.time(), **changes)
         self._update_csv(current.submission_id)
         return final
-
-    @staticmethod
-    def _write_result(run: RunRecord) -> None:
-        """The results folder of a run that ended before (another) attempt started: its
-        run.json says why. An earlier attempt's results, when there are some, stay."""
-        if Path(run.results_path).is_dir():
-            rewrite_run_json(Path(run.results_path), run)
-            return
-        result = RunResult(run)
-        result.open()
-        try:
-            with result.log_file():
-                pass
-            result.commit(run)
-        except BaseException:
-            result.discard()
-            raise
 
     async def _finish(self, run: RunRecord, host: Host, outcome: AttemptOutcome) -> None:
         """Collect the attempt's results, then record how it ended (or queue a retry)."""

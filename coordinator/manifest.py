@@ -29,7 +29,6 @@ import os
 import re
 import stat
 import time
-import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -47,6 +46,7 @@ from convoy.content import (
     read_file,
     revision_id,
 )
+from convoy.files import write_json
 
 __all__ = ["Entry", "Manifest", "Scanner", "SyncError", "check_relpath", "hash_bytes", "hash_file"]
 
@@ -409,17 +409,8 @@ class Scanner:
         ]
         root = self._root_s
 
-        def write() -> None:
-            data = json.dumps({"version": _CACHE_VERSION, "root": root, "entries": rows})
-            cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = cache_file.with_name(f".{cache_file.name}.{uuid.uuid4().hex}.tmp")
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, cache_file)
-
-        return write
+        cache = {"version": _CACHE_VERSION, "root": root, "entries": rows}
+        return lambda: write_json(cache_file, cache, durable=True)
 
     def _load(self, cache_file: Path) -> None:
         """Read a saved stat cache; one that is unreadable or of another version is ignored

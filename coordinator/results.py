@@ -20,6 +20,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from convoy.errors import ConvoyError
+from convoy.files import write_json
 from convoy.runjson import duration_s, run_fields
 
 from .records import RunRecord
@@ -128,17 +129,26 @@ class RunResult:
         self.log_path.unlink(missing_ok=True)
 
 
-def rewrite_run_json(folder: Path, run: RunRecord) -> None:
-    """Record a run's final state in the results folder an earlier attempt of it left, whose
-    files stay as they are (and are still listed)."""
-    path = folder / "run.json"
+def record_unstarted(run: RunRecord) -> None:
+    """The results folder of a run that ended before (another) attempt started: its run.json
+    says why. An earlier attempt's results, when there are some, stay (still listed)."""
+    folder = Path(run.results_path)
+    if folder.is_dir():
+        try:
+            files = json.loads((folder / "run.json").read_text()).get("files")
+        except (OSError, ValueError, AttributeError):
+            files = None
+        write_json(folder / "run.json", run_json(run, files), indent=2)
+        return
+    result = RunResult(run)
+    result.open()
     try:
-        files = json.loads(path.read_text()).get("files")
-    except (OSError, ValueError, AttributeError):
-        files = None
-    tmp = folder.parent / f".run-{folder.name}.json.tmp"
-    tmp.write_text(json.dumps(run_json(run, files), indent=2) + "\n")
-    os.replace(tmp, path)
+        with result.log_file():
+            pass
+        result.commit(run)
+    except BaseException:
+        result.discard()
+        raise
 
 
 def write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:

@@ -17,7 +17,6 @@ import logging
 import os
 import threading
 import time
-import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ import grpc
 
 from agent.objects import ObjectStore
 from convoy.content import SyncError, hash_bytes
+from convoy.files import write_json
 
 from .agents import AgentClient
 from .manifest import ALWAYS_EXCLUDED, Entry, Manifest, Scanner
@@ -82,13 +82,13 @@ class Syncer:
         self._objects_on: dict[str, set[str]] = {}
         self._last_on: dict[str, Revision] = {}
         self._storer = ThreadPoolExecutor(1, thread_name_prefix="convoy-store")  # large objects
+        self._packer = ThreadPoolExecutor(1, thread_name_prefix="convoy-pack")  # small ones
         self._registry = threading.Lock()  # scanners, watchers and turns, across snapshots
+        self._turns: dict[Path, threading.Lock] = {}  # one snapshot at a time per tree
         for stale in (home / "scans").glob("*.json"):
             if stale.stem.isdecimal() and len(stale.stem) != 24:  # named by an earlier
                 # version's per-process hash (never found again), not by hash_bytes
                 stale.unlink(missing_ok=True)
-        self._turns: dict[Path, threading.Lock] = {}  # one snapshot at a time per tree
-        self._packer = ThreadPoolExecutor(1, thread_name_prefix="convoy-pack")  # small ones
 
     def _watch(self, source: Path, extra_excludes: Sequence[Path]) -> TreeWatcher:
         """Keep a large tree's manifest fresh from file events (see coordinator/watcher.py)."""
@@ -203,7 +203,7 @@ class Syncer:
         path = self.home / "manifests" / f"{rev.id}.json"
         if rev.id not in self._revisions and not path.exists():  # what the submission holds
             rows = [[e.path, e.mode, e.size, e.hash, e.target] for e in manifest.entries]
-            _write_json(path, rows)
+            write_json(path, rows)
         self._keep(rev)
         return rev
 
@@ -424,13 +424,6 @@ def _log_failure(done: Future[None]) -> None:
     error = done.exception()
     if error is not None:
         log.error("cannot write a stat cache: %s", error)
-
-
-def _write_json(path: Path, value: object) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(value))
-    os.replace(tmp, path)
 
 
 def diff(old: Manifest, new: Manifest) -> tuple[list[Entry], list[str]]:

@@ -22,7 +22,7 @@ from coordinator.results import (
     FilePiece,
     ResultError,
     RunResult,
-    rewrite_run_json,
+    record_unstarted,
     run_json,
     write_runs_csv,
 )
@@ -97,6 +97,19 @@ def finished(run: RunRecord) -> RunRecord:
     )  # fmt: skip
 
 
+def committed(
+    run: RunRecord, log: bytes, files: Iterable[tuple[str, bytes]], ended: RunRecord
+) -> Path:
+    """The run's results folder after an attempt that printed `log` and wrote `files`."""
+    r = RunResult(run)
+    r.open()
+    with r.log_file() as f:
+        f.write(log)
+    receive(r, pieces_of(files))
+    r.commit(ended)
+    return Path(run.results_path)
+
+
 # ---- receive and commit ----------------------------------------------------------------------
 
 
@@ -140,15 +153,14 @@ def test_a_later_end_rewrites_run_json_and_keeps_the_earlier_attempt_s_files(
     """A failed attempt's results stay when its retry is cancelled before it starts; only
     run.json changes, to the run's final state, still listing those files."""
     run = make_run(tmp_path)
-    r = RunResult(run)
-    r.open()
-    with r.log_file() as log:
-        log.write(b"attempt 1\n")
-    receive(r, pieces_of([("partial.csv", b"1,2\n")]))
-    r.commit(replace(finished(run), state=RunState.FAILED, exit_code=3))
-    final = Path(run.results_path)
+    final = committed(
+        run,
+        b"attempt 1\n",
+        [("partial.csv", b"1,2\n")],
+        replace(finished(run), state=RunState.FAILED, exit_code=3),
+    )
     cancelled = replace(finished(run), state=RunState.CANCELLED, exit_code=3, attempt=1)
-    rewrite_run_json(final, cancelled)
+    record_unstarted(cancelled)
     assert files_under(final) == {"output.log", "run.json", "partial.csv"}
     assert (final / "output.log").read_bytes() == b"attempt 1\n"
     body = json.loads((final / "run.json").read_text())
@@ -255,13 +267,12 @@ def test_second_commit_replaces_first_wholly(tmp_path: Path) -> None:
 def test_result_named_output_log_does_not_clobber_log(tmp_path: Path) -> None:
     """Result files named output.log or run.json are kept aside; the real log and run.json win."""
     run = make_run(tmp_path)
-    r = RunResult(run)
-    r.open()
-    with r.log_file() as log:
-        log.write(b"the real log\n")
-    receive(r, pieces_of([("output.log", b"the run's own file"), ("run.json", b"not json")]))
-    r.commit(finished(run))
-    final = Path(run.results_path)
+    final = committed(
+        run,
+        b"the real log\n",
+        [("output.log", b"the run's own file"), ("run.json", b"not json")],
+        finished(run),
+    )
     assert (final / "output.log").read_bytes() == b"the real log\n"
     assert json.loads((final / "run.json").read_text())["run"] == run.id
     assert (final / "output.log.result").read_bytes() == b"the run's own file"
@@ -271,13 +282,7 @@ def test_result_named_output_log_does_not_clobber_log(tmp_path: Path) -> None:
 def test_nested_output_log_is_kept_at_its_path(tmp_path: Path) -> None:
     """A result at sub/output.log is not confused with the run's log."""
     run = make_run(tmp_path)
-    r = RunResult(run)
-    r.open()
-    with r.log_file() as log:
-        log.write(b"log")
-    receive(r, pieces_of([("sub/output.log", b"mine")]))
-    r.commit(finished(run))
-    final = Path(run.results_path)
+    final = committed(run, b"log", [("sub/output.log", b"mine")], finished(run))
     assert (final / "output.log").read_bytes() == b"log"
     assert (final / "sub" / "output.log").read_bytes() == b"mine"
 
@@ -285,13 +290,9 @@ def test_nested_output_log_is_kept_at_its_path(tmp_path: Path) -> None:
 def test_result_folder_named_files_commits(tmp_path: Path) -> None:
     """A run whose results include a top-level folder called 'files' commits normally."""
     run = make_run(tmp_path)
-    r = RunResult(run)
-    r.open()
-    with r.log_file() as log:
-        log.write(b"log")
-    receive(r, pieces_of([("files/data.txt", b"data"), ("other.txt", b"o")]))
-    r.commit(finished(run))
-    final = Path(run.results_path)
+    final = committed(
+        run, b"log", [("files/data.txt", b"data"), ("other.txt", b"o")], finished(run)
+    )
     assert (final / "files" / "data.txt").read_bytes() == b"data"
     assert (final / "other.txt").read_bytes() == b"o"
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -43,6 +43,18 @@ def stored(s: Syncer, data: bytes) -> bytes:
     if len(data) <= SMALL:
         return s.packs.read(h)
     return Path(s.store.path_of(h)).read_bytes()
+
+
+def after_hashing(monkeypatch: pytest.MonkeyPatch, action: Callable[[str], object]) -> None:
+    """Do `action` to each large file the scan hashes, after its hash, before the store's copy."""
+    real = manifest.hash_file
+
+    def hash_then_act(path: str) -> str:
+        digest = real(path)
+        action(path)
+        return digest
+
+    monkeypatch.setattr(manifest, "hash_file", hash_then_act)
 
 
 def test_every_object_is_stored_where_its_size_says(syncer: Syncer, tmp_path: Path) -> None:
@@ -91,15 +103,12 @@ def test_a_large_file_changed_after_its_hash_is_refused(
 ) -> None:
     src = tmp_path / "src"
     tree(src, small=3, large=1)
-    real = manifest.hash_file
 
-    def hash_then_edit(path: str) -> str:
-        digest = real(path)
+    def edit(path: str) -> None:
         with open(path, "ab") as f:
-            f.write(b"edited")  # after the hash, before the store's copy
-        return digest
+            f.write(b"edited")
 
-    monkeypatch.setattr(manifest, "hash_file", hash_then_edit)
+    after_hashing(monkeypatch, edit)
     with pytest.raises(SyncError, match="changed since it was hashed"):
         syncer.snapshot(src)
 
@@ -111,14 +120,7 @@ def test_a_large_file_gone_before_its_copy_is_a_sync_error(
     SyncError (which a submission reports as bad input), not as an internal error."""
     src = tmp_path / "src"
     tree(src, small=3, large=1)
-    real = manifest.hash_file
-
-    def hash_then_remove(path: str) -> str:
-        digest = real(path)
-        os.unlink(path)
-        return digest
-
-    monkeypatch.setattr(manifest, "hash_file", hash_then_remove)
+    after_hashing(monkeypatch, os.unlink)
     with pytest.raises(SyncError, match="cannot store"):
         syncer.snapshot(src)
 
