@@ -36,6 +36,7 @@ import asyncio
 import json
 import os
 import re
+import resource
 import shlex
 import subprocess
 import sys
@@ -65,6 +66,48 @@ def make_tree(root: Path, files: int, big: int) -> None:
         (root / f"big{j}.bin").write_bytes(rnd(20 * 1024 * 1024))
 
 
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _proc_cpu(pid: int, children: bool = False) -> float:
+    """CPU seconds of a live process (with `children`: also of its reaped descendants)."""
+    try:
+        f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return sum(int(x) for x in f[11 : 15 if children else 13]) / _TICK
+
+
+def _descendants(pid: int) -> list[int]:
+    parents: dict[int, list[int]] = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+            parents.setdefault(ppid, []).append(int(d))
+    out, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
+def cpu_seconds(host: TestHost, agent_pid: int | None) -> float:
+    """CPU seconds used so far by this process and its reaped children (rsync, ssh), the
+    host's sshd with every process under it, live or reaped, and the host's agent (which
+    detaches from sshd). A tool's figure is the difference across its turn: on two shared
+    cores, what both tools' processes together cost bounds how fast either can be."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+    total += _proc_cpu(host.sshd_pid, children=True)
+    total += sum(_proc_cpu(p) for p in _descendants(host.sshd_pid) if p != agent_pid)
+    return total + (_proc_cpu(agent_pid) if agent_pid else 0.0)
+
+
 def rsync(src: Path, host: TestHost, dest: str) -> tuple[float, int]:
     cmd = ["rsync", "-a", "--delete", "--stats", "-e", shlex.join(ssh_rsh(host)),
            f"{src}/", f"{host.user}@{host.address}:{dest}/"]  # fmt: skip
@@ -90,6 +133,10 @@ class ConvoySide:
         self.client = AgentClient(target)
         await self.client.describe()
 
+    def agent_pid(self) -> int | None:
+        pid = self.host.agent_home / "agent.pid"
+        return int(pid.read_text().strip()) if pid.exists() else None
+
     async def sync(self, src: Path) -> tuple[float, int]:
         assert self.client is not None
         await asyncio.sleep(
@@ -110,10 +157,12 @@ class ConvoySide:
         await self.ssh.close()
 
 
-def _row(name: str, c: tuple[float, int], r: tuple[float, int], changed: int) -> dict[str, Any]:
+def _row(
+    name: str, c: tuple[float, int], r: tuple[float, int], changed: int, cpu: tuple[float, float]
+) -> dict[str, Any]:
     (c_s, c_b), (r_s, r_b) = c, r
-    print(f"{name:16} convoy {c_s:7.3f} s {c_b:>11} B   rsync {r_s:7.3f} s "
-          f"{r_b:>11} B   ratio {c_s / r_s:.3f}", flush=True)  # fmt: skip
+    print(f"{name:16} convoy {c_s:7.3f} s {c_b:>11} B {cpu[0]:5.2f} cpu-s   rsync {r_s:7.3f} s "
+          f"{r_b:>11} B {cpu[1]:5.2f} cpu-s   ratio {c_s / r_s:.3f}", flush=True)  # fmt: skip
     return {"convoy_s": round(c_s, 4), "rsync_s": round(r_s, 4), "ratio": round(c_s / r_s, 4),
             "convoy_bytes": c_b, "rsync_bytes": r_b, "changed_bytes": changed}  # fmt: skip
 
@@ -149,15 +198,23 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
                     ) -> dict[str, Any]:  # fmt: skip
                         # Each tool starts with no writes pending: the tree was just written,
                         # and either tool's writes would be flushed during the other's turn.
+                        agent = convoy.agent_pid()
+
+                        def timed_rsync() -> tuple[tuple[float, int], float]:
+                            os.sync()
+                            before = cpu_seconds(host, agent)
+                            took = rsync(src, host, dest)
+                            return took, cpu_seconds(host, agent) - before
+
                         if rsync_first:
-                            os.sync()
-                            r = rsync(src, host, dest)
+                            r, r_cpu = timed_rsync()
                         os.sync()
+                        before = cpu_seconds(host, agent)
                         c = await convoy.sync(src)
+                        c_cpu = cpu_seconds(host, agent) - before
                         if not rsync_first:
-                            os.sync()
-                            r = rsync(src, host, dest)
-                        return _row(name, c, r, changed)
+                            r, r_cpu = timed_rsync()
+                        return _row(name, c, r, changed, (c_cpu, r_cpu))
 
                     # Which tool goes first alternates between rounds.
                     initial.append(await both("initial", total, rsync_first=round_ % 2 == 1))
