@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import grpc
@@ -44,8 +45,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         except ConvoyError as e:
             await context.abort(_code(e), e.render())
             raise
+        # Two manifests read and compared (tens of ms for a large tree): off the event loop.
         changed = (
-            self.c.changed_paths(request.unless_revision, sub.revision)
+            await asyncio.to_thread(self.c.changed_paths, request.unless_revision, sub.revision)
             if request.unless_revision else []
         )  # fmt: skip
         return pb.SubmitResponse(
