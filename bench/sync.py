@@ -52,7 +52,7 @@ from coordinator.agents import AgentClient  # noqa: E402
 from coordinator.hostsfile import HostConfig  # noqa: E402
 from coordinator.ssh import SSHHost  # noqa: E402
 from coordinator.sync import Syncer  # noqa: E402
-from tests.integration.testhosts import TestHost, TestHosts, ssh_rsh  # noqa: E402
+from tests.integration.testhosts import TestHost, TestHosts, descendants, ssh_rsh  # noqa: E402
 
 
 def make_tree(root: Path, files: int, big: int) -> None:
@@ -78,23 +78,6 @@ def _proc_cpu(pid: int, children: bool = False) -> float:
     return sum(int(x) for x in f[11 : 15 if children else 13]) / _TICK
 
 
-def _descendants(pid: int) -> list[int]:
-    parents: dict[int, list[int]] = {}
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (FileNotFoundError, ProcessLookupError, IndexError):
-                continue
-            parents.setdefault(ppid, []).append(int(d))
-    out, todo = [], [pid]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            out.append(child)
-            todo.append(child)
-    return out
-
-
 def cpu_seconds(host: TestHost, agent_pid: int | None) -> float:
     """CPU seconds used so far by this process and its reaped children (rsync, ssh), the
     host's sshd with every process under it, live or reaped, and the host's agent (which
@@ -104,7 +87,7 @@ def cpu_seconds(host: TestHost, agent_pid: int | None) -> float:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
     total += _proc_cpu(host.sshd_pid, children=True)
-    total += sum(_proc_cpu(p) for p in _descendants(host.sshd_pid) if p != agent_pid)
+    total += sum(_proc_cpu(p) for p, _ in descendants(host.sshd_pid) if p != agent_pid)
     return total + (_proc_cpu(agent_pid) if agent_pid else 0.0)
 
 
@@ -220,10 +203,11 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
                     initial.append(await both("initial", total, rsync_first=round_ % 2 == 1))
                     if last:
                         results["nochange"] = await both("nochange", 0)
-                        small = src / "d42" / "f00042.txt"
+                        i = min(42, ns.files - 1)  # a small file in the middle of the tree
+                        small = src / f"d{i % 100:02d}" / f"f{i:05d}.txt"
                         small.write_bytes(os.urandom(1024).hex().encode())
                         results["small_change"] = await both("small_change", small.stat().st_size)
-                        with open(src / "big2.bin", "r+b") as f:
+                        with open(src / f"big{ns.big // 2}.bin", "r+b") as f:
                             f.seek(10 * 1024 * 1024)
                             f.write(os.urandom(1024))
                         results["big_file_change"] = await both("big_file_change", 1024)
@@ -243,7 +227,11 @@ def main() -> None:
     p.add_argument("--files", type=int, default=10_000)
     p.add_argument("--big", type=int, default=5)
     p.add_argument("--rounds", type=int, default=5, help="initial syncs measured (median kept)")
-    results = asyncio.run(run(p.parse_args()))
+    ns = p.parse_args()
+    if ns.files < 1 or ns.big < 1 or ns.rounds < 1:
+        p.error("--files, --big and --rounds must be at least 1 (the re-syncs change a small "
+                "and a large file)")  # fmt: skip
+    results = asyncio.run(run(ns))
     print(json.dumps(results))
 
 

@@ -152,7 +152,7 @@ class TestHosts:
             raise RuntimeError(f"{name}'s sshd is not running")
         self.thaw(name)
         listener = (ident["pid"], ident["start"])
-        sshds = _descendants(listener[0], comm="sshd")  # sshd, and sshd-session in OpenSSH 9.8+
+        sshds = descendants(listener[0], comm="sshd")  # sshd, and sshd-session in OpenSSH 9.8+
         _terminate([listener, *sshds], self._popens.get(key))
         self._popens.pop(key, None)
         del self._state["procs"][key]
@@ -173,7 +173,7 @@ class TestHosts:
         ident = self._state["procs"].get(f"sshd:{name}")
         if ident is None:
             raise RuntimeError(f"{name}'s sshd is not running")
-        tree = [(ident["pid"], ident["start"]), *_descendants(ident["pid"])]
+        tree = [(ident["pid"], ident["start"]), *descendants(ident["pid"])]
         self._frozen.setdefault(name, []).extend(tree)
         for pid, start in tree:
             _signal(pid, start, signal.SIGSTOP)
@@ -428,7 +428,7 @@ def _teardown(
         killed += step("killing containers", _kill_containers, root / name / "d") or []
     for key, ident in procs.items():
         if key.startswith("sshd:"):
-            tree = [(ident["pid"], ident["start"]), *_descendants(ident["pid"])]
+            tree = [(ident["pid"], ident["start"]), *descendants(ident["pid"])]
             killed += step(f"stopping {key}", _terminate, tree, popens.get(key)) or []
     leaked, found = step("killing leftovers", _kill_referencing, root) or ([], [])
     killed += found
@@ -556,7 +556,7 @@ def _signal(pid: int, start: int, sig: int) -> None:
             os.kill(pid, sig)
 
 
-def _descendants(pid: int, comm: str | None = None) -> list[tuple[int, int]]:
+def descendants(pid: int, comm: str | None = None) -> list[tuple[int, int]]:
     """(pid, start) of pid's descendants, optionally only those whose name starts with comm."""
     children: dict[int, list[tuple[int, int, str]]] = {}
     for entry in Path("/proc").iterdir():
