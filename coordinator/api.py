@@ -92,8 +92,10 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self, request: pb.LogsRequest, context: Ctx
     ) -> AsyncIterator[common_pb2.LogChunk]:
         try:
-            async for offset, data in self.c.logs(request.run_id, request.offset, request.follow):
-                yield common_pb2.LogChunk(offset=offset, data=data)
+            async for attempt, offset, data in self.c.logs(
+                request.run_id, request.offset, request.follow
+            ):
+                yield common_pb2.LogChunk(offset=offset, data=data, attempt=attempt)
         except ConvoyError as e:
             await context.abort(_code(e), e.render())
 

@@ -378,21 +378,45 @@ class Coordinator(Submissions, HostLiveness):
 
     async def logs(
         self, run_id: str, offset: int, follow: bool
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        """A run's output from `offset`; with follow, waits for it to start and ends with it.
-        "<submission>.build@<host>" (or just "<submission>.build") is a build's output."""
+    ) -> AsyncIterator[tuple[int, int, bytes]]:
+        """A run's output as (attempt, offset, data) from `offset` of its latest attempt; with
+        follow, waits for it to start and goes on until it ends, from the start of each
+        attempt that follows (a retry). "<submission>.build@<host>" (or just
+        "<submission>.build") is a build's output (attempt 0)."""
         if (m := BUILD_ENTRY.fullmatch(run_id)) is not None:
-            async for chunk in self._build_log(m.group(1), m.group(2), offset, follow):
-                yield chunk
+            async for off, data in self._build_log(m.group(1), m.group(2), offset, follow):
+                yield 0, off, data
             return
         run = self.run(run_id)
-        if follow and run.state is not RunState.RUNNING and not run.state.terminal:
-            async with self.bus.subscribe() as q:
-                run = self.run(run_id)  # subscribed first: no change slips between the two
-                while run.state is not RunState.RUNNING and not run.state.terminal:
-                    ev = await q.get()
-                    if ev.run.id == run_id:
-                        run = ev.run
+        streamed = 0  # the last attempt streamed
+        while True:
+            if follow:
+                run = await self._started(run_id, after=streamed)
+            if run.attempt <= streamed:  # ended with no attempt after the last one streamed
+                return
+            async for off, data in self._attempt_log(run, offset, follow):
+                yield run.attempt, off, data
+            if not follow or run.state.terminal:
+                return
+            streamed, offset = run.attempt, 0
+
+    async def _started(self, run_id: str, after: int) -> RunRecord:
+        """The run once an attempt after `after` is running, or once it has ended."""
+        async with self.bus.subscribe() as q:
+            run = self.run(run_id)  # subscribed first: no change slips between the two
+            while not run.state.terminal and not (
+                run.state is RunState.RUNNING and run.attempt > after
+            ):
+                ev = await q.get()
+                if ev.run.id == run_id:
+                    run = ev.run
+        return run
+
+    async def _attempt_log(
+        self, run: RunRecord, offset: int, follow: bool
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """The run's current attempt's output: saved with its results once the run has ended,
+        else from its host."""
         if run.attempt == 0:
             return
         saved = Path(run.results_path) / "output.log"
@@ -402,7 +426,7 @@ class Coordinator(Submissions, HostLiveness):
             return
         host = self.hosts.get(run.host)
         if host is None:
-            raise ConvoyError(f"run {run_id}: host {run.host!r} is not connected")
+            raise ConvoyError(f"run {run.id}: host {run.host!r} is not connected")
         async for chunk in host.client.read_log(run.attempt_id, offset, follow):
             yield chunk
 

@@ -97,7 +97,8 @@ def _parser() -> argparse.ArgumentParser:
     lg = sub.add_parser("logs", help="print a run's output",
                         description="Print a run's output (its latest attempt's).")  # fmt: skip
     lg.add_argument("run", metavar="RUN")
-    lg.add_argument("-f", "--follow", action="store_true", help="follow until the run ends")
+    lg.add_argument("-f", "--follow", action="store_true",
+                    help="follow until the run ends, through its retries")  # fmt: skip
     lg.add_argument("--offset", type=int, default=0, help="start at this byte offset")
 
     c = sub.add_parser("cancel", help="cancel a run or a submission",
@@ -157,7 +158,12 @@ async def _logs(home: Path, ns: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     async with channel:
         req = pb.LogsRequest(run_id=ns.run, offset=ns.offset, follow=ns.follow)
+        attempt = 0
         async for chunk in stub.Logs(req):
+            if attempt and chunk.attempt != attempt:  # a retry's output follows: say so aside
+                out.flush()
+                print(f"convoy: {ns.run}: attempt {chunk.attempt}", file=sys.stderr, flush=True)
+            attempt = chunk.attempt
             out.write(chunk.data)
             if ns.follow:
                 out.flush()

@@ -115,7 +115,8 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Logs(self, request, context):
-        """A run's output (its latest attempt's) from a byte offset; with follow, until the run ends.
+        """A run's output (its latest attempt's) from a byte offset; with follow, until the run ends,
+        going on from the start of each attempt that follows (a retry).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -128,15 +128,35 @@ def test_a_run_that_fails_before_it_starts_has_a_run_json_saying_why(
 
 
 def test_retries_run_again_and_the_last_attempt_wins(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
-    """With retries: 1, a run failing once succeeds on its second attempt."""
+    """With retries: 1, a run failing once succeeds on its second attempt; following its output
+    (`convoy run`, `convoy logs -f`) goes on into the retry."""
     spec = write_experiment(tmp_path, """
         name: flaky
         image: convoy/busybox:1
-        command: if [ "$CONVOY_ATTEMPT" = 1 ]; then exit 7; fi; echo ok
+        command: |
+          echo "attempt $CONVOY_ATTEMPT"
+          if [ "$CONVOY_ATTEMPT" = 1 ]; then sleep 3; exit 7; fi
+          echo ok
         retries: 1
     """)  # fmt: skip
-    out = convoy_env.cli("run", str(spec))
-    assert out.returncode == 0, out.stderr
+    submit = convoy_env.cli_async("run", str(spec))
+    follow: subprocess.Popen[str] | None = None
+    try:
+        convoy_env.wait_for("flaky-1.00", {"running"})  # attempt 1, for 3 s
+        follow = convoy_env.cli_async("logs", "-f", "flaky-1.00")
+        out, err = submit.communicate(timeout=120)
+        assert submit.returncode == 0, err
+        for line in ("attempt 1", "attempt 2", "ok"):
+            assert f"[flaky-1.00] {line}\n" in out, out
+        f_out, f_err = follow.communicate(timeout=60)
+        assert follow.returncode == 0, f_err
+        assert f_out == "attempt 1\nattempt 2\nok\n", (f_out, f_err)
+        assert "convoy: flaky-1.00: attempt 2" in f_err
+    finally:
+        for proc in (submit, follow):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
     [run] = convoy_env.runs("flaky-1")
     assert (run["state"], run["attempt"], run["exit_code"]) == ("succeeded", 2, 0)
 
