@@ -13,7 +13,7 @@ import math
 import posixpath
 import re
 import shlex
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -57,6 +57,27 @@ class WatchSpec:
 
 
 @dataclass(frozen=True)
+class PlacementSpec:
+    """Which hosts the runs may go to: every host by default. `hosts`: only these (names from
+    the hosts file; the embedded host is 'local'); `labels`: only hosts whose hosts-file labels
+    include every one of these."""
+
+    hosts: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+
+    def allows(self, host: str, labels: Mapping[str, str]) -> bool:
+        if self.hosts and host not in self.hosts:
+            return False
+        return all(labels.get(k) == v for k, v in self.labels)
+
+    def __str__(self) -> str:
+        parts = [f"hosts {', '.join(self.hosts)}"] if self.hosts else []
+        if self.labels:
+            parts.append("labels " + ", ".join(f"{k}={v}" for k, v in self.labels))
+        return "; ".join(parts) or "any host"
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     name: str
     image: str
@@ -77,6 +98,7 @@ class ExperimentSpec:
     progress: str | None = None  # a regex with a named group `percent`
     build: BuildSpec | None = None
     watch: WatchSpec = field(default_factory=WatchSpec)
+    placement: PlacementSpec = field(default_factory=PlacementSpec)
     file: str = "<spec>"
 
 
@@ -92,6 +114,7 @@ class RunSpec:
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")  # as in the hosts file
 # `$${` is the escape for a literal `${`; `${name}` is a parameter reference. Anything else
 # (`$VAR`, `${VAR:-x}`) is left alone for the shell.
 _REF_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -99,7 +122,7 @@ _REQUIRED = ("name", "image", "command")
 _OPTIONAL = (
     "matrix", "resources", "env", "outputs", "retries", "timeout", "network", "sources", "inputs",
 )  # fmt: skip
-_FIELDS = (*_REQUIRED, *_OPTIONAL, "progress", "build", "watch")
+_FIELDS = (*_REQUIRED, *_OPTIONAL, "progress", "build", "watch", "placement")
 _BUILD_FIELDS = ("command", "image", "resources", "timeout", "once")
 _MEMORY_UNITS = {"": 1, "b": 1}
 for _i, _p in enumerate("kmgtp", start=1):
@@ -453,6 +476,32 @@ class NodeChecker:
             raise self.expect(node, "network", what)
         return value
 
+    def placement(self, node: yaml.Node) -> PlacementSpec:
+        fields = self.mapping(node, "placement")
+        self.known_keys(fields, ("hosts", "labels"), " in placement")
+        hosts: list[str] = []
+        if "hosts" in fields:
+            n = fields["hosts"][1]
+            if not isinstance(n, yaml.SequenceNode) or not n.value:
+                raise self.expect(n, "placement.hosts", "a non-empty list of host names")
+            for i, item in enumerate(n.value):
+                name = self.string(item, f"placement.hosts[{i}]", "a host name")
+                if name in hosts:
+                    raise self.error(item, f"placement.hosts: duplicate host {name!r}")
+                hosts.append(name)
+        labels: list[tuple[str, str]] = []
+        if "labels" in fields:
+            for name, (key, value) in self.mapping(fields["labels"][1], "placement.labels").items():
+                if not _LABEL_RE.match(name):
+                    what = f"a label name matching {_LABEL_RE.pattern}"
+                    raise self.error(key, f"placement.labels: expected {what}, got {name!r}")
+                label = self.scalar(value)
+                if label is None:
+                    what = "a string, number or boolean"
+                    raise self.expect(value, f"placement.labels.{name}", what)
+                labels.append((name, _text(label) if isinstance(label, bool) else value.value))
+        return PlacementSpec(tuple(hosts), tuple(labels))
+
     def progress(self, node: yaml.Node) -> str:
         value = self.string(node, "progress", "a regular expression")
         try:
@@ -529,6 +578,7 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
         "inputs": check.inputs,
         "build": check.build,
         "watch": check.watch,
+        "placement": check.placement,
     }
     values: dict[str, Any] = {}
     if "matrix" in given:  # first: command and env may refer to its parameters

@@ -21,6 +21,7 @@ from typing import Any
 import grpc
 
 from convoy.errors import ConvoyError, NotFound
+from convoy.spec import PlacementSpec
 from convoy.states import ACTIVE, RunState, check_transition
 
 from .agents import AttemptOutcome
@@ -57,6 +58,7 @@ class Coordinator(Submissions, HostLiveness):
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
         self._progress: dict[str, str] = {}  # submission -> its progress regex
+        self._placement: dict[str, PlacementSpec] = {}  # submission -> where its runs may go
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -123,10 +125,18 @@ class Coordinator(Submissions, HostLiveness):
     def _dispatch(self) -> None:
         if not self._queue:
             return
+        eligible: dict[str, frozenset[str] | None] = {}  # submission -> hosts its runs may use
+        for sub_id in {r.submission_id for r in self._queue.values()}:
+            placement = self.placement_of(sub_id)
+            eligible[sub_id] = (
+                frozenset(h.name for h in self.hosts.values() if placement.allows(h.name, h.labels))
+                if placement != PlacementSpec() else None
+            )  # fmt: skip
         pending = [
-            Pending(r.id, Units.of(r.resources), r.priority, r.seq * 1_000_000 + r.index)
+            Pending(r.id, Units.of(r.resources), r.priority, r.seq * 1_000_000 + r.index,
+                    only=eligible[r.submission_id])
             for r in self._queue.values()
-        ]
+        ]  # fmt: skip
         placements = place(pending, [self._view(h) for h in self.hosts.values()])
         changes = []
         for p in placements:

@@ -69,6 +69,7 @@ class Pending:
     request: Units
     priority: int = 0
     seq: int = 0  # submission order; lower first among equal priorities
+    only: frozenset[str] | None = None  # the hosts it may go to (its placement); None: any
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,10 @@ def place(
     ledger = _Ledger({h.name: h for h in hosts if h.up})
     placements: list[Placement] = []
     for p in queue_order(pending):
-        candidates = [h for h in ledger.hosts.values() if p.request.fits_in(h.free)]
+        candidates = [
+            h for h in ledger.hosts.values()
+            if p.request.fits_in(h.free) and (p.only is None or h.name in p.only)
+        ]  # fmt: skip
         if not candidates:
             continue
         if policy is Policy.SPREAD:

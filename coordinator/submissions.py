@@ -13,7 +13,7 @@ from pathlib import Path
 
 from convoy.content import SyncError
 from convoy.errors import ConvoyError, NotFound, UsageError
-from convoy.spec import expand, load_spec
+from convoy.spec import PlacementSpec, expand, load_spec
 from convoy.states import RunState
 
 from .builds import BuildKeeper
@@ -44,6 +44,7 @@ class Submissions:
     _queue: dict[str, RunRecord]
     _wake: asyncio.Event
     _progress: dict[str, str]
+    _placement: dict[str, PlacementSpec]
 
     def _view(self, h: Host) -> HostView:
         raise NotImplementedError
@@ -66,6 +67,18 @@ class Submissions:
             except ConvoyError:
                 self._progress[sub.id] = ""
         return self._progress[sub.id]
+
+    def placement_of(self, sub_id: str) -> PlacementSpec:
+        """Where a submission's runs may go (submit seeds it; after a restart it is parsed from
+        the stored experiment file)."""
+        if sub_id not in self._placement:
+            sub = self.store.submission(sub_id)
+            try:
+                spec = load_spec(sub.spec_yaml, sub.spec_path) if sub is not None else None
+            except ConvoyError:
+                spec = None
+            self._placement[sub_id] = spec.placement if spec is not None else PlacementSpec()
+        return self._placement[sub_id]
 
     async def rerun(
         self, sub_id: str, states: Iterable[RunState] = ()
@@ -132,8 +145,16 @@ class Submissions:
                 raise UsageError(f"{spec_path}: input {name!r}: folder {path} does not exist")
             inputs[name] = path
         req = Units.of(spec.resources)
-        views = [self._view(h) for h in self.hosts.values() if h.info]
-        problem = why_unplaceable(req, views)
+        known = [h for h in self.hosts.values() if h.info]
+        allowed = [h for h in known if spec.placement.allows(h.name, h.labels)]
+        if not allowed and known:
+            hosts = "; ".join(
+                f"{h.name} ({', '.join(f'{k}={v}' for k, v in h.labels.items()) or 'no labels'})"
+                for h in known
+            )
+            raise UsageError(f"{spec_path}: cannot run anywhere: no host matches placement "
+                             f"({spec.placement}); the hosts: {hosts}")  # fmt: skip
+        problem = why_unplaceable(req, [self._view(h) for h in allowed])
         if problem:
             raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")
         try:
@@ -192,6 +213,7 @@ class Submissions:
         ]
         self.store.add_submission(sub, records)
         self._progress[sub_id] = spec.progress or ""  # what progress_pattern would parse
+        self._placement[sub_id] = spec.placement
         if records:  # the build key (an image inspect) before the runs can be placed
             await self.builds.prepare(records[0], spec.build, known=True)
         sub_dir.mkdir(parents=True, exist_ok=True)

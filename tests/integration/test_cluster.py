@@ -13,7 +13,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 
@@ -35,11 +35,15 @@ def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
-def _add_hosts(home: Path, hosts: list[TestHost], trust: bool = True) -> None:
+def _add_hosts(
+    home: Path, hosts: list[TestHost], trust: bool = True, labels: Mapping[str, str] = {}
+) -> None:
     for h in hosts:
         args = ["hosts", "add", h.name, h.address, "--port", str(h.port), "--user", h.user,
                 "--identity", str(h.identity), "--cpus", "2", "--memory", "4GiB",
                 "--agent-home", str(h.agent_home)]  # fmt: skip
+        if h.name in labels:
+            args += ["--label", labels[h.name]]
         if h.docker_host:
             args += ["--docker-host", h.docker_host]
         out = _cli(home, *args)
@@ -50,9 +54,12 @@ def _add_hosts(home: Path, hosts: list[TestHost], trust: bool = True) -> None:
 
 
 @contextlib.contextmanager
-def _cluster(hosts: list[TestHost], trust: bool = True) -> Iterator[ConvoyEnv]:
+def _cluster(
+    hosts: list[TestHost], trust: bool = True, labels: Mapping[str, str] = {}
+) -> Iterator[ConvoyEnv]:
+    """`convoy up` over these hosts; `labels`: host name -> one KEY=VALUE label for it."""
     home = Path(tempfile.mkdtemp(prefix="cvc-", dir="/tmp"))
-    _add_hosts(home, hosts, trust)
+    _add_hosts(home, hosts, trust, labels)
     log = open(home / "up.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "convoy.cli.main", "up", "--no-local"],
@@ -232,6 +239,39 @@ def test_a_host_that_stops_answering_gets_no_runs_until_it_is_back(
         finally:
             hosts.thaw("h1")
         _wait_hosts(env, {"h1": "up", "h2": "up"})
+
+
+def test_placement_pins_runs_to_labelled_or_named_hosts(
+    test_hosts: list[TestHost], tmp_path: Path
+) -> None:
+    """`placement: labels` sends every run to the hosts carrying them, `placement: hosts` to the
+    hosts named; a placement no host matches is refused at submit (exit 2), naming the hosts'
+    labels, and nothing is queued."""
+
+    def experiment(name: str, placement: str) -> Path:
+        return write_experiment(tmp_path / name, f"""
+            name: {name}
+            image: convoy/busybox:1
+            command: echo ${{i}}
+            matrix:
+              i: {{range: [0, 4]}}
+            resources: {{cpus: 1, memory: 64MiB}}
+            placement: {placement}
+        """)  # fmt: skip
+
+    with _cluster(test_hosts, labels={"h2": "rack=b"}) as env:
+        _wait_hosts(env, {"h1": "up", "h2": "up"})
+        out = env.cli("run", str(experiment("bylabel", "{labels: {rack: b}}")))
+        assert out.returncode == 0, out.stderr
+        assert [r["host"] for r in env.runs("bylabel-1")] == ["h2"] * 4
+        out = env.cli("run", str(experiment("byname", "{hosts: [h1]}")))
+        assert out.returncode == 0, out.stderr
+        assert [r["host"] for r in env.runs("byname-1")] == ["h1"] * 4
+        out = env.cli("run", str(experiment("nowhere", "{labels: {rack: z}}")))
+        assert out.returncode == 2, out.stderr
+        assert "no host matches placement (labels rack=z)" in out.stderr
+        assert "h1 (no labels); h2 (rack=b)" in out.stderr
+        assert env.runs("nowhere-1") == []
 
 
 def _wait_hosts(env: ConvoyEnv, want: dict[str, str], timeout: float = 60) -> None:

@@ -245,6 +245,20 @@ def test_spread_skips_hosts_that_cannot_fit() -> None:
 # ---- backfill --------------------------------------------------------------------------------
 
 
+def test_a_run_with_a_placement_goes_only_to_its_hosts() -> None:
+    hosts = [host("a", 4), host("b", 4), host("c", 4)]
+    pinned = [Pending(f"p{i}", cpus(1), seq=i, only=frozenset({"b", "c"})) for i in range(6)]
+    got = per_host(place(pinned, hosts))
+    assert got == Counter({"b": 4, "c": 2})  # pack, among the hosts it may use
+
+
+def test_a_run_whose_hosts_are_full_waits_while_others_are_placed() -> None:
+    hosts = [host("a", 2), host("b", 1, allocated=cpus(1))]
+    pending = [Pending("pinned", cpus(1), seq=0, only=frozenset({"b"})), *runs(2, cpus(1), "f")]
+    placed = {p.run_id: p.host for p in place(pending, hosts)}
+    assert placed == {"f0": "a", "f1": "a"}
+
+
 def test_backfill_big_run_does_not_block_small_one() -> None:
     """A run too big for the free room is skipped and a smaller one behind it is placed."""
     pending = [Pending("big", cpus(4), seq=0), Pending("small", cpus(1), seq=1)]

@@ -8,6 +8,7 @@ from convoy.errors import SpecError
 from convoy.spec import (
     BuildSpec,
     ExperimentSpec,
+    PlacementSpec,
     Resources,
     expand,
     load_spec,
@@ -361,3 +362,48 @@ def test_network_accepts_named_networks_and_rejects_bad_names() -> None:
 def test_empty_command_list_is_rejected() -> None:
     e = error(HEAD + "command: []\n")
     assert e.message.startswith("command: expected a shell command (string) or a non-empty list")
+
+
+# ---- placement -------------------------------------------------------------------------------
+
+
+def test_placement_names_hosts_and_labels_as_written() -> None:
+    text = "command: x\nplacement:\n  hosts: [h1, h2]\n  labels: {gpu: a100, ib: true}\n"
+    spec = load(HEAD + text)
+    assert spec.placement == PlacementSpec(("h1", "h2"), (("gpu", "a100"), ("ib", "true")))
+    assert str(spec.placement) == "hosts h1, h2; labels gpu=a100, ib=true"
+    assert load(HEAD + "command: x\n").placement == PlacementSpec()
+
+
+def test_placement_allows_hosts_named_and_carrying_every_label() -> None:
+    by_label = PlacementSpec(labels=(("gpu", "a100"), ("rack", "2")))
+    assert by_label.allows("any", {"gpu": "a100", "rack": "2", "os": "debian"})
+    assert not by_label.allows("any", {"gpu": "a100"})
+    assert not by_label.allows("any", {"gpu": "v100", "rack": "2"})
+    named = PlacementSpec(hosts=("h2",))
+    assert named.allows("h2", {}) and not named.allows("h1", {})
+    assert PlacementSpec().allows("whatever", {})
+
+
+HOSTS = "placement.hosts: expected a non-empty list of host names"
+
+
+@pytest.mark.parametrize(
+    ("placement", "where", "message"),
+    [
+        ("{hosts: []}", (4, 20), f"{HOSTS}, got a list"),
+        ("{hosts: h1}", (4, 20), f"{HOSTS}, got 'h1'"),
+        ("{hosts: [h1, h1]}", (4, 25), "placement.hosts: duplicate host 'h1'"),
+        ("{labels: {gpu: [a, b]}}", (4, 27),
+         "placement.labels.gpu: expected a string, number or boolean, got a list"),
+        ("{labels: [gpu]}", (4, 21), "placement.labels: expected a mapping, got a list"),
+        ("{lables: {gpu: a}}", (4, 13),
+         "unknown field 'lables' in placement (did you mean 'labels'?)"),
+        ("[h1]", (4, 12), "placement: expected a mapping, got a list"),
+    ],
+)  # fmt: skip
+def test_bad_placement_is_an_error_where_it_is_written(
+    placement: str, where: tuple[int, int], message: str
+) -> None:
+    e = error(HEAD + f"command: x\nplacement: {placement}\n")
+    assert ((e.line, e.column), e.message) == (where, message)
