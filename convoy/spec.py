@@ -58,12 +58,18 @@ class WatchSpec:
 
 @dataclass(frozen=True)
 class PlacementSpec:
-    """Which hosts the runs may go to: every host by default. `hosts`: only these (names from
-    the hosts file; the embedded host is 'local'); `labels`: only hosts whose hosts-file labels
-    include every one of these."""
+    """Which hosts the runs may go to (every host by default) and how they are spread over
+    them. `hosts`: only these (names from the hosts file; the embedded host is 'local');
+    `labels`: only hosts whose hosts-file labels include every one of these; `policy`: 'pack'
+    (fill hosts in name order) or 'spread' (the host with the most free cpus first)."""
 
     hosts: tuple[str, ...] = ()
     labels: tuple[tuple[str, str], ...] = ()
+    policy: str = "pack"
+
+    @property
+    def restricts(self) -> bool:
+        return bool(self.hosts or self.labels)
 
     def allows(self, host: str, labels: Mapping[str, str]) -> bool:
         if self.hosts and host not in self.hosts:
@@ -478,7 +484,7 @@ class NodeChecker:
 
     def placement(self, node: yaml.Node) -> PlacementSpec:
         fields = self.mapping(node, "placement")
-        self.known_keys(fields, ("hosts", "labels"), " in placement")
+        self.known_keys(fields, ("hosts", "labels", "policy"), " in placement")
         hosts: list[str] = []
         if "hosts" in fields:
             n = fields["hosts"][1]
@@ -500,7 +506,14 @@ class NodeChecker:
                     what = "a string, number or boolean"
                     raise self.expect(value, f"placement.labels.{name}", what)
                 labels.append((name, _text(label) if isinstance(label, bool) else value.value))
-        return PlacementSpec(tuple(hosts), tuple(labels))
+        policy = "pack"
+        if "policy" in fields:
+            n = fields["policy"][1]
+            what = "'pack' (fill hosts in name order) or 'spread' (the emptiest host first)"
+            policy = self.string(n, "placement.policy", what)
+            if policy not in ("pack", "spread"):
+                raise self.expect(n, "placement.policy", what)
+        return PlacementSpec(tuple(hosts), tuple(labels), policy)
 
     def progress(self, node: yaml.Node) -> str:
         value = self.string(node, "progress", "a regular expression")

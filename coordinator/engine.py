@@ -31,7 +31,7 @@ from .images import ImageShipper
 from .liveness import Host, HostLiveness
 from .records import RunRecord
 from .results import RunResult, record_unstarted, write_runs_csv
-from .scheduler import HostView, Pending, Units, place
+from .scheduler import HostView, Pending, Policy, Units, place
 from .store import Store
 from .submissions import Submissions
 from .sync import Syncer
@@ -125,16 +125,18 @@ class Coordinator(Submissions, HostLiveness):
     def _dispatch(self) -> None:
         if not self._queue:
             return
-        eligible: dict[str, frozenset[str] | None] = {}  # submission -> hosts its runs may use
+        # Per submission: the hosts its runs may use (None: any) and how to spread them.
+        rules: dict[str, tuple[frozenset[str] | None, Policy]] = {}
         for sub_id in {r.submission_id for r in self._queue.values()}:
             placement = self.placement_of(sub_id)
-            eligible[sub_id] = (
+            only = (
                 frozenset(h.name for h in self.hosts.values() if placement.allows(h.name, h.labels))
-                if placement != PlacementSpec() else None
+                if placement.restricts else None
             )  # fmt: skip
+            rules[sub_id] = (only, Policy(placement.policy))
         pending = [
             Pending(r.id, Units.of(r.resources), r.priority, r.seq * 1_000_000 + r.index,
-                    only=eligible[r.submission_id])
+                    *rules[r.submission_id])
             for r in self._queue.values()
         ]  # fmt: skip
         placements = place(pending, [self._view(h) for h in self.hosts.values()])

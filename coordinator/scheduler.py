@@ -70,6 +70,7 @@ class Pending:
     priority: int = 0
     seq: int = 0  # submission order; lower first among equal priorities
     only: frozenset[str] | None = None  # the hosts it may go to (its placement); None: any
+    policy: Policy | None = None  # None: place()'s
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ def place(
         ]  # fmt: skip
         if not candidates:
             continue
-        if policy is Policy.SPREAD:
+        if (p.policy or policy) is Policy.SPREAD:
             chosen = max(candidates, key=lambda h: (h.free.millicpus, h.free.memory_bytes))
         else:
             chosen = min(candidates, key=lambda h: h.name)

@@ -245,16 +245,17 @@ def test_placement_pins_runs_to_labelled_or_named_hosts(
     test_hosts: list[TestHost], tmp_path: Path
 ) -> None:
     """`placement: labels` sends every run to the hosts carrying them, `placement: hosts` to the
-    hosts named; a placement no host matches is refused at submit (exit 2), naming the hosts'
-    labels, and nothing is queued."""
+    hosts named; `policy: spread` puts two runs on two hosts where pack puts them on one; a
+    placement no host matches is refused at submit (exit 2), naming the hosts' labels, and
+    nothing is queued."""
 
-    def experiment(name: str, placement: str) -> Path:
+    def experiment(name: str, placement: str, runs: int = 4) -> Path:
         return write_experiment(tmp_path / name, f"""
             name: {name}
             image: convoy/busybox:1
             command: echo ${{i}}
             matrix:
-              i: {{range: [0, 4]}}
+              i: {{range: [0, {runs}]}}
             resources: {{cpus: 1, memory: 64MiB}}
             placement: {placement}
         """)  # fmt: skip
@@ -267,6 +268,10 @@ def test_placement_pins_runs_to_labelled_or_named_hosts(
         out = env.cli("run", str(experiment("byname", "{hosts: [h1]}")))
         assert out.returncode == 0, out.stderr
         assert [r["host"] for r in env.runs("byname-1")] == ["h1"] * 4
+        for policy, used in (("pack", ["h1", "h1"]), ("spread", ["h1", "h2"])):
+            out = env.cli("run", str(experiment(policy, f"{{policy: {policy}}}", runs=2)))
+            assert out.returncode == 0, out.stderr
+            assert sorted(r["host"] for r in env.runs(f"{policy}-1")) == used
         out = env.cli("run", str(experiment("nowhere", "{labels: {rack: z}}")))
         assert out.returncode == 2, out.stderr
         assert "no host matches placement (labels rack=z)" in out.stderr

@@ -242,7 +242,7 @@ def test_spread_skips_hosts_that_cannot_fit() -> None:
     assert placed == [Placement("r0", "small")]
 
 
-# ---- backfill --------------------------------------------------------------------------------
+# ---- placement (an experiment's hosts, labels and policy) -----------------------------------
 
 
 def test_a_run_with_a_placement_goes_only_to_its_hosts() -> None:
@@ -257,6 +257,16 @@ def test_a_run_whose_hosts_are_full_waits_while_others_are_placed() -> None:
     pending = [Pending("pinned", cpus(1), seq=0, only=frozenset({"b"})), *runs(2, cpus(1), "f")]
     placed = {p.run_id: p.host for p in place(pending, hosts)}
     assert placed == {"f0": "a", "f1": "a"}
+
+
+def test_a_run_s_own_policy_overrides_the_default() -> None:
+    hosts = [host("a", 4), host("b", 4), host("c", 4)]
+    spread = [Pending(f"s{i}", cpus(1), seq=i, policy=Policy.SPREAD) for i in range(3)]
+    assert per_host(place(spread, hosts, Policy.PACK)) == {"a": 1, "b": 1, "c": 1}
+    assert per_host(place(runs(3, cpus(1)), hosts, Policy.PACK)) == {"a": 3}
+
+
+# ---- backfill --------------------------------------------------------------------------------
 
 
 def test_backfill_big_run_does_not_block_small_one() -> None:

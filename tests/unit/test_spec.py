@@ -373,6 +373,8 @@ def test_placement_names_hosts_and_labels_as_written() -> None:
     assert spec.placement == PlacementSpec(("h1", "h2"), (("gpu", "a100"), ("ib", "true")))
     assert str(spec.placement) == "hosts h1, h2; labels gpu=a100, ib=true"
     assert load(HEAD + "command: x\n").placement == PlacementSpec()
+    spread = load(HEAD + "command: x\nplacement: {policy: spread}\n").placement
+    assert (spread.policy, spread.restricts) == ("spread", False)
 
 
 def test_placement_allows_hosts_named_and_carrying_every_label() -> None:
@@ -400,6 +402,8 @@ HOSTS = "placement.hosts: expected a non-empty list of host names"
         ("{lables: {gpu: a}}", (4, 13),
          "unknown field 'lables' in placement (did you mean 'labels'?)"),
         ("[h1]", (4, 12), "placement: expected a mapping, got a list"),
+        ("{policy: fill}", (4, 21), "placement.policy: expected 'pack' (fill hosts in name "
+         "order) or 'spread' (the emptiest host first), got 'fill'"),
     ],
 )  # fmt: skip
 def test_bad_placement_is_an_error_where_it_is_written(
