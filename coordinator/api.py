@@ -144,6 +144,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                     agent_version=h.info.version if h.info else "",
                     address=h.client.target,
                     reason=h.reason,
+                    labels=h.labels,
                 )
             )
         return pb.HostsResponse(hosts=hosts)

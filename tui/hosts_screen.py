@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any
 
+from rich.markup import escape
 from textual import work
 from textual.app import ComposeResult
 from textual.binding import Binding
@@ -35,6 +36,9 @@ def host_text(h: Any) -> str:
                       round(cap.memory_bytes / GIB, 2), " GiB"))  # fmt: skip
     if cap.gpus:
         lines.append(line("gpus", used.gpus, cap.gpus, ""))
+    if h.labels:
+        labels = ", ".join(f"{k}={v}" for k, v in sorted(h.labels.items()))
+        lines.append(f"  labels  {escape(labels)}")
     runs = list(h.runs)
     lines.append(f"  runs    {' '.join(runs[:12])}" + (f" (+{len(runs) - 12})" if len(runs) > 12
                                                         else "" if runs else "none"))  # fmt: skip

@@ -128,7 +128,7 @@ async def _list(home: Path, ns: argparse.Namespace) -> int:
                              "gpus": h.capacity.gpus},
                 "allocated": {"cpus": h.allocated.cpus, "memory_bytes": h.allocated.memory_bytes,
                               "gpus": h.allocated.gpus},
-                "runs": list(h.runs), "reason": h.reason,
+                "runs": list(h.runs), "reason": h.reason, "labels": dict(h.labels),
             }
             for h in resp.hosts
         ], indent=2))  # fmt: skip
@@ -136,10 +136,10 @@ async def _list(home: Path, ns: argparse.Namespace) -> int:
     rows = [
         [h.name, h.state, f"{h.allocated.cpus:g}/{h.capacity.cpus:g}",
          f"{human_bytes(h.allocated.memory_bytes)}/{human_bytes(h.capacity.memory_bytes)}",
-         str(len(h.runs))]
+         str(len(h.runs)), ",".join(f"{k}={v}" for k, v in sorted(h.labels.items())) or "-"]
         for h in resp.hosts
     ]  # fmt: skip
-    print(table(["HOST", "STATE", "CPUS", "MEMORY", "RUNS"], rows))
+    print(table(["HOST", "STATE", "CPUS", "MEMORY", "RUNS", "LABELS"], rows))
     for h in resp.hosts:
         if h.reason:
             print(f"{h.name}: {h.reason}")

@@ -194,7 +194,14 @@ class HostsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Host(_message.Message):
-    __slots__ = ("name", "state", "capacity", "allocated", "runs", "agent_version", "address", "reason")
+    __slots__ = ("name", "state", "capacity", "allocated", "runs", "agent_version", "address", "reason", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -203,6 +210,7 @@ class Host(_message.Message):
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ADDRESS_FIELD_NUMBER: _ClassVar[int]
     REASON_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: str
     capacity: _common_pb2.Resources
@@ -211,7 +219,8 @@ class Host(_message.Message):
     agent_version: str
     address: str
     reason: str
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runs: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., address: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runs: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., address: _Optional[str] = ..., reason: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
 
 class HostsResponse(_message.Message):
     __slots__ = ("hosts",)

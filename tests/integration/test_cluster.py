@@ -262,6 +262,9 @@ def test_placement_pins_runs_to_labelled_or_named_hosts(
 
     with _cluster(test_hosts, labels={"h2": "rack=b"}) as env:
         _wait_hosts(env, {"h1": "up", "h2": "up"})
+        listed = json.loads(env.cli("hosts", "--json").stdout)
+        assert {h["name"]: h["labels"] for h in listed} == {"h1": {}, "h2": {"rack": "b"}}
+        assert "rack=b" in env.cli("hosts").stdout.splitlines()[2]  # h2's row, under LABELS
         out = env.cli("run", str(experiment("bylabel", "{labels: {rack: b}}")))
         assert out.returncode == 0, out.stderr
         assert [r["host"] for r in env.runs("bylabel-1")] == ["h2"] * 4

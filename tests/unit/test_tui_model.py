@@ -378,3 +378,11 @@ def test_cells_in_column_order() -> None:
 )
 def test_bar_is_clamped(pct: float, want: str) -> None:
     assert bar(pct, 5) == want
+
+
+def test_a_host_card_lists_its_labels_as_text_not_markup() -> None:
+    from tui.hosts_screen import host_text
+
+    card = host_text(pb.Host(name="h2", state="up", labels={"rack": "b", "gpu": "[a100]"}))
+    assert "  labels  gpu=\\[a100], rack=b" in card.splitlines()
+    assert not any("labels" in ln for ln in host_text(pb.Host(name="h1")).splitlines())
