@@ -406,6 +406,8 @@ class Coordinator(Submissions, HostLiveness):
                 run = await self._started(run_id, after=streamed)
             if run.attempt <= streamed:  # ended with no attempt after the last one streamed
                 return
+            if streamed and run.state.terminal and not run.started_at:
+                return  # the next attempt ended unstarted: its results folder holds the last's log
             async for off, data in self._attempt_log(run, offset, follow):
                 yield run.attempt, off, data
             if not follow or run.state.terminal:
