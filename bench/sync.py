@@ -87,7 +87,8 @@ def cpu_seconds(host: TestHost, agent_pid: int | None) -> float:
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)
     total = own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
     total += _proc_cpu(host.sshd_pid, children=True)
-    total += sum(_proc_cpu(p) for p, _ in descendants(host.sshd_pid) if p != agent_pid)
+    # With their reaped children: rsync's server, waited for by a session still closing.
+    total += sum(_proc_cpu(p, True) for p, _ in descendants(host.sshd_pid) if p != agent_pid)
     return total + (_proc_cpu(agent_pid) if agent_pid else 0.0)
 
 

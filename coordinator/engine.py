@@ -9,6 +9,7 @@ row) and publishes it, in that order: a client is never told of a state the stor
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -406,8 +407,8 @@ class Coordinator(Submissions, HostLiveness):
                 run = await self._started(run_id, after=streamed)
             if run.attempt <= streamed:  # ended with no attempt after the last one streamed
                 return
-            if streamed and run.state.terminal and not run.started_at:
-                return  # the next attempt ended unstarted: its results folder holds the last's log
+            if streamed and run.state.terminal and not _saved_log_is_of(run):
+                return  # the next attempt left no log (unstarted, or lost): not the last's again
             async for off, data in self._attempt_log(run, offset, follow):
                 yield run.attempt, off, data
             if not follow or run.state.terminal:
@@ -485,6 +486,18 @@ class Coordinator(Submissions, HostLiveness):
             holders = [rid for rid, (hn, _) in self._allocations.items() if hn == h.name]
             out.append((h, self._view(h), holders))
         return out
+
+
+def _saved_log_is_of(run: RunRecord) -> bool:
+    """Whether the run's results folder holds the output of its current attempt: one that
+    never started, or was lost, leaves the earlier attempt's there."""
+    if not run.started_at:
+        return False
+    try:
+        meta = json.loads((Path(run.results_path) / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("attempt") == run.attempt
 
 
 async def _read_from(path: Path, offset: int) -> AsyncIterator[tuple[int, bytes]]:

@@ -152,8 +152,10 @@ class Submissions:
                 f"{h.name} ({', '.join(f'{k}={v}' for k, v in h.labels.items()) or 'no labels'})"
                 for h in known
             )
-            raise UsageError(f"{spec_path}: cannot run anywhere: no host matches placement "
-                             f"({spec.placement}); the hosts: {hosts}")  # fmt: skip
+            unseen = ", ".join(h.name for h in self.hosts.values() if not h.info)
+            hosts += f"; not connected yet: {unseen}" if unseen else ""
+            raise UsageError(f"{spec_path}: cannot run anywhere: no connected host matches "
+                             f"placement ({spec.placement}); the hosts: {hosts}")  # fmt: skip
         problem = why_unplaceable(req, [self._view(h) for h in allowed])
         if problem:
             raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")

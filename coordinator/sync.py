@@ -73,6 +73,7 @@ class Syncer:
         self._watchers: dict[Path, TreeWatcher] = {}
         self._stored: set[str] = set()  # objects known to be in self.store
         self._revisions: dict[str, Revision] = {}  # parsed manifests by revision id
+        self._parsed = threading.Lock()  # over _revisions, used from several threads
         self._confirmed: dict[tuple[str, str], float] = {}  # (host, revision) -> when
         self._saved: dict[Path, float] = {}  # when each scanner's stat cache was last saved
         self._sized: set[Path] = set()  # trees walked once: whether to watch them is known
@@ -208,13 +209,18 @@ class Syncer:
         return rev
 
     def _keep(self, rev: Revision) -> None:
-        self._revisions[rev.id] = rev
-        while len(self._revisions) > PARSED_REVISIONS:
-            self._revisions.pop(next(iter(self._revisions)))
+        with self._parsed:
+            self._revisions[rev.id] = rev
+            while len(self._revisions) > PARSED_REVISIONS:
+                self._revisions.pop(next(iter(self._revisions)))
 
     def revision(self, revision_id: str) -> Revision:
-        if revision_id in self._revisions:
-            return self._revisions[revision_id]
+        """A revision by id, parsed from its stored manifest if not in memory (on any thread:
+        snapshots and Submit's changed_paths run on worker threads, syncs on the event loop)."""
+        with self._parsed:
+            known = self._revisions.get(revision_id)
+        if known is not None:
+            return known
         raw = json.loads((self.home / "manifests" / f"{revision_id}.json").read_text())
         entries = tuple(Entry(**e) if isinstance(e, dict) else Entry(*e) for e in raw)
         rev = Revision(revision_id, Manifest(entries))

@@ -158,12 +158,15 @@ async def _logs(home: Path, ns: argparse.Namespace) -> int:
     out = sys.stdout.buffer
     async with channel:
         req = pb.LogsRequest(run_id=ns.run, offset=ns.offset, follow=ns.follow)
-        attempt = 0
+        attempt, ended = 0, True  # ended: the output so far ends a line
         async for chunk in stub.Logs(req):
             if attempt and chunk.attempt != attempt:  # a retry's output follows: say so aside
+                out.write(b"" if ended else b"\n")
                 out.flush()
                 print(f"convoy: {ns.run}: attempt {chunk.attempt}", file=sys.stderr, flush=True)
             attempt = chunk.attempt
+            if chunk.data:
+                ended = chunk.data.endswith(b"\n")
             out.write(chunk.data)
             if ns.follow:
                 out.flush()

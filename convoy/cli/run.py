@@ -67,7 +67,11 @@ class Printer:
 
 
 async def _follow(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Printer) -> None:
+    attempt = 0
     async for chunk in stub.Logs(pb.LogsRequest(run_id=run_id, offset=0, follow=True)):
+        if chunk.attempt != attempt:  # a retry's output: not joined to the last one's last line
+            printer.flush(run_id)
+            attempt = chunk.attempt
         printer.output(run_id, chunk.data)
     printer.flush(run_id)
 

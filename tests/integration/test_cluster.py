@@ -277,7 +277,7 @@ def test_placement_pins_runs_to_labelled_or_named_hosts(
             assert sorted(r["host"] for r in env.runs(f"{policy}-1")) == used
         out = env.cli("run", str(experiment("nowhere", "{labels: {rack: z}}")))
         assert out.returncode == 2, out.stderr
-        assert "no host matches placement (labels rack=z)" in out.stderr
+        assert "no connected host matches placement (labels rack=z)" in out.stderr
         assert "h1 (no labels); h2 (rack=b)" in out.stderr
         assert env.runs("nowhere-1") == []
 
