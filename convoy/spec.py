@@ -120,7 +120,7 @@ class RunSpec:
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")  # as in the hosts file
+_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
 # `$${` is the escape for a literal `${`; `${name}` is a parameter reference. Anything else
 # (`$VAR`, `${VAR:-x}`) is left alone for the shell.
 _REF_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -482,6 +482,20 @@ class NodeChecker:
             raise self.expect(node, "network", what)
         return value
 
+    def labels(self, node: yaml.Node, path: str) -> dict[str, str]:
+        """Label name -> value as text (booleans as true/false): the hosts file's labels and
+        an experiment's placement read them alike, so that they compare equal."""
+        out = {}
+        for name, (key, value) in self.mapping(node, path).items():
+            if not _LABEL_RE.match(name):
+                raise self.error(key, f"{path}: expected a label name matching "
+                                      f"{_LABEL_RE.pattern}, got {name!r}")  # fmt: skip
+            label = self.scalar(value)
+            if label is None:
+                raise self.expect(value, f"{path}.{name}", "a string, number or boolean")
+            out[name] = _text(label) if isinstance(label, bool) else str(value.value)
+        return out
+
     def placement(self, node: yaml.Node) -> PlacementSpec:
         fields = self.mapping(node, "placement")
         self.known_keys(fields, ("hosts", "labels", "policy"), " in placement")
@@ -495,17 +509,7 @@ class NodeChecker:
                 if name in hosts:
                     raise self.error(item, f"placement.hosts: duplicate host {name!r}")
                 hosts.append(name)
-        labels: list[tuple[str, str]] = []
-        if "labels" in fields:
-            for name, (key, value) in self.mapping(fields["labels"][1], "placement.labels").items():
-                if not _LABEL_RE.match(name):
-                    what = f"a label name matching {_LABEL_RE.pattern}"
-                    raise self.error(key, f"placement.labels: expected {what}, got {name!r}")
-                label = self.scalar(value)
-                if label is None:
-                    what = "a string, number or boolean"
-                    raise self.expect(value, f"placement.labels.{name}", what)
-                labels.append((name, _text(label) if isinstance(label, bool) else value.value))
+        labels = self.labels(fields["labels"][1], "placement.labels") if "labels" in fields else {}
         policy = "pack"
         if "policy" in fields:
             n = fields["policy"][1]
@@ -513,7 +517,7 @@ class NodeChecker:
             policy = self.string(n, "placement.policy", what)
             if policy not in ("pack", "spread"):
                 raise self.expect(n, "placement.policy", what)
-        return PlacementSpec(tuple(hosts), tuple(labels), policy)
+        return PlacementSpec(tuple(hosts), tuple(labels.items()), policy)
 
     def progress(self, node: yaml.Node) -> str:
         value = self.string(node, "progress", "a regular expression")

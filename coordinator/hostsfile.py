@@ -39,7 +39,6 @@ DEFAULT_AGENT_HOME = "~/.convoy/agent"
 RESERVED_NAME = "local"  # the coordinator's own machine (coordinator.server.LOCAL_HOST)
 
 _HOST_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
-_LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
 _DOCKER_HOST_RE = re.compile(r"^(unix|tcp|ssh|fd)://\S+$")
 _FIELDS = (
     "name", "address", "port", "user", "identity", "labels", "cpus", "memory", "python",
@@ -120,16 +119,7 @@ class _HostChecker(NodeChecker):
         return self.string(node, path, "the path of a private key file")
 
     def field_labels(self, node: yaml.Node, path: str) -> dict[str, str]:
-        out = {}
-        for name, (key, value) in self.mapping(node, path).items():
-            if not _LABEL_RE.match(name):
-                raise self.error(key, f"{path}: expected a label name matching "
-                                      f"{_LABEL_RE.pattern}, got {name!r}")  # fmt: skip
-            label = self.scalar(value)
-            if label is None:
-                raise self.expect(value, f"{path}.{name}", "a string, number or boolean")
-            out[name] = str(label).lower() if isinstance(label, bool) else str(value.value)
-        return out
+        return self.labels(node, path)
 
     def field_cpus(self, node: yaml.Node, path: str) -> float:
         value = self.scalar(node)
