@@ -174,6 +174,20 @@ def _error_at(file: str, node: yaml.Node, message: str) -> SpecError:
     return SpecError(file, mark.line + 1, mark.column + 1, message)
 
 
+def label_from_text(item: str) -> tuple[str, str]:
+    """A label given as KEY=VALUE on the command line, read as a hosts file's or placement's
+    label is (NodeChecker.labels): `ib=yes` is ib "true", as `ib: yes` is in YAML, so that the
+    two compare equal. ValueError says what is wrong."""
+    key, eq, value = item.partition("=")
+    if not eq or not _LABEL_RE.match(key) or not value:
+        raise ValueError(f"{item!r}: expected KEY=VALUE, KEY matching {_LABEL_RE.pattern} and "
+                         "VALUE not empty")  # fmt: skip
+    tag = yaml.SafeLoader("").resolve(yaml.ScalarNode, value, (True, False))
+    if tag == "tag:yaml.org,2002:bool":
+        return key, _text(bool(yaml.safe_load(value)))
+    return key, value
+
+
 def _text(value: ParamValue) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"

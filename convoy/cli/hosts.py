@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from convoy.errors import UsageError
-from convoy.spec import parse_memory
+from convoy.spec import label_from_text, parse_memory
 from convoy.v1 import coordinator_pb2 as pb
 
 from .client import connect
@@ -41,7 +41,9 @@ def add_parser(sub: Any) -> None:
     a.add_argument("--python", help="the python the agent runs with (default python3)")
     a.add_argument("--agent-home", help="the agent's folder on the host (~/.convoy/agent)")
     a.add_argument("--docker-host", help="the host's Docker engine, e.g. unix:///run/docker.sock")
-    a.add_argument("--label", action="append", default=[], metavar="KEY=VALUE")
+    a.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
+                   help="a label for placement (repeatable); yes/no/on/off read as true/false, "
+                   "as in YAML")  # fmt: skip
     r = hs.add_parser("remove", help="remove a host from the hosts file")
     r.add_argument("name")
     t = hs.add_parser("trust", help="record a host's SSH key once you have checked it",
@@ -67,9 +69,10 @@ def main(
     if cmd == "add":
         labels = {}
         for item in ns.label:
-            key, eq, value = item.partition("=")
-            if not eq or not key:
-                raise UsageError(f"--label {item!r}: expected KEY=VALUE")
+            try:
+                key, value = label_from_text(item)
+            except ValueError as e:
+                raise UsageError(f"--label {e}") from None
             labels[key] = value
         cfg = hostsfile.HostConfig(
             name=ns.name, address=ns.address, port=ns.port, user=ns.user, identity=ns.identity,

@@ -179,3 +179,29 @@ def test_add_and_remove_edit_the_file(tmp_path: Path) -> None:
     assert read_hosts(path) == [HostConfig(name="c", address="d")]
     with pytest.raises(NotFound):
         remove_host(tmp_path / "missing.yaml", "a")
+
+
+def test_hosts_add_reads_labels_as_the_files_do(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--label ib=yes` is stored as the label `ib: yes` in a hosts file or a placement reads
+    (true), so a placement asking for it matches; a malformed label exits 2, writing nothing."""
+    from convoy.cli.main import main
+    from convoy.spec import PlacementSpec, load_spec
+
+    monkeypatch.setenv("CONVOY_HOME", str(tmp_path / "home"))
+    path = tmp_path / "hosts.yaml"
+    args = ["hosts", "add", "a", "10.0.0.9", "--file", str(path)]
+    assert main([*args, "--label", "ib=yes", "--label", "rack=7", "--label", "os=off"]) == 0
+    (host,) = read_hosts(path)
+    assert host.labels == {"ib": "true", "rack": "7", "os": "false"}
+    spec = load_spec(
+        "name: x\nimage: i\ncommand: c\nplacement:\n  labels: {ib: yes, rack: 7}\n", "x.yaml"
+    )
+    assert isinstance(spec.placement, PlacementSpec)
+    assert spec.placement.allows("a", host.labels)
+    before = path.read_text()
+    for bad in ("ib", "=yes", "a b=1", "ib="):
+        assert main(["hosts", "add", "b", "10.0.0.8", "--file", str(path), "--label", bad]) == 2
+        assert f"--label '{bad}': expected KEY=VALUE" in capsys.readouterr().err
+    assert path.read_text() == before
