@@ -29,7 +29,7 @@ from .agents import AttemptOutcome
 from .builds import BuildKeeper, failure_reason
 from .events import EventBus, RunChanged
 from .images import ImageShipper
-from .liveness import Host, HostLiveness
+from .liveness import Host, HostLiveness, labelled
 from .records import RunRecord
 from .results import RunResult, record_unstarted, write_runs_csv
 from .scheduler import HostView, Pending, Policy, Units, place
@@ -123,6 +123,20 @@ class Coordinator(Submissions, HostLiveness):
             except Exception:
                 log.exception("dispatch failed")
 
+    def _strand(self, sub_id: str, placement: PlacementSpec) -> None:
+        """Fail the queued runs of a submission whose placement no host of this coordinator
+        matches any more (a host named was taken out of the hosts file, or its labels changed,
+        and the coordinator restarted): they would wait forever. Submit refuses such a
+        placement; this is the case of one that matched when it was submitted."""
+        why = (f"no host matches its placement ({placement}) any more; the hosts: "
+               f"{labelled(self.hosts.values()) or 'none'}")  # fmt: skip
+        for run in [r for r in self._queue.values() if r.submission_id == sub_id]:
+            del self._queue[run.id]
+            final = self._end(run, RunState.FAILED, why)
+            if final is not None:  # run.json says why, also where an attempt began on a host
+                self._spawn(self._record_unstarted(final))  # now out of reach
+        log.warning("submission %s: %s", sub_id, why)
+
     def _dispatch(self) -> None:
         if not self._queue:
             return
@@ -134,11 +148,15 @@ class Coordinator(Submissions, HostLiveness):
                 frozenset(h.name for h in self.hosts.values() if placement.allows(h.name, h.labels))
                 if placement.restricts else None
             )  # fmt: skip
-            rules[sub_id] = (only, Policy(placement.policy))
+            if only is not None and not only:
+                self._strand(sub_id, placement)
+            else:
+                rules[sub_id] = (only, Policy(placement.policy))
         pending = [
             Pending(r.id, Units.of(r.resources), r.priority, r.seq * 1_000_000 + r.index,
                     *rules[r.submission_id])
             for r in self._queue.values()
+            if r.submission_id in rules
         ]  # fmt: skip
         placements = place(pending, [self._view(h) for h in self.hosts.values()])
         changes = []

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -41,6 +41,14 @@ class Host:
     @property
     def capacity(self) -> Units:
         return Units.of(self.info.capacity) if self.info else Units()
+
+
+def labelled(hosts: Iterable[Host]) -> str:
+    """The hosts with their labels, for messages: `h1 (no labels); h2 (rack=b)`."""
+    return "; ".join(
+        f"{h.name} ({', '.join(f'{k}={v}' for k, v in h.labels.items()) or 'no labels'})"
+        for h in hosts
+    )
 
 
 class HostLiveness:

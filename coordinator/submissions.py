@@ -18,7 +18,7 @@ from convoy.states import RunState
 
 from .builds import BuildKeeper
 from .events import EventBus, RunChanged
-from .liveness import Host
+from .liveness import Host, labelled
 from .records import RunRecord, SubmissionRecord
 from .results import write_runs_csv
 from .scheduler import HostView, Units, why_unplaceable
@@ -148,10 +148,7 @@ class Submissions:
         known = [h for h in self.hosts.values() if h.info]
         allowed = [h for h in known if spec.placement.allows(h.name, h.labels)]
         if not allowed and known:
-            hosts = "; ".join(
-                f"{h.name} ({', '.join(f'{k}={v}' for k, v in h.labels.items()) or 'no labels'})"
-                for h in known
-            )
+            hosts = labelled(known)
             unseen = ", ".join(h.name for h in self.hosts.values() if not h.info)
             hosts += f"; not connected yet: {unseen}" if unseen else ""
             raise UsageError(f"{spec_path}: cannot run anywhere: no connected host matches "

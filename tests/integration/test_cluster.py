@@ -60,26 +60,11 @@ def _cluster(
     """`convoy up` over these hosts; `labels`: host name -> one KEY=VALUE label for it."""
     home = Path(tempfile.mkdtemp(prefix="cvc-", dir="/tmp"))
     _add_hosts(home, hosts, trust, labels)
-    log = open(home / "up.log", "wb")  # noqa: SIM115 - closed below
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "convoy.cli.main", "up", "--no-local"],
-        env=dict(os.environ, CONVOY_HOME=str(home)), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    env = ConvoyEnv(home, _up(home))
     try:
-        deadline = time.monotonic() + 60
-        while not (home / "coordinator.sock").exists():
-            assert proc.poll() is None and time.monotonic() < deadline, (
-                home / "up.log"
-            ).read_text()
-            time.sleep(0.1)
-        yield ConvoyEnv(home, proc)
+        yield env
     finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
+        _down(env)
         engine = docker.from_env()
         for h in hosts:
             pid = h.agent_home / "agent.pid"
@@ -91,6 +76,32 @@ def _cluster(
             for v in engine.volumes.list(filters={"label": label}):
                 v.remove(force=True)
         subprocess.run(["rm", "-rf", str(home)], check=False)
+
+
+def _up(home: Path) -> subprocess.Popen[bytes]:
+    """`convoy up --no-local` in `home`, once its socket is there; output appended to up.log."""
+    (home / "coordinator.sock").unlink(missing_ok=True)
+    with open(home / "up.log", "ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "convoy.cli.main", "up", "--no-local"],
+            env=dict(os.environ, CONVOY_HOME=str(home)), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while not (home / "coordinator.sock").exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError((home / "up.log").read_text())
+        time.sleep(0.1)
+    return proc
+
+
+def _down(env: ConvoyEnv) -> None:
+    env.coordinator.terminate()
+    try:
+        env.coordinator.wait(15)
+    except subprocess.TimeoutExpired:
+        env.coordinator.kill()
+        env.coordinator.wait()
 
 
 def _ts(iso: str) -> float:
@@ -280,6 +291,49 @@ def test_placement_pins_runs_to_labelled_or_named_hosts(
         assert "no connected host matches placement (labels rack=z)" in out.stderr
         assert "h1 (no labels); h2 (rack=b)" in out.stderr
         assert env.runs("nowhere-1") == []
+
+
+def test_runs_pinned_to_a_host_taken_out_of_the_hosts_file_fail_saying_why(
+    test_hosts: list[TestHost], tmp_path: Path
+) -> None:
+    """Runs waiting for h2 when the coordinator restarts without h2 in its hosts file would
+    wait forever: they fail instead, their reason and run.json naming the placement and the
+    hosts there are, and another submission's runs go on."""
+    pinned = write_experiment(tmp_path / "pinned", """
+        name: pinned
+        image: convoy/busybox:1
+        command: sleep 60
+        matrix:
+          i: [0, 1, 2]
+        resources: {cpus: 2, memory: 64MiB}
+        placement: {hosts: [h2]}
+    """)  # fmt: skip
+    anywhere = write_experiment(tmp_path / "anywhere", """
+        name: anywhere
+        image: convoy/busybox:1
+        command: echo ok
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    with _cluster(test_hosts) as env:
+        _wait_hosts(env, {"h1": "up", "h2": "up"})
+        out = env.cli("run", "--detach", str(pinned))
+        assert out.returncode == 0, out.stderr
+        env.wait_for("pinned-1.00", {"running"})
+        assert {r["state"] for r in env.runs("pinned-1")} == {"running", "queued"}
+        _down(env)
+        out = env.cli("hosts", "remove", "h2")
+        assert out.returncode == 0, out.stderr
+        env.coordinator = _up(env.home)
+        for i in range(3):
+            run = env.wait_for(f"pinned-1.0{i}", {"failed"}, timeout=30)
+            assert "no host matches its placement (hosts h2) any more" in run["reason"]
+            assert "the hosts: h1 (no labels)" in run["reason"]
+            result = json.loads((tmp_path / "pinned/convoy-results/pinned/pinned-1" /
+                                 f"pinned-1.0{i}/run.json").read_text())  # fmt: skip
+            assert result["state"] == "failed" and result["reason"] == run["reason"]
+        out = env.cli("run", str(anywhere))
+        assert out.returncode == 0, out.stderr
+        assert [(r["state"], r["host"]) for r in env.runs("anywhere-1")] == [("succeeded", "h1")]
 
 
 def _wait_hosts(env: ConvoyEnv, want: dict[str, str], timeout: float = 60) -> None:
