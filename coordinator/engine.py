@@ -29,7 +29,7 @@ from .agents import AttemptOutcome
 from .builds import BuildKeeper, failure_reason
 from .events import EventBus, RunChanged
 from .images import ImageShipper
-from .liveness import Host, HostLiveness, labelled
+from .liveness import LOST_GRACE_S, TRANSIENT, Host, HostLiveness, labelled
 from .records import RunRecord
 from .results import RunResult, record_unstarted, write_runs_csv
 from .scheduler import HostView, Pending, Policy, Units, place
@@ -410,26 +410,53 @@ class Coordinator(Submissions, HostLiveness):
     async def logs(
         self, run_id: str, offset: int, follow: bool
     ) -> AsyncIterator[tuple[int, int, bytes]]:
-        """A run's output as (attempt, offset, data) from `offset` of its latest attempt; with
-        follow, waits for it to start and goes on until it ends, from the start of each
-        attempt that follows (a retry). "<submission>.build@<host>" (or just
-        "<submission>.build") is a build's output (attempt 0)."""
+        """A run's output as (attempt, offset, data), from `offset` of its latest attempt that
+        ran; with follow, waits for one to start and goes on until the run ends, from the
+        start of each attempt after it (a retry), none skipped however slowly they are read.
+        "<submission>.build@<host>" (or just "<submission>.build") is a build's output
+        (attempt 0)."""
         if (m := BUILD_ENTRY.fullmatch(run_id)) is not None:
             async for off, data in self._build_log(m.group(1), m.group(2), offset, follow):
                 yield 0, off, data
             return
         run = self.run(run_id)
+        if not follow:
+            ran = self.store.attempt_hosts(run_id)
+            if ran:  # the current attempt, or the last one that ran (a retry not begun yet)
+                latest = max(ran)
+                async for off, data in self._attempt_log(run, latest, ran[latest], offset, False):
+                    yield latest, off, data
+            return
         streamed = 0  # the last attempt streamed
+        ran = self.store.attempt_hosts(run_id)
+        if ran and not run.state.terminal and run.state is not RunState.RUNNING:
+            # Between attempts (a retry queued or starting): the one that ended first.
+            streamed = max(ran)
+            async for off, data in self._attempt_log(run, streamed, ran[streamed], offset, False):
+                yield streamed, off, data
+            offset = 0
         while True:
-            if follow:
-                run = await self._started(run_id, after=streamed)
+            run = await self._started(run_id, after=streamed)
             if run.attempt <= streamed:  # ended with no attempt after the last one streamed
                 return
-            if streamed and run.state.terminal and not _saved_log_is_of(run):
-                return  # the next attempt left no log (unstarted, or lost): not the last's again
-            async for off, data in self._attempt_log(run, offset, follow):
-                yield run.attempt, off, data
-            if not follow or run.state.terminal:
+            ran = self.store.attempt_hosts(run_id)
+            # Attempts that ran and ended while the one before was being read (a slow reader,
+            # or a retry that failed fast): whole, in order.
+            for k in sorted(a for a in ran if streamed and streamed < a < run.attempt):
+                async for off, data in self._attempt_log(run, k, ran[k], 0, False):
+                    yield k, off, data
+            # Running, or the run has ended: its last attempt, or if that never ran (a retry
+            # that failed to start) and nothing was streamed yet, the last one that did.
+            target = 0
+            if run.attempt in ran:
+                target = run.attempt
+            elif ran and not streamed:
+                target = max(ran)
+            if target:
+                live = not run.state.terminal
+                async for off, data in self._attempt_log(run, target, ran[target], offset, live):
+                    yield target, off, data
+            if run.state.terminal:
                 return
             streamed, offset = run.attempt, 0
 
@@ -446,22 +473,41 @@ class Coordinator(Submissions, HostLiveness):
         return run
 
     async def _attempt_log(
-        self, run: RunRecord, offset: int, follow: bool
+        self, run: RunRecord, attempt: int, host_name: str, offset: int, follow: bool
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """The run's current attempt's output: saved with its results once the run has ended,
-        else from its host."""
-        if run.attempt == 0:
-            return
+        """One attempt's output: saved with the run's results when they are that attempt's,
+        else from the host it ran on (which keeps it after the attempt ends). Following, a
+        connection to the host that drops is taken up again where it stopped, as the run's
+        own wait is (for LOST_GRACE_S)."""
         saved = Path(run.results_path) / "output.log"
-        if run.state.terminal and saved.exists():
+        if _saved_attempt(run) == attempt and saved.exists():
             async for chunk in _read_from(saved, offset):
                 yield chunk
             return
-        host = self.hosts.get(run.host)
-        if host is None:
-            raise ConvoyError(f"run {run.id}: host {run.host!r} is not connected")
-        async for chunk in host.client.read_log(run.attempt_id, offset, follow):
-            yield chunk
+        deadline = time.monotonic() + LOST_GRACE_S
+        while True:
+            host = self.hosts.get(host_name)
+            if host is None:
+                raise ConvoyError(f"{run.id}: attempt {attempt} ran on {host_name}, which is "
+                                  "not one of this coordinator's hosts any more")  # fmt: skip
+            try:
+                async for off, data in host.client.read_log(f"{run.id}-a{attempt}", offset,
+                                                            follow):  # fmt: skip
+                    yield off, data
+                    offset = off + len(data)
+                return
+            except grpc.aio.AioRpcError as e:
+                if e.code() == grpc.StatusCode.NOT_FOUND:
+                    return  # the host collected it, or it never wrote any
+                if not (follow and e.code() in TRANSIENT and time.monotonic() < deadline):
+                    raise ConvoyError(f"{run.id}: cannot read attempt {attempt}'s output from "
+                                      f"{host_name}: {e.details()}") from None  # fmt: skip
+                await asyncio.sleep(0.5)  # the run's own wait reconnects the host
+                current = self.store.run(run.id) or run
+                if current.state.terminal and _saved_attempt(current) == attempt:
+                    async for chunk in _read_from(saved, offset):
+                        yield chunk
+                    return
 
     async def _build_log(
         self, sub_id: str, host_name: str | None, offset: int, follow: bool
@@ -506,16 +552,15 @@ class Coordinator(Submissions, HostLiveness):
         return out
 
 
-def _saved_log_is_of(run: RunRecord) -> bool:
-    """Whether the run's results folder holds the output of its current attempt: one that
+def _saved_attempt(run: RunRecord) -> int:
+    """Which attempt's output the run's results folder holds (0: none yet). A retry that
     never started, or was lost, leaves the earlier attempt's there."""
-    if not run.started_at:
-        return False
     try:
         meta = json.loads((Path(run.results_path) / "run.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("attempt") == run.attempt
+        return 0
+    attempt = meta.get("attempt") if isinstance(meta, dict) else None
+    return attempt if isinstance(attempt, int) else 0
 
 
 async def _read_from(path: Path, offset: int) -> AsyncIterator[tuple[int, bytes]]:

@@ -23,7 +23,7 @@ _T = TypeVar("_T")
 # How long a host may stop answering before its attempts are given up as lost.
 LOST_GRACE_S = 60.0
 HEARTBEAT_S = 5.0
-_TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
+TRANSIENT = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.UNKNOWN, grpc.StatusCode.CANCELLED)
 
 
 @dataclass
@@ -105,7 +105,7 @@ class HostLiveness:
             try:
                 return await call()
             except grpc.aio.AioRpcError as e:
-                if e.code() not in _TRANSIENT or time.monotonic() > deadline:
+                if e.code() not in TRANSIENT or time.monotonic() > deadline:
                     raise
                 log.warning("host %s: %s; reconnecting", h.name, e.details())
                 await self._reconnect(h)

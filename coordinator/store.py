@@ -208,6 +208,14 @@ class Store:
         )
         return [tuple(r) for r in rows]
 
+    def attempt_hosts(self, run_id: str) -> dict[int, str]:
+        """Attempt number -> the host it ran on, for each attempt of the run that ran."""
+        rows = self._db.execute(
+            "SELECT attempt, host FROM transitions WHERE run_id = ? AND to_state = ? ORDER BY id",
+            (run_id, "running"),
+        )
+        return {int(a): str(h) for a, h in rows}
+
     def _tx(self) -> _Tx:
         return _Tx(self._db)
 

@@ -47,14 +47,17 @@ class FakeClient(ApiClient):
         runs: Iterable[pb.Run] = (),
         submissions: Iterable[pb.Submission] = (),
         hosts: Iterable[pb.Host] = (),
-        logs: Mapping[str, Iterable[bytes]] | None = None,
+        logs: Mapping[str, Iterable[bytes | tuple[int, bytes]]] | None = None,
         home: Path = HOME,
     ) -> None:
         super().__init__(home)
         self.runs: dict[str, pb.Run] = {r.id: r for r in runs}  # the current state of each
         self.submission_list: list[pb.Submission] = list(submissions)
         self.host_list: list[pb.Host] = list(hosts)
-        self.log_chunks: dict[str, list[bytes]] = {k: list(v) for k, v in (logs or {}).items()}
+        # Per run, its output's chunks: bytes (of attempt 1) or (attempt, bytes).
+        self.log_chunks: dict[str, list[tuple[int, bytes]]] = {
+            k: [c if isinstance(c, tuple) else (1, c) for c in v] for k, v in (logs or {}).items()
+        }
         self.down = False
         self.closed = False
         self.cancelled: list[str] = []  # targets of cancel(), in order
@@ -121,18 +124,21 @@ class FakeClient(ApiClient):
                 raise unavailable(self.socket)
             yield ev
 
-    async def logs(self, run_id: str, offset: int = 0, follow: bool = True) -> AsyncIterator[bytes]:
-        """The run's chunks from a byte offset; the stream ends there (follow or not)."""
+    async def logs(
+        self, run_id: str, offset: int = 0, follow: bool = True
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """The run's chunks from a byte offset (of all attempts' output back to back); the
+        stream ends there (follow or not)."""
         self._check()
         if run_id not in self.runs:
             raise grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(),
                                        grpc.aio.Metadata(), f"no run {run_id}", "")  # fmt: skip
         skip = offset
-        for chunk in self.log_chunks.get(run_id, []):
+        for attempt, chunk in self.log_chunks.get(run_id, []):
             if skip >= len(chunk):
                 skip -= len(chunk)
                 continue
-            yield chunk[skip:]
+            yield attempt, chunk[skip:]
             skip = 0
 
     async def cancel(self, target: str) -> list[str]:

@@ -115,9 +115,11 @@ class ConvoyApp(App[None]):
 
     @work(group="progress", exit_on_error=False)
     async def _read_progress(self, run_id: str) -> None:
-        tail = ""
+        tail, attempt = "", 0
         try:
-            async for data in self.client.logs(run_id, 0, follow=True):
+            async for n, data in self.client.logs(run_id, 0, follow=True):
+                if n != attempt:  # a retry's output: not joined to the last one's last line
+                    tail, attempt = "", n
                 text = tail + data.decode(errors="replace")
                 cut = text.rfind("\n") + 1
                 self.model.progress_from(run_id, text[:cut])

@@ -46,10 +46,13 @@ class ApiClient:
         """Every run's current state, then every change (a stream that lasts)."""
         return self.stub.Events(pb.EventsRequest(snapshot=True))
 
-    async def logs(self, run_id: str, offset: int = 0, follow: bool = True) -> AsyncIterator[bytes]:
+    async def logs(
+        self, run_id: str, offset: int = 0, follow: bool = True
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """(attempt, data): a retry's output comes with the next attempt's number."""
         req = pb.LogsRequest(run_id=run_id, offset=offset, follow=follow)
         async for chunk in self.stub.Logs(req):
-            yield chunk.data
+            yield chunk.attempt, chunk.data
 
     async def cancel(self, target: str) -> list[str]:
         resp = await self.stub.Cancel(pb.CancelRequest(id=target), timeout=30)

@@ -23,6 +23,11 @@ ERROR_RE = re.compile(r"error|exception|traceback|fatal|segmentation fault", re.
 MERGED_MAX = 50  # runs followed at once in the merged view
 
 
+def attempt_line(attempt: int) -> str:
+    """The line that marks where a retry's output begins."""
+    return f"[convoy: attempt {attempt}]\n"
+
+
 class LogsScreen(Screen[None]):
     BINDINGS = [
         Binding("escape", "app.switch_mode('runs')", "Runs"),
@@ -81,11 +86,19 @@ class LogsScreen(Screen[None]):
 
     @work(group="follow", exit_on_error=False)
     async def _follow(self, run_id: str, prefixed: bool) -> None:
+        attempt = 0
         try:
-            async for data in self.convoy.client.logs(run_id, 0, follow=True):
+            async for n, data in self.convoy.client.logs(run_id, 0, follow=True):
+                if attempt and n != attempt:  # a retry: not joined to the last line before it
+                    self._end_line(run_id, prefixed)
+                    self._add(run_id, attempt_line(n), prefixed)
+                attempt = n
                 self._add(run_id, data.decode(errors="replace"), prefixed)
         except Exception as e:  # the run or the coordinator went away: say so in the log
             self._add(run_id, f"\n[convoy: the output stopped: {e}]\n", prefixed)
+        self._end_line(run_id, prefixed)
+
+    def _end_line(self, run_id: str, prefixed: bool) -> None:
         rest = self._partial.pop(run_id, "")
         if rest:
             self._write([f"[{run_id}] {rest}" if prefixed else rest])
@@ -162,8 +175,12 @@ class LogsScreen(Screen[None]):
         for row in sorted(model.rows.values(), key=lambda r: r.index):
             if row.submission != sub or row.state == "queued":
                 continue
-            text = b""
-            async for data in self.convoy.client.logs(row.id, 0, follow=False):
+            text, attempt = b"", 0
+            async for n, data in self.convoy.client.logs(row.id, 0, follow=False):
+                if attempt and n != attempt:  # the lines as the log view shows them
+                    text += b"\n" if text and not text.endswith(b"\n") else b""
+                    text += attempt_line(n).encode()
+                attempt = n
                 text += data
             for n, line in enumerate(text.decode(errors="replace").splitlines()):
                 if ERROR_RE.search(line):

@@ -76,6 +76,17 @@ async def _follow(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Printer) 
     printer.flush(run_id)
 
 
+async def _follow_run(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Printer) -> None:
+    """A run's output beside the others'; a stream that breaks (its host went away) is said,
+    and the other runs' output and the summary go on."""
+    try:
+        await _follow(stub, run_id, printer)
+    except grpc.aio.AioRpcError as e:
+        printer.flush(run_id)
+        printer.status(f"convoy: {run_id}: its output stopped: {e.details()} (`convoy logs "
+                       f"{run_id}` shows what there is)")  # fmt: skip
+
+
 async def _follow_build(stub: pb_grpc.CoordinatorStub, entry: str, printer: Printer) -> None:
     """A build's output, prefixed with its entry (<submission>.build@<host>); a build shared
     with another submission's may not be followable: its output is then in the results."""
@@ -126,7 +137,7 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
                 followers[build] = asyncio.ensure_future(_follow_build(stub, build, printer))
             live = run.state == "running" or run.state in TERMINAL
             if not printer.quiet and run.id not in followers and live:
-                followers[run.id] = asyncio.ensure_future(_follow(stub, run.id, printer))
+                followers[run.id] = asyncio.ensure_future(_follow_run(stub, run.id, printer))
             if run.state == "queued" and ev.previous_state and run.reason.startswith("attempt"):
                 printer.status(f"convoy: {run.id} {run.reason}")
             if run.state in TERMINAL and run.id not in final:

@@ -13,7 +13,7 @@ from convoy.watching import Callbacks, WatchSession
 
 from .client import connect_or_start
 from .render import state_counts
-from .run import Printer, _follow, read_spec
+from .run import Printer, _follow_run, read_spec
 
 
 class WatchPrinter:
@@ -44,8 +44,9 @@ class WatchPrinter:
                 run = ev.run
                 live = run.state == "running" or run.state in TERMINAL
                 if not self.printer.quiet and live and run.id not in followers:
-                    followers[run.id] = asyncio.ensure_future(_follow(self.stub, run.id,
-                                                                      self.printer))  # fmt: skip
+                    followers[run.id] = asyncio.ensure_future(
+                        _follow_run(self.stub, run.id, self.printer)
+                    )
                 if run.state in TERMINAL and run.id not in final:
                     final[run.id] = run.state
                     if len(final) == total:

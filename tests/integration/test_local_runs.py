@@ -161,6 +161,41 @@ def test_retries_run_again_and_the_last_attempt_wins(convoy_env: ConvoyEnv, tmp_
     assert (run["state"], run["attempt"], run["exit_code"]) == ("succeeded", 2, 0)
 
 
+def test_a_follower_that_reads_slowly_gets_every_attempt_in_order(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """`convoy logs -f` whose reader is still taking in attempt 1's 40 MB (more than the pipes
+    and streams between hold) when attempts 2 and 3 have run and ended: it gets all three,
+    whole and in order, each attempt said on stderr."""
+    spec = write_experiment(tmp_path, """
+        name: chatty
+        image: convoy/busybox:1
+        command: |
+          echo "attempt $CONVOY_ATTEMPT"
+          if [ "$CONVOY_ATTEMPT" = 1 ]; then yes | head -c 40000000; echo; sleep 2; exit 7; fi
+          if [ "$CONVOY_ATTEMPT" = 2 ]; then exit 7; fi
+          echo ok
+        retries: 2
+    """)  # fmt: skip
+    out = convoy_env.cli("run", "--detach", str(spec))
+    assert out.returncode == 0, out.stderr
+    convoy_env.wait_for("chatty-1.00", {"running"})
+    follow = convoy_env.cli_async("logs", "-f", "chatty-1.00")  # not read until the run ends
+    try:
+        run = convoy_env.wait_for("chatty-1.00", {"succeeded", "failed"}, timeout=120)
+        assert (run["state"], run["attempt"]) == ("succeeded", 3), run
+        f_out, f_err = follow.communicate(timeout=120)
+    finally:
+        if follow.poll() is None:
+            follow.kill()
+            follow.wait()
+    assert follow.returncode == 0, f_err
+    lines = f_out.splitlines()
+    assert lines[0] == "attempt 1" and lines[-3:] == ["attempt 2", "attempt 3", "ok"], lines[-4:]
+    assert len(f_out) == len("attempt 1\n") + 40_000_000 + 1 + len("attempt 2\nattempt 3\nok\n")
+    assert "chatty-1.00: attempt 2" in f_err and "chatty-1.00: attempt 3" in f_err, f_err
+
+
 def test_a_revision_collected_on_the_host_is_synced_again_before_the_run_starts(
     convoy_env: ConvoyEnv, tmp_path: Path
 ) -> None:

@@ -72,3 +72,28 @@ def test_search_first_error_and_merged_view() -> None:
             assert all(line.startswith("[exp-1.0") for line in logs.lines)
 
     asyncio.run(scenario())
+
+
+def test_a_retry_begins_on_a_line_of_its_own_marked_with_its_attempt() -> None:
+    """Attempt 1 ended mid-line: attempt 2's first line is not joined to it, and a line says
+    where attempt 2 begins, in the run's view and in the merged one."""
+    logs = {"exp-1.00": [(1, b"step 1\nprogress 40%"), (2, b"step 1 again\n"), (2, b"done\n")]}
+    fake = FakeClient(runs=[run(0, "running")], submissions=[], logs=logs)
+
+    async def scenario() -> None:
+        app = ConvoyApp(fake.home, client=fake)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: len(app.model.rows) == 1)
+            app.show_logs("exp-1.00")
+            await until(pilot, lambda: isinstance(app.screen, LogsScreen))
+            screen = app.screen
+            assert isinstance(screen, LogsScreen)
+            await until(pilot, lambda: len(screen.lines) == 5)
+            assert screen.lines == ["step 1", "progress 40%", "[convoy: attempt 2]",
+                                    "step 1 again", "done"]  # fmt: skip
+            await pilot.press("m")
+            await until(pilot, lambda: screen.lines[:1] == ["[exp-1.00] step 1"]
+                        and len(screen.lines) == 5)  # fmt: skip
+            assert screen.lines[2] == "[exp-1.00] [convoy: attempt 2]"
+
+    asyncio.run(scenario())
