@@ -53,8 +53,9 @@ class Coordinator(Submissions, HostLiveness):
         self.images = ImageShipper()
         self.builds = BuildKeeper(store, self.images)
         self._queue: dict[str, RunRecord] = {}
-        self._allocations: dict[str, tuple[str, Units]] = {}  # run id -> (host, units)
-        self._cancelling: dict[str, float] = {}  # run id -> grace seconds
+        # run id -> (host, units, attempt): what the run's current attempt holds
+        self._allocations: dict[str, tuple[str, Units, int]] = {}
+        self._cancelling: dict[str, tuple[float, int]] = {}  # run id -> (grace s, attempt)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -109,7 +110,7 @@ class Coordinator(Submissions, HostLiveness):
 
     def _view(self, h: Host) -> HostView:
         used = Units()
-        for host, units in self._allocations.values():
+        for host, units, _ in self._allocations.values():
             if host == h.name:
                 used = used + units
         return HostView(h.name, h.capacity, used, h.up)
@@ -172,16 +173,20 @@ class Coordinator(Submissions, HostLiveness):
                 host=p.host, attempt=run.attempt + 1, exit_code=None, started_at=0.0,
                 ended_at=0.0, image_id="",
             )  # fmt: skip
-            self._allocations[run.id] = (p.host, Units.of(run.resources))
+            self._allocations[run.id] = (p.host, Units.of(run.resources), placed.attempt)
             changes.append((run, placed))
         if changes:
             self._commit(changes)
             for _, placed in changes:
                 self._spawn(self._execute(placed))
 
-    def _release(self, run_id: str) -> None:
-        self._allocations.pop(run_id, None)
-        self._cancelling.pop(run_id, None)
+    def _release(self, run: RunRecord, cancel_too: bool = True) -> None:
+        """Free what this attempt of the run held (with `cancel_too`, forget a cancel asked
+        of it too). A retry of it may have been placed already (_finish requeues it, then
+        awaits the host): what that attempt holds stays."""
+        for held in (self._allocations, self._cancelling) if cancel_too else (self._allocations,):
+            if run.id in held and held[run.id][-1] == run.attempt:
+                del held[run.id]
         self._wake.set()
 
     # ---- one attempt -----------------------------------------------------------------------
@@ -228,7 +233,7 @@ class Coordinator(Submissions, HostLiveness):
             run = self._move(run, RunState.RUNNING, f"running on {host.name}",
                              started_at=outcome.started_at or time.time())  # fmt: skip
             if run.id in self._cancelling:
-                await host.client.cancel(run.attempt_id, self._cancelling[run.id])
+                await host.client.cancel(run.attempt_id, self._cancelling[run.id][0])
             attempt_id = run.attempt_id
             outcome = await self._resilient(host, lambda: host.client.wait(attempt_id))
             await self._finish(run, host, outcome)
@@ -242,7 +247,7 @@ class Coordinator(Submissions, HostLiveness):
             log.exception("run %s failed in the coordinator", run.id)
             await self._end_unstarted(run, RunState.FAILED, f"coordinator error: {e}")
         finally:
-            self._release(run.id)
+            self._release(run)
 
     async def _end_unstarted(
         self, run: RunRecord, state: RunState, reason: str, **changes: object
@@ -274,7 +279,7 @@ class Coordinator(Submissions, HostLiveness):
         if host is None or outcome is None:
             self._requeue(run, f"attempt {run.attempt} was not found after a coordinator restart")
             return
-        self._allocations[run.id] = (host.name, Units.of(run.resources))
+        self._allocations[run.id] = (host.name, Units.of(run.resources), run.attempt)
         try:
             if run.state is not RunState.RUNNING and not outcome.ended:
                 run = self._move(run, RunState.RUNNING, f"adopted on {host.name}",
@@ -285,7 +290,7 @@ class Coordinator(Submissions, HostLiveness):
         except grpc.aio.AioRpcError as e:
             self._end(run, RunState.LOST, f"host {host.name} stopped answering: {e.details()}")
         finally:
-            self._release(run.id)
+            self._release(run)
 
     def _requeue(self, run: RunRecord, reason: str) -> None:
         run = self._move(run, RunState.QUEUED, reason)
@@ -305,8 +310,7 @@ class Coordinator(Submissions, HostLiveness):
     async def _finish(self, run: RunRecord, host: Host, outcome: AttemptOutcome) -> None:
         """Collect the attempt's results, then record how it ended (or queue a retry)."""
         # The container has ended: its cpus and memory can take the next run while we collect.
-        self._allocations.pop(run.id, None)
-        self._wake.set()
+        self._release(run, cancel_too=False)
         cancelled = outcome.state == "cancelled" or (
             run.id in self._cancelling and outcome.state != "exited"
         )
@@ -385,7 +389,7 @@ class Coordinator(Submissions, HostLiveness):
                 )
                 self._update_csv(r.submission_id)
                 continue
-            self._cancelling[r.id] = grace
+            self._cancelling[r.id] = (grace, r.attempt)
             if r.state is RunState.RUNNING:
                 host = self.hosts[r.host]
                 self._spawn(self._cancel_attempt(host, r.attempt_id, grace))
@@ -547,7 +551,7 @@ class Coordinator(Submissions, HostLiveness):
     def host_views(self) -> list[tuple[Host, HostView, list[str]]]:
         out = []
         for h in self.hosts.values():
-            holders = [rid for rid, (hn, _) in self._allocations.items() if hn == h.name]
+            holders = [rid for rid, (hn, _, _) in self._allocations.items() if hn == h.name]
             out.append((h, self._view(h), holders))
         return out
 

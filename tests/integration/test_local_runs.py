@@ -196,6 +196,43 @@ def test_a_follower_that_reads_slowly_gets_every_attempt_in_order(
     assert "chatty-1.00: attempt 2" in f_err and "chatty-1.00: attempt 3" in f_err, f_err
 
 
+def test_a_retry_keeps_its_cpus_so_a_later_run_waits_for_them(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """A retry placed while its failed attempt was still being released holds the host's two
+    cpus: a 2-cpu run submitted while the retry runs stays queued until it ends (the release
+    once freed the retry's allocation, and both ran at once on the 2-cpu host)."""
+    retried = write_experiment(tmp_path / "retried", """
+        name: retried
+        image: convoy/busybox:1
+        command: if [ "$CONVOY_ATTEMPT" = 1 ]; then exit 3; fi; sleep 6
+        retries: 1
+        resources: {cpus: 2, memory: 64MiB}
+    """)  # fmt: skip
+    later = write_experiment(tmp_path / "later", """
+        name: later
+        image: convoy/busybox:1
+        command: echo done
+        resources: {cpus: 2, memory: 64MiB}
+    """)  # fmt: skip
+    out = convoy_env.cli("run", "--detach", str(retried))
+    assert out.returncode == 0, out.stderr
+    deadline = time.monotonic() + 60
+    while True:  # attempt 2 running
+        [run] = convoy_env.runs("retried-1")
+        if (run["state"], run["attempt"]) == ("running", 2):
+            break
+        assert time.monotonic() < deadline and run["state"] not in ("succeeded", "failed"), run
+        time.sleep(0.1)
+    out = convoy_env.cli("run", "--detach", str(later))
+    assert out.returncode == 0, out.stderr
+    time.sleep(2)  # time enough for a wrongly freed host to take it
+    [first] = convoy_env.runs("retried-1")
+    [second] = convoy_env.runs("later-1")
+    assert (first["state"], second["state"]) == ("running", "queued"), (first, second)
+    assert convoy_env.wait_for("later-1.00", {"succeeded"}, timeout=60)
+
+
 def test_a_revision_collected_on_the_host_is_synced_again_before_the_run_starts(
     convoy_env: ConvoyEnv, tmp_path: Path
 ) -> None:
