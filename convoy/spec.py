@@ -229,7 +229,7 @@ class NodeChecker:
             return node.value
         try:
             return self.constructor.construct_object(node)
-        except (ValueError, yaml.YAMLError):
+        except (ValueError, KeyError, yaml.YAMLError):  # KeyError: `!!bool nope`
             raise self.error(node, f"cannot read {node.value!r} as {node.tag}") from None
 
     def got(self, node: yaml.Node) -> str:

@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from convoy.errors import NotFound, UsageError
+from convoy.errors import NotFound, SpecError, UsageError
 
 # The spec's node checker gives the same messages (did-you-mean, expected X got Y) here.
 from convoy.spec import NodeChecker, compose_yaml, parse_memory
@@ -236,6 +236,10 @@ def _content_end(text: str, start: int, stop: int) -> int:
 
 def add_host_text(text: str, host: HostConfig, file: str = "<hosts>") -> str:
     """`text` with `host` appended to its hosts list, keeping the rest (comments included)."""
+    try:  # read back as the file will be: `convoy up` must be able to load what this writes
+        load_hosts(dump_hosts([host]), file)
+    except SpecError as e:
+        raise UsageError(f"host {host.name!r}: {e.message.removeprefix('hosts[0].')}") from None
     existing = load_hosts(text, file)
     if any(h.name == host.name for h in existing):
         raise UsageError(f"{file}: a host named '{host.name}' already exists")

@@ -77,7 +77,7 @@ def main(
         cfg = hostsfile.HostConfig(
             name=ns.name, address=ns.address, port=ns.port, user=ns.user, identity=ns.identity,
             labels=labels, cpus=ns.cpus,
-            memory=parse_memory(ns.memory) if ns.memory else None,
+            memory=_memory(ns.memory),
             python=ns.python or hostsfile.DEFAULT_PYTHON,
             agent_home=ns.agent_home or hostsfile.DEFAULT_AGENT_HOME,
             docker_host=ns.docker_host,
@@ -92,6 +92,13 @@ def main(
         print(f"removed {ns.name} from {path}")
         return 0
     return asyncio.run(_trust(home, path, ns.name, ns.fingerprint))
+
+
+def _memory(text: str | None) -> int | None:
+    try:
+        return parse_memory(text) if text else None
+    except ValueError as e:
+        raise UsageError(f"--memory: {e}") from None
 
 
 async def _trust(home: Path, path: Path, name: str, expected: str | None) -> int:

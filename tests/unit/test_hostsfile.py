@@ -205,3 +205,29 @@ def test_hosts_add_reads_labels_as_the_files_do(
         assert main(["hosts", "add", "b", "10.0.0.8", "--file", str(path), "--label", bad]) == 2
         assert f"--label '{bad}': expected KEY=VALUE" in capsys.readouterr().err
     assert path.read_text() == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["local", "x"], "host 'local': name: 'local' is this machine's own agent"),
+        (["Bad_Name", "x"], "host 'Bad_Name': name: expected a host name of lowercase"),
+        (["a", "x", "--port", "70000"], "host 'a': port: expected a port number from 1 to"),
+        (["a", "x", "--cpus", "-1"], "host 'a': cpus: expected a positive number, got -1"),
+        (["a", "x", "--memory", "bogus"], "--memory: expected a memory size"),
+    ],
+)  # fmt: skip
+def test_hosts_add_refuses_what_the_file_could_not_load(
+    args: list[str], message: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """A host `convoy up` could not load is refused (exit 2) saying why, the file untouched:
+    it was written, and the next `convoy up` or `hosts add` failed on it."""
+    from convoy.cli.main import main
+
+    monkeypatch.setenv("CONVOY_HOME", str(tmp_path / "home"))
+    path = tmp_path / "hosts.yaml"
+    path.write_text(GOOD)
+    assert main(["hosts", "add", *args, "--file", str(path)]) == 2
+    assert message in capsys.readouterr().err
+    assert path.read_text() == GOOD

@@ -411,3 +411,12 @@ def test_bad_placement_is_an_error_where_it_is_written(
 ) -> None:
     e = error(HEAD + f"command: x\nplacement: {placement}\n")
     assert ((e.line, e.column), e.message) == (where, message)
+
+
+@pytest.mark.parametrize("value", ["!!bool nope", "!!bool ''", "!!int x", "!!float y"])
+def test_a_typed_scalar_that_is_not_of_its_type_is_an_error_at_the_value(value: str) -> None:
+    """An explicit YAML tag the value does not fit (`!!bool nope` raised a KeyError inside
+    the YAML library) is a SpecError at the value, like any other bad value."""
+    e = error(HEAD + f"command: x\nretries: {value}\n")
+    assert (e.line, e.column) == (4, 10)
+    assert e.message.startswith("cannot read ")
