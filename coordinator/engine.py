@@ -268,23 +268,31 @@ class Coordinator(Submissions, HostLiveness):
         await self.syncer.ensure_on_host(host.name, host.client, self.syncer.revision(revision))
 
     async def _resume(self, run: RunRecord) -> None:
-        """After a coordinator restart: adopt an attempt the agent still knows, or requeue."""
+        """After a coordinator restart: adopt an attempt its host's agent still knows, or
+        requeue one it does not know. A host that does not answer (down, or slow to connect)
+        is waited for as a running attempt's host is, for LOST_GRACE_S, the run holding its
+        share of it meanwhile: the attempt's container may be running there, and placing the
+        run again would run it twice. One that never answers leaves the run lost."""
         host = self.hosts.get(run.host)
-        outcome = None
-        if host is not None and host.up:
-            try:
-                outcome = await host.client.get(run.attempt_id)
-            except grpc.aio.AioRpcError:
-                outcome = None
-        if host is None or outcome is None:
-            self._requeue(run, f"attempt {run.attempt} was not found after a coordinator restart")
+        if host is None:
+            self._requeue(run, f"attempt {run.attempt}'s host {run.host} is not in the hosts "
+                               "file any more")  # fmt: skip
+            return
+        if not host.up and run.state in (RunState.SYNCING, RunState.BUILDING):
+            self._requeue(run, f"host {host.name} is unreachable; attempt {run.attempt} had not "
+                               "started")  # fmt: skip
             return
         self._allocations[run.id] = (host.name, Units.of(run.resources), run.attempt)
         try:
+            attempt_id = run.attempt_id
+            outcome = await self._resilient(host, lambda: host.client.get(attempt_id))
+            if outcome is None:
+                self._requeue(run, f"attempt {run.attempt} was not found after a coordinator "
+                                   "restart")  # fmt: skip
+                return
             if run.state is not RunState.RUNNING and not outcome.ended:
                 run = self._move(run, RunState.RUNNING, f"adopted on {host.name}",
                                  started_at=outcome.started_at)  # fmt: skip
-            attempt_id = run.attempt_id
             outcome = await self._resilient(host, lambda: host.client.wait(attempt_id))
             await self._finish(run, host, outcome)
         except grpc.aio.AioRpcError as e:

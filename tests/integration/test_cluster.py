@@ -336,6 +336,45 @@ def test_runs_pinned_to_a_host_taken_out_of_the_hosts_file_fail_saying_why(
         assert [(r["state"], r["host"]) for r in env.runs("anywhere-1")] == [("succeeded", "h1")]
 
 
+def test_a_run_whose_host_is_down_when_the_coordinator_restarts_is_adopted_not_run_twice(
+    make_test_hosts: Callable[..., TestHosts], tmp_path: Path
+) -> None:
+    """The coordinator is killed while a run goes on on h2, and comes back while h2's SSH is
+    frozen: it waits for h2 instead of queueing the run again (its container is still
+    running there), then adopts attempt 1 and collects it."""
+    hosts = make_test_hosts(2)
+    spec = write_experiment(tmp_path, """
+        name: steady
+        image: convoy/busybox:1
+        command: echo "attempt $CONVOY_ATTEMPT"; sleep 15; echo done
+        resources: {cpus: 1, memory: 64MiB}
+        placement: {hosts: [h2]}
+    """)  # fmt: skip
+    with _cluster(hosts.hosts) as env:
+        _wait_hosts(env, {"h1": "up", "h2": "up"})
+        out = env.cli("run", "--detach", str(spec))
+        assert out.returncode == 0, out.stderr
+        env.wait_for("steady-1.00", {"running"})
+        env.coordinator.kill()
+        env.coordinator.wait()
+        hosts.freeze("h2")
+        try:
+            env.coordinator = _up(env.home)
+            deadline = time.monotonic() + 60
+            while "host h2 is unreachable" not in (env.home / "up.log").read_text():
+                assert time.monotonic() < deadline, (env.home / "up.log").read_text()
+                time.sleep(0.2)
+            time.sleep(1)  # the restarted coordinator has looked at the run by now
+            [run] = env.runs("steady-1")
+            assert (run["state"], run["attempt"]) == ("running", 1), run
+        finally:
+            hosts.thaw("h2")
+        run = env.wait_for("steady-1.00", {"succeeded", "failed", "lost"}, timeout=90)
+        assert (run["state"], run["attempt"]) == ("succeeded", 1), run
+        log = tmp_path / "convoy-results/steady/steady-1/steady-1.00/output.log"
+        assert log.read_text() == "attempt 1\ndone\n"
+
+
 def _wait_hosts(env: ConvoyEnv, want: dict[str, str], timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
