@@ -145,6 +145,11 @@ class Submissions:
                 raise UsageError(f"{spec_path}: input {name!r}: folder {path} does not exist")
             inputs[name] = path
         req = Units.of(spec.resources)
+        unknown = [n for n in spec.placement.hosts if n not in self.hosts]
+        if unknown:  # a typo would quietly narrow the placement to the other names
+            raise UsageError(f"{spec_path}: placement.hosts: no host named "
+                             f"{', '.join(map(repr, unknown))}; the hosts: "
+                             f"{', '.join(self.hosts) or 'none'}")  # fmt: skip
         known = [h for h in self.hosts.values() if h.info]
         allowed = [h for h in known if spec.placement.allows(h.name, h.labels)]
         if not allowed and known:

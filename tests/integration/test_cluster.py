@@ -258,7 +258,7 @@ def test_placement_pins_runs_to_labelled_or_named_hosts(
     """`placement: labels` sends every run to the hosts carrying them, `placement: hosts` to the
     hosts named; `policy: spread` puts two runs on two hosts where pack puts them on one; a
     placement no host matches is refused at submit (exit 2), naming the hosts' labels, and
-    nothing is queued."""
+    nothing is queued; so is one naming a host there is not (a typo)."""
 
     def experiment(name: str, placement: str, runs: int = 4) -> Path:
         return write_experiment(tmp_path / name, f"""
@@ -291,6 +291,10 @@ def test_placement_pins_runs_to_labelled_or_named_hosts(
         assert "no connected host matches placement (labels rack=z)" in out.stderr
         assert "h1 (no labels); h2 (rack=b)" in out.stderr
         assert env.runs("nowhere-1") == []
+        out = env.cli("run", str(experiment("typo", "{hosts: [h1, h3]}")))
+        assert out.returncode == 2, out.stderr
+        assert "placement.hosts: no host named 'h3'; the hosts: h1, h2" in out.stderr
+        assert env.runs("typo-1") == []
 
 
 def test_runs_pinned_to_a_host_taken_out_of_the_hosts_file_fail_saying_why(
