@@ -32,7 +32,7 @@ from .images import ImageShipper
 from .liveness import LOST_GRACE_S, TRANSIENT, Host, HostLiveness, labelled
 from .records import RunRecord
 from .results import RunResult, record_unstarted, write_runs_csv
-from .scheduler import HostView, Pending, Policy, Units, place
+from .scheduler import HostView, Pending, Policy, Units, place, why_unplaceable
 from .store import Store
 from .submissions import Submissions
 from .sync import Syncer
@@ -124,40 +124,46 @@ class Coordinator(Submissions, HostLiveness):
             except Exception:
                 log.exception("dispatch failed")
 
-    def _strand(self, sub_id: str, placement: PlacementSpec) -> None:
-        """Fail the queued runs of a submission whose placement no host of this coordinator
-        matches any more (a host named was taken out of the hosts file, or its labels changed,
-        and the coordinator restarted): they would wait forever. Submit refuses such a
-        placement; this is the case of one that matched when it was submitted."""
-        why = (f"no host matches its placement ({placement}) any more; the hosts: "
-               f"{labelled(self.hosts.values()) or 'none'}")  # fmt: skip
-        for run in [r for r in self._queue.values() if r.submission_id == sub_id]:
+    def _strand(self, runs: list[tuple[RunRecord, str]]) -> None:
+        """Fail queued runs no host of this coordinator can ever take, each with why: their
+        placement matches none any more, or every host it allows is too small for them (a
+        host was taken out of the hosts file, or its labels or capacity changed, and the
+        coordinator restarted). Submit refuses such runs; these were accepted before."""
+        for run, why in runs:
             del self._queue[run.id]
             final = self._end(run, RunState.FAILED, why)
             if final is not None:  # run.json says why, also where an attempt began on a host
                 self._spawn(self._record_unstarted(final))  # now out of reach
-        log.warning("submission %s: %s", sub_id, why)
+            log.warning("run %s: %s", run.id, why)
 
     def _dispatch(self) -> None:
         if not self._queue:
             return
         # Per submission: the hosts its runs may use (None: any) and how to spread them.
         rules: dict[str, tuple[frozenset[str] | None, Policy]] = {}
+        stranded: list[tuple[RunRecord, str]] = []
         for sub_id in {r.submission_id for r in self._queue.values()}:
             placement = self.placement_of(sub_id)
-            only = (
-                frozenset(h.name for h in self.hosts.values() if placement.allows(h.name, h.labels))
-                if placement.restricts else None
-            )  # fmt: skip
-            if only is not None and not only:
-                self._strand(sub_id, placement)
-            else:
-                rules[sub_id] = (only, Policy(placement.policy))
+            runs = [r for r in self._queue.values() if r.submission_id == sub_id]
+            allowed = [h for h in self.hosts.values() if placement.allows(h.name, h.labels)]
+            if not allowed:
+                why = (f"no host matches its placement ({placement}) any more; the hosts: "
+                       f"{labelled(self.hosts.values()) or 'none'}")  # fmt: skip
+                stranded += [(r, why) for r in runs]
+                continue
+            only = frozenset(h.name for h in allowed) if placement.restricts else None
+            rules[sub_id] = (only, Policy(placement.policy))
+            if all(h.info for h in allowed):  # what every one of them offers is known
+                views = [self._view(h) for h in allowed]
+                for r in runs:
+                    problem = why_unplaceable(Units.of(r.resources), views)
+                    if problem:
+                        stranded.append((r, f"no host it may use can ever run it: {problem}"))
+        self._strand(stranded)
         pending = [
             Pending(r.id, Units.of(r.resources), r.priority, r.seq * 1_000_000 + r.index,
                     *rules[r.submission_id])
             for r in self._queue.values()
-            if r.submission_id in rules
         ]  # fmt: skip
         placements = place(pending, [self._view(h) for h in self.hosts.values()])
         changes = []

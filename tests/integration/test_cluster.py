@@ -340,6 +340,41 @@ def test_runs_pinned_to_a_host_taken_out_of_the_hosts_file_fail_saying_why(
         assert [(r["state"], r["host"]) for r in env.runs("anywhere-1")] == [("succeeded", "h1")]
 
 
+def test_queued_runs_no_host_can_take_after_a_capacity_change_fail_saying_why(
+    test_hosts: list[TestHost], tmp_path: Path
+) -> None:
+    """h1 offered 2 cpus when three 2-cpu runs were submitted; the coordinator restarts with
+    h1 offering 1: the running one is adopted and succeeds, the two queued ones fail naming
+    what they ask for and what the largest host offers, instead of waiting forever."""
+    h1 = test_hosts[0]
+    spec = write_experiment(tmp_path, """
+        name: wide
+        image: convoy/busybox:1
+        command: sleep 6
+        matrix:
+          i: [0, 1, 2]
+        resources: {cpus: 2, memory: 64MiB}
+    """)  # fmt: skip
+    with _cluster([h1]) as env:
+        _wait_hosts(env, {"h1": "up"})
+        out = env.cli("run", "--detach", str(spec))
+        assert out.returncode == 0, out.stderr
+        env.wait_for("wide-1.00", {"running"})
+        _down(env)
+        assert env.cli("hosts", "remove", "h1").returncode == 0
+        _add_hosts(env.home, [h1])
+        hosts_file = env.home / "hosts.yaml"
+        hosts_file.write_text(hosts_file.read_text().replace("cpus: 2", "cpus: 1"))
+        env.coordinator = _up(env.home)
+        for i in (1, 2):
+            run = env.wait_for(f"wide-1.0{i}", {"failed"}, timeout=30)
+            assert run["reason"].startswith("no host it may use can ever run it: a run asks "
+                                            "for 2 cpus"), run  # fmt: skip
+            assert "the largest host (h1) offers 1 cpus" in run["reason"], run
+        run = env.wait_for("wide-1.00", {"succeeded", "failed", "lost"}, timeout=60)
+        assert (run["state"], run["attempt"]) == ("succeeded", 1), run
+
+
 def test_a_run_whose_host_is_down_when_the_coordinator_restarts_is_adopted_not_run_twice(
     make_test_hosts: Callable[..., TestHosts], tmp_path: Path
 ) -> None:
