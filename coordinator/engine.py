@@ -31,7 +31,7 @@ from .events import EventBus, RunChanged
 from .images import ImageShipper
 from .liveness import LOST_GRACE_S, TRANSIENT, Host, HostLiveness, labelled
 from .records import RunRecord
-from .results import RunResult, record_unstarted, write_runs_csv
+from .results import RunResult, output_attempt, record_unstarted, write_runs_csv
 from .scheduler import HostView, Pending, Policy, Units, place, why_unplaceable
 from .store import Store
 from .submissions import Submissions
@@ -128,13 +128,33 @@ class Coordinator(Submissions, HostLiveness):
         """Fail queued runs no host of this coordinator can ever take, each with why: their
         placement matches none any more, or every host it allows is too small for them (a
         host was taken out of the hosts file, or its labels or capacity changed, and the
-        coordinator restarted). Submit refuses such runs; these were accepted before."""
+        coordinator restarted). Submit refuses such runs; these were accepted before. One
+        commit, and runs.csv written once per submission, however many runs there are."""
+        changes = []
+        now = time.time()
         for run, why in runs:
             del self._queue[run.id]
-            final = self._end(run, RunState.FAILED, why)
-            if final is not None:  # run.json says why, also where an attempt began on a host
-                self._spawn(self._record_unstarted(final))  # now out of reach
+            current = self.store.run(run.id) or run
+            if not current.state.terminal:
+                changes.append((current, current.moved(RunState.FAILED, why, ended_at=now)))
             log.warning("run %s: %s", run.id, why)
+        if not changes:
+            return
+        self._commit(changes)
+        for sub_id in {after.submission_id for _, after in changes}:
+            self._update_csv(sub_id)
+        # run.json says why, also where an attempt began on a host now out of reach
+        self._spawn(self._record_all([after for _, after in changes]))
+
+    async def _record_all(self, runs: list[RunRecord]) -> None:
+        def record() -> None:
+            for run in runs:
+                try:
+                    record_unstarted(run)
+                except OSError as e:
+                    log.error("run %s: cannot write its run.json: %s", run.id, e)
+
+        await asyncio.to_thread(record)
 
     def _dispatch(self) -> None:
         if not self._queue:
@@ -296,13 +316,18 @@ class Coordinator(Submissions, HostLiveness):
                 self._requeue(run, f"attempt {run.attempt} was not found after a coordinator "
                                    "restart")  # fmt: skip
                 return
-            if run.state is not RunState.RUNNING and not outcome.ended:
+            # Started (maybe ended too) while the coordinator was away: running first, the
+            # way its end is recorded.
+            if run.state is not RunState.RUNNING and (not outcome.ended or outcome.started_at):
                 run = self._move(run, RunState.RUNNING, f"adopted on {host.name}",
-                                 started_at=outcome.started_at)  # fmt: skip
+                                 started_at=outcome.started_at or time.time())  # fmt: skip
             outcome = await self._resilient(host, lambda: host.client.wait(attempt_id))
             await self._finish(run, host, outcome)
         except grpc.aio.AioRpcError as e:
             self._end(run, RunState.LOST, f"host {host.name} stopped answering: {e.details()}")
+        except Exception as e:
+            log.exception("run %s: resuming it failed in the coordinator", run.id)
+            await self._end_unstarted(run, RunState.FAILED, f"coordinator error: {e}")
         finally:
             self._release(run)
 
@@ -343,6 +368,7 @@ class Coordinator(Submissions, HostLiveness):
         if outcome.state != "error":
             await self._resilient(host, lambda: self._collect(final, host))
         retry = state is RunState.FAILED and run.attempt <= run.retries
+        retry = retry and run.id not in self._cancelling  # asked to stop: no next attempt
         if retry:
             left = run.retries - run.attempt + 1
             self._requeue(
@@ -502,7 +528,7 @@ class Coordinator(Submissions, HostLiveness):
             async for chunk in _read_from(saved, offset):
                 yield chunk
             return
-        deadline = time.monotonic() + LOST_GRACE_S
+        deadline: float | None = None  # set by a failure, cleared by output: a streak's end
         while True:
             host = self.hosts.get(host_name)
             if host is None:
@@ -512,11 +538,12 @@ class Coordinator(Submissions, HostLiveness):
                 async for off, data in host.client.read_log(f"{run.id}-a{attempt}", offset,
                                                             follow):  # fmt: skip
                     yield off, data
-                    offset = off + len(data)
+                    offset, deadline = off + len(data), None
                 return
             except grpc.aio.AioRpcError as e:
                 if e.code() == grpc.StatusCode.NOT_FOUND:
                     return  # the host collected it, or it never wrote any
+                deadline = deadline or time.monotonic() + LOST_GRACE_S
                 if not (follow and e.code() in TRANSIENT and time.monotonic() < deadline):
                     raise ConvoyError(f"{run.id}: cannot read attempt {attempt}'s output from "
                                       f"{host_name}: {e.details()}") from None  # fmt: skip
@@ -571,14 +598,11 @@ class Coordinator(Submissions, HostLiveness):
 
 
 def _saved_attempt(run: RunRecord) -> int:
-    """Which attempt's output the run's results folder holds (0: none yet). A retry that
-    never started, or was lost, leaves the earlier attempt's there."""
+    """Which attempt's output the run's results folder holds (0: none yet)."""
     try:
-        meta = json.loads((Path(run.results_path) / "run.json").read_text())
+        return output_attempt(json.loads((Path(run.results_path) / "run.json").read_text()))
     except (OSError, ValueError):
         return 0
-    attempt = meta.get("attempt") if isinstance(meta, dict) else None
-    return attempt if isinstance(attempt, int) else 0
 
 
 async def _read_from(path: Path, offset: int) -> AsyncIterator[tuple[int, bytes]]:

@@ -44,10 +44,26 @@ def duration(run: RunRecord) -> float | None:
     return duration_s(run_to_pb(run))
 
 
-def run_json(run: RunRecord, files: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
-    """The fields of run.json (also what `convoy runs --json` prints for each run)."""
+def run_json(
+    run: RunRecord, files: dict[str, dict[str, Any]] | None = None, output_attempt: int = 0
+) -> dict[str, Any]:
+    """The fields of run.json: what `convoy runs --json` prints for each run, and with
+    `files`, the results' files and which attempt's output output.log holds (0: none; a
+    retry that never started leaves the earlier attempt's)."""
     fields = run_fields(run_to_pb(run))
-    return fields if files is None else {**fields, "files": files}
+    return fields if files is None else {**fields, "files": files, "output_attempt": output_attempt}
+
+
+def output_attempt(meta: object) -> int:
+    """Which attempt's output the results folder of this run.json holds (see run_json);
+    for a run.json written before the field: its attempt, if that attempt started."""
+    if not isinstance(meta, dict):
+        return 0
+    given = meta.get("output_attempt")
+    if isinstance(given, int):
+        return given
+    attempt = meta.get("attempt")
+    return attempt if isinstance(attempt, int) and meta.get("started_at") else 0
 
 
 def _safe_target(root: Path, rel: str) -> Path:
@@ -105,15 +121,17 @@ class RunResult:
             current.close()
             raise ResultError(f"result {path!r} was cut short")
 
-    def commit(self, run: RunRecord) -> None:
-        """Write run.json and move the folder into place (replacing an earlier attempt's)."""
+    def commit(self, run: RunRecord, output_of: int | None = None) -> None:
+        """Write run.json and move the folder into place (replacing an earlier attempt's).
+        The log is the output of `output_of` (default: the run's attempt; 0: of none)."""
         for name in ("output.log", "run.json"):  # a result of that name steps aside
             if (self.staging / name).exists() or (self.staging / name).is_symlink():
                 (self.staging / name).rename(self.staging / f"{name}.result")
                 self.files[f"{name}.result"] = self.files.pop(name)
         if self.log_path.exists():
             os.rename(self.log_path, self.staging / "output.log")
-        body = json.dumps(run_json(run, self.files), indent=2) + "\n"
+        of = run.attempt if output_of is None else output_of
+        body = json.dumps(run_json(run, self.files, of), indent=2) + "\n"
         (self.staging / "run.json").write_text(body)
         if self.final.exists():
             old = self.final.with_name(f".old-{self.final.name}")
@@ -135,17 +153,19 @@ def record_unstarted(run: RunRecord) -> None:
     folder = Path(run.results_path)
     if folder.is_dir():
         try:
-            files = json.loads((folder / "run.json").read_text()).get("files")
-        except (OSError, ValueError, AttributeError):
-            files = None
-        write_json(folder / "run.json", run_json(run, files), indent=2)
+            meta = json.loads((folder / "run.json").read_text())
+        except (OSError, ValueError):
+            meta = None
+        files = meta.get("files") if isinstance(meta, dict) else None
+        write_json(folder / "run.json", run_json(run, files or {}, output_attempt(meta)),
+                   indent=2)  # fmt: skip
         return
     result = RunResult(run)
     result.open()
     try:
         with result.log_file():
             pass
-        result.commit(run)
+        result.commit(run, output_of=0)
     except BaseException:
         result.discard()
         raise

@@ -23,6 +23,26 @@ ERROR_RE = re.compile(r"error|exception|traceback|fatal|segmentation fault", re.
 MERGED_MAX = 50  # runs followed at once in the merged view
 
 
+_BREAKS = re.compile("[\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")  # str.splitlines breaks
+
+
+def shown(line: str) -> str:
+    """A line of output as the log view shows it, in one row (Log splits what it is given
+    into rows and drops empty ones): what a terminal leaves of `\\r` rewrites (a progress
+    bar's last state), other line breaks as spaces, an empty line as a space. Search and the
+    first error count rows of these."""
+    line = line.rstrip("\r").rsplit("\r", 1)[-1]
+    return _BREAKS.sub(" ", line) or " "
+
+
+def lines_of(text: str) -> list[str]:
+    """The rows the view shows for `text` (a final unfinished line included)."""
+    parts = text.split("\n")
+    if parts[-1] == "":
+        parts.pop()
+    return [shown(p) for p in parts]
+
+
 def attempt_line(attempt: int) -> str:
     """The line that marks where a retry's output begins."""
     return f"[convoy: attempt {attempt}]\n"
@@ -101,14 +121,14 @@ class LogsScreen(Screen[None]):
     def _end_line(self, run_id: str, prefixed: bool) -> None:
         rest = self._partial.pop(run_id, "")
         if rest:
-            self._write([f"[{run_id}] {rest}" if prefixed else rest])
+            self._write([f"[{run_id}] {shown(rest)}" if prefixed else shown(rest)])
 
     def _add(self, run_id: str, text: str, prefixed: bool) -> None:
         text = self._partial.pop(run_id, "") + text
         *whole, rest = text.split("\n")
         if rest:
             self._partial[run_id] = rest
-        self._write([f"[{run_id}] {ln}" if prefixed else ln for ln in whole])
+        self._write([f"[{run_id}] {shown(ln)}" if prefixed else shown(ln) for ln in whole])
 
     def _write(self, lines: list[str]) -> None:
         if not lines:
@@ -182,7 +202,7 @@ class LogsScreen(Screen[None]):
                     text += attempt_line(n).encode()
                 attempt = n
                 text += data
-            for n, line in enumerate(text.decode(errors="replace").splitlines()):
+            for n, line in enumerate(lines_of(text.decode(errors="replace"))):
                 if ERROR_RE.search(line):
                     self.show(row.id)
                     self.notify(f"{row.id}, line {n + 1}: {line[:80]}", timeout=6)

@@ -506,7 +506,8 @@ def test_api_refuses_a_bad_spec_with_its_position_and_serves_get_run(
 
 
 def test_runs_json_has_the_fields_of_run_json(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
-    """`convoy runs --json` prints each run with exactly run.json's fields (less `files`)."""
+    """`convoy runs --json` prints each run with exactly run.json's fields (less `files` and
+    `output_attempt`, which are about the results folder)."""
     spec = write_experiment(tmp_path, """
         name: fields
         image: convoy/busybox:1
@@ -518,6 +519,7 @@ def test_runs_json_has_the_fields_of_run_json(convoy_env: ConvoyEnv, tmp_path: P
         (tmp_path / "convoy-results/fields/fields-1/fields-1.00/run.json").read_text()
     )
     meta.pop("files")
+    assert meta.pop("output_attempt") == 1  # which attempt output.log is of
     assert listed == meta
 
 

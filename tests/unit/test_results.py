@@ -22,6 +22,7 @@ from coordinator.results import (
     FilePiece,
     ResultError,
     RunResult,
+    output_attempt,
     record_unstarted,
     run_json,
     write_runs_csv,
@@ -167,6 +168,28 @@ def test_a_later_end_rewrites_run_json_and_keeps_the_earlier_attempt_s_files(
     assert body["state"] == "cancelled"
     assert set(body["files"]) == {"partial.csv"}
     assert [p.name for p in final.parent.iterdir()] == [final.name]  # no temporary left
+
+
+def test_run_json_says_which_attempt_output_log_is_of(tmp_path: Path) -> None:
+    """output_attempt names the attempt whose output output.log holds: the committed one, the
+    earlier one still there after a retry that never started ended the run, none (0) in a
+    folder made for a run that never started; a run.json written before the field counts as
+    its own attempt's when that attempt started."""
+    run = make_run(tmp_path)
+    final = committed(run, b"attempt 1\n", [], replace(finished(run), state=RunState.FAILED))
+    assert json.loads((final / "run.json").read_text())["output_attempt"] == 1
+    retry_failed = replace(finished(run), state=RunState.FAILED, attempt=2, started_at=0.0)
+    record_unstarted(retry_failed)
+    body = json.loads((final / "run.json").read_text())
+    assert (body["attempt"], body["output_attempt"]) == (2, 1)
+    assert (final / "output.log").read_bytes() == b"attempt 1\n"
+
+    never = make_run(tmp_path, index=1)
+    record_unstarted(replace(never, state=RunState.CANCELLED, attempt=0))
+    assert json.loads((Path(never.results_path) / "run.json").read_text())["output_attempt"] == 0
+
+    assert output_attempt({"attempt": 3, "started_at": "2026-01-01T00:00:00Z"}) == 3
+    assert output_attempt({"attempt": 3, "started_at": None}) == 0
 
 
 def test_receive_keeps_file_mode(tmp_path: Path) -> None:

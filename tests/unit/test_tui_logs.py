@@ -14,7 +14,7 @@ from textual.widgets import Log
 from convoy.v1 import coordinator_pb2 as pb
 from tests.tui_fake import FakeClient
 from tui.app import ConvoyApp
-from tui.logs_screen import LogsScreen
+from tui.logs_screen import LogsScreen, lines_of
 
 HOME_LINES = 60
 
@@ -95,5 +95,29 @@ def test_a_retry_begins_on_a_line_of_its_own_marked_with_its_attempt() -> None:
             await until(pilot, lambda: screen.lines[:1] == ["[exp-1.00] step 1"]
                         and len(screen.lines) == 5)  # fmt: skip
             assert screen.lines[2] == "[exp-1.00] [convoy: attempt 2]"
+
+    asyncio.run(scenario())
+
+
+def test_the_view_search_and_first_error_count_the_same_rows() -> None:
+    """Blank lines and `\\r` progress bars: the log widget shows one row per line (the bar's
+    last state, a space for an empty line), the same rows search and the first error count,
+    so `e` and `/` land on the line they found."""
+    text = b"start\n\nepoch 1\r 50%\r100%\nERROR: boom\r\nform\x0cfeed\nlast"
+    assert lines_of(text.decode()) == ["start", " ", "100%", "ERROR: boom", "form feed", "last"]
+    fake = FakeClient(runs=[run(0, "failed")], submissions=[], logs={"exp-1.00": [text]})
+
+    async def scenario() -> None:
+        app = ConvoyApp(fake.home, client=fake)
+        async with app.run_test(size=(100, 30)) as pilot:
+            await until(pilot, lambda: len(app.model.rows) == 1)
+            app.show_logs("exp-1.00")
+            await until(pilot, lambda: isinstance(app.screen, LogsScreen))
+            screen = app.screen
+            assert isinstance(screen, LogsScreen)
+            await until(pilot, lambda: len(screen.lines) == 6)
+            assert screen.lines == lines_of(text.decode())
+            assert screen.query_one(Log).line_count == len(screen.lines)
+            assert screen.find("boom") == 3
 
     asyncio.run(scenario())
