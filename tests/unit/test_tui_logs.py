@@ -42,6 +42,15 @@ async def until(pilot: Pilot[None], what: Callable[[], bool], timeout: float = 1
         await pilot.pause(0.05)
 
 
+async def open_logs(pilot: Pilot[None], app: ConvoyApp, run_id: str) -> LogsScreen:
+    """The logs screen of `run_id`, once the runs list knows it."""
+    await until(pilot, lambda: run_id in app.model.rows)
+    app.show_logs(run_id)
+    await until(pilot, lambda: isinstance(app.screen, LogsScreen))
+    assert isinstance(app.screen, LogsScreen)
+    return app.screen
+
+
 def test_search_first_error_and_merged_view() -> None:
     async def scenario() -> None:
         app = ConvoyApp(FakeClient().home, client=client())
@@ -83,11 +92,7 @@ def test_a_retry_begins_on_a_line_of_its_own_marked_with_its_attempt() -> None:
     async def scenario() -> None:
         app = ConvoyApp(fake.home, client=fake)
         async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: len(app.model.rows) == 1)
-            app.show_logs("exp-1.00")
-            await until(pilot, lambda: isinstance(app.screen, LogsScreen))
-            screen = app.screen
-            assert isinstance(screen, LogsScreen)
+            screen = await open_logs(pilot, app, "exp-1.00")
             await until(pilot, lambda: len(screen.lines) == 5)
             assert screen.lines == ["step 1", "progress 40%", "[convoy: attempt 2]",
                                     "step 1 again", "done"]  # fmt: skip
@@ -110,11 +115,7 @@ def test_the_view_search_and_first_error_count_the_same_rows() -> None:
     async def scenario() -> None:
         app = ConvoyApp(fake.home, client=fake)
         async with app.run_test(size=(100, 30)) as pilot:
-            await until(pilot, lambda: len(app.model.rows) == 1)
-            app.show_logs("exp-1.00")
-            await until(pilot, lambda: isinstance(app.screen, LogsScreen))
-            screen = app.screen
-            assert isinstance(screen, LogsScreen)
+            screen = await open_logs(pilot, app, "exp-1.00")
             await until(pilot, lambda: len(screen.lines) == 6)
             assert screen.lines == lines_of(text.decode())
             assert screen.query_one(Log).line_count == len(screen.lines)
