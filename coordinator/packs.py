@@ -76,26 +76,29 @@ class PackStore:
             if path.exists() and path.stat().st_size >= PACK_LIMIT:
                 self._pack += 1
                 path = self._pack_path(self._pack)
-            lines = []
+            # Indexed only once all of them are written: an object that fails its check stops
+            # the batch, and no earlier one of it may be found at bytes never written (the next
+            # append reuses those offsets).
+            new: dict[str, tuple[int, int, int]] = {}
             with open(path, "ab", buffering=0) as pack:
                 offset = pack.tell()
                 parts: list[bytes] = []
                 for h, data in items:
                     check_hash(h)
-                    if h in self._index:
+                    if h in self._index or h in new:
                         continue
                     if not verified and hash_bytes(data) != h:
                         raise SyncError(f"content ({len(data)} bytes) does not match its hash", h)
                     parts.append(data)
-                    self._index[h] = (self._pack, offset, len(data))
-                    lines.append(f"{h} {self._pack} {offset} {len(data)}\n")
+                    new[h] = (self._pack, offset, len(data))
                     offset += len(data)
-                    stored += 1
                     if len(parts) == _WRITEV_AT_MOST:
                         _write_all(pack.fileno(), parts)
                 _write_all(pack.fileno(), parts)
             with open(self.root / "index", "a") as index:
-                index.write("".join(lines))
+                index.write("".join(f"{h} {p} {o} {n}\n" for h, (p, o, n) in new.items()))
+            self._index.update(new)
+            stored = len(new)
         return stored
 
     def read(self, hash: str) -> bytes:

@@ -91,13 +91,20 @@ class Syncer:
                 # version's per-process hash (never found again), not by hash_bytes
                 stale.unlink(missing_ok=True)
 
-    def _watch(self, source: Path, extra_excludes: Sequence[Path]) -> TreeWatcher:
-        """Keep a large tree's manifest fresh from file events (see coordinator/watcher.py)."""
+    def _watch(self, source: Path, extra_excludes: Sequence[Path]) -> TreeWatcher | None:
+        """Keep a large tree's manifest fresh from file events (see coordinator/watcher.py);
+        None where it cannot be watched (the kernel's inotify limits): then each snapshot
+        walks it."""
         ignore = list(ALWAYS_EXCLUDED)
         for path in extra_excludes:
             with contextlib.suppress(ValueError):
                 ignore.append(path.resolve().relative_to(source).as_posix())
-        watcher = TreeWatcher(source, ignore)  # adds a watch per folder: not under the lock
+        try:
+            watcher = TreeWatcher(source, ignore)  # a watch per folder: not under the lock
+        except OSError as e:
+            log.warning("cannot watch %s (%s): each submit walks it", source, e)
+            self._unwatch(source)
+            return None
         with self._registry:
             evicted = [self._watchers.pop(source)] if source in self._watchers else []
             if len(self._watchers) >= MAX_WATCHED:
@@ -166,6 +173,8 @@ class Syncer:
             watcher, started = self._watch(source, extra_excludes), True
         elif watcher is not None:
             changed = watcher.drain()  # None: it cannot vouch, so a full stat walk
+            if changed is None:  # and a new watcher, started before that walk
+                self._watch(source, extra_excludes)
         with _StoreWhileScanning(self) as storing:
             scanner.on_hashed, scanner.whole_up_to = storing.hashed, SMALL
             try:

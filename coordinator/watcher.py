@@ -8,16 +8,19 @@ started), `drain()` answers None and the caller falls back to a full stat walk.
 
 from __future__ import annotations
 
+import logging
 import os
 import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from watchdog.events import (
+    DirAttribEvent,
     DirCreatedEvent,
     DirDeletedEvent,
     DirModifiedEvent,
     DirMovedEvent,
+    FileAttribEvent,
     FileClosedEvent,
     FileCreatedEvent,
     FileDeletedEvent,
@@ -28,10 +31,31 @@ from watchdog.events import (
 )
 from watchdog.observers import Observer
 
+# Attrib: a chmod (+x is part of a revision) changes no content and makes no other event.
 CHANGES: list[type[FileSystemEvent]] = [
-    DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent, FileClosedEvent,
-    FileCreatedEvent, FileDeletedEvent, FileModifiedEvent, FileMovedEvent,
+    DirAttribEvent, DirCreatedEvent, DirDeletedEvent, DirModifiedEvent, DirMovedEvent,
+    FileAttribEvent, FileClosedEvent, FileCreatedEvent, FileDeletedEvent, FileModifiedEvent,
+    FileMovedEvent,
 ]  # fmt: skip
+
+
+class _Overflows(logging.Handler):
+    """Counts the kernel's inotify queue overflows, which watchdog only logs (it rebuilds its
+    watches, and the events lost are lost): after one, no watcher can vouch for its tree."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "overflow" in record.getMessage().lower():
+            self.count += 1
+
+
+OVERFLOWS = _Overflows()
+for _name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
+    logging.getLogger(_name).addHandler(OVERFLOWS)
+    logging.getLogger(_name).setLevel(logging.WARNING)  # the warning must reach the counter
 
 
 class TreeWatcher(FileSystemEventHandler):
@@ -43,6 +67,9 @@ class TreeWatcher(FileSystemEventHandler):
         self._ignore = tuple(ignore)
         self._changed: set[str] = set()
         self._lock = threading.Lock()
+        st = os.stat(self.root)
+        self._root_id = (st.st_dev, st.st_ino)  # the folder watched, not a new one of its name
+        self._overflows = OVERFLOWS.count
         self._observer = Observer()
         # Changes only: reading a file (as the coordinator's own hashing does) makes no event.
         self._observer.schedule(self, str(self.root), recursive=True, event_filter=CHANGES)
@@ -61,8 +88,19 @@ class TreeWatcher(FileSystemEventHandler):
                 self._changed.add(rel)
 
     def drain(self) -> list[str] | None:
-        """The paths changed since the last drain; None when a full scan is needed."""
-        if not self._observer.is_alive():
+        """The paths changed since the last drain; None when a full scan is needed: the
+        observer or its reader died (the root was deleted), the root was replaced (moved
+        away, or deleted and made again: the watches follow the old folder), or the kernel
+        dropped events (an inotify queue overflow)."""
+        if not self._observer.is_alive() or OVERFLOWS.count != self._overflows:
+            return None
+        if not all(e.is_alive() for e in self._observer.emitters):
+            return None
+        try:
+            st = os.stat(self.root)
+        except OSError:
+            return None
+        if (st.st_dev, st.st_ino) != self._root_id:
             return None
         with self._lock:
             changed, self._changed = sorted(self._changed), set()

@@ -41,6 +41,21 @@ def test_content_not_matching_its_hash_is_refused(tmp_path: Path) -> None:
     assert store.missing([hash_bytes(b"old")]) == [hash_bytes(b"old")]
 
 
+def test_a_batch_refused_midway_stores_none_of_it(tmp_path: Path) -> None:
+    """An object failing its check stops the batch: the good ones before it are not indexed
+    (at offsets the next append reuses, they would have read as other bytes), and a later
+    batch stores and reads them back right."""
+    store = PackStore(tmp_path)
+    good = _objs(b"AAAAA", b"BBBBB")
+    with pytest.raises(SyncError):
+        store.put_many([*good, (hash_bytes(b"old"), b"new")])
+    assert store.missing([h for h, _ in good]) == sorted(h for h, _ in good)
+    assert store.put_many(_objs(b"CCCCC")) == 1
+    assert store.put_many(good) == 2
+    assert [store.read(h) for h, _ in good] == [b"AAAAA", b"BBBBB"]
+    assert [PackStore(tmp_path).read(h) for h, _ in good] == [b"AAAAA", b"BBBBB"]
+
+
 def test_an_index_line_naming_bytes_the_pack_lacks_is_ignored(tmp_path: Path) -> None:
     """After a crash that lost the pack's tail, the index's line for it does not count."""
     store = PackStore(tmp_path)

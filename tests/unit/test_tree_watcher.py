@@ -1,0 +1,104 @@
+"""A watched tree's snapshots (coordinator/watcher.py through Syncer.snapshot): what the
+watcher reports is what changed, and where it cannot vouch for the tree, a full walk is made.
+Each test waits for the change to show (file events arrive on watchdog's threads), up to a
+deadline: a change the watcher misses never shows, and the test fails."""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import stat
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from coordinator import sync
+from coordinator.sync import Syncer
+
+
+@pytest.fixture
+def syncer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Syncer]:
+    monkeypatch.setattr(sync, "WATCH_MIN_FILES", 1)  # watch even these small trees
+    s = Syncer(tmp_path / "home")
+    yield s
+    s.close()
+
+
+def _files(root: Path, n: int = 5) -> None:
+    for i in range(n):
+        (root / f"d{i % 2}").mkdir(parents=True, exist_ok=True)
+        (root / f"d{i % 2}" / f"f{i}.txt").write_text(f"file {i}\n")
+
+
+def _modes(s: Syncer, root: Path) -> dict[str, int]:
+    return {e.path: e.mode for e in s.snapshot(root).manifest.entries}
+
+
+def _until(what: Callable[[], bool], timeout: float = 10) -> None:
+    deadline = time.monotonic() + timeout
+    while not what():
+        assert time.monotonic() < deadline, "the change never showed in a snapshot"
+        time.sleep(0.05)
+
+
+def test_a_watched_tree_is_watched(syncer: Syncer, tmp_path: Path) -> None:
+    """The fixture's premise: after its first snapshot the tree has a live watcher."""
+    root = tmp_path / "src"
+    _files(root)
+    syncer.snapshot(root)
+    assert root.resolve() in syncer._watchers
+
+
+def test_a_chmod_alone_makes_a_new_revision(syncer: Syncer, tmp_path: Path) -> None:
+    """`chmod +x run.sh` changes no content and no size: only an attribute event says so."""
+    root = tmp_path / "src"
+    _files(root)
+    (root / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    before = syncer.snapshot(root)
+    assert stat.S_IMODE(_modes(syncer, root)["run.sh"]) & 0o111 == 0
+    (root / "run.sh").chmod(0o755)
+    _until(lambda: stat.S_IMODE(_modes(syncer, root)["run.sh"]) & 0o100 != 0)
+    assert syncer.snapshot(root).id != before.id
+
+
+def test_a_root_deleted_and_made_again_is_walked_again(syncer: Syncer, tmp_path: Path) -> None:
+    """The watches followed the old folder: a new one of the same name is walked in full."""
+    root = tmp_path / "src"
+    _files(root)
+    syncer.snapshot(root)
+    shutil.rmtree(root)
+    root.mkdir()
+    (root / "new.txt").write_text("new\n")
+    _until(lambda: set(_modes(syncer, root)) == {"new.txt"})
+
+
+def test_a_root_moved_away_and_replaced_is_walked_again(syncer: Syncer, tmp_path: Path) -> None:
+    """`mv src src.old; mkdir src`: the watches follow src.old; the new src is what counts."""
+    root = tmp_path / "src"
+    _files(root)
+    syncer.snapshot(root)
+    root.rename(tmp_path / "src.old")
+    root.mkdir()
+    (root / "only.txt").write_text("only\n")
+    _until(lambda: set(_modes(syncer, root)) == {"only.txt"})
+
+
+def test_after_an_inotify_overflow_the_tree_is_walked_again(syncer: Syncer, tmp_path: Path) -> None:
+    """The kernel dropped events (watchdog only logs the overflow): the next snapshot walks
+    the tree in full, finding a change no event reported, and a new watcher takes over."""
+    root = tmp_path / "src"
+    _files(root)
+    syncer.snapshot(root)
+    old = syncer._watchers[root.resolve()]
+    old._observer.unschedule_all()  # from now on its events are lost, as in an overflow
+    (root / "d0" / "f0.txt").write_text("changed, with no event\n")
+    time.sleep(0.2)
+    assert syncer.snapshot(root).manifest.entries[0].size == len("file 0\n")  # not seen
+    logging.getLogger("watchdog.observers.inotify_c").warning(
+        "Inotify queue overflowed; filesystem events were lost"
+    )  # what watchdog 7 says
+    sizes = {e.path: e.size for e in syncer.snapshot(root).manifest.entries}
+    assert sizes["d0/f0.txt"] == len("changed, with no event\n")
+    assert syncer._watchers[root.resolve()] is not old
