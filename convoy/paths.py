@@ -5,6 +5,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# The coordinator's watcher briefly creates files of this name in a watched source folder
+# (coordinator/watcher.py); they are never part of a tree, and watch mode ignores them.
+COOKIE_PREFIX = ".convoy-cookie-"
+
 
 def default_home() -> Path:
     """$CONVOY_HOME, else the XDG state folder ($XDG_STATE_HOME/convoy, ~/.local/state/convoy)."""

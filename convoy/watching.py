@@ -33,6 +33,7 @@ import grpc
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from convoy.paths import COOKIE_PREFIX
 from convoy.spec import ExperimentSpec, load_spec, smoke_indexes
 from convoy.states import TERMINAL
 from convoy.v1 import coordinator_pb2 as pb
@@ -107,8 +108,9 @@ class _Events(FileSystemEventHandler):
             path = os.fsdecode(p)
             if not path or (path + os.sep).startswith(self.ignored):
                 continue
-            if any(part in ALWAYS_IGNORED for part in Path(path).parts):
-                continue
+            parts = Path(path).parts
+            if any(part in ALWAYS_IGNORED for part in parts) or parts[-1].startswith(COOKIE_PREFIX):
+                continue  # convoy's own
             self.notify(path)
 
 

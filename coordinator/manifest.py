@@ -47,6 +47,7 @@ from convoy.content import (
     revision_id,
 )
 from convoy.files import write_json
+from convoy.paths import COOKIE_PREFIX
 
 __all__ = ["Entry", "Manifest", "Scanner", "SyncError", "check_relpath", "hash_bytes", "hash_file"]
 
@@ -216,7 +217,7 @@ class Scanner:
                 chain = (*chain, (rel_dir, rules))
             for item in items:
                 name = item.name
-                if name in ALWAYS_EXCLUDED:
+                if name in ALWAYS_EXCLUDED or name.startswith(COOKIE_PREFIX):
                     continue
                 rel = f"{rel_dir}/{name}" if rel_dir else name
                 try:
@@ -353,7 +354,8 @@ class Scanner:
         chain = self._chain_for(parent)
         abs_path = f"{self._root_s}/{rel}"
         st = None
-        if chain is not None and name not in ALWAYS_EXCLUDED and abs_path not in self._excludes:
+        excluded = name in ALWAYS_EXCLUDED or name.startswith(COOKIE_PREFIX)
+        if chain is not None and not excluded and abs_path not in self._excludes:
             try:
                 st = os.lstat(abs_path)
             except FileNotFoundError:

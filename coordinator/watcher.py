@@ -4,10 +4,19 @@ so learning that nothing changed costs nothing and a change costs only its own f
 The first scan of a tree is a full one; the watcher starts before it, so no change is missed
 between the two. When the watcher cannot vouch for the tree (its observer died, or it has not
 started), `drain()` answers None and the caller falls back to a full stat walk.
+
+Events reach the handler through watchdog's threads, a few milliseconds after the change (half
+a second for a move, held back to pair it): a file saved just before a submit could have made
+no event yet. So `drain()` first creates a marker file in the root (a "cookie", as watchman
+does) and waits for its event: the kernel reports a folder's events in order, so every change
+made before the marker has been handled by then. The marker is removed at once, and neither
+it nor its events count as a change (convoy.paths.COOKIE_PREFIX).
 """
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import logging
 import os
 import threading
@@ -30,6 +39,11 @@ from watchdog.events import (
     FileSystemEventHandler,
 )
 from watchdog.observers import Observer
+
+from convoy.paths import COOKIE_PREFIX
+
+COOKIE_WAIT_S = 2.0  # longer (an overloaded machine): the caller walks the tree instead
+_cookies = itertools.count()
 
 # Attrib: a chmod (+x is part of a revision) changes no content and makes no other event.
 CHANGES: list[type[FileSystemEvent]] = [
@@ -67,6 +81,7 @@ class TreeWatcher(FileSystemEventHandler):
         self._ignore = tuple(ignore)
         self._changed: set[str] = set()
         self._lock = threading.Lock()
+        self._waiting: dict[str, threading.Event] = {}  # cookie name -> its event arrived
         st = os.stat(self.root)
         self._root_id = (st.st_dev, st.st_ino)  # the folder watched, not a new one of its name
         self._overflows = OVERFLOWS.count
@@ -82,6 +97,12 @@ class TreeWatcher(FileSystemEventHandler):
             if not p.startswith(self._prefix):
                 continue
             rel = p[len(self._prefix) :]
+            if rel.startswith(COOKIE_PREFIX):
+                with self._lock:
+                    arrived = self._waiting.get(rel)
+                if arrived is not None:
+                    arrived.set()
+                continue
             if any(rel == i or rel.startswith(i + "/") for i in self._ignore):
                 continue
             with self._lock:
@@ -102,9 +123,31 @@ class TreeWatcher(FileSystemEventHandler):
             return None
         if (st.st_dev, st.st_ino) != self._root_id:
             return None
+        if not self._barrier():
+            return None
         with self._lock:
             changed, self._changed = sorted(self._changed), set()
         return changed
+
+    def _barrier(self) -> bool:
+        """Whether every change made before now has reached the handler (see the module's
+        docstring); False when that cannot be known (a read-only tree, or no event in
+        COOKIE_WAIT_S)."""
+        name = f"{COOKIE_PREFIX}{os.getpid()}-{next(_cookies)}"
+        arrived = threading.Event()
+        with self._lock:
+            self._waiting[name] = arrived
+        path = self.root / name
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            return arrived.wait(COOKIE_WAIT_S)
+        except OSError:
+            return False
+        finally:
+            with contextlib.suppress(OSError):
+                path.unlink()
+            with self._lock:
+                del self._waiting[name]
 
     def stop(self) -> None:
         self._observer.stop()
