@@ -87,6 +87,7 @@ def _remove_revision(store: ObjectStore, revision: str) -> None:
     os.rename(root / "revisions" / revision, trash)  # gone at once, deleted after
     rmtree_quiet(trash)
     store._manifest_path(revision).unlink(missing_ok=True)
+    store._parsed.pop(revision, None)  # a base asked for by name is gone, not remembered
     (root / "layers" / revision).unlink(missing_ok=True)
     rmtree_quiet(root / "flat" / revision)
     with suppress(OSError):

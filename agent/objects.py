@@ -214,24 +214,20 @@ class ObjectStore:
         journal = self.root / "tmp" / f"receiving-{uuid.uuid4().hex}"
         journal.write_text("".join(f"{h}\n" for h, _ in objects))
         stored = 0
-        for h, data in objects:
-            dest = self._obj(h)
-            folder = os.path.dirname(dest)
-            if folder not in self._folders:
-                os.makedirs(folder, exist_ok=True)
-                self._folders.add(folder)
-            try:  # never replaces: snapshots may link the existing one
-                fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-            except FileExistsError:
-                self._asked[h] = time.time()
-                continue
-            try:
-                view = memoryview(data)
-                while view:
-                    view = view[os.write(fd, view) :]
-            finally:
-                os.close(fd)
-            stored += 1
+        try:
+            for h, data in objects:
+                dest = self._obj(h)
+                folder = os.path.dirname(dest)
+                if folder not in self._folders:
+                    os.makedirs(folder, exist_ok=True)
+                    self._folders.add(folder)
+                if _write_new(dest, data):
+                    stored += 1
+                else:
+                    self._asked[h] = time.time()
+        except OSError:  # a full disk: the object cut short is gone again, the others whole
+            journal.unlink(missing_ok=True)
+            raise
         journal.unlink()  # every object of the batch is whole
         self.plans.arrived(h for h, _ in objects)
         return stored
@@ -356,6 +352,11 @@ class ObjectStore:
             if revision_id(entries) != revision:
                 raise SyncError("the entries do not hash to the revision id", revision)
             if kinds_clash(set(layer), {row.path for row in self.manifest(base)}):
+                return None
+            if any(kind == LINK for _, kind in layer.values()):
+                # A link through another link can leave the tree (check_links), and the two may
+                # be in different layers: a revision adding symlinks is built whole and checked
+                # whole. Without new ones, its links are some of the base's, already checked.
                 return None
             staging = self.root / "tmp" / f"rev-{revision}-{uuid.uuid4().hex}"
             try:
@@ -529,3 +530,29 @@ class ObjectStore:
 
 PARSED_MANIFESTS = 4
 MAX_LAYERS = 8  # deeper, a revision is made whole (an overlay mount names every layer)
+
+
+def _write_new(dest: str, data: bytes) -> bool:
+    """Write `data` to a new file `dest`; False when it exists (never replaced: snapshots
+    may link it). A write that fails (a full disk) removes what it began before raising, so
+    no object is left cut short under its hash."""
+    try:
+        fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+    except FileExistsError:
+        return False
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        with suppress(OSError):
+            os.unlink(dest)
+        raise
+    try:
+        os.close(fd)
+    except OSError:
+        with suppress(OSError):
+            os.unlink(dest)
+        raise
+    return True

@@ -127,6 +127,10 @@ class SyncService:
         except SyncError as e:
             receiver.abort()
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
+        except OSError as e:
+            receiver.abort()
+            why = f"cannot store objects on this host: {e.strerror or e}"
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
         log.info(
             "received %d objects, %d bytes in %.2f s",
             receiver.stored,
@@ -383,19 +387,20 @@ class _Receiver:
             self.stored += len(whole)
 
     def drain(self, batches: queue.Queue[Sequence[pb.ObjectChunk] | None]) -> None:
-        """Store batches until None; on an error, keep taking them (unstored) so the sender
-        is never blocked, then raise it once every batch handed to the pool is done."""
-        error: SyncError | None = None
+        """Store batches until None; on an error (a bad object, or OSError: a full disk),
+        keep taking them (unstored) so the sender is never blocked, then raise it once every
+        batch handed to the pool is done."""
+        error: SyncError | OSError | None = None
         while (chunks := batches.get()) is not None:
             if error is None:
                 try:
                     self.take(chunks)
-                except SyncError as e:
+                except (SyncError, OSError) as e:
                     error = e
         while self.pending:
             try:
                 self.pending.popleft().result()
-            except SyncError as e:
+            except (SyncError, OSError) as e:
                 error = error or e
         if error is not None:
             raise error

@@ -364,6 +364,33 @@ def test_a_file_becoming_a_folder_is_not_layered(tmp_path: Path) -> None:
     assert store.make_layered(Manifest(tuple(full)).revision, base, full, changed) is None
 
 
+def test_a_layer_adding_symlinks_is_built_whole_where_a_chain_that_escapes_is_refused(
+    tmp_path: Path,
+) -> None:
+    """Each of d/x -> .., d/y -> x/.. and d/z -> y/.. stays inside by itself, but together
+    they lead out of the tree. make_layered resolved no link: it now declines a layer that
+    adds symlinks, and the whole build refuses this one."""
+    store, entries, base = _layer_setup(tmp_path)
+    changed = [link("d/x", ".."), link("d/y", "x/.."), link("d/z", "y/..")]
+    full = sorted([*entries, *changed], key=lambda e: e.path)
+    rev = Manifest(tuple(full)).revision
+    assert store.make_layered(rev, base, full, changed) is None
+    with pytest.raises(SyncError, match="resolves outside the tree"):
+        store.make_revision(rev, full)
+    assert not store.has_revision(rev)
+
+
+def test_a_collected_base_is_not_remembered(tmp_path: Path) -> None:
+    """After collect removed a revision, its manifest is not served from memory: a layered
+    build over it declines (the coordinator then sends the whole manifest)."""
+    store, _, base = _layer_setup(tmp_path)
+    assert store.manifest(base)  # parsed, so remembered
+    store.collect(max_age_s=0, max_bytes=0, now=time.time() + 10_000)
+    assert not store.has_revision(base)
+    with pytest.raises(SyncError):
+        store.manifest(base)
+
+
 def test_a_lower_layer_is_not_collected_while_a_revision_stands_on_it(tmp_path: Path) -> None:
     """collect keeps a base revision as long as a layered revision uses it."""
     store, entries, base = _layer_setup(tmp_path)

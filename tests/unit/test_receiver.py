@@ -122,3 +122,39 @@ def test_a_large_object_starting_inside_another_is_an_error(
     ]  # fmt: skip
     with pytest.raises(SyncError, match="without its last chunk"):
         _feed(_Receiver(ObjectStore(tmp_path), pool), batches)
+
+
+def test_a_full_disk_leaves_no_object_cut_short_and_does_not_block_the_sender(
+    tmp_path: Path, pool: ThreadPoolExecutor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ENOSPC in the middle of a small object's write: the file begun under its hash is
+    removed (the store would have trusted it), the stream is taken to its end (the sender
+    is never left blocked), and drain raises the OSError; the objects written before it
+    are whole and stored."""
+    import errno
+    import os
+
+    import agent.objects
+
+    store = ObjectStore(tmp_path)
+    first, doomed = b"first object\n" * 50, b"doomed object\n" * 5000
+    real_write = os.write
+
+    def write(fd: int, data: bytes | memoryview) -> int:
+        if bytes(data[:14]) == doomed[:14]:
+            real_write(fd, bytes(data[:4096]))
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_write(fd, data)
+
+    monkeypatch.setattr(agent.objects.os, "write", write)
+    q: queue.Queue[Sequence[pb.ObjectChunk] | None] = queue.Queue()
+    q.put([pb.ObjectChunk(hash=hash_bytes(first), data=first, last=True),
+           pb.ObjectChunk(hash=hash_bytes(doomed), data=doomed, last=True)])  # fmt: skip
+    for _ in range(20):  # more than the receiver holds pending: all are taken
+        q.put([pb.ObjectChunk(hash=hash_bytes(b"later"), data=b"later", last=True)])
+    q.put(None)
+    with pytest.raises(OSError, match="No space left"):
+        _Receiver(store, pool).drain(q)
+    assert q.empty()
+    assert store.missing([hash_bytes(first), hash_bytes(doomed)]) == [hash_bytes(doomed)]
+    assert not list((tmp_path / "tmp").glob("receiving-*"))
