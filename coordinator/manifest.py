@@ -84,25 +84,47 @@ class Manifest:
 
 
 class _Ignore:
-    """One folder's .gitignore and .convoyignore, with git's last-match-wins semantics."""
+    """One folder's .gitignore and .convoyignore, with git's last-match-wins semantics.
+
+    pathspec compiles each pattern; which of its matches count is decided here, as git
+    decides: a pattern matches a directory itself (`*`, `build/`, `*/`), not only what is
+    below it (`dir/**` and `dir/*` do not match `dir`), and a file only by its own path, never
+    through a folder above it (the walk has decided the folders already, which is how a
+    `!` rule re-includes a file inside an ignored folder's allowed subfolder, and never one
+    inside an ignored folder). Checked against git itself in tests/unit/test_manifest.py."""
 
     def __init__(self, lines: list[str]) -> None:
         self.spec = pathspec.GitIgnoreSpec.from_lines(lines)
+        self.rules: list[tuple[re.Pattern[str], re.Pattern[str], bool]] = [
+            (p.regex, re.compile(f"(?:{p.regex.pattern})$"), bool(p.include))
+            for p in self.spec.patterns
+            if p.regex is not None and p.include is not None
+        ]
         # A single-regex prefilter: most paths match no pattern, and one search is much cheaper
-        # than pathspec's per-pattern loop (about 5 us per path).
-        regexes = [p.regex.pattern for p in self.spec.patterns if p.regex is not None]
+        # than a loop over the patterns.
+        regexes = [r.pattern for r, _, _ in self.rules]
         try:
             joined = "|".join(f"(?:{r})" for r in regexes).replace("(?P<ps_d>", "(?:")
             self.any: re.Pattern[str] | None = re.compile(joined) if regexes else None
         except re.error:
-            self.any = re.compile("")  # always consult the spec
+            self.any = re.compile("")  # always consult the patterns
         self.empty = not regexes
 
-    def decide(self, sub: str) -> bool | None:
+    def decide(self, sub: str, is_dir: bool) -> bool | None:
         """True: ignored; False: re-included by a '!' pattern; None: no pattern matches."""
-        if self.any is None or self.any.match(sub) is None:
+        probe = sub + "/" if is_dir else sub
+        if self.any is None or self.any.search(probe) is None:
             return None
-        return self.spec.check_file(sub).include
+        verdict = None
+        for regex, at_end, include in self.rules:
+            m = regex.search(sub)
+            if m is not None and ("ps_d" not in regex.groupindex or m.start("ps_d") < 0):
+                verdict = include  # the path itself, not a folder above it
+            elif is_dir:
+                m = at_end.search(probe)  # as a folder: the pattern ends at its slash
+                if m is not None and "ps_d" in regex.groupindex and m.start("ps_d") == len(sub):
+                    verdict = include
+        return verdict
 
 
 Chain = tuple[tuple[str, _Ignore], ...]  # (folder, rules) from the root down
@@ -111,7 +133,7 @@ Chain = tuple[tuple[str, _Ignore], ...]  # (folder, rules) from the root down
 def _ignored(chain: Chain, rel: str, is_dir: bool) -> bool:
     for base, rules in reversed(chain):  # the deepest folder that has a say decides
         sub = rel[len(base) + 1 :] if base else rel
-        verdict = rules.decide(sub + "/" if is_dir else sub)
+        verdict = rules.decide(sub, is_dir)
         if verdict is not None:
             return verdict
     return False

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import random
+import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -387,3 +390,56 @@ def test_on_hashed_gets_each_file_a_scan_hashes_with_small_contents(tmp_path: Pa
     write(src / "b.txt", "beta")
     scanner.scan()
     assert seen == [(str(src.resolve() / "b.txt"), 4, hash_bytes(b"beta"), b"beta")]
+
+
+_GIT_FILES = [
+    "a.py", "a.txt", "src/a.py", "src/b.txt", "src/deep/c.py", "src/deep/d.log", "dir/keep.txt",
+    "dir/x.txt", "dir/sub/keep.txt", "build/out.o", "docs/build/x", "logs/a.log", "x/y/z.py",
+    "src/build/y.o",
+]  # fmt: skip
+_GIT_POOL = [
+    "*", "*/", "*.py", "*.txt", "*.log", "dir/**", "dir/*", "build/", "/build", "build",
+    "**/deep", "deep/", "src/", "src/**", "src/*", "src/**/c.py", "/a.txt", "a.txt",
+    "**/keep.txt", "keep.txt", "sub/", "x/", "x/**/z.py", "**", "docs/", "logs", "*.o", "y",
+]  # fmt: skip
+_GIT_IDIOMS = [
+    (["dir/**", "!dir/keep.txt"], []),  # everything in dir but one file
+    (["*", "!*/", "!*.py"], []),  # an allow-list: only Python files, in every folder
+    (["*/"], []),  # every folder, no file at the top
+    (["*.log", "!logs/a.log"], []),
+    (["src/", "!src/a.py"], []),  # no way back into an ignored folder
+    (["*.txt"], ["!b.txt"]),  # a subfolder's file re-included by its own .gitignore
+]
+
+
+def _git_untracked(root: Path) -> set[str]:
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    out = subprocess.run(
+        ["git", "-C", str(root), "ls-files", "--others", "--exclude-standard", "-z"],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    return {p for p in out.decode().split("\0") if p}
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is the reference")
+def test_ignore_rules_leave_out_exactly_what_git_leaves_out(tmp_path: Path) -> None:
+    """git is the reference: for common idioms and 120 random .gitignore files (with a
+    subfolder's own, and negations), the scan holds exactly the files git would add."""
+    rnd = random.Random(7)
+    cases = list(_GIT_IDIOMS)
+    for _ in range(120):
+        top = [("!" if rnd.random() < 0.35 else "") + rnd.choice(_GIT_POOL)
+               for _ in range(rnd.randint(1, 4))]  # fmt: skip
+        sub = [("!" if rnd.random() < 0.5 else "") + rnd.choice(_GIT_POOL)
+               for _ in range(rnd.randint(1, 2))] if rnd.random() < 0.4 else []  # fmt: skip
+        cases.append((top, sub))
+    for n, (top, sub) in enumerate(cases):
+        root = tmp_path / f"case{n}"
+        for f in _GIT_FILES:
+            (root / f).parent.mkdir(parents=True, exist_ok=True)
+            (root / f).write_text(f)
+        (root / ".gitignore").write_text("\n".join(top) + "\n")
+        if sub:
+            (root / "src" / ".gitignore").write_text("\n".join(sub) + "\n")
+        scanned = {e.path for e in Scanner(root, tmp_path / f"cache{n}.json").scan(None).entries}
+        assert scanned == _git_untracked(root), (top, sub)
