@@ -30,7 +30,7 @@ from .builds import Builds
 from .objects import ObjectStore, ObjectWriter
 from .plans import PlanMissing
 from .runtime import DockerRuntime
-from .trees import apply_delta
+from .trees import ObjectsMissing, apply_delta
 
 log = logging.getLogger("convoy.agent")
 
@@ -167,6 +167,9 @@ class SyncService:
                     if layered is not None:
                         return pb.MakeRevisionResponse(path=str(layered))
             path = await asyncio.to_thread(store.make_revision, request.revision, entries)
+        except ObjectsMissing as e:  # the coordinator then asks about every object again
+            await context.abort(grpc.StatusCode.NOT_FOUND, str(e))
+            raise
         except SyncError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise

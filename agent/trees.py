@@ -90,10 +90,15 @@ def copy_object(obj: str, dst: str, kind: int) -> None:
     os.chmod(dst, 0o755 if kind == EXECUTABLE else 0o644)
 
 
-def lacking(absent: Sequence[str], revision: str) -> SyncError:
+class ObjectsMissing(SyncError):
+    """A snapshot cannot be built for want of objects: the store lacks them (collected since
+    the coordinator learned the host had them). MakeRevision answers NOT_FOUND."""
+
+
+def lacking(absent: Sequence[str], revision: str) -> ObjectsMissing:
     """The error of a snapshot that cannot be built for want of objects (sorted hashes)."""
     more = f" and {len(absent) - 3} more" if len(absent) > 3 else ""
-    return SyncError(f"missing objects: {', '.join(absent[:3])}{more}", revision)
+    return ObjectsMissing(f"missing objects: {', '.join(absent[:3])}{more}", revision)
 
 
 def rmtree_quiet(path: Path) -> None:

@@ -251,7 +251,17 @@ class Syncer:
         """The host has the revision when this returns. Concurrent callers share one sync; a
         revision the host already has costs one round trip (it may have collected it since)."""
         async with self._locks.setdefault((host, rev.id), asyncio.Lock()):
-            report = await self._sync(host, client, rev)
+            try:
+                report = await self._sync(host, client, rev)
+            except grpc.aio.AioRpcError as e:
+                if e.code() != grpc.StatusCode.NOT_FOUND:
+                    raise
+                # The host collected objects this coordinator counted it as having (it asks
+                # only about new ones): forget what it knew of the host, and ask about all.
+                log.info("%s lacks objects it was thought to have: syncing %s whole", host,
+                         rev.id)  # fmt: skip
+                self.forget(host)
+                report = await self._sync(host, client, rev)
             self._last_on[host] = rev
             self._confirmed[(host, rev.id)] = time.monotonic()
             return report

@@ -162,3 +162,38 @@ def test_a_snapshot_begun_by_an_agent_that_restarted_is_made_from_the_whole_mani
         assert os.readlink(agent.home / "store" / "revisions" / rev.id / "up") == "d"
 
     asyncio.run(scenario())
+
+
+def test_objects_the_host_collected_behind_the_coordinator_s_back_are_sent_again(
+    tmp_path: Path, agent: _Agent
+) -> None:
+    """The coordinator asks a host only about objects it has not seen there. When the host
+    has collected the revision and its objects since (its store is wiped here, as collect
+    would), the next revision's build lacks them: the coordinator forgets what it knew of the
+    host and syncs the revision whole, instead of failing every sync until it restarts."""
+    src = tmp_path / "src"
+    (src / "d").mkdir(parents=True)
+    for i in range(20):
+        (src / "d" / f"f{i}.txt").write_bytes(os.urandom(200 + i))
+
+    async def scenario() -> None:
+        syncer = Syncer(tmp_path / "home")
+        client = AgentClient(f"unix:{agent.sock}")
+        try:
+            first = await asyncio.to_thread(syncer.snapshot, src)
+            await syncer.ensure_on_host("h", client, first)
+            store = agent.home / "store"
+            for folder in ("revisions", "objects", "manifests"):
+                subprocess.run(["rm", "-rf", str(store / folder)], check=True)
+            agent.kill()  # and the agent's memory of them
+            agent.start()
+            (src / "d" / "f3.txt").write_bytes(b"changed\n")
+            second = await asyncio.to_thread(syncer.snapshot, src)
+            report = await syncer.ensure_on_host("h", client, second)
+            assert report.objects_sent == 19  # all but the changed one, sent by the first try
+        finally:
+            await client.close()
+            syncer.close()
+        assert _tree_of(ObjectStore(agent.home / "store"), second.id) == _source_of(src)
+
+    asyncio.run(scenario())
