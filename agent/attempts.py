@@ -216,6 +216,9 @@ class Attempts:
         except (ConvoyError, OSError) as e:
             self._set(a, state=AttemptState.ERROR, reason=str(e), ended_at=time.time(),
                       lacks_revision=isinstance(e, RevisionMissing))  # fmt: skip
+            # Its revisions' leases and workspace go now: a coordinator told the host lacks
+            # a revision syncs it and starts a new attempt, and never releases this one.
+            await asyncio.to_thread(self.release, req.attempt_id)
             return a.status
         self._set(
             a, state=AttemptState.RUNNING, container_id=a.handle.container_id,
