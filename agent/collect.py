@@ -53,7 +53,9 @@ def collect(store: ObjectStore, max_age_s: float, max_bytes: int, now: float) ->
         store.plans.drop_begun_before(now - store.grace_s)
         n, size = _remove_unlinked(store, _all_objects(store), now, received_grace=True)
         _clean_tmp(store, now)
-        store._asked = {h: t for h, t in store._asked.items() if now - t < store.grace_s}
+        with store._asked_lock:
+            for h in [h for h, t in store._asked.items() if now - t >= store.grace_s]:
+                del store._asked[h]
     return CollectReport(tuple(removed), count + n, freed + size, total - size)
 
 
@@ -129,10 +131,12 @@ def _remove_unlinked(
             continue
         head, _, tail = p.rpartition("/")
         h = head[-2:] + tail.removesuffix("x")
-        last = max(st.st_mtime if received_grace else 0.0, store._asked.get(h, 0.0))
-        if now - last >= store.grace_s:
+        with store._asked_lock:  # missing() finds it present, or not, wholly before or after
+            last = max(st.st_mtime if received_grace else 0.0, store._asked.get(h, 0.0))
+            if now - last < store.grace_s:
+                continue
             os.unlink(p)
-            count, size = count + 1, size + st.st_size
+        count, size = count + 1, size + st.st_size
     return count, size
 
 

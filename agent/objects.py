@@ -136,6 +136,9 @@ class ObjectStore:
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
         self._asked: dict[str, float] = {}  # hash -> when missing() found it present
+        # Over _asked, and over collect's look at it and its unlink of an object: an object
+        # found present here is either kept by collect or, already gone, reported missing.
+        self._asked_lock = threading.Lock()
         self._objects = str(self.root / "objects")
         self._folders: set[str] = set()  # object folders known to exist
         self._parsed: dict[str, list[ManifestRow]] = {}  # revision -> its manifest, recent few
@@ -163,18 +166,28 @@ class ObjectStore:
         seen: set[str] = set()
         folders: dict[str, bool] = {}
         now = time.time()
-        for h in hashes:
-            if h in seen:
-                continue
-            seen.add(check_hash(h))
-            folder = folders.get(h[:2])
-            if folder is None:
-                folder = folders[h[:2]] = os.path.isdir(f"{self._objects}/{h[:2]}")
-            if folder and self._has_object(h):
-                self._asked[h] = now
-            else:
-                out.append(h)
+        with self._asked_lock:
+            for h in hashes:
+                if h in seen:
+                    continue
+                seen.add(check_hash(h))
+                folder = folders.get(h[:2])
+                if folder is None:
+                    folder = folders[h[:2]] = os.path.isdir(f"{self._objects}/{h[:2]}")
+                if folder and self._has_object(h):
+                    self._asked[h] = now
+                else:
+                    out.append(h)
         return out
+
+    def _present(self, h: str, dest: str) -> bool:
+        """Whether an object file found existing is still there, noting that a sync is about
+        to link it (so collect keeps it); False when collect removed it meanwhile."""
+        with self._asked_lock:
+            if os.path.exists(dest):
+                self._asked[h] = time.time()
+                return True
+        return False
 
     def writer(self, hash: str) -> ObjectWriter:
         return ObjectWriter(self, hash)
@@ -221,10 +234,10 @@ class ObjectStore:
                 if folder not in self._folders:
                     os.makedirs(folder, exist_ok=True)
                     self._folders.add(folder)
-                if _write_new(dest, data):
+                if _write_new(dest, data) or (
+                    not self._present(h, dest) and _write_new(dest, data)
+                ):
                     stored += 1
-                else:
-                    self._asked[h] = time.time()
         except OSError:  # a full disk: the object cut short is gone again, the others whole
             journal.unlink(missing_ok=True)
             raise
@@ -250,12 +263,15 @@ class ObjectStore:
         os.chmod(tmp, 0o644)
         dest = self._obj(hash)
         os.makedirs(os.path.dirname(dest), exist_ok=True)
-        try:
-            os.link(tmp, dest)  # never replaces: snapshots may link the existing one
-            new = True
-        except FileExistsError:
-            self._asked[hash] = time.time()  # a sync is about to link it
-            new = False
+        new = False
+        for _ in range(2):  # a second time when collect removed the one found meanwhile
+            try:
+                os.link(tmp, dest)  # never replaces: snapshots may link the existing one
+                new = True
+                break
+            except FileExistsError:
+                if self._present(hash, dest):
+                    break
         self.plans.arrived((hash,))
         return new
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 import time
 from pathlib import Path
 
@@ -464,3 +465,32 @@ def test_put_file_copies_through_memory_where_the_kernel_refuses(
     src.write_bytes(data)
     assert store.put_file(src, hash_bytes(data)) is True
     assert store.path_of(hash_bytes(data)).read_bytes() == data
+
+
+def test_an_object_reported_present_is_not_collected_before_it_is_noted(tmp_path: Path) -> None:
+    """missing() finds an object and notes that a sync will link it; collect removing it in
+    between (it links nothing yet) would leave the coordinator told "present" about an object
+    that is gone. Collect now waits for missing() to finish, then sees the note and keeps it."""
+    from agent.collect import _remove_unlinked
+
+    store = ObjectStore(tmp_path / "store", grace_s=60)
+    data = b"unlinked, but about to be\n"
+    h = hash_bytes(data)
+    store.put_bytes(h, data)
+    real = store._has_object
+
+    def look_then_collect(hash: str) -> bool:
+        found = real(hash)
+        t = threading.Thread(
+            target=_remove_unlinked, args=(store, [store._obj(h)], time.time(), False)
+        )
+        t.start()
+        t.join(0.2)  # collect runs now, between the look and the note (or waits for them)
+        looked.append(t)
+        return found
+
+    looked: list[threading.Thread] = []
+    store._has_object = look_then_collect  # type: ignore[method-assign]
+    assert store.missing([h]) == []
+    looked[0].join()
+    assert os.path.exists(store._obj(h))
