@@ -557,17 +557,13 @@ def _write_new(dest: str, data: bytes) -> bool:
     except FileExistsError:
         return False
     try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+        finally:
+            os.close(fd)  # may fail too, the data not written after all
     except BaseException:
-        os.close(fd)
-        with suppress(OSError):
-            os.unlink(dest)
-        raise
-    try:
-        os.close(fd)
-    except OSError:
         with suppress(OSError):
             os.unlink(dest)
         raise

@@ -30,7 +30,7 @@ from .builds import BuildKeeper, failure_reason
 from .events import EventBus, RunChanged
 from .images import ImageShipper
 from .liveness import LOST_GRACE_S, TRANSIENT, Host, HostLiveness, labelled
-from .records import RunRecord
+from .records import RunRecord, attempt_id
 from .results import RunResult, output_attempt, record_unstarted, write_runs_csv
 from .scheduler import HostView, Pending, Policy, Units, place, why_unplaceable
 from .store import Store
@@ -128,43 +128,26 @@ class Coordinator(Submissions, HostLiveness):
         """Fail queued runs no host of this coordinator can ever take, each with why: their
         placement matches none any more, or every host it allows is too small for them (a
         host was taken out of the hosts file, or its labels or capacity changed, and the
-        coordinator restarted). Submit refuses such runs; these were accepted before. One
-        commit, and runs.csv written once per submission, however many runs there are."""
-        changes = []
-        now = time.time()
+        coordinator restarted). Submit refuses such runs; these were accepted before."""
         for run, why in runs:
             del self._queue[run.id]
-            current = self.store.run(run.id) or run
-            if not current.state.terminal:
-                changes.append((current, current.moved(RunState.FAILED, why, ended_at=now)))
             log.warning("run %s: %s", run.id, why)
-        if not changes:
-            return
-        self._commit(changes)
-        for sub_id in {after.submission_id for _, after in changes}:
-            self._update_csv(sub_id)
-        # run.json says why, also where an attempt began on a host now out of reach
-        self._spawn(self._record_all([after for _, after in changes]))
-
-    async def _record_all(self, runs: list[RunRecord]) -> None:
-        def record() -> None:
-            for run in runs:
-                try:
-                    record_unstarted(run)
-                except OSError as e:
-                    log.error("run %s: cannot write its run.json: %s", run.id, e)
-
-        await asyncio.to_thread(record)
+        finals = self._end_all([(run, RunState.FAILED, why) for run, why in runs])
+        if finals:  # run.json says why, also where an attempt began on a host now out of reach
+            self._spawn(self._record_unstarted(*finals))
 
     def _dispatch(self) -> None:
         if not self._queue:
             return
+        views = {name: self._view(h) for name, h in self.hosts.items()}  # once per dispatch
+        queued: dict[str, list[RunRecord]] = {}
+        for r in self._queue.values():
+            queued.setdefault(r.submission_id, []).append(r)
         # Per submission: the hosts its runs may use (None: any) and how to spread them.
         rules: dict[str, tuple[frozenset[str] | None, Policy]] = {}
         stranded: list[tuple[RunRecord, str]] = []
-        for sub_id in {r.submission_id for r in self._queue.values()}:
+        for sub_id, runs in queued.items():
             placement = self.placement_of(sub_id)
-            runs = [r for r in self._queue.values() if r.submission_id == sub_id]
             allowed = [h for h in self.hosts.values() if placement.allows(h.name, h.labels)]
             if not allowed:
                 why = (f"no host matches its placement ({placement}) any more; the hosts: "
@@ -174,18 +157,21 @@ class Coordinator(Submissions, HostLiveness):
             only = frozenset(h.name for h in allowed) if placement.restricts else None
             rules[sub_id] = (only, Policy(placement.policy))
             if all(h.info for h in allowed):  # what every one of them offers is known
-                views = [self._view(h) for h in allowed]
+                problems: dict[Units, str | None] = {}  # a sweep's runs mostly ask alike
                 for r in runs:
-                    problem = why_unplaceable(Units.of(r.resources), views)
-                    if problem:
-                        stranded.append((r, f"no host it may use can ever run it: {problem}"))
+                    need = Units.of(r.resources)
+                    if need not in problems:
+                        problems[need] = why_unplaceable(need, [views[h.name] for h in allowed])
+                    if problems[need]:
+                        stranded.append((r, f"no host it may use can ever run it: "
+                                            f"{problems[need]}"))  # fmt: skip
         self._strand(stranded)
         pending = [
             Pending(r.id, Units.of(r.resources), r.priority, r.seq * 1_000_000 + r.index,
                     *rules[r.submission_id])
             for r in self._queue.values()
         ]  # fmt: skip
-        placements = place(pending, [self._view(h) for h in self.hosts.values()])
+        placements = place(pending, list(views.values()))
         changes = []
         for p in placements:
             run = self._queue.pop(p.run_id)
@@ -284,11 +270,15 @@ class Coordinator(Submissions, HostLiveness):
         if final is not None and not final.started_at:
             await self._record_unstarted(final)
 
-    async def _record_unstarted(self, run: RunRecord) -> None:
-        try:
-            await asyncio.to_thread(record_unstarted, run)
-        except OSError as e:
-            log.error("run %s: cannot write its run.json: %s", run.id, e)
+    async def _record_unstarted(self, *runs: RunRecord) -> None:
+        def record() -> None:
+            for run in runs:
+                try:
+                    record_unstarted(run)
+                except OSError as e:
+                    log.error("run %s: cannot write its run.json: %s", run.id, e)
+
+        await asyncio.to_thread(record)
 
     async def _sync(self, host: Host, revision: str) -> None:
         await self.syncer.ensure_on_host(host.name, host.client, self.syncer.revision(revision))
@@ -339,12 +329,25 @@ class Coordinator(Submissions, HostLiveness):
     def _end(
         self, run: RunRecord, state: RunState, reason: str, **changes: object
     ) -> RunRecord | None:
-        current = self.store.run(run.id) or run
-        if current.state.terminal:
-            return None
-        final = self._move(current, state, reason, ended_at=time.time(), **changes)
-        self._update_csv(current.submission_id)
-        return final
+        finals = self._end_all([(run, state, reason)], **changes)
+        return finals[0] if finals else None
+
+    def _end_all(
+        self, ends: list[tuple[RunRecord, RunState, str]], **changes: object
+    ) -> list[RunRecord]:
+        """End these runs (those not ended already) in one commit, runs.csv written once per
+        submission however many runs there are; the runs as ended."""
+        now = time.time()
+        moves = []
+        for run, state, reason in ends:
+            current = self.store.run(run.id) or run
+            if not current.state.terminal:
+                moves.append((current, current.moved(state, reason, ended_at=now, **changes)))
+        if moves:
+            self._commit(moves)
+            for sub_id in {after.submission_id for _, after in moves}:
+                self._update_csv(sub_id)
+        return [after for _, after in moves]
 
     async def _finish(self, run: RunRecord, host: Host, outcome: AttemptOutcome) -> None:
         """Collect the attempt's results, then record how it ended (or queue a retry)."""
@@ -535,7 +538,7 @@ class Coordinator(Submissions, HostLiveness):
                 raise ConvoyError(f"{run.id}: attempt {attempt} ran on {host_name}, which is "
                                   "not one of this coordinator's hosts any more")  # fmt: skip
             try:
-                async for off, data in host.client.read_log(f"{run.id}-a{attempt}", offset,
+                async for off, data in host.client.read_log(attempt_id(run.id, attempt), offset,
                                                             follow):  # fmt: skip
                     yield off, data
                     offset, deadline = off + len(data), None

@@ -57,7 +57,7 @@ class RunRecord:
 
     @property
     def attempt_id(self) -> str:
-        return f"{self.id}-a{self.attempt}"
+        return attempt_id(self.id, self.attempt)
 
     def moved(self, to: RunState, reason: str, **changes: Any) -> RunRecord:
         """The record after a lifecycle transition (validated)."""
@@ -66,3 +66,8 @@ class RunRecord:
 
     def params_json(self) -> str:
         return json.dumps(self.params, sort_keys=False)
+
+
+def attempt_id(run_id: str, attempt: int) -> str:
+    """The id of attempt number `attempt` of a run, on its host."""
+    return f"{run_id}-a{attempt}"
