@@ -98,18 +98,27 @@ def place(
 ) -> list[Placement]:
     """Place as many queued runs as fit, in queue order.
 
-    A run that does not fit now is skipped and smaller runs behind it may still be placed
-    (backfill); runs that fit on no host even when it is empty are rejected at submit time, so a
-    skipped run always gets a host once enough of the running ones end.
+    A run that does not fit now is skipped, and the runs behind it may still be placed
+    (backfill), but not on the one host held for it: the host it may use that is closest to
+    fitting it. Without that hold, small runs behind a big one would take every core that frees
+    up and the big run would wait for as long as they keep coming, however high its priority.
+    (Runs carry no expected duration, so a hold is strict: nothing behind may start there.)
+    Runs that fit on no host even when it is empty are rejected before they get here, so a
+    skipped run gets a host once enough of the running ones end.
     """
     ledger = _Ledger({h.name: h for h in hosts if h.up})
+    held: set[str] = set()  # hosts kept for a run ahead in the queue that did not fit
     placements: list[Placement] = []
     for p in queue_order(pending):
-        candidates = [
+        usable = [
             h for h in ledger.hosts.values()
-            if p.request.fits_in(h.free) and (p.only is None or h.name in p.only)
+            if h.name not in held and (p.only is None or h.name in p.only)
         ]  # fmt: skip
+        candidates = [h for h in usable if p.request.fits_in(h.free)]
         if not candidates:
+            room = [h for h in usable if p.request.fits_in(h.capacity)]
+            if room:
+                held.add(min(room, key=lambda h: _shortfall(p.request, h)).name)
             continue
         if (p.policy or policy) is Policy.SPREAD:
             chosen = max(candidates, key=lambda h: (h.free.millicpus, h.free.memory_bytes))
@@ -118,6 +127,18 @@ def place(
         ledger.take(chosen.name, p.request)
         placements.append(Placement(p.run_id, chosen.name))
     return placements
+
+
+def _shortfall(need: Units, h: HostView) -> tuple[int, int, int, str]:
+    """What `h` lacks to fit `need` now, scarcest resource first (then the name, so that the
+    choice is the same at every pass)."""
+    free = h.free
+    return (
+        max(0, need.gpus - free.gpus),
+        max(0, need.millicpus - free.millicpus),
+        max(0, need.memory_bytes - free.memory_bytes),
+        h.name,
+    )
 
 
 def why_unplaceable(request: Units, hosts: Sequence[HostView]) -> str | None:
