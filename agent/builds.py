@@ -22,6 +22,7 @@ experiment's last one (the next build's starting point).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -33,6 +34,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import Literal, overload
 
 from convoy.content import SyncError
 from convoy.errors import ConvoyError
@@ -175,8 +177,7 @@ class Builds:
         for path, row in new.items():
             if not stat.S_ISREG(row.mode) or (old is not None and old.get(path) == row):
                 continue
-            dest = upper / path
-            dest.parent.mkdir(parents=True, exist_ok=True)
+            dest = _folder_in(upper, path, make=True) / path.rpartition("/")[2]
             try:
                 st = os.lstat(dest)
             except FileNotFoundError:
@@ -189,9 +190,10 @@ class Builds:
             shutil.copyfile(store.path_of(row.hash), dest)  # a new file: modified now
             os.chmod(dest, stat.S_IMODE(row.mode))
         for path in set(old or ()) - set(new):
-            dest = upper / path
-            if dest.is_file() or dest.is_symlink():
-                dest.unlink()
+            folder = _folder_in(upper, path, make=False)
+            if folder is not None:
+                with contextlib.suppress(FileNotFoundError, IsADirectoryError):
+                    (folder / path.rpartition("/")[2]).unlink()
 
     def _latest(self, experiment: str) -> tuple[str, str] | None:
         try:
@@ -221,3 +223,32 @@ class Builds:
                 shutil.rmtree(folder, ignore_errors=True)
                 removed += 1
         return removed
+
+
+@overload
+def _folder_in(upper: Path, path: str, make: Literal[True]) -> Path: ...
+@overload
+def _folder_in(upper: Path, path: str, make: Literal[False]) -> Path | None: ...
+def _folder_in(upper: Path, path: str, make: bool) -> Path | None:
+    """The folder in `upper` that holds the source `path`, every step of the way a real folder.
+
+    The upper is what the last build's container left: any step may be a symlink (to anywhere
+    on the host), a file or a whiteout. With `make`, such a step is replaced by a folder, as
+    the sources have one there; without, None (the file to delete is not in the upper)."""
+    folder = upper
+    for name in path.split("/")[:-1]:
+        folder = folder / name
+        try:
+            is_dir = stat.S_ISDIR(os.lstat(folder).st_mode)
+        except FileNotFoundError:
+            if not make:
+                return None
+            folder.mkdir()
+            continue
+        if is_dir:
+            continue
+        if not make:
+            return None
+        folder.unlink()  # a symlink, file or whiteout: the unlink never follows it
+        folder.mkdir()
+    return folder

@@ -121,3 +121,39 @@ def test_a_key_is_built_until_it_succeeds_then_never_again(tmp_path: Path) -> No
     assert len(attempts.started) == 2  # the third call started nothing
     assert attempts.started[0].upper == str(tmp_path / "builds" / key / "upper")
     assert builds._latest("des") == (key, rev)
+
+
+def _tree(store: ObjectStore, files: dict[str, bytes]) -> str:
+    entries = []
+    for path, text in sorted(files.items()):
+        store.put_bytes(hash_bytes(text), text)
+        entries.append(Entry(path, 0o100644, len(text), hash_bytes(text)))
+    rev = revision_id(entries)
+    store.make_revision(rev, entries)
+    return rev
+
+
+def test_the_next_build_never_writes_or_deletes_through_a_link_the_last_one_left(
+    tmp_path: Path,
+) -> None:
+    """A build's upper is what its container made: a symlink there in place of a source
+    folder (to anywhere on the host) must not lead the next build's preparation out of the
+    upper, neither to copy a changed source nor to delete one that is gone."""
+    store = ObjectStore(tmp_path / "store")
+    builds = Builds(SimpleNamespace(home=tmp_path, objects=store))  # type: ignore[arg-type]
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "gone.c").write_text("the host's own file\n")
+    old = _tree(store, {"src/main.c": b"v1\n", "lib/gone.c": b"x\n"})
+    new = _tree(store, {"src/main.c": b"v2\n"})
+    key = "e" * 64
+    _build(builds, key, old, "des", latest=True)
+    upper = builds.root / key / "upper"
+    (upper / "src").symlink_to(outside)  # what a build's container can leave behind
+    (upper / "lib").symlink_to(outside)
+    target = builds.root / ("f" * 64)
+    target.mkdir()
+    builds._prepare(target / "upper", "des", new)
+    assert sorted(p.name for p in outside.iterdir()) == ["gone.c"]  # nothing written, kept
+    assert (target / "upper" / "src").is_dir() and not (target / "upper" / "src").is_symlink()
+    assert (target / "upper" / "src" / "main.c").read_bytes() == b"v2\n"
