@@ -93,7 +93,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     ) -> AsyncIterator[common_pb2.LogChunk]:
         try:
             async for attempt, offset, data in self.c.logs(
-                request.run_id, request.offset, request.follow
+                request.run_id, request.offset, request.follow, request.attempt
             ):
                 yield common_pb2.LogChunk(offset=offset, data=data, attempt=attempt)
         except ConvoyError as e:

@@ -21,7 +21,7 @@ from typing import Any
 
 import grpc
 
-from convoy.errors import ConvoyError, NotFound
+from convoy.errors import ConvoyError, NotFound, UsageError
 from convoy.spec import PlacementSpec
 from convoy.states import ACTIVE, RunState, check_transition
 
@@ -455,18 +455,24 @@ class Coordinator(Submissions, HostLiveness):
         return run
 
     async def logs(
-        self, run_id: str, offset: int, follow: bool
+        self, run_id: str, offset: int, follow: bool, attempt: int = 0
     ) -> AsyncIterator[tuple[int, int, bytes]]:
         """A run's output as (attempt, offset, data), from `offset` of its latest attempt that
         ran; with follow, waits for one to start and goes on until the run ends, from the
         start of each attempt after it (a retry), none skipped however slowly they are read.
-        "<submission>.build@<host>" (or just "<submission>.build") is a build's output
-        (attempt 0)."""
+        With `attempt`, that attempt's output only. "<submission>.build@<host>" (or just
+        "<submission>.build") is a build's output (attempt 0)."""
         if (m := BUILD_ENTRY.fullmatch(run_id)) is not None:
+            if attempt:
+                raise UsageError("a build has no attempts to choose from")
             async for off, data in self._build_log(m.group(1), m.group(2), offset, follow):
                 yield 0, off, data
             return
         run = self.run(run_id)
+        if attempt:
+            async for off, data in self._one_attempt(run, attempt, offset, follow):
+                yield attempt, off, data
+            return
         if not follow:
             ran = self.store.attempt_hosts(run_id)
             if ran:  # the current attempt, or the last one that ran (a retry not begun yet)
@@ -507,6 +513,31 @@ class Coordinator(Submissions, HostLiveness):
                 return
             streamed, offset = run.attempt, 0
 
+    async def _one_attempt(
+        self, run: RunRecord, attempt: int, offset: int, follow: bool
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """Attempt `attempt`'s output; following, it is waited for (a retry to come) and
+        followed until it ends."""
+        if attempt < 0:
+            raise UsageError(f"attempt {attempt}: attempts count from 1")
+        most = run.retries + 1
+        if attempt > most:
+            raise NotFound(f"{run.id} has at most {most} attempt(s) (retries: {run.retries})")
+        if follow and not run.state.terminal:
+            run = await self._started(run.id, after=attempt - 1)
+        ran = self.store.attempt_hosts(run.id)
+        if attempt not in ran:
+            if attempt < run.attempt or (attempt == run.attempt and run.state.terminal):
+                raise NotFound(f"{run.id}: attempt {attempt} never started")
+            if run.state.terminal:
+                raise NotFound(f"{run.id} ended after {run.attempt} attempt(s)")
+            raise NotFound(f"{run.id}: attempt {attempt} has not started yet (following "
+                           "waits for it)")  # fmt: skip
+        live = follow and run.attempt == attempt and run.state is RunState.RUNNING
+        async for chunk in self._attempt_log(run, attempt, ran[attempt], offset, live,
+                                             gone_ok=False):  # fmt: skip
+            yield chunk
+
     async def _started(self, run_id: str, after: int) -> RunRecord:
         """The run once an attempt after `after` is running, or once it has ended."""
         async with self.bus.subscribe() as q:
@@ -520,12 +551,14 @@ class Coordinator(Submissions, HostLiveness):
         return run
 
     async def _attempt_log(
-        self, run: RunRecord, attempt: int, host_name: str, offset: int, follow: bool
-    ) -> AsyncIterator[tuple[int, bytes]]:
+        self, run: RunRecord, attempt: int, host_name: str, offset: int, follow: bool,
+        gone_ok: bool = True,
+    ) -> AsyncIterator[tuple[int, bytes]]:  # fmt: skip
         """One attempt's output: saved with the run's results when they are that attempt's,
         else from the host it ran on (which keeps it after the attempt ends). Following, a
         connection to the host that drops is taken up again where it stopped, as the run's
-        own wait is (for LOST_GRACE_S)."""
+        own wait is (for LOST_GRACE_S). One the host no longer knows is empty, or with
+        `gone_ok` False, NotFound."""
         saved = Path(run.results_path) / "output.log"
         if _saved_attempt(run) == attempt and saved.exists():
             async for chunk in _read_from(saved, offset):
@@ -545,7 +578,10 @@ class Coordinator(Submissions, HostLiveness):
                 return
             except grpc.aio.AioRpcError as e:
                 if e.code() == grpc.StatusCode.NOT_FOUND:
-                    return  # the host collected it, or it never wrote any
+                    if gone_ok:
+                        return  # the host collected it, or it never wrote any
+                    raise NotFound(f"{run.id}: attempt {attempt}'s output is no longer kept "
+                                   f"({host_name} has collected it)") from None  # fmt: skip
                 deadline = deadline or time.monotonic() + LOST_GRACE_S
                 if not (follow and e.code() in TRANSIENT and time.monotonic() < deadline):
                     raise ConvoyError(f"{run.id}: cannot read attempt {attempt}'s output from "

@@ -45,6 +45,16 @@ from .render import runs_table
 _T = TypeVar("_T")
 
 
+def _attempt_number(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{n}: attempts count from 1")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="convoy", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -99,7 +109,12 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("run", metavar="RUN")
     lg.add_argument("-f", "--follow", action="store_true",
                     help="follow until the run ends, through its retries")  # fmt: skip
-    lg.add_argument("--offset", type=int, default=0, help="start at this byte offset")
+    lg.add_argument("--offset", type=int, default=0,
+                    help="start at this byte offset (of the first attempt printed)")  # fmt: skip
+    lg.add_argument("--attempt", type=_attempt_number, default=0, metavar="N",
+                    help="only attempt N's output (1 is the first; a retry's are 2, 3, ...), "
+                    "while its host or the results keep it; with -f, wait for it and follow it "
+                    "until it ends")  # fmt: skip
 
     c = sub.add_parser("cancel", help="cancel a run or a submission",
                        description="Cancel a run, or every unfinished run of a submission: "
@@ -157,7 +172,7 @@ async def _logs(home: Path, ns: argparse.Namespace) -> int:
     channel, stub = await connect(home)
     out = sys.stdout.buffer
     async with channel:
-        req = pb.LogsRequest(run_id=ns.run, offset=ns.offset, follow=ns.follow)
+        req = pb.LogsRequest(run_id=ns.run, offset=ns.offset, follow=ns.follow, attempt=ns.attempt)
         attempt, ended = 0, True  # ended: the output so far ends a line
         async for chunk in stub.Logs(req):
             if attempt and chunk.attempt != attempt:  # a retry's output follows: say so aside

@@ -166,14 +166,16 @@ class RunEvent(_message.Message):
     def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., previous_state: _Optional[str] = ..., snapshot: _Optional[bool] = ..., at: _Optional[float] = ...) -> None: ...
 
 class LogsRequest(_message.Message):
-    __slots__ = ("run_id", "offset", "follow")
+    __slots__ = ("run_id", "offset", "follow", "attempt")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     offset: int
     follow: bool
-    def __init__(self, run_id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
+    attempt: int
+    def __init__(self, run_id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ..., attempt: _Optional[int] = ...) -> None: ...
 
 class CancelRequest(_message.Message):
     __slots__ = ("id", "grace_seconds")

@@ -116,7 +116,8 @@ class CoordinatorServicer:
 
     def Logs(self, request, context):
         """A run's output (its latest attempt's) from a byte offset; with follow, until the run ends,
-        going on from the start of each attempt that follows (a retry).
+        going on from the start of each attempt that follows (a retry). With attempt, that
+        attempt's output only (following it until it ends), while its host or results keep it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

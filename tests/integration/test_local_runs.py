@@ -140,25 +140,36 @@ def test_retries_run_again_and_the_last_attempt_wins(convoy_env: ConvoyEnv, tmp_
         retries: 1
     """)  # fmt: skip
     submit = convoy_env.cli_async("run", str(spec))
-    follow: subprocess.Popen[str] | None = None
+    follows: list[subprocess.Popen[str]] = []
     try:
         convoy_env.wait_for("flaky-1.00", {"running"})  # attempt 1, for 3 s
-        follow = convoy_env.cli_async("logs", "-f", "flaky-1.00")
+        follows = [convoy_env.cli_async("logs", "-f", "flaky-1.00", *only)
+                   for only in ((), ("--attempt", "1"), ("--attempt", "2"))]  # fmt: skip
         out, err = submit.communicate(timeout=120)
         assert submit.returncode == 0, err
         for line in ("attempt 1", "attempt 2", "ok"):
             assert f"[flaky-1.00] {line}\n" in out, out
-        f_out, f_err = follow.communicate(timeout=60)
-        assert follow.returncode == 0, f_err
+        f_out, f_err = follows[0].communicate(timeout=60)
+        assert follows[0].returncode == 0, f_err
         assert f_out == "attempt 1\nattempt 2\nok\n", (f_out, f_err)
         assert "convoy: flaky-1.00: attempt 2" in f_err
+        # --attempt N: that attempt's output only; following, N is waited for and ends it.
+        for proc, want in zip(follows[1:], ("attempt 1\n", "attempt 2\nok\n"), strict=True):
+            f_out, f_err = proc.communicate(timeout=60)
+            assert (proc.returncode, f_out) == (0, want), f_err
     finally:
-        for proc in (submit, follow):
-            if proc is not None and proc.poll() is None:
+        for proc in (submit, *follows):
+            if proc.poll() is None:
                 proc.kill()
                 proc.wait()
     [run] = convoy_env.runs("flaky-1")
     assert (run["state"], run["attempt"], run["exit_code"]) == ("succeeded", 2, 0)
+    # The first attempt's output stays readable after the retry (from the host's copy).
+    first = convoy_env.cli("logs", "--attempt", "1", "flaky-1.00")
+    assert (first.returncode, first.stdout) == (0, "attempt 1\n"), first.stderr
+    for bad, says in (("3", "at most 2 attempt(s)"), ("0", "attempts count from 1")):
+        refused = convoy_env.cli("logs", "--attempt", bad, "flaky-1.00")
+        assert refused.returncode == 2 and says in refused.stderr, refused
 
 
 def test_a_follower_that_reads_slowly_gets_every_attempt_in_order(
