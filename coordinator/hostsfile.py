@@ -23,6 +23,7 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -313,8 +314,12 @@ def add_host(path: Path, host: HostConfig) -> None:
     _write_atomic(path, add_host_text(text, host, str(path)))
 
 
-def remove_host(path: Path, name: str) -> None:
-    """`convoy hosts remove`: take the host named `name` out of the file."""
+def remove_host(path: Path, name: str, confirm: Callable[[], None] | None = None) -> None:
+    """`convoy hosts remove`: take the host named `name` out of the file. `confirm`, called
+    once the file is known to hold the host, may raise to leave the file as it is."""
     if not path.exists():
         raise NotFound(f"{path}: no host named '{name}' (the file does not exist)")
-    _write_atomic(path, remove_host_text(path.read_text(), name, str(path)))
+    text = remove_host_text(path.read_text(), name, str(path))
+    if confirm is not None:
+        confirm()
+    _write_atomic(path, text)

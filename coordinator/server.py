@@ -23,7 +23,7 @@ from .api import CoordinatorService
 from .engine import Coordinator, Host
 from .hostsfile import load_hosts
 from .ssh import SSHHost
-from .store import Store
+from .store import STATE_DB, Store
 
 log = logging.getLogger("convoy.coordinator")
 
@@ -114,7 +114,7 @@ async def serve(
         hosts.insert(0, Host(LOCAL_HOST, client, revive=revive))
     if not hosts:
         raise UsageError("no hosts: the hosts file lists none and the local host is off")
-    store = Store(home / "state.db")
+    store = Store(home / STATE_DB)
     coordinator = Coordinator(home, store, hosts)
     await coordinator.start()
     server = grpc.aio.server()

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from convoy.spec import Resources
-from convoy.states import RunState
+from convoy.states import ACTIVE, RunState
 
 from .records import RunRecord, SubmissionRecord
 
@@ -98,6 +98,28 @@ def _run_from(row: sqlite3.Row) -> RunRecord:
         image_id=row["image_id"],
         inputs=json.loads(row["inputs_json"]),
     )
+
+
+STATE_DB = "state.db"  # in the coordinator's home
+
+
+def in_flight_on(path: Path, host: str) -> list[tuple[str, str]]:
+    """(run id, state) of the runs the store at `path` has in flight on `host`, in submission
+    order: read only, and none when there is no store yet. Safe beside a running coordinator
+    (WAL: a reader sees the last commit)."""
+    if not path.exists():
+        return []
+    db = sqlite3.connect(str(path))
+    try:
+        states = sorted(s.value for s in ACTIVE)
+        rows = db.execute(
+            f"SELECT id, state FROM runs WHERE host = ? AND state IN "
+            f"({','.join('?' * len(states))}) ORDER BY seq, idx",
+            (host, *states),
+        ).fetchall()
+    finally:
+        db.close()
+    return [(str(r[0]), str(r[1])) for r in rows]
 
 
 class Store:

@@ -44,8 +44,14 @@ def add_parser(sub: Any) -> None:
     a.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="a label for placement (repeatable); yes/no/on/off read as true/false, "
                    "as in YAML")  # fmt: skip
-    r = hs.add_parser("remove", help="remove a host from the hosts file")
+    r = hs.add_parser("remove", help="remove a host from the hosts file",
+                      description="Remove a host from the hosts file. Refused while runs are "
+                      "in flight there: once the next `convoy up` no longer knows the host, "
+                      "those runs are queued again elsewhere while their containers go on "
+                      "there, unseen.")  # fmt: skip
     r.add_argument("name")
+    r.add_argument("--force", action="store_true",
+                   help="remove it even with runs in flight there")  # fmt: skip
     t = hs.add_parser("trust", help="record a host's SSH key once you have checked it",
                       description="Fetch NAME's SSH host key and record it in "
                       "$CONVOY_HOME/known_hosts. Check the fingerprint out of band (on the host: "
@@ -64,6 +70,7 @@ def main(
     if cmd is None:
         return run_async(_list(home, ns))
     from coordinator import hostsfile
+    from coordinator.store import STATE_DB, in_flight_on
 
     path = ns.file or home / "hosts.yaml"
     if cmd == "add":
@@ -88,8 +95,24 @@ def main(
               "the next `convoy up` uses it")  # fmt: skip
         return 0
     if cmd == "remove":
-        hostsfile.remove_host(path, ns.name)
+        busy = in_flight_on(home / STATE_DB, ns.name)
+
+        def confirm() -> None:
+            if busy and not ns.force:
+                shown = ", ".join(f"{run} ({state})" for run, state in busy[:5])
+                more = f" and {len(busy) - 5} more" if len(busy) > 5 else ""
+                raise UsageError(
+                    f"{ns.name} has {len(busy)} run(s) in flight: {shown}{more}. Unless the "
+                    "host is back in the file when `convoy up` next starts, they are then "
+                    "queued again elsewhere while their containers go on there, unseen. Cancel "
+                    "them (`convoy cancel RUN`) or let them end first, or pass --force"
+                )
+
+        hostsfile.remove_host(path, ns.name, confirm)
         print(f"removed {ns.name} from {path}")
+        if busy:
+            print(f"convoy: {len(busy)} run(s) were in flight on {ns.name}; their containers "
+                  "go on there", file=sys.stderr)  # fmt: skip
         return 0
     return asyncio.run(_trust(home, path, ns.name, ns.fingerprint))
 

@@ -325,8 +325,14 @@ def test_runs_pinned_to_a_host_taken_out_of_the_hosts_file_fail_saying_why(
         env.wait_for("pinned-1.00", {"running"})
         assert {r["state"] for r in env.runs("pinned-1")} == {"running", "queued"}
         _down(env)
-        out = env.cli("hosts", "remove", "h2")
+        hosts_yaml = (env.home / "hosts.yaml").read_text()
+        out = env.cli("hosts", "remove", "h2")  # a run is in flight there: refused
+        assert out.returncode == 2, out
+        assert "h2 has 1 run(s) in flight: pinned-1.00 (running)" in out.stderr, out.stderr
+        assert (env.home / "hosts.yaml").read_text() == hosts_yaml
+        out = env.cli("hosts", "remove", "--force", "h2")
         assert out.returncode == 0, out.stderr
+        assert "1 run(s) were in flight on h2" in out.stderr
         env.coordinator = _up(env.home)
         for i in range(3):
             run = env.wait_for(f"pinned-1.0{i}", {"failed"}, timeout=30)
@@ -361,7 +367,7 @@ def test_queued_runs_no_host_can_take_after_a_capacity_change_fail_saying_why(
         assert out.returncode == 0, out.stderr
         env.wait_for("wide-1.00", {"running"})
         _down(env)
-        assert env.cli("hosts", "remove", "h1").returncode == 0
+        assert env.cli("hosts", "remove", "--force", "h1").returncode == 0  # and back:
         _add_hosts(env.home, [h1])
         hosts_file = env.home / "hosts.yaml"
         hosts_file.write_text(hosts_file.read_text().replace("cpus: 2", "cpus: 1"))

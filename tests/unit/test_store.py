@@ -235,3 +235,29 @@ def test_submission_numbers(store: Store) -> None:
     assert store.submission_numbers("exp") == {1, 3, 10}
     assert store.submission_numbers("my-exp") == {7}
     assert store.submission_numbers("nothing") == set()
+
+
+def test_in_flight_on_lists_a_host_s_active_runs_read_only(store: Store, db: Path) -> None:
+    """The runs syncing, building, starting or running on a host, in submission order, read
+    beside the open store; ended, queued and other hosts' runs are not; no store, none."""
+    from coordinator.store import in_flight_on
+
+    sub = make_sub(1, total=5)
+    runs = make_runs(sub)
+    store.add_submission(sub, runs)
+    now = T0 + 10
+    moves = [
+        (runs[0], runs[0].moved(RunState.SYNCING, "placed", host="h2", attempt=1)),
+        (runs[1], runs[1].moved(RunState.SYNCING, "placed", host="h1", attempt=1)),
+        (runs[3], runs[3].moved(RunState.SYNCING, "placed", host="h2", attempt=1)),
+    ]
+    store.update_runs((b, a, now) for b, a in moves)
+    running = moves[0][1].moved(RunState.STARTING, "s").moved(RunState.RUNNING, "r")
+    store.update_runs([(moves[0][1], running, now + 1)])
+    assert in_flight_on(db, "h2") == [(runs[0].id, "running"), (runs[3].id, "syncing")]
+    ended = moves[2][1].moved(RunState.FAILED, "no image")
+    store.update_runs([(moves[2][1], ended, now + 2)])
+    assert in_flight_on(db, "h2") == [(runs[0].id, "running")]
+    assert in_flight_on(db, "h3") == []
+    assert in_flight_on(db.parent / "none.db", "h2") == []
+    assert not (db.parent / "none.db").exists()
