@@ -72,6 +72,27 @@ for _name in ("watchdog.observers.inotify_c", "watchdog.observers.inotify"):
     logging.getLogger(_name).setLevel(logging.WARNING)  # the warning must reach the counter
 
 
+def _remove_stale_cookies(root: Path) -> None:
+    """Remove the markers a coordinator killed inside drain() left in the root: those whose
+    process (named in them) is gone. Those of a live one, ours or another home's watching the
+    same tree, stay."""
+    with contextlib.suppress(OSError), os.scandir(root) as entries:
+        names = [e.name for e in entries if e.name.startswith(COOKIE_PREFIX)]
+    for name in names:
+        pid = name[len(COOKIE_PREFIX) :].partition("-")[0]
+        if not pid.isdigit() or int(pid) == os.getpid():
+            continue
+        try:
+            os.kill(int(pid), 0)
+            continue  # alive
+        except PermissionError:
+            continue  # alive, another user's
+        except (ProcessLookupError, OverflowError):
+            pass
+        with contextlib.suppress(OSError):
+            os.unlink(root / name)
+
+
 class TreeWatcher(FileSystemEventHandler):
     def __init__(self, root: Path, ignore: Sequence[str] = ()) -> None:
         """Watch `root`; paths under the relative folders in `ignore` (results, convoy's state,
@@ -89,6 +110,7 @@ class TreeWatcher(FileSystemEventHandler):
         # Changes only: reading a file (as the coordinator's own hashing does) makes no event.
         self._observer.schedule(self, str(self.root), recursive=True, event_filter=CHANGES)
         self._observer.start()
+        _remove_stale_cookies(self.root)
 
     def on_any_event(self, event: FileSystemEvent) -> None:
         # Only CHANGES arrive: the observer drops other events (opened, closed_no_write).

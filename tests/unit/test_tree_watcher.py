@@ -128,3 +128,35 @@ def test_a_change_made_just_before_a_snapshot_is_in_it(syncer: Syncer, tmp_path:
     assert "d0/f2.txt" not in paths
     assert not any(p.startswith(COOKIE_PREFIX) for p in paths)
     assert not list(root.glob(f"{COOKIE_PREFIX}*"))
+
+
+def test_markers_a_killed_coordinator_left_are_removed_when_the_tree_is_watched_again(
+    tmp_path: Path,
+) -> None:
+    """A coordinator killed inside drain() leaves its marker file in the user's tree: the next
+    watcher of the tree removes it, but not the marker of a live process (another home's
+    coordinator watching the same tree, in the middle of its drain)."""
+    import subprocess
+
+    from coordinator.watcher import TreeWatcher
+
+    root = tmp_path / "src"
+    _files(root, 2)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    alive = subprocess.Popen(["sleep", "30"])
+    try:
+        stale = root / f"{COOKIE_PREFIX}{dead.pid}-7"
+        live = root / f"{COOKIE_PREFIX}{alive.pid}-3"
+        stale.touch()
+        live.touch()
+        (root / f"{COOKIE_PREFIX}notapid").touch()
+        watcher = TreeWatcher(root)
+        try:
+            assert not stale.exists()
+            assert live.exists() and (root / f"{COOKIE_PREFIX}notapid").exists()
+        finally:
+            watcher.stop()
+    finally:
+        alive.kill()
+        alive.wait()
