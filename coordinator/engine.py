@@ -56,6 +56,7 @@ class Coordinator(Submissions, HostLiveness):
         # run id -> (host, units, attempt): what the run's current attempt holds
         self._allocations: dict[str, tuple[str, Units, int]] = {}
         self._cancelling: dict[str, tuple[float, int]] = {}  # run id -> (grace s, attempt)
+        self._holds: dict[str, str] = {}  # run id -> the host held for it (scheduler.place)
         self._wake = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._dispatcher: asyncio.Task[None] | None = None
@@ -171,7 +172,7 @@ class Coordinator(Submissions, HostLiveness):
                     *rules[r.submission_id])
             for r in self._queue.values()
         ]  # fmt: skip
-        placements = place(pending, list(views.values()))
+        placements = place(pending, list(views.values()), holds=self._holds)
         changes = []
         for p in placements:
             run = self._queue.pop(p.run_id)

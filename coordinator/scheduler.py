@@ -94,7 +94,10 @@ def queue_order(pending: Iterable[Pending]) -> list[Pending]:
 
 
 def place(
-    pending: Iterable[Pending], hosts: Sequence[HostView], policy: Policy = Policy.PACK
+    pending: Iterable[Pending],
+    hosts: Sequence[HostView],
+    policy: Policy = Policy.PACK,
+    holds: dict[str, str] | None = None,
 ) -> list[Placement]:
     """Place as many queued runs as fit, in queue order.
 
@@ -105,9 +108,15 @@ def place(
     (Runs carry no expected duration, so a hold is strict: nothing behind may start there.)
     Runs that fit on no host even when it is empty are rejected before they get here, so a
     skipped run gets a host once enough of the running ones end.
+
+    `holds` (run id -> host), when given, carries the holds from one pass to the next: a run
+    keeps the host it held while it may still have it, so that the room gathering there is
+    not given away as soon as another host has more for a moment. It is rewritten with this
+    pass's holds.
     """
     ledger = _Ledger({h.name: h for h in hosts if h.up})
     held: set[str] = set()  # hosts kept for a run ahead in the queue that did not fit
+    now_held: dict[str, str] = {}
     placements: list[Placement] = []
     for p in queue_order(pending):
         usable = [
@@ -118,7 +127,11 @@ def place(
         if not candidates:
             room = [h for h in usable if p.request.fits_in(h.capacity)]
             if room:
-                held.add(min(room, key=lambda h: _shortfall(p.request, h)).name)
+                before = (holds or {}).get(p.run_id)
+                keep = [h for h in room if h.name == before]
+                chosen = keep[0] if keep else min(room, key=lambda h: _shortfall(p.request, h))
+                held.add(chosen.name)
+                now_held[p.run_id] = chosen.name
             continue
         if (p.policy or policy) is Policy.SPREAD:
             chosen = max(candidates, key=lambda h: (h.free.millicpus, h.free.memory_bytes))
@@ -126,6 +139,9 @@ def place(
             chosen = min(candidates, key=lambda h: h.name)
         ledger.take(chosen.name, p.request)
         placements.append(Placement(p.run_id, chosen.name))
+    if holds is not None:
+        holds.clear()
+        holds.update(now_held)
     return placements
 
 

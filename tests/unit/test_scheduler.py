@@ -270,12 +270,55 @@ def test_a_run_s_own_policy_overrides_the_default() -> None:
 
 
 def test_backfill_big_run_does_not_block_small_one_elsewhere() -> None:
-    """A run too big for the free room is skipped and a smaller one behind it is placed on
-    another host."""
+    """A run too big for the free room is skipped and holds the host closest to fitting it
+    (b: 2 cpus short, a: 3), and a smaller one behind it is placed on the other."""
     pending = [Pending("big", cpus(4), seq=0), Pending("small", cpus(1), seq=1)]
-    a = HostView("a", cpus(4, 64 * GiB), allocated=cpus(2))
-    b = HostView("b", cpus(4, 64 * GiB), allocated=cpus(3))
-    assert place(pending, [a, b]) == [Placement("small", "b")]
+    a = HostView("a", cpus(4, 64 * GiB), allocated=cpus(3))
+    b = HostView("b", cpus(4, 64 * GiB), allocated=cpus(2))
+    assert place(pending, [a, b]) == [Placement("small", "a")]
+
+
+def test_the_scarcest_shortfall_decides_the_hold() -> None:
+    """A gpu run holds the host short of fewer gpus, though it has fewer free cpus."""
+    pending = [Pending("gpu", cpus(2, gpus=2), seq=0), Pending("small", cpus(1), seq=1)]
+    a = HostView("a", cpus(8, 64 * GiB, gpus=2), allocated=cpus(1, gpus=2))
+    b = HostView("b", cpus(8, 64 * GiB, gpus=2), allocated=cpus(7, gpus=1))
+    assert place(pending, [a, b]) == [Placement("small", "a")]  # b held: 1 gpu short, not 2
+
+
+def test_backfill_respects_priority_for_what_fits() -> None:
+    """Of the runs behind a blocked one, they are still taken in queue order (the blocked
+    run holds no host: none could ever fit it)."""
+    pending = [
+        Pending("big", cpus(8), priority=9, seq=0),
+        Pending("small-low", cpus(1), priority=0, seq=1),
+        Pending("small-high", cpus(1), priority=5, seq=2),
+    ]
+    assert place(pending, [host("h", 1)]) == [Placement("small-high", "h")]
+
+
+def test_a_hold_stays_on_its_host_while_that_drains() -> None:
+    """Given the holds of the pass before, a blocked run keeps its host though another has
+    more room for a moment: the room gathering on the first is not given away. Without them
+    (before), the hold moved to b at step 2, a's two free cores went to small runs, and the
+    big run waited for b's last run (step 50) instead of a's (step 5)."""
+    cap = cpus(4, 64 * GiB)
+    running = [("a1", "a", 1), ("a2", "a", 1), ("a3", "a", 5), ("a4", "a", 5),
+               ("b1", "b", 2), ("b2", "b", 2), ("b3", "b", 2), ("b4", "b", 50)]  # fmt: skip
+    queue = [Pending("big", cpus(4), priority=5, seq=0)]
+    queue += [Pending(f"s{i}", cpus(1), seq=1 + i) for i in range(100)]  # each lasts 100 steps
+    holds: dict[str, str] = {}
+    for step in range(1, 200):
+        running = [r for r in running if r[2] > step]
+        views = [HostView(n, cap, allocated=sum(
+            (cpus(1) for _, on, _ in running if on == n), Units())) for n in "ab"]  # fmt: skip
+        placed = place(queue, views, holds=holds)
+        if any(p.run_id == "big" for p in placed):
+            break
+        assert holds["big"] == "a", step
+        running += [(p.run_id, p.host, step + 100) for p in placed]
+        queue = [q for q in queue if q.run_id not in {p.run_id for p in placed}]
+    assert step == 5 and "big" not in holds
 
 
 def test_a_blocked_run_holds_the_host_closest_to_fitting_it() -> None:
