@@ -9,16 +9,18 @@ finds its containers by label, so nothing a run printed or produced is lost whil
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import logging
 import os
 import re
 import shutil
+import stat
 import time
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from convoy.errors import ConvoyError
 from convoy.files import write_json
@@ -136,6 +138,28 @@ def overlay_supported() -> bool:
         return "overlay" in Path("/proc/filesystems").read_text()
     except OSError:
         return False
+
+
+class OutputReplaced(ConvoyError):
+    """The run put something else than its output file at /.convoy/output.log."""
+
+
+def open_output(path: Path) -> BinaryIO:
+    """An attempt's output log, opened for reading. The run may replace it (its folder is
+    mounted writable at /.convoy, and the run has the agent's uid): a symlink there is not
+    followed, since it could name any file the agent's user may read, and anything but a
+    regular file (a FIFO would block the open) is refused: OutputReplaced."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise OutputReplaced("the run replaced its output log with a symbolic link; "
+                                 "convoy does not follow it") from None  # fmt: skip
+        raise
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OutputReplaced("the run replaced its output log with something not a file")
+    return os.fdopen(fd, "rb")
 
 
 class UnknownAttempt(ConvoyError):

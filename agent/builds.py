@@ -46,6 +46,8 @@ from .attempts import (
     AttemptRequest,
     Attempts,
     AttemptState,
+    OutputReplaced,
+    open_output,
     succeeded_build_upper,
 )
 from .trees import ManifestRow
@@ -71,11 +73,12 @@ class BuildResult:
 
 
 def tail_of(path: Path, lines: int = TAIL_LINES, max_bytes: int = 16384) -> str:
+    """The last lines of an attempt's output log ('' when there is none to read)."""
     try:
-        with open(path, "rb") as f:
+        with open_output(path) as f:
             f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
             data = f.read()
-    except OSError:
+    except (OSError, OutputReplaced):
         return ""
     return "\n".join(data.decode("utf-8", "replace").splitlines()[-lines:])
 

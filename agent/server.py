@@ -25,7 +25,15 @@ from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
 from convoy.v1 import common_pb2
 
-from .attempts import AttemptRequest, Attempts, AttemptState, AttemptStatus, UnknownAttempt
+from .attempts import (
+    AttemptRequest,
+    Attempts,
+    AttemptState,
+    AttemptStatus,
+    OutputReplaced,
+    UnknownAttempt,
+    open_output,
+)
 from .builds import Builds
 from .objects import ObjectStore, ObjectWriter
 from .plans import PlanMissing
@@ -305,7 +313,12 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
             return
         offset = max(request.offset, 0)
         poll = FOLLOW_POLL_MIN_S
-        with open(a.log_path, "rb") as f:
+        try:
+            f = await asyncio.to_thread(open_output, a.log_path)
+        except OutputReplaced as e:
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+            return
+        with f:
             f.seek(offset)
             while True:
                 ended = a.done.is_set()  # read the flag before the data: no tail is missed

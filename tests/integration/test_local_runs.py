@@ -594,3 +594,25 @@ def test_rerun_runs_only_the_failed_runs_on_the_same_revision(
     assert (second / "flaky-2.01" / "output.log").read_text() == "v1\n"
     out = convoy_env.cli("rerun", "flaky-2", "--state", "succeeded")
     assert out.returncode == 2 and "flaky-2 has no runs that ended succeeded" in out.stderr
+
+
+def test_a_run_that_swaps_its_log_for_a_link_gets_no_host_file_back(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """A run can replace /.convoy/output.log (its folder is mounted writable) with a link to
+    a file of the host's, which the agent once read and returned as the run's output. The
+    link is not followed: the output saved is empty, the run's results still come back."""
+    secret = tmp_path / "agent-users-secret"
+    secret.write_text("PRIVATE KEY\n")
+    spec = write_experiment(tmp_path, f"""
+        name: swap
+        image: convoy/busybox:1
+        command: echo before; ln -sf {secret} /.convoy/output.log; echo kept > out.txt
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    assert "PRIVATE KEY" not in out.stdout
+    folder = tmp_path / "convoy-results/swap/swap-1/swap-1.00"
+    assert json.loads((folder / "run.json").read_text())["state"] == "succeeded"
+    assert (folder / "out.txt").read_text() == "kept\n"
+    assert "PRIVATE KEY" not in (folder / "output.log").read_text()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+
+import pytest
 
 from agent.attempts import Attempt, AttemptRequest, AttemptState, AttemptStatus, write_json
 
@@ -25,3 +28,28 @@ def test_a_look_before_the_workspace_is_made_does_not_fix_the_results_folder(
     assert a.results_root == tmp_path / "upper"
     (tmp_path / "workspace.json").unlink()
     assert a.results_root == tmp_path / "upper"  # read once, kept
+
+
+def test_an_output_log_the_run_replaced_is_not_followed_nor_waited_on(tmp_path: Path) -> None:
+    """The run can replace /.convoy/output.log: a symlink (to any file of the agent's user)
+    is refused, not read, and so is a FIFO, at once rather than blocking in open()."""
+    from agent.attempts import OutputReplaced, open_output
+    from agent.builds import tail_of
+
+    secret = tmp_path / "secret"
+    secret.write_text("PRIVATE KEY\n")
+    log = tmp_path / "output.log"
+    log.symlink_to(secret)
+    with pytest.raises(OutputReplaced, match="symbolic link"):
+        open_output(log)
+    assert tail_of(log) == ""
+    log.unlink()
+    os.mkfifo(log)
+    with pytest.raises(OutputReplaced, match="not a file"):
+        open_output(log)  # no writer: a plain open() would wait for one for ever
+    assert tail_of(log) == ""
+    log.unlink()
+    log.write_text("one\ntwo\n")
+    with open_output(log) as f:
+        assert f.read() == b"one\ntwo\n"
+    assert tail_of(log) == "one\ntwo"
