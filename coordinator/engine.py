@@ -523,19 +523,18 @@ class Coordinator(Submissions, HostLiveness):
     async def _one_attempt(
         self, run: RunRecord, attempt: int, offset: int, follow: bool
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """Attempt `attempt`'s output; following, it is waited for (a retry to come) and
-        followed until it ends."""
-        if attempt < 0:
+        """Attempt `attempt`'s output; following, one still to come is waited for, and one
+        running is followed until it ends. (Attempts are counted per placement: a run placed
+        again, say after its host lost the revision, has more than retries + 1.)"""
+        if attempt < 1:
             raise UsageError(f"attempt {attempt}: attempts count from 1")
-        most = run.retries + 1
-        if attempt > most:
-            raise NotFound(f"{run.id} has at most {most} attempt(s) (retries: {run.retries})")
-        if follow and not run.state.terminal:
-            run = await self._started(run.id, after=attempt - 1)
         ran = self.store.attempt_hosts(run.id)
+        if follow and attempt not in ran and not run.state.terminal:
+            run = await self._started(run.id, after=attempt - 1)
+            ran = self.store.attempt_hosts(run.id)
         if attempt not in ran:
             if attempt < run.attempt or (attempt == run.attempt and run.state.terminal):
-                raise NotFound(f"{run.id}: attempt {attempt} never started")
+                raise NotFound(f"{run.id}: attempt {attempt} never reached running")
             if run.state.terminal:
                 raise NotFound(f"{run.id} ended after {run.attempt} attempt(s)")
             raise NotFound(f"{run.id}: attempt {attempt} has not started yet (following "
@@ -588,7 +587,7 @@ class Coordinator(Submissions, HostLiveness):
                     if gone_ok:
                         return  # the host collected it, or it never wrote any
                     raise NotFound(f"{run.id}: attempt {attempt}'s output is no longer kept "
-                                   f"({host_name} has collected it)") from None  # fmt: skip
+                                   f"({host_name} no longer has it)") from None  # fmt: skip
                 deadline = deadline or time.monotonic() + LOST_GRACE_S
                 if not (follow and e.code() in TRANSIENT and time.monotonic() < deadline):
                     raise ConvoyError(f"{run.id}: cannot read attempt {attempt}'s output from "

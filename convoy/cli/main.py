@@ -25,7 +25,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -45,14 +45,17 @@ from .render import runs_table
 _T = TypeVar("_T")
 
 
-def _attempt_number(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{n}: attempts count from 1")
-    return n
+def _whole(least: int, most: int, what: str) -> Callable[[str], int]:
+    def parse(text: str) -> int:
+        try:
+            n = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        if not least <= n <= most:
+            raise argparse.ArgumentTypeError(f"{n}: {what}")
+        return n
+
+    return parse
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -109,12 +112,13 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("run", metavar="RUN")
     lg.add_argument("-f", "--follow", action="store_true",
                     help="follow until the run ends, through its retries")  # fmt: skip
-    lg.add_argument("--offset", type=int, default=0,
+    lg.add_argument("--offset", type=_whole(0, 2**63 - 1, "an offset is 0 or more"), default=0,
                     help="start at this byte offset (of the first attempt printed)")  # fmt: skip
-    lg.add_argument("--attempt", type=_attempt_number, default=0, metavar="N",
-                    help="only attempt N's output (1 is the first; a retry's are 2, 3, ...), "
-                    "while its host or the results keep it; with -f, wait for it and follow it "
-                    "until it ends")  # fmt: skip
+    attempts = _whole(1, 2**31 - 1, "attempts count from 1, up to 2147483647")
+    lg.add_argument("--attempt", type=attempts, default=0, metavar="N",
+                    help="only attempt N's output (1 is the first; each retry, or placing the "
+                    "run again, is the next), while its host or the results keep it; with -f, "
+                    "wait for it if it is still to come and follow it until it ends")  # fmt: skip
 
     c = sub.add_parser("cancel", help="cancel a run or a submission",
                        description="Cancel a run, or every unfinished run of a submission: "
