@@ -14,7 +14,6 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -28,6 +27,7 @@ from convoy.files import write_json
 from . import workspace
 from .objects import ObjectStore, RevisionMissing
 from .runtime import ContainerHandle, ContainerSpec, DockerRuntime
+from .trees import rmtree_quiet
 
 log = logging.getLogger("convoy.agent")
 
@@ -376,7 +376,7 @@ class Attempts:
         a = self.get(attempt_id)
         if a.status.state.ended:
             for folder in (a.work, a.dir / "upper", a.dir / "ovlwork"):
-                shutil.rmtree(folder, ignore_errors=True)
+                rmtree_quiet(folder)
             for rev in {a.request.revision, *a.request.inputs.values()} - {""}:
                 self.objects.release(rev, attempt_id)
         return a.status

@@ -50,7 +50,7 @@ from .attempts import (
     open_output,
     succeeded_build_upper,
 )
-from .trees import ManifestRow
+from .trees import ManifestRow, rmtree_quiet
 
 log = logging.getLogger("convoy.agent.builds")
 
@@ -121,7 +121,7 @@ class Builds:
     async def _build(self, key: str, req: AttemptRequest) -> BuildResult:
         folder = self.root / key
         if folder.exists():  # a build cut short by an agent restart: start it over
-            await asyncio.to_thread(shutil.rmtree, folder, True)
+            await asyncio.to_thread(rmtree_quiet, folder)
         folder.mkdir(parents=True)
         # The caller's attempt id (so it can follow the output at once), unless unusable.
         attempt_id = req.attempt_id
@@ -171,8 +171,17 @@ class Builds:
             return
         key, old_revision = previous
         # cp -a keeps what make compares (modification times), modes, and overlay's whiteouts.
-        subprocess.run(["cp", "-a", str(self.root / key / "upper"), str(upper)], check=True,
-                       capture_output=True)  # fmt: skip
+        try:
+            subprocess.run(["cp", "-a", str(self.root / key / "upper"), str(upper)], check=True,
+                           capture_output=True)  # fmt: skip
+        except subprocess.CalledProcessError as e:
+            # The last build left what its owner cannot read (a folder without read or search
+            # permission): build from scratch rather than fail every build from now on.
+            log.warning("cannot copy build %s to start from (%s): building from scratch", key,
+                        e.stderr.decode(errors="replace").strip())  # fmt: skip
+            rmtree_quiet(upper)
+            upper.mkdir()
+            return
         try:
             old: dict[str, ManifestRow] | None = {r.path: r for r in store.manifest(old_revision)}
         except SyncError:
@@ -223,7 +232,7 @@ class Builds:
             if result is None or folder.name in self._running:
                 continue
             if not self.attempts.objects.has_revision(result.revision):
-                shutil.rmtree(folder, ignore_errors=True)
+                rmtree_quiet(folder)
                 removed += 1
         return removed
 

@@ -101,5 +101,20 @@ def lacking(absent: Sequence[str], revision: str) -> ObjectsMissing:
     return ObjectsMissing(f"missing objects: {', '.join(absent[:3])}{more}", revision)
 
 
-def rmtree_quiet(path: Path) -> None:
+def rmtree_quiet(path: Path | str) -> None:
+    """Remove a tree, quietly. Runs and builds may leave folders that their owner cannot write
+    or search (a Go module cache is read-only; `chmod 000`), which a plain rmtree would leave
+    on the host for good: such folders are made the owner's to change (0700), then removed.
+    Symlinks are never followed. What still cannot go (another user's files) stays."""
     shutil.rmtree(path, ignore_errors=True)
+    if os.path.isdir(path) and not os.path.islink(path):
+        stack = [os.fspath(path)]
+        while stack:
+            folder = stack.pop()
+            try:
+                os.chmod(folder, 0o700)  # a folder (lstat-checked): the call follows no link
+                with os.scandir(folder) as entries:
+                    stack += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
+            except OSError:
+                continue
+        shutil.rmtree(path, ignore_errors=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from agent.attempts import Attempt, AttemptRequest, AttemptState, AttemptStatus, write_json
+from tests.unit.users import as_nobody
 
 
 def _attempt(folder: Path) -> Attempt:
@@ -53,3 +54,35 @@ def test_an_output_log_the_run_replaced_is_not_followed_nor_waited_on(tmp_path: 
     with open_output(log) as f:
         assert f.read() == b"one\ntwo\n"
     assert tail_of(log) == "one\ntwo"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_tree_a_run_made_unwritable_is_removed_all_the_same() -> None:
+    """A run or build may leave folders without write or search permission (a Go module
+    cache is read-only; `chmod 000`): rmtree_quiet, as the agent's own (non-root) user,
+    removes them instead of leaving them on the host for good."""
+    import shutil
+    import tempfile
+
+    from agent.trees import rmtree_quiet
+
+    base = Path(tempfile.mkdtemp(prefix="cvt-"))
+    try:
+        base.chmod(0o755)
+        top = base / "upper"
+        (top / "pkg/mod/cache").mkdir(parents=True)
+        (top / "pkg/mod/cache/x.go").write_text("package x\n")
+        (top / "secret").mkdir()
+        (top / "secret/f").write_text("x")
+        (top / "pkg/link").symlink_to(base)  # not followed
+        for p in [top, *top.rglob("*")]:
+            os.chown(p, 65534, 65534, follow_symlinks=False)
+        os.chown(base, 65534, 65534)
+        (top / "pkg/mod").chmod(0o555)
+        (top / "pkg/mod/cache").chmod(0o555)
+        (top / "secret").chmod(0o000)
+        as_nobody(lambda: rmtree_quiet(top))
+        assert not top.exists()
+        assert base.stat().st_mode & 0o777 == 0o755  # the link's target was not touched
+    finally:
+        shutil.rmtree(base)

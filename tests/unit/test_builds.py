@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import time
 from dataclasses import asdict
 from pathlib import Path
 from types import SimpleNamespace
+
+import pytest
 
 from agent.attempts import AttemptRequest, AttemptState, AttemptStatus
 from agent.builds import BuildResult, Builds, tail_of
 from agent.objects import ObjectStore
 from convoy.content import hash_bytes, revision_id
 from coordinator.manifest import Entry
+from tests.unit.users import NOBODY, as_nobody
 
 
 def _revision(store: ObjectStore, text: bytes) -> str:
@@ -157,3 +162,41 @@ def test_the_next_build_never_writes_or_deletes_through_a_link_the_last_one_left
     assert sorted(p.name for p in outside.iterdir()) == ["gone.c"]  # nothing written, kept
     assert (target / "upper" / "src").is_dir() and not (target / "upper" / "src").is_symlink()
     assert (target / "upper" / "src" / "main.c").read_bytes() == b"v2\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_a_last_build_that_cannot_be_copied_is_built_anew_not_failed_for_ever() -> None:
+    """A succeeded build left a folder its (non-root) owner cannot read: `cp -a` of it fails,
+    which failed every later build of the experiment on that host. The next build now starts
+    from an empty upper (make redoes it all), and such a folder is removed when collected."""
+    import shutil
+    import tempfile
+
+    base = Path(tempfile.mkdtemp(prefix="cvb-"))
+    base.chmod(0o755)
+    os.chown(base, NOBODY, NOBODY)
+
+    def as_the_agent() -> None:
+        store = ObjectStore(base / "store")
+        builds = Builds(SimpleNamespace(home=base, objects=store))  # type: ignore[arg-type]
+        old = _tree(store, {"src/main.c": b"v1\n"})
+        new = _tree(store, {"src/main.c": b"v2\n"})
+        key = "e" * 64
+        _build(builds, key, old, "des", latest=True)
+        locked = builds.root / key / "upper" / "cache"
+        (locked / "deep").mkdir(parents=True)
+        locked.chmod(0o000)
+        target = builds.root / ("f" * 64)
+        target.mkdir()
+        builds._prepare(target / "upper", "des", new)
+        assert list((target / "upper").iterdir()) == []  # from scratch
+        # Its revision collected and no longer the experiment's last, the build goes, whole.
+        store.collect(max_age_s=0, max_bytes=0, now=time.time() + 10**6)
+        (builds.root / "latest" / "des").unlink()
+        assert builds.collect() >= 1
+        assert not (builds.root / key).exists()
+
+    try:
+        as_nobody(as_the_agent)
+    finally:
+        shutil.rmtree(base)
