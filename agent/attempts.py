@@ -150,15 +150,25 @@ def open_output(path: Path) -> BinaryIO:
     followed, since it could name any file the agent's user may read, and anything but a
     regular file (a FIFO would block the open) is refused: OutputReplaced."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+        return open_regular(path)
     except OSError as e:
+        # The agent made the file: gone, unreadable or a socket, the run changed it.
         if e.errno == errno.ELOOP:
-            raise OutputReplaced("the run replaced its output log with a symbolic link; "
-                                 "convoy does not follow it") from None  # fmt: skip
-        raise
+            why = "the run replaced its output log with a symbolic link; convoy does not follow it"
+        elif e.errno == errno.EINVAL:
+            why = "the run replaced its output log with something not a file"
+        else:
+            why = f"the run's output log cannot be read: {e.strerror}"
+        raise OutputReplaced(why) from None
+
+
+def open_regular(path: Path | str) -> BinaryIO:
+    """A regular file the run made, opened for reading without following a symlink (ELOOP)
+    or waiting on a FIFO; anything else not a regular file is refused with EINVAL."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
-        raise OutputReplaced("the run replaced its output log with something not a file")
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
     return os.fdopen(fd, "rb")
 
 

@@ -33,6 +33,7 @@ from .attempts import (
     OutputReplaced,
     UnknownAttempt,
     open_output,
+    open_regular,
 )
 from .builds import Builds
 from .objects import ObjectStore, ObjectWriter
@@ -345,10 +346,17 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
             await self._abort(context, e)
             return
         for rel in files:
-            path = a.results_root / rel
+            # What the run left may not be sendable: a name that is not UTF-8, a file it made
+            # unreadable. Such a file is left out (and said in the agent's log), not the rest.
+            try:
+                rel.encode()
+                f = await asyncio.to_thread(open_regular, a.results_root / rel)
+            except (UnicodeEncodeError, OSError) as e:
+                log.warning("attempt %s: result %r left out: %s", request.attempt_id, rel, e)
+                continue
             digest = hashlib.sha256()
-            mode = path.lstat().st_mode & 0o777
-            with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode & 0o777
+            with f:
                 first = True
                 while True:
                     data = f.read(FILE_CHUNK)

@@ -3,9 +3,11 @@ copies of trees, and the checks a built tree must pass."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
+import subprocess
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -104,17 +106,51 @@ def lacking(absent: Sequence[str], revision: str) -> ObjectsMissing:
 def rmtree_quiet(path: Path | str) -> None:
     """Remove a tree, quietly. Runs and builds may leave folders that their owner cannot write
     or search (a Go module cache is read-only; `chmod 000`), which a plain rmtree would leave
-    on the host for good: such folders are made the owner's to change (0700), then removed.
-    Symlinks are never followed. What still cannot go (another user's files) stays."""
-    shutil.rmtree(path, ignore_errors=True)
-    if os.path.isdir(path) and not os.path.islink(path):
-        stack = [os.fspath(path)]
-        while stack:
-            folder = stack.pop()
-            try:
-                os.chmod(folder, 0o700)  # a folder (lstat-checked): the call follows no link
-                with os.scandir(folder) as entries:
-                    stack += [e.path for e in entries if e.is_dir(follow_symlinks=False)]
-            except OSError:
-                continue
+    on the host for good, or trees deeper than Python's recursion (shutil.rmtree recurses):
+    then the folders are made the owner's to change (0700) and `rm -rf` removes the rest.
+    No symlink is followed, even one swapped in while this runs. What still cannot go
+    (another user's files) stays."""
+    with contextlib.suppress(RecursionError):
         shutil.rmtree(path, ignore_errors=True)
+    if os.path.isdir(path) and not os.path.islink(path):
+        _make_removable(os.fspath(path))
+        subprocess.run(["rm", "-rf", "--", os.fspath(path)], capture_output=True, check=False)
+
+
+_FOLDER = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _make_removable(top: str) -> None:
+    """chmod 0700 every folder of the tree, depth first. Each is opened by name within its
+    parent's descriptor, without following a link (O_PATH opens a folder of mode 000 too), and
+    changed through that descriptor: a folder swapped for a link meanwhile is not followed.
+    The descriptors held are one per level: a level the process has no descriptor for is
+    left as it is."""
+    try:
+        fd = os.open(top, _FOLDER)
+    except OSError:
+        return
+    frames: list[tuple[int, list[str]]] = []
+    while True:
+        subfolders: list[str] = []
+        with contextlib.suppress(OSError):
+            os.chmod(f"/proc/self/fd/{fd}", 0o700)  # the folder opened, whatever its name is now
+            listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+            try:
+                with os.scandir(listing) as entries:
+                    subfolders = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+            finally:
+                os.close(listing)
+        frames.append((fd, subfolders))
+        while frames:
+            parent, rest = frames[-1]
+            if rest:
+                try:
+                    fd = os.open(rest.pop(), _FOLDER, dir_fd=parent)
+                except OSError:
+                    continue
+                break
+            os.close(parent)
+            frames.pop()
+        else:
+            return

@@ -66,27 +66,35 @@ def _key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _walk_files(work: Path) -> Iterator[str]:
-    for dirpath, _dirs, filenames in os.walk(work):
-        for name in filenames:
-            full = Path(dirpath) / name
-            if stat.S_ISREG(full.lstat().st_mode):
-                yield full.relative_to(work).as_posix()
+def _walk_files(work: Path) -> Iterator[tuple[str, os.stat_result]]:
+    """The regular files under `work` with their lstat, links not followed. The run made the
+    tree: a folder it made unreadable is passed over, and no depth overflows the stack (the
+    walk keeps its own)."""
+    stack = [""]
+    while stack:
+        rel_dir = stack.pop()
+        try:
+            with os.scandir(work / rel_dir if rel_dir else work) as entries:
+                found = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+        except OSError:
+            continue
+        for name, st in found:
+            rel = f"{rel_dir}/{name}" if rel_dir else name
+            if stat.S_ISDIR(st.st_mode):
+                stack.append(rel)
+            elif stat.S_ISREG(st.st_mode):
+                yield rel, st
 
 
 def changed_files(work: Path, manifest: Manifest) -> list[str]:
     """Regular files in `work` that the run created or changed, sorted."""
-    out = []
-    for rel in _walk_files(work):
-        if manifest.get(rel) != _key((work / rel).lstat()):
-            out.append(rel)
-    return sorted(out)
+    return sorted(rel for rel, st in _walk_files(work) if manifest.get(rel) != _key(st))
 
 
 def upper_files(upper: Path) -> list[str]:
     """What a run created or changed in an overlay workspace: the regular files of its upper
     folder (deletions are whiteouts, character devices, and are not results), sorted."""
-    return sorted(_walk_files(upper)) if upper.exists() else []
+    return sorted(rel for rel, _ in _walk_files(upper)) if upper.exists() else []
 
 
 def select_outputs(work: Path, patterns: Iterable[str], manifest: Manifest) -> list[str]:

@@ -1,0 +1,193 @@
+"""What a run leaves in its workspace and log folder is untrusted: unreadable files and
+folders, names that are not UTF-8, trees deeper than Python recurses, a log it removed, folders
+swapped for links. The agent sends what it can, leaves the rest out, removes it all at release,
+and never follows a link out of the tree. (No Docker: attempts as the agent keeps them.)"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import pytest
+
+from agent.attempts import Attempt, AttemptRequest, Attempts, AttemptState, AttemptStatus
+from agent.server import AgentService
+from agent.trees import rmtree_quiet
+from convoy.files import write_json
+from tests.unit.users import as_nobody
+
+
+def _ended_overlay_attempt(home: Path, revision: str = "") -> tuple[Attempts, Attempt]:
+    attempts = Attempts(home, runtime=None, agent_id="x", overlay=True)  # type: ignore[arg-type]
+    req = AttemptRequest(
+        attempt_id="r-1.00", run_id="r-1.00", submission_id="s", experiment="e", image="i",
+        argv=("true",), env={}, cpus=1, memory_bytes=1 << 20, network="none",
+        timeout_seconds=0, source_path="", revision=revision,
+    )  # fmt: skip
+    d = attempts.root / req.attempt_id
+    (d / "upper").mkdir(parents=True)
+    (d / "log").mkdir()
+    (d / "log" / "output.log").write_text("printed\n")
+    write_json(d / "workspace.json", {"mode": "overlay"})
+    a = Attempt(req, d, AttemptStatus(req.attempt_id, req.run_id, AttemptState.EXITED))
+    a.done.set()
+    attempts._attempts[req.attempt_id] = a
+    return attempts, a
+
+
+class _Aborted(Exception):
+    pass
+
+
+class _Context:
+    async def abort(self, code: grpc.StatusCode, details: str) -> None:
+        raise _Aborted(code, details)
+
+
+def _service(attempts: Any) -> AgentService:
+    service = AgentService.__new__(AgentService)
+    service.attempts = attempts
+    return service
+
+
+def _fetch(attempts: Attempts, attempt_id: str) -> dict[str, bytes]:
+    async def go() -> dict[str, bytes]:
+        got: dict[str, bytes] = {}
+        path = ""
+        req = SimpleNamespace(attempt_id=attempt_id)
+        async for c in _service(attempts).FetchResults(req, _Context()):  # type: ignore[arg-type]
+            path = c.path or path
+            got[path] = got.get(path, b"") + c.data
+        return got
+
+    return asyncio.run(go())
+
+
+def _deep(root: Path, depth: int = 1100) -> Path:
+    """`for i in $(seq 1100); do mkdir a; cd a; done; echo x > x` in the run."""
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
+    for _ in range(depth):
+        os.mkdir("a", dir_fd=fd)
+        nxt = os.open("a", os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+        os.close(fd)
+        fd = nxt
+    with open(os.open("x", os.O_WRONLY | os.O_CREAT, 0o644, dir_fd=fd), "w") as f:
+        f.write("x")
+    os.close(fd)
+    return root / ("a/" * depth + "x")
+
+
+def test_a_name_that_is_not_utf8_is_left_out_and_the_rest_sent(tmp_path: Path) -> None:
+    attempts, a = _ended_overlay_attempt(tmp_path)
+    (a.dir / "upper" / "ok.txt").write_text("fine\n")
+    with open(os.path.join(os.fsencode(a.dir / "upper"), b"bad\xff"), "wb") as f:
+        f.write(b"x")
+    assert _fetch(attempts, a.request.attempt_id) == {"ok.txt": b"fine\n"}
+
+
+def test_a_deep_tree_is_sent_and_released_and_its_lease_dropped(tmp_path: Path) -> None:
+    """Python 3.11's os.walk and shutil.rmtree recurse: a RecursionError failed the fetch and
+    the release, which then kept the workspace and the revision's lease for good."""
+    attempts, a = _ended_overlay_attempt(tmp_path, revision="rev")
+    lease = attempts.objects.root / "leases" / "rev" / a.request.attempt_id
+    lease.parent.mkdir(parents=True)
+    lease.write_text("held\n")
+    _deep(a.dir / "upper")
+    got = _fetch(attempts, a.request.attempt_id)
+    assert list(got.values()) == [b"x"] and next(iter(got)).count("a/") == 1100
+    attempts.release(a.request.attempt_id)
+    assert not (a.dir / "upper").exists() and not lease.exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+def test_results_the_agent_cannot_read_are_left_out_and_the_rest_sent() -> None:
+    """`chmod 000 out` or a folder that can be listed but not entered: FetchResults raised
+    (gRPC UNKNOWN, which the coordinator retried for a minute, then called the run lost)."""
+    base = Path(tempfile.mkdtemp(prefix="cvr-"))
+    base.chmod(0o777)
+
+    def as_the_agent() -> None:
+        attempts, a = _ended_overlay_attempt(base / "home")
+        upper = a.dir / "upper"
+        (upper / "ok.txt").write_text("fine\n")
+        (upper / "out").write_text("x")
+        (upper / "out").chmod(0)
+        (upper / "d").mkdir()
+        (upper / "d" / "f").write_text("x")
+        (upper / "d").chmod(0o644)  # listable, not searchable
+        assert _fetch(attempts, a.request.attempt_id) == {"ok.txt": b"fine\n"}
+        attempts.release(a.request.attempt_id)
+        assert not upper.exists()
+
+    try:
+        as_nobody(as_the_agent)
+    finally:
+        shutil.rmtree(base)
+
+
+def test_a_log_the_run_removed_is_failed_precondition_not_unknown(tmp_path: Path) -> None:
+    """`rm /.convoy/output.log` (or chmod 000): ReadLog raised FileNotFoundError, gRPC UNKNOWN,
+    which the coordinator takes for a host that stopped answering."""
+    attempts, a = _ended_overlay_attempt(tmp_path)
+    a.log_path.unlink()
+
+    async def read() -> list[Any]:
+        req = SimpleNamespace(attempt_id=a.request.attempt_id, offset=0, follow=False)
+        return [c async for c in _service(attempts).ReadLog(req, _Context())]  # type: ignore[arg-type]
+
+    with pytest.raises(_Aborted) as e:
+        asyncio.run(read())
+    assert e.value.args[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert "cannot be read" in e.value.args[1]
+
+
+def test_rmtree_quiet_removes_a_deep_tree(tmp_path: Path) -> None:
+    (tmp_path / "upper").mkdir()
+    _deep(tmp_path / "upper")
+    rmtree_quiet(tmp_path / "upper")
+    assert not (tmp_path / "upper").exists()
+
+
+def test_rmtree_quiet_follows_no_folder_swapped_for_a_link(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run still writing the tree (an agent restarted mid-build) swaps a folder for a link
+    to the agent user's home between the listing and the chmod: the home keeps its modes."""
+    victim = tmp_path / "home-of-the-agent-user"
+    (victim / "shared").mkdir(parents=True)
+    victim.chmod(0o755)
+    (victim / "shared").chmod(0o2775)
+    tree = tmp_path / "upper"
+    (tree / "d").mkdir(parents=True)
+    (tree / "d" / "keep").write_text("x")
+    real_rmtree, real_scandir = shutil.rmtree, os.scandir
+    monkeypatch.setattr(shutil, "rmtree", lambda p, ignore_errors=False: None)  # "not empty"
+    monkeypatch.setattr("subprocess.run", lambda *a, **k: None)  # rm -rf: not the point here
+
+    class Listed(list[Any]):
+        def __enter__(self) -> Listed:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+    def scandir(where: Any) -> Any:  # the run's move, just after the top is listed
+        with real_scandir(where) as it:
+            entries = Listed(it)
+        if not (tree / "d").is_symlink():
+            os.rename(tree / "d", tree / "d.old")
+            os.symlink(victim, tree / "d")
+        return entries
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    rmtree_quiet(tree)
+    monkeypatch.undo()
+    assert victim.stat().st_mode & 0o7777 == 0o755
+    assert (victim / "shared").stat().st_mode & 0o7777 == 0o2775
+    real_rmtree(tree)
