@@ -104,7 +104,7 @@ class RunResult:
                 target = _safe_target(self.staging, path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 current = open(target, "wb")  # noqa: SIM115 - closed on last piece
-                os.chmod(target, (piece.mode & 0o777) | 0o600)
+                os.chmod(target, (piece.mode & 0o755) | 0o600)  # never writable by others
                 digest, size = hashlib.sha256(), 0
             if current is None:
                 raise ResultError("result piece without a file")
@@ -124,10 +124,15 @@ class RunResult:
     def commit(self, run: RunRecord, output_of: int | None = None) -> None:
         """Write run.json and move the folder into place (replacing an earlier attempt's).
         The log is the output of `output_of` (default: the run's attempt; 0: of none)."""
-        for name in ("output.log", "run.json"):  # a result of that name steps aside
+        for name in ("output.log", "run.json"):  # a result (file or folder) of that name
             if (self.staging / name).exists() or (self.staging / name).is_symlink():
-                (self.staging / name).rename(self.staging / f"{name}.result")
-                self.files[f"{name}.result"] = self.files.pop(name)
+                aside = f"{name}.result"  # steps aside, to a name no other result has
+                n = 1
+                while (self.staging / aside).exists() or (self.staging / aside).is_symlink():
+                    aside, n = f"{name}.result{n}", n + 1
+                (self.staging / name).rename(self.staging / aside)
+                for rel in [r for r in self.files if r == name or r.startswith(name + "/")]:
+                    self.files[aside + rel[len(name) :]] = self.files.pop(rel)
         if self.log_path.exists():
             os.rename(self.log_path, self.staging / "output.log")
         of = run.attempt if output_of is None else output_of

@@ -105,8 +105,9 @@ STATE_DB = "state.db"  # in the coordinator's home
 
 def in_flight_on(path: Path, host: str) -> list[tuple[str, str]]:
     """(run id, state) of the runs the store at `path` has in flight on `host`, in submission
-    order: read only, and none when there is no store yet. Safe beside a running coordinator
-    (WAL: a reader sees the last commit)."""
+    order: only read (though SQLite may make its -wal and -shm files), and none when there
+    is no store yet. Safe beside a running coordinator
+    (WAL: a reader sees the last commit). sqlite3.Error when it cannot be read."""
     if not path.exists():
         return []
     db = sqlite3.connect(str(path))

@@ -76,6 +76,7 @@ def _remove_stale_cookies(root: Path) -> None:
     """Remove the markers a coordinator killed inside drain() left in the root: those whose
     process (named in them) is gone. Those of a live one, ours or another home's watching the
     same tree, stay."""
+    names: list[str] = []
     with contextlib.suppress(OSError), os.scandir(root) as entries:
         names = [e.name for e in entries if e.name.startswith(COOKIE_PREFIX)]
     for name in names:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import sqlite3
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -95,9 +96,17 @@ def main(
               "the next `convoy up` uses it")  # fmt: skip
         return 0
     if cmd == "remove":
-        busy = in_flight_on(home / STATE_DB, ns.name)
+        busy: list[tuple[str, str]] = []
 
-        def confirm() -> None:
+        def confirm() -> None:  # once the file is known to hold the host
+            try:
+                busy.extend(in_flight_on(home / STATE_DB, ns.name))
+            except sqlite3.Error as e:
+                if ns.force:
+                    return
+                raise UsageError(f"cannot read the coordinator's store {home / STATE_DB} to "
+                                 f"see whether runs are in flight on {ns.name} ({e}); --force "
+                                 "removes the host without looking") from None  # fmt: skip
             if busy and not ns.force:
                 shown = ", ".join(f"{run} ({state})" for run, state in busy[:5])
                 more = f" and {len(busy) - 5} more" if len(busy) > 5 else ""

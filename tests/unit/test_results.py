@@ -302,6 +302,33 @@ def test_result_named_output_log_does_not_clobber_log(tmp_path: Path) -> None:
     assert (final / "run.json.result").read_bytes() == b"not json"
 
 
+def test_result_folders_named_run_json_or_output_log_step_aside_with_their_files(
+    tmp_path: Path,
+) -> None:
+    """`mkdir run.json; touch run.json/x` made commit fail (KeyError): the run failed with a
+    coordinator error and its results were discarded. A result already named
+    output.log.result is not overwritten by the one stepping aside."""
+    run = make_run(tmp_path)
+    final = committed(
+        run, b"log",
+        [("run.json/x", b"x"), ("output.log", b"own"), ("output.log.result", b"other")],
+        finished(run),
+    )  # fmt: skip
+    assert (final / "run.json.result" / "x").read_bytes() == b"x"
+    assert (final / "output.log.result").read_bytes() == b"other"
+    assert (final / "output.log.result1").read_bytes() == b"own"
+    files = json.loads((final / "run.json").read_text())["files"]
+    assert sorted(files) == ["output.log.result", "output.log.result1", "run.json.result/x"]
+
+
+def test_others_never_get_write_access_to_a_result(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    receive(r, pieces_of([("open.txt", b"x")], mode=0o100777))
+    assert (r.staging / "open.txt").stat().st_mode & 0o777 == 0o755
+
+
 def test_nested_output_log_is_kept_at_its_path(tmp_path: Path) -> None:
     """A result at sub/output.log is not confused with the run's log."""
     run = make_run(tmp_path)

@@ -160,3 +160,10 @@ def test_markers_a_killed_coordinator_left_are_removed_when_the_tree_is_watched_
     finally:
         alive.kill()
         alive.wait()
+
+
+def test_a_root_gone_before_the_markers_are_looked_for_is_no_error(tmp_path: Path) -> None:
+    """The root deleted between the watch's start and the look for stale markers."""
+    from coordinator.watcher import _remove_stale_cookies
+
+    _remove_stale_cookies(tmp_path / "gone")  # raised UnboundLocalError
