@@ -112,7 +112,9 @@ def place(
     `holds` (run id -> host), when given, carries the holds from one pass to the next: a run
     keeps the host it held while it may still have it, so that the room gathering there is
     not given away as soon as another host has more for a moment. It is rewritten with this
-    pass's holds.
+    pass's holds. The price, without run durations to go by: should another host come to
+    free up sooner, the run still waits for the one it holds (which only drains, so it fits
+    there in the end).
     """
     ledger = _Ledger({h.name: h for h in hosts if h.up})
     held: set[str] = set()  # hosts kept for a run ahead in the queue that did not fit

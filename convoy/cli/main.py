@@ -112,7 +112,8 @@ def _parser() -> argparse.ArgumentParser:
     lg.add_argument("run", metavar="RUN")
     lg.add_argument("-f", "--follow", action="store_true",
                     help="follow until the run ends, through its retries")  # fmt: skip
-    lg.add_argument("--offset", type=_whole(0, 2**63 - 1, "an offset is 0 or more"), default=0,
+    offsets = _whole(0, 2**63 - 1, "an offset is from 0 to 2**63 - 1")
+    lg.add_argument("--offset", type=offsets, default=0,
                     help="start at this byte offset (of the first attempt printed)")  # fmt: skip
     attempts = _whole(1, 2**31 - 1, "attempts count from 1, up to 2147483647")
     lg.add_argument("--attempt", type=attempts, default=0, metavar="N",

@@ -15,6 +15,7 @@ def as_nobody(work: Callable[[], None]) -> None:
     if pid == 0:  # pragma: no cover - the child
         code = 1
         try:
+            os.setgroups([])
             os.setgid(NOBODY)
             os.setuid(NOBODY)
             work()
