@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import uuid
 from pathlib import Path
 
@@ -140,13 +141,17 @@ class BuildKeeper:
         }  # fmt: skip
         text = json.dumps(about, indent=2) + "\n"
         await asyncio.to_thread(_write, folder / f"{host}.json", text.encode())
-        chunks = []
+        # Streamed to a file, not held: a build's output may be larger than memory.
+        part = folder / f".{host}.log.part"
+        f = await asyncio.to_thread(open, part, "wb")
         try:
             async for _, data in client.read_log(outcome.attempt_id, 0, follow=False):
-                chunks.append(data)
+                await asyncio.to_thread(f.write, data)
         except Exception as e:  # the log is a convenience; the outcome is what counts
             log.warning("reading the output of build %s on %s: %s", outcome.key[:12], host, e)
-        await asyncio.to_thread(_write, folder / f"{host}.log", b"".join(chunks))
+        finally:
+            await asyncio.to_thread(f.close)
+        await asyncio.to_thread(os.replace, part, folder / f"{host}.log")
 
 
 def _write(path: Path, data: bytes) -> None:

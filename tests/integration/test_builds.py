@@ -59,6 +59,7 @@ def test_an_edit_recompiles_one_file_and_the_runs_see_it(
     first = model / "convoy-results/des/des-1"
     assert sorted(compiles.findall((first / "build/local.log").read_text())) == [
         "main", "queue", "rng", "sim"]  # fmt: skip
+    assert sorted(p.name for p in (first / "build").iterdir()) == ["local.json", "local.log"]
     assert all(r["state"] == "succeeded" for r in _runs(first))
 
     main_c = model / "main.c"
