@@ -152,6 +152,8 @@ def open_output(path: Path) -> BinaryIO:
     try:
         return open_regular(path)
     except OSError as e:
+        if e.errno not in RUNS_DOING:
+            raise  # the agent's own trouble (EMFILE, EIO, ...): not the run's, and passing
         # The agent made the file: gone, unreadable or a socket, the run changed it.
         if e.errno == errno.ELOOP:
             why = "the run replaced its output log with a symbolic link; convoy does not follow it"
@@ -160,6 +162,13 @@ def open_output(path: Path) -> BinaryIO:
         else:
             why = f"the run's output log cannot be read: {e.strerror}"
         raise OutputReplaced(why) from None
+
+
+# Why opening what a run made can fail by the run's doing (a link, not a regular file, removed,
+# made unreadable, a socket); other errors are the host's.
+RUNS_DOING = frozenset(
+    {errno.ELOOP, errno.EINVAL, errno.ENOENT, errno.EACCES, errno.EPERM, errno.ENXIO}
+)
 
 
 def open_regular(path: Path | str) -> BinaryIO:

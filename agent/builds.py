@@ -196,7 +196,7 @@ class Builds:
                 pass
             else:
                 if stat.S_ISDIR(st.st_mode):
-                    shutil.rmtree(dest)
+                    rmtree_quiet(dest)
                 else:
                     dest.unlink()
             shutil.copyfile(store.path_of(row.hash), dest)  # a new file: modified now

@@ -26,6 +26,7 @@ from convoy.v1 import agent_pb2_grpc as pb_grpc
 from convoy.v1 import common_pb2
 
 from .attempts import (
+    RUNS_DOING,
     AttemptRequest,
     Attempts,
     AttemptState,
@@ -351,7 +352,12 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
             try:
                 rel.encode()
                 f = await asyncio.to_thread(open_regular, a.results_root / rel)
-            except (UnicodeEncodeError, OSError) as e:
+            except UnicodeEncodeError as e:
+                log.warning("attempt %s: result %r left out: %s", request.attempt_id, rel, e)
+                continue
+            except OSError as e:
+                if e.errno not in RUNS_DOING:
+                    raise  # the host's trouble: the coordinator asks again
                 log.warning("attempt %s: result %r left out: %s", request.attempt_id, rel, e)
                 continue
             digest = hashlib.sha256()

@@ -114,18 +114,22 @@ def rmtree_quiet(path: Path | str) -> None:
         shutil.rmtree(path, ignore_errors=True)
     if os.path.isdir(path) and not os.path.islink(path):
         _make_removable(os.fspath(path))
-        subprocess.run(["rm", "-rf", "--", os.fspath(path)], capture_output=True, check=False)
+        with contextlib.suppress(OSError):
+            subprocess.run(["rm", "-rf", "--", os.fspath(path)], stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, check=False)  # fmt: skip
 
 
 _FOLDER = os.O_PATH | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_LEVELS = 200  # descriptors held at most (one per level): the agent's others need theirs
 
 
 def _make_removable(top: str) -> None:
     """chmod 0700 every folder of the tree, depth first. Each is opened by name within its
     parent's descriptor, without following a link (O_PATH opens a folder of mode 000 too), and
     changed through that descriptor: a folder swapped for a link meanwhile is not followed.
-    The descriptors held are one per level: a level the process has no descriptor for is
-    left as it is."""
+    The descriptors held are one per level, so folders deeper than _LEVELS are left as they
+    are (rm -rf still removes them if their modes let it). Without /proc, folders are listed
+    but not changed."""
     try:
         fd = os.open(top, _FOLDER)
     except OSError:
@@ -135,12 +139,14 @@ def _make_removable(top: str) -> None:
         subfolders: list[str] = []
         with contextlib.suppress(OSError):
             os.chmod(f"/proc/self/fd/{fd}", 0o700)  # the folder opened, whatever its name is now
-            listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
-            try:
-                with os.scandir(listing) as entries:
-                    subfolders = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
-            finally:
-                os.close(listing)
+        if len(frames) < _LEVELS:
+            with contextlib.suppress(OSError):
+                listing = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=fd)
+                try:
+                    with os.scandir(listing) as entries:
+                        subfolders = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+                finally:
+                    os.close(listing)
         frames.append((fd, subfolders))
         while frames:
             parent, rest = frames[-1]

@@ -7,6 +7,7 @@ workspace (upper directory = the run's changes) replaces the comparison where ov
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import os
 import posixpath
@@ -73,9 +74,12 @@ def _walk_files(work: Path) -> Iterator[tuple[str, os.stat_result]]:
     stack = [""]
     while stack:
         rel_dir = stack.pop()
+        found = []
         try:
             with os.scandir(work / rel_dir if rel_dir else work) as entries:
-                found = [(e.name, e.stat(follow_symlinks=False)) for e in entries]
+                for e in entries:
+                    with contextlib.suppress(OSError):  # gone meanwhile: that entry only
+                        found.append((e.name, e.stat(follow_symlinks=False)))
         except OSError:
             continue
         for name, st in found:

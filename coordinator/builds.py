@@ -143,15 +143,21 @@ class BuildKeeper:
         await asyncio.to_thread(_write, folder / f"{host}.json", text.encode())
         # Streamed to a file, not held: a build's output may be larger than memory.
         part = folder / f".{host}.log.part"
-        f = await asyncio.to_thread(open, part, "wb")
         try:
-            async for _, data in client.read_log(outcome.attempt_id, 0, follow=False):
-                await asyncio.to_thread(f.write, data)
-        except Exception as e:  # the log is a convenience; the outcome is what counts
-            log.warning("reading the output of build %s on %s: %s", outcome.key[:12], host, e)
-        finally:
-            await asyncio.to_thread(f.close)
-        await asyncio.to_thread(os.replace, part, folder / f"{host}.log")
+            with open(part, "wb") as f:  # a create on the loop; the writes are threaded
+                try:
+                    async for _, data in client.read_log(outcome.attempt_id, 0, follow=False):
+                        await asyncio.to_thread(f.write, data)
+                except Exception as e:  # the log is a convenience; the outcome is what counts
+                    log.warning("saving the output of build %s on %s: %s", outcome.key[:12],
+                                host, e)  # fmt: skip
+            await asyncio.to_thread(os.replace, part, folder / f"{host}.log")
+        except Exception as e:  # the file could not be written: none half made, and no raise
+            part.unlink(missing_ok=True)
+            log.warning("saving the output of build %s on %s: %s", outcome.key[:12], host, e)
+        except BaseException:  # cancelled: none half made
+            part.unlink(missing_ok=True)
+            raise
 
 
 def _write(path: Path, data: bytes) -> None:

@@ -81,7 +81,7 @@ def _remove_stale_cookies(root: Path) -> None:
         names = [e.name for e in entries if e.name.startswith(COOKIE_PREFIX)]
     for name in names:
         pid = name[len(COOKIE_PREFIX) :].partition("-")[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not (pid.isascii() and pid.isdigit()) or int(pid) == os.getpid():
             continue
         try:
             os.kill(int(pid), 0)

@@ -191,3 +191,62 @@ def test_rmtree_quiet_follows_no_folder_swapped_for_a_link(
     assert victim.stat().st_mode & 0o7777 == 0o755
     assert (victim / "shared").stat().st_mode & 0o7777 == 0o2775
     real_rmtree(tree)
+
+
+def test_the_host_s_own_trouble_is_not_taken_for_the_run_s(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EMFILE or EIO opening the log or a result is the agent's trouble, not the run's: it is
+    raised (the coordinator asks again) rather than the log or the result left out for good."""
+    import errno
+
+    import agent.attempts
+    import agent.server
+    from agent.attempts import open_output
+
+    attempts, a = _ended_overlay_attempt(tmp_path)
+    (a.dir / "upper" / "out.txt").write_text("x")
+
+    def exhausted(*_: Any, **__: Any) -> Any:
+        raise OSError(errno.EMFILE, "Too many open files")
+
+    monkeypatch.setattr(agent.attempts.os, "open", exhausted)
+    with pytest.raises(OSError, match="Too many open files"):
+        open_output(a.log_path)
+    monkeypatch.undo()
+    monkeypatch.setattr(agent.server, "open_regular", lambda _p: exhausted())
+    with pytest.raises(OSError, match="Too many open files"):
+        _fetch(attempts, a.request.attempt_id)
+
+
+def test_rmtree_quiet_holds_a_bounded_number_of_descriptors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One descriptor per level of a 1,100-deep tree would take most of a 1,024 limit from
+    the agent's other work; at most _LEVELS are held."""
+    import agent.trees
+
+    (tmp_path / "upper").mkdir()
+    _deep(tmp_path / "upper")
+    held, most = set(), 0
+    real_open, real_close = os.open, os.close
+
+    def tracked_open(*args: Any, **kw: Any) -> int:
+        nonlocal most
+        fd = real_open(*args, **kw)
+        held.add(fd)
+        most = max(most, len(held))
+        return fd
+
+    def tracked_close(fd: int) -> None:
+        held.discard(fd)
+        real_close(fd)
+
+    monkeypatch.setattr(agent.trees.os, "open", tracked_open)
+    monkeypatch.setattr(agent.trees.os, "close", tracked_close)
+    monkeypatch.setattr(shutil, "rmtree", lambda p, ignore_errors=False: None)  # the pass itself
+    agent.trees._make_removable(str(tmp_path / "upper"))
+    monkeypatch.undo()
+    assert 100 < most <= agent.trees._LEVELS + 1 and not held
+    rmtree_quiet(tmp_path / "upper")
+    assert not (tmp_path / "upper").exists()

@@ -167,3 +167,6 @@ def test_a_root_gone_before_the_markers_are_looked_for_is_no_error(tmp_path: Pat
     from coordinator.watcher import _remove_stale_cookies
 
     _remove_stale_cookies(tmp_path / "gone")  # raised UnboundLocalError
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / f"{COOKIE_PREFIX}\u00b2-1").touch()  # '²'.isdigit(), int() refuses it
+    _remove_stale_cookies(tmp_path / "src")
