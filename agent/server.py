@@ -352,11 +352,8 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
             try:
                 rel.encode()
                 f = await asyncio.to_thread(open_regular, a.results_root / rel)
-            except UnicodeEncodeError as e:
-                log.warning("attempt %s: result %r left out: %s", request.attempt_id, rel, e)
-                continue
-            except OSError as e:
-                if e.errno not in RUNS_DOING:
+            except (UnicodeEncodeError, OSError) as e:
+                if isinstance(e, OSError) and e.errno not in RUNS_DOING:
                     raise  # the host's trouble: the coordinator asks again
                 log.warning("attempt %s: result %r left out: %s", request.attempt_id, rel, e)
                 continue

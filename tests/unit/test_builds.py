@@ -20,12 +20,18 @@ from coordinator.manifest import Entry
 from tests.unit.users import NOBODY, as_nobody
 
 
-def _revision(store: ObjectStore, text: bytes) -> str:
-    store.put_bytes(hash_bytes(text), text)
-    entries = [Entry("model.c", 0o100644, len(text), hash_bytes(text))]
+def _tree(store: ObjectStore, files: dict[str, bytes]) -> str:
+    entries = []
+    for path, text in sorted(files.items()):
+        store.put_bytes(hash_bytes(text), text)
+        entries.append(Entry(path, 0o100644, len(text), hash_bytes(text)))
     rev = revision_id(entries)
     store.make_revision(rev, entries)
     return rev
+
+
+def _revision(store: ObjectStore, text: bytes) -> str:
+    return _tree(store, {"model.c": text})
 
 
 def _build(builds: Builds, key: str, revision: str, experiment: str, latest: bool) -> None:
@@ -126,16 +132,6 @@ def test_a_key_is_built_until_it_succeeds_then_never_again(tmp_path: Path) -> No
     assert len(attempts.started) == 2  # the third call started nothing
     assert attempts.started[0].upper == str(tmp_path / "builds" / key / "upper")
     assert builds._latest("des") == (key, rev)
-
-
-def _tree(store: ObjectStore, files: dict[str, bytes]) -> str:
-    entries = []
-    for path, text in sorted(files.items()):
-        store.put_bytes(hash_bytes(text), text)
-        entries.append(Entry(path, 0o100644, len(text), hash_bytes(text)))
-    rev = revision_id(entries)
-    store.make_revision(rev, entries)
-    return rev
 
 
 def test_the_next_build_never_writes_or_deletes_through_a_link_the_last_one_left(
