@@ -181,6 +181,26 @@ def open_regular(path: Path | str) -> BinaryIO:
     return os.fdopen(fd, "rb")
 
 
+def left_out_why(error: UnicodeEncodeError | OSError) -> str:
+    """Why a result the run made cannot be sent (an error of open_regular, or of its name)."""
+    if isinstance(error, UnicodeEncodeError):
+        return "its name is not UTF-8"
+    if error.errno == errno.ELOOP:
+        return "a symbolic link: convoy does not follow it"
+    if error.errno in (errno.EINVAL, errno.ENXIO):
+        return "not a regular file"
+    if error.errno in (errno.EACCES, errno.EPERM):
+        return "the run made it unreadable"
+    if error.errno == errno.ENOENT:
+        return "gone before it was collected"
+    return f"cannot be read: {error.strerror}"
+
+
+def printable(rel: str) -> str:
+    """A path as text: bytes of its name that are not UTF-8 written as \\xNN."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
 class UnknownAttempt(ConvoyError):
     def __init__(self, attempt_id: str) -> None:
         super().__init__(f"no attempt {attempt_id!r} on this host")
@@ -376,19 +396,25 @@ class Attempts:
         await a.done.wait()
         return a.status
 
-    def result_files(self, attempt_id: str) -> list[str]:
+    def result_files(self, attempt_id: str) -> tuple[list[str], list[str]]:
+        """The attempt's results: the files to send, and the folders the run made unreadable
+        that may hold some (what they hold cannot be known), both sorted."""
         a = self.get(attempt_id)
+        hidden: list[str] = []
+        outputs = a.request.outputs
         if a.layout.get("mode") == "overlay":
-            changed = workspace.upper_files(a.results_root)
-            if a.request.outputs:
-                return workspace.filter_outputs(changed, a.request.outputs)
-            return changed
-        if not (a.dir / "manifest.json").exists() or not a.work.exists():
-            return []
-        manifest = a.manifest()
-        if a.request.outputs:
-            return workspace.select_outputs(a.work, a.request.outputs, manifest)
-        return workspace.changed_files(a.work, manifest)
+            files = workspace.upper_files(a.results_root, hidden)
+            if outputs:
+                files = workspace.filter_outputs(files, outputs)
+        elif not (a.dir / "manifest.json").exists() or not a.work.exists():
+            return [], []
+        else:
+            files = workspace.changed_files(a.work, a.manifest(), hidden)
+            if outputs:
+                files = workspace.filter_outputs(files, outputs)
+        if outputs:
+            hidden = [d for d in hidden if workspace.may_hold_outputs(d, outputs)]
+        return files, sorted(hidden)
 
     def release(self, attempt_id: str) -> AttemptStatus:
         """Drop the workspace; keep the log and status until the attempt folder is collected."""

@@ -33,8 +33,10 @@ from .attempts import (
     AttemptStatus,
     OutputReplaced,
     UnknownAttempt,
+    left_out_why,
     open_output,
     open_regular,
+    printable,
 )
 from .builds import Builds
 from .objects import ObjectStore, ObjectWriter
@@ -342,20 +344,26 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
     ) -> AsyncIterator[pb.FileChunk]:
         try:
             a = self.attempts.get(request.attempt_id)
-            files = await asyncio.to_thread(self.attempts.result_files, request.attempt_id)
+            files, hidden = await asyncio.to_thread(self.attempts.result_files, request.attempt_id)
         except UnknownAttempt as e:
             await self._abort(context, e)
             return
+        for folder in hidden:
+            why = "a folder the run made unreadable: what it holds is not collected"
+            log.warning("attempt %s: %r left out: %s", request.attempt_id, folder, why)
+            yield pb.FileChunk(path=printable(folder) + "/", last=True, left_out=why)
         for rel in files:
             # What the run left may not be sendable: a name that is not UTF-8, a file it made
-            # unreadable. Such a file is left out (and said in the agent's log), not the rest.
+            # unreadable. Such a file is left out, and the coordinator told why, not the rest.
             try:
                 rel.encode()
                 f = await asyncio.to_thread(open_regular, a.results_root / rel)
             except (UnicodeEncodeError, OSError) as e:
                 if isinstance(e, OSError) and e.errno not in RUNS_DOING:
                     raise  # the host's trouble: the coordinator asks again
-                log.warning("attempt %s: result %r left out: %s", request.attempt_id, rel, e)
+                why = left_out_why(e)
+                log.warning("attempt %s: result %r left out: %s", request.attempt_id, rel, why)
+                yield pb.FileChunk(path=printable(rel), last=True, left_out=why)
                 continue
             digest = hashlib.sha256()
             mode = os.fstat(f.fileno()).st_mode & 0o777

@@ -7,13 +7,12 @@ workspace (upper directory = the run's changes) replaces the comparison where ov
 
 from __future__ import annotations
 
-import contextlib
 import fnmatch
 import os
 import posixpath
 import shutil
 import stat
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path, PurePosixPath
 
 Manifest = dict[str, tuple[int, int, int]]
@@ -67,21 +66,32 @@ def _key(st: os.stat_result) -> tuple[int, int, int]:
     return (st.st_size, st.st_mtime_ns, st.st_ino)
 
 
-def _walk_files(work: Path) -> Iterator[tuple[str, os.stat_result]]:
+def _walk_files(
+    work: Path, hidden: list[str] | None = None
+) -> Iterator[tuple[str, os.stat_result]]:
     """The regular files under `work` with their lstat, links not followed. The run made the
-    tree: a folder it made unreadable is passed over, and no depth overflows the stack (the
-    walk keeps its own)."""
+    tree: a folder it made unreadable is passed over (and named in `hidden`, when given, '.'
+    for `work` itself), and no depth overflows the stack (the walk keeps its own)."""
     stack = [""]
     while stack:
         rel_dir = stack.pop()
         found = []
+        unreadable = False  # cannot be listed, or what it holds cannot be looked at
         try:
             with os.scandir(work / rel_dir if rel_dir else work) as entries:
                 for e in entries:
-                    with contextlib.suppress(OSError):  # gone meanwhile: that entry only
+                    try:
                         found.append((e.name, e.stat(follow_symlinks=False)))
+                    except FileNotFoundError:
+                        pass  # gone meanwhile: that entry only
+                    except OSError:
+                        unreadable = True
+        except FileNotFoundError:
+            pass  # removed meanwhile: nothing was in it
         except OSError:
-            continue
+            unreadable = True
+        if unreadable and hidden is not None:
+            hidden.append(rel_dir or ".")
         for name, st in found:
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if stat.S_ISDIR(st.st_mode):
@@ -90,23 +100,27 @@ def _walk_files(work: Path) -> Iterator[tuple[str, os.stat_result]]:
                 yield rel, st
 
 
-def changed_files(work: Path, manifest: Manifest) -> list[str]:
-    """Regular files in `work` that the run created or changed, sorted."""
-    return sorted(rel for rel, st in _walk_files(work) if manifest.get(rel) != _key(st))
+def changed_files(work: Path, manifest: Manifest, hidden: list[str] | None = None) -> list[str]:
+    """Regular files in `work` that the run created or changed, sorted; folders that could
+    not be read are added to `hidden`."""
+    return sorted(rel for rel, st in _walk_files(work, hidden) if manifest.get(rel) != _key(st))
 
 
-def upper_files(upper: Path) -> list[str]:
+def upper_files(upper: Path, hidden: list[str] | None = None) -> list[str]:
     """What a run created or changed in an overlay workspace: the regular files of its upper
-    folder (deletions are whiteouts, character devices, and are not results), sorted."""
-    return sorted(rel for rel, _ in _walk_files(upper)) if upper.exists() else []
+    folder (deletions are whiteouts, character devices, and are not results), sorted; folders
+    that could not be read are added to `hidden`."""
+    return sorted(rel for rel, _ in _walk_files(upper, hidden)) if upper.exists() else []
 
 
-def select_outputs(work: Path, patterns: Iterable[str], manifest: Manifest) -> list[str]:
+def select_outputs(
+    work: Path, patterns: Iterable[str], manifest: Manifest, hidden: list[str] | None = None
+) -> list[str]:
     """Files matching the declared outputs: a folder means everything below it; globs allowed.
 
     Only files the run created or changed count, so inputs that match a pattern do not come back.
     """
-    return filter_outputs(changed_files(work, manifest), patterns)
+    return filter_outputs(changed_files(work, manifest, hidden), patterns)
 
 
 def filter_outputs(changed: Iterable[str], patterns: Iterable[str]) -> list[str]:
@@ -123,3 +137,20 @@ def filter_outputs(changed: Iterable[str], patterns: Iterable[str]) -> list[str]
                 out.append(rel)
                 break
     return out
+
+
+def may_hold_outputs(folder: str, patterns: Sequence[str]) -> bool:
+    """Whether files below `folder` could match the declared outputs (see filter_outputs):
+    a literal pattern names the folder, something in it or a folder above it. A glob may
+    match at any depth (fnmatch's `*` crosses '/'), so a folder hidden from one is named."""
+    if folder == ".":  # the workspace itself
+        return bool(patterns)
+    parts = folder.split("/")
+    for pat in (posixpath.normpath(p).rstrip("/") for p in patterns):
+        if any(c in pat for c in "*?["):
+            return True
+        pp = pat.split("/")
+        n = min(len(parts), len(pp))
+        if parts[:n] == pp[:n]:
+            return True
+    return False

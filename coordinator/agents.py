@@ -250,4 +250,4 @@ class AgentClient:
 
     async def fetch_results(self, attempt_id: str) -> AsyncIterator[FilePiece]:
         async for c in self._stub.FetchResults(pb.FetchResultsRequest(attempt_id=attempt_id)):
-            yield FilePiece(c.path, c.mode, c.data, c.last, c.sha256)
+            yield FilePiece(c.path, c.mode, c.data, c.last, c.sha256, c.left_out)

@@ -401,6 +401,7 @@ class Coordinator(Submissions, HostLiveness):
                         raise
                     # The run put a link or a FIFO in place of its log: its results still come.
                     log.warning("run %s: output not collected: %s", run.id, e.details())
+                    result.output_missing = e.details() or "the run's output cannot be read"
             await result.receive(host.client.fetch_results(run.attempt_id))
             await asyncio.to_thread(result.commit, run)
         except BaseException:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
+from agent.workspace import filter_outputs, may_hold_outputs
 from convoy.errors import ConvoyError
 from convoy.files import write_json
 from convoy.runjson import duration_s, run_fields
@@ -38,6 +39,10 @@ class FilePiece:
     data: bytes
     last: bool
     sha256: str
+    left_out: str = ""  # set: a result the agent could not send, and why (no data)
+
+
+NOT_MATCHED = "declared in outputs: the run created or changed no file that matches"
 
 
 def duration(run: RunRecord) -> float | None:
@@ -45,13 +50,20 @@ def duration(run: RunRecord) -> float | None:
 
 
 def run_json(
-    run: RunRecord, files: dict[str, dict[str, Any]] | None = None, output_attempt: int = 0
+    run: RunRecord,
+    files: dict[str, dict[str, Any]] | None = None,
+    output_attempt: int = 0,
+    not_collected: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """The fields of run.json: what `convoy runs --json` prints for each run, and with
-    `files`, the results' files and which attempt's output output.log holds (0: none; a
-    retry that never started leaves the earlier attempt's)."""
+    `files`, the results' files, which attempt's output output.log holds (0: none; a retry
+    that never started leaves the earlier attempt's) and what of the run's results did not
+    come back, and why (`not_collected`: path, folder/ or declared output -> why)."""
     fields = run_fields(run_to_pb(run))
-    return fields if files is None else {**fields, "files": files, "output_attempt": output_attempt}
+    if files is None:
+        return fields
+    return {**fields, "files": files, "output_attempt": output_attempt,
+            "not_collected": dict(sorted((not_collected or {}).items()))}  # fmt: skip
 
 
 def output_attempt(meta: object) -> int:
@@ -83,6 +95,8 @@ class RunResult:
         self.staging = self.final.parent / f".staging-{self.final.name}-a{run.attempt}"
         self.log_path = self.final.parent / f".log-{self.final.name}-a{run.attempt}"
         self.files: dict[str, dict[str, Any]] = {}
+        self.left_out: dict[str, str] = {}  # results the agent could not send -> why
+        self.output_missing = ""  # why the run's output could not be read, if it could not
 
     def open(self) -> None:
         self.discard()
@@ -101,6 +115,11 @@ class RunResult:
                 if current is not None:
                     raise ResultError(f"result {path!r} ended without its last piece")
                 path = piece.path
+                if piece.left_out:
+                    if path != "./":  # "./": the whole workspace was made unreadable
+                        _safe_target(self.staging, path.rstrip("/"))  # sane; never opened
+                    self.left_out[path] = piece.left_out
+                    continue
                 target = _safe_target(self.staging, path)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 current = open(target, "wb")  # noqa: SIM115 - closed on last piece
@@ -124,19 +143,39 @@ class RunResult:
     def commit(self, run: RunRecord, output_of: int | None = None) -> None:
         """Write run.json and move the folder into place (replacing an earlier attempt's).
         The log is the output of `output_of` (default: the run's attempt; 0: of none)."""
+        unmatched = unmatched_outputs(run.outputs, self)  # by the names the run gave
         for name in ("output.log", "run.json"):  # a result (file or folder) of that name
-            if (self.staging / name).exists() or (self.staging / name).is_symlink():
+
+            def named(rel: str, name: str = name) -> bool:
+                return rel == name or rel.startswith(name + "/")
+
+            def taken(aside: str) -> bool:
+                there = self.staging / aside
+                return (
+                    there.exists()
+                    or there.is_symlink()
+                    or any(r == aside or r.startswith(aside + "/") for r in self.left_out)
+                )
+
+            there = self.staging / name
+            if there.exists() or there.is_symlink() or any(map(named, self.left_out)):
                 aside = f"{name}.result"  # steps aside, to a name no other result has
                 n = 1
-                while (self.staging / aside).exists() or (self.staging / aside).is_symlink():
+                while taken(aside):
                     aside, n = f"{name}.result{n}", n + 1
-                (self.staging / name).rename(self.staging / aside)
-                for rel in [r for r in self.files if r == name or r.startswith(name + "/")]:
+                if there.exists() or there.is_symlink():
+                    there.rename(self.staging / aside)
+                for rel in [r for r in self.files if named(r)]:
                     self.files[aside + rel[len(name) :]] = self.files.pop(rel)
+                for rel in [r for r in self.left_out if named(r)]:
+                    self.left_out[aside + rel[len(name) :]] = self.left_out.pop(rel)
+        not_collected = {**self.left_out, **unmatched}
+        if self.output_missing:
+            not_collected["output.log"] = self.output_missing
         if self.log_path.exists():
             os.rename(self.log_path, self.staging / "output.log")
         of = run.attempt if output_of is None else output_of
-        body = json.dumps(run_json(run, self.files, of), indent=2) + "\n"
+        body = json.dumps(run_json(run, self.files, of, not_collected), indent=2) + "\n"
         (self.staging / "run.json").write_text(body)
         if self.final.exists():
             old = self.final.with_name(f".old-{self.final.name}")
@@ -152,6 +191,17 @@ class RunResult:
         self.log_path.unlink(missing_ok=True)
 
 
+def unmatched_outputs(outputs: Sequence[str], result: RunResult) -> dict[str, str]:
+    """The declared outputs that no result matches, sent or left out."""
+    names = [*result.files, *(p for p in result.left_out if not p.endswith("/"))]
+    hidden = [p.rstrip("/") for p in result.left_out if p.endswith("/")]
+    return {
+        pat: NOT_MATCHED
+        for pat in outputs
+        if not filter_outputs(names, [pat]) and not any(may_hold_outputs(d, [pat]) for d in hidden)
+    }
+
+
 def record_unstarted(run: RunRecord) -> None:
     """The results folder of a run that ended before (another) attempt started: its run.json
     says why. An earlier attempt's results, when there are some, stay (still listed)."""
@@ -162,8 +212,9 @@ def record_unstarted(run: RunRecord) -> None:
         except (OSError, ValueError):
             meta = None
         files = meta.get("files") if isinstance(meta, dict) else None
-        write_json(folder / "run.json", run_json(run, files or {}, output_attempt(meta)),
-                   indent=2)  # fmt: skip
+        missed = meta.get("not_collected") if isinstance(meta, dict) else None
+        body = run_json(run, files or {}, output_attempt(meta), missed or {})
+        write_json(folder / "run.json", body, indent=2)
         return
     result = RunResult(run)
     result.open()

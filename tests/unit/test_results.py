@@ -490,3 +490,109 @@ def test_write_runs_csv_replaces_previous(tmp_path: Path) -> None:
     write_runs_csv(path, [make_run(tmp_path, 0), make_run(tmp_path, 1)])
     write_runs_csv(path, [make_run(tmp_path, 0)])
     assert len(read_csv(path)) == 2
+
+
+# ---- what did not come back ------------------------------------------------------------------
+
+
+def left(path: str, why: str) -> FilePiece:
+    """The agent's chunk for a result it could not send."""
+    return FilePiece(path=path, mode=0, data=b"", last=True, sha256="", left_out=why)
+
+
+def test_results_left_out_by_the_agent_are_named_in_run_json_with_why(tmp_path: Path) -> None:
+    """The agent left a result out (unreadable, a name not UTF-8, a folder it could not look
+    into) and said so only in its own log: run.json listed the rest as if that were all."""
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    receive(r, [
+        left("d/", "a folder the run made unreadable: what it holds is not collected"),
+        *pieces_of([("a.txt", b"fine")]),
+        left("out", "the run made it unreadable"),
+        left("bad\\xff", "its name is not UTF-8"),
+    ])  # fmt: skip
+    r.commit(finished(run))
+    meta = json.loads((Path(run.results_path) / "run.json").read_text())
+    assert list(meta["files"]) == ["a.txt"]
+    assert meta["not_collected"] == {
+        "bad\\xff": "its name is not UTF-8",
+        "d/": "a folder the run made unreadable: what it holds is not collected",
+        "out": "the run made it unreadable",
+    }
+    assert files_under(Path(run.results_path)) == {"a.txt", "run.json"}
+
+
+def test_nothing_missing_is_an_empty_not_collected(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    final = committed(run, b"log", [("a", b"a")], finished(run))
+    assert json.loads((final / "run.json").read_text())["not_collected"] == {}
+
+
+def test_declared_outputs_no_result_matches_are_named(tmp_path: Path) -> None:
+    """outputs: [summary.csv] and the run wrote summary.txt: nothing said the file never came.
+    An output a left-out result matches is named by that result; one that a folder the run made
+    unreadable may hold is not named (it may be there)."""
+    outputs = ("summary.csv", "plots/", "*.dat", "logs", "hidden/x", "other/y")
+    run = make_run(tmp_path, outputs=outputs)
+    r = RunResult(run)
+    r.open()
+    receive(r, [*pieces_of([("plots/a.png", b"png")]), left("logs/x", "the run made it "
+            "unreadable"), left("hidden/", "a folder the run made unreadable")])  # fmt: skip
+    r.commit(finished(run))
+    missed = json.loads((Path(run.results_path) / "run.json").read_text())["not_collected"]
+    none = "declared in outputs: the run created or changed no file that matches"
+    assert missed == {
+        "hidden/": "a folder the run made unreadable",
+        "logs/x": "the run made it unreadable",
+        "other/y": none,
+        "summary.csv": none,
+    }
+    bare = make_run(tmp_path, index=1, outputs=outputs)
+    final = committed(bare, b"", [("plots/a.png", b"png")], finished(bare))
+    missed = json.loads((final / "run.json").read_text())["not_collected"]
+    assert missed == dict.fromkeys(["*.dat", "hidden/x", "logs", "other/y", "summary.csv"], none)
+
+
+def test_a_left_out_result_named_run_json_steps_aside_like_a_sent_one(tmp_path: Path) -> None:
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    receive(r, [left("run.json", "the run made it unreadable"), left("output.log/", "hidden")])
+    r.commit(finished(run))
+    missed = json.loads((Path(run.results_path) / "run.json").read_text())["not_collected"]
+    assert missed == {"output.log.result/": "hidden", "run.json.result": "the run made it "
+                      "unreadable"}  # fmt: skip
+
+
+def test_an_output_the_run_replaced_is_named_and_survives_a_later_unstarted_end(
+    tmp_path: Path,
+) -> None:
+    run = make_run(tmp_path)
+    r = RunResult(run)
+    r.open()
+    r.output_missing = "the run replaced its output log with a symbolic link"
+    receive(r, [left("./", "a folder the run made unreadable")])
+    r.commit(finished(run))
+    record_unstarted(replace(finished(run), state=RunState.CANCELLED, attempt=2))
+    missed = json.loads((Path(run.results_path) / "run.json").read_text())["not_collected"]
+    assert missed == {
+        "./": "a folder the run made unreadable",
+        "output.log": "the run replaced its output log with a symbolic link",
+    }
+
+
+@pytest.mark.parametrize("path", ["/etc/passwd", "../x", "a/../../x", "/"])
+def test_a_left_out_name_outside_the_run_is_refused(tmp_path: Path, path: str) -> None:
+    r = RunResult(make_run(tmp_path))
+    r.open()
+    with pytest.raises(ResultError):
+        receive(r, [left(path, "why")])
+
+
+def test_a_left_out_chunk_inside_a_file_is_refused(tmp_path: Path) -> None:
+    r = RunResult(make_run(tmp_path))
+    r.open()
+    first = pieces_of([("a", b"abcdefgh")])[0]
+    with pytest.raises(ResultError, match="ended without its last piece"):
+        receive(r, [first, left("b", "why")])

@@ -9,6 +9,7 @@ import asyncio
 import os
 import shutil
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -56,17 +57,30 @@ def _service(attempts: Any) -> AgentService:
     return service
 
 
-def _fetch(attempts: Attempts, attempt_id: str) -> dict[str, bytes]:
-    async def go() -> dict[str, bytes]:
+def _fetch_all(attempts: Attempts, attempt_id: str) -> tuple[dict[str, bytes], dict[str, str]]:
+    """What FetchResults sends: the files' contents, and the results left out with why."""
+
+    async def go() -> tuple[dict[str, bytes], dict[str, str]]:
         got: dict[str, bytes] = {}
+        left: dict[str, str] = {}
         path = ""
         req = SimpleNamespace(attempt_id=attempt_id)
         async for c in _service(attempts).FetchResults(req, _Context()):  # type: ignore[arg-type]
+            if c.left_out:
+                assert c.path and c.last and not c.data and c.path not in left
+                left[c.path] = c.left_out
+                continue
             path = c.path or path
             got[path] = got.get(path, b"") + c.data
-        return got
+        return got, left
 
     return asyncio.run(go())
+
+
+def _fetch(attempts: Attempts, attempt_id: str) -> dict[str, bytes]:
+    got, left = _fetch_all(attempts, attempt_id)
+    assert not left, left
+    return got
 
 
 def _deep(root: Path, depth: int = 1100) -> Path:
@@ -88,7 +102,9 @@ def test_a_name_that_is_not_utf8_is_left_out_and_the_rest_sent(tmp_path: Path) -
     (a.dir / "upper" / "ok.txt").write_text("fine\n")
     with open(os.path.join(os.fsencode(a.dir / "upper"), b"bad\xff"), "wb") as f:
         f.write(b"x")
-    assert _fetch(attempts, a.request.attempt_id) == {"ok.txt": b"fine\n"}
+    got, left = _fetch_all(attempts, a.request.attempt_id)
+    assert got == {"ok.txt": b"fine\n"}
+    assert left == {"bad\\xff": "its name is not UTF-8"}
 
 
 def test_a_deep_tree_is_sent_and_released_and_its_lease_dropped(tmp_path: Path) -> None:
@@ -121,7 +137,22 @@ def test_results_the_agent_cannot_read_are_left_out_and_the_rest_sent() -> None:
         (upper / "d").mkdir()
         (upper / "d" / "f").write_text("x")
         (upper / "d").chmod(0o644)  # listable, not searchable
-        assert _fetch(attempts, a.request.attempt_id) == {"ok.txt": b"fine\n"}
+        (upper / "e" / "f").mkdir(parents=True)
+        (upper / "e" / "f" / "g").write_text("x")
+        (upper / "e" / "f").chmod(0o311)  # searchable, not listable
+        got, left = _fetch_all(attempts, a.request.attempt_id)
+        assert got == {"ok.txt": b"fine\n"}
+        hidden = "a folder the run made unreadable: what it holds is not collected"
+        assert left == {"out": "the run made it unreadable", "d/": hidden, "e/f/": hidden}
+        a.request = replace(a.request, outputs=("e/", "ok.txt"))
+        assert _fetch_all(attempts, a.request.attempt_id) == (got, {"e/f/": hidden})
+        a.request = replace(a.request, outputs=("*.txt",))  # a glob: e/f may hold one
+        assert _fetch_all(attempts, a.request.attempt_id) == (got, {"d/": hidden, "e/f/": hidden})
+        (upper / "e" / "f").chmod(0o755)
+        (upper / "d").chmod(0o755)
+        (upper).chmod(0o311)  # the workspace itself
+        assert _fetch_all(attempts, a.request.attempt_id) == ({}, {"./": hidden})
+        (upper).chmod(0o755)
         attempts.release(a.request.attempt_id)
         assert not upper.exists()
 

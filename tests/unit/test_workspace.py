@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from agent.workspace import changed_files, is_safe_relpath, materialise, select_outputs
+from agent.workspace import (
+    changed_files,
+    is_safe_relpath,
+    materialise,
+    may_hold_outputs,
+    select_outputs,
+)
 
 
 def write(path: Path, text: str) -> Path:
@@ -293,3 +300,48 @@ def test_is_safe_relpath_accepts_relative(path: str) -> None:
 def test_is_safe_relpath_rejects(path: str) -> None:
     """Empty, absolute, '..'-containing and backslash paths are unsafe."""
     assert not is_safe_relpath(path)
+
+
+# ---- folders that hide results ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("folder", "patterns", "may"),
+    [
+        ("results", ["results/"], True),  # the folder itself
+        ("results/deep", ["results"], True),  # below a declared folder
+        ("results", ["results/sub/x.csv"], True),  # above a declared file
+        ("other", ["results/"], False),
+        ("resultsx", ["results"], False),
+        ("a/b", ["a/c/x"], False),
+        ("a/b", ["./a/b/x"], True),  # patterns are normalised as the agent matches them
+        ("anything", ["*.csv"], True),  # fnmatch's * crosses '/': a glob may match below
+        ("anything", ["data/?.csv"], True),
+        (".", ["x"], True),  # the workspace itself
+        (".", [], False),
+    ],
+)
+def test_may_hold_outputs(folder: str, patterns: list[str], may: bool) -> None:
+    assert may_hold_outputs(folder, patterns) is may
+
+
+def test_changed_files_names_the_folders_it_cannot_look_into(
+    source: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Permission bits do not bind root: an unreadable folder is made by failing its listing."""
+    work = tmp_path / "work"
+    manifest = materialise(source, work)
+    (work / "locked" / "in").mkdir(parents=True)
+    (work / "locked" / "in" / "r.csv").write_text("x")
+    (work / "new.txt").write_text("x")
+    real = os.scandir
+
+    def scandir(path: Any) -> Any:
+        if Path(path) == work / "locked" / "in":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    hidden: list[str] = []
+    assert changed_files(work, manifest, hidden) == ["new.txt"]
+    assert hidden == ["locked/in"]
