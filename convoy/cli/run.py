@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -33,6 +34,24 @@ def read_spec(file: str) -> tuple[Path, str]:
         raise UsageError(f"{file}: cannot read: {e}") from None
     load_spec(text, file)  # raises SpecError with file:line:column
     return path, text
+
+
+SHOWN_MISSING = 3  # results not collected named on the terminal; run.json names them all
+
+
+def not_collected(run_id: str, results_path: str) -> str | None:
+    """A line naming what of a run's results did not come back, and why (from its run.json),
+    or None when everything did, or run.json is not here to read (a coordinator elsewhere)."""
+    try:
+        missed = json.loads((Path(results_path) / "run.json").read_text()).get("not_collected")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(missed, dict) or not missed:
+        return None
+    named = [f"{path} ({why})" for path, why in list(missed.items())[:SHOWN_MISSING]]
+    more = f" and {len(missed) - SHOWN_MISSING} more" if len(missed) > SHOWN_MISSING else ""
+    where = Path(results_path) / "run.json"
+    return f"convoy: {run_id}: not collected: {'; '.join(named)}{more} (see {where})"
 
 
 class Printer:
@@ -150,6 +169,9 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
                     f"in {human_duration(duration_s(run))}"
                     + ("" if run.state == "succeeded" else f": {run.reason}")
                 )
+                missed = not_collected(run.id, run.results_path)
+                if missed:
+                    printer.status(missed)
                 if len(final) == total:
                     break
     except asyncio.CancelledError:

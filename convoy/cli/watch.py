@@ -13,7 +13,7 @@ from convoy.watching import Callbacks, WatchSession
 
 from .client import connect_or_start
 from .render import state_counts
-from .run import Printer, _follow_run, read_spec
+from .run import Printer, _follow_run, not_collected, read_spec
 
 
 class WatchPrinter:
@@ -38,6 +38,7 @@ class WatchPrinter:
     async def _stream(self, sub: str, total: int) -> None:
         followers: dict[str, asyncio.Task[None]] = {}
         final: dict[str, str] = {}
+        missed: list[str | None] = []  # said after the runs' output
         events = self.stub.Events(pb.EventsRequest(submission_id=sub, snapshot=True))
         try:
             async for ev in events:
@@ -49,9 +50,12 @@ class WatchPrinter:
                     )
                 if run.state in TERMINAL and run.id not in final:
                     final[run.id] = run.state
+                    missed.append(not_collected(run.id, run.results_path))
                     if len(final) == total:
                         break
             await asyncio.gather(*followers.values(), return_exceptions=True)
+            for line in filter(None, missed):
+                self.printer.status(line)
             self.say(f"{sub}: {state_counts(final.values())}; watching for changes (Ctrl-C stops)")
         finally:
             events.cancel()

@@ -517,8 +517,8 @@ def test_api_refuses_a_bad_spec_with_its_position_and_serves_get_run(
 
 
 def test_runs_json_has_the_fields_of_run_json(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
-    """`convoy runs --json` prints each run with exactly run.json's fields (less `files` and
-    `output_attempt`, which are about the results folder)."""
+    """`convoy runs --json` prints each run with exactly run.json's fields (less `files`,
+    `output_attempt` and `not_collected`, which are about the results folder)."""
     spec = write_experiment(tmp_path, """
         name: fields
         image: convoy/busybox:1
@@ -531,6 +531,7 @@ def test_runs_json_has_the_fields_of_run_json(convoy_env: ConvoyEnv, tmp_path: P
     )
     meta.pop("files")
     assert meta.pop("output_attempt") == 1  # which attempt output.log is of
+    assert meta.pop("not_collected") == {}
     assert listed == meta
 
 
@@ -616,3 +617,30 @@ def test_a_run_that_swaps_its_log_for_a_link_gets_no_host_file_back(
     assert json.loads((folder / "run.json").read_text())["state"] == "succeeded"
     assert (folder / "out.txt").read_text() == "kept\n"
     assert "PRIVATE KEY" not in (folder / "output.log").read_text()
+    why = "the run replaced its output log with a symbolic link; convoy does not follow it"
+    assert json.loads((folder / "run.json").read_text())["not_collected"] == {"output.log": why}
+    assert f"convoy: swap-1.00: not collected: output.log ({why})" in out.stderr
+
+
+def test_results_that_did_not_come_back_are_named_with_why(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """A result whose name is not UTF-8 was left out, said only in the agent's log; a declared
+    output the run never wrote was not mentioned at all. Both are in run.json and said by run."""
+    spec = write_experiment(tmp_path, r"""
+        name: missing
+        image: convoy/busybox:1
+        command: echo x > "$(printf 'bad\377')"; echo y > kept.txt
+        outputs: [kept.txt, "bad*", summary.csv]
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    folder = tmp_path / "convoy-results/missing/missing-1/missing-1.00"
+    meta = json.loads((folder / "run.json").read_text())
+    assert list(meta["files"]) == ["kept.txt"]
+    none = "declared in outputs: the run created or changed no file that matches"
+    assert meta["not_collected"] == {"bad\\xff": "its name is not UTF-8", "summary.csv": none}
+    assert (
+        "convoy: missing-1.00: not collected: bad\\xff (its name is not UTF-8); "
+        f"summary.csv ({none}) (see {folder}/run.json)"
+    ) in out.stderr
