@@ -9,6 +9,7 @@ finds its containers by label, so nothing a run printed or produced is lost whil
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -415,6 +416,22 @@ class Attempts:
         if outputs:
             hidden = [d for d in hidden if workspace.may_hold_outputs(d, outputs)]
         return files, sorted(hidden)
+
+    def results_size(self, attempt_id: str) -> tuple[int, int, int]:
+        """(files, bytes) of what FetchResults would send, and the output log's bytes."""
+        a = self.get(attempt_id)
+        files, _ = self.result_files(attempt_id)
+        total = 0
+        for rel in files:
+            with contextlib.suppress(OSError):  # not sendable: left out, so not counted
+                st = os.lstat(a.results_root / rel)
+                total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+        try:
+            st = os.lstat(a.log_path)
+            log_size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+        except OSError:
+            log_size = 0
+        return len(files), total, log_size
 
     def release(self, attempt_id: str) -> AttemptStatus:
         """Drop the workspace; keep the log and status until the attempt folder is collected."""

@@ -348,6 +348,7 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
         except UnknownAttempt as e:
             await self._abort(context, e)
             return
+        room = request.max_bytes if request.HasField("max_bytes") else None
         for folder in hidden:
             why = "a folder the run made unreadable: what it holds is not collected"
             log.warning("attempt %s: %r left out: %s", request.attempt_id, folder, why)
@@ -365,21 +366,45 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
                 log.warning("attempt %s: result %r left out: %s", request.attempt_id, rel, why)
                 yield pb.FileChunk(path=printable(rel), last=True, left_out=why)
                 continue
-            digest = hashlib.sha256()
-            mode = os.fstat(f.fileno()).st_mode & 0o777
             with f:
+                st = os.fstat(f.fileno())
+                if room is not None:
+                    if st.st_size > room:
+                        why = (f"does not fit: {st.st_size:,} bytes, where the coordinator's "
+                               f"disk had room for {room:,} more")  # fmt: skip
+                        log.warning("attempt %s: result %r left out: %s", request.attempt_id,
+                                    rel, why)  # fmt: skip
+                        yield pb.FileChunk(path=rel, last=True, left_out=why)
+                        continue
+                    room -= st.st_size
+                # Up to the size counted (the run has ended: nothing writes to it any more).
+                remaining = st.st_size
+                digest = hashlib.sha256()
                 first = True
                 while True:
-                    data = f.read(FILE_CHUNK)
+                    data = f.read(min(FILE_CHUNK, remaining)) if remaining > 0 else b""
+                    remaining -= len(data)
                     digest.update(data)
-                    last = len(data) < FILE_CHUNK
+                    last = remaining <= 0 or not data
                     yield pb.FileChunk(
-                        path=rel if first else "", mode=mode, data=data, last=last,
-                        sha256=digest.hexdigest() if last else "",
+                        path=rel if first else "", mode=st.st_mode & 0o777, data=data,
+                        last=last, sha256=digest.hexdigest() if last else "",
                     )  # fmt: skip
                     first = False
                     if last:
                         break
+
+    async def ResultsSize(
+        self, request: pb.AttemptRef, context: grpc.aio.ServicerContext
+    ) -> pb.ResultsSizeResponse:
+        try:
+            files, size, log_size = await asyncio.to_thread(
+                self.attempts.results_size, request.attempt_id
+            )
+        except UnknownAttempt as e:
+            await self._abort(context, e)
+            raise
+        return pb.ResultsSizeResponse(bytes=size, files=files, log_bytes=log_size)
 
 
 class _Receiver:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from dataclasses import dataclass
 
 import grpc
@@ -172,7 +172,7 @@ class AgentClient:
 
     async def read_log(
         self, attempt_id: str, offset: int, follow: bool
-    ) -> AsyncIterator[tuple[int, bytes]]:
+    ) -> AsyncGenerator[tuple[int, bytes], None]:
         req = pb.ReadLogRequest(attempt_id=attempt_id, offset=offset, follow=follow)
         async for chunk in self._stub.ReadLog(req):
             yield chunk.offset, chunk.data
@@ -248,6 +248,16 @@ class AgentClient:
 
         return list((await self._stub.LoadImage(messages())).images)
 
-    async def fetch_results(self, attempt_id: str) -> AsyncIterator[FilePiece]:
-        async for c in self._stub.FetchResults(pb.FetchResultsRequest(attempt_id=attempt_id)):
+    async def results_size(self, attempt_id: str) -> tuple[int, int]:
+        """The bytes of the attempt's result files, and of its output log."""
+        resp = await self._stub.ResultsSize(pb.AttemptRef(attempt_id=attempt_id))
+        return resp.bytes, resp.log_bytes
+
+    async def fetch_results(
+        self, attempt_id: str, max_bytes: int | None = None
+    ) -> AsyncIterator[FilePiece]:
+        """The attempt's result files; with `max_bytes`, files only while they fit in it (the
+        others come as left out)."""
+        req = pb.FetchResultsRequest(attempt_id=attempt_id, max_bytes=max_bytes)
+        async for c in self._stub.FetchResults(req):
             yield FilePiece(c.path, c.mode, c.data, c.last, c.sha256, c.left_out)

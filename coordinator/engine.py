@@ -9,6 +9,7 @@ row) and publishes it, in that order: a client is never told of a state the stor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import re
@@ -17,7 +18,7 @@ from collections.abc import AsyncIterator, Coroutine, Iterable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import grpc
 
@@ -27,6 +28,7 @@ from convoy.states import ACTIVE, RunState, check_transition
 
 from .agents import AttemptOutcome
 from .builds import BuildKeeper, failure_reason
+from .diskroom import DiskRoom
 from .events import EventBus, RunChanged
 from .images import ImageShipper
 from .liveness import LOST_GRACE_S, TRANSIENT, Host, HostLiveness, labelled
@@ -52,6 +54,7 @@ class Coordinator(Submissions, HostLiveness):
         self.syncer = Syncer(home)
         self.images = ImageShipper()
         self.builds = BuildKeeper(store, self.images)
+        self.room = DiskRoom()  # on the results' disks, for collections in flight
         self._queue: dict[str, RunRecord] = {}
         # run id -> (host, units, attempt): what the run's current attempt holds
         self._allocations: dict[str, tuple[str, Units, int]] = {}
@@ -389,24 +392,51 @@ class Coordinator(Submissions, HostLiveness):
             log.warning("releasing %s on %s: %s", run.attempt_id, host.name, e.details())
 
     async def _collect(self, run: RunRecord, host: Host) -> None:
+        """Bring the attempt's output and results to the results folder: as much as the
+        coordinator's disk has room for (diskroom.py), the output first."""
+        size, log_size = await host.client.results_size(run.attempt_id)
         result = RunResult(run)
-        await asyncio.to_thread(result.open)
+        with self.room.grant(result.final.parent, size + log_size) as grant:
+            room = grant.size
+            await asyncio.to_thread(result.open)
+            try:
+                with result.log_file() as f:
+                    written = await self._collect_log(run, host, result, f, room)
+                limit = None if grant.size == size + log_size else max(0, room - written)
+                await result.receive(host.client.fetch_results(run.attempt_id, limit))
+                await asyncio.to_thread(result.commit, run)
+            except BaseException:
+                result.discard()
+                raise
+
+    async def _collect_log(
+        self, run: RunRecord, host: Host, result: RunResult, f: IO[bytes], room: int
+    ) -> int:
+        """Write the attempt's output to `f`, at most `room` bytes; the bytes written."""
+        written = 0
         try:
-            with result.log_file() as f:
-                try:
-                    async for _, data in host.client.read_log(run.attempt_id, 0, follow=False):
-                        f.write(data)
-                except grpc.aio.AioRpcError as e:
-                    if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
-                        raise
-                    # The run put a link or a FIFO in place of its log: its results still come.
-                    log.warning("run %s: output not collected: %s", run.id, e.details())
-                    result.output_missing = e.details() or "the run's output cannot be read"
-            await result.receive(host.client.fetch_results(run.attempt_id))
-            await asyncio.to_thread(result.commit, run)
-        except BaseException:
-            result.discard()
-            raise
+            async with contextlib.aclosing(
+                host.client.read_log(run.attempt_id, 0, follow=False)
+            ) as chunks:
+                async for _, data in chunks:
+                    if written + len(data) > room:
+                        f.write(data[: room - written])
+                        written = room
+                        result.output_missing = (
+                            f"cut short after {room:,} bytes: the coordinator's disk had no "
+                            "room for more"
+                        )
+                        log.warning("run %s: output %s", run.id, result.output_missing)
+                        break
+                    f.write(data)
+                    written += len(data)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            # The run put a link or a FIFO in place of its log: its results still come.
+            log.warning("run %s: output not collected: %s", run.id, e.details())
+            result.output_missing = e.details() or "the run's output cannot be read"
+        return written
 
     def _update_csv(self, submission_id: str) -> None:
         sub = self.store.submission(submission_id)

@@ -286,10 +286,22 @@ class ReadLogRequest(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ...) -> None: ...
 
 class FetchResultsRequest(_message.Message):
-    __slots__ = ("attempt_id",)
+    __slots__ = ("attempt_id", "max_bytes")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_BYTES_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
-    def __init__(self, attempt_id: _Optional[str] = ...) -> None: ...
+    max_bytes: int
+    def __init__(self, attempt_id: _Optional[str] = ..., max_bytes: _Optional[int] = ...) -> None: ...
+
+class ResultsSizeResponse(_message.Message):
+    __slots__ = ("bytes", "files", "log_bytes")
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
+    LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
+    bytes: int
+    files: int
+    log_bytes: int
+    def __init__(self, bytes: _Optional[int] = ..., files: _Optional[int] = ..., log_bytes: _Optional[int] = ...) -> None: ...
 
 class FileChunk(_message.Message):
     __slots__ = ("path", "mode", "data", "last", "sha256", "left_out")

@@ -77,6 +77,11 @@ class AgentStub:
                 request_serializer=convoy_dot_v1_dot_agent__pb2.FetchResultsRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_agent__pb2.FileChunk.FromString,
                 _registered_method=True)
+        self.ResultsSize = channel.unary_unary(
+                '/convoy.v1.Agent/ResultsSize',
+                request_serializer=convoy_dot_v1_dot_agent__pb2.AttemptRef.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_agent__pb2.ResultsSizeResponse.FromString,
+                _registered_method=True)
         self.ReleaseAttempt = channel.unary_unary(
                 '/convoy.v1.Agent/ReleaseAttempt',
                 request_serializer=convoy_dot_v1_dot_agent__pb2.AttemptRef.SerializeToString,
@@ -173,6 +178,14 @@ class AgentServicer:
 
     def FetchResults(self, request, context):
         """The attempt's result files (outputs, or everything it created or changed).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ResultsSize(self, request, context):
+        """How many bytes FetchResults would send (and how many the output log holds): what the
+        coordinator makes room for on its disk before it asks for them.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -281,6 +294,11 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.FetchResults,
                     request_deserializer=convoy_dot_v1_dot_agent__pb2.FetchResultsRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_agent__pb2.FileChunk.SerializeToString,
+            ),
+            'ResultsSize': grpc.unary_unary_rpc_method_handler(
+                    servicer.ResultsSize,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.AttemptRef.FromString,
+                    response_serializer=convoy_dot_v1_dot_agent__pb2.ResultsSizeResponse.SerializeToString,
             ),
             'ReleaseAttempt': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseAttempt,
@@ -541,6 +559,33 @@ class Agent:
             '/convoy.v1.Agent/FetchResults',
             convoy_dot_v1_dot_agent__pb2.FetchResultsRequest.SerializeToString,
             convoy_dot_v1_dot_agent__pb2.FileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ResultsSize(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Agent/ResultsSize',
+            convoy_dot_v1_dot_agent__pb2.AttemptRef.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.ResultsSizeResponse.FromString,
             options,
             channel_credentials,
             insecure,

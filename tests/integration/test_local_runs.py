@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import subprocess
 import time
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -644,3 +646,61 @@ def test_results_that_did_not_come_back_are_named_with_why(
         "convoy: missing-1.00: not collected: bad\\xff (its name is not UTF-8); "
         f"summary.csv ({none}) (see {folder}/run.json)"
     ) in out.stderr
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A results folder on a 64 MB tmpfs: a coordinator's disk with little room left."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root")
+    where = tmp_path / "small"
+    where.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(where)], check=True)
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_results_bigger_than_the_coordinator_s_disk_are_left_out_not_written(
+    convoy_env: ConvoyEnv, tmp_path: Path, small_disk: Path
+) -> None:
+    """A sparse file of 200 MB (no blocks on the host) arrived written in full and filled the
+    coordinator's disk: ENOSPC failed the collection, and with it SQLite and every log. Now
+    what does not fit is left out and said; the rest comes back."""
+    spec = write_experiment(tmp_path, """
+        name: full
+        image: convoy/busybox:1
+        command: echo small > small.txt; truncate -s 200M big.bin; echo done
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec), "--results", str(small_disk))
+    assert out.returncode == 0, out.stderr
+    folder = small_disk / "full/full-1/full-1.00"
+    meta = json.loads((folder / "run.json").read_text())
+    assert list(meta["files"]) == ["small.txt"] and not (folder / "big.bin").exists()
+    why = meta["not_collected"]["big.bin"]
+    assert why.startswith("does not fit: 209,715,200 bytes, where the coordinator's disk had")
+    assert (folder / "small.txt").read_text() == "small\n"
+    assert (folder / "output.log").read_text() == "done\n"
+    assert f"convoy: full-1.00: not collected: big.bin ({why})" in out.stderr
+
+
+def test_output_bigger_than_the_coordinator_s_disk_is_cut_short_and_said(
+    convoy_env: ConvoyEnv, tmp_path: Path, small_disk: Path
+) -> None:
+    spec = write_experiment(tmp_path, """
+        name: loud
+        image: convoy/busybox:1
+        command: echo kept > kept.txt; yes 0123456789abcdefghijklmnopqrstuvwxyz | head -c 100000000
+    """)  # fmt: skip
+    out = convoy_env.cli("run", "--quiet", str(spec), "--results", str(small_disk))
+    assert out.returncode == 0, out.stderr
+    folder = small_disk / "loud/loud-1/loud-1.00"
+    meta = json.loads((folder / "run.json").read_text())
+    size = (folder / "output.log").stat().st_size
+    assert 0 < size < 64 << 20
+    assert meta["not_collected"]["output.log"] == (
+        f"cut short after {size:,} bytes: the coordinator's disk had no room for more"
+    )
+    assert (folder / "output.log").read_bytes()[:37] == b"0123456789abcdefghijklmnopqrstuvwxyz\n"
+    assert "kept.txt" in meta["not_collected"]  # no room left for it either

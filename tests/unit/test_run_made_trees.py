@@ -21,6 +21,7 @@ from agent.attempts import Attempt, AttemptRequest, Attempts, AttemptState, Atte
 from agent.server import AgentService
 from agent.trees import rmtree_quiet
 from convoy.files import write_json
+from convoy.v1 import agent_pb2 as pb
 from tests.unit.users import as_nobody
 
 
@@ -57,14 +58,16 @@ def _service(attempts: Any) -> AgentService:
     return service
 
 
-def _fetch_all(attempts: Attempts, attempt_id: str) -> tuple[dict[str, bytes], dict[str, str]]:
+def _fetch_all(
+    attempts: Attempts, attempt_id: str, max_bytes: int | None = None
+) -> tuple[dict[str, bytes], dict[str, str]]:
     """What FetchResults sends: the files' contents, and the results left out with why."""
 
     async def go() -> tuple[dict[str, bytes], dict[str, str]]:
         got: dict[str, bytes] = {}
         left: dict[str, str] = {}
         path = ""
-        req = SimpleNamespace(attempt_id=attempt_id)
+        req = pb.FetchResultsRequest(attempt_id=attempt_id, max_bytes=max_bytes)
         async for c in _service(attempts).FetchResults(req, _Context()):  # type: ignore[arg-type]
             if c.left_out:
                 assert c.path and c.last and not c.data and c.path not in left
@@ -281,3 +284,49 @@ def test_rmtree_quiet_holds_a_bounded_number_of_descriptors(
     assert 100 < most <= agent.trees._LEVELS + 1 and not held
     rmtree_quiet(tmp_path / "upper")
     assert not (tmp_path / "upper").exists()
+
+
+def test_files_are_sent_only_while_they_fit_in_the_room_given(tmp_path: Path) -> None:
+    """The coordinator's disk has room for 20 bytes: a, then c fit; b does not, and is said."""
+    attempts, a = _ended_overlay_attempt(tmp_path)
+    upper = a.dir / "upper"
+    (upper / "a").write_bytes(b"x" * 10)
+    (upper / "b").write_bytes(b"y" * 100)
+    (upper / "c").write_bytes(b"z" * 10)
+    got, left = _fetch_all(attempts, a.request.attempt_id, max_bytes=20)
+    assert got == {"a": b"x" * 10, "c": b"z" * 10}
+    assert left == {
+        "b": "does not fit: 100 bytes, where the coordinator's disk had room for 10 more"
+    }
+    assert _fetch_all(attempts, a.request.attempt_id, max_bytes=0)[0] == {}
+    assert _fetch_all(attempts, a.request.attempt_id) == (  # no limit
+        {"a": b"x" * 10, "b": b"y" * 100, "c": b"z" * 10},
+        {},
+    )
+
+
+def test_results_size_counts_what_would_be_sent_and_the_log(tmp_path: Path) -> None:
+    attempts, a = _ended_overlay_attempt(tmp_path)
+    upper = a.dir / "upper"
+    (upper / "d").mkdir()
+    (upper / "d" / "a").write_bytes(b"x" * 10)
+    with open(upper / "sparse", "wb") as f:
+        f.truncate(1 << 40)  # a terabyte, in no blocks: it would arrive written in full
+    (upper / "link").symlink_to("d/a")  # not a result
+    resp = asyncio.run(
+        _service(attempts).ResultsSize(
+            pb.AttemptRef(attempt_id=a.request.attempt_id),
+            _Context(),  # type: ignore[arg-type]
+        )
+    )
+    assert (resp.files, resp.bytes, resp.log_bytes) == (2, 10 + (1 << 40), len("printed\n"))
+    (a.dir / "log" / "output.log").unlink()
+    (a.dir / "log" / "output.log").symlink_to("/etc/passwd")  # not followed
+    assert attempts.results_size(a.request.attempt_id) == (2, 10 + (1 << 40), 0)
+
+
+def test_results_size_of_an_unknown_attempt_is_not_found(tmp_path: Path) -> None:
+    attempts, _ = _ended_overlay_attempt(tmp_path)
+    with pytest.raises(_Aborted) as e:
+        asyncio.run(_service(attempts).ResultsSize(pb.AttemptRef(attempt_id="nope"), _Context()))  # type: ignore[arg-type]
+    assert e.value.args[0] == grpc.StatusCode.NOT_FOUND

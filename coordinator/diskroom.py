@@ -1,0 +1,92 @@
+"""Room on the coordinator's disk for the results being collected, granted before they travel.
+
+A run can leave more than the coordinator's disk holds (a trace that grew all night, a sparse
+file of a terabyte, which arrives written in full). Filling that disk would stop every run's
+record and log, not only this run's results, so each collection first asks the agent how many
+bytes it has, is granted what fits, and the agent sends files only while they fit in the grant;
+the others are left out and named in run.json with why.
+
+What fits: the file system's free bytes (for an unprivileged user) less a reserve (5% of its
+size, at most 1 GiB) for SQLite, the logs and the object store, less what collections in flight
+were granted. That last is counted whole until a collection ends, although the free bytes
+already show what it has written: room is underestimated while collections overlap, never
+overestimated. Another process writing to the disk meanwhile can still take the room granted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+from pathlib import Path
+from types import TracebackType
+
+RESERVE_MAX = 1 << 30
+
+
+def reserve_of(total: int) -> int:
+    """Bytes kept free on a file system of `total` bytes."""
+    return min(RESERVE_MAX, total // 20)
+
+
+def _existing(folder: Path) -> Path:
+    """The folder, or its nearest ancestor that exists (a results folder is made as results
+    arrive, on the file system of that ancestor)."""
+    for p in (folder, *folder.parents):
+        if p.exists():
+            return p
+    return Path("/")
+
+
+class Grant:
+    """Bytes granted to one collection; give them back with `with` or release()."""
+
+    def __init__(self, room: DiskRoom, device: int, size: int) -> None:
+        self._room = room
+        self.device = device
+        self.size = size
+        self._released = False
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            self._room._give_back(self.device, self.size)
+
+    def __enter__(self) -> Grant:
+        return self
+
+    def __exit__(
+        self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.release()
+
+
+class DiskRoom:
+    """The room granted to collections in flight, per file system (by device number)."""
+
+    def __init__(self) -> None:
+        self._granted: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def grant(self, folder: Path, wanted: int) -> Grant:
+        """Up to `wanted` bytes for files written under `folder` (0 when there is no room)."""
+        where = _existing(folder)
+        device = os.stat(where).st_dev
+        usage = shutil.disk_usage(where)
+        with self._lock:
+            room = usage.free - reserve_of(usage.total) - self._granted.get(device, 0)
+            size = max(0, min(wanted, room))
+            self._granted[device] = self._granted.get(device, 0) + size
+        return Grant(self, device, size)
+
+    def granted(self, folder: Path) -> int:
+        """Bytes granted on the file system of `folder` and not yet given back."""
+        return self._granted.get(os.stat(_existing(folder)).st_dev, 0)
+
+    def _give_back(self, device: int, size: int) -> None:
+        with self._lock:
+            left = self._granted.get(device, 0) - size
+            if left > 0:
+                self._granted[device] = left
+            else:
+                self._granted.pop(device, None)
