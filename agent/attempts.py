@@ -9,7 +9,6 @@ finds its containers by label, so nothing a run printed or produced is lost whil
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import errno
 import json
 import logging
@@ -24,6 +23,7 @@ from typing import Any, BinaryIO
 
 from convoy.errors import ConvoyError
 from convoy.files import write_json
+from convoy.footprint import disk_footprint
 
 from . import workspace
 from .objects import ObjectStore, RevisionMissing
@@ -418,20 +418,28 @@ class Attempts:
         return files, sorted(hidden)
 
     def results_size(self, attempt_id: str) -> tuple[int, int, int]:
-        """(files, bytes) of what FetchResults would send, and the output log's bytes."""
+        """(files, disk bytes) of what FetchResults would send, and the output log's disk
+        bytes (convoy/footprint.py). A file it would leave out (its name not UTF-8, not
+        readable) is not counted: the room asked for is room used."""
         a = self.get(attempt_id)
         files, _ = self.result_files(attempt_id)
-        total = 0
+        counted = total = 0
         for rel in files:
-            with contextlib.suppress(OSError):  # not sendable: left out, so not counted
-                st = os.lstat(a.results_root / rel)
-                total += st.st_size if stat.S_ISREG(st.st_mode) else 0
+            path = a.results_root / rel
+            try:
+                rel.encode()
+                st = os.lstat(path)
+            except (UnicodeEncodeError, OSError):
+                continue
+            if stat.S_ISREG(st.st_mode) and os.access(path, os.R_OK, follow_symlinks=False):
+                counted += 1
+                total += disk_footprint(st.st_size)
         try:
             st = os.lstat(a.log_path)
-            log_size = st.st_size if stat.S_ISREG(st.st_mode) else 0
+            log_size = disk_footprint(st.st_size) if stat.S_ISREG(st.st_mode) else 0
         except OSError:
             log_size = 0
-        return len(files), total, log_size
+        return counted, total, log_size
 
     def release(self, attempt_id: str) -> AttemptStatus:
         """Drop the workspace; keep the log and status until the attempt folder is collected."""

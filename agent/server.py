@@ -21,6 +21,7 @@ import grpc
 from convoy import __version__
 from convoy.content import EntryLike, SyncError
 from convoy.errors import ConvoyError
+from convoy.footprint import disk_footprint
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
 from convoy.v1 import common_pb2
@@ -369,14 +370,14 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
             with f:
                 st = os.fstat(f.fileno())
                 if room is not None:
-                    if st.st_size > room:
+                    if disk_footprint(st.st_size) > room:
                         why = (f"does not fit: {st.st_size:,} bytes, where the coordinator's "
                                f"disk had room for {room:,} more")  # fmt: skip
                         log.warning("attempt %s: result %r left out: %s", request.attempt_id,
                                     rel, why)  # fmt: skip
                         yield pb.FileChunk(path=rel, last=True, left_out=why)
                         continue
-                    room -= st.st_size
+                    room -= disk_footprint(st.st_size)
                 # Up to the size counted (the run has ended: nothing writes to it any more).
                 remaining = st.st_size
                 digest = hashlib.sha256()
@@ -404,7 +405,7 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
         except UnknownAttempt as e:
             await self._abort(context, e)
             raise
-        return pb.ResultsSizeResponse(bytes=size, files=files, log_bytes=log_size)
+        return pb.ResultsSizeResponse(disk_bytes=size, files=files, log_bytes=log_size)
 
 
 class _Receiver:

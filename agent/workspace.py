@@ -140,17 +140,16 @@ def filter_outputs(changed: Iterable[str], patterns: Iterable[str]) -> list[str]
 
 
 def may_hold_outputs(folder: str, patterns: Sequence[str]) -> bool:
-    """Whether files below `folder` could match the declared outputs (see filter_outputs):
-    a literal pattern names the folder, something in it or a folder above it. A glob may
-    match at any depth (fnmatch's `*` crosses '/'), so a folder hidden from one is named."""
+    """Whether files below `folder` could match the declared outputs (see filter_outputs): the
+    text of a pattern before its first glob character (all of it, as a folder, for a pattern
+    with none) names the folder, something in it or a folder above it. Past a glob, any depth
+    may match (fnmatch's `*` crosses '/'), so a folder that may hold a match is named."""
     if folder == ".":  # the workspace itself
         return bool(patterns)
-    parts = folder.split("/")
+    below = folder + "/"
     for pat in (posixpath.normpath(p).rstrip("/") for p in patterns):
-        if any(c in pat for c in "*?["):
-            return True
-        pp = pat.split("/")
-        n = min(len(parts), len(pp))
-        if parts[:n] == pp[:n]:
+        glob = min((i for i, c in enumerate(pat) if c in "*?["), default=-1)
+        lead = pat + "/" if glob < 0 else pat[:glob]
+        if below.startswith(lead) or lead.startswith(below):
             return True
     return False

@@ -174,8 +174,12 @@ class AgentClient:
         self, attempt_id: str, offset: int, follow: bool
     ) -> AsyncGenerator[tuple[int, bytes], None]:
         req = pb.ReadLogRequest(attempt_id=attempt_id, offset=offset, follow=follow)
-        async for chunk in self._stub.ReadLog(req):
-            yield chunk.offset, chunk.data
+        call = self._stub.ReadLog(req)
+        try:
+            async for chunk in call:
+                yield chunk.offset, chunk.data
+        finally:
+            call.cancel()  # a reader that stops early ends the stream at once (no-op if done)
 
     async def missing_objects(
         self, revision: str, hashes: Sequence[str], entries: Sequence[EntryLike] = ()
@@ -249,9 +253,10 @@ class AgentClient:
         return list((await self._stub.LoadImage(messages())).images)
 
     async def results_size(self, attempt_id: str) -> tuple[int, int]:
-        """The bytes of the attempt's result files, and of its output log."""
+        """The disk bytes (convoy/footprint.py) of the attempt's result files, and of its
+        output log."""
         resp = await self._stub.ResultsSize(pb.AttemptRef(attempt_id=attempt_id))
-        return resp.bytes, resp.log_bytes
+        return resp.disk_bytes, resp.log_bytes
 
     async def fetch_results(
         self, attempt_id: str, max_bytes: int | None = None

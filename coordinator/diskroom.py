@@ -8,9 +8,10 @@ the others are left out and named in run.json with why.
 
 What fits: the file system's free bytes (for an unprivileged user) less a reserve (5% of its
 size, at most 1 GiB) for SQLite, the logs and the object store, less what collections in flight
-were granted. That last is counted whole until a collection ends, although the free bytes
-already show what it has written: room is underestimated while collections overlap, never
-overestimated. Another process writing to the disk meanwhile can still take the room granted.
+were granted and have not written yet (the free bytes already show what they wrote). Sizes are
+disk footprints (convoy/footprint.py), which a collection's count of the bytes it wrote falls
+short of: room is underestimated while collections overlap, never overestimated. Another
+process writing to the disk meanwhile can still take the room granted.
 """
 
 from __future__ import annotations
@@ -45,12 +46,20 @@ class Grant:
         self._room = room
         self.device = device
         self.size = size
+        self.written = 0  # of it, by the collection (which says so: wrote())
         self._released = False
+
+    def wrote(self, n: int) -> None:
+        self.written += n
+
+    @property
+    def unwritten(self) -> int:
+        return max(0, self.size - self.written)
 
     def release(self) -> None:
         if not self._released:
             self._released = True
-            self._room._give_back(self.device, self.size)
+            self._room._give_back(self)
 
     def __enter__(self) -> Grant:
         return self
@@ -62,10 +71,10 @@ class Grant:
 
 
 class DiskRoom:
-    """The room granted to collections in flight, per file system (by device number)."""
+    """The grants of collections in flight, per file system (by device number)."""
 
     def __init__(self) -> None:
-        self._granted: dict[int, int] = {}
+        self._grants: dict[int, list[Grant]] = {}
         self._lock = threading.Lock()
 
     def grant(self, folder: Path, wanted: int) -> Grant:
@@ -74,19 +83,21 @@ class DiskRoom:
         device = os.stat(where).st_dev
         usage = shutil.disk_usage(where)
         with self._lock:
-            room = usage.free - reserve_of(usage.total) - self._granted.get(device, 0)
-            size = max(0, min(wanted, room))
-            self._granted[device] = self._granted.get(device, 0) + size
-        return Grant(self, device, size)
+            grants = self._grants.setdefault(device, [])
+            room = usage.free - reserve_of(usage.total) - sum(g.unwritten for g in grants)
+            grant = Grant(self, device, max(0, min(wanted, room)))
+            grants.append(grant)
+        return grant
 
-    def granted(self, folder: Path) -> int:
-        """Bytes granted on the file system of `folder` and not yet given back."""
-        return self._granted.get(os.stat(_existing(folder)).st_dev, 0)
-
-    def _give_back(self, device: int, size: int) -> None:
+    def promised(self, folder: Path) -> int:
+        """Bytes granted on the file system of `folder` and not written yet."""
+        device = os.stat(_existing(folder)).st_dev
         with self._lock:
-            left = self._granted.get(device, 0) - size
-            if left > 0:
-                self._granted[device] = left
-            else:
-                self._granted.pop(device, None)
+            return sum(g.unwritten for g in self._grants.get(device, []))
+
+    def _give_back(self, grant: Grant) -> None:
+        with self._lock:
+            grants = self._grants.get(grant.device, [])
+            grants.remove(grant)
+            if not grants:
+                self._grants.pop(grant.device, None)

@@ -23,17 +23,18 @@ from typing import IO, Any
 import grpc
 
 from convoy.errors import ConvoyError, NotFound, UsageError
+from convoy.footprint import PER_FILE, disk_footprint
 from convoy.spec import PlacementSpec
 from convoy.states import ACTIVE, RunState, check_transition
 
 from .agents import AttemptOutcome
 from .builds import BuildKeeper, failure_reason
-from .diskroom import DiskRoom
+from .diskroom import DiskRoom, Grant
 from .events import EventBus, RunChanged
 from .images import ImageShipper
 from .liveness import LOST_GRACE_S, TRANSIENT, Host, HostLiveness, labelled
 from .records import RunRecord, attempt_id
-from .results import RunResult, output_attempt, record_unstarted, write_runs_csv
+from .results import FilePiece, RunResult, output_attempt, record_unstarted, write_runs_csv
 from .scheduler import HostView, Pending, Policy, Units, place, why_unplaceable
 from .store import Store
 from .submissions import Submissions
@@ -397,22 +398,26 @@ class Coordinator(Submissions, HostLiveness):
         size, log_size = await host.client.results_size(run.attempt_id)
         result = RunResult(run)
         with self.room.grant(result.final.parent, size + log_size) as grant:
-            room = grant.size
             await asyncio.to_thread(result.open)
             try:
                 with result.log_file() as f:
-                    written = await self._collect_log(run, host, result, f, room)
-                limit = None if grant.size == size + log_size else max(0, room - written)
-                await result.receive(host.client.fetch_results(run.attempt_id, limit))
+                    written = await self._collect_log(run, host, result, f, grant)
+                limit = None
+                if grant.size < size + log_size:  # room for less than all: the rest, in files
+                    limit = max(0, grant.size - (disk_footprint(written) if written else 0))
+                pieces = host.client.fetch_results(run.attempt_id, limit)
+                await result.receive(_counted(pieces, grant))
                 await asyncio.to_thread(result.commit, run)
             except BaseException:
                 result.discard()
                 raise
 
     async def _collect_log(
-        self, run: RunRecord, host: Host, result: RunResult, f: IO[bytes], room: int
+        self, run: RunRecord, host: Host, result: RunResult, f: IO[bytes], grant: Grant
     ) -> int:
-        """Write the attempt's output to `f`, at most `room` bytes; the bytes written."""
+        """Write the attempt's output to `f`, as much as the grant has room for; the bytes
+        written."""
+        room = max(0, grant.size - PER_FILE) if grant.size else 0
         written = 0
         try:
             async with contextlib.aclosing(
@@ -421,6 +426,7 @@ class Coordinator(Submissions, HostLiveness):
                 async for _, data in chunks:
                     if written + len(data) > room:
                         f.write(data[: room - written])
+                        grant.wrote(room - written)
                         written = room
                         result.output_missing = (
                             f"cut short after {room:,} bytes: the coordinator's disk had no "
@@ -429,6 +435,7 @@ class Coordinator(Submissions, HostLiveness):
                         log.warning("run %s: output %s", run.id, result.output_missing)
                         break
                     f.write(data)
+                    grant.wrote(len(data))
                     written += len(data)
         except grpc.aio.AioRpcError as e:
             if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
@@ -688,3 +695,10 @@ async def _read_from(path: Path, offset: int) -> AsyncIterator[tuple[int, bytes]
         while data := await asyncio.to_thread(f.read, 256 * 1024):
             yield offset, data
             offset += len(data)
+
+
+async def _counted(pieces: AsyncIterator[FilePiece], grant: Grant) -> AsyncIterator[FilePiece]:
+    """The pieces, their bytes counted as written against the grant."""
+    async for piece in pieces:
+        grant.wrote(len(piece.data))
+        yield piece

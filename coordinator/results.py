@@ -118,7 +118,11 @@ class RunResult:
                 if piece.left_out:
                     if path != "./":  # "./": the whole workspace was made unreadable
                         _safe_target(self.staging, path.rstrip("/"))  # sane; never opened
-                    self.left_out[path] = piece.left_out
+                    # Two names not UTF-8 may print alike (each byte as \xNN): both are said.
+                    before = self.left_out.get(path)
+                    self.left_out[path] = (
+                        f"{before}; {piece.left_out}" if before else piece.left_out
+                    )
                     continue
                 target = _safe_target(self.staging, path)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +147,9 @@ class RunResult:
     def commit(self, run: RunRecord, output_of: int | None = None) -> None:
         """Write run.json and move the folder into place (replacing an earlier attempt's).
         The log is the output of `output_of` (default: the run's attempt; 0: of none)."""
-        unmatched = unmatched_outputs(run.outputs, self)  # by the names the run gave
+        of = run.attempt if output_of is None else output_of
+        # By the names the run gave; a run that never started made no file to match.
+        unmatched = unmatched_outputs(run.outputs, self) if of else {}
         for name in ("output.log", "run.json"):  # a result (file or folder) of that name
 
             def named(rel: str, name: str = name) -> bool:
@@ -169,12 +175,12 @@ class RunResult:
                     self.files[aside + rel[len(name) :]] = self.files.pop(rel)
                 for rel in [r for r in self.left_out if named(r)]:
                     self.left_out[aside + rel[len(name) :]] = self.left_out.pop(rel)
-        not_collected = {**self.left_out, **unmatched}
-        if self.output_missing:
-            not_collected["output.log"] = self.output_missing
+        not_collected = dict(self.left_out)
+        for key, why in [*unmatched.items(), ("output.log", self.output_missing)]:
+            if why:  # two things of one name (a declared output `output.log`): both said
+                not_collected[key] = f"{not_collected[key]}; {why}" if key in not_collected else why
         if self.log_path.exists():
             os.rename(self.log_path, self.staging / "output.log")
-        of = run.attempt if output_of is None else output_of
         body = json.dumps(run_json(run, self.files, of, not_collected), indent=2) + "\n"
         (self.staging / "run.json").write_text(body)
         if self.final.exists():

@@ -51,14 +51,32 @@ def test_collections_in_flight_share_the_room_until_they_end(
     first = room.grant(tmp_path, 6 * GB)
     second = room.grant(tmp_path / "not" / "made" / "yet", 6 * GB)  # its nearest folder's disk
     assert (first.size, second.size) == (6 * GB, 3 * GB)
-    assert room.granted(tmp_path) == 9 * GB
+    assert room.promised(tmp_path) == 9 * GB
     first.release()
     first.release()  # once only
-    assert room.granted(tmp_path) == 3 * GB
+    assert room.promised(tmp_path) == 3 * GB
     with room.grant(tmp_path, 8 * GB) as third:
         assert third.size == 6 * GB
     second.release()
-    assert room.granted(tmp_path) == 0
+    assert room.promised(tmp_path) == 0
+
+
+def test_what_a_collection_has_written_is_not_counted_twice(
+    tmp_path: Path, disk: dict[str, int]
+) -> None:
+    """The free bytes show what a collection in flight wrote; only the rest of its grant is
+    still promised. Counted whole, a long collection of 49 GB of 50 left no room for a run's
+    1 KB: its output was cut to nothing and its results left out, with 51 GB free."""
+    disk["free"] = 100 * GB
+    room = DiskRoom()
+    big = room.grant(tmp_path, 50 * GB)
+    big.wrote(49 * GB)
+    disk["free"] -= 49 * GB
+    with room.grant(tmp_path, 1024) as small:
+        assert small.size == 1024
+    assert room.grant(tmp_path, 100 * GB).size == 51 * GB - GB - GB  # reserve, big's last GB
+    big.wrote(10 * GB)  # more than granted (footprints are estimates): promises nothing more
+    assert big.unwritten == 0
 
 
 def test_a_grant_is_given_back_when_its_collection_fails(
@@ -67,4 +85,4 @@ def test_a_grant_is_given_back_when_its_collection_fails(
     room = DiskRoom()
     with pytest.raises(RuntimeError), room.grant(tmp_path, GB):
         raise RuntimeError("the host went away")
-    assert room.granted(tmp_path) == 0
+    assert room.promised(tmp_path) == 0

@@ -596,3 +596,29 @@ def test_a_left_out_chunk_inside_a_file_is_refused(tmp_path: Path) -> None:
     first = pieces_of([("a", b"abcdefgh")])[0]
     with pytest.raises(ResultError, match="ended without its last piece"):
         receive(r, [first, left("b", "why")])
+
+
+def test_a_run_that_never_started_does_not_say_its_outputs_are_missing(tmp_path: Path) -> None:
+    """Cancelled while queued (or its build failed): run.json said every declared output was
+    not made, and `convoy run` printed that under the reason the run never ran."""
+    run = make_run(tmp_path, outputs=("summary.csv",))
+    record_unstarted(replace(run, state=RunState.CANCELLED, reason="cancelled before it started"))
+    meta = json.loads((Path(run.results_path) / "run.json").read_text())
+    assert meta["not_collected"] == {} and meta["output_attempt"] == 0
+
+
+def test_two_reasons_for_one_name_are_both_kept(tmp_path: Path) -> None:
+    """A declared output named output.log that nothing matched, and an output log the run
+    replaced; two names not UTF-8 that print alike."""
+    run = make_run(tmp_path, outputs=("output.log",))
+    r = RunResult(run)
+    r.open()
+    r.output_missing = "the run replaced its output log with a symbolic link"
+    receive(r, [left("a\\xff", "its name is not UTF-8"), left("a\\xff", "its name is not UTF-8")])
+    r.commit(finished(run))
+    missed = json.loads((Path(run.results_path) / "run.json").read_text())["not_collected"]
+    assert missed == {
+        "a\\xff": "its name is not UTF-8; its name is not UTF-8",
+        "output.log": "declared in outputs: the run created or changed no file that matches; "
+        "the run replaced its output log with a symbolic link",
+    }

@@ -21,6 +21,7 @@ from agent.attempts import Attempt, AttemptRequest, Attempts, AttemptState, Atte
 from agent.server import AgentService
 from agent.trees import rmtree_quiet
 from convoy.files import write_json
+from convoy.footprint import disk_footprint
 from convoy.v1 import agent_pb2 as pb
 from tests.unit.users import as_nobody
 
@@ -287,25 +288,30 @@ def test_rmtree_quiet_holds_a_bounded_number_of_descriptors(
 
 
 def test_files_are_sent_only_while_they_fit_in_the_room_given(tmp_path: Path) -> None:
-    """The coordinator's disk has room for 20 bytes: a, then c fit; b does not, and is said."""
+    """The coordinator's disk has room for two small files (a block and a little each): a,
+    then c fit; b does not, and is said."""
     attempts, a = _ended_overlay_attempt(tmp_path)
     upper = a.dir / "upper"
     (upper / "a").write_bytes(b"x" * 10)
-    (upper / "b").write_bytes(b"y" * 100)
+    (upper / "b").write_bytes(b"y" * 5000)  # two blocks
     (upper / "c").write_bytes(b"z" * 10)
-    got, left = _fetch_all(attempts, a.request.attempt_id, max_bytes=20)
+    room = 2 * disk_footprint(10)
+    got, left = _fetch_all(attempts, a.request.attempt_id, max_bytes=room)
     assert got == {"a": b"x" * 10, "c": b"z" * 10}
     assert left == {
-        "b": "does not fit: 100 bytes, where the coordinator's disk had room for 10 more"
+        "b": f"does not fit: 5,000 bytes, where the coordinator's disk had room for "
+        f"{room - disk_footprint(10):,} more"
     }
     assert _fetch_all(attempts, a.request.attempt_id, max_bytes=0)[0] == {}
     assert _fetch_all(attempts, a.request.attempt_id) == (  # no limit
-        {"a": b"x" * 10, "b": b"y" * 100, "c": b"z" * 10},
+        {"a": b"x" * 10, "b": b"y" * 5000, "c": b"z" * 10},
         {},
     )
 
 
-def test_results_size_counts_what_would_be_sent_and_the_log(tmp_path: Path) -> None:
+def test_results_size_counts_the_disk_what_would_be_sent_takes_and_the_log(
+    tmp_path: Path,
+) -> None:
     attempts, a = _ended_overlay_attempt(tmp_path)
     upper = a.dir / "upper"
     (upper / "d").mkdir()
@@ -313,16 +319,20 @@ def test_results_size_counts_what_would_be_sent_and_the_log(tmp_path: Path) -> N
     with open(upper / "sparse", "wb") as f:
         f.truncate(1 << 40)  # a terabyte, in no blocks: it would arrive written in full
     (upper / "link").symlink_to("d/a")  # not a result
+    with open(os.path.join(os.fsencode(upper), b"bad\xff"), "wb") as f:
+        f.write(b"left out: not counted")
     resp = asyncio.run(
         _service(attempts).ResultsSize(
             pb.AttemptRef(attempt_id=a.request.attempt_id),
             _Context(),  # type: ignore[arg-type]
         )
     )
-    assert (resp.files, resp.bytes, resp.log_bytes) == (2, 10 + (1 << 40), len("printed\n"))
+    files = disk_footprint(10) + disk_footprint(1 << 40)
+    assert (resp.files, resp.disk_bytes) == (2, files)
+    assert resp.log_bytes == disk_footprint(len("printed\n")) == 4096 + 512
     (a.dir / "log" / "output.log").unlink()
     (a.dir / "log" / "output.log").symlink_to("/etc/passwd")  # not followed
-    assert attempts.results_size(a.request.attempt_id) == (2, 10 + (1 << 40), 0)
+    assert attempts.results_size(a.request.attempt_id) == (2, files, 0)
 
 
 def test_results_size_of_an_unknown_attempt_is_not_found(tmp_path: Path) -> None:

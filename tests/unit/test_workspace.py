@@ -316,7 +316,11 @@ def test_is_safe_relpath_rejects(path: str) -> None:
         ("a/b", ["a/c/x"], False),
         ("a/b", ["./a/b/x"], True),  # patterns are normalised as the agent matches them
         ("anything", ["*.csv"], True),  # fnmatch's * crosses '/': a glob may match below
-        ("anything", ["data/?.csv"], True),
+        ("cache", ["data/?.csv"], False),  # the glob's literal folder is data/
+        ("data", ["data/?.csv"], True),
+        ("data/deeper", ["data/*.csv"], True),  # data/*.csv matches data/deeper/x.csv
+        ("da", ["data*/x"], False),
+        ("data2/y", ["data*/x"], True),
         (".", ["x"], True),  # the workspace itself
         (".", [], False),
     ],

@@ -1,0 +1,124 @@
+"""The coordinator's collection of a run's output and results within the room on its disk
+(Coordinator._collect with an agent client that records what it is asked)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import shutil
+from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import grpc
+import pytest
+
+from convoy.footprint import PER_FILE, disk_footprint
+from coordinator.diskroom import DiskRoom, reserve_of
+from coordinator.engine import Coordinator
+from coordinator.results import FilePiece
+from tests.unit.test_results import finished, make_run
+
+MB = 1 << 20
+
+
+class Client:
+    """An agent's answers: a log, and one result file sent whole (when asked without a limit
+    or with room for it)."""
+
+    def __init__(self, log: bytes, data: bytes, log_error: grpc.StatusCode | None = None) -> None:
+        self.log, self.data, self.log_error = log, data, log_error
+        self.asked: list[int | None] = []
+        self.log_read = 0
+
+    async def results_size(self, attempt_id: str) -> tuple[int, int]:
+        return disk_footprint(len(self.data)), disk_footprint(len(self.log))
+
+    async def read_log(
+        self, attempt_id: str, offset: int, follow: bool
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        if self.log_error is not None:
+            raise grpc.aio.AioRpcError(self.log_error, None, None, "replaced by a link")  # type: ignore[arg-type, call-arg]
+        for i in range(0, len(self.log), 1000):
+            self.log_read = i + 1000
+            yield i, self.log[i : i + 1000]
+
+    async def fetch_results(
+        self, attempt_id: str, max_bytes: int | None = None
+    ) -> AsyncIterator[FilePiece]:
+        self.asked.append(max_bytes)
+        if max_bytes is None or disk_footprint(len(self.data)) <= max_bytes:
+            yield FilePiece("r.bin", 0o644, self.data, True, hashlib.sha256(self.data).hexdigest())
+        else:
+            yield FilePiece("r.bin", 0, b"", True, "", left_out="does not fit")
+
+
+def collect(tmp_path: Path, client: Client, free: int, monkeypatch: pytest.MonkeyPatch) -> Any:
+    total = 100 << 30
+
+    def usage(path: object) -> shutil._ntuple_diskusage:
+        return shutil._ntuple_diskusage(total, total - free, free)
+
+    monkeypatch.setattr(shutil, "disk_usage", usage)
+    coordinator: Any = SimpleNamespace(room=DiskRoom())
+    coordinator._collect_log = lambda *a: Coordinator._collect_log(coordinator, *a)
+    run = finished(make_run(tmp_path))
+    asyncio.run(Coordinator._collect(coordinator, run, SimpleNamespace(client=client)))  # type: ignore[arg-type]
+    assert coordinator.room.promised(tmp_path) == 0  # given back
+    folder = Path(run.results_path)
+    return folder, json.loads((folder / "run.json").read_text())
+
+
+def test_with_room_for_all_nothing_is_limited(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(b"x" * 5000, b"y" * 3000)
+    folder, meta = collect(
+        tmp_path, client, free=reserve_of(100 << 30) + MB, monkeypatch=monkeypatch
+    )
+    assert client.asked == [None]
+    assert (folder / "output.log").read_bytes() == b"x" * 5000
+    assert (folder / "r.bin").read_bytes() == b"y" * 3000 and meta["not_collected"] == {}
+
+
+def test_the_log_comes_first_and_is_cut_where_the_room_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(b"x" * 20_000, b"y" * 10)
+    room = 10_000
+    folder, meta = collect(
+        tmp_path, client, free=reserve_of(100 << 30) + room, monkeypatch=monkeypatch
+    )
+    kept = room - PER_FILE
+    assert (folder / "output.log").read_bytes() == b"x" * kept
+    assert client.log_read < 20_000  # the rest of the log was not read
+    assert client.asked == [0]  # no room left for files
+    assert meta["not_collected"] == {
+        "output.log": f"cut short after {kept:,} bytes: the coordinator's disk had no room "
+        "for more",
+        "r.bin": "does not fit",
+    }
+
+
+def test_the_files_get_the_room_the_log_left(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(b"x" * 100, b"y" * 9000)  # the file takes 3 blocks and a little
+    room = disk_footprint(100) + disk_footprint(9000) - 1
+    folder, meta = collect(
+        tmp_path, client, free=reserve_of(100 << 30) + room, monkeypatch=monkeypatch
+    )
+    assert client.asked == [room - disk_footprint(100)]
+    assert (folder / "output.log").read_bytes() == b"x" * 100
+    assert meta["not_collected"] == {"r.bin": "does not fit"}
+
+
+def test_a_log_the_run_replaced_is_said_and_the_files_still_come(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(b"", b"y", log_error=grpc.StatusCode.FAILED_PRECONDITION)
+    folder, meta = collect(tmp_path, client, free=10 << 30, monkeypatch=monkeypatch)
+    assert (folder / "r.bin").read_bytes() == b"y"
+    assert meta["not_collected"] == {"output.log": "replaced by a link"}
