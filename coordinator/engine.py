@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import re
@@ -395,6 +396,17 @@ class Coordinator(Submissions, HostLiveness):
     async def _collect(self, run: RunRecord, host: Host) -> None:
         """Bring the attempt's output and results to the results folder: as much as the
         coordinator's disk has room for (diskroom.py), the output first."""
+        try:
+            await self._collect_within_room(run, host)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # Another process took the room granted: once more, within what is free now.
+            log.warning("run %s: the disk filled while its results came (%s); collecting "
+                        "them again within the room left", run.id, e.strerror)  # fmt: skip
+            await self._collect_within_room(run, host)
+
+    async def _collect_within_room(self, run: RunRecord, host: Host) -> None:
         size, log_size = await host.client.results_size(run.attempt_id)
         result = RunResult(run)
         with self.room.grant(result.final.parent, size + log_size) as grant:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import json
 import shutil
@@ -18,7 +19,7 @@ import pytest
 from convoy.footprint import PER_FILE, disk_footprint
 from coordinator.diskroom import DiskRoom, reserve_of
 from coordinator.engine import Coordinator
-from coordinator.results import FilePiece
+from coordinator.results import FilePiece, RunResult
 from tests.unit.test_results import finished, make_run
 
 MB = 1 << 20
@@ -64,6 +65,7 @@ def collect(tmp_path: Path, client: Client, free: int, monkeypatch: pytest.Monke
     monkeypatch.setattr(shutil, "disk_usage", usage)
     coordinator: Any = SimpleNamespace(room=DiskRoom())
     coordinator._collect_log = lambda *a: Coordinator._collect_log(coordinator, *a)
+    coordinator._collect_within_room = lambda *a: Coordinator._collect_within_room(coordinator, *a)
     run = finished(make_run(tmp_path))
     asyncio.run(Coordinator._collect(coordinator, run, SimpleNamespace(client=client)))  # type: ignore[arg-type]
     assert coordinator.room.promised(tmp_path) == 0  # given back
@@ -122,3 +124,36 @@ def test_a_log_the_run_replaced_is_said_and_the_files_still_come(
     folder, meta = collect(tmp_path, client, free=10 << 30, monkeypatch=monkeypatch)
     assert (folder / "r.bin").read_bytes() == b"y"
     assert meta["not_collected"] == {"output.log": "replaced by a link"}
+
+
+def test_a_disk_another_process_filled_meanwhile_gets_a_second_collection(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The room granted is a promise among collections: another process writing to the disk
+    can take it. ENOSPC then failed the run with a coordinator error and no results folder;
+    now the collection starts over, granted what is free then."""
+    real = RunResult.receive
+    calls = []
+
+    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece]) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        await real(self, pieces)
+
+    monkeypatch.setattr(RunResult, "receive", receive)
+    client = Client(b"x" * 100, b"y" * 10)
+    folder, _ = collect(tmp_path, client, free=10 << 30, monkeypatch=monkeypatch)
+    assert len(calls) == 2 and (folder / "r.bin").read_bytes() == b"y" * 10
+    assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")]  # no staging left
+
+
+def test_a_second_full_disk_is_the_run_s_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece]) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RunResult, "receive", receive)
+    with pytest.raises(OSError, match="No space left"):
+        collect(tmp_path, Client(b"x", b"y"), free=10 << 30, monkeypatch=monkeypatch)
