@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from convoy.v1 import coordinator_pb2 as pb
+
+SHOWN_MISSING = 3  # results not collected named in one line; run.json names them all
 
 
 def iso(ts: float) -> str | None:
@@ -55,3 +58,18 @@ def run_fields(run: pb.Run) -> dict[str, Any]:
         "duration_s": duration_s(run),
         "results_path": run.results_path,
     }
+
+
+def missing_results(results_path: str) -> str | None:
+    """What of a run's results did not come back, and why, from its run.json ("a (why); b
+    (why) and 2 more"): None when everything did, or run.json is not here to read (a
+    coordinator elsewhere)."""
+    try:
+        missed = json.loads((Path(results_path) / "run.json").read_text()).get("not_collected")
+    except (OSError, ValueError, AttributeError):
+        return None
+    if not isinstance(missed, dict) or not missed:
+        return None
+    named = [f"{path} ({why})" for path, why in list(missed.items())[:SHOWN_MISSING]]
+    more = f" and {len(missed) - SHOWN_MISSING} more" if len(missed) > SHOWN_MISSING else ""
+    return "; ".join(named) + more

@@ -13,6 +13,8 @@ from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
 
+from convoy.runjson import missing_results
+
 from .model import ACTIVE, COLUMNS
 from .table import Table
 
@@ -177,7 +179,12 @@ class RunsScreen(Screen[None]):
     def action_results(self) -> None:
         if run_id := self.selected():
             path = self.convoy.model.rows[run_id].results_path
-            self.notify(path, title=f"results of {run_id}", timeout=10)
+            missed = missing_results(path)
+            if missed is None:
+                self.notify(path, title=f"results of {run_id}", timeout=10)
+            else:
+                self.notify(f"{path}\nnot collected: {missed}", title=f"results of {run_id}",
+                            severity="warning", timeout=20)  # fmt: skip
 
     def action_watch(self) -> None:
         if run_id := self.selected():

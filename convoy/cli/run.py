@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -11,7 +10,7 @@ from typing import TextIO
 import grpc
 
 from convoy.errors import SpecError, UsageError
-from convoy.runjson import duration_s
+from convoy.runjson import duration_s, missing_results
 from convoy.spec import load_spec
 from convoy.states import RunState
 from convoy.v1 import coordinator_pb2 as pb
@@ -36,22 +35,13 @@ def read_spec(file: str) -> tuple[Path, str]:
     return path, text
 
 
-SHOWN_MISSING = 3  # results not collected named on the terminal; run.json names them all
-
-
 def not_collected(run_id: str, results_path: str) -> str | None:
-    """A line naming what of a run's results did not come back, and why (from its run.json),
-    or None when everything did, or run.json is not here to read (a coordinator elsewhere)."""
-    try:
-        missed = json.loads((Path(results_path) / "run.json").read_text()).get("not_collected")
-    except (OSError, ValueError, AttributeError):
+    """The line `convoy run` and `convoy watch` print for a run whose results did not all
+    come back (see missing_results), or None."""
+    missed = missing_results(results_path)
+    if missed is None:
         return None
-    if not isinstance(missed, dict) or not missed:
-        return None
-    named = [f"{path} ({why})" for path, why in list(missed.items())[:SHOWN_MISSING]]
-    more = f" and {len(missed) - SHOWN_MISSING} more" if len(missed) > SHOWN_MISSING else ""
-    where = Path(results_path) / "run.json"
-    return f"convoy: {run_id}: not collected: {'; '.join(named)}{more} (see {where})"
+    return f"convoy: {run_id}: not collected: {missed} (see {Path(results_path) / 'run.json'})"
 
 
 class Printer:

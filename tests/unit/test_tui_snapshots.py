@@ -244,3 +244,31 @@ def test_the_update_variable_writes_golden_files(
     monkeypatch.setenv(UPDATE_VAR, "1")
     check_snapshot("new", "a screen\n", tmp_path / "snaps")
     assert (tmp_path / "snaps" / "new.txt").read_text() == "a screen\n"
+
+
+def test_the_results_key_names_what_did_not_come_back(tmp_path: Path) -> None:
+    """`o` showed the results folder only; a run whose results did not all come back now also
+    says what is missing and why (from its run.json, as `convoy run` prints it)."""
+    whole, partial = tmp_path / "whole", tmp_path / "partial"
+    for folder, missed in ((whole, {}), (partial, {"out": "the run made it unreadable"})):
+        folder.mkdir()
+        (folder / "run.json").write_text(json.dumps({"not_collected": missed}))
+    client = FakeClient(runs=[
+        run("r-1", 0, "succeeded", results_path=str(whole)),
+        run("r-1", 1, "succeeded", results_path=str(partial)),
+    ], submissions=[pb.Submission(id="r-1", experiment="r", total=2)], home=HOME)  # fmt: skip
+
+    async def scenario() -> list[tuple[str, str]]:
+        app = ConvoyApp(HOME, client=client)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 2)
+            for row in (0, 1):
+                table.move_cursor(row=row)
+                await pilot.press("o")
+            await settled(pilot)
+            return [(n.message, n.severity) for n in app._notifications]
+
+    shown = asyncio.run(scenario())
+    assert (str(whole), "information") in shown
+    assert (f"{partial}\nnot collected: out (the run made it unreadable)", "warning") in shown
