@@ -371,8 +371,9 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
                 st = os.fstat(f.fileno())
                 if room is not None:
                     if disk_footprint(st.st_size) > room:
-                        why = (f"does not fit: {st.st_size:,} bytes, where the coordinator's "
-                               f"disk had room for {room:,} more")  # fmt: skip
+                        why = (f"does not fit: {st.st_size:,} bytes ({disk_footprint(st.st_size):,}"
+                               f" on disk), where the coordinator's disk had room for {room:,} "
+                               "more")  # fmt: skip
                         log.warning("attempt %s: result %r left out: %s", request.attempt_id,
                                     rel, why)  # fmt: skip
                         yield pb.FileChunk(path=rel, last=True, left_out=why)

@@ -260,9 +260,13 @@ class AgentClient:
 
     async def fetch_results(
         self, attempt_id: str, max_bytes: int | None = None
-    ) -> AsyncIterator[FilePiece]:
+    ) -> AsyncGenerator[FilePiece, None]:
         """The attempt's result files; with `max_bytes`, files only while they fit in it (the
         others come as left out)."""
         req = pb.FetchResultsRequest(attempt_id=attempt_id, max_bytes=max_bytes)
-        async for c in self._stub.FetchResults(req):
-            yield FilePiece(c.path, c.mode, c.data, c.last, c.sha256, c.left_out)
+        call = self._stub.FetchResults(req)
+        try:
+            async for c in call:
+                yield FilePiece(c.path, c.mode, c.data, c.last, c.sha256, c.left_out)
+        finally:
+            call.cancel()  # a reader that stops early ends the stream at once (no-op if done)

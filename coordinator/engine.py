@@ -15,7 +15,7 @@ import json
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Coroutine, Iterable
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterable
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -24,7 +24,7 @@ from typing import IO, Any
 import grpc
 
 from convoy.errors import ConvoyError, NotFound, UsageError
-from convoy.footprint import PER_FILE, disk_footprint
+from convoy.footprint import BLOCK, PER_FILE, disk_footprint
 from convoy.spec import PlacementSpec
 from convoy.states import ACTIVE, RunState, check_transition
 
@@ -401,24 +401,32 @@ class Coordinator(Submissions, HostLiveness):
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
-            # Another process took the room granted: once more, within what is free now.
+            # Another process took the room granted: once more, within what is free now
+            # (when nothing is, the error stands, and the agent keeps the results).
             log.warning("run %s: the disk filled while its results came (%s); collecting "
                         "them again within the room left", run.id, e.strerror)  # fmt: skip
-            await self._collect_within_room(run, host)
+            await self._collect_within_room(run, host, full=e)
 
-    async def _collect_within_room(self, run: RunRecord, host: Host) -> None:
+    async def _collect_within_room(
+        self, run: RunRecord, host: Host, full: OSError | None = None
+    ) -> None:
+        """_collect within one grant; with `full` (the error of a first try), that error
+        again rather than a collection granted no room at all."""
         size, log_size = await host.client.results_size(run.attempt_id)
         result = RunResult(run)
         with self.room.grant(result.final.parent, size + log_size) as grant:
+            if full is not None and grant.size == 0 and size + log_size:
+                raise full
             await asyncio.to_thread(result.open)
             try:
                 with result.log_file() as f:
                     written = await self._collect_log(run, host, result, f, grant)
                 limit = None
                 if grant.size < size + log_size:  # room for less than all: the rest, in files
-                    limit = max(0, grant.size - (disk_footprint(written) if written else 0))
-                pieces = host.client.fetch_results(run.attempt_id, limit)
-                await result.receive(_counted(pieces, grant))
+                    limit = max(0, grant.size - disk_footprint(written))  # the log's file too
+                pieces = _counted(host.client.fetch_results(run.attempt_id, limit), grant)
+                async with contextlib.aclosing(pieces):
+                    await result.receive(pieces)
                 await asyncio.to_thread(result.commit, run)
             except BaseException:
                 result.discard()
@@ -429,7 +437,7 @@ class Coordinator(Submissions, HostLiveness):
     ) -> int:
         """Write the attempt's output to `f`, as much as the grant has room for; the bytes
         written."""
-        room = max(0, grant.size - PER_FILE) if grant.size else 0
+        room = max(0, grant.size - PER_FILE) // BLOCK * BLOCK  # whole blocks
         written = 0
         try:
             async with contextlib.aclosing(
@@ -709,8 +717,11 @@ async def _read_from(path: Path, offset: int) -> AsyncIterator[tuple[int, bytes]
             offset += len(data)
 
 
-async def _counted(pieces: AsyncIterator[FilePiece], grant: Grant) -> AsyncIterator[FilePiece]:
-    """The pieces, their bytes counted as written against the grant."""
-    async for piece in pieces:
-        grant.wrote(len(piece.data))
-        yield piece
+async def _counted(
+    pieces: AsyncGenerator[FilePiece, None], grant: Grant
+) -> AsyncGenerator[FilePiece, None]:
+    """The pieces, their bytes counted as written against the grant; closed, it closes them."""
+    async with contextlib.aclosing(pieces):
+        async for piece in pieces:
+            grant.wrote(len(piece.data))
+            yield piece

@@ -181,10 +181,10 @@ class RunsScreen(Screen[None]):
             path = self.convoy.model.rows[run_id].results_path
             missed = missing_results(path)
             if missed is None:
-                self.notify(path, title=f"results of {run_id}", timeout=10)
-            else:
+                self.notify(path, title=f"results of {run_id}", timeout=10, markup=False)
+            else:  # names the run chose: not markup (`out[/]` would raise)
                 self.notify(f"{path}\nnot collected: {missed}", title=f"results of {run_id}",
-                            severity="warning", timeout=20)  # fmt: skip
+                            severity="warning", timeout=20, markup=False)  # fmt: skip
 
     def action_watch(self) -> None:
         if run_id := self.selected():

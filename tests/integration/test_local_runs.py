@@ -679,7 +679,7 @@ def test_results_bigger_than_the_coordinator_s_disk_are_left_out_not_written(
     meta = json.loads((folder / "run.json").read_text())
     assert list(meta["files"]) == ["small.txt"] and not (folder / "big.bin").exists()
     why = meta["not_collected"]["big.bin"]
-    assert why.startswith("does not fit: 209,715,200 bytes, where the coordinator's disk had")
+    assert why.startswith("does not fit: 209,715,200 bytes (209,715,712 on disk), where the")
     assert (folder / "small.txt").read_text() == "small\n"
     assert (folder / "output.log").read_text() == "done\n"
     assert f"convoy: full-1.00: not collected: big.bin ({why})" in out.stderr

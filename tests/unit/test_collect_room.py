@@ -56,16 +56,24 @@ class Client:
             yield FilePiece("r.bin", 0, b"", True, "", left_out="does not fit")
 
 
-def collect(tmp_path: Path, client: Client, free: int, monkeypatch: pytest.MonkeyPatch) -> Any:
+def collect(
+    tmp_path: Path, client: Client, free: int | list[int], monkeypatch: pytest.MonkeyPatch
+) -> Any:
+    """Collect one finished run through `client`, with `free` bytes free on the disk (a list:
+    one figure for each look, the last repeated)."""
     total = 100 << 30
+    looks = [free] if isinstance(free, int) else list(free)
 
     def usage(path: object) -> shutil._ntuple_diskusage:
-        return shutil._ntuple_diskusage(total, total - free, free)
+        now = looks.pop(0) if len(looks) > 1 else looks[0]
+        return shutil._ntuple_diskusage(total, total - now, now)
 
     monkeypatch.setattr(shutil, "disk_usage", usage)
     coordinator: Any = SimpleNamespace(room=DiskRoom())
     coordinator._collect_log = lambda *a: Coordinator._collect_log(coordinator, *a)
-    coordinator._collect_within_room = lambda *a: Coordinator._collect_within_room(coordinator, *a)
+    coordinator._collect_within_room = lambda *a, **k: Coordinator._collect_within_room(
+        coordinator, *a, **k
+    )
     run = finished(make_run(tmp_path))
     asyncio.run(Coordinator._collect(coordinator, run, SimpleNamespace(client=client)))  # type: ignore[arg-type]
     assert coordinator.room.promised(tmp_path) == 0  # given back
@@ -93,10 +101,10 @@ def test_the_log_comes_first_and_is_cut_where_the_room_ends(
     folder, meta = collect(
         tmp_path, client, free=reserve_of(100 << 30) + room, monkeypatch=monkeypatch
     )
-    kept = room - PER_FILE
+    kept = (room - PER_FILE) // 4096 * 4096  # whole blocks: 8192
     assert (folder / "output.log").read_bytes() == b"x" * kept
     assert client.log_read < 20_000  # the rest of the log was not read
-    assert client.asked == [0]  # no room left for files
+    assert client.asked == [room - disk_footprint(kept)]  # the rest: too little for r.bin
     assert meta["not_collected"] == {
         "output.log": f"cut short after {kept:,} bytes: the coordinator's disk had no room "
         "for more",
@@ -157,3 +165,32 @@ def test_a_second_full_disk_is_the_run_s_error(
     monkeypatch.setattr(RunResult, "receive", receive)
     with pytest.raises(OSError, match="No space left"):
         collect(tmp_path, Client(b"x", b"y"), free=10 << 30, monkeypatch=monkeypatch)
+
+
+def test_an_empty_log_still_takes_its_file_s_room(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Client(b"", b"y" * 9000)
+    room = disk_footprint(9000) - 1  # a byte short of the file's room, with the log's too
+    folder, meta = collect(
+        tmp_path, client, free=reserve_of(100 << 30) + room, monkeypatch=monkeypatch
+    )
+    assert client.asked == [room - PER_FILE]  # output.log exists, empty
+    assert (folder / "output.log").read_bytes() == b""
+    assert meta["not_collected"] == {"r.bin": "does not fit"}
+
+
+def test_no_room_at_all_on_the_second_try_is_the_first_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second collection granted nothing would write an empty log and leave every file out,
+    and the agent would then drop them all: the error stands instead, the results stay there."""
+
+    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece]) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(RunResult, "receive", receive)
+    reserve = reserve_of(100 << 30)
+    with pytest.raises(OSError, match="No space left"):
+        collect(tmp_path, Client(b"x", b"y"), free=[10 << 30, reserve], monkeypatch=monkeypatch)
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("run.json"))

@@ -299,8 +299,8 @@ def test_files_are_sent_only_while_they_fit_in_the_room_given(tmp_path: Path) ->
     got, left = _fetch_all(attempts, a.request.attempt_id, max_bytes=room)
     assert got == {"a": b"x" * 10, "c": b"z" * 10}
     assert left == {
-        "b": f"does not fit: 5,000 bytes, where the coordinator's disk had room for "
-        f"{room - disk_footprint(10):,} more"
+        "b": f"does not fit: 5,000 bytes (8,704 on disk), where the coordinator's disk had "
+        f"room for {room - disk_footprint(10):,} more"
     }
     assert _fetch_all(attempts, a.request.attempt_id, max_bytes=0)[0] == {}
     assert _fetch_all(attempts, a.request.attempt_id) == (  # no limit

@@ -250,7 +250,8 @@ def test_the_results_key_names_what_did_not_come_back(tmp_path: Path) -> None:
     """`o` showed the results folder only; a run whose results did not all come back now also
     says what is missing and why (from its run.json, as `convoy run` prints it)."""
     whole, partial = tmp_path / "whole", tmp_path / "partial"
-    for folder, missed in ((whole, {}), (partial, {"out": "the run made it unreadable"})):
+    missed_there = {"out[/]": "the run made it unreadable"}  # not markup: it would raise
+    for folder, missed in ((whole, {}), (partial, missed_there)):
         folder.mkdir()
         (folder / "run.json").write_text(json.dumps({"not_collected": missed}))
     client = FakeClient(runs=[
@@ -260,7 +261,7 @@ def test_the_results_key_names_what_did_not_come_back(tmp_path: Path) -> None:
 
     async def scenario() -> list[tuple[str, str]]:
         app = ConvoyApp(HOME, client=client)
-        async with app.run_test(size=SIZE) as pilot:
+        async with app.run_test(size=SIZE, notifications=True) as pilot:  # toasts drawn
             table = app.screen.query_one(DataTable)
             await until(pilot, lambda: table.row_count == 2)
             for row in (0, 1):
@@ -271,4 +272,4 @@ def test_the_results_key_names_what_did_not_come_back(tmp_path: Path) -> None:
 
     shown = asyncio.run(scenario())
     assert (str(whole), "information") in shown
-    assert (f"{partial}\nnot collected: out (the run made it unreadable)", "warning") in shown
+    assert (f"{partial}\nnot collected: out[/] (the run made it unreadable)", "warning") in shown
