@@ -144,11 +144,12 @@ class Builds:
         ok = status.state is AttemptState.EXITED and status.exit_code == 0
         result = BuildResult(
             key, ok, status.exit_code, "" if ok else f"the build {status.reason}",
-            tail_of(attempt.log_path), attempt_id, True, time.time() - started, req.revision,
-            req.experiment,
+            await asyncio.to_thread(tail_of, attempt.log_path), attempt_id, True,
+            time.time() - started, req.revision, req.experiment,
         )  # fmt: skip
-        self.attempts.release(attempt_id)
-        return self._finish(key, req, result)
+        # Off the event loop: it removes the build's workspace, which may be large.
+        await asyncio.to_thread(self.attempts.release, attempt_id)
+        return await asyncio.to_thread(self._finish, key, req, result)
 
     def _finish(self, key: str, req: AttemptRequest, result: BuildResult) -> BuildResult:
         folder = self.root / key

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
@@ -103,7 +104,10 @@ class _FakeAttempts:
         return SimpleNamespace(log_path=self.home / "logs" / attempt_id)
 
     def release(self, attempt_id: str) -> None:
-        pass
+        # It removes a workspace: never on the agent's event loop, which serves every RPC.
+        with contextlib.suppress(RuntimeError):
+            asyncio.get_running_loop()
+            raise AssertionError("release called on the event loop")
 
 
 def _request(revision: str) -> AttemptRequest:
