@@ -183,14 +183,18 @@ class RunResult:
             os.rename(self.log_path, self.staging / "output.log")
         body = json.dumps(run_json(run, self.files, of, not_collected), indent=2) + "\n"
         (self.staging / "run.json").write_text(body)
+        old = self.final.with_name(f".old-{self.final.name}")
         if self.final.exists():
-            old = self.final.with_name(f".old-{self.final.name}")
             shutil.rmtree(old, ignore_errors=True)
             os.rename(self.final, old)
-            os.rename(self.staging, self.final)
-            shutil.rmtree(old, ignore_errors=True)
+            try:
+                os.rename(self.staging, self.final)
+            except OSError:
+                os.rename(old, self.final)  # the earlier attempt's results stay in place
+                raise
         else:
             os.rename(self.staging, self.final)
+        shutil.rmtree(old, ignore_errors=True)  # also one a crash between the renames left
 
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

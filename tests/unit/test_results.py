@@ -6,6 +6,7 @@ import asyncio
 import csv
 import hashlib
 import json
+import os
 import re
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import replace
@@ -622,3 +623,38 @@ def test_two_reasons_for_one_name_are_both_kept(tmp_path: Path) -> None:
         "output.log": "declared in outputs: the run created or changed no file that matches; "
         "the run replaced its output log with a symbolic link",
     }
+
+
+def test_a_commit_that_cannot_take_the_place_keeps_the_earlier_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The earlier attempt's folder was moved aside, then the new one could not take its place
+    (a full disk): the earlier results stayed in .old-<run> for good, and the run had none."""
+    run = make_run(tmp_path)
+    final = committed(run, b"first", [("a", b"1")], finished(run))
+    real = os.rename
+
+    def rename(src: Any, dst: Any) -> None:
+        if Path(src).name.startswith(".staging-"):
+            raise OSError(28, "No space left on device")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "rename", rename)
+    r = RunResult(replace(run, attempt=2))
+    r.open()
+    receive(r, pieces_of([("a", b"2")]))
+    with pytest.raises(OSError, match="No space left"):
+        r.commit(replace(finished(run), attempt=2))
+    assert (final / "a").read_bytes() == b"1" and (final / "output.log").read_bytes() == b"first"
+    assert not final.with_name(f".old-{final.name}").exists()
+
+
+def test_an_earlier_result_a_crash_left_aside_is_removed_by_the_next_commit(
+    tmp_path: Path,
+) -> None:
+    run = make_run(tmp_path)
+    aside = Path(run.results_path).with_name(f".old-{Path(run.results_path).name}")
+    aside.mkdir(parents=True)
+    (aside / "a").write_text("from before the crash")
+    committed(run, b"log", [("a", b"new")], finished(run))
+    assert not aside.exists()
