@@ -2,8 +2,9 @@
 
 Creating a file costs about 0.1 ms on these machines, so storing a 10,000-file tree one object
 per file took a second; appending the same objects to one pack takes a few milliseconds. Large
-objects stay as files in an ObjectStore (see Syncer). This store only grows: it holds what
-submissions were made of, so that a run placed hours later still gets exactly its revision.
+objects stay as files in an ObjectStore (see Syncer). It holds what submissions were made of,
+so that a run placed hours later still gets exactly its revision; what no kept revision names
+any more is dropped by `compact` (see retention.py), which rewrites the packs that held it.
 
     packs/<n>.pack    objects back to back
     packs/index       one line per object: "<hash> <pack> <offset> <size>", appended after the
@@ -100,6 +101,75 @@ class PackStore:
             self._index.update(new)
             stored = len(new)
         return stored
+
+    def compact(self, live: set[str]) -> tuple[int, int]:
+        """Drop every object not in `live`: each pack holding one is rewritten with only its
+        live objects (appended to new packs), the index is replaced whole (a new file renamed
+        over it), then the old packs are deleted, and so are pack files no entry names (left
+        by a compaction or a batch a crash cut short). (objects dropped, bytes freed)
+
+        A crash before the new index takes its place leaves the old one and its packs whole;
+        after, the old packs are unnamed and the next compaction deletes them. Not for use
+        beside snapshots or syncs of this store (the coordinator compacts before serving)."""
+        with self._lock:
+            dead = {h for h in self._index if h not in live}
+            referenced = {p for p, _, _ in self._index.values()}
+            unnamed = [
+                p for p in self.root.glob("*.pack")
+                if p.stem.isdecimal() and int(p.stem) not in referenced
+            ]  # fmt: skip
+            freed = sum(p.stat().st_size for p in unnamed)
+            if not dead:
+                for q in unnamed:
+                    q.unlink()
+                return 0, freed
+            rewritten = {self._index[h][0] for h in dead}
+            moving = sorted(
+                (e for h, e in self._index.items() if h not in dead and e[0] in rewritten),
+                key=lambda e: (e[0], e[1]),
+            )
+            moved_to: dict[tuple[int, int], tuple[int, int, int]] = {}
+            pack = max(referenced) + 1
+            offset = 0
+            out = open(self._pack_path(pack), "wb", buffering=0)  # noqa: SIM115 - closed below
+            try:
+                for p, o, n in moving:
+                    if offset and offset + n > PACK_LIMIT:
+                        out.close()
+                        pack, offset = pack + 1, 0
+                        out = open(self._pack_path(pack), "wb", buffering=0)  # noqa: SIM115
+                    with open(self._pack_path(p), "rb") as src:
+                        data = os.pread(src.fileno(), n, o)
+                    if len(data) != n:
+                        raise SyncError("cut short in the coordinator's store", f"{p}.pack")
+                    _write_all(out.fileno(), [data])
+                    moved_to[(p, o)] = (pack, offset, n)
+                    offset += n
+                os.fsync(out.fileno())
+            finally:
+                out.close()
+            index: dict[str, tuple[int, int, int]] = {}
+            for h, e in self._index.items():
+                if h not in dead:
+                    index[h] = moved_to.get((e[0], e[1]), e)
+            tmp = self.root / "index.new"
+            with open(tmp, "w") as lines:
+                lines.write("".join(f"{h} {p} {o} {n}\n" for h, (p, o, n) in index.items()))
+                lines.flush()
+                os.fsync(lines.fileno())
+            os.replace(tmp, self.root / "index")
+            for reader in self._readers.values():
+                reader.close()
+            self._readers.clear()
+            for p in rewritten:
+                freed += self._pack_path(p).stat().st_size
+                self._pack_path(p).unlink()
+            for q in unnamed:
+                q.unlink()
+            freed -= sum(n for _, _, n in moved_to.values())
+            self._index = index
+            self._pack = pack
+            return len(dead), freed
 
     def read(self, hash: str) -> bytes:
         try:

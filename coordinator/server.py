@@ -22,6 +22,7 @@ from .agents import AgentClient
 from .api import CoordinatorService
 from .engine import Coordinator, Host
 from .hostsfile import load_hosts
+from .retention import collect_quietly
 from .ssh import SSHHost
 from .store import STATE_DB, Store
 
@@ -115,6 +116,8 @@ async def serve(
     if not hosts:
         raise UsageError("no hosts: the hosts file lists none and the local host is off")
     store = Store(home / STATE_DB)
+    # Before the Syncer is made and anything is served: no snapshot or sync is in flight.
+    await asyncio.to_thread(collect_quietly, home, store)
     coordinator = Coordinator(home, store, hosts)
     await coordinator.start()
     server = grpc.aio.server()

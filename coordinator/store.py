@@ -208,6 +208,24 @@ class Store:
             sql += f" LIMIT {int(limit)}"
         return [_run_from(r) for r in self._db.execute(sql, args)]
 
+    def revisions_in_use(self, since: float) -> set[str]:
+        """Revisions (sources and inputs) of runs that have not ended, and of runs and
+        submissions made or ended since `since`: what the coordinator's store must keep."""
+        ended = [s.value for s in RunState if s.terminal]
+        rows = self._db.execute(
+            f"SELECT revision, inputs_json FROM runs WHERE state NOT IN "
+            f"({','.join('?' * len(ended))}) OR created_at >= ? OR ended_at >= ?",
+            [*ended, since, since],
+        )
+        found: set[str] = set()
+        for revision, inputs_json in rows:
+            found.add(revision)
+            inputs = json.loads(inputs_json or "{}")
+            found.update(v for v in inputs.values() if isinstance(v, str))
+        recent = "SELECT revision FROM submissions WHERE created_at >= ?"
+        found.update(r for (r,) in self._db.execute(recent, [since]))
+        return found - {""}
+
     def run(self, run_id: str) -> RunRecord | None:
         row = self._db.execute(
             f"SELECT {_RUN_COLUMNS} FROM runs WHERE id = ?", (run_id,)

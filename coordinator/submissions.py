@@ -164,6 +164,8 @@ class Submissions:
         try:
             if reuse is not None:
                 revision_id, input_revs = reuse[0], dict(reuse[1])
+                for kept in (revision_id, *input_revs.values()):  # RevisionGone: collected
+                    await asyncio.to_thread(self.syncer.revision, kept)
             else:
                 revision = await asyncio.to_thread(
                     self.syncer.snapshot, source, (results_root.resolve(), self.home.resolve())

@@ -26,11 +26,13 @@ import grpc
 
 from agent.objects import ObjectStore
 from convoy.content import SyncError, hash_bytes
+from convoy.errors import UsageError
 from convoy.files import write_json
 
 from .agents import AgentClient
 from .manifest import ALWAYS_EXCLUDED, Entry, Manifest, Scanner
 from .packs import PackStore, read_small_files
+from .retention import KEEP_DAYS
 from .watcher import TreeWatcher
 
 log = logging.getLogger("convoy.sync")
@@ -46,6 +48,17 @@ MAX_WATCHED = 16  # source trees watched at once; others are stat-walked at each
 # Trees this large are watched; a smaller one's stat walk costs less than its file events do
 # while runs write their results into it (a walk of 2,000 files: about 10 ms).
 WATCH_MIN_FILES = 2000
+
+
+class RevisionGone(UsageError):
+    """A revision the coordinator's store no longer keeps (retention.py)."""
+
+    def __init__(self, revision: str) -> None:
+        super().__init__(
+            f"revision {revision[:12]} is no longer kept: unused for {KEEP_DAYS} days, it was "
+            "collected from the coordinator's store; submit the experiment again"
+        )
+        self.revision = revision
 
 
 @dataclass(frozen=True)
@@ -211,7 +224,9 @@ class Syncer:
             self._saved[source] = time.monotonic()
         rev = Revision(manifest.revision, manifest)
         path = self.home / "manifests" / f"{rev.id}.json"
-        if rev.id not in self._revisions and not path.exists():  # what the submission holds
+        try:
+            os.utime(path)  # made again: kept as long as it is (retention.py)
+        except FileNotFoundError:  # what the submission holds
             rows = [[e.path, e.mode, e.size, e.hash, e.target] for e in manifest.entries]
             write_json(path, rows)
         self._keep(rev)
@@ -230,7 +245,10 @@ class Syncer:
             known = self._revisions.get(revision_id)
         if known is not None:
             return known
-        raw = json.loads((self.home / "manifests" / f"{revision_id}.json").read_text())
+        try:
+            raw = json.loads((self.home / "manifests" / f"{revision_id}.json").read_text())
+        except FileNotFoundError:
+            raise RevisionGone(revision_id) from None
         entries = tuple(Entry(**e) if isinstance(e, dict) else Entry(*e) for e in raw)
         rev = Revision(revision_id, Manifest(entries))
         self._keep(rev)

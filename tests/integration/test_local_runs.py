@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import json
 import os
+import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from datetime import datetime
@@ -704,3 +706,48 @@ def test_output_bigger_than_the_coordinator_s_disk_is_cut_short_and_said(
     )
     assert (folder / "output.log").read_bytes()[:37] == b"0123456789abcdefghijklmnopqrstuvwxyz\n"
     assert "kept.txt" in meta["not_collected"]  # no room left for it either
+
+
+def test_a_store_unused_for_thirty_days_is_collected_at_start_and_a_rerun_of_it_refused(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """The coordinator's store of source snapshots only grew. Now revisions nothing has used
+    for 30 days go when it starts; a rerun of one says to submit again, and a new submission
+    of the same sources makes it whole again."""
+    (tmp_path / "data.txt").write_text("input\n")
+    spec = write_experiment(tmp_path, """
+        name: aged
+        image: convoy/busybox:1
+        command: cat data.txt
+    """)  # fmt: skip
+    assert convoy_env.cli("run", str(spec)).returncode == 0
+    convoy_env.coordinator.terminate()
+    convoy_env.coordinator.wait(15)
+    home, month = convoy_env.home, 40 * 86400
+    db = sqlite3.connect(home / "state.db")
+    with db:
+        db.execute("UPDATE runs SET created_at = created_at - ?, started_at = started_at - ?, "
+                   "ended_at = ended_at - ?", (month, month, month))  # fmt: skip
+        db.execute("UPDATE submissions SET created_at = created_at - ?", (month,))
+    db.close()
+    manifests = list((home / "manifests").glob("*.json"))
+    assert manifests
+    for m in manifests:
+        os.utime(m, (time.time() - month, time.time() - month))
+    (home / "collected").unlink()  # the first start collected (nothing) today
+    with open(home / "up.log", "ab") as log:
+        convoy_env.coordinator = subprocess.Popen(
+            [sys.executable, "-m", "convoy.cli.main", "up", "--cpus", "2", "--memory", "4GiB"],
+            env=convoy_env.env(), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while convoy_env.cli("runs").returncode != 0:
+        assert time.monotonic() < deadline, (home / "up.log").read_text()
+        time.sleep(0.2)
+    assert not any(m.exists() for m in manifests)
+    out = convoy_env.cli("rerun", "aged-1", "--state", "succeeded")
+    assert out.returncode == 2, out
+    assert "no longer kept" in out.stderr and "submit the experiment again" in out.stderr
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    assert "[aged-2.00] input" in out.stdout
