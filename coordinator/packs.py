@@ -104,60 +104,71 @@ class PackStore:
 
     def compact(self, live: set[str]) -> tuple[int, int]:
         """Drop every object not in `live`: each pack holding one is rewritten with only its
-        live objects (appended to new packs), the index is replaced whole (a new file renamed
-        over it), then the old packs are deleted, and so are pack files no entry names (left
-        by a compaction or a batch a crash cut short). (objects dropped, bytes freed)
+        live objects (appended to new packs, numbered above every pack file there is), the
+        index is replaced whole (a new file renamed over it), then the old packs are deleted,
+        and so are pack files no entry names (left by a compaction or a batch a crash cut
+        short). (objects dropped, bytes freed)
 
         A crash before the new index takes its place leaves the old one and its packs whole;
-        after, the old packs are unnamed and the next compaction deletes them. Not for use
+        after, the old packs are unnamed and a later compaction deletes them. Not for use
         beside snapshots or syncs of this store (the coordinator compacts before serving)."""
         with self._lock:
             dead = {h for h in self._index if h not in live}
             referenced = {p for p, _, _ in self._index.values()}
-            unnamed = [
-                p for p in self.root.glob("*.pack")
-                if p.stem.isdecimal() and int(p.stem) not in referenced
-            ]  # fmt: skip
+            on_disk = {int(p.stem): p for p in self.root.glob("*.pack") if p.stem.isdecimal()}
+            unnamed = [p for n, p in on_disk.items() if n not in referenced]
             freed = sum(p.stat().st_size for p in unnamed)
             if not dead:
                 for q in unnamed:
                     q.unlink()
                 return 0, freed
             rewritten = {self._index[h][0] for h in dead}
+            # Per hash, not per place: an empty object shares its offset with the next one.
             moving = sorted(
-                (e for h, e in self._index.items() if h not in dead and e[0] in rewritten),
-                key=lambda e: (e[0], e[1]),
+                ((h, e) for h, e in self._index.items() if h not in dead and e[0] in rewritten),
+                key=lambda item: (item[1][0], item[1][1]),
             )
-            moved_to: dict[tuple[int, int], tuple[int, int, int]] = {}
-            pack = max(referenced) + 1
-            offset = 0
-            out = open(self._pack_path(pack), "wb", buffering=0)  # noqa: SIM115 - closed below
+            index = {h: e for h, e in self._index.items() if h not in dead}
+            pack = max([*referenced, *on_disk]) + 1  # no file there is written over
+            first_new, offset, moved = pack, 0, 0
+            out: BinaryIO | None = None
+            sources: dict[int, BinaryIO] = {}
             try:
-                for p, o, n in moving:
-                    if offset and offset + n > PACK_LIMIT:
-                        out.close()
-                        pack, offset = pack + 1, 0
-                        out = open(self._pack_path(pack), "wb", buffering=0)  # noqa: SIM115
-                    with open(self._pack_path(p), "rb") as src:
-                        data = os.pread(src.fileno(), n, o)
+                for h, (p, o, n) in moving:
+                    if out is None or (offset and offset + n > PACK_LIMIT):
+                        if out is not None:
+                            os.fsync(out.fileno())
+                            out.close()
+                            pack, offset = pack + 1, 0
+                        out = open(self._pack_path(pack), "xb", buffering=0)  # noqa: SIM115
+                    src = sources.get(p)
+                    if src is None:
+                        src = sources[p] = open(self._pack_path(p), "rb")  # noqa: SIM115
+                    data = os.pread(src.fileno(), n, o)
                     if len(data) != n:
                         raise SyncError("cut short in the coordinator's store", f"{p}.pack")
                     _write_all(out.fileno(), [data])
-                    moved_to[(p, o)] = (pack, offset, n)
+                    index[h] = (pack, offset, n)
                     offset += n
-                os.fsync(out.fileno())
+                    moved += n
+                if out is not None:
+                    os.fsync(out.fileno())
             finally:
-                out.close()
-            index: dict[str, tuple[int, int, int]] = {}
-            for h, e in self._index.items():
-                if h not in dead:
-                    index[h] = moved_to.get((e[0], e[1]), e)
+                if out is not None:
+                    out.close()
+                for src in sources.values():
+                    src.close()
             tmp = self.root / "index.new"
             with open(tmp, "w") as lines:
                 lines.write("".join(f"{h} {p} {o} {n}\n" for h, (p, o, n) in index.items()))
                 lines.flush()
                 os.fsync(lines.fileno())
             os.replace(tmp, self.root / "index")
+            folder = os.open(self.root, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.fsync(folder)  # the new index named on disk before the old packs go
+            finally:
+                os.close(folder)
             for reader in self._readers.values():
                 reader.close()
             self._readers.clear()
@@ -166,10 +177,10 @@ class PackStore:
                 self._pack_path(p).unlink()
             for q in unnamed:
                 q.unlink()
-            freed -= sum(n for _, _, n in moved_to.values())
             self._index = index
-            self._pack = pack
-            return len(dead), freed
+            # Appends go on in the newest pack any entry names (a new one, or the last kept).
+            self._pack = max((e[0] for e in index.values()), default=first_new)
+            return len(dead), freed - moved
 
     def read(self, hash: str) -> bytes:
         try:

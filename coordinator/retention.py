@@ -82,8 +82,10 @@ def collect_unused(
             try:
                 live |= manifest_hashes(m)
             except (OSError, ValueError, LookupError, AttributeError) as e:
-                # What it names is unknown, so no object is known to be unused: none goes.
+                # What it names is unknown, so no object is known to be unused: none goes
+                # (and not again until tomorrow: each try parses every kept manifest).
                 log.warning("not collecting: cannot read the manifest %s: %s", m, e)
+                _mark(mark, now)
                 return None
         for m in gone:  # first: a crash after this leaves objects the next collection finds
             m.unlink()
@@ -91,10 +93,14 @@ def collect_unused(
         report = CollectReport(len(gone), objects, freed)
         log.info("collected %d revisions unused for %g days: %d objects, %d bytes",
                  len(gone), keep_days, objects, freed)  # fmt: skip
+    _mark(mark, now)
+    return report
+
+
+def _mark(mark: Path, now: float) -> None:
     mark.parent.mkdir(parents=True, exist_ok=True)
     mark.touch()
     os.utime(mark, (now, now))
-    return report
 
 
 def _collect_objects(home: Path, live: set[str]) -> tuple[int, int]:

@@ -5,11 +5,14 @@ store, serves the Coordinator API on a unix socket readable by its user alone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import fcntl
 import logging
 import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -104,6 +107,26 @@ async def serve(
     """Run the coordinator until SIGINT/SIGTERM (or cancellation)."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(home, 0o700)
+    with _only_coordinator(home):
+        await _serve(home, cpus, memory, ready, hosts_file, local)
+
+
+@contextlib.contextmanager
+def _only_coordinator(home: Path) -> Iterator[None]:
+    """Held while a coordinator serves `home`: a second one there (started while the first
+    was still collecting its store, say) is refused instead of sharing its store and socket."""
+    with open(home / "coordinator.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UsageError(f"another coordinator already runs with home {home}") from None
+        yield
+
+
+async def _serve(
+    home: Path, cpus: float | None, memory: str | None, ready: asyncio.Event | None,
+    hosts_file: Path | None, local: bool,
+) -> None:  # fmt: skip
     hosts, sessions = remote_hosts(home, hosts_file)
     if local:
         client = await ensure_local_agent(home, cpus, memory)

@@ -23,7 +23,7 @@ from .records import RunRecord, SubmissionRecord
 from .results import write_runs_csv
 from .scheduler import HostView, Units, why_unplaceable
 from .store import Store
-from .sync import Syncer, diff
+from .sync import RevisionGone, Syncer, diff
 
 
 class Unchanged(Exception):
@@ -53,7 +53,7 @@ class Submissions:
         """Paths added, changed or removed from one revision to the next (for watch mode)."""
         try:
             old, new = self.syncer.revision(old_revision), self.syncer.revision(new_revision)
-        except (OSError, ValueError):
+        except (OSError, ValueError, RevisionGone):  # the earlier one collected: not known
             return []
         changed, removed = diff(old.manifest, new.manifest)
         return sorted({e.path for e in changed} | set(removed))

@@ -8,6 +8,7 @@ import os
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -167,6 +168,7 @@ def test_collected_at_most_daily_and_never_with_a_manifest_it_cannot_read(
     age(home, kept, 1)  # kept by its mtime; what it names is unknown
     assert collect_unused(home, store, now=NOW) is None  # what it names is unknown: no object goes
     assert (home / "manifests" / f"{old.id}.json").exists()
+    assert (home / MARK).stat().st_mtime == NOW  # not parsed again at every start today
     (home / MARK).touch()
     os.utime(home / MARK, (NOW - 3600, NOW - 3600))
     assert collect_unused(home, store, now=NOW) is None  # an hour ago: not again yet
@@ -193,3 +195,77 @@ def test_compact_keeps_live_objects_readable_and_drops_unnamed_packs(tmp_path: P
     for h in live:
         assert again.read(h) == named[h]
     again.close()
+
+
+def test_watch_mode_s_changes_against_a_collected_revision_are_unknown_not_an_error(
+    home: Path, tmp_path: Path
+) -> None:
+    """A watch session older than the keep period compares its next save with a revision
+    collected since: no list of changed paths, and the rerun goes on."""
+    from types import SimpleNamespace
+
+    from coordinator.submissions import Submissions
+
+    source = tree(tmp_path / "a", "alpha")
+    syncer = Syncer(home)
+    old = syncer.snapshot(source)
+    (source / "alpha.txt").write_text("changed\n")
+    new = syncer.snapshot(source)
+    this: Any = SimpleNamespace(syncer=syncer)
+    assert Submissions.changed_paths(this, old.id, new.id) == ["alpha.txt"]
+    syncer.close()
+    (home / "manifests" / f"{old.id}.json").unlink()
+    fresh: Any = SimpleNamespace(syncer=Syncer(home))
+    assert Submissions.changed_paths(fresh, old.id, new.id) == []
+    fresh.syncer.close()
+
+
+def test_compact_keeps_an_empty_object_and_the_one_after_it_apart(tmp_path: Path) -> None:
+    """An empty object shares its offset with the next: moved by place, both were given one
+    entry, and an empty __init__.py read back as another file's content."""
+    from convoy.content import hash_bytes
+
+    packs = PackStore(tmp_path)
+    dead, empty, after = b"dead content", b"", b"live content"
+    packs.put_many([(hash_bytes(d), d) for d in (dead, empty, after)])
+    packs.compact({hash_bytes(empty), hash_bytes(after)})
+    assert packs.read(hash_bytes(empty)) == b"" and packs.read(hash_bytes(after)) == after
+    packs.close()
+    again = PackStore(tmp_path)
+    assert again.read(hash_bytes(empty)) == b"" and again.read(hash_bytes(after)) == after
+    again.close()
+
+
+def test_compact_never_writes_into_a_pack_file_it_then_deletes(tmp_path: Path) -> None:
+    """All of pack 0 dead: an empty 1.pack was made that no entry named; objects appended
+    later were moved into it by the next compaction, which then deleted it as unnamed."""
+    from convoy.content import hash_bytes
+
+    packs = PackStore(tmp_path)
+    packs.put_many([(hash_bytes(b"a"), b"a")])
+    packs.compact(set())  # everything dead
+    packs.close()
+    packs = PackStore(tmp_path)  # the coordinator served: it appends to the pack it loaded
+    b, c = b"b" * 10, b"c" * 10
+    packs.put_many([(hash_bytes(b), b), (hash_bytes(c), c)])
+    (tmp_path / "7.pack").write_bytes(b"left by a crash")
+    packs.compact({hash_bytes(c)})
+    assert packs.read(hash_bytes(c)) == c
+    packs.close()
+    again = PackStore(tmp_path)
+    assert again.read(hash_bytes(c)) == c and hash_bytes(b) not in again
+    assert not (tmp_path / "7.pack").exists()
+    again.close()
+
+
+def test_a_second_coordinator_on_one_home_is_refused(tmp_path: Path) -> None:
+    """Collection runs before the socket is there: a start that took long enough was taken
+    for a failure, and a second coordinator compacted the same packs beside the first."""
+    from convoy.errors import UsageError
+    from coordinator.server import _only_coordinator
+
+    first, refused = _only_coordinator(tmp_path), pytest.raises(UsageError, match="another")
+    with first, refused, _only_coordinator(tmp_path):
+        pass
+    with _only_coordinator(tmp_path):  # free again once the first is gone
+        pass
