@@ -13,6 +13,7 @@ any more is dropped by `compact` (see retention.py), which rewrites the packs th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections.abc import Iterable
@@ -141,10 +142,10 @@ class PackStore:
                             out.close()
                             pack, offset = pack + 1, 0
                         out = open(self._pack_path(pack), "xb", buffering=0)  # noqa: SIM115
-                    src = sources.get(p)
-                    if src is None:
+                    src = sources.get(p) if n else None
+                    if src is None and n:  # an empty object needs no pack (it may be gone)
                         src = sources[p] = open(self._pack_path(p), "rb")  # noqa: SIM115
-                    data = os.pread(src.fileno(), n, o)
+                    data = os.pread(src.fileno(), n, o) if src is not None else b""
                     if len(data) != n:
                         raise SyncError("cut short in the coordinator's store", f"{p}.pack")
                     _write_all(out.fileno(), [data])
@@ -173,8 +174,9 @@ class PackStore:
                 reader.close()
             self._readers.clear()
             for p in rewritten:
-                freed += self._pack_path(p).stat().st_size
-                self._pack_path(p).unlink()
+                with contextlib.suppress(FileNotFoundError):  # held only empty objects
+                    freed += self._pack_path(p).stat().st_size
+                    self._pack_path(p).unlink()
             for q in unnamed:
                 q.unlink()
             self._index = index
@@ -187,6 +189,8 @@ class PackStore:
             pack, offset, size = self._index[hash]
         except KeyError:
             raise SyncError("not in the coordinator's store", hash) from None
+        if size == 0:  # its pack need not exist (an index line may outlive it)
+            return b""
         with self._lock:  # one open file per pack: a sync reads thousands of objects
             f = self._readers.get(pack)
             if f is None:

@@ -269,3 +269,20 @@ def test_a_second_coordinator_on_one_home_is_refused(tmp_path: Path) -> None:
         pass
     with _only_coordinator(tmp_path):  # free again once the first is gone
         pass
+
+
+def test_an_empty_object_whose_pack_is_gone_still_reads_and_compacts(tmp_path: Path) -> None:
+    """After a power loss an index line `h N 0 0` can outlive N.pack (nothing is fsync-ed on
+    append): reading it raised FileNotFoundError, and compaction failed at every start."""
+    from convoy.content import hash_bytes
+
+    empty, dead = hash_bytes(b""), hash_bytes(b"dead")
+    (tmp_path / "index").write_text(f"{dead} 0 0 4\n{empty} 3 0 0\n")
+    (tmp_path / "0.pack").write_bytes(b"dead")
+    packs = PackStore(tmp_path)
+    assert packs.read(empty) == b""
+    assert packs.compact({empty}) == (1, 4)
+    packs.close()
+    again = PackStore(tmp_path)
+    assert again.read(empty) == b"" and dead not in again
+    again.close()
