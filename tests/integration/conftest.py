@@ -63,6 +63,27 @@ def busybox_image(docker_runtime: DockerRuntime) -> str:
     return BUSYBOX_IMAGE
 
 
+def remove_container(api: docker.APIClient, container_id: str, timeout: float = 30) -> None:
+    """Remove a test's container, also while the engine is removing it already (409: its
+    removal is in progress, started by the agent): then wait until it is gone."""
+    try:
+        api.remove_container(container_id, force=True, v=True)
+        return
+    except docker.errors.NotFound:
+        return
+    except docker.errors.APIError as e:
+        if e.status_code != 409:
+            raise
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            api.inspect_container(container_id)
+        except docker.errors.NotFound:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"container {container_id[:12]} was not removed within {timeout} s")
+
+
 @pytest.fixture
 def agent_id(docker_runtime: DockerRuntime) -> Iterator[str]:
     """A fresh agent identity; every container labelled with it is removed afterwards."""
@@ -72,8 +93,7 @@ def agent_id(docker_runtime: DockerRuntime) -> Iterator[str]:
         all=True, filters={"label": f"{LABEL_PREFIX}agent={ident}"}
     )
     for container in leftovers:
-        with contextlib.suppress(docker.errors.NotFound):
-            container.remove(force=True, v=True)
+        remove_container(docker_runtime.client.api, container.id)
 
 
 @dataclass
@@ -156,8 +176,7 @@ def convoy_env(docker_runtime: DockerRuntime, busybox_image: str) -> Iterator[Co
         for c in docker_runtime.client.containers.list(
             all=True, filters={"label": f"{LABEL_PREFIX}agent={ident}"}
         ):
-            with contextlib.suppress(docker.errors.NotFound):
-                c.remove(force=True, v=True)
+            remove_container(docker_runtime.client.api, c.id)
         shutil.rmtree(home, ignore_errors=True)
     leaked = _processes_of(home)
     for pid in leaked:

@@ -22,7 +22,7 @@ import pytest
 
 from agent.server import agent_id_for
 
-from .conftest import ConvoyEnv, write_experiment
+from .conftest import ConvoyEnv, remove_container, write_experiment
 from .testhosts import TestHost, TestHosts
 
 pytestmark = pytest.mark.docker
@@ -72,7 +72,7 @@ def _cluster(
                 os.kill(int(pid.read_text().strip()), signal.SIGKILL)
             label = f"convoy.agent={agent_id_for(h.agent_home)}"
             for c in engine.containers.list(all=True, filters={"label": label}):
-                c.remove(force=True, v=True)
+                remove_container(engine.api, c.id)
             for v in engine.volumes.list(filters={"label": label}):
                 v.remove(force=True)
         subprocess.run(["rm", "-rf", str(home)], check=False)

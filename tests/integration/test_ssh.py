@@ -15,7 +15,6 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-import docker.errors
 import pytest
 
 from agent.runtime import LABEL_PREFIX, DockerRuntime
@@ -28,6 +27,7 @@ from coordinator.bundle import build_bundle, bundle_id
 from coordinator.hostsfile import HostConfig
 from coordinator.records import RunRecord
 from coordinator.ssh import HostKeyUnknown, SSHHost
+from tests.integration.conftest import remove_container
 from tests.integration.testhosts import TestHost
 
 pytestmark = pytest.mark.docker
@@ -76,8 +76,7 @@ def hosts(test_hosts: list[TestHost], docker_runtime: DockerRuntime) -> Iterator
     for th in test_hosts:
         label = f"{LABEL_PREFIX}agent={agent_id_for(th.agent_home)}"
         for c in docker_runtime.api.containers(all=True, filters={"label": label}):
-            with contextlib.suppress(docker.errors.NotFound):
-                docker_runtime.api.remove_container(c["Id"], force=True, v=True)
+            remove_container(docker_runtime.api, c["Id"])
     assert not leaked, f"agents outlived their SIGKILL: {leaked}"
 
 
