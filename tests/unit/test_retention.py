@@ -63,14 +63,19 @@ def readable(home: Path, rev: Revision) -> bool:
         syncer.close()
 
 
+def two_revisions(home: Path, tmp_path: Path) -> tuple[Revision, Revision, Store]:
+    """Snapshots of two trees that share a file (alpha's, beta's), and the SQLite store."""
+    syncer = Syncer(home)
+    alpha = syncer.snapshot(tree(tmp_path / "a", "alpha"))
+    beta = syncer.snapshot(tree(tmp_path / "b", "beta"))
+    syncer.close()
+    return alpha, beta, Store(home / STATE_DB)
+
+
 def test_a_revision_unused_for_the_keep_period_goes_with_the_objects_only_it_named(
     home: Path, tmp_path: Path
 ) -> None:
-    syncer = Syncer(home)
-    old = syncer.snapshot(tree(tmp_path / "a", "alpha"))
-    new = syncer.snapshot(tree(tmp_path / "b", "beta"))
-    syncer.close()
-    store = Store(home / STATE_DB)
+    old, new, store = two_revisions(home, tmp_path)
     submitted(store, 1, old.id, NOW - 60 * DAY, RunState.SUCCEEDED)
     submitted(store, 2, new.id, NOW - 2 * DAY, RunState.SUCCEEDED)
     age(home, old, 60)
@@ -158,11 +163,7 @@ def test_a_snapshot_that_finds_a_revision_again_keeps_it(home: Path, tmp_path: P
 def test_collected_at_most_daily_and_never_with_a_manifest_it_cannot_read(
     home: Path, tmp_path: Path
 ) -> None:
-    syncer = Syncer(home)
-    old = syncer.snapshot(tree(tmp_path / "a", "alpha"))
-    kept = syncer.snapshot(tree(tmp_path / "b", "beta"))
-    syncer.close()
-    store = Store(home / STATE_DB)
+    old, kept, store = two_revisions(home, tmp_path)
     age(home, old, 60)
     (home / "manifests" / f"{kept.id}.json").write_text("[[cut short")
     age(home, kept, 1)  # kept by its mtime; what it names is unknown
