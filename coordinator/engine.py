@@ -413,16 +413,17 @@ class Coordinator(Submissions, HostLiveness):
         """_collect within one grant; with `full` (the error of a first try), that error
         again rather than a collection granted no room at all."""
         size, log_size = await host.client.results_size(run.attempt_id)
+        wanted = size + log_size
         result = RunResult(run)
-        with self.room.grant(result.final.parent, size + log_size) as grant:
-            if full is not None and grant.size == 0 and size + log_size:
+        with self.room.grant(result.final.parent, wanted) as grant:
+            if full is not None and grant.size == 0 and wanted:
                 raise full
             await asyncio.to_thread(result.open)
             try:
                 with result.log_file() as f:
                     written = await self._collect_log(run, host, result, f, grant)
                 limit = None
-                if grant.size < size + log_size:  # room for less than all: the rest, in files
+                if grant.size < wanted:  # room for less than all: the rest, in files
                     limit = max(0, grant.size - disk_footprint(written))  # the log's file too
                 pieces = _counted(host.client.fetch_results(run.attempt_id, limit), grant)
                 async with contextlib.aclosing(pieces):

@@ -150,31 +150,8 @@ class RunResult:
         of = run.attempt if output_of is None else output_of
         # By the names the run gave; a run that never started made no file to match.
         unmatched = unmatched_outputs(run.outputs, self) if of else {}
-        for name in ("output.log", "run.json"):  # a result (file or folder) of that name
-
-            def named(rel: str, name: str = name) -> bool:
-                return rel == name or rel.startswith(name + "/")
-
-            def taken(aside: str) -> bool:
-                there = self.staging / aside
-                return (
-                    there.exists()
-                    or there.is_symlink()
-                    or any(r == aside or r.startswith(aside + "/") for r in self.left_out)
-                )
-
-            there = self.staging / name
-            if there.exists() or there.is_symlink() or any(map(named, self.left_out)):
-                aside = f"{name}.result"  # steps aside, to a name no other result has
-                n = 1
-                while taken(aside):
-                    aside, n = f"{name}.result{n}", n + 1
-                if there.exists() or there.is_symlink():
-                    there.rename(self.staging / aside)
-                for rel in [r for r in self.files if named(r)]:
-                    self.files[aside + rel[len(name) :]] = self.files.pop(rel)
-                for rel in [r for r in self.left_out if named(r)]:
-                    self.left_out[aside + rel[len(name) :]] = self.left_out.pop(rel)
+        for name in ("output.log", "run.json"):  # convoy's own: a result so named steps aside
+            self._step_aside(name)
         not_collected = dict(self.left_out)
         for key, why in [*unmatched.items(), ("output.log", self.output_missing)]:
             if why:  # two things of one name (a declared output `output.log`): both said
@@ -195,6 +172,30 @@ class RunResult:
         else:
             os.rename(self.staging, self.final)
         shutil.rmtree(old, ignore_errors=True)  # also one a crash between the renames left
+
+    def _step_aside(self, name: str) -> None:
+        """A result (file or folder, sent or left out) named `name` moves, with what is under
+        it, to `<name>.result` (or `.result1`, ...: a name no other result has)."""
+
+        def under(rel: str, top: str) -> bool:
+            return rel == top or rel.startswith(top + "/")
+
+        def taken(top: str) -> bool:
+            there = self.staging / top
+            return there.exists() or there.is_symlink() or any(under(r, top) for r in self.left_out)
+
+        if not taken(name):
+            return
+        aside, n = f"{name}.result", 1
+        while taken(aside):
+            aside, n = f"{name}.result{n}", n + 1
+        there = self.staging / name
+        if there.exists() or there.is_symlink():
+            there.rename(self.staging / aside)
+        for rel in [r for r in self.files if under(r, name)]:
+            self.files[aside + rel[len(name) :]] = self.files.pop(rel)
+        for rel in [r for r in self.left_out if under(r, name)]:
+            self.left_out[aside + rel[len(name) :]] = self.left_out.pop(rel)
 
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

@@ -26,8 +26,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.objects import ObjectStore
-
 from .packs import PackStore
 from .store import Store
 
@@ -106,7 +104,7 @@ def _mark(mark: Path, now: float) -> None:
 def _collect_objects(home: Path, live: set[str]) -> tuple[int, int]:
     """Remove the objects not in `live` from the store's files and packs."""
     removed = freed = 0
-    objects = ObjectStore(home / "store").root / "objects"
+    objects = home / "store" / "objects"  # the Syncer's ObjectStore: objects/ab/cdef...[x]
     for folder in objects.iterdir() if objects.is_dir() else ():
         for f in folder.iterdir():
             h = folder.name + f.name.removesuffix("x")  # "x": its executable copy

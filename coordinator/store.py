@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from convoy.spec import Resources
-from convoy.states import ACTIVE, RunState
+from convoy.states import ACTIVE, TERMINAL, RunState
 
 from .records import RunRecord, SubmissionRecord
 
@@ -211,7 +211,7 @@ class Store:
     def revisions_in_use(self, since: float) -> set[str]:
         """Revisions (sources and inputs) of runs that have not ended, and of runs and
         submissions made or ended since `since`: what the coordinator's store must keep."""
-        ended = [s.value for s in RunState if s.terminal]
+        ended = sorted(s.value for s in TERMINAL)
         rows = self._db.execute(
             f"SELECT revision, inputs_json FROM runs WHERE state NOT IN "
             f"({','.join('?' * len(ended))}) OR created_at >= ? OR ended_at >= ?",
