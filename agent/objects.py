@@ -67,6 +67,7 @@ from convoy.content import (
 
 from .collect import CollectReport, collect
 from .plans import Plans
+from .spread import spread_subfolders
 from .trees import (
     ManifestRow,
     check_links,
@@ -134,6 +135,7 @@ class ObjectStore:
         self.grace_s = grace_s
         for sub in ("objects", "revisions", "manifests", "leases", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
+        spread_subfolders(str(self.root / "objects"))  # object folders made from now on
         self._lock = threading.RLock()
         self._asked: dict[str, float] = {}  # hash -> when missing() found it present
         # Over _asked, and over collect's look at it and its unlink of an object: an object
