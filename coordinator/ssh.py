@@ -37,6 +37,7 @@ from convoy import __version__
 from convoy.errors import HostUnavailable
 
 from .agents import AgentClient, AgentInfo
+from .batching import BatchingTunnel
 from .bundle import (
     AGENT_DISTRIBUTIONS,
     AGENT_MODULES,
@@ -189,6 +190,8 @@ class SSHHost:
             kwargs: dict[str, object] = {}
             if [a.decode() for a in opts.encryption_algs] == _DEFAULT_CIPHERS:
                 kwargs["encryption_algs"] = CIPHERS  # unless ssh_config names its own Ciphers
+            if not (opts.tunnel or opts.proxy_command):  # a direct connection
+                kwargs["tunnel"] = BatchingTunnel(opts.family, opts.local_addr or None)
             if self.cfg.identity:
                 kwargs["client_keys"] = [os.path.expanduser(self.cfg.identity)]
             t0 = time.monotonic()
