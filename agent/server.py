@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import hashlib
 import logging
 import os
 import queue
 import socket
-import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import AsyncIterator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TypeVar
 
@@ -22,6 +20,7 @@ from convoy import __version__
 from convoy.content import EntryLike, SyncError
 from convoy.errors import ConvoyError
 from convoy.footprint import disk_footprint
+from convoy.objstream import store_socket_beside
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
 from convoy.v1 import common_pb2
@@ -40,14 +39,12 @@ from .attempts import (
     printable,
 )
 from .builds import Builds
-from .objects import ObjectStore, ObjectWriter
 from .plans import PlanMissing
 from .runtime import DockerRuntime
+from .storesock import StoreSocket
 from .trees import ObjectsMissing, apply_delta
 
 log = logging.getLogger("convoy.agent")
-
-MAX_PENDING_BATCHES = 4  # received batches of small objects waiting to be stored
 
 LOG_CHUNK = 256 * 1024
 FILE_CHUNK = 1024 * 1024
@@ -100,7 +97,6 @@ class SyncService:
     """The agent's side of sync and image shipping (mixed into AgentService)."""
 
     attempts: Attempts
-    _store_pool = ThreadPoolExecutor(2, thread_name_prefix="store")  # see _Receiver
     _plan_pool = ThreadPoolExecutor(1, thread_name_prefix="plan")  # see agent/plans.py
 
     async def MissingObjects(
@@ -124,33 +120,6 @@ class SyncService:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise
         return pb.MissingObjectsResponse(has_revision=False, missing=missing)
-
-    async def PutObjects(
-        self, request_iterator: AsyncIterator[pb.ObjectBatch], context: Ctx
-    ) -> pb.PutObjectsResponse:
-        # One thread stores while the next batches arrive: the network and the disk overlap.
-        receiver = _Receiver(self.attempts.objects, self._store_pool)
-        started = time.perf_counter()
-        batches: queue.Queue[Sequence[pb.ObjectChunk] | None] = queue.Queue(maxsize=8)
-        storing = asyncio.ensure_future(asyncio.to_thread(receiver.drain, batches))
-        await _hand_over((batch.chunks async for batch in request_iterator), batches)
-        try:
-            await storing
-            receiver.finish()
-        except SyncError as e:
-            receiver.abort()
-            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
-        except OSError as e:
-            receiver.abort()
-            why = f"cannot store objects on this host: {e.strerror or e}"
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, why)
-        log.info(
-            "received %d objects, %d bytes in %.2f s",
-            receiver.stored,
-            receiver.size,
-            time.perf_counter() - started,
-        )
-        return pb.PutObjectsResponse(stored=receiver.stored, bytes=receiver.size)
 
     async def MakeRevision(
         self, request: pb.MakeRevisionRequest, context: Ctx
@@ -409,73 +378,6 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
         return pb.ResultsSizeResponse(disk_bytes=size, files=files, log_bytes=log_size)
 
 
-class _Receiver:
-    """Objects arriving in batches of chunks: large ones are written through a writer across
-    chunks (and batches) by the draining thread, their chunks in order (whole small objects may
-    come between them), while each batch's whole small objects are
-    stored by the pool's threads. Creating a file is kernel work done with the GIL released,
-    so the creates of two batches, and the writes of a large object, proceed side by side."""
-
-    def __init__(self, store: ObjectStore, pool: ThreadPoolExecutor) -> None:
-        self.store = store
-        self.pool = pool
-        self.pending: collections.deque[Future[int]] = collections.deque()
-        self.writer: ObjectWriter | None = None
-        self.stored = 0
-        self.size = 0
-
-    def take(self, chunks: Iterable[pb.ObjectChunk]) -> None:
-        whole: list[tuple[str, bytes]] = []  # small objects, stored together
-        for chunk in chunks:
-            self.size += len(chunk.data)
-            if chunk.hash and chunk.last:  # a whole object, maybe between a large one's chunks
-                whole.append((chunk.hash, chunk.data))
-                continue
-            if chunk.hash:
-                if self.writer is not None:
-                    raise SyncError(f"object {self.writer.hash} ended without its last chunk")
-                self.writer = self.store.writer(chunk.hash)
-            if self.writer is None:
-                raise SyncError("object data before any object hash")
-            self.writer.write(chunk.data)
-            if chunk.last:
-                self.writer.commit()
-                self.writer = None
-                self.stored += 1
-        if whole:
-            while len(self.pending) >= MAX_PENDING_BATCHES:  # bounds the memory held
-                self.pending.popleft().result()
-            self.pending.append(self.pool.submit(self.store.put_many, whole))
-            self.stored += len(whole)
-
-    def drain(self, batches: queue.Queue[Sequence[pb.ObjectChunk] | None]) -> None:
-        """Store batches until None; on an error (a bad object, or OSError: a full disk),
-        keep taking them (unstored) so the sender is never blocked, then raise it once every
-        batch handed to the pool is done."""
-        error: SyncError | OSError | None = None
-        while (chunks := batches.get()) is not None:
-            if error is None:
-                try:
-                    self.take(chunks)
-                except (SyncError, OSError) as e:
-                    error = e
-        while self.pending:
-            try:
-                self.pending.popleft().result()
-            except (SyncError, OSError) as e:
-                error = error or e
-        if error is not None:
-            raise error
-
-    def finish(self) -> None:
-        if self.writer is not None:
-            raise SyncError(f"object {self.writer.hash} was cut short")
-
-    def abort(self) -> None:
-        if self.writer is not None:
-            self.writer.abort()
-
-
 def host_capacity(cpus: float | None, memory: int | None) -> common_pb2.Resources:
     """What this host offers: its cpus and memory unless overridden."""
     if cpus is None:
@@ -523,6 +425,9 @@ async def serve(
     sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if sock.exists():
         sock.unlink()
+    # Object streams are taken before the first gRPC call can ask what to send.
+    store_socket = StoreSocket(Path(store_socket_beside(str(sock))), attempts.objects)
+    await store_socket.start()
     server.add_insecure_port(f"unix:{sock}")
     await server.start()
     os.chmod(sock, 0o600)
@@ -534,5 +439,6 @@ async def serve(
         await server.wait_for_termination()
     finally:
         collector.cancel()
+        await store_socket.close()
         await server.stop(grace=2)
         await attempts.close()

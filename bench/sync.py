@@ -113,8 +113,8 @@ class ConvoySide:
         self.client: AgentClient | None = None
 
     async def open(self) -> None:
-        target = await self.ssh.ensure_agent()
-        self.client = AgentClient(target)
+        await self.ssh.ensure_agent()
+        self.client = self.ssh.client()
         await self.client.describe()
 
     def agent_pid(self) -> int | None:

@@ -8,10 +8,12 @@ from dataclasses import dataclass
 import grpc
 
 from convoy.content import EntryLike
+from convoy.objstream import store_socket_beside
 from convoy.spec import BuildSpec, Resources
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
 
+from .objsend import StoreOpener, send_objects, unix_store
 from .records import RunRecord
 from .results import FilePiece
 from .wire import resources_to_pb
@@ -88,9 +90,6 @@ def run_env(run: RunRecord) -> dict[str, str]:
     return env
 
 
-BATCH_BYTES = 1024 * 1024  # objects per PutObjects message, by size
-
-
 def _entries_pb(entries: Sequence[EntryLike]) -> list[pb.ManifestEntry]:
     return [
         pb.ManifestEntry(path=e.path, mode=e.mode, size=e.size, hash=e.hash, target=e.target)
@@ -101,8 +100,14 @@ def _entries_pb(entries: Sequence[EntryLike]) -> list[pb.ManifestEntry]:
 class AgentClient:
     """A gRPC channel to one agent's unix socket (local, or forwarded over SSH later)."""
 
-    def __init__(self, target: str) -> None:
+    def __init__(self, target: str, open_store: StoreOpener | None = None) -> None:
+        """`target`: the agent's gRPC socket ("unix:PATH"); `open_store`: how to reach its
+        store socket, by default the one beside a local agent's socket."""
         self.target = target
+        if open_store is None:
+            path = target.removeprefix("unix:")
+            open_store = unix_store(store_socket_beside(path))
+        self._open_store = open_store
         self._channel = grpc.aio.insecure_channel(
             target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
         )
@@ -195,33 +200,11 @@ class AgentClient:
         return resp.has_revision, list(resp.missing)
 
     async def put_objects(self, chunks: AsyncIterator[tuple[str, bytes, bool]]) -> int:
-        """Stream objects (hash, data, last) to the host; the bytes it stored. A large object's
-        chunks come in order, and whole small objects may come between them."""
-
-        async def messages() -> AsyncIterator[pb.ObjectBatch]:
-            current = ""
-            batch = pb.ObjectBatch()
-            size = 0
-            async for h, data, last in chunks:
-                batch.chunks.append(
-                    pb.ObjectChunk(hash=h if h != current else "", data=data, last=last)
-                )
-                size += len(data) + 80
-                if h == current and last:
-                    current = ""  # the large object in progress is complete
-                elif h != current and not last:
-                    current = h  # a large object starts; whole small ones may come between
-                    # its chunks
-                if size >= BATCH_BYTES:
-                    self.sync_bytes_sent += batch.ByteSize()
-                    yield batch
-                    batch, size = pb.ObjectBatch(), 0
-            if batch.chunks:
-                self.sync_bytes_sent += batch.ByteSize()
-                yield batch
-
-        resp = await self._stub.PutObjects(messages())
-        return int(resp.bytes)
+        """Stream objects (hash, data, last) to the host's store socket; the bytes it stored.
+        A large object's chunks come in order, and whole small objects may come between them."""
+        stored, sent = await send_objects(self._open_store, chunks)
+        self.sync_bytes_sent += sent
+        return stored
 
     async def make_revision(
         self, revision: str, entries: Sequence[EntryLike], base: str = "",

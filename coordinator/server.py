@@ -95,7 +95,7 @@ def remote_hosts(home: Path, hosts_file: Path | None) -> tuple[list[Host], list[
         async def revive(ssh: SSHHost = ssh) -> None:  # connect (again) and start the agent
             await ssh.ensure_agent()
 
-        hosts.append(Host(cfg.name, AgentClient(ssh.target), revive=revive, labels=cfg.labels))
+        hosts.append(Host(cfg.name, ssh.client(), revive=revive, labels=cfg.labels))
         sessions.append(ssh)
     return hosts, sessions
 

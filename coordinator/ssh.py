@@ -35,6 +35,7 @@ from asyncssh.encryption import get_default_encryption_algs
 
 from convoy import __version__
 from convoy.errors import HostUnavailable
+from convoy.objstream import store_socket_beside
 
 from .agents import AgentClient, AgentInfo
 from .batching import BatchingTunnel
@@ -148,6 +149,21 @@ class SSHHost:
     def target(self) -> str:
         """The local gRPC target of the agent (valid once ensure_agent has returned)."""
         return f"unix:{self.tunnel_path}"
+
+    def client(self) -> AgentClient:
+        """A client of the host's agent: gRPC through the tunnel, object streams through
+        channels of their own (valid once ensure_agent has returned)."""
+        return AgentClient(self.target, open_store=self.open_store)
+
+    async def open_store(self) -> tuple[asyncssh.SSHReader[bytes], asyncssh.SSHWriter[bytes]]:
+        """A channel to the agent's store socket over the host's connection (objsend.py): the
+        objects go straight into the channel, with no local socket in between."""
+        conn, ahome = self._conn, self._agent_home
+        if conn is None or conn.is_closed() or ahome is None:
+            raise ConnectionError(f"not connected to {self.name}")
+        return await conn.open_unix_connection(
+            store_socket_beside(f"{ahome}/agent.sock"), encoding=None
+        )
 
     @property
     def cipher(self) -> str:

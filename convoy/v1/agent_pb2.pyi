@@ -63,30 +63,6 @@ class MissingObjectsResponse(_message.Message):
     missing: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, has_revision: _Optional[bool] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
 
-class ObjectChunk(_message.Message):
-    __slots__ = ("hash", "data", "last")
-    HASH_FIELD_NUMBER: _ClassVar[int]
-    DATA_FIELD_NUMBER: _ClassVar[int]
-    LAST_FIELD_NUMBER: _ClassVar[int]
-    hash: str
-    data: bytes
-    last: bool
-    def __init__(self, hash: _Optional[str] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
-
-class ObjectBatch(_message.Message):
-    __slots__ = ("chunks",)
-    CHUNKS_FIELD_NUMBER: _ClassVar[int]
-    chunks: _containers.RepeatedCompositeFieldContainer[ObjectChunk]
-    def __init__(self, chunks: _Optional[_Iterable[_Union[ObjectChunk, _Mapping]]] = ...) -> None: ...
-
-class PutObjectsResponse(_message.Message):
-    __slots__ = ("stored", "bytes")
-    STORED_FIELD_NUMBER: _ClassVar[int]
-    BYTES_FIELD_NUMBER: _ClassVar[int]
-    stored: int
-    bytes: int
-    def __init__(self, stored: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
-
 class MakeRevisionRequest(_message.Message):
     __slots__ = ("revision", "entries", "base", "removed", "planned")
     REVISION_FIELD_NUMBER: _ClassVar[int]

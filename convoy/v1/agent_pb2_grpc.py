@@ -92,11 +92,6 @@ class AgentStub:
                 request_serializer=convoy_dot_v1_dot_agent__pb2.MissingObjectsRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_agent__pb2.MissingObjectsResponse.FromString,
                 _registered_method=True)
-        self.PutObjects = channel.stream_unary(
-                '/convoy.v1.Agent/PutObjects',
-                request_serializer=convoy_dot_v1_dot_agent__pb2.ObjectBatch.SerializeToString,
-                response_deserializer=convoy_dot_v1_dot_agent__pb2.PutObjectsResponse.FromString,
-                _registered_method=True)
         self.MakeRevision = channel.unary_unary(
                 '/convoy.v1.Agent/MakeRevision',
                 request_serializer=convoy_dot_v1_dot_agent__pb2.MakeRevisionRequest.SerializeToString,
@@ -206,15 +201,10 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
-    def PutObjects(self, request_iterator, context):
-        """Objects, batched into one stream; each is verified against its hash before it is stored.
-        """
-        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
-        context.set_details('Method not implemented!')
-        raise NotImplementedError('Method not implemented!')
-
     def MakeRevision(self, request, context):
-        """Materialise a revision from its manifest as an immutable snapshot (hard links into the store).
+        """The objects themselves travel beside gRPC, on the agent's store socket (store.sock next to
+        its gRPC socket; convoy/objstream.py); each is verified against its hash before it is stored.
+        Materialise a revision from its manifest as an immutable snapshot (hard links into the store).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -309,11 +299,6 @@ def add_AgentServicer_to_server(servicer, server):
                     servicer.MissingObjects,
                     request_deserializer=convoy_dot_v1_dot_agent__pb2.MissingObjectsRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_agent__pb2.MissingObjectsResponse.SerializeToString,
-            ),
-            'PutObjects': grpc.stream_unary_rpc_method_handler(
-                    servicer.PutObjects,
-                    request_deserializer=convoy_dot_v1_dot_agent__pb2.ObjectBatch.FromString,
-                    response_serializer=convoy_dot_v1_dot_agent__pb2.PutObjectsResponse.SerializeToString,
             ),
             'MakeRevision': grpc.unary_unary_rpc_method_handler(
                     servicer.MakeRevision,
@@ -640,33 +625,6 @@ class Agent:
             '/convoy.v1.Agent/MissingObjects',
             convoy_dot_v1_dot_agent__pb2.MissingObjectsRequest.SerializeToString,
             convoy_dot_v1_dot_agent__pb2.MissingObjectsResponse.FromString,
-            options,
-            channel_credentials,
-            insecure,
-            call_credentials,
-            compression,
-            wait_for_ready,
-            timeout,
-            metadata,
-            _registered_method=True)
-
-    @staticmethod
-    def PutObjects(request_iterator,
-            target,
-            options=(),
-            channel_credentials=None,
-            call_credentials=None,
-            insecure=False,
-            compression=None,
-            wait_for_ready=None,
-            timeout=None,
-            metadata=None):
-        return grpc.experimental.stream_unary(
-            request_iterator,
-            target,
-            '/convoy.v1.Agent/PutObjects',
-            convoy_dot_v1_dot_agent__pb2.ObjectBatch.SerializeToString,
-            convoy_dot_v1_dot_agent__pb2.PutObjectsResponse.FromString,
             options,
             channel_credentials,
             insecure,

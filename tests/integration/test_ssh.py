@@ -12,14 +12,17 @@ import sys
 import tarfile
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from pathlib import Path
 
+import grpc
 import pytest
 
+from agent.objects import ObjectStore
 from agent.runtime import LABEL_PREFIX, DockerRuntime
 from agent.server import agent_id_for
 from convoy import __version__
+from convoy.content import hash_bytes
 from convoy.errors import HostUnavailable
 from convoy.spec import Resources
 from coordinator.agents import AgentClient
@@ -318,3 +321,48 @@ def test_a_python_without_the_agent_dependencies_is_refused(
         await host.close()
 
     asyncio.run(scenario())
+
+
+def test_objects_travel_on_a_channel_of_their_own_and_a_killed_agent_is_unavailable(
+    hosts: list[TestHost], coordinator_home: Path
+) -> None:
+    """put_objects goes through an SSH channel to the agent's store socket (no local socket
+    is made for it), stores every object, and when the agent is gone fails UNAVAILABLE (a
+    failure the coordinator retries across a reconnect) rather than hanging."""
+    th = hosts[0]
+    big = os.urandom(3 << 20)
+    small = [os.urandom(2048) for _ in range(500)]
+    items = [(hash_bytes(d), d, True) for d in small]
+    items[250:250] = [
+        (hash_bytes(big), big[: 1 << 20], False),
+        (hash_bytes(big), big[1 << 20 :], True),
+    ]
+
+    async def objects(
+        items: list[tuple[str, bytes, bool]],
+    ) -> AsyncIterator[tuple[str, bytes, bool]]:
+        for item in items:
+            yield item
+
+    async def scenario() -> grpc.StatusCode:
+        host = session(th, coordinator_home)
+        await host.ensure_agent()
+        client = host.client()
+        try:
+            stored = await client.put_objects(objects(items))
+            assert stored == len(big) + sum(map(len, small))
+            tunnels = sorted(p.name for p in (coordinator_home / "tunnels").iterdir())
+            assert tunnels == [f"{th.name}.sock"]  # gRPC's only
+            for pid in _agent_pids(th.agent_home):
+                os.kill(pid, signal.SIGKILL)
+            again = [(hash_bytes(b"after"), b"after", True)]
+            with pytest.raises(grpc.aio.AioRpcError) as raised:
+                await asyncio.wait_for(client.put_objects(objects(again)), 30)
+            return raised.value.code()
+        finally:
+            await client.close()
+            await host.close()
+
+    assert asyncio.run(scenario()) == grpc.StatusCode.UNAVAILABLE
+    store = ObjectStore(th.agent_home / "store")
+    assert store.missing([hash_bytes(big), *map(hash_bytes, small)]) == []

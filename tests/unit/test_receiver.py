@@ -1,4 +1,4 @@
-"""The agent's receiving end of PutObjects: batches of chunks into the object store."""
+"""The agent's receiving end of an object stream: batches of chunks into the object store."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from agent.objects import ObjectStore
-from agent.server import _Receiver
+from agent.receiver import Receiver
 from convoy.content import SyncError, hash_bytes
-from convoy.v1 import agent_pb2 as pb
+from convoy.objstream import Chunk
 
 
 @pytest.fixture
@@ -21,8 +21,8 @@ def pool() -> Iterator[ThreadPoolExecutor]:
         yield p
 
 
-def _feed(receiver: _Receiver, batches: list[list[pb.ObjectChunk]]) -> None:
-    q: queue.Queue[Sequence[pb.ObjectChunk] | None] = queue.Queue()
+def _feed(receiver: Receiver, batches: list[list[Chunk]]) -> None:
+    q: queue.Queue[Sequence[Chunk] | None] = queue.Queue()
     for b in batches:
         q.put(b)
     q.put(None)
@@ -37,11 +37,11 @@ def test_small_and_chunked_objects_across_batches_are_stored(
     store = ObjectStore(tmp_path)
     big = b"x" * 3000
     batches = [
-        [pb.ObjectChunk(hash=hash_bytes(b"a"), data=b"a", last=True),
-         pb.ObjectChunk(hash=hash_bytes(big), data=big[:1000])],
-        [pb.ObjectChunk(data=big[1000:], last=True)],
+        [Chunk(hash_bytes(b"a"), b"a", True),
+         Chunk(hash_bytes(big), big[:1000], False)],
+        [Chunk("", big[1000:], True)],
     ]  # fmt: skip
-    r = _Receiver(store, pool)
+    r = Receiver(store, pool)
     _feed(r, batches)
     assert (r.stored, r.size) == (2, 3001)
     assert store.missing([hash_bytes(b"a"), hash_bytes(big)]) == []
@@ -53,22 +53,22 @@ def test_a_corrupt_object_fails_the_stream_after_it_is_drained(
     """Content not matching its hash raises SyncError, stores nothing under that hash, and the
     queue is still emptied (the sender is never left blocked)."""
     store = ObjectStore(tmp_path)
-    bad = [[pb.ObjectChunk(hash=hash_bytes(b"right"), data=b"wrong", last=True)]]
-    q: queue.Queue[Sequence[pb.ObjectChunk] | None] = queue.Queue()
-    for b in [*bad, [pb.ObjectChunk(hash=hash_bytes(b"b"), data=b"b", last=True)]]:
+    bad = [[Chunk(hash_bytes(b"right"), b"wrong", True)]]
+    q: queue.Queue[Sequence[Chunk] | None] = queue.Queue()
+    for b in [*bad, [Chunk(hash_bytes(b"b"), b"b", True)]]:
         q.put(b)
     q.put(None)
     with pytest.raises(SyncError):
-        _Receiver(store, pool).drain(q)
+        Receiver(store, pool).drain(q)
     assert q.empty()
     assert store.missing([hash_bytes(b"right")]) == [hash_bytes(b"right")]
 
 
 def test_an_object_cut_short_is_an_error(tmp_path: Path, pool: ThreadPoolExecutor) -> None:
     """A stream ending in the middle of an object fails instead of storing part of it."""
-    r = _Receiver(ObjectStore(tmp_path), pool)
+    r = Receiver(ObjectStore(tmp_path), pool)
     with pytest.raises(SyncError, match="cut short"):
-        _feed(r, [[pb.ObjectChunk(hash=hash_bytes(b"xy"), data=b"x")]])
+        _feed(r, [[Chunk(hash_bytes(b"xy"), b"x", False)]])
 
 
 def test_many_batches_stored_side_by_side_all_land(
@@ -79,17 +79,16 @@ def test_many_batches_stored_side_by_side_all_land(
     store = ObjectStore(tmp_path)
     datas = [f"object {i}".encode() for i in range(200)]
     batches = [
-        [pb.ObjectChunk(hash=hash_bytes(d), data=d, last=True) for d in datas[i : i + 10]]
-        for i in range(0, 200, 10)
+        [Chunk(hash_bytes(d), d, True) for d in datas[i : i + 10]] for i in range(0, 200, 10)
     ]
-    r = _Receiver(store, pool)
+    r = Receiver(store, pool)
     _feed(r, batches)
     assert r.stored == 200 and store.missing([hash_bytes(d) for d in datas]) == []
 
     store2 = ObjectStore(tmp_path / "two")
-    batches[7][3] = pb.ObjectChunk(hash=hash_bytes(b"right"), data=b"wrong", last=True)
+    batches[7][3] = Chunk(hash_bytes(b"right"), b"wrong", True)
     with pytest.raises(SyncError, match="does not match"):
-        _feed(_Receiver(store2, pool), batches)
+        _feed(Receiver(store2, pool), batches)
     assert store2.missing([hash_bytes(b"right")]) == [hash_bytes(b"right")]
 
 
@@ -100,13 +99,13 @@ def test_whole_objects_between_a_large_objects_chunks(
     store = ObjectStore(tmp_path)
     big = bytes(range(256)) * 20
     batches = [
-        [pb.ObjectChunk(hash=hash_bytes(big), data=big[:2000]),
-         pb.ObjectChunk(hash=hash_bytes(b"s1"), data=b"s1", last=True)],
-        [pb.ObjectChunk(data=big[2000:4000]),
-         pb.ObjectChunk(hash=hash_bytes(b"s2"), data=b"s2", last=True),
-         pb.ObjectChunk(data=big[4000:], last=True)],
+        [Chunk(hash_bytes(big), big[:2000], False),
+         Chunk(hash_bytes(b"s1"), b"s1", True)],
+        [Chunk("", big[2000:4000], False),
+         Chunk(hash_bytes(b"s2"), b"s2", True),
+         Chunk("", big[4000:], True)],
     ]  # fmt: skip
-    r = _Receiver(store, pool)
+    r = Receiver(store, pool)
     _feed(r, batches)
     assert r.stored == 3
     assert store.missing([hash_bytes(big), hash_bytes(b"s1"), hash_bytes(b"s2")]) == []
@@ -117,11 +116,11 @@ def test_a_large_object_starting_inside_another_is_an_error(
 ) -> None:
     big = b"y" * 5000
     batches = [
-        [pb.ObjectChunk(hash=hash_bytes(big), data=big[:100]),
-         pb.ObjectChunk(hash=hash_bytes(b"other"), data=b"oth")],
+        [Chunk(hash_bytes(big), big[:100], False),
+         Chunk(hash_bytes(b"other"), b"oth", False)],
     ]  # fmt: skip
     with pytest.raises(SyncError, match="without its last chunk"):
-        _feed(_Receiver(ObjectStore(tmp_path), pool), batches)
+        _feed(Receiver(ObjectStore(tmp_path), pool), batches)
 
 
 def test_a_full_disk_leaves_no_object_cut_short_and_does_not_block_the_sender(
@@ -147,14 +146,14 @@ def test_a_full_disk_leaves_no_object_cut_short_and_does_not_block_the_sender(
         return real_write(fd, data)
 
     monkeypatch.setattr(agent.objects.os, "write", write)
-    q: queue.Queue[Sequence[pb.ObjectChunk] | None] = queue.Queue()
-    q.put([pb.ObjectChunk(hash=hash_bytes(first), data=first, last=True),
-           pb.ObjectChunk(hash=hash_bytes(doomed), data=doomed, last=True)])  # fmt: skip
+    q: queue.Queue[Sequence[Chunk] | None] = queue.Queue()
+    q.put([Chunk(hash_bytes(first), first, True),
+           Chunk(hash_bytes(doomed), doomed, True)])  # fmt: skip
     for _ in range(20):  # more than the receiver holds pending: all are taken
-        q.put([pb.ObjectChunk(hash=hash_bytes(b"later"), data=b"later", last=True)])
+        q.put([Chunk(hash_bytes(b"later"), b"later", True)])
     q.put(None)
     with pytest.raises(OSError, match="No space left"):
-        _Receiver(store, pool).drain(q)
+        Receiver(store, pool).drain(q)
     assert q.empty()
     assert store.missing([hash_bytes(first), hash_bytes(doomed)]) == [hash_bytes(doomed)]
     assert not list((tmp_path / "tmp").glob("receiving-*"))
