@@ -8,9 +8,9 @@ convoy reaches its agent over one asyncssh connection, as the coordinator does.
 
 convoy's time is the coordinator's whole path: learning what changed (the tree is watched, as
 the coordinator watches the sources it has seen), storing new objects, one round trip to learn
-what the host lacks, sending that, and the host materialising the revision's snapshot. Bytes are
-the sync requests' payload (hashes asked about, objects, manifest entries); rsync's are its own
-`--stats` "Total bytes sent".
+what the host lacks, sending that, and the host materialising the revision's snapshot. Bytes
+are the sync requests' payload (hashes asked about, the objects' stream, manifest entries);
+rsync's are its own `--stats` "Total bytes sent".
 
     [BENCH_DIR=/tmp] python bench/sync.py [--files 10000] [--big 5] [--rounds 5]
 
@@ -161,9 +161,10 @@ async def run(ns: argparse.Namespace) -> dict[str, Any]:
     try:
         # Nothing is deleted before the last round ends. On an ext4 without a journal (these
         # machines), creating a file skips, one by one, every free inode of its group deleted
-        # in the last 30 s, so a round that followed the removal of the previous round's
-        # 20,000 files measured mostly whichever tool allocated next to them: 2.6 s of kernel
-        # time for the same 10,000 creates that took 1.0 s in a round with no removal before.
+        # in the last minute or more, so a round that followed the removal of the previous
+        # round's 20,000 files measured mostly whichever tool allocated next to them: 2.6 s of
+        # kernel time for the same 10,000 creates that took 1.0 s in a round with no removal
+        # before.
         with TestHosts(work / "hosts", ns.rounds) as hosts:
             for round_ in range(ns.rounds):
                 # Each round: a new host (empty agent store), a new coordinator home (nothing
