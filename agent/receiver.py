@@ -55,20 +55,20 @@ class Receiver:
             self.stored += len(whole)
 
     def drain(self, batches: queue.Queue[Sequence[Chunk] | None]) -> None:
-        """Store batches until None; on an error (a bad object, or OSError: a full disk),
-        keep taking them (unstored) so the sender is never blocked, then raise it once every
-        batch handed to the pool is done."""
-        error: SyncError | OSError | None = None
+        """Store batches until None; on an error (a bad object, OSError: a full disk, or any
+        other: the pool shut down with the agent), keep taking them (unstored) so the sender
+        is never blocked, then raise it once every batch handed to the pool is done."""
+        error: Exception | None = None
         while (chunks := batches.get()) is not None:
             if error is None:
                 try:
                     self.take(chunks)
-                except (SyncError, OSError) as e:
+                except Exception as e:  # raised below, once the queue is empty
                     error = e
         while self.pending:
             try:
                 self.pending.popleft().result()
-            except (SyncError, OSError) as e:
+            except Exception as e:  # as above
                 error = error or e
         if error is not None:
             raise error

@@ -1,13 +1,13 @@
 """Ask ext2/3/4 to spread the object store's folders over the file system.
 
 ext4 gives a new folder the block group of its parent, and a new file the group of its folder,
-so the store's 256 object folders, and with them every object, would share the group of the
-agent's home. On an ext4 without a journal (the root file system of many VMs) a group where
-files were recently deleted is slow to create files in: each new inode skips, one by one,
-every free inode of the group deleted in the last minute (six while its inode table block
-is dirty).
-Measured here, on the root ext4, right after benchmarks deleted their trees: 10,000 creates
-of 2 KB objects took 5.9 s in the home's group and 0.40 s with this flag set.
+so the store's 256 object folders, and with them the objects written into them (small ones;
+large ones are written in tmp/ and linked), would share the group of the agent's home. On an
+ext4 without a journal (the root file system of many VMs) a group where files were recently
+deleted is slow to create files in: each new inode skips, one by one, every free inode of the
+group deleted in the last minute (six while its inode table block is dirty). Measured here,
+on the root ext4, right after benchmarks deleted their trees: 10,000 creates of 2 KB objects
+took 5.9 s in the home's group and 0.40 s with this flag set.
 
 The flag is chattr's `T` ("top of directory hierarchies"): folders made under a folder that has
 it are placed by the Orlov allocator as top-level folders are, in groups with many free inodes

@@ -23,6 +23,7 @@ from typing import BinaryIO, cast
 
 from convoy.content import SyncError
 from convoy.objstream import (
+    AGENT,
     FULL,
     INVALID,
     Chunk,
@@ -42,6 +43,12 @@ log = logging.getLogger("convoy.agent")
 READ_BUFFER = 1024 * 1024
 BATCH_BYTES = 1024 * 1024  # chunks handed to the storing thread at a time, by size
 BATCHES_AHEAD = 8  # batches read but not yet taken by the storing thread, at most
+# A stream silent this long is taken as cut (its sender's host vanished, leaving the SSH
+# channel open); a live sender writes far more often, and a slow store does not count: while
+# the stream's reader waits for the storing thread, no read is pending.
+IDLE_S = 300.0
+ACCEPT_RETRY_S = 0.5  # after accept() fails (EMFILE, ENFILE, ENOMEM)
+CLOSE_WAIT_S = 10.0  # streams cut by close() end within this (their objects are stored whole)
 
 
 class StoreSocket:
@@ -53,7 +60,7 @@ class StoreSocket:
         self.pool = ThreadPoolExecutor(2, thread_name_prefix="store")  # see Receiver
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
-        self._conns: set[socket.socket] = set()
+        self._conns: dict[socket.socket, threading.Thread] = {}  # streams in progress
         self._lock = threading.Lock()
 
     async def start(self) -> None:
@@ -73,13 +80,19 @@ class StoreSocket:
     async def _accept_forever(self, listener: socket.socket) -> None:
         loop = asyncio.get_running_loop()
         while True:
-            conn, _ = await loop.sock_accept(listener)
-            conn.setblocking(True)
-            with self._lock:
-                self._conns.add(conn)
-            threading.Thread(
+            try:
+                conn, _ = await loop.sock_accept(listener)
+            except OSError as e:  # out of descriptors or memory: this socket must go on
+                log.warning("cannot accept an object stream: %s", e)
+                await asyncio.sleep(ACCEPT_RETRY_S)
+                continue
+            conn.settimeout(IDLE_S)
+            thread = threading.Thread(
                 target=self._serve, args=(conn,), name="store-stream", daemon=True
-            ).start()
+            )
+            with self._lock:
+                self._conns[conn] = thread
+            thread.start()
 
     async def close(self) -> None:
         if self._accepting is not None:
@@ -90,10 +103,18 @@ class StoreSocket:
             self._listener.close()
             self.path.unlink(missing_ok=True)
         with self._lock:
-            for conn in self._conns:  # streams in progress end as cut short
-                with contextlib.suppress(OSError):
-                    conn.shutdown(socket.SHUT_RDWR)
-        await asyncio.to_thread(self.pool.shutdown)
+            streams = dict(self._conns)
+        for conn in streams:  # streams in progress end as cut short
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+
+        def finish() -> None:
+            deadline = time.monotonic() + CLOSE_WAIT_S
+            for thread in streams.values():
+                thread.join(max(0.0, deadline - time.monotonic()))
+            self.pool.shutdown()
+
+        await asyncio.to_thread(finish)
 
     def _serve(self, conn: socket.socket) -> None:
         try:
@@ -105,7 +126,7 @@ class StoreSocket:
             log.info("an object stream ended early: %s", e)
         finally:
             with self._lock:
-                self._conns.discard(conn)
+                self._conns.pop(conn, None)
 
     def _receive(self, conn: socket.socket) -> bytes | None:
         """The stream's objects into the store; the reply, or None for a stream cut short."""
@@ -156,9 +177,9 @@ class StoreSocket:
         if isinstance(error, OSError):
             why = f"cannot store objects on this host: {error.strerror or error}"
             return reply_error(FULL, why)
-        if error is not None:
+        if error is not None:  # retried by the coordinator, like a call to an agent that failed
             log.error("storing an object stream failed", exc_info=error)
-            return reply_error(INVALID, f"agent error: {error}")
+            return reply_error(AGENT, f"the agent could not store objects: {error!r}")
         log.info("received %d objects, %d bytes in %.2f s", receiver.stored, receiver.size,
                  time.perf_counter() - started)  # fmt: skip
         return reply_ok(receiver.stored, receiver.size)

@@ -1,7 +1,8 @@
 """The object stream: a sync's objects into a host's store over a plain socket beside gRPC.
 
-The agent listens on `store.sock` next to its gRPC socket; the coordinator reaches it through
-the host's SSH connection (a channel to the socket, no local hop) or directly on this machine.
+The agent listens on `agent.objs` next to its gRPC socket `agent.sock`; the coordinator reaches
+it through the host's SSH connection (a channel to the socket, no local hop) or directly on
+this machine.
 What to send is learned over gRPC first (MissingObjects); this stream carries only the bytes.
 
 Why not gRPC: moving the bench's first sync (126 MB) through PutObjects over the forwarded
@@ -19,13 +20,13 @@ The stream: HEADER, then frames, then a frame with END. A frame is
 A whole small object is one frame with its hash and LAST; a large one, frames of up to a few
 MB, the first with its hash, the last with LAST. Small objects may come between a large
 object's chunks. The agent answers with one line: "ok STORED BYTES" or "error KIND MESSAGE",
-KIND being `invalid` (a bad frame or an object that does not match its hash) or `full` (the
-host could not store it: a full disk). A stream that ends without END is abandoned.
+KIND being `invalid` (a bad frame or an object that does not match its hash), `full` (the
+host could not store it: a full disk) or `agent` (the agent failed otherwise, or is
+stopping). A stream that ends without END is abandoned: no part of an object is kept.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 from collections.abc import Iterator
 from typing import BinaryIO, NamedTuple
@@ -38,11 +39,13 @@ MAX_DATA = 64 * 1024 * 1024  # a frame's data at most
 MAX_REPLY = 4096
 INVALID = "invalid"
 FULL = "full"
+AGENT = "agent"
 
 
 def store_socket_beside(agent_socket: str) -> str:
-    """Where an agent listens for object streams: beside its gRPC socket, a name as long."""
-    return os.path.join(os.path.dirname(agent_socket), "store.sock")
+    """Where an agent listens for object streams: beside its gRPC socket, named after it
+    (agent.sock: agent.objs, a path as long)."""
+    return agent_socket.removesuffix(".sock") + ".objs"
 
 
 class StreamError(Exception):

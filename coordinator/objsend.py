@@ -6,7 +6,8 @@ packet or a call each.
 
 Failures come back as gRPC statuses, as from the agent's other calls: UNAVAILABLE when the
 stream could not be opened or broke (retried across reconnects, coordinator/liveness.py),
-INVALID_ARGUMENT for an object the host refused, RESOURCE_EXHAUSTED when it could not store.
+INVALID_ARGUMENT for an object the host refused, RESOURCE_EXHAUSTED when it could not store,
+UNKNOWN (also retried) when the agent failed otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import asyncssh
 import grpc
 
 from convoy.objstream import (
+    AGENT,
     END_FRAME,
     FULL,
     HEADER,
@@ -65,7 +67,7 @@ async def send_objects(
         parts: list[bytes] = [HEADER]
         pending = len(HEADER)
         current = ""  # the large object whose chunks are under way
-        whole = True  # every write went out (the store may hang up early, with an answer)
+        whole = True  # every write went out (a store that hangs up early may have answered)
         async for h, data, last in chunks:  # a failure to read an object ends the stream cut
             head = frame_header(h if h != current else "", len(data), last)
             if h == current and last:
@@ -98,6 +100,8 @@ async def send_objects(
         raise rpc_error(grpc.StatusCode.RESOURCE_EXHAUSTED, reply.message)
     if reply.error_kind == INVALID:
         raise rpc_error(grpc.StatusCode.INVALID_ARGUMENT, reply.message)
+    if reply.error_kind == AGENT:  # retried, like any call to an agent that failed
+        raise rpc_error(grpc.StatusCode.UNKNOWN, reply.message)
     if reply.error_kind:
         raise rpc_error(grpc.StatusCode.UNKNOWN, f"{reply.error_kind}: {reply.message}")
     return reply.size, sent

@@ -18,7 +18,9 @@ from pathlib import Path
 import grpc
 
 from convoy.errors import ConvoyError, UsageError
+from convoy.objstream import store_socket_beside
 from convoy.paths import coordinator_socket
+from convoy.procs import stop_by_pidfile
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from .agents import AgentClient
@@ -53,10 +55,15 @@ async def _answers(client: AgentClient) -> bool:
 async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None) -> AgentClient:
     """A client for this machine's agent, starting it (detached, so it outlives us) if needed."""
     sock = agent_socket(home)
+    ahome = agent_home(home)
     client = AgentClient(f"unix:{sock}")
     if sock.exists() and await _answers(client):
-        return client
-    ahome = agent_home(home)
+        if os.path.exists(store_socket_beside(str(sock))):
+            return client
+        # An agent of a build before object streams (convoy/objstream.py) takes no objects:
+        # replaced. Its runs' containers go on, and the new agent adopts them.
+        stopped = await asyncio.to_thread(stop_by_pidfile, ahome / "agent.pid", 10.0)
+        log.info("replaced the local agent (pid %s): it takes no object streams", stopped)
     ahome.mkdir(parents=True, exist_ok=True, mode=0o700)
     cmd = [sys.executable, "-m", "agent", "--home", str(ahome), "--socket", str(sock),
            "--name", LOCAL_HOST]  # fmt: skip

@@ -21,8 +21,6 @@ import argparse
 import asyncio
 import json
 import logging
-import os
-import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -34,6 +32,7 @@ import grpc
 from convoy import __version__
 from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageError
 from convoy.paths import default_home
+from convoy.procs import stop_by_pidfile
 from convoy.runjson import run_fields
 from convoy.states import RunState
 from convoy.v1 import coordinator_pb2 as pb
@@ -288,23 +287,9 @@ def _down(home: Path, ns: argparse.Namespace) -> int:
     stopped = []
     for name, pidfile in (("coordinator", home / "coordinator.pid"),
                           ("agent", home / "agent" / "agent.pid")):  # fmt: skip
-        try:
-            pid = int(pidfile.read_text().strip())
-        except (OSError, ValueError):
-            continue
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pidfile.unlink(missing_ok=True)
-            continue
-        for _ in range(100):
-            try:
-                os.kill(pid, 0)
-            except ProcessLookupError:
-                break
-            time.sleep(0.05)
-        pidfile.unlink(missing_ok=True)
-        stopped.append(f"{name} (pid {pid})")
+        pid = stop_by_pidfile(pidfile)
+        if pid is not None:
+            stopped.append(f"{name} (pid {pid})")
     print("stopped " + ", ".join(stopped) if stopped else f"nothing runs for {home}")
     if unfinished is None and ns.cancel and stopped:
         print("no coordinator answered, so nothing was cancelled: containers of runs in "

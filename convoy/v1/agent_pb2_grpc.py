@@ -196,15 +196,15 @@ class AgentServicer:
     def MissingObjects(self, request, context):
         """Sync. One round trip learns what the host lacks: whether it has the revision, and which of
         the revision's objects (by content hash) it is missing.
+        The objects themselves travel beside gRPC, on the agent's store socket (agent.objs next to
+        agent.sock; convoy/objstream.py); each is verified against its hash before it is stored.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def MakeRevision(self, request, context):
-        """The objects themselves travel beside gRPC, on the agent's store socket (store.sock next to
-        its gRPC socket; convoy/objstream.py); each is verified against its hash before it is stored.
-        Materialise a revision from its manifest as an immutable snapshot (hard links into the store).
+        """Materialise a revision from its manifest as an immutable snapshot (hard links into the store).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

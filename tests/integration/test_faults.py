@@ -69,3 +69,36 @@ def test_coordinator_killed_mid_run_is_restarted_and_adopts_the_run(
     d = tmp_path / "convoy-results/coordkill/coordkill-1/coordkill-1.00"
     assert (d / "output.log").read_text() == "".join(f"tick {i}\n" for i in range(1, 9))
     assert json.loads((d / "run.json").read_text())["files"]["out.txt"]["size"] == 5
+
+
+def test_a_local_agent_of_a_build_without_object_streams_is_replaced(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """An agent that answers gRPC but has no object socket (a build before it) is replaced
+    when the coordinator starts, so syncs to this machine work after an upgrade."""
+    home = convoy_env.home
+    old = _pid(home / "agent" / "agent.pid")
+    (home / "agent" / "agent.objs").unlink()  # that agent still answers gRPC
+    convoy_env.coordinator.terminate()
+    convoy_env.coordinator.wait(10)
+    log = open(home / "up2.log", "wb")  # noqa: SIM115
+    convoy_env.coordinator = subprocess.Popen(
+        [sys.executable, "-m", "convoy.cli.main", "up"], env=convoy_env.env(), stdout=log,
+        stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        spec = write_experiment(tmp_path, TICKS.format(name="upgraded"))
+        deadline = time.monotonic() + 30
+        while (out := convoy_env.cli("run", "--detach", str(spec))).returncode != 0:
+            assert time.monotonic() < deadline, out.stderr
+            time.sleep(0.2)
+        run = convoy_env.wait_for("upgraded-1.00", {"succeeded", "failed", "lost"}, timeout=60)
+    finally:
+        log.close()
+    assert run["state"] == "succeeded", run["reason"]
+    assert _pid(home / "agent" / "agent.pid") != old
+    assert (home / "agent" / "agent.objs").exists()
+    assert (
+        not Path(f"/proc/{old}").exists()
+        or b"agent" not in Path(f"/proc/{old}/cmdline").read_bytes()
+    )

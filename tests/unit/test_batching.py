@@ -61,3 +61,51 @@ def test_close_sends_what_is_pending_and_abort_drops_it() -> None:
     closed, aborted = asyncio.run(main())
     assert (closed.writes, closed.closed) == ([b"disconnect"], True)
     assert (aborted.writes, aborted.aborted) == ([], True)
+
+
+def test_the_tunnel_connects_and_hands_its_session_the_batching_transport() -> None:
+    """Through a real TCP socket: asyncssh's side gets the batching transport, what it writes
+    in one turn arrives whole and in order, and what arrives is handed to it."""
+    from coordinator.batching import BatchingTunnel
+
+    class Session(asyncio.Protocol):
+        def __init__(self) -> None:
+            self.transport: asyncio.BaseTransport | None = None
+            self.received = b""
+            self.lost = asyncio.get_running_loop().create_future()
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport = transport
+
+        def data_received(self, data: bytes) -> None:
+            self.received += data
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self.lost.set_result(exc)
+
+    async def main() -> tuple[bytes, bytes, bool]:
+        got: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+
+        async def server(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            writer.write(b"SSH-2.0-test\r\n")
+            await writer.drain()
+            got.set_result(await reader.read())  # up to the client's close
+            writer.close()
+
+        srv = await asyncio.start_server(server, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        _, session = await BatchingTunnel().create_connection(Session, "127.0.0.1", port)
+        assert isinstance(session.transport, BatchingTransport)
+        for i in range(100):
+            session.transport.write(b"packet %d;" % i)
+        await asyncio.sleep(0.2)
+        session.transport.close()
+        await asyncio.wait_for(session.lost, 5)
+        data = await asyncio.wait_for(got, 5)
+        srv.close()
+        await srv.wait_closed()
+        return data, session.received, session.transport.is_closing()
+
+    got, received, closing = asyncio.run(main())
+    assert got == b"".join(b"packet %d;" % i for i in range(100))
+    assert received == b"SSH-2.0-test\r\n" and closing

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import io
 import os
@@ -86,8 +87,10 @@ def test_replies_read_back_and_anything_else_is_refused() -> None:
 
 def test_the_store_socket_sits_beside_the_agent_socket_with_a_name_as_long() -> None:
     beside = store_socket_beside("/home/u/.convoy/agent/agent.sock")
-    assert beside == "/home/u/.convoy/agent/store.sock"
+    assert beside == "/home/u/.convoy/agent/agent.objs"
     assert len(beside) == len("/home/u/.convoy/agent/agent.sock")
+    # Agents with sockets of other names in one folder do not share one.
+    assert store_socket_beside("/run/a/one") != store_socket_beside("/run/a/two")
 
 
 # -- a real store socket ---------------------------------------------------------------------
@@ -103,7 +106,7 @@ async def _objects(
 def _serve(tmp_path: Path, body: object) -> object:
     """Run `body(store, path)` (a coroutine function) against a StoreSocket on a real socket."""
     store = ObjectStore(tmp_path / "store")
-    path = tmp_path / "store.sock"
+    path = tmp_path / "agent.objs"
 
     async def main() -> object:
         server = StoreSocket(path, store)
@@ -114,6 +117,17 @@ def _serve(tmp_path: Path, body: object) -> object:
             await server.close()
 
     return asyncio.run(main())
+
+
+def _refused(tmp_path: Path, items: list[tuple[str, bytes, bool]]) -> grpc.aio.AioRpcError:
+    """The error sending `items` to a real store socket ends in (within 30 s: never a hang)."""
+
+    async def body(store: ObjectStore, path: Path) -> None:
+        await asyncio.wait_for(send_objects(unix_store(str(path)), _objects(items)), 30)
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        _serve(tmp_path, body)
+    return raised.value
 
 
 def test_small_and_large_objects_are_stored_and_counted(tmp_path: Path) -> None:
@@ -146,14 +160,9 @@ def test_the_socket_is_its_user_s_only(tmp_path: Path) -> None:
 def test_an_object_not_matching_its_hash_is_refused_and_not_stored(tmp_path: Path) -> None:
     good = b"good object"
     items = [(hash_bytes(good), good, True), (hash_bytes(b"right"), b"wrong", True)]
-
-    async def body(store: ObjectStore, path: Path) -> None:
-        await send_objects(unix_store(str(path)), _objects(items))
-
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        _serve(tmp_path, body)
-    assert raised.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-    assert "does not match its hash" in (raised.value.details() or "")
+    error = _refused(tmp_path, items)
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "does not match its hash" in (error.details() or "")
     assert ObjectStore(tmp_path / "store").missing([hash_bytes(b"right")]) == [hash_bytes(b"right")]
 
 
@@ -166,15 +175,9 @@ def test_a_full_disk_is_resource_exhausted(tmp_path: Path, monkeypatch: pytest.M
         return real_write(fd, data)
 
     monkeypatch.setattr(agent.objects.os, "write", write)
-    items = [(hash_bytes(b"doomed object"), b"doomed object", True)]
-
-    async def body(store: ObjectStore, path: Path) -> None:
-        await send_objects(unix_store(str(path)), _objects(items))
-
-    with pytest.raises(grpc.aio.AioRpcError) as raised:
-        _serve(tmp_path, body)
-    assert raised.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
-    assert "No space left" in (raised.value.details() or "")
+    error = _refused(tmp_path, [(hash_bytes(b"doomed object"), b"doomed object", True)])
+    assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert "No space left" in (error.details() or "")
 
 
 def test_a_stream_cut_short_stores_no_part_of_an_object_and_the_socket_goes_on(
@@ -231,23 +234,85 @@ def test_no_store_socket_is_unavailable(tmp_path: Path) -> None:
 
 
 def test_a_failure_to_read_an_object_ends_the_stream_without_a_wait(tmp_path: Path) -> None:
-    """The coordinator's own read error is raised as it is, and the agent is not left
-    waiting for the rest of the stream."""
+    """The coordinator's own read error is raised as it is, and the agent's end of the
+    stream finishes (cut short) while the socket still listens."""
+    store = ObjectStore(tmp_path / "store")
+    path = tmp_path / "agent.objs"
 
     async def failing() -> AsyncIterator[tuple[str, bytes, bool]]:
         yield hash_bytes(b"one"), b"one", True
         raise OSError(errno.EIO, "cannot read the pack")
 
-    async def body(store: ObjectStore, path: Path) -> None:
-        await asyncio.wait_for(send_objects(unix_store(str(path)), failing()), 10)
+    async def main() -> int:
+        server = StoreSocket(path, store)
+        await server.start()
+        try:
+            with pytest.raises(OSError, match="cannot read the pack"):
+                await asyncio.wait_for(send_objects(unix_store(str(path)), failing()), 10)
+            for _ in range(200):
+                if not server._conns:
+                    return 0
+                await asyncio.sleep(0.025)
+            return len(server._conns)
+        finally:
+            await server.close()
 
-    with pytest.raises(OSError, match="cannot read the pack"):
-        _serve(tmp_path, body)
+    assert asyncio.run(main()) == 0
+
+
+def test_an_unexpected_failure_of_the_agent_is_answered_and_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Not a bad object nor a full disk: the stream is still taken to its end (the sender is
+    never left blocked) and answered, as UNKNOWN, which the coordinator retries."""
+
+    def broken(self: ObjectStore, objects: object, *a: object) -> int:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(ObjectStore, "put_many", broken)
+    # More batches than the agent holds read ahead, so a stalled storing thread would block it.
+    items = [(hash_bytes(d), d, True) for d in (os.urandom(2048) for _ in range(20_000))]
+    error = _refused(tmp_path, items)
+    assert error.code() == grpc.StatusCode.UNKNOWN
+    assert "a bug" in (error.details() or "")
+
+
+def test_closing_the_socket_mid_stream_ends_the_stream_and_keeps_no_part(
+    tmp_path: Path,
+) -> None:
+    """The agent stopping while a large object arrives: close() returns without waiting for
+    the stream's end, and no part of the object is left."""
+    store = ObjectStore(tmp_path / "store")
+    path = tmp_path / "agent.objs"
+    big = os.urandom(8 << 20)
+    sent_half = asyncio.Event()
+
+    async def slow() -> AsyncIterator[tuple[str, bytes, bool]]:
+        yield hash_bytes(big), big[: 4 << 20], False
+        sent_half.set()
+        await asyncio.sleep(30)
+        yield hash_bytes(big), big[4 << 20 :], True
+
+    async def main() -> None:
+        server = StoreSocket(path, store)
+        await server.start()
+        sending = asyncio.ensure_future(send_objects(unix_store(str(path)), slow()))
+        await sent_half.wait()
+        await asyncio.sleep(0.2)  # the half is read, its writer's file begun
+        await asyncio.wait_for(server.close(), 15)
+        assert not path.exists()
+        sending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sending
+
+    asyncio.run(main())
+    assert store.missing([hash_bytes(big)]) == [hash_bytes(big)]
+    assert not list((store.root / "tmp").iterdir())
 
 
 def test_a_listener_left_by_a_killed_agent_is_replaced(tmp_path: Path) -> None:
     stale = socket.socket(socket.AF_UNIX)
-    stale.bind(str(tmp_path / "store.sock"))
+    stale.bind(str(tmp_path / "agent.objs"))
     stale.close()
 
     async def body(store: ObjectStore, path: Path) -> int:

@@ -35,3 +35,12 @@ def test_elsewhere_it_is_a_no_op(tmp_path: Path) -> None:
     assert spread_subfolders(str(tmp_path / "missing")) is False
     if Path("/proc/self").is_dir():  # procfs takes no such flag
         assert spread_subfolders("/proc/self") is False
+
+
+def test_the_ioctl_numbers_are_the_kernel_s() -> None:
+    """_IOR('f', 1, long) and _IOW('f', 2, long) as <linux/fs.h> gives them on 64-bit Linux."""
+    if struct.calcsize("l") != 8:
+        pytest.skip("the figures below are those of 64-bit Linux")
+    from agent.spread import FS_IOC_SETFLAGS
+
+    assert (FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_TOPDIR_FL) == (0x80086601, 0x40086602, 0x20000)
