@@ -322,3 +322,37 @@ def test_a_listener_left_by_a_killed_agent_is_replaced(tmp_path: Path) -> None:
         return stored
 
     assert _serve(tmp_path, body) == 1
+
+
+def test_a_stream_gone_silent_is_taken_as_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sender whose host vanished leaves the channel open and says nothing: after IDLE_S
+    the agent drops the stream and what it had begun, and its thread ends."""
+    import agent.storesock
+
+    monkeypatch.setattr(agent.storesock, "IDLE_S", 0.3)
+    big = os.urandom(100_000)
+    store = ObjectStore(tmp_path / "store")
+    path = tmp_path / "agent.objs"
+
+    async def main() -> tuple[int, bytes]:
+        server = StoreSocket(path, store)
+        await server.start()
+        try:
+            reader, writer = await asyncio.open_unix_connection(str(path))
+            writer.write(HEADER + frame_header(hash_bytes(big), len(big), True) + big[:1000])
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), 10)  # the agent hangs up
+            writer.close()
+            for _ in range(100):
+                if not server._conns:
+                    break
+                await asyncio.sleep(0.05)
+            return len(server._conns), answer
+        finally:
+            await server.close()
+
+    assert asyncio.run(main()) == (0, b"")
+    assert store.missing([hash_bytes(big)]) == [hash_bytes(big)]
+    assert not list((store.root / "tmp").iterdir())
