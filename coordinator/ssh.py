@@ -1,11 +1,11 @@
 """One SSH session per host: connect with keys and known_hosts, install and start the agent,
-and tunnel its gRPC socket to a local one.
+tunnel its gRPC socket to a local one, and open channels to its store socket for objects.
 
     host = SSHHost(cfg, home)
     await host.connect()            # HostKeyUnknown until `convoy hosts trust NAME`
-    target = await host.ensure_agent()
-    client = AgentClient(target)    # "unix:<home>/tunnels/<name>.sock" -> <agent_home>/agent.sock
-    ...
+    await host.ensure_agent()
+    client = host.client()          # gRPC: "unix:<home>/tunnels/<name>.sock" -> agent.sock;
+    ...                             # objects: a channel per sync -> agent.objs
     await host.close()              # the agent keeps running on its host
 
 Host keys are checked against convoy's own known_hosts (<home>/known_hosts) and the user's
