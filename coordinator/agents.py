@@ -98,7 +98,8 @@ def _entries_pb(entries: Sequence[EntryLike]) -> list[pb.ManifestEntry]:
 
 
 class AgentClient:
-    """A gRPC channel to one agent's unix socket (local, or forwarded over SSH later)."""
+    """One agent: gRPC on its unix socket (local, or forwarded over SSH), and object streams
+    to the store socket beside it (objsend.py)."""
 
     def __init__(self, target: str, open_store: StoreOpener | None = None) -> None:
         """`target`: the agent's gRPC socket ("unix:PATH"); `open_store`: how to reach its

@@ -18,7 +18,8 @@ from typing import Any
 
 
 class BatchingTransport(asyncio.Transport):
-    """Gathers writes and hands them to the socket's transport at the end of the loop's turn."""
+    """Gathers writes and hands them to the socket's transport at the end of the loop's turn.
+    What asyncssh's connection calls of its transport: write, abort, get_extra_info."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop) -> None:
         super().__init__()
@@ -51,15 +52,6 @@ class BatchingTransport(asyncio.Transport):
 
     def get_extra_info(self, name: str, default: Any = None) -> Any:
         return self._transport.get_extra_info(name, default)
-
-    def get_write_buffer_size(self) -> int:
-        return self._transport.get_write_buffer_size() + sum(len(d) for d in self._pending)
-
-    def pause_reading(self) -> None:
-        self._transport.pause_reading()
-
-    def resume_reading(self) -> None:
-        self._transport.resume_reading()
 
 
 class _Between(asyncio.Protocol):

@@ -75,6 +75,11 @@ CIPHERS = (
 _DEFAULT_CIPHERS = [a.decode() for a in get_default_encryption_algs()]
 
 
+def _agent_socket(ahome: str) -> str:
+    """The agent's gRPC socket on its host (its store socket is beside it)."""
+    return f"{ahome}/agent.sock"
+
+
 class HostKeyUnknown(HostUnavailable):
     """The host offered a key that convoy's known_hosts does not hold (or holds another one)."""
 
@@ -162,7 +167,7 @@ class SSHHost:
         if conn is None or conn.is_closed() or ahome is None:
             raise ConnectionError(f"not connected to {self.name}")
         return await conn.open_unix_connection(
-            store_socket_beside(f"{ahome}/agent.sock"), encoding=None
+            store_socket_beside(_agent_socket(ahome)), encoding=None
         )
 
     @property
@@ -401,7 +406,7 @@ class SSHHost:
             pure = self._choose_bundle(probe)
             ident = ids[1] if pure else ids[0]
             ahome = self._agent_home = probe.agent_home
-            sock = f"{ahome}/agent.sock"
+            sock = _agent_socket(ahome)
             if len(sock.encode()) > SOCKET_PATH_MAX:
                 raise HostUnavailable(
                     self.name, f"the agent's socket path {sock} is too long for a unix socket; "
@@ -487,7 +492,7 @@ class SSHHost:
     async def _start_agent(self, ahome: str, lib: str, ident: str) -> None:
         cfg = self.cfg
         argv = [  # -P: not the working folder first on sys.path, so nothing there shadows ours
-            "-P", "-m", "agent", "--home", ahome, "--socket", f"{ahome}/agent.sock",
+            "-P", "-m", "agent", "--home", ahome, "--socket", _agent_socket(ahome),
             "--name", cfg.name,
         ]  # fmt: skip
         if cfg.cpus is not None:
