@@ -5,8 +5,9 @@
 #     parallel (GNU parallel, for bench/), openssh-server, openssh-client and rsync (the SSH test
 #     hosts and the sync baselines), and python3-venv / debian-archive-keyring if needed
 #   - the Docker engine: started when 'docker info' fails (systemd, else dockerd in the background)
-#   - .venv in the repository root with convoy installed editable, with its dev tools
-#     (reinstalled when pyproject.toml is newer than the last install)
+#   - .venv in the repository root with convoy installed editable, with its dev tools, at the
+#     versions of lock/dev.txt (reinstalled when it or pyproject.toml is newer than the last
+#     install; scripts/lock.sh refreshes the lock)
 #   - the images convoy/busybox:1 and convoy/python:3.11 (images/build.sh)
 #
 # usage: bash scripts/setup.sh       or   source scripts/setup.sh   (also activates .venv)
@@ -168,9 +169,14 @@ if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -c '' >/dev/null 2>&1; then
     quietly "$PYTHON" -m venv .venv
     rm -f "$STAMP"
 fi
-if [[ ! -f "$STAMP" || pyproject.toml -nt "$STAMP" ]]; then
-    say "installing convoy and its dev tools into .venv (pip)"
-    quietly .venv/bin/python -m pip install --disable-pip-version-check -q -e '.[dev]'
+if [[ ! -f "$STAMP" || pyproject.toml -nt "$STAMP" || lock/dev.txt -nt "$STAMP" ]]; then
+    # The exact versions CI tested, each file checked against the lock's sha256; then convoy
+    # itself, editable, built with the locked setuptools (no other download).
+    say "installing convoy and its dev tools into .venv (pip, versions from lock/dev.txt)"
+    quietly .venv/bin/python -m pip install --disable-pip-version-check -q \
+        --require-hashes --no-deps -r lock/dev.txt
+    quietly .venv/bin/python -m pip install --disable-pip-version-check -q \
+        --no-deps --no-build-isolation -e .
     touch "$STAMP"
 fi
 
