@@ -1,4 +1,4 @@
-"""python -m agent --home DIR --socket PATH [--cpus N] [--memory SIZE] [--docker-host URL]:
+"""python -m convoy.agent --home DIR --socket PATH [--cpus N] [--memory SIZE] [--docker-host URL]:
 one host's agent."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from .server import serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m agent", description=__doc__)
+    p = argparse.ArgumentParser(prog="python -m convoy.agent", description=__doc__)
     p.add_argument("--home", type=Path, required=True, help="the agent's state folder")
     p.add_argument("--socket", type=Path, required=True, help="the unix socket to listen on")
     p.add_argument("--cpus", type=float, help="cpus to offer (default: this host's)")

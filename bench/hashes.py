@@ -108,8 +108,8 @@ def sync_timings(small: int, repeat: int) -> None:
     import shutil
     import subprocess
 
-    from agent.objects import ObjectStore
-    from coordinator.manifest import RACY_NS, Scanner
+    from convoy.agent.objects import ObjectStore
+    from convoy.coordinator.manifest import RACY_NS, Scanner
 
     with tempfile.TemporaryDirectory() as tmp:
         paths, _ = make_files(Path(tmp), small, 0)

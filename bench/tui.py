@@ -40,10 +40,10 @@ sys.path.insert(0, str(ROOT))
 from textual.pilot import Pilot  # noqa: E402
 from textual.widgets import DataTable  # noqa: E402
 
+from convoy.tui.app import ConvoyApp  # noqa: E402
+from convoy.tui.runs_screen import RunsScreen  # noqa: E402
 from convoy.v1 import coordinator_pb2 as pb  # noqa: E402
 from tests.tui_fake import FakeClient  # noqa: E402
-from tui.app import ConvoyApp  # noqa: E402
-from tui.runs_screen import RunsScreen  # noqa: E402
 
 SIZE = (160, 50)
 SUBMISSIONS = 10

@@ -1,10 +1,11 @@
 """The agent bundle: what a host needs to run convoy's agent, packed from this machine.
 
 A host has no internet access of its own to count on, so the coordinator ships the agent: a
-tar.gz of the packages `convoy` and `agent` and of the distributions the agent imports (grpcio,
+tar.gz of the package `convoy` (less the coordinator and the TUI, which a host never runs) and
+of the distributions the agent imports (grpcio,
 protobuf, docker, pyyaml and what they require), copied file by file from the local
 site-packages as their RECORDs list them. Compiled extensions (grpc, yaml) tie a full bundle to
-this python's major.minor, platform and machine; a "pure" bundle (convoy and agent only) serves
+this python's major.minor, platform and machine; a "pure" bundle (convoy's own files only) serves
 hosts whose python already has those distributions installed.
 
 A bundle's id names its content: convoy's version, a digest of convoy's and the agent's sources
@@ -29,15 +30,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import agent
 import convoy
 
-# What `python -m agent` imports beyond the standard library (requirements follow from these).
+# What `python -m convoy.agent` imports beyond the standard library (their requirements too).
 # blake3: the content hashes of synced objects (convoy/content.py).
 AGENT_DISTRIBUTIONS = ("grpcio", "protobuf", "docker", "pyyaml", "blake3")
 # The modules a python must find for a pure bundle to work.
 AGENT_MODULES = ("grpc", "google.protobuf", "docker", "yaml", "blake3")
-OWN_PACKAGES = (convoy, agent)
+# convoy's subpackages a host does not need (and whose imports, textual, it may not have).
+NOT_SHIPPED = ("coordinator", "tui")
 VERSION_FILE = "VERSION"
 
 _SKIP_PARTS = {"__pycache__"}
@@ -71,7 +72,7 @@ class Bundle:
     id: str  # also the folder name on the host: <agent_home>/lib/<id>/
     path: Path  # the tar.gz
     size: int
-    pure: bool  # convoy and agent only: the host's python brings the distributions
+    pure: bool  # convoy's own files only: the host's python brings the distributions
 
 
 def _normalise(name: str) -> str:
@@ -103,15 +104,20 @@ def _distributions() -> list[importlib.metadata.Distribution]:
 
 
 def _own_files() -> Iterator[tuple[str, Path]]:
-    """(name in the bundle, local file) of convoy's and the agent's packages."""
-    for package in OWN_PACKAGES:
-        assert package.__file__ is not None
-        root = Path(package.__file__).parent
-        for path in sorted(root.rglob("*")):
-            rel = path.relative_to(root.parent)
-            skip = _SKIP_PARTS & set(rel.parts) or path.suffix in _SKIP_SUFFIXES
-            if path.is_file() and not skip:
-                yield rel.as_posix(), path
+    """(name in the bundle, local file) of convoy's package, less NOT_SHIPPED. Its agent
+    subpackage is a link in a checkout (convoy/agent -> ../agent): walked through it."""
+    assert convoy.__file__ is not None
+    root = Path(convoy.__file__).parent
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        here = Path(dirpath)
+        rel_dir = here.relative_to(root)
+        if rel_dir == Path("."):
+            dirnames[:] = [d for d in dirnames if d not in NOT_SHIPPED]
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_PARTS)
+        for name in sorted(filenames):
+            path = here / name
+            if path.suffix not in _SKIP_SUFFIXES and path.is_file():
+                yield (Path("convoy") / rel_dir / name).as_posix(), path
 
 
 def _dist_files(dist: importlib.metadata.Distribution) -> Iterator[tuple[str, Path]]:

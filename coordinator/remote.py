@@ -59,7 +59,8 @@ def ours(pid):
     try:
         with open("/proc/%d/cmdline" % pid, "rb") as f:
             a = f.read().split(b"\0")
-        return b"agent" in a and a[a.index(b"--home") + 1] == ah
+        # "agent": started as `python -m agent` by a build before convoy.agent
+        return (b"convoy.agent" in a or b"agent" in a) and a[a.index(b"--home") + 1] == ah
     except (IOError, OSError, ValueError, IndexError):
         return False
 try:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
-from agent.workspace import filter_outputs, may_hold_outputs
+from convoy.agent.workspace import filter_outputs, may_hold_outputs
 from convoy.errors import ConvoyError
 from convoy.files import write_json
 from convoy.runjson import duration_s, run_fields

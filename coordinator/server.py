@@ -65,7 +65,7 @@ async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None)
         stopped = await asyncio.to_thread(stop_by_pidfile, ahome / "agent.pid", 10.0)
         log.info("replaced the local agent (pid %s): it takes no object streams", stopped)
     ahome.mkdir(parents=True, exist_ok=True, mode=0o700)
-    cmd = [sys.executable, "-m", "agent", "--home", str(ahome), "--socket", str(sock),
+    cmd = [sys.executable, "-m", "convoy.agent", "--home", str(ahome), "--socket", str(sock),
            "--name", LOCAL_HOST]  # fmt: skip
     if cpus is not None:
         cmd += ["--cpus", str(cpus)]

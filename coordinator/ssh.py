@@ -492,7 +492,7 @@ class SSHHost:
     async def _start_agent(self, ahome: str, lib: str, ident: str) -> None:
         cfg = self.cfg
         argv = [  # -P: not the working folder first on sys.path, so nothing there shadows ours
-            "-P", "-m", "agent", "--home", ahome, "--socket", _agent_socket(ahome),
+            "-P", "-m", "convoy.agent", "--home", ahome, "--socket", _agent_socket(ahome),
             "--name", cfg.name,
         ]  # fmt: skip
         if cfg.cpus is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import grpc
 
-from agent.objects import ObjectStore
+from convoy.agent.objects import ObjectStore
 from convoy.content import SyncError, hash_bytes
 from convoy.errors import UsageError
 from convoy.files import write_json

@@ -23,10 +23,10 @@ from pathlib import Path
 
 import grpc
 
+from convoy.tui.client import ApiClient
+from convoy.tui.model import TERMINAL
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
-from tui.client import ApiClient
-from tui.model import TERMINAL
 
 HOME = Path("/nonexistent/convoy-home")  # never read or written: only shown and named
 _STOP = None  # the queue item that ends a running events() stream

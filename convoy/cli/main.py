@@ -230,7 +230,7 @@ def _up(home: Path, ns: argparse.Namespace) -> int:
         pid = start_detached(home, _up_args(ns))
         print(f"coordinator started (pid {pid}); log: {home / 'coordinator.log'}")
         return 0
-    from coordinator.server import serve
+    from convoy.coordinator.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     asyncio.run(serve(home, ns.cpus, ns.memory, hosts_file=ns.hosts, local=ns.local))
@@ -336,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
 
             return _run_async(watch_experiment(home, ns.file, ns.results, ns.quiet, ns.debounce))
         if ns.command == "tui":
-            from tui.app import run_tui
+            from convoy.tui.app import run_tui
 
             return run_tui(home)
         handlers = {"runs": _runs, "logs": _logs, "cancel": _cancel, "rerun": _rerun}

@@ -25,7 +25,7 @@ from typing import Any
 import docker.errors
 import pytest
 
-from agent.runtime import LABEL_PREFIX, DockerRuntime
+from convoy.agent.runtime import LABEL_PREFIX, DockerRuntime
 from convoy.errors import RuntimeFailure
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -144,7 +144,7 @@ def _kill_pidfile(pidfile: Path) -> None:
 @pytest.fixture
 def convoy_env(docker_runtime: DockerRuntime, busybox_image: str) -> Iterator[ConvoyEnv]:
     """`convoy up --cpus 2` in a fresh short-pathed home; everything it started is gone after."""
-    from agent.server import agent_id_for
+    from convoy.agent.server import agent_id_for
 
     home = Path(tempfile.mkdtemp(prefix="cvy-", dir="/tmp"))  # unix socket paths must stay short
     env = dict(os.environ, CONVOY_HOME=str(home))

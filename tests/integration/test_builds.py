@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.runtime import DockerRuntime, RuntimeFailure
+from convoy.agent.runtime import DockerRuntime, RuntimeFailure
 
 from .conftest import ROOT, ConvoyEnv, write_experiment
 

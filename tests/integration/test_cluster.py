@@ -20,7 +20,7 @@ from pathlib import Path
 import docker
 import pytest
 
-from agent.server import agent_id_for
+from convoy.agent.server import agent_id_for
 
 from .conftest import ConvoyEnv, remove_container, write_experiment
 from .testhosts import TestHost, TestHosts

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.runtime import LABEL_PREFIX, DockerRuntime
-from agent.server import agent_id_for
+from convoy.agent.runtime import LABEL_PREFIX, DockerRuntime
+from convoy.agent.server import agent_id_for
 
 from .conftest import ConvoyEnv, write_experiment
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.runtime import ContainerSpec, DockerRuntime, container_name, parse_docker_time
+from convoy.agent.runtime import ContainerSpec, DockerRuntime, container_name, parse_docker_time
 from convoy.errors import RuntimeFailure
 
 pytestmark = pytest.mark.docker

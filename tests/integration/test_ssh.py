@@ -18,18 +18,18 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent.objects import ObjectStore
-from agent.runtime import LABEL_PREFIX, DockerRuntime
-from agent.server import agent_id_for
 from convoy import __version__
+from convoy.agent.objects import ObjectStore
+from convoy.agent.runtime import LABEL_PREFIX, DockerRuntime
+from convoy.agent.server import agent_id_for
 from convoy.content import hash_bytes
+from convoy.coordinator.agents import AgentClient
+from convoy.coordinator.bundle import build_bundle, bundle_id
+from convoy.coordinator.hostsfile import HostConfig
+from convoy.coordinator.records import RunRecord
+from convoy.coordinator.ssh import HostKeyUnknown, SSHHost
 from convoy.errors import HostUnavailable
 from convoy.spec import Resources
-from coordinator.agents import AgentClient
-from coordinator.bundle import build_bundle, bundle_id
-from coordinator.hostsfile import HostConfig
-from coordinator.records import RunRecord
-from coordinator.ssh import HostKeyUnknown, SSHHost
 from tests.integration.conftest import remove_container
 from tests.integration.testhosts import TestHost
 
@@ -116,12 +116,13 @@ def test_the_bundle_alone_runs_the_agent(tmp_path: Path) -> None:
     assert (tmp_path / "lib" / "VERSION").read_text() == bundle.id + "\n"
     env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(tmp_path / "lib")}
     out = subprocess.run(
-        [sys.executable, "-S", "-P", "-c", "import agent.server, agent.__main__; print('ok')"],
+        [sys.executable, "-S", "-P", "-c",
+         "import convoy.agent.server, convoy.agent.__main__; print('ok')"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert out.stdout == "ok\n", out.stderr
     version = subprocess.run(
-        [sys.executable, "-S", "-P", "-m", "agent", "--version"],
+        [sys.executable, "-S", "-P", "-m", "convoy.agent", "--version"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert (version.returncode, version.stdout) == (0, __version__ + "\n"), version.stderr

@@ -15,9 +15,9 @@ from pathlib import Path
 import grpc
 import pytest
 
-from agent.objects import ObjectStore
-from coordinator.agents import AgentClient
-from coordinator.sync import SMALL, Syncer, _make_or_whole
+from convoy.agent.objects import ObjectStore
+from convoy.coordinator.agents import AgentClient
+from convoy.coordinator.sync import SMALL, Syncer, _make_or_whole
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,7 +33,8 @@ class _Agent:
     def start(self) -> None:
         self.sock.unlink(missing_ok=True)
         self.proc = proc = subprocess.Popen(
-            [sys.executable, "-m", "agent", "--home", str(self.home), "--socket", str(self.sock)],
+            [sys.executable, "-m", "convoy.agent", "--home", str(self.home), "--socket",
+             str(self.sock)],
             cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )  # fmt: skip
         deadline = time.monotonic() + 20

@@ -14,9 +14,9 @@ import pytest
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
-from tui.app import ConvoyApp
-from tui.logs_screen import LogsScreen
-from tui.runs_screen import RunsScreen
+from convoy.tui.app import ConvoyApp
+from convoy.tui.logs_screen import LogsScreen
+from convoy.tui.runs_screen import RunsScreen
 
 from .conftest import ConvoyEnv, write_experiment
 

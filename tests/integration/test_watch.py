@@ -140,7 +140,7 @@ def test_the_tui_toggles_watch_mode_on_a_submission(convoy_env: ConvoyEnv, tmp_p
 
     from textual.widgets import DataTable
 
-    from tui.app import ConvoyApp
+    from convoy.tui.app import ConvoyApp
 
     (tmp_path / "model.txt").write_text("one\n")
     spec = write_experiment(tmp_path, """

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agent.attempts import Attempt, AttemptRequest, AttemptState, AttemptStatus, write_json
+from convoy.agent.attempts import Attempt, AttemptRequest, AttemptState, AttemptStatus, write_json
 from tests.unit.users import as_nobody
 
 
@@ -34,8 +34,8 @@ def test_a_look_before_the_workspace_is_made_does_not_fix_the_results_folder(
 def test_an_output_log_the_run_replaced_is_not_followed_nor_waited_on(tmp_path: Path) -> None:
     """The run can replace /.convoy/output.log: a symlink (to any file of the agent's user)
     is refused, not read, and so is a FIFO, at once rather than blocking in open()."""
-    from agent.attempts import OutputReplaced, open_output
-    from agent.builds import tail_of
+    from convoy.agent.attempts import OutputReplaced, open_output
+    from convoy.agent.builds import tail_of
 
     secret = tmp_path / "secret"
     secret.write_text("PRIVATE KEY\n")
@@ -64,7 +64,7 @@ def test_a_tree_a_run_made_unwritable_is_removed_all_the_same() -> None:
     import shutil
     import tempfile
 
-    from agent.trees import rmtree_quiet
+    from convoy.agent.trees import rmtree_quiet
 
     base = Path(tempfile.mkdtemp(prefix="cvt-"))
     try:

@@ -13,11 +13,11 @@ from types import SimpleNamespace
 
 import pytest
 
-from agent.attempts import AttemptRequest, AttemptState, AttemptStatus
-from agent.builds import BuildResult, Builds, tail_of
-from agent.objects import ObjectStore
+from convoy.agent.attempts import AttemptRequest, AttemptState, AttemptStatus
+from convoy.agent.builds import BuildResult, Builds, tail_of
+from convoy.agent.objects import ObjectStore
 from convoy.content import hash_bytes, revision_id
-from coordinator.manifest import Entry
+from convoy.coordinator.manifest import Entry
 from tests.unit.users import NOBODY, as_nobody
 
 

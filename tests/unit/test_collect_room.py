@@ -16,10 +16,10 @@ from typing import Any
 import grpc
 import pytest
 
+from convoy.coordinator.diskroom import DiskRoom, reserve_of
+from convoy.coordinator.engine import Coordinator
+from convoy.coordinator.results import FilePiece, RunResult
 from convoy.footprint import PER_FILE, disk_footprint
-from coordinator.diskroom import DiskRoom, reserve_of
-from coordinator.engine import Coordinator
-from coordinator.results import FilePiece, RunResult
 from tests.unit.test_results import finished, make_run
 
 MB = 1 << 20

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from convoy.cli.main import main
+from convoy.coordinator.store import STATE_DB, Store
 from convoy.states import RunState
-from coordinator.store import STATE_DB, Store
 from tests.unit.test_store import T0, make_runs, make_sub
 
 HOSTS = """hosts:

@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from convoy.errors import NotFound, SpecError, UsageError
-from coordinator.hostsfile import (
+from convoy.coordinator.hostsfile import (
     DEFAULT_AGENT_HOME,
     HostConfig,
     add_host,
@@ -20,6 +19,7 @@ from coordinator.hostsfile import (
     remove_host,
     remove_host_text,
 )
+from convoy.errors import NotFound, SpecError, UsageError
 
 GOOD = textwrap.dedent("""\
     # the lab's machines

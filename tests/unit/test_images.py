@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from coordinator import images
-from coordinator.images import ImageShipper, names_registry
+from convoy.coordinator import images
+from convoy.coordinator.images import ImageShipper, names_registry
 
 
 @pytest.mark.parametrize(

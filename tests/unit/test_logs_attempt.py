@@ -9,12 +9,12 @@ from typing import Any
 
 import pytest
 
+from convoy.coordinator.engine import Coordinator
+from convoy.coordinator.events import EventBus
+from convoy.coordinator.records import RunRecord
 from convoy.errors import NotFound
 from convoy.spec import Resources
 from convoy.states import RunState
-from coordinator.engine import Coordinator
-from coordinator.events import EventBus
-from coordinator.records import RunRecord
 
 
 def _run(**kw: Any) -> RunRecord:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from agent.objects import ObjectStore, RevisionMissing
+from convoy.agent.objects import ObjectStore, RevisionMissing
 from convoy.content import SyncError, hash_bytes, revision_id
-from coordinator.manifest import Entry, Manifest
+from convoy.coordinator.manifest import Entry, Manifest
 
 FILE, EXE, LINK = 0o100644, 0o100755, 0o120777
 LATER = 10 * 3600.0  # past the store's grace period
@@ -471,7 +471,7 @@ def test_an_object_reported_present_is_not_collected_before_it_is_noted(tmp_path
     """missing() finds an object and notes that a sync will link it; collect removing it in
     between (it links nothing yet) would leave the coordinator told "present" about an object
     that is gone. Collect now waits for missing() to finish, then sees the note and keeps it."""
-    from agent.collect import _remove_unlinked
+    from convoy.agent.collect import _remove_unlinked
 
     store = ObjectStore(tmp_path / "store", grace_s=60)
     data = b"unlinked, but about to be\n"

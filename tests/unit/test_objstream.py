@@ -15,10 +15,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-import agent.objects
-from agent.objects import ObjectStore
-from agent.storesock import StoreSocket
+import convoy.agent.objects
+from convoy.agent.objects import ObjectStore
+from convoy.agent.storesock import StoreSocket
 from convoy.content import hash_bytes
+from convoy.coordinator.objsend import WRITE_BYTES, send_objects, unix_store
 from convoy.objstream import (
     END_FRAME,
     HEADER,
@@ -33,7 +34,6 @@ from convoy.objstream import (
     reply_ok,
     store_socket_beside,
 )
-from coordinator.objsend import WRITE_BYTES, send_objects, unix_store
 
 
 def _stream(chunks: Iterable[Chunk], end: bool = True) -> bytes:
@@ -174,7 +174,7 @@ def test_a_full_disk_is_resource_exhausted(tmp_path: Path, monkeypatch: pytest.M
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(fd, data)
 
-    monkeypatch.setattr(agent.objects.os, "write", write)
+    monkeypatch.setattr(convoy.agent.objects.os, "write", write)
     error = _refused(tmp_path, [(hash_bytes(b"doomed object"), b"doomed object", True)])
     assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert "No space left" in (error.details() or "")
@@ -329,9 +329,9 @@ def test_a_stream_gone_silent_is_taken_as_cut(
 ) -> None:
     """A sender whose host vanished leaves the channel open and says nothing: after IDLE_S
     the agent drops the stream and what it had begun, and its thread ends."""
-    import agent.storesock
+    import convoy.agent.storesock
 
-    monkeypatch.setattr(agent.storesock, "IDLE_S", 0.3)
+    monkeypatch.setattr(convoy.agent.storesock, "IDLE_S", 0.3)
     big = os.urandom(100_000)
     store = ObjectStore(tmp_path / "store")
     path = tmp_path / "agent.objs"

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from agent import plans
-from agent.objects import ObjectStore
-from agent.plans import MAX_PLANS, PlanMissing
+from convoy.agent import plans
+from convoy.agent.objects import ObjectStore
+from convoy.agent.plans import MAX_PLANS, PlanMissing
 from convoy.content import SyncError, hash_bytes
-from coordinator.manifest import Entry
+from convoy.coordinator.manifest import Entry
 from tests.unit.test_objects import EXE, f, link, make, put, revid
 
 

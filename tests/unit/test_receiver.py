@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.objects import ObjectStore
-from agent.receiver import Receiver
+from convoy.agent.objects import ObjectStore
+from convoy.agent.receiver import Receiver
 from convoy.content import SyncError, hash_bytes
 from convoy.objstream import Chunk
 
@@ -133,7 +133,7 @@ def test_a_full_disk_leaves_no_object_cut_short_and_does_not_block_the_sender(
     import errno
     import os
 
-    import agent.objects
+    import convoy.agent.objects
 
     store = ObjectStore(tmp_path)
     first, doomed = b"first object\n" * 50, b"doomed object\n" * 5000
@@ -145,7 +145,7 @@ def test_a_full_disk_leaves_no_object_cut_short_and_does_not_block_the_sender(
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
         return real_write(fd, data)
 
-    monkeypatch.setattr(agent.objects.os, "write", write)
+    monkeypatch.setattr(convoy.agent.objects.os, "write", write)
     q: queue.Queue[Sequence[Chunk] | None] = queue.Queue()
     q.put([Chunk(hash_bytes(first), first, True),
            Chunk(hash_bytes(doomed), doomed, True)])  # fmt: skip

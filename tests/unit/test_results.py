@@ -15,11 +15,8 @@ from typing import Any
 
 import pytest
 
-from convoy.runjson import iso
-from convoy.spec import Resources
-from convoy.states import RunState
-from coordinator.records import RunRecord
-from coordinator.results import (
+from convoy.coordinator.records import RunRecord
+from convoy.coordinator.results import (
     FilePiece,
     ResultError,
     RunResult,
@@ -28,6 +25,9 @@ from coordinator.results import (
     run_json,
     write_runs_csv,
 )
+from convoy.runjson import iso
+from convoy.spec import Resources
+from convoy.states import RunState
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 

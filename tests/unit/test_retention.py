@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
+from convoy.coordinator.packs import PackStore
+from convoy.coordinator.retention import MARK, collect_unused
+from convoy.coordinator.store import STATE_DB, Store
+from convoy.coordinator.sync import SMALL, Revision, RevisionGone, Syncer
 from convoy.states import RunState
-from coordinator.packs import PackStore
-from coordinator.retention import MARK, collect_unused
-from coordinator.store import STATE_DB, Store
-from coordinator.sync import SMALL, Revision, RevisionGone, Syncer
 from tests.unit.test_store import make_runs, make_sub
 
 DAY = 86400.0
@@ -205,7 +205,7 @@ def test_watch_mode_s_changes_against_a_collected_revision_are_unknown_not_an_er
     collected since: no list of changed paths, and the rerun goes on."""
     from types import SimpleNamespace
 
-    from coordinator.submissions import Submissions
+    from convoy.coordinator.submissions import Submissions
 
     source = tree(tmp_path / "a", "alpha")
     syncer = Syncer(home)
@@ -262,8 +262,8 @@ def test_compact_never_writes_into_a_pack_file_it_then_deletes(tmp_path: Path) -
 def test_a_second_coordinator_on_one_home_is_refused(tmp_path: Path) -> None:
     """Collection runs before the socket is there: a start that took long enough was taken
     for a failure, and a second coordinator compacted the same packs beside the first."""
+    from convoy.coordinator.server import _only_coordinator
     from convoy.errors import UsageError
-    from coordinator.server import _only_coordinator
 
     first, refused = _only_coordinator(tmp_path), pytest.raises(UsageError, match="another")
     with first, refused, _only_coordinator(tmp_path):

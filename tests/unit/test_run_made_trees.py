@@ -17,9 +17,9 @@ from typing import Any
 import grpc
 import pytest
 
-from agent.attempts import Attempt, AttemptRequest, Attempts, AttemptState, AttemptStatus
-from agent.server import AgentService
-from agent.trees import rmtree_quiet
+from convoy.agent.attempts import Attempt, AttemptRequest, Attempts, AttemptState, AttemptStatus
+from convoy.agent.server import AgentService
+from convoy.agent.trees import rmtree_quiet
 from convoy.files import write_json
 from convoy.footprint import disk_footprint
 from convoy.v1 import agent_pb2 as pb
@@ -235,9 +235,9 @@ def test_the_host_s_own_trouble_is_not_taken_for_the_run_s(
     raised (the coordinator asks again) rather than the log or the result left out for good."""
     import errno
 
-    import agent.attempts
-    import agent.server
-    from agent.attempts import open_output
+    import convoy.agent.attempts
+    import convoy.agent.server
+    from convoy.agent.attempts import open_output
 
     attempts, a = _ended_overlay_attempt(tmp_path)
     (a.dir / "upper" / "out.txt").write_text("x")
@@ -245,11 +245,11 @@ def test_the_host_s_own_trouble_is_not_taken_for_the_run_s(
     def exhausted(*_: Any, **__: Any) -> Any:
         raise OSError(errno.EMFILE, "Too many open files")
 
-    monkeypatch.setattr(agent.attempts.os, "open", exhausted)
+    monkeypatch.setattr(convoy.agent.attempts.os, "open", exhausted)
     with pytest.raises(OSError, match="Too many open files"):
         open_output(a.log_path)
     monkeypatch.undo()
-    monkeypatch.setattr(agent.server, "open_regular", lambda _p: exhausted())
+    monkeypatch.setattr(convoy.agent.server, "open_regular", lambda _p: exhausted())
     with pytest.raises(OSError, match="Too many open files"):
         _fetch(attempts, a.request.attempt_id)
 
@@ -259,7 +259,7 @@ def test_rmtree_quiet_holds_a_bounded_number_of_descriptors(
 ) -> None:
     """One descriptor per level of a 1,100-deep tree would take most of a 1,024 limit from
     the agent's other work; at most _LEVELS are held."""
-    import agent.trees
+    import convoy.agent.trees
 
     (tmp_path / "upper").mkdir()
     _deep(tmp_path / "upper")
@@ -277,12 +277,12 @@ def test_rmtree_quiet_holds_a_bounded_number_of_descriptors(
         held.discard(fd)
         real_close(fd)
 
-    monkeypatch.setattr(agent.trees.os, "open", tracked_open)
-    monkeypatch.setattr(agent.trees.os, "close", tracked_close)
+    monkeypatch.setattr(convoy.agent.trees.os, "open", tracked_open)
+    monkeypatch.setattr(convoy.agent.trees.os, "close", tracked_close)
     monkeypatch.setattr(shutil, "rmtree", lambda p, ignore_errors=False: None)  # the pass itself
-    agent.trees._make_removable(str(tmp_path / "upper"))
+    convoy.agent.trees._make_removable(str(tmp_path / "upper"))
     monkeypatch.undo()
-    assert 100 < most <= agent.trees._LEVELS + 1 and not held
+    assert 100 < most <= convoy.agent.trees._LEVELS + 1 and not held
     rmtree_quiet(tmp_path / "upper")
     assert not (tmp_path / "upper").exists()
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from convoy.spec import Resources
-from coordinator.scheduler import (
+from convoy.coordinator.scheduler import (
     HostView,
     Pending,
     Placement,
@@ -16,6 +15,7 @@ from coordinator.scheduler import (
     queue_order,
     why_unplaceable,
 )
+from convoy.spec import Resources
 
 GiB = 1024**3
 

@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.objects import ObjectStore
+from convoy.agent.objects import ObjectStore
 from convoy.content import SyncError, hash_bytes
-from coordinator import manifest, sync
-from coordinator.sync import SMALL, Syncer
+from convoy.coordinator import manifest, sync
+from convoy.coordinator.sync import SMALL, Syncer
 
 
 @pytest.fixture

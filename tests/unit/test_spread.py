@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.objects import ObjectStore
-from agent.spread import FS_IOC_GETFLAGS, FS_TOPDIR_FL, spread_subfolders
+from convoy.agent.objects import ObjectStore
+from convoy.agent.spread import FS_IOC_GETFLAGS, FS_TOPDIR_FL, spread_subfolders
 
 
 def _flags(path: Path) -> int:
@@ -41,6 +41,6 @@ def test_the_ioctl_numbers_are_the_kernel_s() -> None:
     """_IOR('f', 1, long) and _IOW('f', 2, long) as <linux/fs.h> gives them on 64-bit Linux."""
     if struct.calcsize("l") != 8:
         pytest.skip("the figures below are those of 64-bit Linux")
-    from agent.spread import FS_IOC_SETFLAGS
+    from convoy.agent.spread import FS_IOC_SETFLAGS
 
     assert (FS_IOC_GETFLAGS, FS_IOC_SETFLAGS, FS_TOPDIR_FL) == (0x80086601, 0x40086602, 0x20000)

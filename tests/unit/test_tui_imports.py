@@ -1,5 +1,6 @@
-"""The TUI speaks only the coordinator's public API: nothing in tui/ imports `coordinator` or
-`agent`, neither in its source (every import statement, wherever it is) nor at run time."""
+"""The TUI speaks only the coordinator's public API: nothing in tui/ (convoy.tui) imports
+convoy.coordinator or convoy.agent, neither in its source (every import statement, wherever it
+is) nor at run time."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 TUI = ROOT / "tui"
-FORBIDDEN = ("coordinator", "agent")
+FORBIDDEN = ("convoy.coordinator", "convoy.agent", "coordinator", "agent")
 
 
 def imports_of(source: str, module: str) -> set[str]:
@@ -45,23 +46,24 @@ def imports_of(source: str, module: str) -> set[str]:
 
 
 def forbidden(names: set[str]) -> list[str]:
-    return sorted(n for n in names if n.split(".")[0] in FORBIDDEN)
+    return sorted(n for n in names if any(n == f or n.startswith(f"{f}.") for f in FORBIDDEN))
 
 
 def tui_modules() -> dict[str, Path]:
     return {
-        "tui" if p.name == "__init__.py" else f"tui.{p.stem}": p for p in sorted(TUI.glob("*.py"))
+        "convoy.tui" if p.name == "__init__.py" else f"convoy.tui.{p.stem}": p
+        for p in sorted(TUI.glob("*.py"))
     }
 
 
 def test_the_walk_sees_every_tui_module_and_its_imports() -> None:
     """Not vacuous: the modules and some imports they are known to have are found."""
     modules = tui_modules()
-    assert {"tui", "tui.app", "tui.client", "tui.model", "tui.runs_screen",
-            "tui.hosts_screen", "tui.logs_screen"} <= set(modules)  # fmt: skip
-    app = imports_of(modules["tui.app"].read_text(), "tui.app")
-    assert {"textual.app", "tui.client", "tui.model"} <= app
-    client = imports_of(modules["tui.client"].read_text(), "tui.client")
+    assert {f"convoy.tui{m}" for m in ("", ".app", ".client", ".model", ".runs_screen",
+                                        ".hosts_screen", ".logs_screen")} <= set(modules)
+    app = imports_of(modules["convoy.tui.app"].read_text(), "convoy.tui.app")
+    assert {"textual.app", "convoy.tui.client", "convoy.tui.model"} <= app
+    client = imports_of(modules["convoy.tui.client"].read_text(), "convoy.tui.client")
     assert "convoy.v1" in client
 
 
@@ -74,16 +76,19 @@ def test_no_tui_module_imports_coordinator_or_agent() -> None:
 
 @pytest.mark.parametrize("source", [
     "import coordinator.engine",
+    "import convoy.coordinator.engine",
+    "from convoy.agent import runtime",
+    "from convoy import agent",
     "from agent import runtime",
     "import agent as a",
     "def f():\n    from coordinator.store import Store\n",
     "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import agent.main\n",
     "import importlib\nimportlib.import_module('coordinator.api')",
     "__import__('agent')",
-    "from .. import coordinator",  # from tui.x: the top-level package `coordinator`
+    "from .. import coordinator",  # from convoy.tui.x: convoy.coordinator
 ])  # fmt: skip
 def test_the_check_catches_a_forbidden_import(source: str) -> None:
-    assert forbidden(imports_of(source, "tui.x")) != []
+    assert forbidden(imports_of(source, "convoy.tui.x")) != []
 
 
 @pytest.mark.parametrize("source", [
@@ -92,22 +97,23 @@ def test_the_check_catches_a_forbidden_import(source: str) -> None:
     "from .client import ApiClient",
     "from . import model",
     "import agentx",
+    "import convoy.agents",
 ])  # fmt: skip
 def test_the_check_allows_the_api_and_look_alikes(source: str) -> None:
-    assert forbidden(imports_of(source, "tui.x")) == []
+    assert forbidden(imports_of(source, "convoy.tui.x")) == []
 
 
 def test_importing_the_tui_loads_neither_coordinator_nor_agent() -> None:
     code = (
         "import importlib, json, pkgutil, sys\n"
-        "import tui, tui.app\n"
-        "for m in pkgutil.iter_modules(tui.__path__):\n"
-        "    importlib.import_module('tui.' + m.name)\n"
+        "import convoy.tui, convoy.tui.app\n"
+        "for m in pkgutil.iter_modules(convoy.tui.__path__):\n"
+        "    importlib.import_module('convoy.tui.' + m.name)\n"
         "print(json.dumps(sorted(sys.modules)))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
                          timeout=120, check=False)  # fmt: skip
     assert out.returncode == 0, out.stderr
     loaded = set(json.loads(out.stdout.strip().splitlines()[-1]))
-    assert {"tui.app", "tui.runs_screen", "tui.client", "textual"} <= loaded
+    assert {"convoy.tui.app", "convoy.tui.runs_screen", "convoy.tui.client", "textual"} <= loaded
     assert forbidden(loaded) == []

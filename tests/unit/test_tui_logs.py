@@ -11,10 +11,10 @@ from collections.abc import Callable
 from textual.pilot import Pilot
 from textual.widgets import Log
 
+from convoy.tui.app import ConvoyApp
+from convoy.tui.logs_screen import LogsScreen, lines_of
 from convoy.v1 import coordinator_pb2 as pb
 from tests.tui_fake import FakeClient
-from tui.app import ConvoyApp
-from tui.logs_screen import LogsScreen, lines_of
 
 HOME_LINES = 60
 

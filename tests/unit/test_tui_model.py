@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from convoy.tui.model import ACTIVE, TERMINAL, Row, RunsModel, bar, human
 from convoy.v1 import coordinator_pb2 as pb
-from tui.model import ACTIVE, TERMINAL, Row, RunsModel, bar, human
 
 PROGRESS = r"\((?P<percent>-?\d+(?:\.\d+)?)%\)"
 
@@ -381,7 +381,7 @@ def test_bar_is_clamped(pct: float, want: str) -> None:
 
 
 def test_a_host_card_lists_its_labels_as_text_not_markup() -> None:
-    from tui.hosts_screen import host_text
+    from convoy.tui.hosts_screen import host_text
 
     card = host_text(pb.Host(name="h2", state="up", labels={"rack": "b", "gpu": "[a100]"}))
     assert "  labels  gpu=\\[a100], rack=b" in card.splitlines()

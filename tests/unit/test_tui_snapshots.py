@@ -31,11 +31,11 @@ from rich.cells import cell_len
 from textual.pilot import Pilot
 from textual.widgets import DataTable
 
-import tui.runs_screen
+import convoy.tui.runs_screen
+from convoy.tui.app import ConvoyApp
 from convoy.v1 import common_pb2
 from convoy.v1 import coordinator_pb2 as pb
 from tests.tui_fake import FakeClient
-from tui.app import ConvoyApp
 
 SIZE = (120, 30)
 HOME = Path("/srv/convoy")
@@ -134,7 +134,7 @@ def sweep() -> FakeClient:
 @pytest.fixture
 def pinned_time(monkeypatch: pytest.MonkeyPatch) -> None:
     """The runs screen's clock (and only its) stands still at NOW."""
-    monkeypatch.setattr(tui.runs_screen, "time", SimpleNamespace(time=lambda: NOW))
+    monkeypatch.setattr(convoy.tui.runs_screen, "time", SimpleNamespace(time=lambda: NOW))
 
 
 def test_runs_screen(pinned_time: None) -> None:

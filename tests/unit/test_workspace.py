@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from agent.workspace import (
+from convoy.agent.workspace import (
     changed_files,
     is_safe_relpath,
     materialise,
