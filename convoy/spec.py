@@ -23,6 +23,7 @@ from yaml.constructor import SafeConstructor
 from yaml.reader import ReaderError
 
 from convoy.errors import SpecError
+from convoy.states import DEFAULT_INFRA_RETRIES
 
 ParamValue = str | int | float | bool
 
@@ -94,7 +95,9 @@ class ExperimentSpec:
     resources: Resources = field(default_factory=Resources)
     env: tuple[tuple[str, str], ...] = ()
     outputs: tuple[str, ...] = ()  # relative paths or globs; empty: every created/changed file
-    retries: int = 0
+    retries: int = 0  # for the application's failures: non-zero exit, out of memory, timeout
+    # For the platform's: its host lost, the runtime or agent failing, sync, image, disk full.
+    infra_retries: int = DEFAULT_INFRA_RETRIES
     timeout_seconds: float = 0.0  # 0: no timeout
     network: str = "none"
     sources: str = "."  # relative to the experiment file's directory
@@ -126,7 +129,8 @@ _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
 _REF_RE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _REQUIRED = ("name", "image", "command")
 _OPTIONAL = (
-    "matrix", "resources", "env", "outputs", "retries", "timeout", "network", "sources", "inputs",
+    "matrix", "resources", "env", "outputs", "retries", "infra_retries", "timeout", "network",
+    "sources", "inputs",
 )  # fmt: skip
 _FIELDS = (*_REQUIRED, *_OPTIONAL, "progress", "build", "watch", "placement")
 _BUILD_FIELDS = ("command", "image", "resources", "timeout", "once")
@@ -602,6 +606,7 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
         "env": check.env,
         "outputs": check.outputs,
         "retries": lambda n: check.integer(n, "retries", 0),
+        "infra_retries": lambda n: check.integer(n, "infra_retries", 0),
         "timeout": lambda n: check.converted(n, "timeout", parse_duration),
         "network": check.network,
         "sources": lambda n: posixpath.normpath(check.relative_path(n, "sources")),

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from convoy.spec import ParamValue, Resources
-from convoy.states import RunState, check_transition
+from convoy.states import DEFAULT_INFRA_RETRIES, Reason, RunState, check_transition
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,10 @@ class RunRecord:
     reason: str = ""
     image_id: str = ""
     inputs: dict[str, str] = field(default_factory=dict)  # input name -> its revision
+    code: Reason | None = None  # why it ended (or why its last attempt did); None: not yet
+    infra_retries: int = DEFAULT_INFRA_RETRIES  # the platform's failures it may be retried for
+    app_failures: int = 0  # attempts that failed by the application (against `retries`)
+    infra_failures: int = 0  # attempts that failed by the platform (against `infra_retries`)
 
     @property
     def attempt_id(self) -> str:

@@ -71,6 +71,7 @@ class Pending:
     seq: int = 0  # submission order; lower first among equal priorities
     only: frozenset[str] | None = None  # the hosts it may go to (its placement); None: any
     policy: Policy | None = None  # None: place()'s
+    avoid: frozenset[str] = frozenset()  # hosts it failed on: another that fits comes first
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,8 @@ def place(
                 held.add(chosen.name)
                 now_held[p.run_id] = chosen.name
             continue
+        if p.avoid:  # a retry: on another host when one fits now
+            candidates = [h for h in candidates if h.name not in p.avoid] or candidates
         if (p.policy or policy) is Policy.SPREAD:
             chosen = max(candidates, key=lambda h: (h.free.millicpus, h.free.memory_bytes))
         else:

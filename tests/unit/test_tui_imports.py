@@ -59,8 +59,10 @@ def tui_modules() -> dict[str, Path]:
 def test_the_walk_sees_every_tui_module_and_its_imports() -> None:
     """Not vacuous: the modules and some imports they are known to have are found."""
     modules = tui_modules()
-    assert {f"convoy.tui{m}" for m in ("", ".app", ".client", ".model", ".runs_screen",
-                                        ".hosts_screen", ".logs_screen")} <= set(modules)
+    assert {
+        f"convoy.tui{m}"
+        for m in ("", ".app", ".client", ".model", ".runs_screen", ".hosts_screen", ".logs_screen")
+    } <= set(modules)
     app = imports_of(modules["convoy.tui.app"].read_text(), "convoy.tui.app")
     assert {"textual.app", "convoy.tui.client", "convoy.tui.model"} <= app
     client = imports_of(modules["convoy.tui.client"].read_text(), "convoy.tui.client")

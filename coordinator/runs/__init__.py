@@ -1,0 +1,1 @@
+"""Runs and their attempts: the pure lifecycle, its events and actions."""

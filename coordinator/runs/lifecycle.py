@@ -1,0 +1,785 @@
+"""The run lifecycle: every decision about runs, attempts and hosts, and nothing else.
+
+`Lifecycle.handle(event) -> list[Action]` is the only way its state changes; it does no I/O,
+reads no clock and imports no transport (grpc, docker, asyncssh, sqlite3, asyncio: a test checks).
+The engine (coordinator/engine.py) is the shell around it: it carries the actions out against
+the store, the agents and the disk, and turns what happens into events. The model is
+dask/distributed's worker state machine; the fault semantics are Nomad's (disconnect and
+reschedule), HTCondor's (the job lease) and Kubernetes' (the pod failure policy):
+
+- Hosts are up, unreachable or lost. A host that misses its heartbeats is unreachable from that
+  moment (HostSilent); its attempts are unknown and keep their allocations. One that answers
+  again within the grace (default 60 s) reports what it still has (HostUp) and those attempts go
+  on where they were. Past the grace (Tick) it is lost, and so are its unfinished attempts. A
+  coordinator starts with every host unreachable: the grace applies to a restart too.
+- Two retry budgets: a run's `retries` for the application's failures (non-zero exit, out of
+  memory, timeout), its `infra_retries` for the platform's (host lost, runtime or agent error,
+  sync, image, disk full). A retry goes to another host when one fits. A run ends `lost` only
+  when its host was lost and the infrastructure budget is spent.
+- Fencing: every attempt has its id. An attempt given up (superseded) is never accepted; when its
+  host answers again it is stopped and removed, and if it had finished by itself, its output and
+  files are kept aside in the run's folder (superseded/aN/) and noted. Its allocation counts
+  until its agent confirms its container is gone, so a host is never given more than it has.
+- Every run that ends gets its folder and run.json: through the Collect of its last attempt, or
+  a RecordEnded when its results cannot come (it never started, or its host was lost).
+- An attempt's folder on its host is released whole once nothing there is wanted any more (its
+  results are in, and its run has ended); earlier attempts' logs go into the run's folder first.
+
+Attempt lifecycle (the coordinator's view)::
+
+    LAUNCHING ──> RUNNING ──> COLLECTING ──> ENDED ──> (released whole: forgotten)
+        │             │            │
+        └─────────────┴────────────┴──> SUPERSEDED (host lost) ──> stopped / kept aside
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+
+from convoy.spec import PlacementSpec
+from convoy.states import TERMINAL, FailureKind, Reason, RunState
+
+from ..records import RunRecord, attempt_id
+from ..scheduler import HostView, Pending, Policy, Units, place, why_unplaceable
+from .actions import (
+    Abandon,
+    Action,
+    Collect,
+    CollectMode,
+    Commit,
+    ForgetAttempts,
+    HostChanged,
+    Launch,
+    RecordEnded,
+    Release,
+    SaveAttempts,
+    Stop,
+)
+from .events import (
+    AttemptEnded,
+    AttemptPhase,
+    AttemptRecord,
+    AttemptStarted,
+    CancelRequested,
+    Collected,
+    CollectFailed,
+    Dispatch,
+    Event,
+    HostAdded,
+    HostSilent,
+    HostStatus,
+    HostUp,
+    LaunchFailed,
+    Outcome,
+    Phase,
+    Released,
+    Restored,
+    Seen,
+    Submitted,
+    Tick,
+)
+
+DEFAULT_GRACE_S = 60.0
+FENCE_GRACE_S = 5.0  # a superseded attempt's container: SIGTERM, SIGKILL this much later
+_LIVE = (AttemptPhase.LAUNCHING, AttemptPhase.RUNNING, AttemptPhase.COLLECTING)
+
+
+class HostState(StrEnum):
+    UP = "up"
+    UNREACHABLE = "unreachable"
+    LOST = "lost"
+
+
+@dataclass
+class HostInfo:
+    """What the lifecycle knows of one host (read by the engine for `convoy hosts`)."""
+
+    name: str
+    labels: dict[str, str]
+    state: HostState = HostState.UNREACHABLE
+    since: float = 0.0  # unreachable: since when; lost: when it was declared lost
+    capacity: Units = field(default_factory=Units)
+    known: bool = False  # it has answered once: its capacity is known
+    accepting: bool = True  # its agent has room (disk) for new runs
+    why: str = ""  # why it is not up, or not accepting
+
+
+@dataclass
+class _Pending:
+    """A collection in flight for an ended attempt, and what follows once it is in."""
+
+    final: RunRecord  # the run as this attempt leaves it (its run.json)
+    after: RunRecord  # the run in the store afterwards: `final`, or queued again (a retry)
+
+
+@dataclass
+class Lifecycle:
+    grace_s: float = DEFAULT_GRACE_S
+    hosts: dict[str, HostInfo] = field(default_factory=dict)
+    runs: dict[str, RunRecord] = field(default_factory=dict)  # every run that has not ended
+    attempts: dict[str, AttemptRecord] = field(default_factory=dict)  # not yet forgotten
+    now: float = 0.0
+    # Runs asked to stop, with the grace for their container.
+    cancels: dict[str, float] = field(default_factory=dict)
+    _placement: dict[str, PlacementSpec] = field(default_factory=dict)  # by submission
+    _avoid: dict[str, set[str]] = field(default_factory=dict)  # run -> hosts it failed on
+    _holds: dict[str, str] = field(default_factory=dict)  # scheduler.place's, pass to pass
+    _collecting: dict[str, _Pending] = field(default_factory=dict)  # by attempt id
+    _stopping: set[str] = field(default_factory=set)  # attempts a Stop was sent for
+    _queued: set[str] = field(default_factory=set)  # ids of the runs waiting for a host
+    _wanted_dispatch: bool = False
+
+    # ---- reading ---------------------------------------------------------------------------
+
+    @property
+    def wants_dispatch(self) -> bool:
+        """Something changed that may let a queued run start (the engine then Dispatches)."""
+        return self._wanted_dispatch and bool(self._queued)
+
+    def allocated(self, host: str) -> Units:
+        """What the host has given out: every attempt there whose container may exist."""
+        used = Units()
+        for a in self.attempts.values():
+            if a.host == host and a.held:
+                used = used + a.units
+        return used
+
+    def holders(self, host: str) -> list[str]:
+        """The runs (or attempts, for those no run owns now) holding part of the host."""
+        return sorted(
+            a.run_id if a.phase is not AttemptPhase.SUPERSEDED else a.id
+            for a in self.attempts.values()
+            if a.host == host and a.held
+        )
+
+    def view(self, host: str) -> HostView:
+        h = self.hosts[host]
+        return HostView(h.name, h.capacity, self.allocated(host), self._placeable(h))
+
+    def current(self, run_id: str) -> AttemptRecord | None:
+        """The run's current attempt (placed and not given up), if it has one."""
+        run = self.runs.get(run_id)
+        if run is None or not run.attempt:
+            return None
+        a = self.attempts.get(attempt_id(run_id, run.attempt))
+        return a if a is not None and a.phase in _LIVE else None
+
+    # ---- the one way in ---------------------------------------------------------------------
+
+    def handle(self, event: Event) -> list[Action]:
+        out: list[Action] = []
+        match event:
+            case Tick(at) | Dispatch(at):
+                self.now = max(self.now, at)
+        match event:
+            case HostAdded():
+                self._host_added(event)
+            case Submitted():
+                self._submitted(event)
+            case Restored():
+                self._restored(event, out)
+            case Dispatch():
+                self._dispatch(out)
+            case Tick():
+                self._tick(out)
+            case CancelRequested():
+                self.now = max(self.now, event.at)
+                self._cancel(event, out)
+            case HostUp():
+                self.now = max(self.now, event.at)
+                self._host_up(event, out)
+            case HostSilent():
+                self.now = max(self.now, event.at)
+                self._host_silent(event, out)
+            case HostStatus():
+                self._host_status(event, out)
+            case Phase():
+                self._phase(event, out)
+            case AttemptStarted():
+                self._started(event.attempt_id, event.at, out)
+            case LaunchFailed():
+                self._launch_failed(event, out)
+            case AttemptEnded():
+                self._ended(event.attempt_id, event.outcome, out)
+            case Collected():
+                self._collected(event.attempt_id, out)
+            case CollectFailed():
+                self._collect_failed(event, out)
+            case Released():
+                self._released(event, out)
+        return _merged(out)
+
+    # ---- hosts -----------------------------------------------------------------------------
+
+    def _host_added(self, e: HostAdded) -> None:
+        if e.name not in self.hosts:
+            self.hosts[e.name] = HostInfo(e.name, dict(e.labels), since=e.at,
+                                          why="not connected yet")  # fmt: skip
+        self.now = max(self.now, e.at)
+
+    def _host_up(self, e: HostUp, out: list[Action]) -> None:
+        h = self.hosts.get(e.name)
+        if h is None:
+            return
+        was, since, was_known = h.state, h.since, h.known
+        h.state, h.capacity, h.known = HostState.UP, e.capacity, True
+        h.accepting, h.why = e.accepting, e.why
+        if was is HostState.LOST:
+            msg = f"{h.name} answers again, {_ago(e.at - since)} after it was lost"
+        elif was is HostState.UNREACHABLE and was_known:
+            msg = f"{h.name} answers again after {_ago(e.at - since)}"
+        elif was is not HostState.UP:
+            msg = f"{h.name} is up"
+        if was is not HostState.UP:
+            out.append(HostChanged(h.name, HostState.UP, msg))
+        self._reconcile(h.name, e.attempts, out)
+        self._wanted_dispatch = True
+
+    def attempts_on(self, host: str) -> list[AttemptRecord]:
+        return [a for a in self.attempts.values() if a.host == host]
+
+    def _host_silent(self, e: HostSilent, out: list[Action]) -> None:
+        h = self.hosts.get(e.name)
+        if h is None or h.state is not HostState.UP:
+            return
+        h.state, h.since, h.why = HostState.UNREACHABLE, e.at, e.why or "it stopped answering"
+        # Stops sent there may not have arrived: sent again when it answers.
+        self._stopping -= {a.id for a in self.attempts_on(h.name)}
+        live = [a for a in self.attempts_on(h.name) if a.phase in _LIVE]
+        waits = (f"; its {len(live)} unfinished attempt(s) wait for it up to {self.grace_s:g} s"
+                 if live else "")  # fmt: skip
+        out.append(HostChanged(h.name, HostState.UNREACHABLE, f"{h.name}: {h.why}{waits}"))
+
+    def _host_status(self, e: HostStatus, out: list[Action]) -> None:
+        h = self.hosts.get(e.name)
+        if h is None or h.accepting == e.accepting:
+            return
+        h.accepting, h.why = e.accepting, e.why
+        if e.accepting:
+            out.append(HostChanged(h.name, "accepting", f"{h.name} takes new runs again"))
+            self._wanted_dispatch = True
+        else:
+            out.append(HostChanged(h.name, "refusing", f"{h.name} takes no new runs: {e.why}"))
+
+    def _tick(self, out: list[Action]) -> None:
+        for h in self.hosts.values():
+            if h.state is HostState.UNREACHABLE and self.now - h.since >= self.grace_s:
+                self._host_lost(h, out)
+
+    def _host_lost(self, h: HostInfo, out: list[Action]) -> None:
+        silent_for = self.now - h.since
+        h.state, h.since = HostState.LOST, self.now
+        h.why = f"it did not answer for {_ago(silent_for)}"
+        live = [a for a in self.attempts_on(h.name) if a.phase in _LIVE]
+        given_up = f"; {len(live)} attempt(s) given up" if live else ""
+        out.append(HostChanged(h.name, HostState.LOST, f"{h.name} is lost: {h.why}{given_up}"))
+        for a in live:
+            out.append(Abandon(a.id))
+            self._collecting.pop(a.id, None)
+            self._set(a, out, phase=AttemptPhase.SUPERSEDED, orphan=False)
+            why = (f"its host {h.name} stopped answering and did not come back within "
+                   f"{self.grace_s:g} s")  # fmt: skip
+            self._attempt_failed(a, Reason.HOST_LOST, why, None, out)
+
+    def _reconcile(self, host: str, seen: tuple[Seen, ...], out: list[Action]) -> None:
+        """The host reported what it holds: resume what goes on, learn what ended meanwhile,
+        stop what was given up, forget what it no longer has."""
+        reported = {s.id: s for s in seen}
+        for a in self.attempts_on(host):
+            s = reported.pop(a.id, None)
+            if a.phase is AttemptPhase.LAUNCHING:
+                if s is None:
+                    if a.orphan:  # the launch died with the coordinator before it started
+                        self._forget(a, out)
+                        run = self.runs.get(a.run_id)
+                        if run is not None and run.attempt == a.number:
+                            self._requeue(run, f"the coordinator restarted before attempt "
+                                               f"{a.number} started on {host}", out)  # fmt: skip
+                    continue
+                self._started(a.id, s.outcome.started_at if s.outcome else self.now, out)
+                if s.state == "ended" and s.outcome is not None:
+                    self._ended(a.id, s.outcome, out)
+            elif a.phase is AttemptPhase.RUNNING:
+                if s is None:
+                    why = (f"the agent on {host} no longer knows attempt {a.number}: its "
+                           "container is gone")  # fmt: skip
+                    a = self._set(
+                        a,
+                        out,
+                        phase=AttemptPhase.ENDED,
+                        held=False,
+                        outcome=Outcome(Reason.RUNTIME_ERROR, why, ended_at=self.now),
+                    )
+                    self._wanted_dispatch = True
+                    self._attempt_failed(a, Reason.RUNTIME_ERROR, why, None, out)
+                elif s.state == "ended" and s.outcome is not None:
+                    self._ended(a.id, s.outcome, out)
+                else:
+                    self._stop_if_cancelled(a, out)
+            elif a.phase is AttemptPhase.ENDED:
+                if s is None:
+                    self._forget(a, out)
+                else:
+                    self._release_if_done(a, out)
+            elif a.phase is AttemptPhase.SUPERSEDED:
+                if s is None:
+                    self._forget(a, out)
+                elif s.state == "ended":
+                    self._superseded_ended(a, s.outcome, out)
+                else:
+                    self._fence(a, out)
+            # COLLECTING: its collection goes on (or fails and says so).
+        for s in reported.values():  # attempts of ours the ledger does not hold: fenced
+            if s.state == "ended":
+                out.append(Release(host, s.id, whole=True))
+                continue
+            a = AttemptRecord(s.id, s.run_id, _number(s.id), host, s.units,
+                              AttemptPhase.SUPERSEDED)  # fmt: skip
+            self.attempts[a.id] = a
+            out.append(SaveAttempts((a,)))
+            self._fence(a, out)
+
+    def _fence(self, a: AttemptRecord, out: list[Action]) -> None:
+        if a.id not in self._stopping:
+            self._stopping.add(a.id)
+            out.append(Stop(a.host, a.id, FENCE_GRACE_S, f"attempt {a.number} was superseded"))
+
+    def _superseded_ended(
+        self, a: AttemptRecord, outcome: Outcome | None, out: list[Action]
+    ) -> None:
+        """A superseded attempt's container is gone: its allocation is free. What it made is
+        kept aside once its run has ended (its folder exists then)."""
+        self._stopping.discard(a.id)
+        a = self._set(a, out, held=False, outcome=outcome or a.outcome)
+        self._wanted_dispatch = True
+        if a.run_id not in self.runs:
+            out.append(Collect(a.host, a.id, a.run_id, CollectMode.ASIDE))
+
+    # ---- submissions and placement ---------------------------------------------------------
+
+    def _submitted(self, e: Submitted) -> None:
+        for run in e.runs:
+            self.runs[run.id] = run
+            self._queued.add(run.id)
+            self._placement[run.submission_id] = e.placement
+        self._wanted_dispatch = True
+
+    def _restored(self, e: Restored, out: list[Action]) -> None:
+        for sub_id, placement in e.placements:
+            self._placement[sub_id] = placement
+        for a in e.attempts:
+            orphan = a.phase is AttemptPhase.LAUNCHING
+            # A collection in flight died with the coordinator: the attempt ran, and is
+            # reported again (ended) by its host, which keeps its results until released.
+            phase = AttemptPhase.RUNNING if a.phase is AttemptPhase.COLLECTING else a.phase
+            self.attempts[a.id] = replace(a, orphan=orphan, phase=phase)
+        for run in e.runs:
+            if run.state.terminal:
+                continue
+            self.runs[run.id] = run
+            if run.state is RunState.QUEUED:
+                self._queued.add(run.id)
+                continue
+            aid = attempt_id(run.id, run.attempt)
+            if aid not in self.attempts:  # a store from before the attempts ledger
+                phase = (AttemptPhase.RUNNING if run.state is RunState.RUNNING
+                         else AttemptPhase.LAUNCHING)  # fmt: skip
+                a = AttemptRecord(aid, run.id, run.attempt, run.host, Units.of(run.resources),
+                                  phase, orphan=phase is AttemptPhase.LAUNCHING)  # fmt: skip
+                self.attempts[aid] = a
+                out.append(SaveAttempts((a,)))
+            elif self.current(run.id) is None:  # its attempt ended, the run was not moved yet
+                self._requeue(run, f"the coordinator restarted as attempt {run.attempt} ended",
+                              out)  # fmt: skip
+        self._wanted_dispatch = True
+
+    def _placeable(self, h: HostInfo) -> bool:
+        return h.state is HostState.UP and h.known and h.accepting
+
+    def _dispatch(self, out: list[Action]) -> None:
+        self._wanted_dispatch = False
+        queued = [self.runs[i] for i in self._queued]
+        if not queued:
+            return
+        views = {name: self.view(name) for name in self.hosts}
+        by_sub: dict[str, list[RunRecord]] = {}
+        for r in queued:
+            by_sub.setdefault(r.submission_id, []).append(r)
+        rules: dict[str, tuple[frozenset[str] | None, Policy]] = {}
+        stranded: list[tuple[RunRecord, str]] = []
+        for sub_id, runs in by_sub.items():
+            placement = self._placement.get(sub_id, PlacementSpec())
+            allowed = [h for h in self.hosts.values() if placement.allows(h.name, h.labels)]
+            if not allowed:
+                why = (f"no host matches its placement ({placement}) any more; the hosts: "
+                       f"{_labelled(self.hosts.values()) or 'none'}")  # fmt: skip
+                stranded += [(r, why) for r in runs]
+                continue
+            only = frozenset(h.name for h in allowed) if placement.restricts else None
+            rules[sub_id] = (only, Policy(placement.policy))
+            if all(h.known for h in allowed):  # what every one of them offers is known
+                problems: dict[Units, str | None] = {}
+                for r in runs:
+                    need = Units.of(r.resources)
+                    if need not in problems:
+                        capacities = [HostView(h.name, h.capacity) for h in allowed]
+                        problems[need] = why_unplaceable(need, capacities)
+                    if problems[need]:
+                        stranded.append((r, f"no host it may use can ever run it: "
+                                            f"{problems[need]}"))  # fmt: skip
+        for run, why in stranded:
+            self._end(run, RunState.FAILED, Reason.UNPLACEABLE, why, out)
+        gone = {r.id for r, _ in stranded}
+        pending = [
+            Pending(r.id, Units.of(r.resources), r.priority, r.seq * 1_000_000 + r.index,
+                    *rules[r.submission_id], avoid=frozenset(self._avoid.get(r.id, ())))
+            for r in queued if r.id not in gone
+        ]  # fmt: skip
+        changes = []
+        for p in place(pending, list(views.values()), holds=self._holds):
+            run = self.runs[p.run_id]
+            placed = run.moved(
+                RunState.STARTING, f"placed on {p.host}", host=p.host, attempt=run.attempt + 1,
+                exit_code=None, started_at=0.0, ended_at=0.0, image_id="", code=None,
+            )  # fmt: skip
+            self.runs[run.id] = placed
+            self._queued.discard(run.id)
+            changes.append((run, placed))
+            a = AttemptRecord(placed.attempt_id, run.id, placed.attempt, p.host,
+                              Units.of(run.resources), AttemptPhase.LAUNCHING)  # fmt: skip
+            self.attempts[a.id] = a
+            out.append(SaveAttempts((a,)))
+            out.append(Launch(placed))
+        if changes:
+            out.append(Commit(tuple(changes)))
+
+    # ---- cancel ----------------------------------------------------------------------------
+
+    def _cancel(self, e: CancelRequested, out: list[Action]) -> None:
+        for run_id in e.run_ids:
+            run = self.runs.get(run_id)
+            if run is None:
+                continue
+            if run.state is RunState.QUEUED:
+                self._end(run, RunState.CANCELLED, Reason.CANCELLED,
+                          "cancelled before it started", out)  # fmt: skip
+                continue
+            self.cancels[run_id] = e.grace
+            a = self.current(run_id)
+            if a is not None:
+                self._stop_if_cancelled(a, out)
+
+    def _stop_if_cancelled(self, a: AttemptRecord, out: list[Action]) -> None:
+        grace = self.cancels.get(a.run_id)
+        host = self.hosts.get(a.host)
+        if (grace is None or a.phase is not AttemptPhase.RUNNING or a.id in self._stopping
+                or host is None or host.state is not HostState.UP):  # fmt: skip
+            return
+        self._stopping.add(a.id)
+        out.append(Stop(a.host, a.id, grace, "cancelled on request"))
+
+    # ---- attempts --------------------------------------------------------------------------
+
+    def _mine(self, attempt: str, phases: Iterable[AttemptPhase]) -> AttemptRecord | None:
+        """The attempt, if it is in one of these phases and still its run's current one."""
+        a = self.attempts.get(attempt)
+        if a is None or a.phase not in phases:
+            return None
+        run = self.runs.get(a.run_id)
+        return a if run is not None and run.attempt == a.number else None
+
+    def _phase(self, e: Phase, out: list[Action]) -> None:
+        a = self._mine(e.attempt_id, (AttemptPhase.LAUNCHING,))
+        if a is None:
+            return
+        run = self.runs[a.run_id]
+        if run.state is not e.state and e.state in (
+            RunState.SYNCING,
+            RunState.BUILDING,
+            RunState.STARTING,
+        ):
+            what = {RunState.SYNCING: "syncing to", RunState.BUILDING: "building on",
+                    RunState.STARTING: "starting on"}[e.state]  # fmt: skip
+            self._move(run, e.state, f"{what} {a.host}", out)
+
+    def _started(self, attempt: str, at: float, out: list[Action]) -> None:
+        a = self._mine(attempt, (AttemptPhase.LAUNCHING,))
+        if a is None:
+            return
+        a = self._set(a, out, phase=AttemptPhase.RUNNING, orphan=False)
+        run = self.runs[a.run_id]
+        self._move(run, RunState.RUNNING, f"running on {a.host}", out,
+                   started_at=at or self.now)  # fmt: skip
+        self._stop_if_cancelled(a, out)
+
+    def _launch_failed(self, e: LaunchFailed, out: list[Action]) -> None:
+        a = self._mine(e.attempt_id, (AttemptPhase.LAUNCHING,))
+        if a is None:
+            return
+        a = self._set(a, out, phase=AttemptPhase.ENDED, held=False, orphan=False,
+                      outcome=Outcome(e.code, e.message, e.exit_code, ended_at=e.at))  # fmt: skip
+        out.append(Release(a.host, a.id, whole=True))  # nothing ran: nothing there to keep
+        self._wanted_dispatch = True
+        self._attempt_failed(a, e.code, e.message, e.exit_code, out)
+
+    def _ended(self, attempt: str, outcome: Outcome, out: list[Action]) -> None:
+        seen = self.attempts.get(attempt)
+        if seen is not None and seen.phase is AttemptPhase.SUPERSEDED:
+            self._superseded_ended(seen, outcome, out)
+            return
+        if self._mine(attempt, (AttemptPhase.LAUNCHING,)) is not None:  # ended before we saw
+            self._started(attempt, outcome.started_at, out)  # it start: running first
+        a = self._mine(attempt, (AttemptPhase.RUNNING,))
+        if a is None:
+            return
+        self._stopping.discard(a.id)
+        a = self._set(a, out, phase=AttemptPhase.COLLECTING, held=False, outcome=outcome)
+        self._wanted_dispatch = True  # the container is gone: its room is free
+        run = _with_outcome(self.runs[a.run_id], outcome, self.now)
+        if outcome.succeeded:
+            final = after = replace(run, state=RunState.SUCCEEDED, code=outcome.code,
+                                    reason=outcome.message)  # fmt: skip
+        else:
+            after = self._after_failure(run, a, outcome.code, outcome.message)
+            # Its folder shows how this attempt ended, whether or not the run goes on.
+            final = after if after.state.terminal else replace(
+                run, state=RunState.FAILED, code=outcome.code,
+                reason=f"attempt {a.number} on {a.host}: {outcome.message}",
+            )  # fmt: skip
+        self._collecting[a.id] = _Pending(final, after)
+        out.append(Collect(a.host, a.id, a.run_id, CollectMode.ACCEPT, final))
+
+    def _collected(self, attempt: str, out: list[Action]) -> None:
+        a = self.attempts.get(attempt)
+        if a is None:
+            return
+        pending = self._collecting.pop(attempt, None)
+        if a.phase is AttemptPhase.COLLECTING and pending is not None:
+            # Its log stays in the run's folder only if no later attempt's replaces it.
+            a = self._set(a, out, phase=AttemptPhase.ENDED)
+            self._apply(pending, a, out)
+        elif a.phase in (AttemptPhase.ENDED, AttemptPhase.SUPERSEDED) and a.run_id not in self.runs:
+            a = self._set(a, out, kept=True)  # a history log or what was kept aside
+            out.append(Release(a.host, a.id, whole=True))
+
+    def _collect_failed(self, e: CollectFailed, out: list[Action]) -> None:
+        a = self.attempts.get(e.attempt_id)
+        pending = self._collecting.pop(e.attempt_id, None)
+        if a is None:
+            return
+        if a.phase is AttemptPhase.COLLECTING and pending is not None:
+            a = self._set(a, out, phase=AttemptPhase.ENDED, kept=True)
+            why = f"; its results could not be brought in: {e.message}"
+            final = replace(pending.final, reason=pending.final.reason + why)
+            after = final if pending.after.state.terminal else pending.after
+            out.append(RecordEnded(final))
+            self._apply(_Pending(final, after), a, out, recorded=True)
+        elif a.run_id not in self.runs:  # history or aside: what could not come stays out
+            a = self._set(a, out, kept=True)
+            out.append(Release(a.host, a.id, whole=True))
+
+    def _apply(
+        self, pending: _Pending, a: AttemptRecord, out: list[Action], recorded: bool = False
+    ) -> None:
+        """An ended attempt's results are in: the run goes on as decided when it ended."""
+        run = self.runs.get(a.run_id)
+        if run is None:
+            return
+        after = pending.after
+        if after.state is RunState.QUEUED and run.id in self.cancels:  # asked to stop meanwhile
+            after = replace(pending.final, state=RunState.CANCELLED, code=Reason.CANCELLED,
+                            reason=f"cancelled on request ({pending.final.reason})")  # fmt: skip
+            if not recorded:
+                out.append(RecordEnded(after))
+        if after.state.terminal:
+            self._set(a, out, kept=True)
+            self._finish(run, after, out, accepted=a)
+        else:
+            self._commit(run, after, out)
+            out.append(Release(a.host, a.id, whole=False))  # its log stays for `logs --attempt`
+
+    def _released(self, e: Released, out: list[Action]) -> None:
+        a = self.attempts.get(e.attempt_id)
+        if a is None or not e.whole:
+            return
+        if a.phase is AttemptPhase.ENDED or (a.phase is AttemptPhase.SUPERSEDED and not a.held):
+            self._forget(a, out)
+
+    # ---- outcomes --------------------------------------------------------------------------
+
+    def _attempt_failed(
+        self, a: AttemptRecord, code: Reason, why: str, exit_code: int | None,
+        out: list[Action],
+    ) -> None:  # fmt: skip
+        """An attempt failed before its results could come (lost, never started): the run is
+        retried or ends, with a folder that says why."""
+        run = self.runs.get(a.run_id)
+        if run is None or run.attempt != a.number:
+            return
+        failed = replace(run, exit_code=exit_code, ended_at=self.now)
+        after = self._after_failure(failed, a, code, why)
+        if after.state.terminal:
+            out.append(RecordEnded(after))
+            self._finish(run, after, out)
+        else:
+            self._commit(run, after, out)
+
+    def _after_failure(self, run: RunRecord, a: AttemptRecord, code: Reason, why: str) -> RunRecord:
+        """The run after attempt `a` failed with `code`: queued again while its budget for that
+        kind of failure lasts, else ended."""
+        where = f"attempt {a.number} on {a.host}"
+        if run.id in self.cancels:
+            return replace(run, state=RunState.CANCELLED, code=Reason.CANCELLED,
+                           reason=f"cancelled on request; {where}: {why}")  # fmt: skip
+        app, infra = run.app_failures, run.infra_failures
+        if code.kind is FailureKind.APPLICATION:
+            app += 1
+            budget, used, what = run.retries, app, "retries"
+        elif code.kind is FailureKind.INFRASTRUCTURE:
+            infra += 1
+            budget, used, what = run.infra_retries, infra, "infra_retries"
+        else:
+            budget, used, what = 0, 1, ""
+        counted = replace(run, app_failures=app, infra_failures=infra, code=code)
+        if used <= budget:
+            self._avoid.setdefault(run.id, set()).add(a.host)
+            return replace(
+                counted,
+                state=RunState.QUEUED,
+                reason=f"{where}: {why}; retrying ({budget - used} of {what} left)",
+            )
+        state = RunState.LOST if code is Reason.HOST_LOST else RunState.FAILED
+        spent = f" ({what} spent: {budget})" if what and budget else ""
+        return replace(counted, state=state, reason=f"{why}{spent}")
+
+    def _finish(
+        self, run: RunRecord, final: RunRecord, out: list[Action],
+        accepted: AttemptRecord | None = None,
+    ) -> None:  # fmt: skip
+        """The run ends as `final`. What its attempts keep on their hosts is released (their
+        logs kept in its folder first); superseded ones that finished are kept aside."""
+        self._commit(run, final, out)
+        del self.runs[run.id]
+        self.cancels.pop(run.id, None)
+        self._avoid.pop(run.id, None)
+        self._holds.pop(run.id, None)
+        for a in self.attempts_on_run(run.id):
+            if not self._up(a.host):
+                continue  # when it answers again (_reconcile)
+            if accepted is not None and a.id == accepted.id:
+                out.append(Release(a.host, a.id, whole=True))
+            elif a.phase is AttemptPhase.ENDED:
+                self._release_if_done(a, out)
+            elif a.phase is AttemptPhase.SUPERSEDED and not a.held:
+                out.append(Collect(a.host, a.id, a.run_id, CollectMode.ASIDE))
+
+    def _up(self, host: str) -> bool:
+        h = self.hosts.get(host)
+        return h is not None and h.state is HostState.UP
+
+    def attempts_on_run(self, run_id: str) -> list[AttemptRecord]:
+        return sorted((a for a in self.attempts.values() if a.run_id == run_id),
+                      key=lambda a: a.number)  # fmt: skip
+
+    def _end(
+        self, run: RunRecord, state: RunState, code: Reason, why: str, out: list[Action]
+    ) -> None:
+        """End a run that has no attempt going (queued): its folder says why."""
+        final = replace(run, state=state, code=code, reason=why, ended_at=self.now)
+        out.append(RecordEnded(final))
+        self._finish(run, final, out)
+
+    def _requeue(self, run: RunRecord, why: str, out: list[Action]) -> None:
+        self._move(run, RunState.QUEUED, why, out)
+        self._wanted_dispatch = True
+
+    # ---- bookkeeping -----------------------------------------------------------------------
+
+    def _move(
+        self, run: RunRecord, to: RunState, why: str, out: list[Action], **changes: object
+    ) -> RunRecord:
+        after = run.moved(to, why, **changes)
+        self._commit(run, after, out)
+        return after
+
+    def _commit(self, before: RunRecord, after: RunRecord, out: list[Action]) -> None:
+        if before.state is not after.state:
+            before.moved(after.state, after.reason)  # validates the transition
+        if after.state is RunState.QUEUED:
+            self._wanted_dispatch = True
+            self._queued.add(after.id)
+        else:
+            self._queued.discard(after.id)
+        if after.id in self.runs:
+            self.runs[after.id] = after
+        out.append(Commit(((before, after),)))
+
+    def _set(self, a: AttemptRecord, out: list[Action], **changes: object) -> AttemptRecord:
+        a = replace(a, **changes)  # type: ignore[arg-type]
+        self.attempts[a.id] = a
+        out.append(SaveAttempts((a,)))
+        return a
+
+    def _forget(self, a: AttemptRecord, out: list[Action]) -> None:
+        self.attempts.pop(a.id, None)
+        self._stopping.discard(a.id)
+        self._collecting.pop(a.id, None)
+        out.append(ForgetAttempts((a.id,)))
+        self._wanted_dispatch = True
+
+    def _release_if_done(self, a: AttemptRecord, out: list[Action]) -> None:
+        """An ended attempt its host still holds: once its run has ended, its log goes into
+        the run's folder (unless it is there already), then its folder on the host goes."""
+        if a.run_id in self.runs:
+            return
+        if a.kept or a.outcome is None or not a.outcome.started_at:  # nothing ran: no log
+            out.append(Release(a.host, a.id, whole=True))
+        else:
+            out.append(Collect(a.host, a.id, a.run_id, CollectMode.HISTORY))
+
+
+def _merged(actions: list[Action]) -> list[Action]:
+    """Consecutive Commits and SaveAttempts of one handle() joined (one transaction each),
+    keeping every other action's order: a Launch follows the Commit of its placement."""
+    merged: list[Action] = []
+    for act in actions:
+        last = merged[-1] if merged else None
+        if isinstance(act, Commit) and isinstance(last, Commit):
+            merged[-1] = Commit(last.changes + act.changes)
+        elif isinstance(act, SaveAttempts) and isinstance(last, SaveAttempts):
+            merged[-1] = SaveAttempts(last.attempts + act.attempts)
+        else:
+            merged.append(act)
+    return merged
+
+
+def _with_outcome(run: RunRecord, outcome: Outcome, now: float) -> RunRecord:
+    """The run with the facts of how its attempt ended."""
+    return replace(
+        run, exit_code=outcome.exit_code, image_id=outcome.image_id,
+        ended_at=outcome.ended_at or now, started_at=outcome.started_at or run.started_at,
+    )  # fmt: skip
+
+
+def _number(attempt: str) -> int:
+    tail = attempt.rsplit("-a", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _ago(seconds: float) -> str:
+    seconds = max(0.0, seconds)
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _labelled(hosts: Iterable[HostInfo]) -> str:
+    return "; ".join(
+        f"{h.name} ({', '.join(f'{k}={v}' for k, v in h.labels.items()) or 'no labels'})"
+        for h in hosts
+    )
+
+
+__all__ = ["DEFAULT_GRACE_S", "TERMINAL", "HostInfo", "HostState", "Lifecycle"]
