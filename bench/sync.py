@@ -48,10 +48,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from convoy.coordinator.agents import AgentClient  # noqa: E402
-from convoy.coordinator.hostsfile import HostConfig  # noqa: E402
-from convoy.coordinator.ssh import SSHHost  # noqa: E402
-from convoy.coordinator.sync import Syncer  # noqa: E402
+from convoy.coordinator.hosts.agents import AgentClient  # noqa: E402
+from convoy.coordinator.hosts.hostsfile import HostConfig  # noqa: E402
+from convoy.coordinator.hosts.ssh import SSHHost  # noqa: E402
+from convoy.coordinator.sources.sync import Syncer  # noqa: E402
 from tests.integration.testhosts import TestHost, TestHosts, descendants, ssh_rsh  # noqa: E402
 
 

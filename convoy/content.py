@@ -1,9 +1,10 @@
 """What the coordinator and the agent must agree on to sync content: object names and paths.
 
-Both sides import this module (the agent imports no coordinator code). An object is named by the
-BLAKE3 hash of its bytes, as 64 lowercase hex digits; bench/hashes.py measured the choice (see
-coordinator/manifest.py). Paths on the wire are relative and '/'-separated, and are checked here
-on both sides, because a path is where a bad manifest would write outside its tree.
+Both sides import this module (the agent imports no coordinator code). An object is named by
+the BLAKE3 hash of its bytes, as 64 lowercase hex digits; bench/hashes.py measured the choice
+(see coordinator/sources/manifest.py). Paths on the wire are relative and '/'-separated, and
+are checked here on both sides, because a path is where a bad manifest would write outside its
+tree.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ _READ_BUF = 1 << 20
 
 
 class EntryLike(Protocol):
-    """A manifest entry: coordinator/manifest.py's Entry and the wire's ManifestEntry both fit."""
+    """A manifest entry: sources/manifest.py's Entry and the wire's ManifestEntry both fit."""
 
     @property
     def path(self) -> str: ...

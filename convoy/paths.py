@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 # The coordinator's watcher briefly creates files of this name in a watched source folder
-# (coordinator/watcher.py); they are never part of a tree, and watch mode ignores them.
+# (coordinator/sources/watcher.py); they are never part of a tree, and watch mode ignores them.
 COOKIE_PREFIX = ".convoy-cookie-"
 
 

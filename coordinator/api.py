@@ -7,16 +7,15 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from convoy.coordinator.engine import Coordinator
+from convoy.coordinator.runs.bus import RunChanged
+from convoy.coordinator.runs.submissions import Unchanged
+from convoy.coordinator.wire import resources_to_pb, run_to_pb
 from convoy.errors import ConvoyError, NotFound, SpecError, UsageError
 from convoy.states import RunState
 from convoy.v1 import common_pb2
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
-
-from .engine import Coordinator
-from .events import RunChanged
-from .submissions import Unchanged
-from .wire import resources_to_pb, run_to_pb
 
 Ctx = grpc.aio.ServicerContext
 

@@ -23,23 +23,35 @@ from typing import IO, Any
 
 import grpc
 
+from convoy.coordinator.hosts.agents import AttemptOutcome
+from convoy.coordinator.hosts.liveness import LOST_GRACE_S, TRANSIENT, Host, HostLiveness, labelled
+from convoy.coordinator.results.diskroom import DiskRoom, Grant
+from convoy.coordinator.results.folders import (
+    FilePiece,
+    RunResult,
+    output_attempt,
+    record_unstarted,
+    write_runs_csv,
+)
+from convoy.coordinator.runs.bus import EventBus, RunChanged
+from convoy.coordinator.runs.records import RunRecord, attempt_id
+from convoy.coordinator.runs.scheduler import (
+    HostView,
+    Pending,
+    Policy,
+    Units,
+    place,
+    why_unplaceable,
+)
+from convoy.coordinator.runs.store import Store
+from convoy.coordinator.runs.submissions import Submissions
+from convoy.coordinator.sources.builds import BuildKeeper, failure_reason
+from convoy.coordinator.sources.images import ImageShipper
+from convoy.coordinator.sources.sync import Syncer
 from convoy.errors import ConvoyError, NotFound, UsageError
 from convoy.footprint import BLOCK, PER_FILE, disk_footprint
 from convoy.spec import PlacementSpec
 from convoy.states import ACTIVE, RunState, check_transition
-
-from .agents import AttemptOutcome
-from .builds import BuildKeeper, failure_reason
-from .diskroom import DiskRoom, Grant
-from .events import EventBus, RunChanged
-from .images import ImageShipper
-from .liveness import LOST_GRACE_S, TRANSIENT, Host, HostLiveness, labelled
-from .records import RunRecord, attempt_id
-from .results import FilePiece, RunResult, output_attempt, record_unstarted, write_runs_csv
-from .scheduler import HostView, Pending, Policy, Units, place, why_unplaceable
-from .store import Store
-from .submissions import Submissions
-from .sync import Syncer
 
 log = logging.getLogger("convoy.coordinator")
 

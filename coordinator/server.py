@@ -17,19 +17,18 @@ from pathlib import Path
 
 import grpc
 
+from convoy.coordinator.api import CoordinatorService
+from convoy.coordinator.engine import Coordinator, Host
+from convoy.coordinator.hosts.agents import AgentClient
+from convoy.coordinator.hosts.hostsfile import load_hosts
+from convoy.coordinator.hosts.ssh import SSHHost
+from convoy.coordinator.runs.store import STATE_DB, Store
+from convoy.coordinator.sources.retention import collect_quietly
 from convoy.errors import ConvoyError, UsageError
 from convoy.objstream import store_socket_beside
 from convoy.paths import coordinator_socket
 from convoy.procs import stop_by_pidfile
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
-
-from .agents import AgentClient
-from .api import CoordinatorService
-from .engine import Coordinator, Host
-from .hostsfile import load_hosts
-from .retention import collect_quietly
-from .ssh import SSHHost
-from .store import STATE_DB, Store
 
 log = logging.getLogger("convoy.coordinator")
 

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
+from convoy.coordinator.runs.records import RunRecord
 from convoy.spec import Resources
 from convoy.v1 import common_pb2
 from convoy.v1 import coordinator_pb2 as pb
-
-from .records import RunRecord
 
 
 def resources_to_pb(r: Resources) -> common_pb2.Resources:

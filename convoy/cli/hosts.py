@@ -70,8 +70,8 @@ def main(
     cmd = ns.hosts_command
     if cmd is None:
         return run_async(_list(home, ns))
-    from convoy.coordinator import hostsfile
-    from convoy.coordinator.store import STATE_DB, in_flight_on
+    from convoy.coordinator.hosts import hostsfile
+    from convoy.coordinator.runs.store import STATE_DB, in_flight_on
 
     path = ns.file or home / "hosts.yaml"
     if cmd == "add":
@@ -134,8 +134,8 @@ def _memory(text: str | None) -> int | None:
 
 
 async def _trust(home: Path, path: Path, name: str, expected: str | None) -> int:
-    from convoy.coordinator import hostsfile
-    from convoy.coordinator.ssh import SSHHost
+    from convoy.coordinator.hosts import hostsfile
+    from convoy.coordinator.hosts.ssh import SSHHost
 
     cfgs = {h.name: h for h in hostsfile.read_hosts(path)}
     if name not in cfgs:

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
-from ..records import RunRecord
-from .events import AttemptRecord
+from convoy.coordinator.runs.events import AttemptRecord
+from convoy.coordinator.runs.records import RunRecord
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from convoy.coordinator.runs.records import RunRecord
+from convoy.coordinator.runs.scheduler import Units
 from convoy.spec import PlacementSpec
 from convoy.states import Reason, RunState
-
-from ..records import RunRecord
-from ..scheduler import Units
 
 
 class AttemptPhase(StrEnum):

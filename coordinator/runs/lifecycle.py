@@ -38,26 +38,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
-from convoy.spec import PlacementSpec
-from convoy.states import TERMINAL, FailureKind, Reason, RunState
-
-from ..records import RunRecord, attempt_id
-from ..scheduler import HostView, Pending, Policy, Units, place, why_unplaceable
-from .actions import (
-    Abandon,
-    Action,
-    Collect,
-    CollectMode,
-    Commit,
-    ForgetAttempts,
-    HostChanged,
-    Launch,
-    RecordEnded,
-    Release,
-    SaveAttempts,
-    Stop,
-)
-from .events import (
+from convoy.coordinator.runs.events import (
     AttemptEnded,
     AttemptPhase,
     AttemptRecord,
@@ -79,6 +60,32 @@ from .events import (
     Seen,
     Submitted,
     Tick,
+)
+from convoy.coordinator.runs.records import RunRecord, attempt_id
+from convoy.coordinator.runs.scheduler import (
+    HostView,
+    Pending,
+    Policy,
+    Units,
+    place,
+    why_unplaceable,
+)
+from convoy.spec import PlacementSpec
+from convoy.states import TERMINAL, FailureKind, Reason, RunState
+
+from .actions import (
+    Abandon,
+    Action,
+    Collect,
+    CollectMode,
+    Commit,
+    ForgetAttempts,
+    HostChanged,
+    Launch,
+    RecordEnded,
+    Release,
+    SaveAttempts,
+    Stop,
 )
 
 DEFAULT_GRACE_S = 60.0

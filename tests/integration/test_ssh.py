@@ -23,11 +23,11 @@ from convoy.agent.objects import ObjectStore
 from convoy.agent.runtime import LABEL_PREFIX, DockerRuntime
 from convoy.agent.server import agent_id_for
 from convoy.content import hash_bytes
-from convoy.coordinator.agents import AgentClient
-from convoy.coordinator.bundle import build_bundle, bundle_id
-from convoy.coordinator.hostsfile import HostConfig
-from convoy.coordinator.records import RunRecord
-from convoy.coordinator.ssh import HostKeyUnknown, SSHHost
+from convoy.coordinator.hosts.agents import AgentClient
+from convoy.coordinator.hosts.bundle import build_bundle, bundle_id
+from convoy.coordinator.hosts.hostsfile import HostConfig
+from convoy.coordinator.hosts.ssh import HostKeyUnknown, SSHHost
+from convoy.coordinator.runs.records import RunRecord
 from convoy.errors import HostUnavailable
 from convoy.spec import Resources
 from tests.integration.conftest import remove_container

@@ -16,8 +16,8 @@ import grpc
 import pytest
 
 from convoy.agent.objects import ObjectStore
-from convoy.coordinator.agents import AgentClient
-from convoy.coordinator.sync import SMALL, Syncer, _make_or_whole
+from convoy.coordinator.hosts.agents import AgentClient
+from convoy.coordinator.sources.sync import SMALL, Syncer, _make_or_whole
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from convoy.coordinator.records import RunRecord, attempt_id
 from convoy.coordinator.runs.actions import (
     Abandon,
     Action,
@@ -22,7 +21,8 @@ from convoy.coordinator.runs.actions import (
 )
 from convoy.coordinator.runs.events import AttemptRecord, Event, HostAdded, HostUp, Seen
 from convoy.coordinator.runs.lifecycle import Lifecycle
-from convoy.coordinator.scheduler import Units
+from convoy.coordinator.runs.records import RunRecord, attempt_id
+from convoy.coordinator.runs.scheduler import Units
 from convoy.spec import Resources
 from convoy.states import RunState
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from convoy.coordinator.batching import BatchingTransport
+from convoy.coordinator.hosts.batching import BatchingTransport
 
 
 class _Recording(asyncio.Transport):
@@ -66,7 +66,7 @@ def test_close_sends_what_is_pending_and_abort_drops_it() -> None:
 def test_the_tunnel_connects_and_hands_its_session_the_batching_transport() -> None:
     """Through a real TCP socket: asyncssh's side gets the batching transport, what it writes
     in one turn arrives whole and in order, and what arrives is handed to it."""
-    from convoy.coordinator.batching import BatchingTunnel
+    from convoy.coordinator.hosts.batching import BatchingTunnel
 
     class Session(asyncio.Protocol):
         def __init__(self) -> None:

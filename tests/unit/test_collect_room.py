@@ -16,9 +16,9 @@ from typing import Any
 import grpc
 import pytest
 
-from convoy.coordinator.diskroom import DiskRoom, reserve_of
 from convoy.coordinator.engine import Coordinator
-from convoy.coordinator.results import FilePiece, RunResult
+from convoy.coordinator.results.diskroom import DiskRoom, reserve_of
+from convoy.coordinator.results.folders import FilePiece, RunResult
 from convoy.footprint import PER_FILE, disk_footprint
 from tests.unit.test_results import finished, make_run
 

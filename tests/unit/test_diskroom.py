@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from convoy.coordinator.diskroom import RESERVE_MAX, DiskRoom, reserve_of
+from convoy.coordinator.results.diskroom import RESERVE_MAX, DiskRoom, reserve_of
 
 GB = 1 << 30
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from convoy.cli.main import main
-from convoy.coordinator.store import STATE_DB, Store
+from convoy.coordinator.runs.store import STATE_DB, Store
 from convoy.states import RunState
 from tests.unit.test_store import T0, make_runs, make_sub
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from convoy.coordinator.hostsfile import (
+from convoy.coordinator.hosts.hostsfile import (
     DEFAULT_AGENT_HOME,
     HostConfig,
     add_host,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from convoy.coordinator import images
-from convoy.coordinator.images import ImageShipper, names_registry
+from convoy.coordinator.sources import images
+from convoy.coordinator.sources.images import ImageShipper, names_registry
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,7 @@ from convoy.coordinator.runs.events import (
     Tick,
 )
 from convoy.coordinator.runs.lifecycle import HostState, Lifecycle
-from convoy.coordinator.scheduler import Units
+from convoy.coordinator.runs.scheduler import Units
 from convoy.states import Reason, RunState
 
 from .lifecycle_world import (

@@ -17,7 +17,6 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from convoy.coordinator.records import RunRecord
 from convoy.coordinator.runs.actions import (
     Abandon,
     Collect,
@@ -45,7 +44,8 @@ from convoy.coordinator.runs.events import (
     Tick,
 )
 from convoy.coordinator.runs.lifecycle import Lifecycle
-from convoy.coordinator.scheduler import Units
+from convoy.coordinator.runs.records import RunRecord
+from convoy.coordinator.runs.scheduler import Units
 from convoy.states import Reason, RunState
 
 from .lifecycle_world import Driver, make_run

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from convoy.coordinator.engine import Coordinator
-from convoy.coordinator.events import EventBus
-from convoy.coordinator.records import RunRecord
+from convoy.coordinator.runs.bus import EventBus
+from convoy.coordinator.runs.records import RunRecord
 from convoy.errors import NotFound
 from convoy.spec import Resources
 from convoy.states import RunState

@@ -1,4 +1,4 @@
-"""Unit tests for coordinator.manifest: the source tree's manifest and its stat cache."""
+"""Unit tests for coordinator.sources.manifest: the source tree's manifest and its stat cache."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from convoy.content import SyncError, check_link_target, check_relpath, hash_bytes
-from convoy.coordinator.manifest import RACY_NS, Entry, Manifest, Scanner
+from convoy.coordinator.sources.manifest import RACY_NS, Entry, Manifest, Scanner
 
 
 def write(path: Path, data: str | bytes) -> Path:

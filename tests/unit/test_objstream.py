@@ -19,7 +19,7 @@ import convoy.agent.objects
 from convoy.agent.objects import ObjectStore
 from convoy.agent.storesock import StoreSocket
 from convoy.content import hash_bytes
-from convoy.coordinator.objsend import WRITE_BYTES, send_objects, unix_store
+from convoy.coordinator.sources.objsend import WRITE_BYTES, send_objects, unix_store
 from convoy.objstream import (
     END_FRAME,
     HEADER,

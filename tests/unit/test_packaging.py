@@ -9,7 +9,7 @@ import sys
 import zipfile
 from pathlib import Path
 
-from convoy.coordinator.bundle import NOT_SHIPPED, _own_files
+from convoy.coordinator.hosts.bundle import NOT_SHIPPED, _own_files
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("agent", "coordinator", "tui")

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from convoy.content import SyncError, hash_bytes
-from convoy.coordinator.packs import PackStore
+from convoy.coordinator.sources.packs import PackStore
 
 
 def _objs(*contents: bytes) -> list[tuple[str, bytes]]:

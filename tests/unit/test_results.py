@@ -1,4 +1,4 @@
-"""Unit tests for coordinator.results: receiving result files, committing, run.json, runs.csv."""
+"""coordinator.results.folders: receiving result files, committing, run.json, runs.csv."""
 
 from __future__ import annotations
 
@@ -15,8 +15,7 @@ from typing import Any
 
 import pytest
 
-from convoy.coordinator.records import RunRecord
-from convoy.coordinator.results import (
+from convoy.coordinator.results.folders import (
     FilePiece,
     ResultError,
     RunResult,
@@ -25,6 +24,7 @@ from convoy.coordinator.results import (
     run_json,
     write_runs_csv,
 )
+from convoy.coordinator.runs.records import RunRecord
 from convoy.runjson import iso
 from convoy.spec import Resources
 from convoy.states import RunState

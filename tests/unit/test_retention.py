@@ -12,10 +12,10 @@ from typing import Any
 
 import pytest
 
-from convoy.coordinator.packs import PackStore
-from convoy.coordinator.retention import MARK, collect_unused
-from convoy.coordinator.store import STATE_DB, Store
-from convoy.coordinator.sync import SMALL, Revision, RevisionGone, Syncer
+from convoy.coordinator.runs.store import STATE_DB, Store
+from convoy.coordinator.sources.packs import PackStore
+from convoy.coordinator.sources.retention import MARK, collect_unused
+from convoy.coordinator.sources.sync import SMALL, Revision, RevisionGone, Syncer
 from convoy.states import RunState
 from tests.unit.test_store import make_runs, make_sub
 
@@ -205,7 +205,7 @@ def test_watch_mode_s_changes_against_a_collected_revision_are_unknown_not_an_er
     collected since: no list of changed paths, and the rerun goes on."""
     from types import SimpleNamespace
 
-    from convoy.coordinator.submissions import Submissions
+    from convoy.coordinator.runs.submissions import Submissions
 
     source = tree(tmp_path / "a", "alpha")
     syncer = Syncer(home)

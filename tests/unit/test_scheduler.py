@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 
-from convoy.coordinator.scheduler import (
+from convoy.coordinator.runs.scheduler import (
     HostView,
     Pending,
     Placement,

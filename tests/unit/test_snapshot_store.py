@@ -17,8 +17,8 @@ import pytest
 
 from convoy.agent.objects import ObjectStore
 from convoy.content import SyncError, hash_bytes
-from convoy.coordinator import manifest, sync
-from convoy.coordinator.sync import SMALL, Syncer
+from convoy.coordinator.sources import manifest, sync
+from convoy.coordinator.sources.sync import SMALL, Syncer
 
 
 @pytest.fixture
@@ -177,7 +177,7 @@ def test_a_tree_s_stat_cache_has_the_same_name_in_every_coordinator_process(
     finally:
         here.close()
     code = (
-        "import sys; from pathlib import Path; from coordinator.sync import Syncer; "
+        "import sys; from pathlib import Path; from convoy.coordinator.sources.sync import Syncer; "
         "s = Syncer(Path(sys.argv[1])); print(s.scanner(Path(sys.argv[2])).cache_file); s.close()"
     )
     root = Path(__file__).resolve().parents[2]

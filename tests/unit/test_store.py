@@ -1,4 +1,4 @@
-"""Unit tests for coordinator.store: SQLite persistence of submissions, runs and transitions."""
+"""coordinator.runs.store: SQLite persistence of submissions, runs and transitions."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from convoy.coordinator.records import RunRecord, SubmissionRecord
-from convoy.coordinator.store import Store
+from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
+from convoy.coordinator.runs.store import Store
 from convoy.spec import Resources
 from convoy.states import InvalidTransition, RunState
 
@@ -240,7 +240,7 @@ def test_submission_numbers(store: Store) -> None:
 def test_in_flight_on_lists_a_host_s_active_runs_read_only(store: Store, db: Path) -> None:
     """The runs syncing, building, starting or running on a host, in submission order, read
     beside the open store; ended, queued and other hosts' runs are not; no store, none."""
-    from convoy.coordinator.store import in_flight_on
+    from convoy.coordinator.runs.store import in_flight_on
 
     sub = make_sub(1, total=5)
     runs = make_runs(sub)

@@ -1,4 +1,4 @@
-"""A watched tree's snapshots (coordinator/watcher.py through Syncer.snapshot): what the
+"""A watched tree's snapshots (coordinator/sources/watcher.py through Syncer.snapshot): what the
 watcher reports is what changed, and where it cannot vouch for the tree, a full walk is made.
 Each test waits for the change to show (file events arrive on watchdog's threads), up to a
 deadline: a change the watcher misses never shows, and the test fails."""
@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 from watchdog.events import FileSystemEvent
 
-from convoy.coordinator import sync
-from convoy.coordinator.sync import Syncer
+from convoy.coordinator.sources import sync
+from convoy.coordinator.sources.sync import Syncer
 from convoy.paths import COOKIE_PREFIX
 
 
@@ -138,7 +138,7 @@ def test_markers_a_killed_coordinator_left_are_removed_when_the_tree_is_watched_
     coordinator watching the same tree, in the middle of its drain)."""
     import subprocess
 
-    from convoy.coordinator.watcher import TreeWatcher
+    from convoy.coordinator.sources.watcher import TreeWatcher
 
     root = tmp_path / "src"
     _files(root, 2)
@@ -164,7 +164,7 @@ def test_markers_a_killed_coordinator_left_are_removed_when_the_tree_is_watched_
 
 def test_a_root_gone_before_the_markers_are_looked_for_is_no_error(tmp_path: Path) -> None:
     """The root deleted between the watch's start and the look for stale markers."""
-    from convoy.coordinator.watcher import _remove_stale_cookies
+    from convoy.coordinator.sources.watcher import _remove_stale_cookies
 
     _remove_stale_cookies(tmp_path / "gone")  # raised UnboundLocalError
     (tmp_path / "src").mkdir()

@@ -34,12 +34,9 @@ import grpc
 from asyncssh.encryption import get_default_encryption_algs
 
 from convoy import __version__
-from convoy.errors import HostUnavailable
-from convoy.objstream import store_socket_beside
-
-from .agents import AgentClient, AgentInfo
-from .batching import BatchingTunnel
-from .bundle import (
+from convoy.coordinator.hosts.agents import AgentClient, AgentInfo
+from convoy.coordinator.hosts.batching import BatchingTunnel
+from convoy.coordinator.hosts.bundle import (
     AGENT_DISTRIBUTIONS,
     AGENT_MODULES,
     Bundle,
@@ -48,8 +45,10 @@ from .bundle import (
     bundle_id,
     local_runtime,
 )
-from .hostsfile import HostConfig
-from .remote import AGENT_PIDS, PROBE, Probe, in_sh, quote_path, tail
+from convoy.coordinator.hosts.hostsfile import HostConfig
+from convoy.coordinator.hosts.remote import AGENT_PIDS, PROBE, Probe, in_sh, quote_path, tail
+from convoy.errors import HostUnavailable
+from convoy.objstream import store_socket_beside
 
 log = logging.getLogger("convoy.ssh")
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from .bundle import Runtime
+from convoy.coordinator.hosts.bundle import Runtime
 
 # What the host's python and the agent home are. argv: agent_home, bundle ids to look for,
 # modules a pure bundle needs. Prints JSON (see Probe).

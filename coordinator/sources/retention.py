@@ -26,8 +26,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .packs import PackStore
-from .store import Store
+from convoy.coordinator.runs.store import Store
+from convoy.coordinator.sources.packs import PackStore
 
 log = logging.getLogger("convoy.retention")
 

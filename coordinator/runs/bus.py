@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from .records import RunRecord
+from convoy.coordinator.runs.records import RunRecord
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,9 @@ from typing import Any, TypeVar
 
 import grpc
 
+from convoy.coordinator.hosts.agents import AgentClient, AgentInfo
+from convoy.coordinator.runs.scheduler import Units
 from convoy.errors import ConvoyError
-
-from .agents import AgentClient, AgentInfo
-from .scheduler import Units
 
 log = logging.getLogger("convoy.coordinator")
 _T = TypeVar("_T")

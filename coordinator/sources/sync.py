@@ -26,14 +26,13 @@ import grpc
 
 from convoy.agent.objects import ObjectStore
 from convoy.content import SyncError, hash_bytes
+from convoy.coordinator.hosts.agents import AgentClient
+from convoy.coordinator.sources.manifest import ALWAYS_EXCLUDED, Entry, Manifest, Scanner
+from convoy.coordinator.sources.packs import PackStore, read_small_files
+from convoy.coordinator.sources.retention import KEEP_DAYS
+from convoy.coordinator.sources.watcher import TreeWatcher
 from convoy.errors import UsageError
 from convoy.files import write_json
-
-from .agents import AgentClient
-from .manifest import ALWAYS_EXCLUDED, Entry, Manifest, Scanner
-from .packs import PackStore, read_small_files
-from .retention import KEEP_DAYS
-from .watcher import TreeWatcher
 
 log = logging.getLogger("convoy.sync")
 
@@ -105,7 +104,7 @@ class Syncer:
                 stale.unlink(missing_ok=True)
 
     def _watch(self, source: Path, extra_excludes: Sequence[Path]) -> TreeWatcher | None:
-        """Keep a large tree's manifest fresh from file events (see coordinator/watcher.py);
+        """Keep a large tree's manifest fresh from file events (see coordinator/sources/watcher.py);
         None where it cannot be watched (the kernel's inotify limits): then each snapshot
         walks it."""
         ignore = list(ALWAYS_EXCLUDED)

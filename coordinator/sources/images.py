@@ -19,9 +19,8 @@ import docker
 import docker.errors
 import grpc
 
+from convoy.coordinator.hosts.agents import AgentClient
 from convoy.errors import ConvoyError
-
-from .agents import AgentClient
 
 log = logging.getLogger("convoy.images")
 

@@ -20,12 +20,11 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from convoy.agent.workspace import filter_outputs, may_hold_outputs
+from convoy.coordinator.runs.records import RunRecord
+from convoy.coordinator.wire import run_to_pb
 from convoy.errors import ConvoyError
 from convoy.files import write_json
 from convoy.runjson import duration_s, run_fields
-
-from .records import RunRecord
-from .wire import run_to_pb
 
 
 class ResultError(ConvoyError):

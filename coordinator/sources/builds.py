@@ -20,12 +20,11 @@ import uuid
 from pathlib import Path
 
 from convoy.content import hash_bytes
+from convoy.coordinator.hosts.agents import AgentClient, BuildOutcome, argv_of
+from convoy.coordinator.runs.records import RunRecord
+from convoy.coordinator.runs.store import Store
+from convoy.coordinator.sources.images import ImageError, ImageShipper
 from convoy.spec import BuildSpec, load_spec
-
-from .agents import AgentClient, BuildOutcome, argv_of
-from .images import ImageError, ImageShipper
-from .records import RunRecord
-from .store import Store
 
 log = logging.getLogger("convoy.builds")
 

@@ -12,18 +12,17 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from convoy.content import SyncError
+from convoy.coordinator.hosts.liveness import Host, labelled
+from convoy.coordinator.results.folders import write_runs_csv
+from convoy.coordinator.runs.bus import EventBus, RunChanged
+from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
+from convoy.coordinator.runs.scheduler import HostView, Units, why_unplaceable
+from convoy.coordinator.runs.store import Store
+from convoy.coordinator.sources.builds import BuildKeeper
+from convoy.coordinator.sources.sync import RevisionGone, Syncer, diff
 from convoy.errors import ConvoyError, NotFound, UsageError
 from convoy.spec import PlacementSpec, expand, load_spec
 from convoy.states import RunState
-
-from .builds import BuildKeeper
-from .events import EventBus, RunChanged
-from .liveness import Host, labelled
-from .records import RunRecord, SubmissionRecord
-from .results import write_runs_csv
-from .scheduler import HostView, Units, why_unplaceable
-from .store import Store
-from .sync import RevisionGone, Syncer, diff
 
 
 class Unchanged(Exception):

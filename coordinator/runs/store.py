@@ -12,10 +12,9 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.spec import Resources
 from convoy.states import ACTIVE, TERMINAL, RunState
-
-from .records import RunRecord, SubmissionRecord
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (

@@ -8,15 +8,14 @@ from dataclasses import dataclass
 import grpc
 
 from convoy.content import EntryLike
+from convoy.coordinator.results.folders import FilePiece
+from convoy.coordinator.runs.records import RunRecord
+from convoy.coordinator.sources.objsend import StoreOpener, send_objects, unix_store
+from convoy.coordinator.wire import resources_to_pb
 from convoy.objstream import store_socket_beside
 from convoy.spec import BuildSpec, Resources
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
-
-from .objsend import StoreOpener, send_objects, unix_store
-from .records import RunRecord
-from .results import FilePiece
-from .wire import resources_to_pb
 
 _STATE_NAMES = {
     pb.ATTEMPT_STARTING: "starting",

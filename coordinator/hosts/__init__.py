@@ -1,0 +1,1 @@
+"""Hosts: the agent client, SSH sessions, the agent bundle, the hosts file."""

@@ -1,0 +1,1 @@
+"""Results at the coordinator: run folders, runs.csv, disk room."""

@@ -1,0 +1,1 @@
+"""What a host needs before a run: revisions synced, images, builds."""
