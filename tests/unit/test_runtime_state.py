@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from convoy.agent.runtime import _state, parse_docker_time
+from convoy.agent.runtime.docker import _state, parse_docker_time
 
 
 def _inspect(started: str, finished: str) -> dict[str, object]:
