@@ -9,7 +9,7 @@ ContainerSpec`` keeps working.
 
 from __future__ import annotations
 
-from convoy.errors import RuntimeFailure
+from convoy.errors import DiskFull, RuntimeFailure
 
 from .base import (
     LABEL_PREFIX,
@@ -34,6 +34,7 @@ __all__ = [
     "ContainerRuntime",
     "ContainerSpec",
     "ContainerState",
+    "DiskFull",
     "DockerRuntime",
     "RuntimeFailure",
     "container_name",

@@ -31,7 +31,7 @@ import requests.exceptions
 import urllib3.exceptions
 from docker.types import DriverConfig, LogConfig, Mount
 
-from convoy.errors import RuntimeFailure
+from convoy.errors import DiskFull, RuntimeFailure
 
 from .base import (
     LABEL_PREFIX,
@@ -160,14 +160,14 @@ class DockerRuntime:
         except docker.errors.APIError as e:
             if e.status_code == 409:  # the name is taken: this attempt was created before
                 return self._adopt(name, spec)
-            raise RuntimeFailure(f"cannot create container {name}: {_explain(e)}") from e
+            raise start_failure(f"cannot create container {name}: {_explain(e)}") from e
         except requests.exceptions.RequestException as e:
-            raise RuntimeFailure(f"cannot create container {name}: {_explain(e)}") from e
+            raise start_failure(f"cannot create container {name}: {_explain(e)}") from e
         try:
             self.api.start(container_id)
         except (docker.errors.APIError, requests.exceptions.RequestException) as e:
             self.remove(handle_from_labels(container_id, {}))  # no half-made container stays behind
-            raise RuntimeFailure(f"cannot start container {name}: {_explain(e)}") from e
+            raise start_failure(f"cannot start container {name}: {_explain(e)}") from e
         return handle_from_labels(container_id, labels_for(spec))
 
     def _adopt(self, name: str, spec: ContainerSpec) -> ContainerHandle:
@@ -183,7 +183,7 @@ class DockerRuntime:
                 self.api.start(handle.container_id)
             except docker.errors.APIError as e:
                 self.remove(handle)
-                raise RuntimeFailure(f"cannot start container {name}: {_explain(e)}") from e
+                raise start_failure(f"cannot start container {name}: {_explain(e)}") from e
         return handle
 
     def wait(self, handle: ContainerHandle) -> ContainerExit:
@@ -283,6 +283,14 @@ class DockerRuntime:
         found.reverse()  # docker lists newest first; Created has whole seconds only
         found.sort(key=lambda c: c.get("Created", 0))
         return [handle_from_labels(c["Id"], c.get("Labels")) for c in found]
+
+
+def start_failure(message: str) -> RuntimeFailure:
+    """DiskFull when the engine's words say the disk is full (ENOSPC: its layers, the
+    container's folder or an overlay volume could not be written), else RuntimeFailure."""
+    if "no space left on device" in message.lower():
+        return DiskFull(message)
+    return RuntimeFailure(message)
 
 
 def _is_read_timeout(err: requests.exceptions.RequestException) -> bool:

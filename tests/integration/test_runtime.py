@@ -11,10 +11,12 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import docker.errors
 import pytest
+import requests
 
 from convoy.agent.runtime import ContainerSpec, DockerRuntime, container_name, parse_docker_time
-from convoy.errors import RuntimeFailure
+from convoy.errors import DiskFull, RuntimeFailure
 
 pytestmark = pytest.mark.docker
 
@@ -188,6 +190,26 @@ def test_docker_error_at_start_raises_and_leaves_no_container(
 ) -> None:
     with pytest.raises(RuntimeFailure, match="no-such-network"):
         docker_runtime.start(replace(spec, network="convoy-no-such-network"))
+    assert docker_runtime.recover(spec.agent_id) == []
+
+
+def test_a_full_disk_at_start_raises_disk_full_and_leaves_no_container(
+    docker_runtime: DockerRuntime, spec: ContainerSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The engine's ENOSPC (here its words, as dockerd gives them when it cannot write the
+    container's folder) is DiskFull, a RuntimeFailure, and the created container goes."""
+
+    def full(container: str) -> None:
+        response = requests.Response()
+        response.status_code = 500
+        raise docker.errors.APIError(
+            "500 Server Error", response,
+            explanation="mkdir /var/lib/docker/overlay2/x/merged: no space left on device",
+        )  # fmt: skip
+
+    monkeypatch.setattr(docker_runtime.api, "start", full)
+    with pytest.raises(DiskFull, match="no space left on device"):
+        docker_runtime.start(spec)
     assert docker_runtime.recover(spec.agent_id) == []
 
 
