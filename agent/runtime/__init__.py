@@ -2,6 +2,9 @@
 
 - `base`: the interface and the data types that cross it.
 - `docker`: `DockerRuntime`, real containers on a Docker engine (the default).
+- `fake`: `FakeRuntime`, containers that are only data, for tests and simulated fleets
+  (``python -m convoy.agent --runtime fake``); what each does is read from its env
+  (`fake_behaviour`: CONVOY_FAKE_DURATION, CONVOY_FAKE_EXIT, ...).
 
 Everything is re-exported here, so ``from convoy.agent.runtime import DockerRuntime,
 ContainerSpec`` keeps working.
@@ -24,6 +27,7 @@ from .base import (
     missing_image_message,
 )
 from .docker import OUTPUT_WRAPPER, TMPFS_MAX_BYTES, DockerRuntime, parse_docker_time
+from .fake import FakeRuntime
 
 __all__ = [
     "LABEL_PREFIX",
@@ -36,6 +40,7 @@ __all__ = [
     "ContainerState",
     "DiskFull",
     "DockerRuntime",
+    "FakeRuntime",
     "RuntimeFailure",
     "container_name",
     "handle_from_labels",
