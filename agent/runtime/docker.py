@@ -197,6 +197,10 @@ class DockerRuntime:
             try:
                 self.api.wait(handle.container_id, timeout=self.wait_poll_seconds)
                 break
+            except docker.errors.NotFound as e:
+                # Before RequestException, which it is too (an HTTPError): a gone container
+                # is no engine outage to wait out.
+                raise RuntimeFailure(f"container {handle.container_id[:12]} is gone") from e
             except requests.exceptions.RequestException as e:
                 if _is_read_timeout(e):
                     down_since = None
@@ -206,8 +210,6 @@ class DockerRuntime:
                 if now - down_since > self.engine_outage_seconds:
                     raise RuntimeFailure(f"the Docker engine does not answer: {e}") from e
                 time.sleep(1.0)
-            except docker.errors.NotFound as e:
-                raise RuntimeFailure(f"container {handle.container_id[:12]} is gone") from e
         state = self.state(handle)
         if state.exit is None:
             raise RuntimeFailure(
