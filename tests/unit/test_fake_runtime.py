@@ -10,6 +10,7 @@ import tarfile
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -147,7 +148,7 @@ def test_files_go_to_the_overlays_upper_folder_when_there_is_one(
     """With an overlay, the run's files land in its upper folder (what results are read from)."""
     upper = tmp_path / "upper"
     spec = make_spec(tmp_path, CONVOY_FAKE_DURATION="0", CONVOY_FAKE_FILES='{"a/b.txt": "b"}')
-    spec = ContainerSpec(**{**spec.__dict__, "work_overlay": ("/lower", str(upper), "/ovl")})
+    spec = replace(spec, work_overlay=("/lower", str(upper), "/ovl"))
     rt.wait(rt.start(spec))
     assert (upper / "a" / "b.txt").read_text() == "b"
     assert not (spec.workdir / "a").exists()
@@ -212,7 +213,7 @@ def test_images_are_a_set_that_pulls_and_loads_add_to(state_dir: Path, tmp_path:
     assert rt.has_image("a:1") == rt.image_id("a:1") == fake_image_id("a:1")
     assert rt.has_image("b:1") == ""
     with pytest.raises(RuntimeFailure, match="'b:1'"):
-        rt.start(ContainerSpec(**{**make_spec(tmp_path).__dict__, "image": "b:1"}))
+        rt.start(replace(make_spec(tmp_path), image="b:1"))
     assert rt.pull_image("b:1") == fake_image_id("b:1") == rt.has_image("b:1")
     with pytest.raises(RuntimeFailure, match="gone:1"):
         rt.pull_image("gone:1")
