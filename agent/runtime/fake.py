@@ -20,13 +20,10 @@ safe to call from several threads at once.
 from __future__ import annotations
 
 import bisect
-import hashlib
-import io
 import json
 import logging
 import math
 import secrets
-import tarfile
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
@@ -48,6 +45,7 @@ from .base import (
     missing_image_message,
 )
 from .fake_behaviour import OOM_EXIT_CODE, STOP_EXIT_CODE, Behaviour, behaviour_from_env
+from .fake_images import fake_image_id, saved_images
 
 log = logging.getLogger("convoy.agent.fake")
 
@@ -203,7 +201,7 @@ class FakeRuntime:
         """Reads the tags and image ids of a `docker save` stream, so a host that was shipped
         an image reports the coordinator's id for it afterwards."""
         try:
-            loaded = _saved_images(chunks)
+            loaded = saved_images(chunks)
         finally:
             for _ in chunks:  # the sender blocks until its stream is taken to the end
                 pass
@@ -386,52 +384,3 @@ class FakeRuntime:
                 path.write_text(text)
             except OSError as e:  # the workspace may be gone already: nothing to write into
                 log.warning("fake container %s cannot write %s: %s", c.name, path, e)
-
-
-def fake_image_id(image: str) -> str:
-    """A stable id per image name, recognisably not Docker's."""
-    return "sha256:fake" + hashlib.sha256(image.encode()).hexdigest()[4:]
-
-
-def _saved_images(chunks: Iterator[bytes]) -> dict[str, str]:
-    """Image name -> id ("sha256:<config digest>") from a `docker save` tar's manifest.json."""
-    try:
-        with tarfile.open(fileobj=_ChunkReader(chunks), mode="r|") as tar:
-            for member in tar:
-                if member.name.lstrip("./") == "manifest.json" and member.isfile():
-                    f = tar.extractfile(member)
-                    manifest = json.loads(f.read()) if f is not None else []
-                    break
-            else:
-                raise RuntimeFailure("cannot load image: the stream has no manifest.json")
-    except (tarfile.TarError, ValueError, OSError) as e:
-        raise RuntimeFailure(f"cannot load image: {e}") from e
-    found: dict[str, str] = {}
-    for entry in manifest if isinstance(manifest, list) else []:
-        config = str(entry.get("Config", ""))
-        digest = config.rsplit("/", 1)[-1].removesuffix(".json")
-        for name in entry.get("RepoTags") or []:
-            found[str(name)] = f"sha256:{digest}" if digest else ""
-    return found
-
-
-class _ChunkReader(io.RawIOBase):
-    """An iterator of byte chunks as a file to read (for tarfile's stream mode)."""
-
-    def __init__(self, chunks: Iterator[bytes]) -> None:
-        self._chunks = chunks
-        self._rest = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        while not self._rest:
-            try:
-                self._rest = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(buffer), len(self._rest))
-        buffer[:n] = self._rest[:n]
-        self._rest = self._rest[n:]
-        return n

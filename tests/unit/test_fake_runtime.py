@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from convoy.agent.runtime import ContainerSpec, DiskFull, RuntimeFailure
-from convoy.agent.runtime.fake import FakeRuntime, fake_image_id
+from convoy.agent.runtime.fake import FakeRuntime
+from convoy.agent.runtime.fake_images import fake_image_id
 
 AGENT = "agent-1"
 
