@@ -1,5 +1,6 @@
 """A real agent process on `--runtime fake`, over gRPC: it runs attempts with no Docker engine,
-and a SIGKILLed agent's fake containers are adopted by the next as Docker's would be."""
+and a SIGKILLed agent's fake containers are adopted by the next as Docker's would be. And the
+fake takes an image shipped from a real engine under that engine's id."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from convoy.agent.runtime import DockerRuntime, FakeRuntime
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
 from convoy.v1 import common_pb2
@@ -121,3 +123,16 @@ def test_cancel_stops_a_fake_run(agent: FakeAgent) -> None:
     stub.CancelAttempt(pb.CancelAttemptRequest(attempt_id="fa-3", grace_seconds=30), timeout=30)
     status = stub.WaitAttempt(pb.AttemptRef(attempt_id="fa-3"), timeout=10)
     assert (status.state, status.exit_code) == (pb.ATTEMPT_CANCELLED, 143)
+
+
+@pytest.mark.docker
+def test_a_fake_host_shipped_an_image_reports_the_engines_id_for_it(
+    docker_runtime: DockerRuntime, busybox_image: str, tmp_path: Path
+) -> None:
+    """After loading a real `docker save` stream, the fake has the image under Docker's id
+    (which the coordinator compares to decide the host has it)."""
+    fake = FakeRuntime(tmp_path / "fake-runtime", images=())
+    assert fake.has_image(busybox_image) == ""
+    chunks = docker_runtime.api.get_image(busybox_image, chunk_size=1 << 16)
+    assert fake.load_image(iter(chunks)) == [busybox_image]
+    assert fake.has_image(busybox_image) == docker_runtime.image_id(busybox_image)
