@@ -1,5 +1,12 @@
-"""python -m convoy.agent --home DIR --socket PATH [--cpus N] [--memory SIZE] [--docker-host URL]:
-one host's agent."""
+"""python -m convoy.agent --home DIR --socket PATH [--cpus N] [--memory SIZE] [--docker-host URL]
+[--runtime docker|fake [--fake-state DIR]]: one host's agent.
+
+--runtime fake runs no containers at all: each run only seems to, for as long and with the
+exit code, output and files its env asks for (CONVOY_FAKE_DURATION, CONVOY_FAKE_EXIT,
+CONVOY_FAKE_OUTPUT, CONVOY_FAKE_LINES, CONVOY_FAKE_FILES, CONVOY_FAKE_OOM,
+CONVOY_FAKE_START_ERROR, CONVOY_FAKE_DISK_FULL; the agent's own environment gives the
+defaults). It is for tests and simulated fleets, never for real work; its containers are
+files in --fake-state and outlive the agent as Docker's do."""
 
 from __future__ import annotations
 
@@ -15,11 +22,14 @@ from pathlib import Path
 from convoy import __version__
 from convoy.spec import parse_memory
 
-from .server import serve
+from .server import RUNTIMES, serve
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m convoy.agent", description=__doc__)
+    p = argparse.ArgumentParser(
+        prog="python -m convoy.agent", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )  # fmt: skip
     p.add_argument("--home", type=Path, required=True, help="the agent's state folder")
     p.add_argument("--socket", type=Path, required=True, help="the unix socket to listen on")
     p.add_argument("--cpus", type=float, help="cpus to offer (default: this host's)")
@@ -30,8 +40,21 @@ def main(argv: list[str] | None = None) -> int:
         help="the Docker engine to use, e.g. unix:///var/run/docker.sock (default: DOCKER_HOST "
         "or the default socket)",
     )  # fmt: skip
+    p.add_argument(
+        "--runtime", choices=RUNTIMES, default="docker",
+        help="what runs the containers: docker (default), or fake, for tests and simulated "
+        "fleets (see above)",
+    )  # fmt: skip
+    p.add_argument(
+        "--fake-state", type=Path, metavar="DIR",
+        help="where the fake runtime keeps its containers (default: HOME/fake-runtime)",
+    )  # fmt: skip
     p.add_argument("--version", action="version", version=__version__)
     ns = p.parse_args(argv)
+    if ns.runtime != "fake" and ns.fake_state is not None:
+        p.error("--fake-state goes with --runtime fake")
+    if ns.runtime == "fake" and ns.docker_host:
+        p.error("--docker-host goes with --runtime docker")
     if ns.docker_host:
         os.environ["DOCKER_HOST"] = ns.docker_host  # read by the runtime's docker.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
@@ -44,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     memory = parse_memory(ns.memory) if ns.memory else None
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(ns.home, ns.socket, ns.cpus, memory, ns.name))
+        asyncio.run(serve(ns.home, ns.socket, ns.cpus, memory, ns.name,
+                          runtime_kind=ns.runtime, fake_state=ns.fake_state))  # fmt: skip
     return 0
 
 

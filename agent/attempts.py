@@ -27,7 +27,7 @@ from convoy.footprint import disk_footprint
 
 from . import workspace
 from .objects import ObjectStore, RevisionMissing
-from .runtime import ContainerHandle, ContainerSpec, DockerRuntime
+from .runtime import ContainerHandle, ContainerRuntime, ContainerSpec
 from .trees import rmtree_quiet
 
 log = logging.getLogger("convoy.agent")
@@ -211,7 +211,7 @@ class Attempts:
     """Every attempt this agent knows, and the containers behind them."""
 
     def __init__(
-        self, home: Path, runtime: DockerRuntime, agent_id: str, overlay: bool | None = None
+        self, home: Path, runtime: ContainerRuntime, agent_id: str, overlay: bool | None = None
     ) -> None:
         self.home = home
         self.root = home / "attempts"

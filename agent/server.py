@@ -40,7 +40,8 @@ from .attempts import (
 )
 from .builds import Builds
 from .plans import PlanMissing
-from .runtime import DockerRuntime
+from .runtime import ContainerRuntime, DockerRuntime, FakeRuntime
+from .runtime.fake_behaviour import PREFIX as FAKE_PREFIX
 from .storesock import StoreSocket
 from .trees import ObjectsMissing, apply_delta
 
@@ -410,13 +411,28 @@ def agent_id_for(home: Path) -> str:
     return hashlib.sha256(f"{socket.gethostname()}:{home.resolve()}".encode()).hexdigest()[:16]
 
 
+RUNTIMES = ("docker", "fake")
+
+
+def make_runtime(kind: str, home: Path, fake_state: Path | None = None) -> ContainerRuntime:
+    """The agent's runtime: Docker, or for tests and simulated fleets the fake (its state in
+    `fake_state`, default <home>/fake-runtime; the agent's CONVOY_FAKE_* give its defaults)."""
+    if kind == "docker":
+        return DockerRuntime()
+    if kind == "fake":
+        defaults = {k: v for k, v in os.environ.items() if k.startswith(FAKE_PREFIX)}
+        return FakeRuntime(fake_state or home / "fake-runtime", defaults)
+    raise ConvoyError(f"no runtime {kind!r} (one of {', '.join(RUNTIMES)})")
+
+
 async def serve(
     home: Path, sock: Path, cpus: float | None = None, memory: int | None = None,
-    name: str | None = None, ready: asyncio.Event | None = None,
+    name: str | None = None, ready: asyncio.Event | None = None, runtime_kind: str = "docker",
+    fake_state: Path | None = None,
 ) -> None:  # fmt: skip
-    """Run the agent until cancelled."""
+    """Run the agent until cancelled, its containers run by `runtime_kind` (make_runtime)."""
     home.mkdir(parents=True, exist_ok=True)
-    runtime = DockerRuntime()
+    runtime = make_runtime(runtime_kind, home, fake_state)
     attempts = Attempts(home, runtime, agent_id_for(home))
     await attempts.recover()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])

@@ -53,3 +53,10 @@ class HostUnavailable(ConvoyError):
 
 class RuntimeFailure(ConvoyError):
     """A container could not be started or managed."""
+
+
+class DiskFull(RuntimeFailure):
+    """The host's disk is full ("no space left on device"), so no container could be made.
+
+    Its own class so that callers can tell a host problem, which frees up by itself once
+    results are collected, from a run or image that can never start."""

@@ -1,8 +1,10 @@
-"""How the agent reads a container's end from `docker inspect` (no Docker needed)."""
+"""How DockerRuntime reads a container's end from `docker inspect`, and its start failures
+(no Docker needed)."""
 
 from __future__ import annotations
 
-from convoy.agent.runtime import _state, parse_docker_time
+from convoy.agent.runtime.docker import _state, parse_docker_time, start_failure
+from convoy.errors import DiskFull, RuntimeFailure
 
 
 def _inspect(started: str, finished: str) -> dict[str, object]:
@@ -30,3 +32,11 @@ def test_ordinary_times_are_kept() -> None:
     state = _state(_inspect("2026-11-23T06:00:00.5Z", "2026-11-23T06:00:02.25Z"))
     assert state.exit is not None
     assert state.exit.ended_at - state.exit.started_at == 1.75
+
+
+def test_the_engines_no_space_left_on_device_is_disk_full() -> None:
+    """DockerRuntime tells a full disk from other start failures by the engine's words."""
+    full = start_failure("cannot start container c: error mounting: No space left on device")
+    other = start_failure("cannot create container c: network convoy-x not found")
+    assert isinstance(full, DiskFull) and isinstance(full, RuntimeFailure)
+    assert type(other) is RuntimeFailure

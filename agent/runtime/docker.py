@@ -22,9 +22,7 @@ import os
 import re
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import docker
@@ -33,68 +31,23 @@ import requests.exceptions
 import urllib3.exceptions
 from docker.types import DriverConfig, LogConfig, Mount
 
-from convoy.errors import RuntimeFailure
+from convoy.errors import DiskFull, RuntimeFailure
 
-LABEL_PREFIX = "convoy."
+from .base import (
+    LABEL_PREFIX,
+    ContainerExit,
+    ContainerHandle,
+    ContainerSpec,
+    ContainerState,
+    container_name,
+    handle_from_labels,
+    labels_for,
+    missing_image_message,
+)
+
 OUTPUT_WRAPPER = ("/bin/sh", "-c", 'exec "$@" >>/.convoy/output.log 2>&1', "convoy")
 TMPFS_MAX_BYTES = 1 << 30
-_NAME_BAD_CHARS = re.compile(r"[^a-zA-Z0-9_.-]")
 _RFC3339 = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d)(?:\.(\d+))?(Z|[+-]\d\d:\d\d)$")
-
-
-@dataclass(frozen=True)
-class ContainerSpec:
-    attempt_id: str
-    run_id: str
-    submission_id: str
-    experiment: str
-    agent_id: str  # identifies the agent instance (its home dir hash); label convoy.agent
-    image: str
-    argv: tuple[str, ...]
-    env: dict[str, str]
-    cpus: float
-    memory_bytes: int
-    network: str  # "none" or a docker network name
-    workdir: Path  # host dir, bind-mounted rw at /work, the container's cwd
-    logdir: Path  # host dir, bind-mounted rw at /.convoy; output goes to logdir/"output.log"
-    pids_limit: int = 4096
-    read_only_root: bool = True
-    # (lower, upper, work) of an overlay to mount at /work instead of binding `workdir`: lower
-    # holds the revision's layers joined by ':' (top first), the run's changes land in upper.
-    # It is the container's own anonymous volume, made with it and removed with it.
-    work_overlay: tuple[str, str, str] | None = None
-    # Container path -> host folder, mounted read-only (datasets: /inputs/<name>).
-    read_only_mounts: tuple[tuple[str, str], ...] = ()
-
-
-@dataclass(frozen=True)
-class ContainerHandle:
-    """Serialisable: a restarted agent rebuilds it from the container's labels."""
-
-    container_id: str
-    attempt_id: str
-    labels: dict[str, str]  # the convoy.* labels only
-
-
-@dataclass(frozen=True)
-class ContainerExit:
-    exit_code: int
-    started_at: float  # unix seconds
-    ended_at: float
-    oom_killed: bool
-    image_id: str
-
-
-@dataclass(frozen=True)
-class ContainerState:
-    status: str  # docker's: created, running, exited, dead, ...
-    running: bool
-    exit: ContainerExit | None  # set once it has ended
-
-
-def container_name(attempt_id: str) -> str:
-    """Docker's name charset is [a-zA-Z0-9][a-zA-Z0-9_.-]*; other characters become '-'."""
-    return _NAME_BAD_CHARS.sub("-", f"convoy-{attempt_id}")
 
 
 def parse_docker_time(text: str) -> float:
@@ -107,22 +60,6 @@ def parse_docker_time(text: str) -> float:
     if moment.year <= 1:
         return 0.0
     return moment.timestamp() + (int(frac) / 10 ** len(frac) if frac else 0.0)
-
-
-def _labels(spec: ContainerSpec) -> dict[str, str]:
-    return {
-        f"{LABEL_PREFIX}managed": "1",
-        f"{LABEL_PREFIX}agent": spec.agent_id,
-        f"{LABEL_PREFIX}attempt": spec.attempt_id,
-        f"{LABEL_PREFIX}run": spec.run_id,
-        f"{LABEL_PREFIX}submission": spec.submission_id,
-        f"{LABEL_PREFIX}experiment": spec.experiment,
-    }
-
-
-def _handle(container_id: str, labels: dict[str, str] | None) -> ContainerHandle:
-    ours = {k: v for k, v in (labels or {}).items() if k.startswith(LABEL_PREFIX)}
-    return ContainerHandle(container_id, ours.get(f"{LABEL_PREFIX}attempt", ""), ours)
 
 
 def _explain(err: Exception) -> str:
@@ -158,7 +95,7 @@ class DockerRuntime:
         try:
             return str(self.api.inspect_image(image)["Id"])
         except docker.errors.ImageNotFound as e:
-            raise RuntimeFailure(_missing_image(image)) from e
+            raise RuntimeFailure(missing_image_message(image)) from e
 
     def start(self, spec: ContainerSpec) -> ContainerHandle:
         """Create and start the attempt's container; if it already exists, return (and if it
@@ -209,7 +146,7 @@ class DockerRuntime:
                 entrypoint=list(OUTPUT_WRAPPER),
                 command=list(spec.argv),
                 name=name,
-                labels=_labels(spec),
+                labels=labels_for(spec),
                 environment=env,
                 user=f"{os.getuid()}:{os.getgid()}",
                 working_dir="/work",
@@ -219,26 +156,26 @@ class DockerRuntime:
             )
             container_id = str(created["Id"])
         except docker.errors.ImageNotFound as e:
-            raise RuntimeFailure(_missing_image(spec.image)) from e
+            raise RuntimeFailure(missing_image_message(spec.image)) from e
         except docker.errors.APIError as e:
             if e.status_code == 409:  # the name is taken: this attempt was created before
                 return self._adopt(name, spec)
-            raise RuntimeFailure(f"cannot create container {name}: {_explain(e)}") from e
+            raise start_failure(f"cannot create container {name}: {_explain(e)}") from e
         except requests.exceptions.RequestException as e:
-            raise RuntimeFailure(f"cannot create container {name}: {_explain(e)}") from e
+            raise start_failure(f"cannot create container {name}: {_explain(e)}") from e
         try:
             self.api.start(container_id)
         except (docker.errors.APIError, requests.exceptions.RequestException) as e:
-            self.remove(_handle(container_id, {}))  # no half-made container stays behind
-            raise RuntimeFailure(f"cannot start container {name}: {_explain(e)}") from e
-        return _handle(container_id, _labels(spec))
+            self.remove(handle_from_labels(container_id, {}))  # no half-made container stays behind
+            raise start_failure(f"cannot start container {name}: {_explain(e)}") from e
+        return handle_from_labels(container_id, labels_for(spec))
 
     def _adopt(self, name: str, spec: ContainerSpec) -> ContainerHandle:
         try:
             info = self.api.inspect_container(name)
         except docker.errors.APIError as e:
             raise RuntimeFailure(f"container {name}: {_explain(e)}") from e
-        handle = _handle(info["Id"], info["Config"].get("Labels"))
+        handle = handle_from_labels(info["Id"], info["Config"].get("Labels"))
         if handle.labels.get(f"{LABEL_PREFIX}attempt") != spec.attempt_id:
             raise RuntimeFailure(f"container {name} exists and is not attempt {spec.attempt_id}")
         if info["State"]["Status"] == "created":
@@ -246,7 +183,7 @@ class DockerRuntime:
                 self.api.start(handle.container_id)
             except docker.errors.APIError as e:
                 self.remove(handle)
-                raise RuntimeFailure(f"cannot start container {name}: {_explain(e)}") from e
+                raise start_failure(f"cannot start container {name}: {_explain(e)}") from e
         return handle
 
     def wait(self, handle: ContainerHandle) -> ContainerExit:
@@ -260,6 +197,10 @@ class DockerRuntime:
             try:
                 self.api.wait(handle.container_id, timeout=self.wait_poll_seconds)
                 break
+            except docker.errors.NotFound as e:
+                # Before RequestException, which it is too (an HTTPError): a gone container
+                # is no engine outage to wait out.
+                raise RuntimeFailure(f"container {handle.container_id[:12]} is gone") from e
             except requests.exceptions.RequestException as e:
                 if _is_read_timeout(e):
                     down_since = None
@@ -269,8 +210,6 @@ class DockerRuntime:
                 if now - down_since > self.engine_outage_seconds:
                     raise RuntimeFailure(f"the Docker engine does not answer: {e}") from e
                 time.sleep(1.0)
-            except docker.errors.NotFound as e:
-                raise RuntimeFailure(f"container {handle.container_id[:12]} is gone") from e
         state = self.state(handle)
         if state.exit is None:
             raise RuntimeFailure(
@@ -345,7 +284,15 @@ class DockerRuntime:
         )
         found.reverse()  # docker lists newest first; Created has whole seconds only
         found.sort(key=lambda c: c.get("Created", 0))
-        return [_handle(c["Id"], c.get("Labels")) for c in found]
+        return [handle_from_labels(c["Id"], c.get("Labels")) for c in found]
+
+
+def start_failure(message: str) -> RuntimeFailure:
+    """DiskFull when the engine's words say the disk is full (ENOSPC: its layers, the
+    container's folder or an overlay volume could not be written), else RuntimeFailure."""
+    if "no space left on device" in message.lower():
+        return DiskFull(message)
+    return RuntimeFailure(message)
 
 
 def _is_read_timeout(err: requests.exceptions.RequestException) -> bool:
@@ -354,10 +301,6 @@ def _is_read_timeout(err: requests.exceptions.RequestException) -> bool:
     if isinstance(err, requests.exceptions.ReadTimeout):
         return True
     return bool(err.args) and isinstance(err.args[0], urllib3.exceptions.ReadTimeoutError)
-
-
-def _missing_image(image: str) -> str:
-    return f"image {image!r} is not on this host (build it: bash images/build.sh)"
 
 
 def _state(info: dict[str, Any]) -> ContainerState:
