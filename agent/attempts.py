@@ -4,6 +4,12 @@ Each attempt lives in `<home>/attempts/<attempt id>/`: request.json, status.json
 atomically on each change), manifest.json, work/ (the run's working directory) and
 log/output.log (everything the container printed). A restarted agent reads these folders and
 finds its containers by label, so nothing a run printed or produced is lost while the agent is away.
+
+A full disk never stops the agent: a status that cannot be written is kept in memory and
+written once there is room again, and an attempt that failed while its disk was full ends
+with the code disk_full (the coordinator retries it elsewhere); the agent then takes no new
+runs until it has room (`room()`, MIN_FREE). Every change of an attempt's status is also
+handed to the watchers (the coordinator's WatchAttempts stream).
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from convoy.errors import ConvoyError
+from convoy.errors import ConvoyError, DiskFull
 from convoy.files import write_json
 from convoy.footprint import disk_footprint
 
@@ -65,6 +71,7 @@ class AttemptRequest:
     inputs: dict[str, str] = field(default_factory=dict)  # name -> revision
     build_key: str = ""  # a succeeded build whose files lie over the revision's (a run's base)
     upper: str = ""  # a build's own upper folder (agent/builds.py); else the attempt's
+    owner: str = ""  # the coordinator that started it
 
 
 @dataclass(frozen=True)
@@ -79,6 +86,7 @@ class AttemptStatus:
     image_id: str = ""
     container_id: str = ""
     lacks_revision: bool = False  # an error: the host lacks a revision the run needs
+    code: str = ""  # once ended, why (convoy.states.Reason)
 
 
 @dataclass
@@ -90,6 +98,7 @@ class Attempt:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_requested: bool = False
     timed_out: bool = False
+    unsaved: bool = False  # its status.json could not be written (a full disk): retried
     _layout: dict[str, str] | None = field(default=None, repr=False)
 
     @property
@@ -202,9 +211,35 @@ def printable(rel: str) -> str:
     return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
+def _start_error(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.errno in FULL:
+        return f"its host's disk is full ({e.strerror})"
+    return str(e)
+
+
+def _start_code(e: BaseException) -> str:
+    if isinstance(e, RevisionMissing):
+        return "sync_failed"
+    if isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in FULL):
+        return "disk_full"
+    return "runtime_error"
+
+
 class UnknownAttempt(ConvoyError):
     def __init__(self, attempt_id: str) -> None:
         super().__init__(f"no attempt {attempt_id!r} on this host")
+
+
+FULL = (errno.ENOSPC, errno.EDQUOT)
+
+
+def min_free(total: int) -> int:
+    """The room below which the agent takes no new runs: CONVOY_AGENT_MIN_FREE bytes, or by
+    default 2% of its disk, at least 1 MiB and at most 256 MiB."""
+    given = os.environ.get("CONVOY_AGENT_MIN_FREE")
+    if given and given.isdigit():
+        return int(given)
+    return max(1 << 20, min(256 << 20, total // 50))
 
 
 class Attempts:
@@ -222,6 +257,9 @@ class Attempts:
         self.agent_id = agent_id
         self._attempts: dict[str, Attempt] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._starts: dict[str, asyncio.Task[AttemptStatus]] = {}
+        self.watchers: set[asyncio.Queue[AttemptStatus]] = set()
+        self._full_since = 0.0  # when writing hit a full disk last (0: not since it had room)
 
     def get(self, attempt_id: str) -> Attempt:
         try:
@@ -236,24 +274,75 @@ class Attempts:
         return list(self._attempts.values())
 
     def _set(self, a: Attempt, **changes: Any) -> None:
+        """Change the attempt's status: kept, persisted (or, on a full disk, persisted later),
+        and handed to the watchers. Never raises for a full disk."""
         a.status = replace(a.status, **changes)
-        write_json(a.dir / "status.json", asdict(a.status))
+        self._save(a)
         if a.status.state.ended:
             a.done.set()
+        for q in self.watchers:
+            q.put_nowait(a.status)
+
+    def _save(self, a: Attempt) -> None:
+        try:
+            write_json(a.dir / "status.json", asdict(a.status))
+            a.unsaved = False
+        except OSError as e:
+            if e.errno not in FULL:
+                raise
+            if not a.unsaved:
+                log.warning("attempt %s: its status cannot be written (%s): kept in memory "
+                            "until there is room", a.request.attempt_id, e.strerror)  # fmt: skip
+            a.unsaved = True
+            self._full_since = time.time()
+
+    def save_unsaved(self) -> None:
+        """Write the statuses a full disk kept from being written (called now and then)."""
+        for a in self._attempts.values():
+            if a.unsaved:
+                self._save(a)
+
+    def room(self) -> tuple[bool, str]:
+        """Whether this host takes new runs (room on the disk its attempts live on), and why
+        not when it does not."""
+        try:
+            st = os.statvfs(self.root)
+        except OSError as e:
+            return False, f"its attempts folder cannot be read: {e.strerror}"
+        free, total = st.f_bavail * st.f_frsize, st.f_blocks * st.f_frsize
+        need = min_free(total)
+        if free < need:
+            return False, (f"its disk is full: {free >> 20} MiB free where runs are kept "
+                           f"(it takes new runs again from {need >> 20} MiB)")  # fmt: skip
+        self._full_since = 0.0
+        return True, ""
+
+    def _ended_by_full_disk(self) -> bool:
+        """The disk filled up during the attempt (it ran out of room, or writing did)."""
+        return bool(self._full_since) or not self.room()[0]
 
     async def start(self, req: AttemptRequest) -> AttemptStatus:
-        """Materialise the workspace and start the container. Idempotent per attempt id."""
-        if req.attempt_id in self._attempts:
+        """Materialise the workspace and start the container. Idempotent per attempt id; a
+        caller that goes away (a dropped connection) does not stop a start half way."""
+        if req.attempt_id in self._attempts and req.attempt_id not in self._starts:
             return self._attempts[req.attempt_id].status
+        task = self._starts.get(req.attempt_id)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._start(req))
+            self._starts[req.attempt_id] = task
+            task.add_done_callback(lambda _: self._starts.pop(req.attempt_id, None))
+        return await asyncio.shield(task)
+
+    async def _start(self, req: AttemptRequest) -> AttemptStatus:
         if not workspace.is_safe_relpath(req.attempt_id) or "/" in req.attempt_id:
             raise ConvoyError(f"bad attempt id {req.attempt_id!r}")
         d = self.root / req.attempt_id
-        (d / "log").mkdir(parents=True, exist_ok=True)
         a = Attempt(req, d, AttemptStatus(req.attempt_id, req.run_id, AttemptState.STARTING))
         self._attempts[req.attempt_id] = a
-        write_json(d / "request.json", asdict(req))
-        self._set(a)
         try:
+            (d / "log").mkdir(parents=True, exist_ok=True)
+            write_json(d / "request.json", asdict(req))
+            self._set(a)
             workdir, overlay = await asyncio.to_thread(self._prepare_workspace, a)
             a.log_path.touch()
             spec = ContainerSpec(
@@ -278,8 +367,12 @@ class Attempts:
             )
             a.handle = await asyncio.to_thread(self.runtime.start, spec)
         except (ConvoyError, OSError) as e:
-            self._set(a, state=AttemptState.ERROR, reason=str(e), ended_at=time.time(),
-                      lacks_revision=isinstance(e, RevisionMissing))  # fmt: skip
+            if isinstance(e, OSError) and e.errno in FULL:
+                self._full_since = time.time()
+            self._set(
+                a, state=AttemptState.ERROR, reason=_start_error(e), ended_at=time.time(),
+                lacks_revision=isinstance(e, RevisionMissing), code=_start_code(e),
+            )  # fmt: skip
             # Its revisions' leases and workspace go now: a coordinator told the host lacks
             # a revision syncs it and starts a new attempt, and never releases this one.
             await asyncio.to_thread(self.release, req.attempt_id)
@@ -289,6 +382,8 @@ class Attempts:
             started_at=time.time(),
         )  # fmt: skip
         self._watch(a)
+        if a.cancel_requested:  # asked to stop while it was starting
+            await asyncio.to_thread(self.runtime.stop, a.handle, 10.0)
         return a.status
 
     def _prepare_workspace(self, a: Attempt) -> tuple[Path, tuple[str, str, str] | None]:
@@ -350,27 +445,28 @@ class Attempts:
             ex = await asyncio.to_thread(self.runtime.wait, a.handle)
         except Exception as e:  # the engine went away: the container may still run
             log.exception("waiting for %s failed", a.request.attempt_id)
-            self._set(a, state=AttemptState.ERROR, reason=f"lost the container: {e}",
-                      ended_at=time.time())  # fmt: skip
+            self._set(a, state=AttemptState.ERROR, reason=f"the container runtime lost it: {e}",
+                      ended_at=time.time(), code="runtime_error")  # fmt: skip
             return
         finally:
             if timer is not None:
                 timer.cancel()
         if a.timed_out:
-            state, reason = (
-                AttemptState.TIMED_OUT,
-                (f"timed out after {a.request.timeout_seconds:g} s"),
-            )
+            state, code = AttemptState.TIMED_OUT, "timeout"
+            reason = f"timed out after {a.request.timeout_seconds:g} s"
         elif a.cancel_requested:
-            state, reason = AttemptState.CANCELLED, "cancelled on request"
+            state, code, reason = AttemptState.CANCELLED, "cancelled", "cancelled on request"
         else:
-            state = AttemptState.EXITED
+            state, code = AttemptState.EXITED, "exit_code"
             reason = f"exited with code {ex.exit_code}"
             if ex.oom_killed:
-                reason += " (killed: out of memory)"
+                code, reason = "oom_killed", f"{reason} (killed: out of memory)"
+            elif ex.exit_code != 0 and await asyncio.to_thread(self._ended_by_full_disk):
+                code = "disk_full"
+                reason = f"{reason} while its host's disk was full ({self.room()[1]})"
         self._set(
             a, state=state, exit_code=ex.exit_code, started_at=ex.started_at,
-            ended_at=ex.ended_at, reason=reason, image_id=ex.image_id,
+            ended_at=ex.ended_at, reason=reason, image_id=ex.image_id, code=code,
         )  # fmt: skip
         try:
             await asyncio.to_thread(self.runtime.remove, a.handle)
@@ -384,6 +480,7 @@ class Attempts:
         await asyncio.to_thread(self.runtime.stop, a.handle, 5.0)
 
     async def cancel(self, attempt_id: str, grace: float) -> AttemptStatus:
+        """Stop the attempt's container (its start, if it is starting, ends in a stop)."""
         a = self.get(attempt_id)
         if a.status.state.ended:
             return a.status
@@ -441,14 +538,20 @@ class Attempts:
             log_size = 0
         return counted, total, log_size
 
-    def release(self, attempt_id: str) -> AttemptStatus:
-        """Drop the workspace; keep the log and status until the attempt folder is collected."""
+    def release(self, attempt_id: str, whole: bool = False) -> AttemptStatus:
+        """Drop the workspace, keeping the log and status; `whole` (an ended attempt): its
+        folder too, and the attempt is forgotten."""
         a = self.get(attempt_id)
         if a.status.state.ended:
             for folder in (a.work, a.dir / "upper", a.dir / "ovlwork"):
                 rmtree_quiet(folder)
             for rev in {a.request.revision, *a.request.inputs.values()} - {""}:
                 self.objects.release(rev, attempt_id)
+            if whole:
+                if a.handle is not None:
+                    self.runtime.remove(a.handle)  # gone already, unless its removal failed
+                rmtree_quiet(a.dir)
+                self._attempts.pop(attempt_id, None)
         return a.status
 
     async def recover(self) -> None:
@@ -474,7 +577,7 @@ class Attempts:
                 continue
             h = handles.get(req.attempt_id)
             if h is None:
-                self._set(a, state=AttemptState.ERROR, ended_at=time.time(),
+                self._set(a, state=AttemptState.ERROR, ended_at=time.time(), code="runtime_error",
                           reason="the agent restarted and the container is gone")  # fmt: skip
                 continue
             a.handle = h

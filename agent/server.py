@@ -17,6 +17,7 @@ from typing import TypeVar
 import grpc
 
 from convoy import __version__
+from convoy.buildid import own_build
 from convoy.content import EntryLike, SyncError
 from convoy.errors import ConvoyError
 from convoy.footprint import disk_footprint
@@ -62,11 +63,14 @@ _STATES = {
 }
 
 
-def status_to_pb(s: AttemptStatus) -> pb.AttemptStatus:
+def status_to_pb(s: AttemptStatus, req: AttemptRequest | None = None) -> pb.AttemptStatus:
     return pb.AttemptStatus(
         attempt_id=s.attempt_id, run_id=s.run_id, state=_STATES[s.state], exit_code=s.exit_code,
         started_at=s.started_at, ended_at=s.ended_at, reason=s.reason, image_id=s.image_id,
-        container_id=s.container_id, lacks_revision=s.lacks_revision,
+        container_id=s.container_id, lacks_revision=s.lacks_revision, code=s.code,
+        owner=req.owner if req else "",
+        resources=common_pb2.Resources(cpus=req.cpus, memory_bytes=req.memory_bytes)
+        if req else None,
     )  # fmt: skip
 
 
@@ -76,7 +80,7 @@ def request_from_pb(r: pb.StartAttemptRequest) -> AttemptRequest:
         experiment=r.experiment, image=r.image, argv=tuple(r.argv), env=dict(r.env),
         cpus=r.resources.cpus, memory_bytes=r.resources.memory_bytes, network=r.network or "none",
         timeout_seconds=r.timeout_seconds, source_path=r.source_path, outputs=tuple(r.outputs),
-        revision=r.revision, inputs=dict(r.inputs), build_key=r.build_key,
+        revision=r.revision, inputs=dict(r.inputs), build_key=r.build_key, owner=r.owner,
     )  # fmt: skip
 
 
@@ -209,10 +213,45 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
     ) -> pb.AgentInfo:
         if not self._docker_version:
             self._docker_version = await asyncio.to_thread(self.attempts.runtime.version)
+        accepting, why = await asyncio.to_thread(self.attempts.room)
         return pb.AgentInfo(
             name=self.name, agent_version=__version__, capacity=self.capacity,
-            docker_version=self._docker_version,
+            docker_version=self._docker_version, build=own_build(), accepting=accepting,
+            why=why,
         )  # fmt: skip
+
+    async def WatchAttempts(
+        self, request: pb.WatchAttemptsRequest, context: Ctx
+    ) -> AsyncIterator[pb.AgentEvent]:
+        """A snapshot of the owner's attempts, then each change, with heartbeats between."""
+        beat = request.heartbeat_seconds if request.heartbeat_seconds > 0 else HEARTBEAT_S
+        changes: asyncio.Queue[AttemptStatus] = asyncio.Queue()
+        self.attempts.watchers.add(changes)  # before the snapshot: no change slips between
+        try:
+            accepting, why = await asyncio.to_thread(self.attempts.room)
+            yield pb.AgentEvent(snapshot=pb.AttemptSnapshot(
+                attempts=[status_to_pb(a.status, a.request) for a in self.attempts.all()
+                          if _watched(a.request, request.owner)],
+                accepting=accepting, why=why,
+            ))  # fmt: skip
+            while True:
+                try:
+                    status = await asyncio.wait_for(changes.get(), beat)
+                except TimeoutError:
+                    accepting, why = await asyncio.to_thread(self.attempts.room)
+                    yield pb.AgentEvent(heartbeat=pb.Heartbeat(accepting=accepting, why=why))
+                    continue
+                try:
+                    req = self.attempts.get(status.attempt_id).request
+                except UnknownAttempt:  # released meanwhile
+                    continue
+                if _watched(req, request.owner):
+                    yield pb.AgentEvent(changed=status_to_pb(status, req))
+                if status.code == "disk_full":  # say at once that it takes no new runs
+                    accepting, why = await asyncio.to_thread(self.attempts.room)
+                    yield pb.AgentEvent(heartbeat=pb.Heartbeat(accepting=accepting, why=why))
+        finally:
+            self.attempts.watchers.discard(changes)
 
     async def StartAttempt(
         self, request: pb.StartAttemptRequest, context: grpc.aio.ServicerContext
@@ -238,7 +277,8 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
         self, request: pb.AttemptRef, context: grpc.aio.ServicerContext
     ) -> pb.AttemptStatus:
         try:
-            return status_to_pb(self.attempts.get(request.attempt_id).status)
+            a = self.attempts.get(request.attempt_id)
+            return status_to_pb(a.status, a.request)
         except UnknownAttempt as e:
             await self._abort(context, e)
             raise
@@ -256,7 +296,7 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
         self, request: pb.ListAttemptsRequest, context: grpc.aio.ServicerContext
     ) -> pb.ListAttemptsResponse:
         return pb.ListAttemptsResponse(
-            attempts=[status_to_pb(a.status) for a in self.attempts.all()]
+            attempts=[status_to_pb(a.status, a.request) for a in self.attempts.all()]
         )
 
     async def CancelAttempt(
@@ -270,10 +310,11 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
             raise
 
     async def ReleaseAttempt(
-        self, request: pb.AttemptRef, context: grpc.aio.ServicerContext
+        self, request: pb.ReleaseRequest, context: grpc.aio.ServicerContext
     ) -> pb.AttemptStatus:
         try:
-            return status_to_pb(await asyncio.to_thread(self.attempts.release, request.attempt_id))
+            return status_to_pb(await asyncio.to_thread(
+                self.attempts.release, request.attempt_id, request.whole))  # fmt: skip
         except UnknownAttempt as e:
             await self._abort(context, e)
             raise
@@ -379,6 +420,15 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
         return pb.ResultsSizeResponse(disk_bytes=size, files=files, log_bytes=log_size)
 
 
+HEARTBEAT_S = 2.0
+
+
+def _watched(req: AttemptRequest, owner: str) -> bool:
+    """An attempt the owner's WatchAttempts reports: a run's (not a build's), started by that
+    coordinator (or by one from before attempts had owners)."""
+    return bool(req.run_id) and req.owner in (owner, "")
+
+
 def host_capacity(cpus: float | None, memory: int | None) -> common_pb2.Resources:
     """What this host offers: its cpus and memory unless overridden."""
     if cpus is None:
@@ -405,6 +455,16 @@ async def _collect_forever(attempts: Attempts, builds: Builds) -> None:
                 log.info("collected %d builds of collected revisions", removed)
         except Exception:
             log.exception("collecting the object store failed")
+
+
+async def _save_forever(attempts: Attempts) -> None:
+    """Statuses a full disk kept from being written are written once there is room."""
+    while True:
+        await asyncio.sleep(HEARTBEAT_S)
+        try:
+            await asyncio.to_thread(attempts.save_unsaved)
+        except OSError as e:
+            log.warning("writing attempt statuses: %s", e)
 
 
 def agent_id_for(home: Path) -> str:
@@ -448,6 +508,7 @@ async def serve(
     await server.start()
     os.chmod(sock, 0o600)
     collector = asyncio.ensure_future(_collect_forever(attempts, service.builds))
+    saver = asyncio.ensure_future(_save_forever(attempts))
     log.info("agent %s listening on %s", service.name, sock)
     if ready is not None:
         ready.set()
@@ -455,6 +516,7 @@ async def serve(
         await server.wait_for_termination()
     finally:
         collector.cancel()
+        saver.cancel()
         await store_socket.close()
         await server.stop(grace=2)
         await attempts.close()

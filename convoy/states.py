@@ -58,7 +58,7 @@ ACTIVE = frozenset({RunState.SYNCING, RunState.BUILDING, RunState.STARTING, RunS
 _S = RunState
 _ENDS = frozenset({_S.FAILED, _S.CANCELLED, _S.LOST})
 TRANSITIONS: dict[RunState, frozenset[RunState]] = {
-    _S.QUEUED: frozenset({_S.STARTING, _S.SYNCING, _S.BUILDING, _S.CANCELLED, _S.FAILED}),
+    _S.QUEUED: frozenset({_S.STARTING, _S.CANCELLED, _S.FAILED}),
     _S.STARTING: frozenset({_S.SYNCING, _S.BUILDING, _S.RUNNING, _S.QUEUED, *_ENDS}),
     _S.SYNCING: frozenset({_S.BUILDING, _S.STARTING, _S.RUNNING, _S.QUEUED, *_ENDS}),
     _S.BUILDING: frozenset({_S.STARTING, _S.RUNNING, _S.QUEUED, *_ENDS}),

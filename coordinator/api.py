@@ -8,7 +8,9 @@ from collections.abc import AsyncIterator
 import grpc
 
 from convoy.coordinator.engine import Coordinator
+from convoy.coordinator.hosts.session import HostSession
 from convoy.coordinator.runs.bus import RunChanged
+from convoy.coordinator.runs.lifecycle import HostInfo, HostState
 from convoy.coordinator.runs.submissions import Unchanged
 from convoy.coordinator.wire import resources_to_pb, run_to_pb
 from convoy.errors import ConvoyError, NotFound, SpecError, UsageError
@@ -18,6 +20,16 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 Ctx = grpc.aio.ServicerContext
+
+
+def _host_reason(info: HostInfo, session: HostSession) -> str:
+    """Why a host is not up (or takes no runs): what the lifecycle decided, and what the
+    last try to reach it met."""
+    if info.state is HostState.UP:
+        return "" if info.accepting else info.why
+    if info.state is HostState.LOST:
+        return f"lost: {info.why}" + (f"; {session.why}" if session.why else "")
+    return session.why or info.why
 
 
 def _code(e: ConvoyError) -> grpc.StatusCode:
@@ -91,7 +103,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self, request: pb.LogsRequest, context: Ctx
     ) -> AsyncIterator[common_pb2.LogChunk]:
         try:
-            async for attempt, offset, data in self.c.logs(
+            async for attempt, offset, data in self.c.read_logs(
                 request.run_id, request.offset, request.follow, request.attempt
             ):
                 yield common_pb2.LogChunk(offset=offset, data=data, attempt=attempt)
@@ -132,18 +144,20 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def Hosts(self, request: pb.HostsRequest, context: Ctx) -> pb.HostsResponse:
         hosts = []
-        for h, view, holders in self.c.host_views():
+        for info, view, holders, session in self.c.host_views():
             hosts.append(
                 pb.Host(
-                    name=h.name,
-                    state="up" if h.up else "unreachable",
+                    name=info.name,
+                    state=info.state.value,
                     capacity=resources_to_pb(view.capacity.as_resources()),
                     allocated=resources_to_pb(view.allocated.as_resources()),
                     runs=holders,
-                    agent_version=h.info.version if h.info else "",
-                    address=h.client.target,
-                    reason=h.reason,
-                    labels=h.labels,
+                    agent_version=session.info.version if session.info else "",
+                    address=session.address or session.client.target,
+                    reason=_host_reason(info, session),
+                    labels=info.labels,
+                    accepting=info.accepting,
+                    since=info.since if info.state.value != "up" else 0.0,
                 )
             )
         return pb.HostsResponse(hosts=hosts)

@@ -18,10 +18,11 @@ from pathlib import Path
 import grpc
 
 from convoy.coordinator.api import CoordinatorService
-from convoy.coordinator.engine import Coordinator, Host
+from convoy.coordinator.engine import Coordinator, HostSpec
 from convoy.coordinator.hosts.agents import AgentClient
 from convoy.coordinator.hosts.hostsfile import load_hosts
 from convoy.coordinator.hosts.ssh import SSHHost
+from convoy.coordinator.runs.lifecycle import DEFAULT_GRACE_S
 from convoy.coordinator.runs.store import STATE_DB, Store
 from convoy.coordinator.sources.retention import collect_quietly
 from convoy.errors import ConvoyError, UsageError
@@ -87,7 +88,7 @@ async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None)
     raise ConvoyError(f"the local agent did not answer within 15 s; see {ahome / 'agent.log'}")
 
 
-def remote_hosts(home: Path, hosts_file: Path | None) -> tuple[list[Host], list[SSHHost]]:
+def remote_hosts(home: Path, hosts_file: Path | None) -> tuple[list[HostSpec], list[SSHHost]]:
     """Hosts of the hosts file (default: CONVOY_HOME/hosts.yaml when it exists), reached by SSH."""
     path = hosts_file or home / "hosts.yaml"
     if not path.exists():
@@ -101,7 +102,9 @@ def remote_hosts(home: Path, hosts_file: Path | None) -> tuple[list[Host], list[
         async def revive(ssh: SSHHost = ssh) -> None:  # connect (again) and start the agent
             await ssh.ensure_agent()
 
-        hosts.append(Host(cfg.name, ssh.client(), revive=revive, labels=cfg.labels))
+        where = f"{cfg.user + '@' if cfg.user else ''}{cfg.address}"
+        hosts.append(HostSpec(cfg.name, ssh.client(), revive, dict(cfg.labels), where,
+                              cpus=cfg.cpus, memory=cfg.memory))  # fmt: skip
         sessions.append(ssh)
     return hosts, sessions
 
@@ -109,12 +112,14 @@ def remote_hosts(home: Path, hosts_file: Path | None) -> tuple[list[Host], list[
 async def serve(
     home: Path, cpus: float | None = None, memory: str | None = None,
     ready: asyncio.Event | None = None, hosts_file: Path | None = None, local: bool = True,
+    grace_s: float | None = None,
 ) -> None:  # fmt: skip
-    """Run the coordinator until SIGINT/SIGTERM (or cancellation)."""
+    """Run the coordinator until SIGINT/SIGTERM (or cancellation). `grace_s`: how long a host
+    may stop answering before its runs are given up (default DEFAULT_GRACE_S)."""
     home.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(home, 0o700)
     with _only_coordinator(home):
-        await _serve(home, cpus, memory, ready, hosts_file, local)
+        await _serve(home, cpus, memory, ready, hosts_file, local, grace_s or DEFAULT_GRACE_S)
 
 
 @contextlib.contextmanager
@@ -131,7 +136,7 @@ def _only_coordinator(home: Path) -> Iterator[None]:
 
 async def _serve(
     home: Path, cpus: float | None, memory: str | None, ready: asyncio.Event | None,
-    hosts_file: Path | None, local: bool,
+    hosts_file: Path | None, local: bool, grace_s: float,
 ) -> None:  # fmt: skip
     hosts, sessions = remote_hosts(home, hosts_file)
     if local:
@@ -141,13 +146,13 @@ async def _serve(
             fresh = await ensure_local_agent(home, cpus, memory)
             await fresh.close()
 
-        hosts.insert(0, Host(LOCAL_HOST, client, revive=revive))
+        hosts.insert(0, HostSpec(LOCAL_HOST, client, revive, address="this machine"))
     if not hosts:
         raise UsageError("no hosts: the hosts file lists none and the local host is off")
     store = Store(home / STATE_DB)
     # Before the Syncer is made and anything is served: no snapshot or sync is in flight.
     await asyncio.to_thread(collect_quietly, home, store)
-    coordinator = Coordinator(home, store, hosts)
+    coordinator = Coordinator(home, store, hosts, grace_s=grace_s)
     await coordinator.start()
     server = grpc.aio.server()
     pb_grpc.add_CoordinatorServicer_to_server(CoordinatorService(coordinator), server)

@@ -36,4 +36,9 @@ def run_to_pb(r: RunRecord) -> pb.Run:
         resources=resources_to_pb(r.resources),
         command=r.command if isinstance(r.command, str) else json.dumps(list(r.command)),
         image_id=r.image_id,
+        code=r.code.value if r.code else "",
+        retries=r.retries,
+        infra_retries=r.infra_retries,
+        app_failures=r.app_failures,
+        infra_failures=r.infra_failures,
     )

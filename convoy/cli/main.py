@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="hosts file (default: $CONVOY_HOME/hosts.yaml when it exists)")  # fmt: skip
     u.add_argument("--no-local", dest="local", action="store_false",
                    help="run nothing on this machine, only on the hosts file's")  # fmt: skip
+    u.add_argument("--host-grace", type=_seconds, metavar="SECONDS", default=None,
+                   help="how long a host may stop answering before its runs are given up and "
+                   "retried elsewhere (default 60)")  # fmt: skip
 
     d = sub.add_parser("down", help="stop the background coordinator and local agent",
                        description="Stop the coordinator and the local agent of this "
@@ -233,8 +236,20 @@ def _up(home: Path, ns: argparse.Namespace) -> int:
     from convoy.coordinator.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    asyncio.run(serve(home, ns.cpus, ns.memory, hosts_file=ns.hosts, local=ns.local))
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # a line per channel otherwise
+    asyncio.run(serve(home, ns.cpus, ns.memory, hosts_file=ns.hosts, local=ns.local,
+                      grace_s=ns.host_grace))  # fmt: skip
     return 0
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number), got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text}")
+    return value
 
 
 def _up_args(ns: argparse.Namespace) -> list[str]:
@@ -247,6 +262,8 @@ def _up_args(ns: argparse.Namespace) -> list[str]:
         args += ["--hosts", str(ns.hosts.absolute())]
     if not ns.local:
         args.append("--no-local")
+    if ns.host_grace is not None:
+        args += ["--host-grace", str(ns.host_grace)]
     return args
 
 

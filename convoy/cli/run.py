@@ -157,7 +157,7 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
                 printer.status(
                     f"convoy: [{len(final)}/{total}] {run.id} {run.state}{code} "
                     f"in {human_duration(duration_s(run))}"
-                    + ("" if run.state == "succeeded" else f": {run.reason}")
+                    + ("" if run.state == "succeeded" else f": [{run.code}] {run.reason}")
                 )
                 missed = not_collected(run.id, run.results_path)
                 if missed:

@@ -116,19 +116,25 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("name", "agent_version", "capacity", "docker_version")
+    __slots__ = ("name", "agent_version", "capacity", "docker_version", "build", "accepting", "why")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
     DOCKER_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BUILD_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTING_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
     name: str
     agent_version: str
     capacity: _common_pb2.Resources
     docker_version: str
-    def __init__(self, name: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., docker_version: _Optional[str] = ...) -> None: ...
+    build: str
+    accepting: bool
+    why: str
+    def __init__(self, name: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., docker_version: _Optional[str] = ..., build: _Optional[str] = ..., accepting: _Optional[bool] = ..., why: _Optional[str] = ...) -> None: ...
 
 class StartAttemptRequest(_message.Message):
-    __slots__ = ("attempt_id", "run_id", "submission_id", "experiment", "image", "argv", "env", "resources", "network", "timeout_seconds", "source_path", "outputs", "revision", "inputs", "build_key")
+    __slots__ = ("attempt_id", "run_id", "submission_id", "experiment", "image", "argv", "env", "resources", "network", "timeout_seconds", "source_path", "outputs", "revision", "inputs", "build_key", "owner")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -158,6 +164,7 @@ class StartAttemptRequest(_message.Message):
     REVISION_FIELD_NUMBER: _ClassVar[int]
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     BUILD_KEY_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     run_id: str
     submission_id: str
@@ -173,7 +180,8 @@ class StartAttemptRequest(_message.Message):
     revision: str
     inputs: _containers.ScalarMap[str, str]
     build_key: str
-    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., image: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., network: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., source_path: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., revision: _Optional[str] = ..., inputs: _Optional[_Mapping[str, str]] = ..., build_key: _Optional[str] = ...) -> None: ...
+    owner: str
+    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., image: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., network: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., source_path: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., revision: _Optional[str] = ..., inputs: _Optional[_Mapping[str, str]] = ..., build_key: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
 
 class BuildRequest(_message.Message):
     __slots__ = ("key", "attempt")
@@ -204,7 +212,7 @@ class BuildResult(_message.Message):
     def __init__(self, key: _Optional[str] = ..., succeeded: _Optional[bool] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., tail: _Optional[str] = ..., attempt_id: _Optional[str] = ..., built_now: _Optional[bool] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class AttemptStatus(_message.Message):
-    __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id", "lacks_revision")
+    __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id", "lacks_revision", "code", "owner", "resources")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -215,6 +223,9 @@ class AttemptStatus(_message.Message):
     CONTAINER_ID_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     LACKS_REVISION_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    RESOURCES_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     state: AttemptState
     exit_code: int
@@ -225,7 +236,54 @@ class AttemptStatus(_message.Message):
     container_id: str
     run_id: str
     lacks_revision: bool
-    def __init__(self, attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image_id: _Optional[str] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ..., lacks_revision: _Optional[bool] = ...) -> None: ...
+    code: str
+    owner: str
+    resources: _common_pb2.Resources
+    def __init__(self, attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image_id: _Optional[str] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ..., lacks_revision: _Optional[bool] = ..., code: _Optional[str] = ..., owner: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ...) -> None: ...
+
+class WatchAttemptsRequest(_message.Message):
+    __slots__ = ("owner", "heartbeat_seconds")
+    OWNER_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    owner: str
+    heartbeat_seconds: float
+    def __init__(self, owner: _Optional[str] = ..., heartbeat_seconds: _Optional[float] = ...) -> None: ...
+
+class AgentEvent(_message.Message):
+    __slots__ = ("snapshot", "changed", "heartbeat")
+    SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    snapshot: AttemptSnapshot
+    changed: AttemptStatus
+    heartbeat: Heartbeat
+    def __init__(self, snapshot: _Optional[_Union[AttemptSnapshot, _Mapping]] = ..., changed: _Optional[_Union[AttemptStatus, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ...) -> None: ...
+
+class AttemptSnapshot(_message.Message):
+    __slots__ = ("attempts", "accepting", "why")
+    ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ACCEPTING_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    attempts: _containers.RepeatedCompositeFieldContainer[AttemptStatus]
+    accepting: bool
+    why: str
+    def __init__(self, attempts: _Optional[_Iterable[_Union[AttemptStatus, _Mapping]]] = ..., accepting: _Optional[bool] = ..., why: _Optional[str] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("accepting", "why")
+    ACCEPTING_FIELD_NUMBER: _ClassVar[int]
+    WHY_FIELD_NUMBER: _ClassVar[int]
+    accepting: bool
+    why: str
+    def __init__(self, accepting: _Optional[bool] = ..., why: _Optional[str] = ...) -> None: ...
+
+class ReleaseRequest(_message.Message):
+    __slots__ = ("attempt_id", "whole")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    WHOLE_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    whole: bool
+    def __init__(self, attempt_id: _Optional[str] = ..., whole: _Optional[bool] = ...) -> None: ...
 
 class AttemptRef(_message.Message):
     __slots__ = ("attempt_id",)

@@ -6,7 +6,7 @@ import warnings
 from convoy.v1 import agent_pb2 as convoy_dot_v1_dot_agent__pb2
 from convoy.v1 import common_pb2 as convoy_dot_v1_dot_common__pb2
 
-GRPC_GENERATED_VERSION = '1.85.1'
+GRPC_GENERATED_VERSION = '1.85.4'
 GRPC_VERSION = grpc.__version__
 _version_not_supported = False
 
@@ -62,6 +62,11 @@ class AgentStub:
                 request_serializer=convoy_dot_v1_dot_agent__pb2.ListAttemptsRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_agent__pb2.ListAttemptsResponse.FromString,
                 _registered_method=True)
+        self.WatchAttempts = channel.unary_stream(
+                '/convoy.v1.Agent/WatchAttempts',
+                request_serializer=convoy_dot_v1_dot_agent__pb2.WatchAttemptsRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_agent__pb2.AgentEvent.FromString,
+                _registered_method=True)
         self.CancelAttempt = channel.unary_unary(
                 '/convoy.v1.Agent/CancelAttempt',
                 request_serializer=convoy_dot_v1_dot_agent__pb2.CancelAttemptRequest.SerializeToString,
@@ -84,7 +89,7 @@ class AgentStub:
                 _registered_method=True)
         self.ReleaseAttempt = channel.unary_unary(
                 '/convoy.v1.Agent/ReleaseAttempt',
-                request_serializer=convoy_dot_v1_dot_agent__pb2.AttemptRef.SerializeToString,
+                request_serializer=convoy_dot_v1_dot_agent__pb2.ReleaseRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_agent__pb2.AttemptStatus.FromString,
                 _registered_method=True)
         self.MissingObjects = channel.unary_unary(
@@ -157,6 +162,16 @@ class AgentServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchAttempts(self, request, context):
+        """The coordinator's one stream per host: first a snapshot of every attempt the agent holds
+        for this owner, then each change as it happens, and a heartbeat every heartbeat_seconds
+        (whether the agent takes new runs: room on its disk). A coordinator that hears nothing for
+        a few heartbeats counts the host unreachable from then; reconnecting gives a new snapshot.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CancelAttempt(self, request, context):
         """Stops the container: SIGTERM, then SIGKILL after grace_seconds.
         """
@@ -187,7 +202,8 @@ class AgentServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReleaseAttempt(self, request, context):
-        """The coordinator has what it needs: the agent may delete the attempt's workspace.
+        """The coordinator has what it needs: the agent may delete the attempt's workspace, and with
+        `whole` its folder (output log, status) too, forgetting the attempt.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -270,6 +286,11 @@ def add_AgentServicer_to_server(servicer, server):
                     request_deserializer=convoy_dot_v1_dot_agent__pb2.ListAttemptsRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_agent__pb2.ListAttemptsResponse.SerializeToString,
             ),
+            'WatchAttempts': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchAttempts,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.WatchAttemptsRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_agent__pb2.AgentEvent.SerializeToString,
+            ),
             'CancelAttempt': grpc.unary_unary_rpc_method_handler(
                     servicer.CancelAttempt,
                     request_deserializer=convoy_dot_v1_dot_agent__pb2.CancelAttemptRequest.FromString,
@@ -292,7 +313,7 @@ def add_AgentServicer_to_server(servicer, server):
             ),
             'ReleaseAttempt': grpc.unary_unary_rpc_method_handler(
                     servicer.ReleaseAttempt,
-                    request_deserializer=convoy_dot_v1_dot_agent__pb2.AttemptRef.FromString,
+                    request_deserializer=convoy_dot_v1_dot_agent__pb2.ReleaseRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_agent__pb2.AttemptStatus.SerializeToString,
             ),
             'MissingObjects': grpc.unary_unary_rpc_method_handler(
@@ -474,6 +495,33 @@ class Agent:
             _registered_method=True)
 
     @staticmethod
+    def WatchAttempts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/convoy.v1.Agent/WatchAttempts',
+            convoy_dot_v1_dot_agent__pb2.WatchAttemptsRequest.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.AgentEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def CancelAttempt(request,
             target,
             options=(),
@@ -596,7 +644,7 @@ class Agent:
             request,
             target,
             '/convoy.v1.Agent/ReleaseAttempt',
-            convoy_dot_v1_dot_agent__pb2.AttemptRef.SerializeToString,
+            convoy_dot_v1_dot_agent__pb2.ReleaseRequest.SerializeToString,
             convoy_dot_v1_dot_agent__pb2.AttemptStatus.FromString,
             options,
             channel_credentials,

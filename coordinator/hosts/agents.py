@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import grpc
 
@@ -37,6 +37,10 @@ class AttemptOutcome:
     reason: str
     image_id: str
     lacks_revision: bool = False  # an error: sync the revision (and inputs) again, then retry
+    code: str = ""  # once ended: why (convoy.states.Reason), as the agent saw it
+    run_id: str = ""
+    owner: str = ""
+    resources: Resources = field(default_factory=Resources)
 
     @property
     def ended(self) -> bool:
@@ -49,12 +53,49 @@ class AgentInfo:
     version: str
     capacity: Resources
     docker_version: str
+    build: str = ""  # a digest of the agent's own files (hosts/bundle.py own_digest)
+    accepting: bool = True
+    why: str = ""
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """WatchAttempts' first message: every attempt the agent holds for this coordinator."""
+
+    attempts: tuple[AttemptOutcome, ...]
+    accepting: bool
+    why: str
+
+
+@dataclass(frozen=True)
+class Changed:
+    attempt: AttemptOutcome
+
+
+@dataclass(frozen=True)
+class Heartbeat:
+    accepting: bool
+    why: str
+
+
+WatchEvent = Snapshot | Changed | Heartbeat
+
+# A dropped connection to an agent is retried soon: gRPC's default backoff grows to 120 s,
+# which kept hosts that answered again out for a minute (the reconnect after a partition).
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", 64 * 1024 * 1024),
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
+]
 
 
 def _outcome(s: pb.AttemptStatus) -> AttemptOutcome:
+    r = s.resources
     return AttemptOutcome(
         s.attempt_id, _STATE_NAMES.get(s.state, "error"), s.exit_code, s.started_at, s.ended_at,
-        s.reason, s.image_id, s.lacks_revision,
+        s.reason, s.image_id, s.lacks_revision, s.code, s.run_id, s.owner,
+        Resources(r.cpus, r.memory_bytes, r.gpus),
     )  # fmt: skip
 
 
@@ -108,9 +149,7 @@ class AgentClient:
             path = target.removeprefix("unix:")
             open_store = unix_store(store_socket_beside(path))
         self._open_store = open_store
-        self._channel = grpc.aio.insecure_channel(
-            target, options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)]
-        )
+        self._channel = grpc.aio.insecure_channel(target, options=CHANNEL_OPTIONS)
         self._stub = pb_grpc.AgentStub(self._channel)
         # Payload bytes of the sync requests sent so far (what bench/sync.py reports).
         self.sync_bytes_sent = 0
@@ -123,12 +162,32 @@ class AgentClient:
         c = info.capacity
         return AgentInfo(
             info.name, info.agent_version, Resources(c.cpus, c.memory_bytes, c.gpus),
-            info.docker_version,
+            info.docker_version, info.build, info.accepting, info.why,
         )  # fmt: skip
 
+    async def watch(self, owner: str, heartbeat: float) -> AsyncGenerator[WatchEvent, None]:
+        """The host's attempts of `owner`: a Snapshot, then Changed and Heartbeat as they come."""
+        call = self._stub.WatchAttempts(
+            pb.WatchAttemptsRequest(owner=owner, heartbeat_seconds=heartbeat)
+        )
+        try:
+            async for ev in call:
+                kind = ev.WhichOneof("kind")
+                if kind == "snapshot":
+                    snap = ev.snapshot
+                    yield Snapshot(tuple(_outcome(a) for a in snap.attempts), snap.accepting,
+                                   snap.why)  # fmt: skip
+                elif kind == "changed":
+                    yield Changed(_outcome(ev.changed))
+                elif kind == "heartbeat":
+                    yield Heartbeat(ev.heartbeat.accepting, ev.heartbeat.why)
+        finally:
+            call.cancel()
+
     async def start(
-        self, run: RunRecord, source_path: str = "", revision: str = "", build_key: str = ""
-    ) -> AttemptOutcome:
+        self, run: RunRecord, source_path: str = "", revision: str = "", build_key: str = "",
+        owner: str = "",
+    ) -> AttemptOutcome:  # fmt: skip
         req = pb.StartAttemptRequest(
             attempt_id=run.attempt_id, run_id=run.id, submission_id=run.submission_id,
             experiment=run.experiment, image=run.image, argv=argv_of(run.command),
@@ -136,6 +195,7 @@ class AgentClient:
             resources=resources_to_pb(run.resources),
             network=run.network, timeout_seconds=run.timeout_seconds, source_path=source_path,
             outputs=list(run.outputs), revision=revision, inputs=run.inputs, build_key=build_key,
+            owner=owner,
         )  # fmt: skip
         return _outcome(await self._stub.StartAttempt(req, timeout=300))
 
@@ -172,8 +232,11 @@ class AgentClient:
         req = pb.CancelAttemptRequest(attempt_id=attempt_id, grace_seconds=grace)
         return _outcome(await self._stub.CancelAttempt(req, timeout=grace + 30))
 
-    async def release(self, attempt_id: str) -> None:
-        await self._stub.ReleaseAttempt(pb.AttemptRef(attempt_id=attempt_id), timeout=60)
+    async def release(self, attempt_id: str, whole: bool = False) -> None:
+        """Let the host free the attempt's workspace; `whole`: its folder too (forgotten)."""
+        await self._stub.ReleaseAttempt(
+            pb.ReleaseRequest(attempt_id=attempt_id, whole=whole), timeout=60
+        )
 
     async def read_log(
         self, attempt_id: str, offset: int, follow: bool

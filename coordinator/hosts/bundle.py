@@ -31,14 +31,13 @@ from pathlib import Path
 from typing import BinaryIO
 
 import convoy
+from convoy.buildid import own_build, own_files
 
 # What `python -m convoy.agent` imports beyond the standard library (their requirements too).
 # blake3: the content hashes of synced objects (convoy/content.py).
 AGENT_DISTRIBUTIONS = ("grpcio", "protobuf", "docker", "pyyaml", "blake3")
 # The modules a python must find for a pure bundle to work.
 AGENT_MODULES = ("grpc", "google.protobuf", "docker", "yaml", "blake3")
-# convoy's subpackages a host does not need (and whose imports, textual, it may not have).
-NOT_SHIPPED = ("coordinator", "tui")
 VERSION_FILE = "VERSION"
 
 _SKIP_PARTS = {"__pycache__"}
@@ -103,23 +102,6 @@ def _distributions() -> list[importlib.metadata.Distribution]:
     return list(seen.values())
 
 
-def _own_files() -> Iterator[tuple[str, Path]]:
-    """(name in the bundle, local file) of convoy's package, less NOT_SHIPPED. Its agent
-    subpackage is a link in a checkout (convoy/agent -> ../agent): walked through it."""
-    assert convoy.__file__ is not None
-    root = Path(convoy.__file__).parent
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
-        here = Path(dirpath)
-        rel_dir = here.relative_to(root)
-        if rel_dir == Path("."):
-            dirnames[:] = [d for d in dirnames if d not in NOT_SHIPPED]
-        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_PARTS)
-        for name in sorted(filenames):
-            path = here / name
-            if path.suffix not in _SKIP_SUFFIXES and path.is_file():
-                yield (Path("convoy") / rel_dir / name).as_posix(), path
-
-
 def _dist_files(dist: importlib.metadata.Distribution) -> Iterator[tuple[str, Path]]:
     """(name in the bundle, local file) of what `dist` installed into site-packages."""
     for f in dist.files or []:
@@ -135,9 +117,7 @@ def _dist_files(dist: importlib.metadata.Distribution) -> Iterator[tuple[str, Pa
 
 def bundle_id(pure: bool = False) -> str:
     """The id of the bundle this coordinator would ship; cheap (reads only convoy's sources)."""
-    h = hashlib.sha256()
-    for name, path in _own_files():
-        h.update(name.encode() + b"\0" + path.read_bytes() + b"\0")
+    h = hashlib.sha256(own_build().encode())
     if not pure:
         for dist in _distributions():
             h.update(f"{dist.metadata['Name']}=={dist.version}\0".encode())
@@ -146,7 +126,7 @@ def bundle_id(pure: bool = False) -> str:
 
 
 def _files(pure: bool) -> list[tuple[str, Path]]:
-    files = dict(_own_files())
+    files = dict(own_files())
     if not pure:
         for dist in _distributions():
             for name, path in _dist_files(dist):

@@ -33,7 +33,7 @@ import asyncssh
 import grpc
 from asyncssh.encryption import get_default_encryption_algs
 
-from convoy import __version__
+from convoy.buildid import own_build
 from convoy.coordinator.hosts.agents import AgentClient, AgentInfo
 from convoy.coordinator.hosts.batching import BatchingTunnel
 from convoy.coordinator.hosts.bundle import (
@@ -55,7 +55,13 @@ log = logging.getLogger("convoy.ssh")
 KEEPALIVE_INTERVAL = 5.0  # seconds between keepalives; a dead host is noticed in ~15 s
 KEEPALIVE_COUNT_MAX = 3
 CONNECT_TIMEOUT = 15.0
-AGENT_START_TIMEOUT = 15.0
+# Bringing a host back (hosts/session.py tries again every second or so): a connection that
+# does not open in this long is tried anew, so a host whose network returns is up within seconds.
+RECONNECT_TIMEOUT = 4.0
+ALIVE_CHECK_TIMEOUT = 4.0  # an open connection that cannot run `true` in this long is dead
+# An agent whose process lives is never replaced for being slow to answer (it may be starting,
+# or thawing after its host was frozen): it gets this long.
+AGENT_ANSWER_TIMEOUT = 60.0
 AGENT_STOP_TIMEOUT = 10.0
 SOCKET_PATH_MAX = 107  # sun_path holds 108 bytes with the NUL
 MIN_PYTHON = (3, 11)  # convoy's requires-python
@@ -199,7 +205,7 @@ class SSHHost:
         opts = self._options()
         return opts.host, opts.port
 
-    async def connect(self) -> None:
+    async def connect(self, timeout: float = CONNECT_TIMEOUT) -> None:
         """Open the host's one connection (again, if it was lost); idempotent."""
         async with self._lock:
             if self.connected:
@@ -219,7 +225,7 @@ class SSHHost:
                 self._conn = await asyncssh.connect(
                     self.cfg.address, port=self.cfg.port or (), username=self.cfg.user or (),
                     config=self._config, known_hosts=self._known_hosts(),
-                    preferred_auth="publickey", connect_timeout=CONNECT_TIMEOUT,
+                    preferred_auth="publickey", connect_timeout=timeout,
                     keepalive_interval=KEEPALIVE_INTERVAL,
                     keepalive_count_max=KEEPALIVE_COUNT_MAX, **kwargs,
                 )  # fmt: skip
@@ -300,6 +306,19 @@ class SSHHost:
         os.chmod(tmp, 0o600)
         tmp.replace(path)
         return got
+
+    async def _alive_connection(self) -> None:
+        """A connection that works: an open one that still runs a command (a partition leaves
+        a connection open and silent until its keepalives fail), else a new one."""
+        conn = self._conn
+        if conn is not None and not conn.is_closed():
+            try:
+                await asyncio.wait_for(conn.run("true", check=False), ALIVE_CHECK_TIMEOUT)
+                return
+            except (TimeoutError, OSError, asyncssh.Error):
+                log.info("%s: the connection went silent: opening a new one", self.name)
+                await self.close()
+        await self.connect(timeout=RECONNECT_TIMEOUT)
 
     async def close(self) -> None:
         """Close the tunnel and the connection; the agent keeps running on its host."""
@@ -394,12 +413,13 @@ class SSHHost:
         )
 
     async def ensure_agent(self) -> str:
-        """Make sure convoy's agent of this version runs on the host; return the local gRPC
+        """Make sure convoy's agent of this build runs on the host; return the local gRPC
         target tunnelled to it. Installs the agent bundle when missing (no internet needed on
-        the host), starts the agent when none answers, replaces one of another version."""
+        the host), starts the agent when none runs, replaces one of another build. An agent
+        that runs but is slow to answer is waited for, never replaced (AGENT_ANSWER_TIMEOUT)."""
         async with self._agent_lock:
             self.install_seconds = 0.0
-            await self.connect()
+            await self._alive_connection()
             ids = await asyncio.to_thread(lambda: [bundle_id(False), bundle_id(True)])
             probe = await self._probe(ids)
             pure = self._choose_bundle(probe)
@@ -415,16 +435,36 @@ class SSHHost:
                 ident = await self._install(ahome, pure)  # the id of what it built and sent
             lib = f"{ahome}/lib/{ident}"
             target = await self._forward(sock)
-            if probe.socket:
-                info = await self._describe()
-                if info is not None and info.version == __version__ and probe.bundle in ("", ident):
+            pids = await self._agent_pids(ahome, stop=False)
+            if pids:
+                info = await self._describe(timeout=5.0)
+                if info is None:  # it runs but does not answer (yet): give it time
+                    info = await self._answer_of(ahome, pids[0])
+                if info is not None and info.build == own_build() and probe.bundle in ("", ident):
                     return target
                 if info is not None:
-                    log.info("%s: replacing agent %s (%s) with %s", self.name, info.version,
-                             probe.bundle or "?", ident)  # fmt: skip
+                    log.info("%s: replacing agent %s (build %s) with %s", self.name,
+                             info.version, info.build or probe.bundle or "?", ident)  # fmt: skip
+                else:
+                    log.warning("%s: agent pid %d did not answer for %g s: replacing it",
+                                self.name, pids[0], AGENT_ANSWER_TIMEOUT)  # fmt: skip
                 await self._stop_agent(ahome)
             await self._start_agent(ahome, lib, ident)
             return target
+
+    async def _answer_of(self, ahome: str, pid: int) -> AgentInfo | None:
+        """The agent's answer once it gives one, while its process lives; None if it dies or
+        stays silent for AGENT_ANSWER_TIMEOUT."""
+        deadline = time.monotonic() + AGENT_ANSWER_TIMEOUT
+        alive = in_sh(f"kill -0 {pid} 2>/dev/null")
+        while time.monotonic() < deadline:
+            info = await self._describe(timeout=2.0)
+            if info is not None:
+                return info
+            if (await self.run(alive, timeout=ALIVE_CHECK_TIMEOUT)).exit_status != 0:
+                return None
+            await asyncio.sleep(0.5)
+        return None
 
     async def _install(self, ahome: str, pure: bool) -> str:
         t0 = time.monotonic()
@@ -511,7 +551,7 @@ class SSHHost:
             "echo $!"
         )  # a background child of a non-interactive sh leads no process group: setsid forks not
         pid = int((await self._checked("starting the agent", in_sh(script))).split()[-1])
-        deadline = time.monotonic() + AGENT_START_TIMEOUT
+        deadline = time.monotonic() + AGENT_ANSWER_TIMEOUT  # never killed while it starts
         alive_check = in_sh(f"kill -0 {pid} 2>/dev/null")
         while True:
             info = await self._describe(timeout=2.0)
@@ -521,7 +561,7 @@ class SSHHost:
             if not alive or time.monotonic() > deadline:
                 if not alive and (info := await self._describe(timeout=2.0)) is not None:
                     break  # another coordinator's start won the agent's lock
-                why = "exited" if not alive else f"did not answer within {AGENT_START_TIMEOUT:g} s"
+                why = "exited" if not alive else f"did not answer within {AGENT_ANSWER_TIMEOUT:g} s"
                 r = await self.run(f"tail -n 30 {q(ahome + '/agent.log')}")
                 raise HostUnavailable(
                     self.name, f"the agent {why}; the end of {ahome}/agent.log:\n"

@@ -13,6 +13,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import shutil
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
@@ -149,7 +150,9 @@ class RunResult:
         of = run.attempt if output_of is None else output_of
         # By the names the run gave; a run that never started made no file to match.
         unmatched = unmatched_outputs(run.outputs, self) if of else {}
-        for name in ("output.log", "run.json"):  # convoy's own: a result so named steps aside
+        # convoy's own names: a result so named steps aside (output.aN.log and superseded.aN
+        # are the logs of earlier attempts and what superseded ones left, added later)
+        for name in ("output.log", "run.json", *_reserved_in(self.staging)):
             self._step_aside(name)
         not_collected = dict(self.left_out)
         for key, why in [*unmatched.items(), ("output.log", self.output_missing)]:
@@ -201,6 +204,20 @@ class RunResult:
         self.log_path.unlink(missing_ok=True)
 
 
+_RESERVED = re.compile(r"output\.a\d+\.log|superseded\.a\d+")
+# Sections of run.json added after its folder was written (results/collect.py): kept when
+# run.json is written again.
+ADDED_LATER = ("attempt_logs", "superseded")
+
+
+def _reserved_in(folder: Path) -> list[str]:
+    """Names at the top of a result folder that convoy keeps for its own."""
+    try:
+        return sorted(n for n in os.listdir(folder) if _RESERVED.fullmatch(n))
+    except OSError:
+        return []
+
+
 def unmatched_outputs(outputs: Sequence[str], result: RunResult) -> dict[str, str]:
     """The declared outputs that no result matches, sent or left out."""
     names = [*result.files, *(p for p in result.left_out if not p.endswith("/"))]
@@ -224,6 +241,8 @@ def record_unstarted(run: RunRecord) -> None:
         files = meta.get("files") if isinstance(meta, dict) else None
         missed = meta.get("not_collected") if isinstance(meta, dict) else None
         body = run_json(run, files or {}, output_attempt(meta), missed or {})
+        if isinstance(meta, dict):
+            body.update({k: meta[k] for k in ADDED_LATER if k in meta})
         write_json(folder / "run.json", body, indent=2)
         return
     result = RunResult(run)
@@ -244,13 +263,14 @@ def write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:
         params.extend(k for k in r.params if k not in params)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["run", "index", *params, "state", "exit_code", "duration_s", "host", "attempt"])
+    w.writerow(["run", "index", *params, "state", "code", "exit_code", "duration_s", "host",
+                "attempt"])  # fmt: skip
     for r in sorted(runs, key=lambda r: r.index):
         d = duration(r)
         w.writerow([
             r.id, r.index, *(r.params.get(k, "") for k in params), r.state.value,
-            "" if r.exit_code is None else r.exit_code, "" if d is None else f"{d:.3f}",
-            r.host, r.attempt,
+            r.code.value if r.code else "", "" if r.exit_code is None else r.exit_code,
+            "" if d is None else f"{d:.3f}", r.host, r.attempt,
         ])  # fmt: skip
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".csv.tmp")

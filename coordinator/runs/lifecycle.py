@@ -270,6 +270,11 @@ class Lifecycle:
         else:
             out.append(HostChanged(h.name, "refusing", f"{h.name} takes no new runs: {e.why}"))
 
+    def _refusing(self, host: str, why: str, out: list[Action]) -> None:
+        """A full disk ended an attempt there: no new runs until its agent says it has room
+        (its next heartbeat, HostStatus)."""
+        self._host_status(HostStatus(host, accepting=False, why=f"its disk is full ({why})"), out)
+
     def _tick(self, out: list[Action]) -> None:
         for h in self.hosts.values():
             if h.state is HostState.UNREACHABLE and self.now - h.since >= self.grace_s:
@@ -377,6 +382,9 @@ class Lifecycle:
         for sub_id, placement in e.placements:
             self._placement[sub_id] = placement
         for a in e.attempts:
+            if a.host not in self.hosts:  # taken out of the hosts file: nothing to reconcile
+                out.append(ForgetAttempts((a.id,)))
+                continue
             orphan = a.phase is AttemptPhase.LAUNCHING
             # A collection in flight died with the coordinator: the attempt ran, and is
             # reported again (ended) by its host, which keeps its results until released.
@@ -390,7 +398,10 @@ class Lifecycle:
                 self._queued.add(run.id)
                 continue
             aid = attempt_id(run.id, run.attempt)
-            if aid not in self.attempts:  # a store from before the attempts ledger
+            if run.host not in self.hosts:
+                self._requeue(run, f"attempt {run.attempt}'s host {run.host} is not in the "
+                                   "hosts file any more", out)  # fmt: skip
+            elif aid not in self.attempts:  # a store from before the attempts ledger
                 phase = (AttemptPhase.RUNNING if run.state is RunState.RUNNING
                          else AttemptPhase.LAUNCHING)  # fmt: skip
                 a = AttemptRecord(aid, run.id, run.attempt, run.host, Units.of(run.resources),
@@ -421,7 +432,7 @@ class Lifecycle:
             allowed = [h for h in self.hosts.values() if placement.allows(h.name, h.labels)]
             if not allowed:
                 why = (f"no host matches its placement ({placement}) any more; the hosts: "
-                       f"{_labelled(self.hosts.values()) or 'none'}")  # fmt: skip
+                       f"{labelled(self.hosts.values()) or 'none'}")  # fmt: skip
                 stranded += [(r, why) for r in runs]
                 continue
             only = frozenset(h.name for h in allowed) if placement.restricts else None
@@ -529,6 +540,8 @@ class Lifecycle:
                       outcome=Outcome(e.code, e.message, e.exit_code, ended_at=e.at))  # fmt: skip
         out.append(Release(a.host, a.id, whole=True))  # nothing ran: nothing there to keep
         self._wanted_dispatch = True
+        if e.code is Reason.DISK_FULL:
+            self._refusing(a.host, e.message, out)
         self._attempt_failed(a, e.code, e.message, e.exit_code, out)
 
     def _ended(self, attempt: str, outcome: Outcome, out: list[Action]) -> None:
@@ -542,6 +555,8 @@ class Lifecycle:
         if a is None:
             return
         self._stopping.discard(a.id)
+        if outcome.code is Reason.DISK_FULL:
+            self._refusing(a.host, outcome.message, out)
         a = self._set(a, out, phase=AttemptPhase.COLLECTING, held=False, outcome=outcome)
         self._wanted_dispatch = True  # the container is gone: its room is free
         run = _with_outcome(self.runs[a.run_id], outcome, self.now)
@@ -782,11 +797,12 @@ def _ago(seconds: float) -> str:
     return f"{seconds / 60:.1f} min"
 
 
-def _labelled(hosts: Iterable[HostInfo]) -> str:
+def labelled(hosts: Iterable[HostInfo]) -> str:
+    """The hosts with their labels, for messages: `h1 (no labels); h2 (rack=b)`."""
     return "; ".join(
         f"{h.name} ({', '.join(f'{k}={v}' for k, v in h.labels.items()) or 'no labels'})"
         for h in hosts
     )
 
 
-__all__ = ["DEFAULT_GRACE_S", "TERMINAL", "HostInfo", "HostState", "Lifecycle"]
+__all__ = ["DEFAULT_GRACE_S", "TERMINAL", "HostInfo", "HostState", "Lifecycle", "labelled"]

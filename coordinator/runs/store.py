@@ -12,9 +12,11 @@ import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from convoy.coordinator.runs.events import AttemptPhase, AttemptRecord, Outcome
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
+from convoy.coordinator.runs.scheduler import Units
 from convoy.spec import Resources
-from convoy.states import ACTIVE, TERMINAL, RunState
+from convoy.states import ACTIVE, TERMINAL, Reason, RunState
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS submissions (
@@ -33,7 +35,9 @@ CREATE TABLE IF NOT EXISTS runs (
     seq INTEGER NOT NULL, state TEXT NOT NULL, attempt INTEGER NOT NULL, host TEXT NOT NULL,
     exit_code INTEGER, created_at REAL NOT NULL, started_at REAL NOT NULL,
     ended_at REAL NOT NULL, reason TEXT NOT NULL, image_id TEXT NOT NULL,
-    inputs_json TEXT NOT NULL DEFAULT '{}'
+    inputs_json TEXT NOT NULL DEFAULT '{}', code TEXT NOT NULL DEFAULT '',
+    infra_retries INTEGER NOT NULL DEFAULT 3, app_failures INTEGER NOT NULL DEFAULT 0,
+    infra_failures INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS runs_by_submission ON runs(submission_id, idx);
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs(state);
@@ -42,17 +46,31 @@ CREATE TABLE IF NOT EXISTS transitions (
     to_state TEXT NOT NULL, reason TEXT NOT NULL, host TEXT NOT NULL, attempt INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS transitions_by_run ON transitions(run_id, id);
+CREATE TABLE IF NOT EXISTS attempts (
+    id TEXT PRIMARY KEY, run_id TEXT NOT NULL, number INTEGER NOT NULL, host TEXT NOT NULL,
+    millicpus INTEGER NOT NULL, memory_bytes INTEGER NOT NULL, gpus INTEGER NOT NULL,
+    phase TEXT NOT NULL, held INTEGER NOT NULL, kept INTEGER NOT NULL, outcome_json TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_by_run ON attempts(run_id);
 """
 
 _RUN_COLUMNS = (
     "id, submission_id, experiment, idx, params_json, command_json, env_json, image, cpus, "
     "memory_bytes, gpus, retries, timeout_seconds, network, outputs_json, revision, results_path, "
     "priority, seq, state, attempt, host, exit_code, created_at, started_at, ended_at, reason, "
-    "image_id, inputs_json"
+    "image_id, inputs_json, code, infra_retries, app_failures, infra_failures"
 )
 
 # Columns added after the first release, with their definitions: added to older stores on open.
-_ADDED_COLUMNS = {"runs": {"inputs_json": "TEXT NOT NULL DEFAULT '{}'"}}
+_ADDED_COLUMNS = {
+    "runs": {
+        "inputs_json": "TEXT NOT NULL DEFAULT '{}'",
+        "code": "TEXT NOT NULL DEFAULT ''",
+        "infra_retries": "INTEGER NOT NULL DEFAULT 3",
+        "app_failures": "INTEGER NOT NULL DEFAULT 0",
+        "infra_failures": "INTEGER NOT NULL DEFAULT 0",
+    }
+}
 
 
 def _run_row(r: RunRecord) -> tuple[object, ...]:
@@ -63,6 +81,7 @@ def _run_row(r: RunRecord) -> tuple[object, ...]:
         r.retries, r.timeout_seconds, r.network, json.dumps(list(r.outputs)), r.revision,
         r.results_path, r.priority, r.seq, r.state.value, r.attempt, r.host, r.exit_code,
         r.created_at, r.started_at, r.ended_at, r.reason, r.image_id, json.dumps(r.inputs),
+        r.code.value if r.code else "", r.infra_retries, r.app_failures, r.infra_failures,
     )  # fmt: skip
 
 
@@ -96,7 +115,36 @@ def _run_from(row: sqlite3.Row) -> RunRecord:
         reason=row["reason"],
         image_id=row["image_id"],
         inputs=json.loads(row["inputs_json"]),
+        code=Reason(row["code"]) if row["code"] else None,
+        infra_retries=row["infra_retries"],
+        app_failures=row["app_failures"],
+        infra_failures=row["infra_failures"],
     )
+
+
+def _attempt_row(a: AttemptRecord) -> tuple[object, ...]:
+    o = a.outcome
+    outcome = None if o is None else json.dumps({
+        "code": o.code.value, "message": o.message, "exit_code": o.exit_code,
+        "started_at": o.started_at, "ended_at": o.ended_at, "image_id": o.image_id,
+    })  # fmt: skip
+    u = a.units
+    return (a.id, a.run_id, a.number, a.host, u.millicpus, u.memory_bytes, u.gpus,
+            a.phase.value, int(a.held), int(a.kept), outcome)  # fmt: skip
+
+
+def _attempt_from(row: sqlite3.Row) -> AttemptRecord:
+    outcome = None
+    if row["outcome_json"]:
+        o = json.loads(row["outcome_json"])
+        outcome = Outcome(Reason(o["code"]), o["message"], o["exit_code"], o["started_at"],
+                          o["ended_at"], o["image_id"])  # fmt: skip
+    return AttemptRecord(
+        id=row["id"], run_id=row["run_id"], number=row["number"], host=row["host"],
+        units=Units(row["millicpus"], row["memory_bytes"], row["gpus"]),
+        phase=AttemptPhase(row["phase"]), held=bool(row["held"]), outcome=outcome,
+        kept=bool(row["kept"]),
+    )  # fmt: skip
 
 
 STATE_DB = "state.db"  # in the coordinator's home
@@ -176,17 +224,38 @@ class Store:
     def update_runs(self, changes: Iterable[tuple[RunRecord, RunRecord, float]]) -> None:
         """Persist (before, after, at) changes; a state change also records a transition."""
         with self._tx():
-            for before, after, at in changes:
-                row = _run_row(after)
-                sets = ", ".join(f"{c.strip()} = ?" for c in _RUN_COLUMNS.split(",")[1:])
-                self._db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*row[1:], after.id))
-                if before.state != after.state:
-                    self._db.execute(
-                        "INSERT INTO transitions (run_id, at, from_state, to_state, reason, host,"
-                        " attempt) VALUES (?,?,?,?,?,?,?)",
-                        (after.id, at, before.state.value, after.state.value, after.reason,
-                         after.host, after.attempt),
-                    )  # fmt: skip
+            self._update_runs(changes)
+
+    def apply(
+        self, changes: Iterable[tuple[RunRecord, RunRecord, float]],
+        saved: Iterable[AttemptRecord] = (), forgotten: Iterable[str] = (),
+    ) -> None:  # fmt: skip
+        """Run changes and the attempts ledger's, in one transaction: what one decision of
+        the lifecycle changed is stored whole or not at all."""
+        with self._tx():
+            self._update_runs(changes)
+            self._db.executemany(
+                "INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                [_attempt_row(a) for a in saved],
+            )
+            self._db.executemany("DELETE FROM attempts WHERE id = ?", [(i,) for i in forgotten])
+
+    def attempts(self) -> list[AttemptRecord]:
+        """The attempts ledger: every attempt not yet released whole from its host."""
+        return [_attempt_from(r) for r in self._db.execute("SELECT * FROM attempts ORDER BY id")]
+
+    def _update_runs(self, changes: Iterable[tuple[RunRecord, RunRecord, float]]) -> None:
+        sets = ", ".join(f"{c.strip()} = ?" for c in _RUN_COLUMNS.split(",")[1:])
+        for before, after, at in changes:
+            row = _run_row(after)
+            self._db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*row[1:], after.id))
+            if before.state != after.state:
+                self._db.execute(
+                    "INSERT INTO transitions (run_id, at, from_state, to_state, reason, host,"
+                    " attempt) VALUES (?,?,?,?,?,?,?)",
+                    (after.id, at, before.state.value, after.state.value, after.reason,
+                     after.host, after.attempt),
+                )  # fmt: skip
 
     def runs(
         self, submission_id: str = "", states: Sequence[RunState] = (), limit: int = 0

@@ -1,20 +1,20 @@
 """Accepting work: a submission (validated, its sources snapshot, its runs stored and queued),
-a rerun of some of its runs on the same revision, and what watch mode asks of them.
-
-A mixin of the Coordinator (coordinator/engine.py), which holds the state used here.
+a rerun of some of its runs on the same revision, and what watch mode asks of them. What is
+accepted is stored before anything else, then handed to the lifecycle (Submitted).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from convoy.content import SyncError
-from convoy.coordinator.hosts.liveness import Host, labelled
 from convoy.coordinator.results.folders import write_runs_csv
 from convoy.coordinator.runs.bus import EventBus, RunChanged
+from convoy.coordinator.runs.events import Event, Submitted
+from convoy.coordinator.runs.lifecycle import Lifecycle, labelled
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.scheduler import HostView, Units, why_unplaceable
 from convoy.coordinator.runs.store import Store
@@ -34,19 +34,19 @@ class Unchanged(Exception):
 
 
 class Submissions:
-    home: Path
-    store: Store
-    syncer: Syncer
-    hosts: dict[str, Host]
-    bus: EventBus
-    builds: BuildKeeper
-    _queue: dict[str, RunRecord]
-    _wake: asyncio.Event
-    _progress: dict[str, str]
-    _placement: dict[str, PlacementSpec]
-
-    def _view(self, h: Host) -> HostView:
-        raise NotImplementedError
+    def __init__(
+        self, home: Path, store: Store, syncer: Syncer, builds: BuildKeeper, bus: EventBus,
+        life: Lifecycle, feed: Callable[[Event], None],
+    ) -> None:  # fmt: skip
+        self.home = home
+        self.store = store
+        self.syncer = syncer
+        self.builds = builds
+        self.bus = bus
+        self.life = life
+        self.feed = feed
+        self._progress: dict[str, str] = {}  # submission -> its progress regex
+        self._placement: dict[str, PlacementSpec] = {}  # submission -> where its runs may go
 
     def changed_paths(self, old_revision: str, new_revision: str) -> list[str]:
         """Paths added, changed or removed from one revision to the next (for watch mode)."""
@@ -144,20 +144,21 @@ class Submissions:
                 raise UsageError(f"{spec_path}: input {name!r}: folder {path} does not exist")
             inputs[name] = path
         req = Units.of(spec.resources)
-        unknown = [n for n in spec.placement.hosts if n not in self.hosts]
+        hosts = self.life.hosts
+        unknown = [n for n in spec.placement.hosts if n not in hosts]
         if unknown:  # a typo would quietly narrow the placement to the other names
             raise UsageError(f"{spec_path}: placement.hosts: no host named "
                              f"{', '.join(map(repr, unknown))}; the hosts: "
-                             f"{', '.join(self.hosts) or 'none'}")  # fmt: skip
-        known = [h for h in self.hosts.values() if h.info]
+                             f"{', '.join(hosts) or 'none'}")  # fmt: skip
+        known = [h for h in hosts.values() if h.known]
         allowed = [h for h in known if spec.placement.allows(h.name, h.labels)]
         if not allowed and known:
-            hosts = labelled(known)
-            unseen = ", ".join(h.name for h in self.hosts.values() if not h.info)
-            hosts += f"; not connected yet: {unseen}" if unseen else ""
+            names = labelled(known)
+            unseen = ", ".join(h.name for h in hosts.values() if not h.known)
+            names += f"; not connected yet: {unseen}" if unseen else ""
             raise UsageError(f"{spec_path}: cannot run anywhere: no connected host matches "
-                             f"placement ({spec.placement}); the hosts: {hosts}")  # fmt: skip
-        problem = why_unplaceable(req, [self._view(h) for h in allowed])
+                             f"placement ({spec.placement}); the hosts: {names}")  # fmt: skip
+        problem = why_unplaceable(req, [HostView(h.name, h.capacity) for h in allowed])
         if problem:
             raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")
         try:
@@ -203,6 +204,7 @@ class Submissions:
                 image=spec.image,
                 resources=spec.resources,
                 retries=spec.retries,
+                infra_retries=spec.infra_retries,
                 timeout_seconds=spec.timeout_seconds,
                 network=spec.network,
                 outputs=spec.outputs,
@@ -224,7 +226,6 @@ class Submissions:
         sub_dir.mkdir(parents=True, exist_ok=True)
         write_runs_csv(sub_dir / "runs.csv", records)
         for r in records:
-            self._queue[r.id] = r
             self.bus.publish(RunChanged(r, "", now))
-        self._wake.set()
+        self.feed(Submitted(tuple(records), spec.placement))
         return sub, records

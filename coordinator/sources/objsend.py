@@ -5,7 +5,7 @@ Frames are gathered into writes of WRITE_BYTES: a write is one pass through the 
 packet or a call each.
 
 Failures come back as gRPC statuses, as from the agent's other calls: UNAVAILABLE when the
-stream could not be opened or broke (retried across reconnects, coordinator/hosts/liveness.py),
+stream could not be opened or broke (retried once the host answers again, hosts/session.py),
 INVALID_ARGUMENT for an object the host refused, RESOURCE_EXHAUSTED when it could not store,
 UNKNOWN (also retried) when the agent failed otherwise.
 """

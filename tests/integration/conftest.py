@@ -102,6 +102,7 @@ class ConvoyEnv:
 
     home: Path
     coordinator: subprocess.Popen[bytes]
+    up_args: tuple[str, ...] = ()  # the options its coordinator was started with
 
     def env(self) -> dict[str, str]:
         return dict(os.environ, CONVOY_HOME=str(self.home))

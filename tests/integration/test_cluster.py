@@ -3,105 +3,22 @@ sources synced content-addressed, images shipped to a host whose engine lacks th
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
 import docker
 import pytest
 
-from convoy.agent.server import agent_id_for
-
-from .conftest import ConvoyEnv, remove_container, write_experiment
+from .cluster import add_hosts, cluster, down, up, wait_hosts
+from .conftest import write_experiment
 from .testhosts import TestHost, TestHosts
 
 pytestmark = pytest.mark.docker
-
-
-def _cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "convoy.cli.main", *args],
-        env=dict(os.environ, CONVOY_HOME=str(home)), capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
-
-
-def _add_hosts(
-    home: Path, hosts: list[TestHost], trust: bool = True, labels: Mapping[str, str] = {}
-) -> None:
-    for h in hosts:
-        args = ["hosts", "add", h.name, h.address, "--port", str(h.port), "--user", h.user,
-                "--identity", str(h.identity), "--cpus", "2", "--memory", "4GiB",
-                "--agent-home", str(h.agent_home)]  # fmt: skip
-        if h.name in labels:
-            args += ["--label", labels[h.name]]
-        if h.docker_host:
-            args += ["--docker-host", h.docker_host]
-        out = _cli(home, *args)
-        assert out.returncode == 0, out.stderr
-        if trust:
-            out = _cli(home, "hosts", "trust", h.name, "--fingerprint", h.host_key_fingerprint)
-            assert out.returncode == 0, out.stderr
-
-
-@contextlib.contextmanager
-def _cluster(
-    hosts: list[TestHost], trust: bool = True, labels: Mapping[str, str] = {}
-) -> Iterator[ConvoyEnv]:
-    """`convoy up` over these hosts; `labels`: host name -> one KEY=VALUE label for it."""
-    home = Path(tempfile.mkdtemp(prefix="cvc-", dir="/tmp"))
-    _add_hosts(home, hosts, trust, labels)
-    env = ConvoyEnv(home, _up(home))
-    try:
-        yield env
-    finally:
-        _down(env)
-        engine = docker.from_env()
-        for h in hosts:
-            pid = h.agent_home / "agent.pid"
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(pid.read_text().strip()), signal.SIGKILL)
-            label = f"convoy.agent={agent_id_for(h.agent_home)}"
-            for c in engine.containers.list(all=True, filters={"label": label}):
-                remove_container(engine.api, c.id)
-            for v in engine.volumes.list(filters={"label": label}):
-                v.remove(force=True)
-        subprocess.run(["rm", "-rf", str(home)], check=False)
-
-
-def _up(home: Path) -> subprocess.Popen[bytes]:
-    """`convoy up --no-local` in `home`, once its socket is there; output appended to up.log."""
-    (home / "coordinator.sock").unlink(missing_ok=True)
-    with open(home / "up.log", "ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "convoy.cli.main", "up", "--no-local"],
-            env=dict(os.environ, CONVOY_HOME=str(home)), stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while not (home / "coordinator.sock").exists():
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            raise AssertionError((home / "up.log").read_text())
-        time.sleep(0.1)
-    return proc
-
-
-def _down(env: ConvoyEnv) -> None:
-    env.coordinator.terminate()
-    try:
-        env.coordinator.wait(15)
-    except subprocess.TimeoutExpired:
-        env.coordinator.kill()
-        env.coordinator.wait()
 
 
 def _ts(iso: str) -> float:
@@ -135,7 +52,7 @@ def test_twenty_runs_spread_over_two_ssh_hosts_without_over_committing(
     """)  # fmt: skip
     (tmp_path / "out").mkdir()
     (tmp_path / "out" / ".keep").write_text("")
-    with _cluster([h1, h2]) as env:
+    with cluster([h1, h2]) as env:
         out = env.cli("run", str(spec))
         assert out.returncode == 0, out.stderr + (env.home / "up.log").read_text()
     sub = tmp_path / "convoy-results/spread/spread-1"
@@ -161,7 +78,7 @@ def test_a_host_with_an_unknown_key_is_refused_naming_it_and_its_fingerprint(
 ) -> None:
     """A host whose key was never trusted is not used; `convoy hosts` says why, with the key."""
     h1 = test_hosts[0]
-    with _cluster([h1], trust=False) as env:
+    with cluster([h1], trust=False) as env:
         out = env.cli("hosts", "--json")
         assert out.returncode == 0, out.stderr
         [host] = json.loads(out.stdout)
@@ -181,7 +98,7 @@ def test_a_running_revision_sees_only_its_own_files_while_the_next_syncs(
         command: sleep 3; cat data.txt; ls; echo made > made.txt
         resources: {cpus: 1, memory: 64MiB}
     """)  # fmt: skip
-    with _cluster([test_hosts[0]]) as env:
+    with cluster([test_hosts[0]]) as env:
         assert env.cli("run", "--detach", str(spec)).returncode == 0
         env.wait_for("revs-1.00", {"running"}, timeout=60)
         (tmp_path / "data.txt").write_text("v2 is longer\n")
@@ -216,7 +133,7 @@ def test_an_image_naming_an_unreachable_registry_is_shipped_instead(
             image: localhost:1/busybox:cvy
             command: echo from the shipped image
         """)  # fmt: skip
-        with _cluster([h2]) as env:
+        with cluster([h2]) as env:
             out = env.cli("run", str(spec))
             log = (env.home / "up.log").read_text()
             assert out.returncode == 0, out.stderr + log
@@ -239,17 +156,17 @@ def test_a_host_that_stops_answering_gets_no_runs_until_it_is_back(
           i: {range: [0, 6]}
         resources: {cpus: 1, memory: 64MiB}
     """)  # fmt: skip
-    with _cluster(hosts.hosts) as env:
-        _wait_hosts(env, {"h1": "up", "h2": "up"})
+    with cluster(hosts.hosts) as env:
+        wait_hosts(env, {"h1": "up", "h2": "up"})
         hosts.freeze("h1")
         try:
-            _wait_hosts(env, {"h1": "unreachable", "h2": "up"})
+            wait_hosts(env, {"h1": "unreachable", "h2": "up"})
             out = env.cli("run", str(spec))
             assert out.returncode == 0, out.stderr
             assert {r["host"] for r in env.runs("failover-1")} == {"h2"}
         finally:
             hosts.thaw("h1")
-        _wait_hosts(env, {"h1": "up", "h2": "up"})
+        wait_hosts(env, {"h1": "up", "h2": "up"})
 
 
 def test_placement_pins_runs_to_labelled_or_named_hosts(
@@ -271,8 +188,8 @@ def test_placement_pins_runs_to_labelled_or_named_hosts(
             placement: {placement}
         """)  # fmt: skip
 
-    with _cluster(test_hosts, labels={"h2": "rack=b"}) as env:
-        _wait_hosts(env, {"h1": "up", "h2": "up"})
+    with cluster(test_hosts, labels={"h2": "rack=b"}) as env:
+        wait_hosts(env, {"h1": "up", "h2": "up"})
         listed = json.loads(env.cli("hosts", "--json").stdout)
         assert {h["name"]: h["labels"] for h in listed} == {"h1": {}, "h2": {"rack": "b"}}
         assert "rack=b" in env.cli("hosts").stdout.splitlines()[2]  # h2's row, under LABELS
@@ -318,13 +235,13 @@ def test_runs_pinned_to_a_host_taken_out_of_the_hosts_file_fail_saying_why(
         command: echo ok
         resources: {cpus: 1, memory: 64MiB}
     """)  # fmt: skip
-    with _cluster(test_hosts) as env:
-        _wait_hosts(env, {"h1": "up", "h2": "up"})
+    with cluster(test_hosts) as env:
+        wait_hosts(env, {"h1": "up", "h2": "up"})
         out = env.cli("run", "--detach", str(pinned))
         assert out.returncode == 0, out.stderr
         env.wait_for("pinned-1.00", {"running"})
         assert {r["state"] for r in env.runs("pinned-1")} == {"running", "queued"}
-        _down(env)
+        down(env)
         hosts_yaml = (env.home / "hosts.yaml").read_text()
         out = env.cli("hosts", "remove", "h2")  # a run is in flight there: refused
         assert out.returncode == 2, out
@@ -333,7 +250,7 @@ def test_runs_pinned_to_a_host_taken_out_of_the_hosts_file_fail_saying_why(
         out = env.cli("hosts", "remove", "--force", "h2")
         assert out.returncode == 0, out.stderr
         assert "1 run(s) were in flight on h2" in out.stderr
-        env.coordinator = _up(env.home)
+        env.coordinator = up(env.home)
         for i in range(3):
             run = env.wait_for(f"pinned-1.0{i}", {"failed"}, timeout=30)
             assert "no host matches its placement (hosts h2) any more" in run["reason"]
@@ -361,17 +278,17 @@ def test_queued_runs_no_host_can_take_after_a_capacity_change_fail_saying_why(
           i: [0, 1, 2]
         resources: {cpus: 2, memory: 64MiB}
     """)  # fmt: skip
-    with _cluster([h1]) as env:
-        _wait_hosts(env, {"h1": "up"})
+    with cluster([h1]) as env:
+        wait_hosts(env, {"h1": "up"})
         out = env.cli("run", "--detach", str(spec))
         assert out.returncode == 0, out.stderr
         env.wait_for("wide-1.00", {"running"})
-        _down(env)
+        down(env)
         assert env.cli("hosts", "remove", "--force", "h1").returncode == 0  # and back:
-        _add_hosts(env.home, [h1])
+        add_hosts(env.home, [h1])
         hosts_file = env.home / "hosts.yaml"
         hosts_file.write_text(hosts_file.read_text().replace("cpus: 2", "cpus: 1"))
-        env.coordinator = _up(env.home)
+        env.coordinator = up(env.home)
         for i in (1, 2):
             run = env.wait_for(f"wide-1.0{i}", {"failed"}, timeout=30)
             assert run["reason"].startswith("no host it may use can ever run it: a run asks "
@@ -395,8 +312,8 @@ def test_a_run_whose_host_is_down_when_the_coordinator_restarts_is_adopted_not_r
         resources: {cpus: 1, memory: 64MiB}
         placement: {hosts: [h2]}
     """)  # fmt: skip
-    with _cluster(hosts.hosts) as env:
-        _wait_hosts(env, {"h1": "up", "h2": "up"})
+    with cluster(hosts.hosts) as env:
+        wait_hosts(env, {"h1": "up", "h2": "up"})
         out = env.cli("run", "--detach", str(spec))
         assert out.returncode == 0, out.stderr
         env.wait_for("steady-1.00", {"running"})
@@ -404,7 +321,7 @@ def test_a_run_whose_host_is_down_when_the_coordinator_restarts_is_adopted_not_r
         env.coordinator.wait()
         hosts.freeze("h2")
         try:
-            env.coordinator = _up(env.home)
+            env.coordinator = up(env.home)
             deadline = time.monotonic() + 60
             while "host h2 is unreachable" not in (env.home / "up.log").read_text():
                 assert time.monotonic() < deadline, (env.home / "up.log").read_text()
@@ -418,19 +335,6 @@ def test_a_run_whose_host_is_down_when_the_coordinator_restarts_is_adopted_not_r
         assert (run["state"], run["attempt"]) == ("succeeded", 1), run
         log = tmp_path / "convoy-results/steady/steady-1/steady-1.00/output.log"
         assert log.read_text() == "attempt 1\ndone\n"
-
-
-def _wait_hosts(env: ConvoyEnv, want: dict[str, str], timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    states: dict[str, str] = {}
-    while time.monotonic() < deadline:
-        out = env.cli("hosts", "--json")
-        if out.returncode == 0:
-            states = {h["name"]: h["state"] for h in json.loads(out.stdout)}
-            if states == want:
-                return
-        time.sleep(0.5)
-    raise AssertionError(f"hosts stayed {states}, not {want}")
 
 
 def _builds_on(host: TestHost) -> list[Path]:
@@ -452,7 +356,7 @@ def test_a_build_runs_once_per_host_and_never_again_for_that_revision(
           i: {range: [0, 20]}
         resources: {cpus: 1, memory: 64MiB}
     """)  # fmt: skip
-    with _cluster([h1, h2]) as env:
+    with cluster([h1, h2]) as env:
         out = env.cli("run", str(spec))
         assert out.returncode == 0, out.stderr + (env.home / "up.log").read_text()
         first = tmp_path / "convoy-results/built/built-1"

@@ -168,15 +168,69 @@ class TestHosts:
         self.hosts[self.hosts.index(old)] = new
         return new
 
-    def freeze(self, name: str) -> None:
-        """SIGSTOP the host's sshd, its connections and their commands (a hung host)."""
+    def freeze(self, name: str, agent: bool = False) -> None:
+        """SIGSTOP the host's sshd, its connections and their commands (a hung host); with
+        `agent`, its agent too (detached, it is not below sshd): the whole host hangs."""
         ident = self._state["procs"].get(f"sshd:{name}")
         if ident is None:
             raise RuntimeError(f"{name}'s sshd is not running")
         tree = [(ident["pid"], ident["start"]), *descendants(ident["pid"])]
+        if agent and (pid := self.agent_pid(name)) is not None:
+            me = _ident(pid)
+            if me:
+                tree += [(pid, me["start"]), *descendants(pid)]
         self._frozen.setdefault(name, []).extend(tree)
         for pid, start in tree:
             _signal(pid, start, signal.SIGSTOP)
+
+    def agent_pid(self, name: str) -> int | None:
+        """The pid of the host's agent, if one runs (its pid file, checked against its
+        command line: a pid is reused)."""
+        home = self.host(name).agent_home
+        try:
+            pid = int((home / "agent.pid").read_text().split()[0])
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            return None
+        return pid if str(home).encode() in argv else None
+
+    def kill_agent(self, name: str) -> int:
+        """SIGKILL the host's agent; its pid."""
+        pid = self.agent_pid(name)
+        if pid is None:
+            raise RuntimeError(f"{name} has no agent running")
+        os.kill(pid, signal.SIGKILL)
+        return pid
+
+    def partition(self, name: str) -> None:
+        """Drop every packet to and from the host's address (iptables, tagged with the root):
+        its connections go silent, as in a real partition. heal() undoes it."""
+        address = self.host(name).address
+        for rule in _partition_rules(address, self._tag):
+            _run(["iptables", "-I", *rule])
+            self._state.setdefault("iptables", []).append(rule)
+        self._save()
+
+    def heal(self, name: str) -> None:
+        address = self.host(name).address
+        rules = self._state.get("iptables", [])
+        for rule in _partition_rules(address, self._tag):
+            _delete_rule(rule)
+            if rule in rules:
+                rules.remove(rule)
+        self._save()
+
+    def small_disk(self, name: str, size: str = "24m") -> Path:
+        """A tmpfs of `size` over the host agent's attempts folder (a disk that fills up);
+        unmounted at teardown. Its attempts folder, now empty."""
+        folder = self.host(name).agent_home / "attempts"
+        folder.mkdir(parents=True, exist_ok=True)
+        _run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)])
+        return folder
+
+    @property
+    def _tag(self) -> str:
+        return f"convoy-test:{self.root.name}"
 
     def thaw(self, name: str) -> None:
         """SIGCONT what freeze stopped."""
@@ -430,6 +484,8 @@ def _teardown(
         if key.startswith("sshd:"):
             tree = [(ident["pid"], ident["start"]), *descendants(ident["pid"])]
             killed += step(f"stopping {key}", _terminate, tree, popens.get(key)) or []
+    for rule in state.get("iptables", []):
+        step(f"deleting iptables rule {rule}", _delete_rule, rule)
     leaked, found = step("killing leftovers", _kill_referencing, root) or ([], [])
     killed += found
     step("unmounting", _unmount_under, root)
@@ -448,6 +504,19 @@ def _teardown(
     # moment, so that pgrep right after shows nothing; they are dead either way.
     _wait_gone(killed, 2.0, zombies=True)
     return errors, leaked
+
+
+def _partition_rules(address: str, tag: str) -> list[list[str]]:
+    comment = ["-m", "comment", "--comment", tag]
+    return [["INPUT", "-s", address, *comment, "-j", "DROP"],
+            ["INPUT", "-d", address, *comment, "-j", "DROP"]]  # fmt: skip
+
+
+def _delete_rule(rule: list[str]) -> None:
+    """Delete every copy of an iptables rule (until iptables says there is none)."""
+    for _ in range(20):
+        if subprocess.run(["iptables", "-D", *rule], capture_output=True).returncode != 0:
+            return
 
 
 def _remove_containers(sock: str) -> None:

@@ -1,5 +1,5 @@
 """The coordinator's collection of a run's output and results within the room on its disk
-(Coordinator._collect with an agent client that records what it is asked)."""
+(Collector.accept with an agent client that records what it is asked)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,12 @@ import json
 import shutil
 from collections.abc import AsyncIterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import grpc
 import pytest
 
-from convoy.coordinator.engine import Coordinator
+from convoy.coordinator.results.collect import Collector
 from convoy.coordinator.results.diskroom import DiskRoom, reserve_of
 from convoy.coordinator.results.folders import FilePiece, RunResult
 from convoy.footprint import PER_FILE, disk_footprint
@@ -69,13 +68,9 @@ def collect(
         return shutil._ntuple_diskusage(total, total - now, now)
 
     monkeypatch.setattr(shutil, "disk_usage", usage)
-    coordinator: Any = SimpleNamespace(room=DiskRoom())
-    coordinator._collect_log = lambda *a: Coordinator._collect_log(coordinator, *a)
-    coordinator._collect_within_room = lambda *a, **k: Coordinator._collect_within_room(
-        coordinator, *a, **k
-    )
+    coordinator = Collector(DiskRoom())
     run = finished(make_run(tmp_path))
-    asyncio.run(Coordinator._collect(coordinator, run, SimpleNamespace(client=client)))  # type: ignore[arg-type]
+    asyncio.run(coordinator.accept(run, client))  # type: ignore[arg-type]
     assert coordinator.room.promised(tmp_path) == 0  # given back
     folder = Path(run.results_path)
     return folder, json.loads((folder / "run.json").read_text())

@@ -35,7 +35,9 @@ def _running_on(home: Path, host: str) -> str:
     sub = make_sub(1, total=1)
     [run] = make_runs(sub)
     store.add_submission(sub, [run])
-    placed = run.moved(RunState.SYNCING, "placed", host=host, attempt=1)
+    placed = run.moved(RunState.STARTING, "placed", host=host, attempt=1).moved(
+        RunState.SYNCING, "syncing"
+    )
     store.update_runs([(run, placed, T0 + 1)])
     store.close()
     return run.id

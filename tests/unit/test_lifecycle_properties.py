@@ -35,6 +35,7 @@ from convoy.coordinator.runs.events import (
     Dispatch,
     Event,
     HostSilent,
+    HostStatus,
     LaunchFailed,
     Outcome,
     Released,
@@ -206,6 +207,11 @@ class World(RuleBasedStateMachine):
             self.feed(HostSilent(host, self.now))
             self.feed(self._up_event(host))
 
+    @rule(host=st.sampled_from(HOSTS))
+    def a_heartbeat_says_the_host_has_room(self, host: str) -> None:
+        if self.reachable[host]:
+            self.feed(HostStatus(host, accepting=True))
+
     @rule(seconds=st.sampled_from([1.0, 5.0, 30.0, 61.0]))
     def time_passes(self, seconds: float) -> None:
         self.now += seconds
@@ -276,6 +282,8 @@ class World(RuleBasedStateMachine):
                     self.complete(self.collects.pop(aid))
             self.now += 1.0
             self.feed(Tick(self.now))
+            for h in HOSTS:
+                self.a_heartbeat_says_the_host_has_room(h)
             self.feed(Dispatch(self.now))
         ended = {r.id: r.state for r in self.d.store.values()}
         assert all(s.terminal for s in ended.values()), ended

@@ -1,5 +1,5 @@
-"""`convoy logs --attempt N` (Coordinator._one_attempt), driven with a stand-in for the rest of
-the coordinator: the attempts that reached running, and a log reader that says what it read."""
+"""`convoy logs --attempt N` (Logs._one_attempt), driven with a stand-in for the rest of the
+coordinator: the attempts that reached running, and a log reader that says what it read."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from convoy.coordinator.engine import Coordinator
 from convoy.coordinator.runs.bus import EventBus
+from convoy.coordinator.runs.logs import Logs
 from convoy.coordinator.runs.records import RunRecord
 from convoy.errors import NotFound
 from convoy.spec import Resources
@@ -38,13 +38,13 @@ def _coordinator(run: RunRecord, ran: dict[int, str]) -> SimpleNamespace:
         yield 0, f"attempt {attempt}\n".encode()
 
     c._attempt_log = attempt_log
-    c._started = lambda run_id, after: Coordinator._started(c, run_id, after)  # type: ignore[arg-type]
+    c._started = lambda run_id, after: Logs._started(c, run_id, after)  # type: ignore[arg-type]
     return c
 
 
 def _read(c: SimpleNamespace, run: RunRecord, attempt: int, follow: bool) -> bytes:
     async def main() -> bytes:
-        gen = Coordinator._one_attempt(c, run, attempt, 0, follow)  # type: ignore[arg-type]
+        gen = Logs._one_attempt(c, run, attempt, 0, follow)  # type: ignore[arg-type]
         return b"".join([d async for _, d in gen])
 
     return asyncio.run(asyncio.wait_for(main(), 5))

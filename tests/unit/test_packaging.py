@@ -9,7 +9,8 @@ import sys
 import zipfile
 from pathlib import Path
 
-from convoy.coordinator.hosts.bundle import NOT_SHIPPED, _own_files
+from convoy.buildid import NOT_SHIPPED
+from convoy.buildid import own_files as _own_files
 
 ROOT = Path(__file__).resolve().parents[2]
 FOLDERS = ("agent", "coordinator", "tui")

@@ -27,7 +27,7 @@ from convoy.coordinator.results.folders import (
 from convoy.coordinator.runs.records import RunRecord
 from convoy.runjson import iso
 from convoy.spec import Resources
-from convoy.states import RunState
+from convoy.states import Reason, RunState
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -450,22 +450,29 @@ def read_csv(path: Path) -> list[list[str]]:
 def test_write_runs_csv_rows_sorted_by_index(tmp_path: Path) -> None:
     """One row per run, sorted by index, with blank exit code when unknown."""
     runs = [
-        replace(finished(make_run(tmp_path, 2)), exit_code=3, state=RunState.FAILED),
+        replace(
+            finished(make_run(tmp_path, 2)),
+            exit_code=3,
+            state=RunState.FAILED,
+            code=Reason.EXIT_CODE,
+        ),
         make_run(tmp_path, 0),
-        finished(make_run(tmp_path, 1)),
+        replace(finished(make_run(tmp_path, 1)), code=Reason.EXIT_CODE),
     ]
     path = tmp_path / "out" / "runs.csv"
     write_runs_csv(path, runs)
     rows = read_csv(path)
     header = rows[0]
     assert header == [
-        "run", "index", "rate", "rep", "state", "exit_code", "duration_s", "host", "attempt",
+        "run", "index", "rate", "rep", "state", "code", "exit_code", "duration_s", "host",
+        "attempt",
     ]  # fmt: skip
     body = [dict(zip(header, r, strict=True)) for r in rows[1:]]
     assert [r["index"] for r in body] == ["0", "1", "2"]
     assert [r["run"] for r in body] == ["exp-1.0", "exp-1.1", "exp-1.2"]
     assert [r["exit_code"] for r in body] == ["", "0", "3"]
     assert [r["state"] for r in body] == ["queued", "succeeded", "failed"]
+    assert [r["code"] for r in body] == ["", "exit_code", "exit_code"]
     assert [r["duration_s"] for r in body] == ["", "2.500", "2.500"]
     assert [r["rep"] for r in body] == ["0", "1", "2"]
     assert not (tmp_path / "out" / "runs.csv.tmp").exists()

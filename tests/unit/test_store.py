@@ -246,10 +246,14 @@ def test_in_flight_on_lists_a_host_s_active_runs_read_only(store: Store, db: Pat
     runs = make_runs(sub)
     store.add_submission(sub, runs)
     now = T0 + 10
+
+    def placed(run: RunRecord, host: str) -> RunRecord:
+        return run.moved(RunState.STARTING, "placed", host=host, attempt=1)
+
     moves = [
-        (runs[0], runs[0].moved(RunState.SYNCING, "placed", host="h2", attempt=1)),
-        (runs[1], runs[1].moved(RunState.SYNCING, "placed", host="h1", attempt=1)),
-        (runs[3], runs[3].moved(RunState.SYNCING, "placed", host="h2", attempt=1)),
+        (runs[0], placed(runs[0], "h2").moved(RunState.SYNCING, "syncing")),
+        (runs[1], placed(runs[1], "h1").moved(RunState.SYNCING, "syncing")),
+        (runs[3], placed(runs[3], "h2").moved(RunState.SYNCING, "syncing")),
     ]
     store.update_runs((b, a, now) for b, a in moves)
     running = moves[0][1].moved(RunState.STARTING, "s").moved(RunState.RUNNING, "r")

@@ -1,0 +1,216 @@
+"""Bringing an attempt's results to the coordinator, the three ways the lifecycle asks for:
+
+- accept: its output log and result files become the run's folder, with run.json (folders.py);
+- history: an earlier attempt's output log, kept in the run's folder as output.a<N>.log;
+- aside: a superseded attempt's log and files, kept apart in superseded.a<N>/ and noted in
+  run.json: never taken for the run's results.
+
+Everything is written within the room the coordinator's disk has (diskroom.py), the output log
+first; what does not fit is left out and said.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import json
+import logging
+import os
+import shutil
+from collections.abc import AsyncGenerator
+from pathlib import Path
+from typing import IO, Any
+
+import grpc
+
+from convoy.coordinator.hosts.agents import AgentClient
+from convoy.coordinator.results.diskroom import DiskRoom, Grant
+from convoy.coordinator.results.folders import FilePiece, RunResult
+from convoy.coordinator.runs.events import AttemptRecord
+from convoy.coordinator.runs.records import RunRecord
+from convoy.files import write_json
+from convoy.footprint import BLOCK, PER_FILE, disk_footprint
+
+log = logging.getLogger("convoy.coordinator")
+
+
+def history_name(attempt: int) -> str:
+    return f"output.a{attempt}.log"
+
+
+def aside_name(attempt: int) -> str:
+    return f"superseded.a{attempt}"
+
+
+class Collector:
+    def __init__(self, room: DiskRoom) -> None:
+        self.room = room
+
+    # ---- accept ----------------------------------------------------------------------------
+
+    async def accept(self, run: RunRecord, client: AgentClient) -> None:
+        """The attempt's results become the run's folder, written as `run` says; as much as
+        the coordinator's disk has room for, the output first."""
+        try:
+            await self._accept_within_room(run, client)
+        except OSError as e:
+            if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                raise
+            # Another process took the room granted: once more, within what is free now
+            # (when nothing is, the error stands, and the agent keeps the results).
+            log.warning("run %s: the disk filled while its results came (%s); collecting "
+                        "them again within the room left", run.id, e.strerror)  # fmt: skip
+            await self._accept_within_room(run, client, full=e)
+
+    async def _accept_within_room(
+        self, run: RunRecord, client: AgentClient, full: OSError | None = None
+    ) -> None:
+        size, log_size = await client.results_size(run.attempt_id)
+        wanted = size + log_size
+        result = RunResult(run)
+        with self.room.grant(result.final.parent, wanted) as grant:
+            if full is not None and grant.size == 0 and wanted:
+                raise full
+            await asyncio.to_thread(result.open)
+            try:
+                with result.log_file() as f:
+                    written = await self._log(run, client, run.attempt_id, result, f, grant)
+                limit = None
+                if grant.size < wanted:  # room for less than all: the rest, in files
+                    limit = max(0, grant.size - disk_footprint(written))  # the log's file too
+                pieces = _counted(client.fetch_results(run.attempt_id, limit), grant)
+                async with contextlib.aclosing(pieces):
+                    await result.receive(pieces)
+                await asyncio.to_thread(result.commit, run)
+            except BaseException:
+                result.discard()
+                raise
+
+    async def _log(
+        self, run: RunRecord, client: AgentClient, attempt_id: str, result: RunResult,
+        f: IO[bytes], grant: Grant,
+    ) -> int:  # fmt: skip
+        """Write the attempt's output to `f`, as much as the grant has room for; the bytes
+        written."""
+        room = max(0, grant.size - PER_FILE) // BLOCK * BLOCK  # whole blocks
+        written = 0
+        try:
+            async with contextlib.aclosing(client.read_log(attempt_id, 0, follow=False)) as chunks:
+                async for _, data in chunks:
+                    if written + len(data) > room:
+                        f.write(data[: room - written])
+                        grant.wrote(room - written)
+                        written = room
+                        result.output_missing = (
+                            f"cut short after {room:,} bytes: the coordinator's disk had no "
+                            "room for more"
+                        )
+                        log.warning("run %s: output %s", run.id, result.output_missing)
+                        break
+                    f.write(data)
+                    grant.wrote(len(data))
+                    written += len(data)
+        except grpc.aio.AioRpcError as e:
+            if e.code() != grpc.StatusCode.FAILED_PRECONDITION:
+                raise
+            # The run put a link or a FIFO in place of its log: its results still come.
+            log.warning("run %s: output not collected: %s", run.id, e.details())
+            result.output_missing = e.details() or "the run's output cannot be read"
+        return written
+
+    # ---- history and aside -----------------------------------------------------------------
+
+    async def history(self, run: RunRecord, attempt: int, client: AgentClient) -> None:
+        """An earlier attempt's output log into the run's folder (output.a<N>.log)."""
+        folder = Path(run.results_path)
+        if not folder.is_dir():
+            return
+        aid = f"{run.id}-a{attempt}"
+        _, log_size = await client.results_size(aid)
+        name = history_name(attempt)
+        part = folder / f".{name}.part"
+        with self.room.grant(folder, log_size) as grant:
+            room = max(0, grant.size - PER_FILE) // BLOCK * BLOCK
+            cut = await _stream_to(client, aid, part, room, grant)
+        await asyncio.to_thread(os.replace, part, folder / name)
+        note = {"log": name, **({"cut_short_after": cut} if cut else {})}
+        await asyncio.to_thread(_note, folder, "attempt_logs", str(attempt), note)
+
+    async def aside(self, run: RunRecord, a: AttemptRecord, client: AgentClient) -> None:
+        """A superseded attempt's log and files into superseded.a<N>/ of the run's folder,
+        noted in run.json; never the run's results."""
+        folder = Path(run.results_path)
+        if not folder.is_dir():
+            return
+        name = aside_name(a.number)
+        staging = folder / f".{name}.part"
+        await asyncio.to_thread(shutil.rmtree, staging, True)
+        staging.mkdir()
+        size, log_size = await client.results_size(a.id)
+        with self.room.grant(folder, size + log_size) as grant:
+            room = max(0, grant.size - PER_FILE) // BLOCK * BLOCK
+            cut = await _stream_to(client, a.id, staging / "output.log", room, grant)
+            result = RunResult(run)
+            result.staging = staging / "files"
+            result.staging.mkdir()
+            limit = max(0, grant.size - disk_footprint(room))
+            pieces = _counted(client.fetch_results(a.id, limit if grant.size < size + log_size
+                                                   else None), grant)  # fmt: skip
+            async with contextlib.aclosing(pieces):
+                await result.receive(pieces)
+        await asyncio.to_thread(_replace_dir, staging, folder / name)
+        o = a.outcome
+        note: dict[str, Any] = {
+            "attempt": a.number, "host": a.host, "kept": f"{name}/",
+            "code": o.code.value if o else None, "exit_code": o.exit_code if o else None,
+            "reason": o.message if o else None, "files": result.files,
+            "not_collected": dict(result.left_out, **({"output.log": f"cut short after {cut:,} "
+                                                       "bytes"} if cut else {})),
+        }  # fmt: skip
+        await asyncio.to_thread(_note, folder, "superseded", str(a.number), note)
+
+
+async def _stream_to(client: AgentClient, attempt_id: str, path: Path, room: int,
+                     grant: Grant) -> int:  # fmt: skip
+    """An attempt's log into `path`, at most `room` bytes; the size it was cut at (0: whole)."""
+    written = 0
+    with open(path, "wb") as f:
+        async with contextlib.aclosing(client.read_log(attempt_id, 0, follow=False)) as chunks:
+            async for _, data in chunks:
+                take = data[: max(0, room - written)]
+                await asyncio.to_thread(f.write, take)
+                grant.wrote(len(take))
+                written += len(take)
+                if len(take) < len(data):
+                    return written
+    return 0
+
+
+def _note(folder: Path, key: str, entry: str, value: object) -> None:
+    """Add `entry: value` under `key` in the folder's run.json (rewritten whole)."""
+    path = folder / "run.json"
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return
+    section = meta.setdefault(key, {})
+    if isinstance(section, dict):
+        section[entry] = value
+        write_json(path, meta, indent=2)
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    if dst.exists():
+        shutil.rmtree(dst)
+    os.rename(src, dst)
+
+
+async def _counted(
+    pieces: AsyncGenerator[FilePiece, None], grant: Grant
+) -> AsyncGenerator[FilePiece, None]:
+    """The pieces, their bytes counted as written against the grant; closed, it closes them."""
+    async with contextlib.aclosing(pieces):
+        async for piece in pieces:
+            grant.wrote(len(piece.data))
+            yield piece
