@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from convoy.errors import UsageError
+from convoy.runjson import iso
 from convoy.spec import label_from_text, parse_memory
 from convoy.v1 import coordinator_pb2 as pb
 
@@ -171,12 +172,14 @@ async def _list(home: Path, ns: argparse.Namespace) -> int:
                 "allocated": {"cpus": h.allocated.cpus, "memory_bytes": h.allocated.memory_bytes,
                               "gpus": h.allocated.gpus},
                 "runs": list(h.runs), "reason": h.reason, "labels": dict(h.labels),
+                "accepting": h.accepting, "since": iso(h.since),
             }
             for h in resp.hosts
         ], indent=2))  # fmt: skip
         return 0
     rows = [
-        [h.name, h.state, f"{h.allocated.cpus:g}/{h.capacity.cpus:g}",
+        [h.name, h.state if h.accepting or h.state != "up" else "up (full)",
+         f"{h.allocated.cpus:g}/{h.capacity.cpus:g}",
          f"{human_bytes(h.allocated.memory_bytes)}/{human_bytes(h.capacity.memory_bytes)}",
          str(len(h.runs)), ",".join(f"{k}={v}" for k, v in sorted(h.labels.items())) or "-"]
         for h in resp.hosts
