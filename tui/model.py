@@ -18,7 +18,7 @@ from typing import Any
 from convoy.cli.render import human_duration, params_text
 from convoy.states import ACTIVE, TERMINAL
 
-COLUMNS = ("run", "state", "host", "duration", "progress", "exit", "params")
+COLUMNS = ("run", "state", "host", "duration", "progress", "ended", "params")
 
 
 @dataclass
@@ -36,6 +36,7 @@ class Row:
     reason: str
     results_path: str
     progress: float | None = None  # 0-100, from the run's output
+    code: str = ""  # why it ended (or its last attempt did): convoy.states.Reason
 
     @classmethod
     def of(cls, run: Any) -> Row:
@@ -48,7 +49,7 @@ class Row:
             id=run.id, submission=run.submission_id, experiment=run.experiment, index=run.index,
             state=run.state, host=run.host, params=params, started_at=run.started_at,
             ended_at=run.ended_at, exit_code=run.exit_code if run.has_exit_code else None,
-            reason=run.reason, results_path=run.results_path,
+            reason=run.reason, results_path=run.results_path, code=run.code,
         )  # fmt: skip
 
     def duration(self, now: float) -> float | None:
@@ -65,8 +66,20 @@ class Row:
             progress = f"{bar(100, 10)} 100%"
         return (
             self.id, self.state, self.host, "" if d is None else human(d), progress,
-            "" if self.exit_code is None else str(self.exit_code), self.params,
+            self.ended(), self.params,
         )  # fmt: skip
+
+    def ended(self) -> str:
+        """How it ended: its exit code, or the reason code when that says more (host_lost,
+        oom_killed, timeout, ...); blank while it has not."""
+        if self.code and self.code != "exit_code":
+            return self.code
+        return "" if self.exit_code is None else str(self.exit_code)
+
+    def why(self) -> str:
+        """One line on the run for the status bar: its state, reason code and sentence."""
+        code = f" [{self.code}]" if self.code else ""
+        return f"{self.id} {self.state}{code}: {self.reason}" if self.reason else self.id
 
 
 def bar(percent: float, width: int) -> str:
@@ -166,7 +179,12 @@ class RunsModel:
             "host": lambda r: (r.host, r.submission, r.index),
             "duration": lambda r: (-(r.duration(now) or 0.0), r.submission, r.index),
             "progress": lambda r: (-(r.progress or 0.0), r.submission, r.index),
-            "exit": lambda r: (r.exit_code is None, r.exit_code or 0, r.submission, r.index),
+            "ended": lambda r: (
+                r.exit_code is None and not r.code,
+                r.ended(),
+                r.submission,
+                r.index,
+            ),
             "params": lambda r: (r.params, r.submission, r.index),
         }
         return sorted(rows, key=keys.get(sort, keys["run"]))

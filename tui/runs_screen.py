@@ -25,7 +25,7 @@ FLUSH_S = 0.1  # how often coalesced updates reach the table
 SORTS = COLUMNS
 REBUILD_S = 1.0  # a filtered or sorted view is rebuilt at most this often (or 5x its cost)
 FILTER_PAUSE_S = 0.25  # the filter applies once typing pauses this long
-WIDTHS = {"state": 9, "host": 12, "duration": 8, "progress": 15, "exit": 4}
+WIDTHS = {"state": 9, "host": 12, "duration": 8, "progress": 15, "ended": 13}
 
 
 class RunsScreen(Screen[None]):
@@ -67,6 +67,7 @@ class RunsScreen(Screen[None]):
             yield Input(placeholder="filter: text, or state:failed / state:active  (Esc: back)",
                         id="filter")  # fmt: skip
             yield Table(id="runs", cursor_type="row", zebra_stripes=True)
+            yield Static("", id="why", markup=False)  # reasons are text, not markup
         yield Footer()
 
     def on_mount(self) -> None:
@@ -124,6 +125,8 @@ class RunsScreen(Screen[None]):
         update = {i for i in changed if i in self._shown}
         if tick:
             update |= {i for i in self._shown if model.rows[i].state in ACTIVE}
+        if (current := self.selected()) in update:
+            self._why(current)
         for run_id in update:
             cells = model.rows[run_id].cells(now)
             for name, before, after in zip(COLUMNS, self._shown[run_id], cells, strict=True):
@@ -199,6 +202,15 @@ class RunsScreen(Screen[None]):
         self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
         self.notify(f"sorted by {self.sort}", timeout=2)
         self.rebuild()
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.row_key.value is not None:
+            self._why(str(event.row_key.value))
+
+    def _why(self, run_id: str) -> None:
+        """The highlighted run's state, reason code and sentence, under the table."""
+        row = self.convoy.model.rows.get(run_id)
+        self.query_one("#why", Static).update(row.why() if row else "")
 
     def on_data_table_row_selected(self, event: DataTable.RowSelected) -> None:
         if event.row_key.value is not None:

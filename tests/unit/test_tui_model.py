@@ -229,7 +229,7 @@ def test_visible_combines_text_and_state() -> None:
     ("run", ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]),
     ("state", ["s-2.1", "s-2.3", "s-1.10", "s-2.0", "s-1.9", "s-1.2"]),
     ("host", ["s-2.0", "s-2.3", "s-1.10", "s-2.1", "s-1.2", "s-1.9"]),
-    ("exit", ["s-1.2", "s-1.10", "s-1.9", "s-2.0", "s-2.1", "s-2.3"]),  # codes first, ascending
+    ("ended", ["s-1.2", "s-1.10", "s-1.9", "s-2.0", "s-2.1", "s-2.3"]),  # ended first
     ("params", ["s-2.0", "s-1.2", "s-1.9", "s-1.10", "s-2.1", "s-2.3"]),
     ("no-such-column", ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]),
 ])  # fmt: skip
@@ -327,7 +327,7 @@ def test_submissions_in_the_order_first_seen() -> None:
 def cells(msg: pb.Run, now: float = 5000.0, progress: float | None = None) -> dict[str, str]:
     row = Row.of(msg)
     row.progress = progress
-    names = ("run", "state", "host", "duration", "progress", "exit", "params")
+    names = ("run", "state", "host", "duration", "progress", "ended", "params")
     return dict(zip(names, row.cells(now), strict=True))
 
 
@@ -352,7 +352,20 @@ def test_human_never_shows_a_negative_duration() -> None:
     ("has", "code", "want"), [(False, 0, ""), (True, 0, "0"), (True, 137, "137"), (True, -1, "-1")]
 )
 def test_exit_code_cell(has: bool, code: int, want: str) -> None:
-    assert cells(run("s-1", 0, "failed", has_exit_code=has, exit_code=code))["exit"] == want
+    assert cells(run("s-1", 0, "failed", has_exit_code=has, exit_code=code))["ended"] == want
+
+
+@pytest.mark.parametrize(("code", "exit_code", "want"), [
+    ("exit_code", 3, "3"), ("oom_killed", 137, "oom_killed"), ("host_lost", None, "host_lost"),
+    ("timeout", 143, "timeout"),
+])  # fmt: skip
+def test_the_ended_cell_names_the_reason_when_it_says_more_than_an_exit_code(
+    code: str, exit_code: int | None, want: str
+) -> None:
+    msg = run("s-1", 0, "failed", has_exit_code=exit_code is not None, exit_code=exit_code or 0,
+              code=code, reason="why, in words")  # fmt: skip
+    assert cells(msg)["ended"] == want
+    assert Row.of(msg).why() == f"s-1.0 failed [{code}]: why, in words"
 
 
 @pytest.mark.parametrize(("state", "progress", "want"), [
