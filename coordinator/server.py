@@ -17,9 +17,10 @@ from pathlib import Path
 
 import grpc
 
+from convoy.buildid import own_build
 from convoy.coordinator.api import CoordinatorService
 from convoy.coordinator.engine import Coordinator, HostSpec
-from convoy.coordinator.hosts.agents import AgentClient
+from convoy.coordinator.hosts.agents import AgentClient, AgentInfo
 from convoy.coordinator.hosts.hostsfile import load_hosts
 from convoy.coordinator.hosts.ssh import SSHHost
 from convoy.coordinator.runs.lifecycle import DEFAULT_GRACE_S
@@ -44,12 +45,11 @@ def agent_socket(home: Path) -> Path:
     return agent_home(home) / "agent.sock"
 
 
-async def _answers(client: AgentClient) -> bool:
+async def _answers(client: AgentClient) -> AgentInfo | None:
     try:
-        await client.describe(timeout=2)
-        return True
+        return await client.describe(timeout=2)
     except grpc.aio.AioRpcError:
-        return False
+        return None
 
 
 async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None) -> AgentClient:
@@ -57,13 +57,15 @@ async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None)
     sock = agent_socket(home)
     ahome = agent_home(home)
     client = AgentClient(f"unix:{sock}")
-    if sock.exists() and await _answers(client):
-        if os.path.exists(store_socket_beside(str(sock))):
+    if sock.exists() and (info := await _answers(client)) is not None:
+        if info.build == own_build() and os.path.exists(store_socket_beside(str(sock))):
             return client
-        # An agent of a build before object streams (convoy/objstream.py) takes no objects:
-        # replaced. Its runs' containers go on, and the new agent adopts them.
+        # An agent of another build (an upgrade, a changed checkout), or one without its store
+        # socket (a build before object streams, convoy/objstream.py): replaced. Its runs'
+        # containers go on, and the new agent adopts them.
         stopped = await asyncio.to_thread(stop_by_pidfile, ahome / "agent.pid", 10.0)
-        log.info("replaced the local agent (pid %s): it takes no object streams", stopped)
+        log.info("replaced the local agent (pid %s): build %s, this coordinator's %s", stopped,
+                 info.build or "unknown", own_build())  # fmt: skip
     ahome.mkdir(parents=True, exist_ok=True, mode=0o700)
     cmd = [sys.executable, "-m", "convoy.agent", "--home", str(ahome), "--socket", str(sock),
            "--name", LOCAL_HOST]  # fmt: skip
@@ -71,6 +73,8 @@ async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None)
         cmd += ["--cpus", str(cpus)]
     if memory is not None:
         cmd += ["--memory", memory]
+    if os.environ.get("CONVOY_AGENT_RUNTIME") == "fake":  # tests and simulated fleets only
+        cmd += ["--runtime", "fake"]
     with open(ahome / "agent.log", "ab") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -82,7 +86,7 @@ async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None)
             raise ConvoyError(
                 f"the local agent exited with status {proc.returncode}; see {ahome / 'agent.log'}"
             )
-        if sock.exists() and await _answers(client):
+        if sock.exists() and await _answers(client) is not None:
             return client
         await asyncio.sleep(0.05)
     raise ConvoyError(f"the local agent did not answer within 15 s; see {ahome / 'agent.log'}")

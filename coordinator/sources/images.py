@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 import docker
 import docker.errors
 import grpc
+import requests
 
 from convoy.coordinator.hosts.agents import AgentClient
 from convoy.errors import ConvoyError
@@ -47,6 +48,7 @@ class ImageShipper:
         self._ready: set[tuple[str, str]] = set()  # (host, image id)
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._recent: dict[tuple[str, str], float] = {}  # (host, image name) -> when ensured
+        self._no_engine = False  # said once
 
     def _engine(self) -> docker.APIClient:
         if self._api is None:
@@ -54,12 +56,19 @@ class ImageShipper:
         return self._api
 
     def local_id(self, image: str) -> str:
+        """The image's id on the coordinator's own engine; "" when it has no such image, or
+        has no engine that answers (then hosts must have the image themselves: a coordinator
+        needs Docker only to ship images)."""
         try:
             return str(self._engine().inspect_image(image)["Id"])
         except docker.errors.ImageNotFound:
             return ""
-        except docker.errors.DockerException as e:
-            raise ImageError(f"the coordinator's Docker engine does not answer: {e}") from e
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as e:
+            if not self._no_engine:
+                log.info("the coordinator's Docker engine does not answer (%s): images are "
+                         "not shipped from here", e)  # fmt: skip
+            self._no_engine = True
+            return ""
 
     def fresh(self, host: str, image: str) -> bool:
         return time.monotonic() - self._recent.get((host, image), -RECHECK_S) < RECHECK_S

@@ -1,0 +1,80 @@
+"""The whole coordinator with no Docker at all: `convoy run` and `convoy up` whose local agent
+runs the fake runtime (CONVOY_AGENT_RUNTIME=fake), the coordinator's own Docker engine out of
+reach. What a simulated fleet is built on: sources synced, runs placed, retried and collected,
+in seconds."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from .conftest import write_experiment
+
+
+@pytest.fixture
+def home() -> Iterator[Path]:
+    folder = Path(tempfile.mkdtemp(prefix="cvz-", dir="/tmp"))
+    try:
+        yield folder / "home"
+    finally:
+        for pidfile in (folder / "home" / "coordinator.pid", folder / "home/agent/agent.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def convoy(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CONVOY_HOME=str(home), CONVOY_AGENT_RUNTIME="fake",
+               DOCKER_HOST=f"unix://{home.parent}/no-docker.sock")  # fmt: skip
+    return subprocess.run([sys.executable, "-m", "convoy.cli.main", *args], env=env,
+                          capture_output=True, text=True, timeout=180, check=False)  # fmt: skip
+
+
+def test_a_sweep_runs_on_the_fake_runtime_without_docker(home: Path) -> None:
+    """20 runs: the fake prints, exits and writes files as each run's env says; the sources are
+    synced to the host; the failed runs say why; every result comes back checksummed."""
+    spec = write_experiment(
+        home.parent / "exp",
+        """
+        name: fake
+        image: any/image:1
+        command: ignored by the fake
+        matrix:
+          i: {range: [0, 10]}
+          exit: [0, 3]
+        env:
+          CONVOY_FAKE_DURATION: "0.${i}"
+          CONVOY_FAKE_LINES: "3"
+          CONVOY_FAKE_EXIT: "${exit}"
+          CONVOY_FAKE_FILES: '{"out/n.txt": "run ${i}"}'
+        resources: {cpus: 0.25, memory: 16MiB}
+    """,
+    )
+    (spec.parent / "model.txt").write_text("sources are synced to the fake host as to any\n")
+    out = convoy(home, "run", "-q", str(spec))
+    assert out.returncode == 1, out.stderr  # some runs failed, as they were told to
+    runs = json.loads(convoy(home, "runs", "--json").stdout)
+    assert len(runs) == 20
+    for r in runs:
+        want = ("succeeded", 0) if r["params"]["exit"] == 0 else ("failed", 3)
+        assert (r["state"], r["exit_code"], r["code"], r["attempt"]) == (*want, "exit_code", 1)
+        folder = Path(r["results_path"])
+        assert (folder / "output.log").read_text() == "line 1\nline 2\nline 3\n"
+        meta = json.loads((folder / "run.json").read_text())
+        if r["state"] == "succeeded":
+            assert (folder / "out" / "n.txt").read_text() == f"run {r['params']['i']}"
+            assert set(meta["files"]) == {"out/n.txt"}
+    stores = list((home / "agent" / "store").rglob("*"))
+    assert stores, "the sources were synced to the host's store"
+    assert not list((home / "agent" / "attempts").iterdir())  # every folder released
+    assert convoy(home, "down").returncode == 0
