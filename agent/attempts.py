@@ -22,6 +22,7 @@ import os
 import re
 import stat
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from pathlib import Path
@@ -258,6 +259,7 @@ class Attempts:
         self._attempts: dict[str, Attempt] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._starts: dict[str, asyncio.Task[AttemptStatus]] = {}
+        self._waiters = ThreadPoolExecutor(max_workers=4096, thread_name_prefix="wait")
         self.watchers: set[asyncio.Queue[AttemptStatus]] = set()
         self._full_since = 0.0  # when writing hit a full disk last (0: not since it had room)
 
@@ -442,7 +444,11 @@ class Attempts:
                 max(remaining, 0), lambda: asyncio.ensure_future(self._time_out(a))
             )
         try:
-            ex = await asyncio.to_thread(self.runtime.wait, a.handle)
+            # A thread of its own for each wait, which lasts as long as the run: on the default
+            # executor (cpus + 4 threads) a host's running attempts would starve every other
+            # blocking call of the agent (starts, workspaces, releases).
+            loop = asyncio.get_running_loop()
+            ex = await loop.run_in_executor(self._waiters, self.runtime.wait, a.handle)
         except Exception as e:  # the engine went away: the container may still run
             log.exception("waiting for %s failed", a.request.attempt_id)
             self._set(a, state=AttemptState.ERROR, reason=f"the container runtime lost it: {e}",
@@ -589,3 +595,4 @@ class Attempts:
         for t in list(self._tasks):
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._waiters.shutdown(wait=False, cancel_futures=True)  # waits end with their runs
