@@ -53,7 +53,7 @@ sys.path.insert(0, str(ROOT))
 import docker  # noqa: E402
 
 from convoy.agent.server import agent_id_for  # noqa: E402
-from tests.integration.cluster import add_hosts  # noqa: E402
+from tests.integration.cluster import add_hosts, up  # noqa: E402
 from tests.integration.testhosts import TestHosts  # noqa: E402
 
 CONVOY = [sys.executable, "-m", "convoy.cli.main"]
@@ -95,18 +95,8 @@ class Soak:
     # ---- the coordinator -------------------------------------------------------------------
 
     def up(self) -> None:
-        (self.home / "coordinator.sock").unlink(missing_ok=True)
-        with open(self.home / "up.log", "ab") as log:
-            self.coordinator = subprocess.Popen(
-                [*CONVOY, "up", "--no-local", "--host-grace", str(self.grace)],
-                env=self.env, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        deadline = time.monotonic() + 180
-        while not (self.home / "coordinator.sock").exists():
-            if self.coordinator.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("soak: the coordinator did not start; see "
-                                 f"{self.home / 'up.log'}")  # fmt: skip
-            time.sleep(0.1)
+        # A host frozen or cut off when it starts costs a coordinator a few seconds first.
+        self.coordinator = up(self.home, ["--host-grace", str(self.grace)], wait_s=180)
 
     def down(self) -> None:
         if self.coordinator is not None and self.coordinator.poll() is None:

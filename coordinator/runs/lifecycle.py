@@ -549,8 +549,13 @@ class Lifecycle:
         if seen is not None and seen.phase is AttemptPhase.SUPERSEDED:
             self._superseded_ended(seen, outcome, out)
             return
-        if self._mine(attempt, (AttemptPhase.LAUNCHING,)) is not None:  # ended before we saw
-            self._started(attempt, outcome.started_at, out)  # it start: running first
+        if self._mine(attempt, (AttemptPhase.LAUNCHING,)) is not None:
+            if not outcome.started_at:  # it never ran: its start failed (told by its agent)
+                self._launch_failed(LaunchFailed(attempt, outcome.code, outcome.message,
+                                                 outcome.ended_at or self.now,
+                                                 outcome.exit_code), out)  # fmt: skip
+                return
+            self._started(attempt, outcome.started_at, out)  # ended before we saw it start
         a = self._mine(attempt, (AttemptPhase.RUNNING,))
         if a is None:
             return

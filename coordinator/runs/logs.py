@@ -176,7 +176,10 @@ class Logs:
                     raise NotFound(f"{run.id}: attempt {attempt}'s output is no longer kept "
                                    f"({host_name} no longer has it)") from None  # fmt: skip
                 deadline = deadline or time.monotonic() + RECONNECT_S
-                if not (follow and e.code() in TRANSIENT and time.monotonic() < deadline):
+                if e.code() not in TRANSIENT:
+                    raise ConvoyError(f"{run.id}: attempt {attempt}'s output cannot be read on "
+                                      f"{host_name}: {e.details()}") from None  # fmt: skip
+                if not (follow and time.monotonic() < deadline):
                     raise ConvoyError(f"{run.id}: cannot read attempt {attempt}'s output: its "
                                       f"host {host_name} does not answer") from None  # fmt: skip
                 await asyncio.sleep(0.5)  # the host's session reconnects meanwhile

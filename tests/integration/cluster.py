@@ -77,15 +77,16 @@ def cluster(
         subprocess.run(["rm", "-rf", str(home)], check=False)
 
 
-def up(home: Path, args: Sequence[str] = ()) -> subprocess.Popen[bytes]:
-    """`convoy up --no-local` in `home`, once its socket is there; output appended to up.log."""
+def up(home: Path, args: Sequence[str] = (), wait_s: float = 60) -> subprocess.Popen[bytes]:
+    """`convoy up --no-local` in `home`, once its socket is there (within `wait_s`); its output
+    appended to up.log."""
     (home / "coordinator.sock").unlink(missing_ok=True)
     with open(home / "up.log", "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "convoy.cli.main", "up", "--no-local", *args],
             env=dict(os.environ, CONVOY_HOME=str(home)), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + wait_s
     while not (home / "coordinator.sock").exists():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()

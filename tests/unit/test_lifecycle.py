@@ -393,3 +393,18 @@ def test_a_fresh_lifecycle_has_no_hosts_until_added() -> None:
     assert life.handle(Dispatch(0.0)) == [] and life.hosts == {}
     life.handle(HostAdded("h1", 0.0))
     assert life.hosts["h1"].state is HostState.UNREACHABLE
+
+
+def test_an_attempt_its_agent_says_never_started_is_a_launch_failure_not_a_run() -> None:
+    """The agent reports the attempt ended before it ever ran (its start failed): no running
+    state, nothing to collect; the run is retried as for any failed launch."""
+    d = two_hosts()
+    run = make_run(0)
+    d.feed(Submitted((run,)))
+    (launch,) = d.of(Launch, d.feed(Dispatch(1.0)))
+    failed = Outcome(Reason.SYNC_FAILED, "no such revision on this host", None, 0.0, 2.0)
+    acts = d.feed(AttemptEnded(launch.run.attempt_id, failed))
+    assert not d.of(Collect, acts)
+    assert RunState.RUNNING not in d.transitions[run.id]
+    assert d.state(run.id) is RunState.QUEUED and d.store[run.id].code is Reason.SYNC_FAILED
+    assert Release("h1", launch.run.attempt_id, whole=True) in acts
