@@ -9,6 +9,7 @@ tree.
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import stat
@@ -67,10 +68,38 @@ def new_hasher() -> blake3:
     return blake3()
 
 
+def open_regular_fd(path: str | os.PathLike[str]) -> int:
+    """A file of a source tree, opened for reading as it is: a symbolic link is not followed
+    (ELOOP), a FIFO is not waited on (non-blocking), and anything but a regular file is refused
+    (EINVAL) before a byte is read: a tree may change between its scan and its reading."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        if stat.S_ISDIR(mode):
+            raise OSError(errno.EISDIR, "a folder", str(path))
+        raise OSError(errno.EINVAL, "not a regular file", str(path))
+    return fd
+
+
+def read_limited(path: str | os.PathLike[str], limit: int) -> bytes:
+    """A small regular file whole (open_regular_fd); OSError EFBIG beyond `limit` bytes."""
+    fd = open_regular_fd(path)
+    try:
+        if os.fstat(fd).st_size > limit:
+            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
+        data = os.read(fd, limit + 1)
+        if len(data) > limit:  # it grew meanwhile
+            raise OSError(errno.EFBIG, f"larger than {limit:,} bytes", str(path))
+        return data
+    finally:
+        os.close(fd)
+
+
 def hash_file(path: str | os.PathLike[str]) -> str:
     """Hash a file's content, reading it once; follows no symlink (the caller lstat-ed it)."""
     h = blake3()
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    fd = open_regular_fd(path)
     try:
         while chunk := os.read(fd, _READ_BUF):
             h.update(chunk)
@@ -84,7 +113,7 @@ def read_file(path: str | os.PathLike[str], size: int = -1) -> bytes:
     `size` that stat gave, one read of one byte more usually finds the end: a file of that
     size, then, is taken as read whole, sparing the second read that would find the end (a
     tenth of a 10,000-file tree's first scan). Anything else is read to the end."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0))
+    fd = open_regular_fd(path)
     try:
         parts = []
         if 0 <= size < _READ_BUF:

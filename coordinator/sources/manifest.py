@@ -24,6 +24,7 @@ without SHA instructions. So objects are named by BLAKE3 (convoy/content.py), a 
 from __future__ import annotations
 
 import bisect
+import errno
 import json
 import os
 import re
@@ -44,6 +45,7 @@ from convoy.content import (
     hash_file,
     is_inside,
     read_file,
+    read_limited,
     revision_id,
 )
 from convoy.files import write_json
@@ -53,6 +55,21 @@ __all__ = ["Entry", "Manifest", "Scanner", "SyncError", "check_relpath", "hash_b
 
 ALWAYS_EXCLUDED = frozenset({".git", "convoy-results", ".convoy", "__pycache__"})
 IGNORE_FILES = (".gitignore", ".convoyignore")  # in this order: .convoyignore has the last word
+IGNORE_FILE_MAX = 1 << 20  # an ignore file is a list of patterns: a larger one is refused
+
+
+def _unreadable_ignore_file(e: OSError) -> str:
+    if e.errno == errno.ELOOP:
+        return "an ignore file must be a regular file; this one is a symbolic link"
+    if e.errno == errno.EINVAL:
+        return "an ignore file must be a regular file; this one is not (a FIFO, a device?)"
+    if e.errno == errno.EFBIG:
+        return f"an ignore file of over {IGNORE_FILE_MAX >> 20} MiB is refused"
+    if e.errno == errno.EISDIR:
+        return "an ignore file must be a regular file; this one is a folder"
+    return f"cannot read this ignore file: {e.strerror}"
+
+
 RACY_NS = 50_000_000  # above a kernel clock tick (1-10 ms) with margin
 RACY_COARSE_NS = 2_000_000_000  # timestamps in whole seconds: a 1-2 s granular file system
 _CACHE_VERSION = 1
@@ -262,11 +279,14 @@ class Scanner:
         lines: list[str] = []
         for fname in IGNORE_FILES:
             if fname in names:
+                rel = f"{rel_dir}/{fname}" if rel_dir else fname
                 try:
-                    with open(f"{abs_dir}/{fname}", encoding="utf-8", errors="replace") as f:
-                        lines.extend(f.read().splitlines())
-                except (FileNotFoundError, IsADirectoryError):
-                    pass
+                    data = read_limited(f"{abs_dir}/{fname}", IGNORE_FILE_MAX)
+                except FileNotFoundError:
+                    continue
+                except OSError as e:
+                    raise SyncError(_unreadable_ignore_file(e), rel) from None
+                lines.extend(data.decode("utf-8", "replace").splitlines())
         rules = _Ignore(lines) if lines else None
         if rules is not None and rules.empty:
             rules = None

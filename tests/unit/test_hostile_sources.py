@@ -1,0 +1,77 @@
+"""A hostile source tree changes nothing (issue H3): the files convoy reads from it, ignore files
+included, are opened without following links, regular files only, within a size limit; a FIFO
+or a device is never opened for reading, so nothing hangs and nothing reads forever."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from convoy.content import SyncError, hash_file, read_file, read_limited
+from convoy.coordinator.sources.manifest import IGNORE_FILE_MAX, Scanner
+
+
+def tree(tmp_path: Path) -> Path:
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "sim.py").write_text("print('hi')\n")
+    return src
+
+
+def test_an_ignore_file_linked_to_dev_zero_is_refused_without_reading_it(tmp_path: Path) -> None:
+    """.gitignore -> /dev/zero exhausted the coordinator's memory: now a clear refusal."""
+    src = tree(tmp_path)
+    (src / ".gitignore").symlink_to("/dev/zero")
+    with pytest.raises(SyncError, match="symbolic link") as info:
+        Scanner(src).scan()
+    assert info.value.path == ".gitignore"
+
+
+def test_an_ignore_file_that_is_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
+    """A FIFO named .convoyignore hung the submission (and every later one): refused, no wait."""
+    src = tree(tmp_path)
+    (src / "sub").mkdir()
+    os.mkfifo(src / "sub" / ".convoyignore")
+    with pytest.raises(SyncError, match=r"not a regular file|FIFO") as info:
+        Scanner(src).scan()
+    assert info.value.path == "sub/.convoyignore"
+
+
+def test_a_huge_ignore_file_is_refused(tmp_path: Path) -> None:
+    src = tree(tmp_path)
+    with open(src / ".gitignore", "wb") as f:
+        f.truncate(IGNORE_FILE_MAX + 1)  # sparse: costs no disk
+    with pytest.raises(SyncError, match="MiB is refused"):
+        Scanner(src).scan()
+
+
+def test_an_ignore_file_that_is_a_folder_is_refused(tmp_path: Path) -> None:
+    src = tree(tmp_path)
+    (src / ".gitignore").mkdir()
+    with pytest.raises(SyncError, match="folder"):
+        Scanner(src).scan()
+
+
+def test_ordinary_ignore_files_still_work(tmp_path: Path) -> None:
+    src = tree(tmp_path)
+    (src / ".gitignore").write_text("*.log\n")
+    (src / "out.log").write_text("x")
+    assert [e.path for e in Scanner(src).scan().entries] == [".gitignore", "sim.py"]
+
+
+def test_a_source_file_swapped_for_a_fifo_after_its_scan_is_not_waited_on(tmp_path: Path) -> None:
+    """Reading what the scan saw as a file: a FIFO there now is refused (EINVAL), not read."""
+    fifo = tmp_path / "data"
+    os.mkfifo(fifo)
+    for read in (hash_file, read_file, lambda p: read_limited(p, 10)):
+        with pytest.raises(OSError) as info:
+            read(fifo)  # type: ignore[operator]
+        assert info.value.errno == errno.EINVAL
+    link = tmp_path / "link"
+    link.symlink_to("/dev/zero")
+    with pytest.raises(OSError) as info:
+        hash_file(link)
+    assert info.value.errno == errno.ELOOP
