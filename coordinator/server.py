@@ -28,7 +28,7 @@ from convoy.coordinator.runs.store import STATE_DB, Store
 from convoy.coordinator.sources.retention import collect_quietly
 from convoy.errors import ConvoyError, UsageError
 from convoy.objstream import store_socket_beside
-from convoy.paths import coordinator_socket
+from convoy.paths import checked_home, coordinator_socket, open_state, write_state
 from convoy.procs import stop_by_pidfile
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
@@ -75,12 +75,12 @@ async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None)
         cmd += ["--memory", memory]
     if os.environ.get("CONVOY_AGENT_RUNTIME") == "fake":  # tests and simulated fleets only
         cmd += ["--runtime", "fake"]
-    with open(ahome / "agent.log", "ab") as out:
+    with open_state(ahome / "agent.log") as out:
         proc = subprocess.Popen(
             cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
-    (ahome / "agent.pid").write_text(f"{proc.pid}\n")
+    write_state(ahome / "agent.pid", f"{proc.pid}\n")
     for _ in range(300):
         if proc.poll() is not None:
             raise ConvoyError(
@@ -120,8 +120,7 @@ async def serve(
 ) -> None:  # fmt: skip
     """Run the coordinator until SIGINT/SIGTERM (or cancellation). `grace_s`: how long a host
     may stop answering before its runs are given up (default DEFAULT_GRACE_S)."""
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
-    os.chmod(home, 0o700)
+    checked_home(home)
     with _only_coordinator(home):
         await _serve(home, cpus, memory, ready, hosts_file, local, grace_s or DEFAULT_GRACE_S)
 
@@ -130,7 +129,7 @@ async def serve(
 def _only_coordinator(home: Path) -> Iterator[None]:
     """Held while a coordinator serves `home`: a second one there (started while the first
     was still collecting its store, say) is refused instead of sharing its store and socket."""
-    with open(home / "coordinator.lock", "w") as lock:
+    with open_state(home / "coordinator.lock") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -170,7 +169,7 @@ async def _serve(
     finally:
         os.umask(old_umask)
     os.chmod(sock, 0o600)
-    (home / "coordinator.pid").write_text(f"{os.getpid()}\n")
+    write_state(home / "coordinator.pid", f"{os.getpid()}\n")
     log.info("coordinator listening on %s", sock)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

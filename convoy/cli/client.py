@@ -12,7 +12,7 @@ from pathlib import Path
 import grpc
 
 from convoy.errors import CoordinatorUnavailable
-from convoy.paths import coordinator_socket
+from convoy.paths import checked_home, coordinator_socket, open_state
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 
@@ -39,9 +39,9 @@ async def connect(
 
 def start_detached(home: Path, up_args: list[str] | None = None, wait_s: float = 30.0) -> int:
     """Start `convoy up` in the background, logging to CONVOY_HOME/coordinator.log."""
-    home.mkdir(parents=True, exist_ok=True, mode=0o700)
     env = dict(os.environ, CONVOY_HOME=str(home))
-    with open(home / "coordinator.log", "ab") as out:
+    checked_home(home)
+    with open_state(home / "coordinator.log") as out:
         proc = subprocess.Popen(
             [sys.executable, "-m", "convoy.cli.main", "up", *(up_args or [])], stdout=out,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, env=env,

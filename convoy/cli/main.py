@@ -31,7 +31,7 @@ import grpc
 
 from convoy import __version__
 from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageError
-from convoy.paths import default_home
+from convoy.paths import checked_home, default_home
 from convoy.procs import stop_by_pidfile
 from convoy.runjson import run_fields
 from convoy.states import RunState
@@ -336,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     home = (ns.home or default_home()).absolute()
     try:
+        checked_home(home, create=False)  # made by what writes there (`up`, a coordinator)
         if ns.command == "run":
             from .run import run_experiment
 
