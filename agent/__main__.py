@@ -20,8 +20,10 @@ import sys
 from pathlib import Path
 
 from convoy import __version__
+from convoy.errors import UsageError
 from convoy.spec import parse_memory
 
+from .policy import POLICY_FILE, load_policy
 from .server import RUNTIMES, serve
 
 
@@ -49,6 +51,12 @@ def main(argv: list[str] | None = None) -> int:
         "--fake-state", type=Path, metavar="DIR",
         help="where the fake runtime keeps its containers (default: HOME/fake-runtime)",
     )  # fmt: skip
+    p.add_argument(
+        "--policy", type=Path, metavar="FILE",
+        help="the host's policy for runs (networks allowed, the user runs execute as); default: "
+        "HOME/policy.yaml when it exists, else none and bridge, and nobody (65534) for a root "
+        "agent",
+    )  # fmt: skip
     p.add_argument("--version", action="version", version=__version__)
     ns = p.parse_args(argv)
     if ns.runtime != "fake" and ns.fake_state is not None:
@@ -66,9 +74,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"convoy agent: another agent already runs with home {ns.home}", file=sys.stderr)
         return 2
     memory = parse_memory(ns.memory) if ns.memory else None
+    try:
+        load_policy(ns.policy or ns.home / POLICY_FILE)  # a bad policy: said now, exit 2
+    except UsageError as e:
+        print(f"convoy agent: {e}", file=sys.stderr)
+        return 2
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(serve(ns.home, ns.socket, ns.cpus, memory, ns.name,
-                          runtime_kind=ns.runtime, fake_state=ns.fake_state))  # fmt: skip
+                          runtime_kind=ns.runtime, fake_state=ns.fake_state,
+                          policy_file=ns.policy))  # fmt: skip
     return 0
 
 

@@ -34,8 +34,9 @@ from convoy.footprint import disk_footprint
 
 from . import workspace
 from .objects import ObjectStore, RevisionMissing
+from .policy import Policy
 from .runtime import ContainerHandle, ContainerRuntime, ContainerSpec
-from .trees import rmtree_quiet
+from .trees import own_tree, rmtree_quiet
 
 log = logging.getLogger("convoy.agent")
 
@@ -218,7 +219,13 @@ def _start_error(e: BaseException) -> str:
     return str(e)
 
 
+class Refused(ConvoyError):
+    """The host's policy does not allow what the attempt asks."""
+
+
 def _start_code(e: BaseException) -> str:
+    if isinstance(e, Refused):
+        return "refused"
     if isinstance(e, RevisionMissing):
         return "sync_failed"
     if isinstance(e, DiskFull) or (isinstance(e, OSError) and e.errno in FULL):
@@ -247,12 +254,15 @@ class Attempts:
     """Every attempt this agent knows, and the containers behind them."""
 
     def __init__(
-        self, home: Path, runtime: ContainerRuntime, agent_id: str, overlay: bool | None = None
-    ) -> None:
+        self, home: Path, runtime: ContainerRuntime, agent_id: str, overlay: bool | None = None,
+        policy: Policy | None = None,
+    ) -> None:  # fmt: skip
         self.home = home
         self.root = home / "attempts"
         self.root.mkdir(parents=True, exist_ok=True)
-        self.objects = ObjectStore(home / "store")
+        self.policy = policy or Policy()
+        self.owner = self.policy.run_as if self.policy.owns_files else None
+        self.objects = ObjectStore(home / "store", owner=self.owner)
         self.overlay = overlay_supported() if overlay is None else overlay
         self.runtime = runtime
         self.agent_id = agent_id
@@ -345,8 +355,11 @@ class Attempts:
             (d / "log").mkdir(parents=True, exist_ok=True)
             write_json(d / "request.json", asdict(req))
             self._set(a)
+            if (refused := self.policy.refuses_network(req.network)) is not None:
+                raise Refused(refused)
             workdir, overlay = await asyncio.to_thread(self._prepare_workspace, a)
             a.log_path.touch()
+            own_tree(a.log_path.parent, self.owner)  # the run writes its output there
             spec = ContainerSpec(
                 attempt_id=req.attempt_id,
                 run_id=req.run_id,
@@ -366,6 +379,7 @@ class Attempts:
                     (f"/inputs/{name}", str(self.objects.full_dir(rev)))
                     for name, rev in sorted(req.inputs.items())
                 ),
+                user=self.policy.user,
             )
             a.handle = await asyncio.to_thread(self.runtime.start, spec)
         except (ConvoyError, OSError) as e:
@@ -409,6 +423,7 @@ class Attempts:
                 scratch = upper.parent / "ovlwork"
                 upper.mkdir(exist_ok=True)
                 scratch.mkdir(exist_ok=True)
+                own_tree(upper, self.owner)  # what the run writes lands here
                 write_json(a.dir / "workspace.json", {"mode": "overlay"})
                 return upper, (lower, str(upper), str(scratch))
             if req.build_key or req.upper:
@@ -417,6 +432,7 @@ class Attempts:
         else:
             source = Path(req.source_path)
         manifest = workspace.materialise(source, a.work)
+        own_tree(a.work, self.owner)
         write_json(a.dir / "manifest.json", manifest)
         write_json(a.dir / "workspace.json", {"mode": "copy"})
         return a.work, None

@@ -76,6 +76,7 @@ from .trees import (
     lacking,
     link_or_copy,
     link_tree,
+    own_tree,
     rmtree_quiet,
 )
 
@@ -130,9 +131,14 @@ class ObjectWriter:
 
 
 class ObjectStore:
-    def __init__(self, root: Path, grace_s: float = 3600.0) -> None:
+    def __init__(
+        self, root: Path, grace_s: float = 3600.0, owner: tuple[int, int] | None = None
+    ) -> None:
+        """`owner`: (uid, gid) to give every snapshot (and so its objects) to, when runs execute
+        as another user than the agent's (agent/policy.py); None: left as made."""
         self.root = Path(root).resolve()
         self.grace_s = grace_s
+        self.owner = owner
         for sub in ("objects", "revisions", "manifests", "leases", "tmp"):
             (self.root / sub).mkdir(parents=True, exist_ok=True)
         spread_subfolders(str(self.root / "objects"))  # object folders made from now on
@@ -338,6 +344,7 @@ class ObjectStore:
         (holding the lock). The caller removes `staging` if this raises."""
         final = self._revision_path(revision)
         check_links(staging, want)
+        own_tree(staging, self.owner)
         self._write_manifest(revision, want)
         try:
             os.rename(staging, final)
@@ -386,11 +393,27 @@ class ObjectStore:
                 chain_file = self.root / "layers" / revision
                 chain_file.parent.mkdir(exist_ok=True)
                 chain_file.write_text(json.dumps(chain))
+                own_tree(staging, self.owner)
                 os.rename(staging, final)
             except BaseException:
                 rmtree_quiet(staging)
                 raise
             return final
+
+    def give_all(self) -> int:
+        """Give every snapshot to the store's owner (once, when that changed: the store keeps
+        whose it last made them in `owner`); the number of entries changed."""
+        if self.owner is None:
+            return 0
+        mark = self.root / "owner"
+        want = f"{self.owner[0]}:{self.owner[1]}"
+        with suppress(OSError):
+            if mark.read_text().strip() == want:
+                return 0
+        changed = sum(own_tree(self.root / sub, self.owner) for sub in ("revisions", "flat")
+                      if (self.root / sub).is_dir())  # fmt: skip
+        mark.write_text(want + "\n")
+        return changed
 
     def layers(self, revision: str) -> list[str]:
         """The revisions whose folders, top first, make up `revision` (itself alone when whole)."""
@@ -417,6 +440,7 @@ class ObjectStore:
             try:
                 for layer in reversed(self.revision_layers(revision)):  # bottom first
                     link_tree(layer, staging)
+                own_tree(staging, self.owner)
                 flat.parent.mkdir(exist_ok=True)
                 os.rename(staging, flat)
             except BaseException:

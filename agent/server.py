@@ -41,6 +41,7 @@ from .attempts import (
 )
 from .builds import Builds
 from .plans import PlanMissing
+from .policy import POLICY_FILE, load_policy
 from .runtime import ContainerRuntime, DockerRuntime, FakeRuntime
 from .runtime.fake_behaviour import PREFIX as FAKE_PREFIX
 from .storesock import StoreSocket
@@ -217,7 +218,8 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
         return pb.AgentInfo(
             name=self.name, agent_version=__version__, capacity=self.capacity,
             docker_version=self._docker_version, build=own_build(), accepting=accepting,
-            why=why,
+            why=why, networks=list(self.attempts.policy.networks),
+            run_as=self.attempts.policy.user,
         )  # fmt: skip
 
     async def WatchAttempts(
@@ -488,12 +490,19 @@ def make_runtime(kind: str, home: Path, fake_state: Path | None = None) -> Conta
 async def serve(
     home: Path, sock: Path, cpus: float | None = None, memory: int | None = None,
     name: str | None = None, ready: asyncio.Event | None = None, runtime_kind: str = "docker",
-    fake_state: Path | None = None,
+    fake_state: Path | None = None, policy_file: Path | None = None,
 ) -> None:  # fmt: skip
-    """Run the agent until cancelled, its containers run by `runtime_kind` (make_runtime)."""
+    """Run the agent until cancelled, its containers run by `runtime_kind` (make_runtime),
+    under the host's policy (agent/policy.py: `policy_file`, default <home>/policy.yaml)."""
     home.mkdir(parents=True, exist_ok=True)
+    policy = load_policy(policy_file or home / POLICY_FILE)
     runtime = make_runtime(runtime_kind, home, fake_state)
-    attempts = Attempts(home, runtime, agent_id_for(home))
+    attempts = Attempts(home, runtime, agent_id_for(home), policy=policy)
+    given = await asyncio.to_thread(attempts.objects.give_all)
+    if given:
+        log.info("gave %d snapshot entries to the runs' user %s", given, policy.user)
+    log.info("policy (%s): networks %s, runs as %s", policy.source,
+             ", ".join(policy.networks), policy.user)  # fmt: skip
     await attempts.recover()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
     service = AgentService(attempts, name or socket.gethostname(), host_capacity(cpus, memory))

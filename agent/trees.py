@@ -67,6 +67,24 @@ def link_tree(src: Path, dst: Path) -> None:
                 os.link(s, d)
 
 
+def own_tree(root: Path | str, owner: tuple[int, int] | None) -> int:
+    """Give a tree (its folders, files and links, the files being objects' inodes) to `owner`
+    (uid, gid), where it is not theirs already; the number changed. None: nothing to do. So a
+    run that executes as that user may write its workspace over these (agent/policy.py)."""
+    if owner is None:
+        return 0
+    uid, gid = owner
+    changed = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in (".", *dirnames, *filenames):
+            path = dirpath if name == "." else os.path.join(dirpath, name)
+            st = os.lstat(path)
+            if (st.st_uid, st.st_gid) != (uid, gid):
+                os.lchown(path, uid, gid)
+                changed += 1
+    return changed
+
+
 def check_links(staging: Path, want: dict[str, Checked]) -> None:
     """Resolve every symlink as built: each is inside by itself, but a link through another
     link can still leave the tree."""

@@ -582,6 +582,21 @@ def compose_yaml(text: str, file: str) -> yaml.Node | None:
         raise SpecError(file, 1, 1, f"invalid YAML: {e}") from None
 
 
+def error_at_field(text: str, file: str, field_name: str, message: str) -> SpecError:
+    """A SpecError at a top-level field of an (already valid) experiment file: where its value
+    is, or where the file starts when it is left out (its default applies). For refusals the
+    coordinator can only make at submit, knowing its hosts."""
+    try:
+        root = compose_yaml(text, file)
+    except SpecError:
+        root = None
+    if isinstance(root, yaml.MappingNode):
+        for key, value in root.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == field_name:
+                return _error_at(file, value, message)
+    return SpecError(file, 1, 1, message)
+
+
 def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
     """Parse and validate an experiment file; raise SpecError at the first problem."""
     root = compose_yaml(text, file)

@@ -85,6 +85,7 @@ class Reason(StrEnum):
     OUTPUT_LIMIT = "output_limit"
     CANCELLED = "cancelled"
     UNPLACEABLE = "unplaceable"  # no host it may use can ever take it
+    REFUSED = "refused"  # its host's policy does not allow what it asks (a network)
     INTERNAL_ERROR = "internal_error"  # the coordinator itself failed (a bug: please report)
 
     @property
@@ -105,7 +106,7 @@ _KINDS = {
     _R.SYNC_FAILED: _K.INFRASTRUCTURE, _R.IMAGE_FAILED: _K.INFRASTRUCTURE,
     _R.DISK_FULL: _K.INFRASTRUCTURE, _R.INTERNAL_ERROR: _K.INFRASTRUCTURE,
     _R.BUILD_FAILED: _K.FINAL, _R.OUTPUT_LIMIT: _K.FINAL, _R.CANCELLED: _K.FINAL,
-    _R.UNPLACEABLE: _K.FINAL,
+    _R.UNPLACEABLE: _K.FINAL, _R.REFUSED: _K.FINAL,
 }  # fmt: skip
 
 DEFAULT_INFRA_RETRIES = 3

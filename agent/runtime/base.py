@@ -42,6 +42,7 @@ class ContainerSpec:
     work_overlay: tuple[str, str, str] | None = None
     # Container path -> host folder, mounted read-only (datasets: /inputs/<name>).
     read_only_mounts: tuple[tuple[str, str], ...] = ()
+    user: str = ""  # "uid:gid" the run executes as (agent/policy.py); "": the agent's own
 
 
 @dataclass(frozen=True)

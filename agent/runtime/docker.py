@@ -148,7 +148,7 @@ class DockerRuntime:
                 name=name,
                 labels=labels_for(spec),
                 environment=env,
-                user=f"{os.getuid()}:{os.getgid()}",
+                user=spec.user or f"{os.getuid()}:{os.getgid()}",
                 working_dir="/work",
                 volumes=["/work", "/.convoy", *(inside for inside, _ in spec.read_only_mounts)],
                 host_config=host_config,

@@ -116,7 +116,7 @@ class DescribeRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class AgentInfo(_message.Message):
-    __slots__ = ("name", "agent_version", "capacity", "docker_version", "build", "accepting", "why")
+    __slots__ = ("name", "agent_version", "capacity", "docker_version", "build", "accepting", "why", "networks", "run_as")
     NAME_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     CAPACITY_FIELD_NUMBER: _ClassVar[int]
@@ -124,6 +124,8 @@ class AgentInfo(_message.Message):
     BUILD_FIELD_NUMBER: _ClassVar[int]
     ACCEPTING_FIELD_NUMBER: _ClassVar[int]
     WHY_FIELD_NUMBER: _ClassVar[int]
+    NETWORKS_FIELD_NUMBER: _ClassVar[int]
+    RUN_AS_FIELD_NUMBER: _ClassVar[int]
     name: str
     agent_version: str
     capacity: _common_pb2.Resources
@@ -131,7 +133,9 @@ class AgentInfo(_message.Message):
     build: str
     accepting: bool
     why: str
-    def __init__(self, name: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., docker_version: _Optional[str] = ..., build: _Optional[str] = ..., accepting: _Optional[bool] = ..., why: _Optional[str] = ...) -> None: ...
+    networks: _containers.RepeatedScalarFieldContainer[str]
+    run_as: str
+    def __init__(self, name: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., docker_version: _Optional[str] = ..., build: _Optional[str] = ..., accepting: _Optional[bool] = ..., why: _Optional[str] = ..., networks: _Optional[_Iterable[str]] = ..., run_as: _Optional[str] = ...) -> None: ...
 
 class StartAttemptRequest(_message.Message):
     __slots__ = ("attempt_id", "run_id", "submission_id", "experiment", "image", "argv", "env", "resources", "network", "timeout_seconds", "source_path", "outputs", "revision", "inputs", "build_key", "owner")

@@ -53,9 +53,11 @@ class AgentInfo:
     version: str
     capacity: Resources
     docker_version: str
-    build: str = ""  # a digest of the agent's own files (hosts/bundle.py own_digest)
+    build: str = ""  # a digest of the agent's own files (convoy/buildid.py)
     accepting: bool = True
     why: str = ""
+    networks: tuple[str, ...] = ()  # what its policy lets runs have
+    run_as: str = ""  # "uid:gid" its runs execute as
 
 
 @dataclass(frozen=True)
@@ -162,7 +164,8 @@ class AgentClient:
         c = info.capacity
         return AgentInfo(
             info.name, info.agent_version, Resources(c.cpus, c.memory_bytes, c.gpus),
-            info.docker_version, info.build, info.accepting, info.why,
+            info.docker_version, info.build, info.accepting, info.why, tuple(info.networks),
+            info.run_as,
         )  # fmt: skip
 
     async def watch(self, owner: str, heartbeat: float) -> AsyncGenerator[WatchEvent, None]:

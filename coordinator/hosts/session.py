@@ -148,7 +148,7 @@ class HostSession:
         self.tried.set()
         seen = tuple(_seen(a) for a in snap.attempts if a.owner in (self.owner, ""))
         self.emit(HostUp(self.name, self._last_heard, Units.of(self.capacity), seen,
-                         snap.accepting, snap.why))  # fmt: skip
+                         snap.accepting, snap.why, self.info.networks))  # fmt: skip
 
     @property
     def capacity(self) -> Resources:

@@ -135,6 +135,7 @@ class HostUp:
     attempts: tuple[Seen, ...] = ()
     accepting: bool = True  # its agent has room (disk) for new runs
     why: str = ""  # why not accepting
+    networks: tuple[str, ...] = ()  # what its policy lets runs have (empty: not said)
 
 
 @dataclass(frozen=True)

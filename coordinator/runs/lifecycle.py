@@ -111,6 +111,10 @@ class HostInfo:
     known: bool = False  # it has answered once: its capacity is known
     accepting: bool = True  # its agent has room (disk) for new runs
     why: str = ""  # why it is not up, or not accepting
+    networks: tuple[str, ...] = ()  # the networks its agent's policy allows (empty: not said)
+
+    def allows_network(self, network: str) -> bool:
+        return not self.networks or network in self.networks
 
 
 @dataclass
@@ -232,7 +236,7 @@ class Lifecycle:
             return
         was, since, was_known = h.state, h.since, h.known
         h.state, h.capacity, h.known = HostState.UP, e.capacity, True
-        h.accepting, h.why = e.accepting, e.why
+        h.accepting, h.why, h.networks = e.accepting, e.why, e.networks
         if was is HostState.LOST:
             msg = f"{h.name} answers again, {_ago(e.at - since)} after it was lost"
         elif was is HostState.UNREACHABLE and was_known:
@@ -435,7 +439,16 @@ class Lifecycle:
                        f"{labelled(self.hosts.values()) or 'none'}")  # fmt: skip
                 stranded += [(r, why) for r in runs]
                 continue
-            only = frozenset(h.name for h in allowed) if placement.restricts else None
+            network = runs[0].network  # one experiment file: one network for all its runs
+            if not any(h.allows_network(network) for h in allowed):
+                why = f"no host it may use allows network {network!r}: " + "; ".join(
+                    f"{h.name}: {', '.join(h.networks)}" for h in allowed
+                )
+                stranded += [(r, why) for r in runs]
+                continue
+            wider = placement.restricts or any(not h.allows_network(network) for h in allowed)
+            allowed = [h for h in allowed if h.allows_network(network)]
+            only = frozenset(h.name for h in allowed) if wider else None
             rules[sub_id] = (only, Policy(placement.policy))
             if all(h.known for h in allowed):  # what every one of them offers is known
                 problems: dict[Units, str | None] = {}

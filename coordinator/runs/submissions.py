@@ -21,7 +21,7 @@ from convoy.coordinator.runs.store import Store
 from convoy.coordinator.sources.builds import BuildKeeper
 from convoy.coordinator.sources.sync import RevisionGone, Syncer, diff
 from convoy.errors import ConvoyError, NotFound, UsageError
-from convoy.spec import PlacementSpec, expand, load_spec
+from convoy.spec import PlacementSpec, error_at_field, expand, load_spec
 from convoy.states import RunState
 
 
@@ -158,6 +158,11 @@ class Submissions:
             names += f"; not connected yet: {unseen}" if unseen else ""
             raise UsageError(f"{spec_path}: cannot run anywhere: no connected host matches "
                              f"placement ({spec.placement}); the hosts: {names}")  # fmt: skip
+        if allowed and not any(h.allows_network(spec.network) for h in allowed):
+            said = "; ".join(f"{h.name} allows {', '.join(h.networks)}" for h in allowed)
+            raise error_at_field(spec_yaml, spec_path, "network",
+                                 f"network: no host it may use allows {spec.network!r} ({said}; "
+                                 "a host's own policy.yaml decides)")  # fmt: skip
         problem = why_unplaceable(req, [HostView(h.name, h.capacity) for h in allowed])
         if problem:
             raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")

@@ -7,7 +7,11 @@ from __future__ import annotations
 import asyncio
 import errno
 import os
+import re
+import subprocess
+import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import grpc
@@ -15,8 +19,10 @@ import pytest
 
 import convoy.agent.attempts as attempts_module
 from convoy.agent.attempts import AttemptRequest, Attempts, AttemptState
+from convoy.agent.policy import Policy, load_policy
 from convoy.agent.runtime import FakeRuntime
 from convoy.agent.server import AgentService, host_capacity
+from convoy.errors import UsageError
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
 
@@ -177,3 +183,62 @@ def test_room_refuses_runs_below_the_minimum_free(
     monkeypatch.setenv("CONVOY_AGENT_MIN_FREE", str(1 << 62))
     ok, why = attempts.room()
     assert not ok and "disk is full" in why
+
+
+def test_the_agent_refuses_a_network_its_policy_does_not_allow(tmp_path: Path) -> None:
+    """Whatever the coordinator sends: a network the host's policy does not list fails the
+    attempt with the code `refused`, saying what the host allows; nothing is started."""
+
+    async def main() -> None:
+        policy = Policy(networks=("none",), run_as=(1000, 1000), source="set in test")
+        attempts = Attempts(tmp_path / "home", FakeRuntime(tmp_path / "fake"), "a1",
+                            overlay=False, policy=policy)  # fmt: skip
+        try:
+            req = replace(request(0), network="host")
+            status = await attempts.start(req)
+            assert (status.state, status.code) == (AttemptState.ERROR, "refused")
+            assert "does not allow network 'host' (it allows: none; set in test)" in status.reason
+            assert list((tmp_path / "fake").glob("*.json")) == []  # no container made
+        finally:
+            await attempts.close()
+
+    asyncio.run(asyncio.wait_for(main(), 20))
+
+
+@pytest.mark.parametrize(("text", "error"), [
+    ("networks: host", "networks: expected a list"),
+    ("run_as: root", 'run_as: expected "uid:gid"'),
+    ("networks: [none]\nnetwork: [host]", "unknown policy fields ['network']"),
+    ("[1, 2]", "expected a mapping"),
+    ("a: [", "not valid YAML"),
+])  # fmt: skip
+def test_a_bad_policy_is_refused_naming_the_file(tmp_path: Path, text: str, error: str) -> None:
+    path = tmp_path / "policy.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=re.escape(error)) as info:
+        load_policy(path)
+    assert str(path) in str(info.value)
+
+
+def test_the_policy_s_defaults_are_the_safe_ones(tmp_path: Path) -> None:
+    policy = load_policy(tmp_path / "none.yaml")
+    assert policy.networks == ("none", "bridge")
+    assert policy.run_as == ((65534, 65534) if os.geteuid() == 0 else (os.geteuid(),
+                                                                       os.getegid()))  # fmt: skip
+    given = tmp_path / "policy.yaml"
+    given.write_text('networks: [none, bridge, host]\nrun_as: "1000:100"\n')
+    assert load_policy(given) == Policy(("none", "bridge", "host"), (1000, 100), f"set in {given}")
+
+
+def test_an_agent_with_a_bad_policy_does_not_start_and_says_why(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "policy.yaml").write_text("run_as: 0\n")
+    out = subprocess.run(
+        [sys.executable, "-m", "convoy.agent", "--home", str(home), "--socket",
+         str(tmp_path / "a.sock"), "--runtime", "fake"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert out.returncode == 2, out
+    assert 'policy.yaml: run_as: expected "uid:gid"' in out.stderr
+    assert "Traceback" not in out.stderr
