@@ -10,10 +10,11 @@ from __future__ import annotations
 import difflib
 import itertools
 import math
+import os
 import posixpath
 import re
 import shlex
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -54,7 +55,7 @@ class WatchSpec:
 
     debounce_s: float = 0.05  # an editor's save is a few writes within milliseconds
     on_change: str = "cancel"  # or "finish"
-    smoke: tuple[tuple[str, tuple[ParamValue, ...]], ...] = ()  # parameter -> values to run first
+    smoke: tuple[tuple[str, Sequence[ParamValue]], ...] = ()  # parameter -> values to run first
 
 
 @dataclass(frozen=True)
@@ -90,8 +91,9 @@ class ExperimentSpec:
     image: str
     # A string is a shell command (run with /bin/sh -c); a list is an argv (no shell).
     command: str | tuple[str, ...]
-    # Parameter name -> its values, in file order. The matrix is their cartesian product.
-    matrix: tuple[tuple[str, tuple[ParamValue, ...]], ...] = ()
+    # Parameter name -> its values, in file order. The matrix is their cartesian product. A
+    # {range: [...]} stays a range: nothing is made of it beyond what runs are made.
+    matrix: tuple[tuple[str, Sequence[ParamValue]], ...] = ()
     resources: Resources = field(default_factory=Resources)
     env: tuple[tuple[str, str], ...] = ()
     outputs: tuple[str, ...] = ()  # relative paths or globs; empty: every created/changed file
@@ -121,6 +123,9 @@ class RunSpec:
 
 
 NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+DEFAULT_MAX_RUNS = 1_000_000  # runs one submission may have (CONVOY_MAX_RUNS)
+MAX_RANGE_BOUND = 10**15  # a range's bounds, so that arithmetic on them stays exact
+MAX_FILE_BYTES = 4 << 20  # an experiment file; the API's messages are 4 MiB at most
 _IDENT_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _NETWORK_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _LABEL_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_./-]*$")
@@ -220,7 +225,7 @@ class NodeChecker:
         self.file = file
         self.constructor = SafeConstructor()
         self.params: list[str] = []  # matrix parameter names, for ${name} references
-        self.matrix_values: tuple[tuple[str, tuple[ParamValue, ...]], ...] = ()
+        self.matrix_values: tuple[tuple[str, Sequence[ParamValue]], ...] = ()
 
     def error(self, node: yaml.Node, message: str) -> SpecError:
         return _error_at(self.file, node, message)
@@ -401,23 +406,30 @@ class NodeChecker:
                 # A {range: [...]} gives many values from one node: errors point at it.
                 places = [value] * len(values) if isinstance(value, yaml.MappingNode) else None
                 for v, item in zip(values, places or _items(value), strict=True):
-                    if not any(type(a) is type(v) and a == v for a in allowed):
+                    if not _has_value(allowed, v):
                         raise self.error(item, f"watch.smoke.{name}: {v!r} is not one of the "
                                                f"matrix's values for '{name}'")  # fmt: skip
                 smoke.append((name, values))
             kwargs["smoke"] = tuple(smoke)
         return WatchSpec(**kwargs)
 
-    def matrix(self, node: yaml.Node) -> tuple[tuple[str, tuple[ParamValue, ...]], ...]:
+    def matrix(self, node: yaml.Node) -> tuple[tuple[str, Sequence[ParamValue]], ...]:
         out = []
         for name, (key, value) in self.mapping(node, "matrix").items():
             if not _IDENT_RE.match(name):
                 what = f"a parameter name matching {_IDENT_RE.pattern}"
                 raise self.error(key, f"matrix: expected {what}, got {name!r}")
             out.append((name, self.values(value, f"matrix.{name}")))
+        total = math.prod(count(values) for _, values in out)
+        limit = max_runs()
+        if total > limit:
+            sizes = " x ".join(f"{count(v):,}" for _, v in out)
+            raise self.error(node, f"matrix: {total:,} runs ({sizes}) is more than the "
+                             f"{limit:,} one submission may have (CONVOY_MAX_RUNS); split the "
+                             "sweep")  # fmt: skip
         return tuple(out)
 
-    def values(self, node: yaml.Node, path: str) -> tuple[ParamValue, ...]:
+    def values(self, node: yaml.Node, path: str) -> Sequence[ParamValue]:
         if isinstance(node, yaml.MappingNode):
             fields = self.mapping(node, path)
             self.known_keys(fields, ("range",), f" in {path}")
@@ -428,16 +440,18 @@ class NodeChecker:
         if not items:
             raise self.error(node, f"{path}: expected a non-empty list of values")
         values: list[ParamValue] = []
+        seen: set[tuple[type, ParamValue]] = set()  # 1 and 1.0 and True differ, as in YAML
         for item in items:
             value = self.scalar(item)
             if value is None:
                 raise self.expect(item, path, "a string, number or boolean value")
-            if any(type(v) is type(value) and v == value for v in values):
+            if (type(value), value) in seen:
                 raise self.error(item, f"{path}: duplicate value {value!r}")
+            seen.add((type(value), value))
             values.append(value)
         return tuple(values)
 
-    def range_values(self, node: yaml.Node, path: str) -> tuple[ParamValue, ...]:
+    def range_values(self, node: yaml.Node, path: str) -> range:
         items = node.value if isinstance(node, yaml.SequenceNode) else []
         bounds: list[int] = [self.scalar(n) for n in items]
         if not 2 <= len(bounds) <= 3 or not all(type(b) is int for b in bounds):
@@ -445,8 +459,10 @@ class NodeChecker:
             raise self.error(node, f"{path}: expected {what}")
         if len(bounds) == 3 and bounds[2] == 0:
             raise self.error(items[2], f"{path}: step must not be 0")
-        values = tuple(range(*bounds))
-        if not values:
+        if any(abs(b) > MAX_RANGE_BOUND for b in bounds):
+            raise self.error(node, f"{path}: bounds beyond +-{MAX_RANGE_BOUND:,} are refused")
+        values = range(*bounds)
+        if not count(values):
             raise self.error(node, f"{path}: range {bounds} is empty (stop is exclusive)")
         return values
 
@@ -566,9 +582,15 @@ def smoke_indexes(spec: ExperimentSpec) -> list[int]:
 
 
 def compose_yaml(text: str, file: str) -> yaml.Node | None:
-    """YAML text -> its node tree (with positions); a syntax error is a SpecError at its place."""
+    """YAML text -> its node tree (with positions); a syntax error is a SpecError at its place,
+    and so is a file over MAX_FILE_BYTES or nested deeper than Python's stack allows."""
+    if len(text) > MAX_FILE_BYTES:
+        raise SpecError(file, 1, 1, f"the file is over {MAX_FILE_BYTES >> 20} MiB; an "
+                        "experiment file that large is refused")  # fmt: skip
     try:
         return yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise SpecError(file, 1, 1, "invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line, column = (mark.line + 1, mark.column + 1) if mark else (1, 1)
@@ -641,6 +663,31 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
             values[name] = parsers[name](node)
     kwargs = {("timeout_seconds" if k == "timeout" else k): v for k, v in values.items()}
     return ExperimentSpec(**kwargs, file=file)
+
+
+def count(values: Sequence[ParamValue]) -> int:
+    """How many values: for a range too, however large (len() refuses beyond 2**63)."""
+    if isinstance(values, range):
+        step = values.step
+        return max(0, (values.stop - values.start + step - (1 if step > 0 else -1)) // step)
+    return len(values)
+
+
+def run_count(spec: ExperimentSpec) -> int:
+    """How many runs the matrix makes (expand() gives them indexes 0..n-1), without making them."""
+    return math.prod(count(values) for _, values in spec.matrix)
+
+
+def max_runs() -> int:
+    """The most runs one submission may have: CONVOY_MAX_RUNS, default DEFAULT_MAX_RUNS."""
+    given = os.environ.get("CONVOY_MAX_RUNS", "")
+    return int(given) if given.isdigit() and int(given) > 0 else DEFAULT_MAX_RUNS
+
+
+def _has_value(values: Sequence[ParamValue], v: ParamValue) -> bool:
+    if isinstance(values, range):
+        return type(v) is int and v in values
+    return any(type(a) is type(v) and a == v for a in values)
 
 
 def expand(spec: ExperimentSpec) -> list[RunSpec]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import math
 import os
 import time
 from collections import deque
@@ -34,7 +33,7 @@ from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
 from convoy.paths import COOKIE_PREFIX
-from convoy.spec import ExperimentSpec, load_spec, smoke_indexes
+from convoy.spec import ExperimentSpec, load_spec, run_count, smoke_indexes
 from convoy.states import TERMINAL
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
@@ -288,5 +287,4 @@ class WatchSession:
 
 
 def _matrix_size(spec: ExperimentSpec) -> int:
-    """How many runs the matrix makes (expand() gives them indexes 0..n-1), without making them."""
-    return math.prod(len(values) for _, values in spec.matrix)
+    return run_count(spec)

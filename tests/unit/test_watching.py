@@ -46,7 +46,7 @@ def test_watch_field_and_smoke_runs() -> None:
 
 def test_smoke_values_may_be_a_range_as_in_the_matrix() -> None:
     spec = load_spec(HEAD + "watch:\n  smoke: {rep: {range: [0, 2]}}\n")
-    assert spec.watch.smoke == (("rep", (0, 1)),)
+    assert [(n, list(v)) for n, v in spec.watch.smoke] == [("rep", [0, 1])]
     assert smoke_indexes(spec) == [0, 1, 3, 4]
 
 
