@@ -34,7 +34,9 @@ Attempt lifecycle (the coordinator's view)::
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import bisect
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
@@ -61,17 +63,18 @@ from convoy.coordinator.runs.events import (
     Submitted,
     Tick,
 )
-from convoy.coordinator.runs.records import RunRecord, attempt_id
+from convoy.coordinator.runs.records import RunRecord, attempt_id, evolve
 from convoy.coordinator.runs.scheduler import (
     HostView,
     Pending,
     Policy,
     Units,
     place,
+    units_for,
     why_unplaceable,
 )
 from convoy.spec import PlacementSpec
-from convoy.states import TERMINAL, FailureKind, Reason, RunState
+from convoy.states import TERMINAL, FailureKind, Reason, RunState, check_transition
 
 from .actions import (
     Abandon,
@@ -140,6 +143,12 @@ class Lifecycle:
     _collecting: dict[str, _Pending] = field(default_factory=dict)  # by attempt id
     _stopping: set[str] = field(default_factory=set)  # attempts a Stop was sent for
     _queued: set[str] = field(default_factory=set)  # ids of the runs waiting for a host
+    _order: list[tuple[int, int, str]] = field(default_factory=list)  # queue order (lazy: may
+    # still name runs placed or ended since, skipped and dropped now and then)
+    _by_sub: dict[str, set[str]] = field(default_factory=dict)  # submission -> its queued runs
+    _asks: Counter[Units] = field(default_factory=Counter)  # the requests waiting, counted
+    _rules: dict[str, tuple[frozenset[str] | None, Policy]] = field(default_factory=dict)
+    _rules_stale: bool = True  # hosts or submissions changed: the rules are worked out again
     _wanted_dispatch: bool = False
 
     # ---- reading ---------------------------------------------------------------------------
@@ -225,6 +234,7 @@ class Lifecycle:
     # ---- hosts -----------------------------------------------------------------------------
 
     def _host_added(self, e: HostAdded) -> None:
+        self._rules_stale = True
         if e.name not in self.hosts:
             self.hosts[e.name] = HostInfo(e.name, dict(e.labels), since=e.at,
                                           why="not connected yet")  # fmt: skip
@@ -235,6 +245,8 @@ class Lifecycle:
         if h is None:
             return
         was, since, was_known = h.state, h.since, h.known
+        if (h.capacity, h.known, h.networks) != (e.capacity, True, e.networks):
+            self._rules_stale = True  # what runs it may take, or can ever take, may differ
         h.state, h.capacity, h.known = HostState.UP, e.capacity, True
         h.accepting, h.why, h.networks = e.accepting, e.why, e.networks
         if was is HostState.LOST:
@@ -378,8 +390,8 @@ class Lifecycle:
     def _submitted(self, e: Submitted) -> None:
         for run in e.runs:
             self.runs[run.id] = run
-            self._queued.add(run.id)
             self._placement[run.submission_id] = e.placement
+            self._enqueue(run)
         self._wanted_dispatch = True
 
     def _restored(self, e: Restored, out: list[Action]) -> None:
@@ -399,7 +411,7 @@ class Lifecycle:
                 continue
             self.runs[run.id] = run
             if run.state is RunState.QUEUED:
-                self._queued.add(run.id)
+                self._enqueue(run)
                 continue
             aid = attempt_id(run.id, run.attempt)
             if run.host not in self.hosts:
@@ -408,7 +420,7 @@ class Lifecycle:
             elif aid not in self.attempts:  # a store from before the attempts ledger
                 phase = (AttemptPhase.RUNNING if run.state is RunState.RUNNING
                          else AttemptPhase.LAUNCHING)  # fmt: skip
-                a = AttemptRecord(aid, run.id, run.attempt, run.host, Units.of(run.resources),
+                a = AttemptRecord(aid, run.id, run.attempt, run.host, units_for(run.resources),
                                   phase, orphan=phase is AttemptPhase.LAUNCHING)  # fmt: skip
                 self.attempts[aid] = a
                 out.append(SaveAttempts((a,)))
@@ -421,70 +433,125 @@ class Lifecycle:
         return h.state is HostState.UP and h.known and h.accepting
 
     def _dispatch(self, out: list[Action]) -> None:
+        """Place what fits. Its cost follows what can change: the rules of each submission
+        (where it may run, and whether anywhere can) are worked out when hosts or submissions
+        change, the queue is kept in order, and a pass reads it only while some host that is
+        not held has room for one of the requests waiting."""
         self._wanted_dispatch = False
-        queued = [self.runs[i] for i in self._queued]
-        if not queued:
+        if not self._queued:
             return
-        views = {name: self.view(name) for name in self.hosts}
-        by_sub: dict[str, list[RunRecord]] = {}
-        for r in queued:
-            by_sub.setdefault(r.submission_id, []).append(r)
-        rules: dict[str, tuple[frozenset[str] | None, Policy]] = {}
-        stranded: list[tuple[RunRecord, str]] = []
-        for sub_id, runs in by_sub.items():
-            placement = self._placement.get(sub_id, PlacementSpec())
-            allowed = [h for h in self.hosts.values() if placement.allows(h.name, h.labels)]
-            if not allowed:
-                why = (f"no host matches its placement ({placement}) any more; the hosts: "
-                       f"{labelled(self.hosts.values()) or 'none'}")  # fmt: skip
-                stranded += [(r, why) for r in runs]
-                continue
-            network = runs[0].network  # one experiment file: one network for all its runs
-            if not any(h.allows_network(network) for h in allowed):
-                why = f"no host it may use allows network {network!r}: " + "; ".join(
-                    f"{h.name}: {', '.join(h.networks)}" for h in allowed
-                )
-                stranded += [(r, why) for r in runs]
-                continue
-            wider = placement.restricts or any(not h.allows_network(network) for h in allowed)
-            allowed = [h for h in allowed if h.allows_network(network)]
-            only = frozenset(h.name for h in allowed) if wider else None
-            rules[sub_id] = (only, Policy(placement.policy))
-            if all(h.known for h in allowed):  # what every one of them offers is known
-                problems: dict[Units, str | None] = {}
-                for r in runs:
-                    need = Units.of(r.resources)
-                    if need not in problems:
-                        capacities = [HostView(h.name, h.capacity) for h in allowed]
-                        problems[need] = why_unplaceable(need, capacities)
-                    if problems[need]:
-                        stranded.append((r, f"no host it may use can ever run it: "
-                                            f"{problems[need]}"))  # fmt: skip
-        for run, why in stranded:
-            self._end(run, RunState.FAILED, Reason.UNPLACEABLE, why, out)
-        gone = {r.id for r, _ in stranded}
-        pending = [
-            Pending(r.id, Units.of(r.resources), r.priority, r.seq * 1_000_000 + r.index,
-                    *rules[r.submission_id], avoid=frozenset(self._avoid.get(r.id, ())))
-            for r in queued if r.id not in gone
-        ]  # fmt: skip
+        if self._rules_stale:
+            self._rules_stale = False
+            self._check_rules(out)
+        alloc: dict[str, Units] = {}
+        for a in self.attempts.values():
+            if a.held:
+                alloc[a.host] = alloc.get(a.host, Units()) + a.units
+        views = [HostView(h.name, h.capacity, alloc.get(h.name, Units()), self._placeable(h))
+                 for h in self.hosts.values()]  # fmt: skip
         changes = []
-        for p in place(pending, list(views.values()), holds=self._holds):
+        placed_ids = place(self._pending(), views, holds=self._holds, ordered=True,
+                           requests=self._asks)  # fmt: skip
+        for p in placed_ids:
             run = self.runs[p.run_id]
             placed = run.moved(
                 RunState.STARTING, f"placed on {p.host}", host=p.host, attempt=run.attempt + 1,
                 exit_code=None, started_at=0.0, ended_at=0.0, image_id="", code=None,
             )  # fmt: skip
             self.runs[run.id] = placed
-            self._queued.discard(run.id)
+            self._unqueue(run)
             changes.append((run, placed))
             a = AttemptRecord(placed.attempt_id, run.id, placed.attempt, p.host,
-                              Units.of(run.resources), AttemptPhase.LAUNCHING)  # fmt: skip
+                              units_for(run.resources), AttemptPhase.LAUNCHING)  # fmt: skip
             self.attempts[a.id] = a
             out.append(SaveAttempts((a,)))
             out.append(Launch(placed))
         if changes:
             out.append(Commit(tuple(changes)))
+
+    def _pending(self) -> Iterator[Pending]:
+        """The queued runs in queue order, as the scheduler wants them (read lazily)."""
+        stale = 0
+        for _, _, run_id in self._order:
+            run = self.runs.get(run_id)
+            if run is None or run_id not in self._queued:
+                stale += 1
+                continue
+            rule = self._rules.get(run.submission_id)
+            if rule is None:
+                continue  # stranded, or its rules not known yet
+            yield Pending(run.id, units_for(run.resources), run.priority, _seq(run), *rule,
+                          avoid=frozenset(self._avoid.get(run.id, ())))  # fmt: skip
+        if stale > len(self._queued) + 1000:  # read to the end: drop the placed and ended
+            self._order = [k for k in self._order if k[2] in self._queued]
+
+    def _check_rules(self, out: list[Action]) -> None:
+        """Each waiting submission's rules: the hosts it may use (its placement, their labels
+        and the networks they allow) and its policy; or, when no host it may use can ever take
+        it, its queued runs end unplaceable, saying why. A submission's runs share their
+        placement, network and resources, so this costs a look per submission."""
+        self._rules.clear()
+        for sub_id, ids in list(self._by_sub.items()):
+            runs = [self.runs[i] for i in ids if i in self._queued]
+            if not runs:
+                continue
+            rule, why = self._rule_of(sub_id, runs[0])
+            if rule is not None:
+                self._rules[sub_id] = rule
+                continue
+            for run in runs:
+                self._end(run, RunState.FAILED, Reason.UNPLACEABLE, why, out)
+
+    def _rule_of(
+        self, sub_id: str, run: RunRecord
+    ) -> tuple[tuple[frozenset[str] | None, Policy] | None, str]:
+        placement = self._placement.get(sub_id, PlacementSpec())
+        allowed = [h for h in self.hosts.values() if placement.allows(h.name, h.labels)]
+        if not allowed:
+            return None, (f"no host matches its placement ({placement}) any more; the hosts: "
+                          f"{labelled(self.hosts.values()) or 'none'}")  # fmt: skip
+        if not any(h.allows_network(run.network) for h in allowed):
+            return None, (
+                f"no host it may use allows network {run.network!r}: "
+                + "; ".join(f"{h.name}: {', '.join(h.networks)}" for h in allowed)
+            )
+        wider = placement.restricts or any(not h.allows_network(run.network) for h in allowed)
+        allowed = [h for h in allowed if h.allows_network(run.network)]
+        if all(h.known for h in allowed):  # what every one of them offers is known
+            problem = why_unplaceable(
+                units_for(run.resources), [HostView(h.name, h.capacity) for h in allowed]
+            )
+            if problem:
+                return None, f"no host it may use can ever run it: {problem}"
+        only = frozenset(h.name for h in allowed) if wider else None
+        return (only, Policy(placement.policy)), ""
+
+    def _enqueue(self, run: RunRecord) -> None:
+        if run.id in self._queued:
+            return
+        self._queued.add(run.id)
+        key = (-run.priority, _seq(run), run.id)
+        at = bisect.bisect_left(self._order, key)
+        if at == len(self._order) or self._order[at] != key:  # still there from before: kept
+            self._order.insert(at, key)
+        self._by_sub.setdefault(run.submission_id, set()).add(run.id)
+        self._asks[units_for(run.resources)] += 1
+        if run.submission_id not in self._rules:
+            self._rules_stale = True
+
+    def _unqueue(self, run: RunRecord) -> None:
+        if run.id not in self._queued:
+            return
+        self._queued.discard(run.id)
+        ids = self._by_sub.get(run.submission_id)
+        if ids is not None:
+            ids.discard(run.id)
+            if not ids:
+                del self._by_sub[run.submission_id]
+        need = units_for(run.resources)
+        self._asks[need] -= 1
+        if self._asks[need] <= 0:
+            del self._asks[need]
 
     # ---- cancel ----------------------------------------------------------------------------
 
@@ -579,12 +646,12 @@ class Lifecycle:
         self._wanted_dispatch = True  # the container is gone: its room is free
         run = _with_outcome(self.runs[a.run_id], outcome, self.now)
         if outcome.succeeded:
-            final = after = replace(run, state=RunState.SUCCEEDED, code=outcome.code,
+            final = after = evolve(run, state=RunState.SUCCEEDED, code=outcome.code,
                                     reason=outcome.message)  # fmt: skip
         else:
             after = self._after_failure(run, a, outcome.code, outcome.message)
             # Its folder shows how this attempt ended, whether or not the run goes on.
-            final = after if after.state.terminal else replace(
+            final = after if after.state.terminal else evolve(
                 run, state=RunState.FAILED, code=outcome.code,
                 reason=f"attempt {a.number} on {a.host}: {outcome.message}",
             )  # fmt: skip
@@ -612,7 +679,7 @@ class Lifecycle:
         if a.phase is AttemptPhase.COLLECTING and pending is not None:
             a = self._set(a, out, phase=AttemptPhase.ENDED, kept=True)
             why = f"; its results could not be brought in: {e.message}"
-            final = replace(pending.final, reason=pending.final.reason + why)
+            final = evolve(pending.final, reason=pending.final.reason + why)
             after = final if pending.after.state.terminal else pending.after
             out.append(RecordEnded(final))
             self._apply(_Pending(final, after), a, out, recorded=True)
@@ -629,7 +696,7 @@ class Lifecycle:
             return
         after = pending.after
         if after.state is RunState.QUEUED and run.id in self.cancels:  # asked to stop meanwhile
-            after = replace(pending.final, state=RunState.CANCELLED, code=Reason.CANCELLED,
+            after = evolve(pending.final, state=RunState.CANCELLED, code=Reason.CANCELLED,
                             reason=f"cancelled on request ({pending.final.reason})")  # fmt: skip
             if not recorded:
                 out.append(RecordEnded(after))
@@ -658,7 +725,7 @@ class Lifecycle:
         run = self.runs.get(a.run_id)
         if run is None or run.attempt != a.number:
             return
-        failed = replace(run, exit_code=exit_code, ended_at=self.now)
+        failed = evolve(run, exit_code=exit_code, ended_at=self.now)
         after = self._after_failure(failed, a, code, why)
         if after.state.terminal:
             out.append(RecordEnded(after))
@@ -671,7 +738,7 @@ class Lifecycle:
         kind of failure lasts, else ended."""
         where = f"attempt {a.number} on {a.host}"
         if run.id in self.cancels:
-            return replace(run, state=RunState.CANCELLED, code=Reason.CANCELLED,
+            return evolve(run, state=RunState.CANCELLED, code=Reason.CANCELLED,
                            reason=f"cancelled on request; {where}: {why}")  # fmt: skip
         app, infra = run.app_failures, run.infra_failures
         if code.kind is FailureKind.APPLICATION:
@@ -682,17 +749,17 @@ class Lifecycle:
             budget, used, what = run.infra_retries, infra, "infra_retries"
         else:
             budget, used, what = 0, 1, ""
-        counted = replace(run, app_failures=app, infra_failures=infra, code=code)
+        counted = evolve(run, app_failures=app, infra_failures=infra, code=code)
         if used <= budget:
             self._avoid.setdefault(run.id, set()).add(a.host)
-            return replace(
+            return evolve(
                 counted,
                 state=RunState.QUEUED,
                 reason=f"{where}: {why}; retrying ({budget - used} of {what} left)",
             )
         state = RunState.LOST if code is Reason.HOST_LOST else RunState.FAILED
         spent = f" ({what} spent: {budget})" if what and budget else ""
-        return replace(counted, state=state, reason=f"{why}{spent}")
+        return evolve(counted, state=state, reason=f"{why}{spent}")
 
     def _finish(
         self, run: RunRecord, final: RunRecord, out: list[Action],
@@ -727,7 +794,7 @@ class Lifecycle:
         self, run: RunRecord, state: RunState, code: Reason, why: str, out: list[Action]
     ) -> None:
         """End a run that has no attempt going (queued): its folder says why."""
-        final = replace(run, state=state, code=code, reason=why, ended_at=self.now)
+        final = evolve(run, state=state, code=code, reason=why, ended_at=self.now)
         out.append(RecordEnded(final))
         self._finish(run, final, out)
 
@@ -746,14 +813,15 @@ class Lifecycle:
 
     def _commit(self, before: RunRecord, after: RunRecord, out: list[Action]) -> None:
         if before.state is not after.state:
-            before.moved(after.state, after.reason)  # validates the transition
-        if after.state is RunState.QUEUED:
-            self._wanted_dispatch = True
-            self._queued.add(after.id)
-        else:
-            self._queued.discard(after.id)
+            check_transition(before.id, before.state, after.state)
         if after.id in self.runs:
             self.runs[after.id] = after
+        if after.state is RunState.QUEUED:
+            self._wanted_dispatch = True
+            if after.id in self.runs:
+                self._enqueue(after)
+        else:
+            self._unqueue(after)
         out.append(Commit(((before, after),)))
 
     def _set(self, a: AttemptRecord, out: list[Action], **changes: object) -> AttemptRecord:
@@ -795,9 +863,14 @@ def _merged(actions: list[Action]) -> list[Action]:
     return merged
 
 
+def _seq(run: RunRecord) -> int:
+    """A run's place among equal priorities: its submission's, then its index."""
+    return run.seq * 1_000_000 + run.index
+
+
 def _with_outcome(run: RunRecord, outcome: Outcome, now: float) -> RunRecord:
     """The run with the facts of how its attempt ended."""
-    return replace(
+    return evolve(
         run, exit_code=outcome.exit_code, image_id=outcome.image_id,
         ended_at=outcome.ended_at or now, started_at=outcome.started_at or run.started_at,
     )  # fmt: skip

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from convoy.spec import ParamValue, Resources
@@ -66,10 +66,25 @@ class RunRecord:
     def moved(self, to: RunState, reason: str, **changes: Any) -> RunRecord:
         """The record after a lifecycle transition (validated)."""
         check_transition(self.id, self.state, to)
-        return replace(self, state=to, reason=reason, **changes)
+        return evolve(self, state=to, reason=reason, **changes)
 
     def params_json(self) -> str:
         return json.dumps(self.params, sort_keys=False)
+
+
+_RUN_FIELDS = frozenset(f.name for f in fields(RunRecord))
+
+
+def evolve(run: RunRecord, **changes: Any) -> RunRecord:
+    """dataclasses.replace for RunRecord, without running __init__ on every field again: the
+    lifecycle makes one per change, a hundred thousand when a sweep is cancelled."""
+    unknown = changes.keys() - _RUN_FIELDS
+    if unknown:
+        raise TypeError(f"RunRecord has no fields {sorted(unknown)}")
+    new = object.__new__(RunRecord)
+    new.__dict__.update(run.__dict__)
+    new.__dict__.update(changes)
+    return new
 
 
 def attempt_id(run_id: str, attempt: int) -> str:

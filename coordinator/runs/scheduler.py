@@ -8,6 +8,7 @@ same pass.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -94,11 +95,19 @@ def queue_order(pending: Iterable[Pending]) -> list[Pending]:
     return sorted(pending, key=lambda p: (-p.priority, p.seq))
 
 
+@functools.lru_cache(maxsize=4096)
+def units_for(r: Resources) -> Units:
+    """Units.of, remembered: a sweep's runs ask alike, and a placement pass asks for each."""
+    return Units.of(r)
+
+
 def place(
     pending: Iterable[Pending],
     hosts: Sequence[HostView],
     policy: Policy = Policy.PACK,
     holds: dict[str, str] | None = None,
+    ordered: bool = False,
+    requests: Iterable[Units] = (),
 ) -> list[Placement]:
     """Place as many queued runs as fit, in queue order.
 
@@ -116,12 +125,28 @@ def place(
     pass's holds. The price, without run durations to go by: should another host come to
     free up sooner, the run still waits for the one it holds (which only drains, so it fits
     there in the end).
+
+    `ordered`: `pending` is in queue order already (it may then be a lazy iterable, and is read
+    only as far as needed). `requests`: every distinct request among the pending runs: once no
+    host that is not held can take any of them, the pass ends without reading the rest, so a
+    long queue costs what the free room can take, not its length.
     """
     ledger = _Ledger({h.name: h for h in hosts if h.up})
     held: set[str] = set()  # hosts kept for a run ahead in the queue that did not fit
     now_held: dict[str, str] = {}
     placements: list[Placement] = []
-    for p in queue_order(pending):
+    asks = frozenset(requests)
+
+    def room_left() -> bool:
+        return any(h.name not in held and any(r.fits_in(h.free) for r in asks)
+                   for h in ledger.hosts.values())  # fmt: skip
+
+    if asks and not room_left():
+        return _kept(placements, holds, holds or {})  # nothing can start: holds stay as they are
+    for p in pending if ordered else queue_order(pending):
+        if asks and not room_left():
+            now_held.update({k: v for k, v in (holds or {}).items() if k not in now_held})
+            break
         usable = [
             h for h in ledger.hosts.values()
             if h.name not in held and (p.only is None or h.name in p.only)
@@ -144,9 +169,16 @@ def place(
             chosen = min(candidates, key=lambda h: h.name)
         ledger.take(chosen.name, p.request)
         placements.append(Placement(p.run_id, chosen.name))
-    if holds is not None:
+    return _kept(placements, holds, now_held)
+
+
+def _kept(
+    placements: list[Placement], holds: dict[str, str] | None, now_held: dict[str, str]
+) -> list[Placement]:
+    if holds is not None and holds is not now_held:
+        keep = dict(now_held)
         holds.clear()
-        holds.update(now_held)
+        holds.update(keep)
     return placements
 
 
