@@ -61,9 +61,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             await asyncio.to_thread(self.c.changed_paths, request.unless_revision, sub.revision)
             if request.unless_revision else []
         )  # fmt: skip
+        runs_pb = await asyncio.to_thread(lambda: [run_to_pb(r) for r in runs])  # 10^5: seconds
         return pb.SubmitResponse(
-            submission_id=sub.id, runs=[run_to_pb(r) for r in runs], revision=sub.revision,
-            changed=changed,
+            submission_id=sub.id, runs=runs_pb, revision=sub.revision, changed=changed,
         )  # fmt: skip
 
     async def ListRuns(self, request: pb.ListRunsRequest, context: Ctx) -> pb.ListRunsResponse:

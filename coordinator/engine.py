@@ -12,6 +12,7 @@ not hold, and a run the store says ended has its folder.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import secrets
@@ -72,6 +73,12 @@ log = logging.getLogger("convoy.coordinator")
 DEFAULT_CANCEL_GRACE_S = 10.0
 TICK_S = 1.0
 FIRST_CONTACT_S = 120.0  # start() waits this long at most for each host's first answer
+CSV_EVERY_S = 2.0
+CSV_ROWS_PER_S = 10_000  # a large runs.csv is rewritten no more often than its rows / this
+INLINE_FOLDERS = 100  # run folders written before their runs' end is stored; more: meanwhile
+INLINE_CSV_ROWS = 2000  # a larger submission's runs.csv is written by a worker thread
+CANCEL_CHUNK = 500  # runs cancelled at once; the event loop runs between chunks
+FOLDER_CHUNK = 500
 __all__ = ["Coordinator", "HostSpec", "Unchanged"]
 
 
@@ -129,6 +136,14 @@ class Coordinator:
         self._dispatch_pending = False
         self._feeding = False
         self._later: list[Event] = []
+        self._csv_due: dict[str, asyncio.TimerHandle] = {}  # submission -> its runs.csv write
+        self._folders_todo: collections.deque[RunRecord] = collections.deque()
+        self._folder_writer: asyncio.Task[Any] | None = None
+        self._cancelling = 0  # cancels being fed; the writers' threads wait (interpreter lock)
+        self._quiet = asyncio.Event()
+        self._quiet.set()
+        self._csv_writing: dict[str, bool] = {}  # being written -> to be written once more
+        self._csv_tasks: set[asyncio.Task[None]] = set()
 
     def _session(self, h: HostSpec) -> HostSession:
         return HostSession(h.name, h.client, self.owner, self.feed, h.revive, h.address,
@@ -146,6 +161,9 @@ class Coordinator:
             for sub_id in sorted({r.submission_id for r in unfinished})
         )
         self.feed(Restored(unfinished, tuple(self.store.attempts()), placements))
+        due = [r for i in self.store.folders_due() if (r := self.store.run(i)) is not None]
+        if due:  # noted before a stop, not written yet
+            self._folders_later(due)
         for session in self.sessions.values():
             self._spawn(session.run())
         self._spawn(self._clock())
@@ -161,6 +179,12 @@ class Coordinator:
                             name, session.why)  # fmt: skip
 
     async def close(self) -> None:
+        await asyncio.gather(*self._csv_tasks, return_exceptions=True)  # a few seconds at most
+        for sub_id, handle in list(self._csv_due.items()):  # what a later write was to say
+            handle.cancel()
+            if (sub := self.store.submission(sub_id)) is not None:
+                await asyncio.to_thread(self._update_csv, sub, True)
+        self._csv_due.clear()
         tasks = list(self._tasks)
         for t in tasks:
             t.cancel()
@@ -202,27 +226,30 @@ class Coordinator:
     def _carry_out(self, actions: Sequence[Action]) -> None:
         if not actions:
             return
-        for act in actions:  # run.json first: the store never says ended with no folder
-            if isinstance(act, RecordEnded):
-                try:
-                    record_unstarted(act.run)
-                except OSError as e:
-                    log.error("run %s: cannot write its run.json: %s", act.run.id, e)
+        ended_here = [act.run for act in actions if isinstance(act, RecordEnded)]
+        later: list[str] = []
+        if len(ended_here) <= INLINE_FOLDERS:  # run.json first: ended means it has its folder
+            for run in ended_here:
+                self._write_folder(run)
+        else:  # a sweep cancelled: written meanwhile, noted in the same transaction (restarts)
+            later = [r.id for r in ended_here]
         now = time.time()
         changes = [(b, a, now) for act in actions if isinstance(act, Commit)
                    for b, a in act.changes]  # fmt: skip
         saved = [a for act in actions if isinstance(act, SaveAttempts) for a in act.attempts]
         forgotten = [i for act in actions if isinstance(act, ForgetAttempts)
                      for i in act.attempt_ids]  # fmt: skip
-        if changes or saved or forgotten:
-            self.store.apply(changes, saved, forgotten)
+        if changes or saved or forgotten or later:
+            self.store.apply(changes, saved, forgotten, later)
+        if later:
+            self._folders_later(ended_here)
         ended: set[str] = set()
         for before, after, at in changes:
             self.bus.publish(RunChanged(after, before.state.value, at))
             if after.state.terminal:
                 ended.add(after.submission_id)
         for sub_id in ended:
-            self._update_csv(sub_id)
+            self._csv_soon(sub_id)
         for act in actions:
             match act:
                 case Launch(run=run):
@@ -242,6 +269,34 @@ class Coordinator:
                     log.log(level, "host %s", message)
 
     # ---- carrying out ----------------------------------------------------------------------
+
+    def _write_folder(self, run: RunRecord) -> None:
+        try:
+            record_unstarted(run)
+        except OSError as e:
+            log.error("run %s: cannot write its run.json: %s", run.id, e)
+
+    def _folders_later(self, runs: Sequence[RunRecord]) -> None:
+        """Queue folders for the one writer task (many threads at once would starve the event
+        loop of the interpreter lock)."""
+        self._folders_todo.extend(runs)
+        if self._folder_writer is None or self._folder_writer.done():
+            self._folder_writer = self._spawn(self._write_folders())
+
+    async def _write_folders(self) -> None:
+        """The folders of runs that ended without starting, a chunk at a time off the event
+        loop; each cleared from the store's list once written."""
+        while self._folders_todo:
+            await self._quiet.wait()
+            chunk = [self._folders_todo.popleft()
+                     for _ in range(min(FOLDER_CHUNK, len(self._folders_todo)))]  # fmt: skip
+
+            def write(todo: Sequence[RunRecord] = chunk) -> None:
+                for run in todo:
+                    self._write_folder(run)
+
+            await asyncio.to_thread(write)
+            self.store.folders_written([r.id for r in chunk])
 
     async def _stop(self, act: Stop) -> None:
         session = self.sessions.get(act.host)
@@ -293,13 +348,65 @@ class Coordinator:
             return
         self.feed(Collected(act.attempt_id))
 
-    def _update_csv(self, submission_id: str) -> None:
+    def _csv_soon(self, submission_id: str) -> None:
+        """runs.csv again. A small submission's is written now (before its runs' end reaches
+        any client: what a user reads once `convoy run` returns). A large one's is written off
+        the event loop, at once when no run of it is left going, else at most every
+        CSV_EVERY_S (a sweep's runs end one by one: rewriting a hundred thousand rows for
+        each would cost more than the runs)."""
         sub = self.store.submission(submission_id)
-        if sub is not None:
-            try:
-                write_runs_csv(Path(sub.results_dir) / "runs.csv", self.store.runs(submission_id))
-            except OSError as e:
-                log.error("%s: cannot write runs.csv: %s", submission_id, e)
+        if sub is None:
+            return
+        if sub.total <= INLINE_CSV_ROWS:
+            self._update_csv(sub)
+        elif submission_id in self._csv_writing:
+            self._csv_writing[submission_id] = True  # once more when the one going is done
+        elif not self.store.any_unfinished(submission_id):
+            self._csv_cancel(submission_id)
+            self._csv_writing[submission_id] = False
+            self._spawn_csv(sub)
+        elif submission_id not in self._csv_due:
+            every = max(CSV_EVERY_S, sub.total / CSV_ROWS_PER_S)  # 10^5 runs: every 5 s
+            self._csv_due[submission_id] = asyncio.get_running_loop().call_later(
+                every, self._csv_later, sub
+            )
+
+    def _csv_cancel(self, submission_id: str) -> None:
+        if (handle := self._csv_due.pop(submission_id, None)) is not None:
+            handle.cancel()
+
+    def _csv_later(self, sub: SubmissionRecord) -> None:
+        self._csv_due.pop(sub.id, None)
+        if sub.id in self._csv_writing:
+            self._csv_writing[sub.id] = True
+        else:
+            self._csv_writing[sub.id] = False
+            self._spawn_csv(sub)
+
+    def _spawn_csv(self, sub: SubmissionRecord) -> None:
+        task = asyncio.get_running_loop().create_task(self._write_csv(sub))
+        self._csv_tasks.add(task)  # close() waits for these rather than cancel them
+        task.add_done_callback(self._csv_tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    async def _write_csv(self, sub: SubmissionRecord) -> None:
+        """A large submission's runs.csv from a worker thread, again while runs ended meanwhile."""
+        try:
+            while True:
+                await self._quiet.wait()
+                self._csv_writing[sub.id] = False
+                await asyncio.to_thread(self._update_csv, sub, True)
+                if not self._csv_writing[sub.id]:
+                    return
+        finally:
+            self._csv_writing.pop(sub.id, None)
+
+    def _update_csv(self, sub: SubmissionRecord, apart: bool = False) -> None:
+        runs = self.store.runs_apart(sub.id) if apart else self.store.runs(sub.id)
+        try:
+            write_runs_csv(Path(sub.results_dir) / "runs.csv", runs)
+        except OSError as e:
+            log.error("%s: cannot write runs.csv: %s", sub.id, e)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -346,18 +453,38 @@ class Coordinator:
         return self.logs.run(run_id)
 
     async def cancel(self, target: str, grace: float = 0.0) -> list[str]:
-        """Cancel a run, or every unfinished run of a submission; the runs reached."""
+        """Cancel a run, or every unfinished run of a submission; the runs reached. A large
+        submission is cancelled in chunks, the event loop running between them, queued runs
+        first (so that no run of it starts in a place its cancelled neighbour left)."""
         grace = grace if grace > 0 else DEFAULT_CANCEL_GRACE_S
         run = self.store.run(target)
         if run is not None:
-            runs = [run]
+            reached = [] if run.state.terminal else [run.id]
         elif self.store.submission(target) is not None:
-            runs = self.store.runs(target)
+            await self.submissions.queued(target)
+            reached = self.store.unfinished(target)
         else:
             raise NotFound(f"no run or submission {target!r}")
-        reached = [r.id for r in runs if not r.state.terminal]
-        if reached:
-            self.feed(CancelRequested(tuple(reached), grace, time.time()))
+        known = self.life.runs
+
+        def waiting(run_id: str) -> bool:
+            return (r := known.get(run_id)) is not None and r.state is RunState.QUEUED
+
+        ordered = [i for i in reached if waiting(i)] + [i for i in reached if not waiting(i)]
+        if len(ordered) <= CANCEL_CHUNK:
+            self.feed(CancelRequested(tuple(ordered), grace, time.time()))
+            return reached
+        self._cancelling += 1  # the folder and runs.csv writers wait: their threads would
+        self._quiet.clear()  # contend for the interpreter lock with these chunks
+        try:
+            for i in range(0, len(ordered), CANCEL_CHUNK):
+                chunk = tuple(ordered[i : i + CANCEL_CHUNK])
+                self.feed(CancelRequested(chunk, grace, time.time()))
+                await asyncio.sleep(0)
+        finally:
+            self._cancelling -= 1
+            if not self._cancelling:
+                self._quiet.set()
         return reached
 
     def read_logs(

@@ -35,6 +35,7 @@ from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 log = logging.getLogger("convoy.coordinator")
 
 LOCAL_HOST = "local"
+SWITCH_INTERVAL_S = 0.0005
 
 
 def agent_home(home: Path) -> Path:
@@ -121,6 +122,11 @@ async def serve(
     """Run the coordinator until SIGINT/SIGTERM (or cancellation). `grace_s`: how long a host
     may stop answering before its runs are given up (default DEFAULT_GRACE_S)."""
     checked_home(home)
+    # Worker threads (store reads, run folders, runs.csv) hold the interpreter lock in turn
+    # with the event loop; after each blocking call the loop waits up to this long to get it
+    # back (the default 5 ms, paid per sqlite commit and socket write, stalls it for seconds
+    # in a bulk cancel).
+    sys.setswitchinterval(SWITCH_INTERVAL_S)
     with _only_coordinator(home):
         await _serve(home, cpus, memory, ready, hosts_file, local, grace_s or DEFAULT_GRACE_S)
 

@@ -201,7 +201,13 @@ async def _cancel(home: Path, ns: argparse.Namespace) -> int:
     async with channel:
         resp = await stub.Cancel(pb.CancelRequest(id=ns.id, grace_seconds=ns.grace))
     if resp.cancelled:
-        print(f"cancelling {len(resp.cancelled)} run(s): {' '.join(resp.cancelled)}")
+        shown = " ".join(resp.cancelled[:SHOW_IDS])
+        more = (
+            f" (and {len(resp.cancelled) - SHOW_IDS} more)"
+            if len(resp.cancelled) > SHOW_IDS
+            else ""
+        )
+        print(f"cancelling {len(resp.cancelled)} run(s): {shown}{more}")
     else:
         print(f"{ns.id}: nothing to cancel (already finished)")
     return 0
@@ -330,6 +336,9 @@ def _run_async(coro: Coroutine[Any, Any, _T]) -> _T:
         if e.code() == grpc.StatusCode.UNAVAILABLE:
             raise CoordinatorUnavailable(f"the coordinator went away: {e.details()}") from None
         raise ConvoyError(f"{e.code().name}: {e.details()}") from None
+
+
+SHOW_IDS = 20  # run ids named in a one-line report; a sweep's hundred thousand are not
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -41,6 +41,7 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_by_submission ON runs(submission_id, idx);
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs(state);
+CREATE INDEX IF NOT EXISTS runs_by_submission_state ON runs(submission_id, state);
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, at REAL NOT NULL, from_state TEXT NOT NULL,
     to_state TEXT NOT NULL, reason TEXT NOT NULL, host TEXT NOT NULL, attempt INTEGER NOT NULL
@@ -52,6 +53,7 @@ CREATE TABLE IF NOT EXISTS attempts (
     phase TEXT NOT NULL, held INTEGER NOT NULL, kept INTEGER NOT NULL, outcome_json TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_by_run ON attempts(run_id);
+CREATE TABLE IF NOT EXISTS folders_due (run_id TEXT PRIMARY KEY);
 """
 
 _RUN_COLUMNS = (
@@ -82,6 +84,28 @@ def _run_row(r: RunRecord) -> tuple[object, ...]:
         r.results_path, r.priority, r.seq, r.state.value, r.attempt, r.host, r.exit_code,
         r.created_at, r.started_at, r.ended_at, r.reason, r.image_id, json.dumps(r.inputs),
         r.code.value if r.code else "", r.infra_retries, r.app_failures, r.infra_failures,
+    )  # fmt: skip
+
+
+# What a run's life changes (besides its state), and what it never does once submitted.
+_LIVE_COLUMNS = (
+    "attempt, host, exit_code, started_at, ended_at, reason, image_id, code, app_failures, "
+    "infra_failures"
+)
+_SET_LIVE = ", ".join(f"{c.strip()} = ?" for c in _LIVE_COLUMNS.split(","))
+_SET_LIVE_AND_STATE = _SET_LIVE + ", state = ?"
+_IDS_PER_STATEMENT = 500  # well under SQLite's bound parameters limit
+_FIXED_FIELDS = (
+    "submission_id", "experiment", "index", "params", "command", "env", "image", "resources",
+    "retries", "timeout_seconds", "network", "outputs", "revision", "results_path", "priority",
+    "seq", "created_at", "inputs", "infra_retries",
+)  # fmt: skip
+
+
+def _live_row(r: RunRecord) -> tuple[object, ...]:
+    return (
+        r.attempt, r.host, r.exit_code, r.started_at, r.ended_at, r.reason, r.image_id,
+        r.code.value if r.code else "", r.app_failures, r.infra_failures,
     )  # fmt: skip
 
 
@@ -147,6 +171,28 @@ def _attempt_from(row: sqlite3.Row) -> AttemptRecord:
     )  # fmt: skip
 
 
+def _insert_submission(
+    db: sqlite3.Connection, sub: SubmissionRecord, runs: Sequence[RunRecord]
+) -> None:
+    with _Tx(db):
+        db.execute(
+            "INSERT INTO submissions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (
+                sub.id, sub.experiment, sub.seq, sub.spec_path, sub.spec_yaml, sub.source_dir,
+                sub.results_dir, sub.revision, sub.priority, sub.created_at, sub.total,
+            ),
+        )  # fmt: skip
+        marks = ",".join("?" * len(_RUN_COLUMNS.split(",")))
+        db.executemany(
+            f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({marks})", [_run_row(r) for r in runs]
+        )
+        db.executemany(
+            "INSERT INTO transitions (run_id, at, from_state, to_state, reason, host, attempt)"
+            " VALUES (?,?,?,?,?,?,?)",
+            [(r.id, r.created_at, "", r.state.value, r.reason, "", 0) for r in runs],
+        )
+
+
 STATE_DB = "state.db"  # in the coordinator's home
 
 
@@ -173,6 +219,7 @@ def in_flight_on(path: Path, host: str) -> list[tuple[str, str]]:
 class Store:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -203,23 +250,17 @@ class Store:
 
     def add_submission(self, sub: SubmissionRecord, runs: Sequence[RunRecord]) -> None:
         """The submission and all its runs, with their first transitions, in one transaction."""
-        with self._tx():
-            self._db.execute(
-                "INSERT INTO submissions VALUES (?,?,?,?,?,?,?,?,?,?,?)",
-                (
-                    sub.id, sub.experiment, sub.seq, sub.spec_path, sub.spec_yaml, sub.source_dir,
-                    sub.results_dir, sub.revision, sub.priority, sub.created_at, sub.total,
-                ),
-            )  # fmt: skip
-            marks = ",".join("?" * len(_RUN_COLUMNS.split(",")))
-            self._db.executemany(
-                f"INSERT INTO runs ({_RUN_COLUMNS}) VALUES ({marks})", [_run_row(r) for r in runs]
-            )
-            self._db.executemany(
-                "INSERT INTO transitions (run_id, at, from_state, to_state, reason, host, attempt)"
-                " VALUES (?,?,?,?,?,?,?)",
-                [(r.id, r.created_at, "", r.state.value, r.reason, "", 0) for r in runs],
-            )
+        _insert_submission(self._db, sub, runs)
+
+    def add_submission_apart(self, sub: SubmissionRecord, runs: Sequence[RunRecord]) -> None:
+        """add_submission on a connection of its own, for a worker thread: a sweep of a hundred
+        thousand runs is stored while the event loop's connection goes on serving (WAL)."""
+        db = sqlite3.connect(str(self.path), isolation_level=None, timeout=60)
+        try:
+            db.execute("PRAGMA foreign_keys=ON")
+            _insert_submission(db, sub, runs)
+        finally:
+            db.close()
 
     def update_runs(self, changes: Iterable[tuple[RunRecord, RunRecord, float]]) -> None:
         """Persist (before, after, at) changes; a state change also records a transition."""
@@ -229,33 +270,88 @@ class Store:
     def apply(
         self, changes: Iterable[tuple[RunRecord, RunRecord, float]],
         saved: Iterable[AttemptRecord] = (), forgotten: Iterable[str] = (),
+        folders_due: Iterable[str] = (),
     ) -> None:  # fmt: skip
         """Run changes and the attempts ledger's, in one transaction: what one decision of
-        the lifecycle changed is stored whole or not at all."""
+        the lifecycle changed is stored whole or not at all. `folders_due`: runs that ended
+        whose folder is still to be written (folders_written clears them)."""
         with self._tx():
             self._update_runs(changes)
+            self._db.executemany("INSERT OR IGNORE INTO folders_due VALUES (?)",
+                                 [(i,) for i in folders_due])  # fmt: skip
             self._db.executemany(
                 "INSERT OR REPLACE INTO attempts VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 [_attempt_row(a) for a in saved],
             )
             self._db.executemany("DELETE FROM attempts WHERE id = ?", [(i,) for i in forgotten])
 
+    def unfinished(self, submission_id: str) -> list[str]:
+        """The ids of a submission's runs that have not ended, in order (no records made)."""
+        ended = sorted(s.value for s in TERMINAL)
+        rows = self._db.execute(
+            f"SELECT id FROM runs WHERE submission_id = ? AND state NOT IN "
+            f"({','.join('?' * len(ended))}) ORDER BY idx", (submission_id, *ended),
+        )  # fmt: skip
+        return [r[0] for r in rows]
+
+    def any_unfinished(self, submission_id: str) -> bool:
+        """Whether a run of the submission has not ended: a few index seeks, one per state a
+        run can be in before it ends (a count would walk a large sweep's index at each end)."""
+        going = sorted(s.value for s in RunState if s not in TERMINAL)
+        row = self._db.execute(
+            f"SELECT 1 FROM runs WHERE submission_id = ? AND state IN "
+            f"({','.join('?' * len(going))}) LIMIT 1", (submission_id, *going),
+        ).fetchone()  # fmt: skip
+        return row is not None
+
+    def folders_due(self) -> list[str]:
+        """Runs that ended with their folder still to be written (a crash came between)."""
+        return [r[0] for r in self._db.execute("SELECT run_id FROM folders_due ORDER BY run_id")]
+
+    def folders_written(self, run_ids: Sequence[str]) -> None:
+        with self._tx():
+            self._db.executemany("DELETE FROM folders_due WHERE run_id = ?",
+                                 [(i,) for i in run_ids])  # fmt: skip
+
     def attempts(self) -> list[AttemptRecord]:
         """The attempts ledger: every attempt not yet released whole from its host."""
         return [_attempt_from(r) for r in self._db.execute("SELECT * FROM attempts ORDER BY id")]
 
     def _update_runs(self, changes: Iterable[tuple[RunRecord, RunRecord, float]]) -> None:
-        sets = ", ".join(f"{c.strip()} = ?" for c in _RUN_COLUMNS.split(",")[1:])
+        """Only what a run's life changes is written (its state column only when it changed:
+        each indexed column set costs index updates); runs given the same values (a sweep
+        cancelled) share one UPDATE, transitions go in many-row INSERTs. Few statements, not
+        one per run: each releases and retakes the interpreter lock, which a busy worker
+        thread holds for milliseconds. A change to anything else writes the whole row."""
+        whole = ", ".join(f"{c.strip()} = ?" for c in _RUN_COLUMNS.split(",")[1:])
+        alike: dict[tuple[str, tuple[object, ...]], list[str]] = {}
+        moves: list[object] = []
         for before, after, at in changes:
-            row = _run_row(after)
-            self._db.execute(f"UPDATE runs SET {sets} WHERE id = ?", (*row[1:], after.id))
+            if any(getattr(before, f) != getattr(after, f) for f in _FIXED_FIELDS):
+                key = (whole, _run_row(after)[1:])
+            elif before.state != after.state:
+                key = (_SET_LIVE_AND_STATE, (*_live_row(after), after.state.value))
+            else:
+                key = (_SET_LIVE, _live_row(after))
+            alike.setdefault(key, []).append(after.id)
             if before.state != after.state:
+                moves += (after.id, at, before.state.value, after.state.value, after.reason,
+                          after.host, after.attempt)  # fmt: skip
+        for (sets, values), ids in alike.items():
+            for i in range(0, len(ids), _IDS_PER_STATEMENT):
+                some = ids[i : i + _IDS_PER_STATEMENT]
                 self._db.execute(
-                    "INSERT INTO transitions (run_id, at, from_state, to_state, reason, host,"
-                    " attempt) VALUES (?,?,?,?,?,?,?)",
-                    (after.id, at, before.state.value, after.state.value, after.reason,
-                     after.host, after.attempt),
-                )  # fmt: skip
+                    f"UPDATE runs SET {sets} WHERE id IN ({','.join('?' * len(some))})",
+                    (*values, *some),
+                )
+        width = 7 * _IDS_PER_STATEMENT // 4  # values of a quarter as many transitions
+        for i in range(0, len(moves), width):
+            some_moves = moves[i : i + width]
+            rows = ",".join(["(?,?,?,?,?,?,?)"] * (len(some_moves) // 7))
+            self._db.execute(
+                "INSERT INTO transitions (run_id, at, from_state, to_state, reason, host, "
+                f"attempt) VALUES {rows}", some_moves,
+            )  # fmt: skip
 
     def runs(
         self, submission_id: str = "", states: Sequence[RunState] = (), limit: int = 0
@@ -275,6 +371,20 @@ class Store:
         if limit:
             sql += f" LIMIT {int(limit)}"
         return [_run_from(r) for r in self._db.execute(sql, args)]
+
+    def runs_apart(self, submission_id: str) -> list[RunRecord]:
+        """A submission's runs read on a connection of its own, for a worker thread (WAL: the
+        last commit), while the event loop's connection goes on serving."""
+        db = sqlite3.connect(str(self.path), timeout=60)
+        db.row_factory = sqlite3.Row
+        try:
+            rows = db.execute(
+                f"SELECT {_RUN_COLUMNS} FROM runs WHERE submission_id = ? ORDER BY seq, idx",
+                (submission_id,),
+            )
+            return [_run_from(r) for r in rows]
+        finally:
+            db.close()
 
     def revisions_in_use(self, since: float) -> set[str]:
         """Revisions (sources and inputs) of runs that have not ended, and of runs and

@@ -21,8 +21,45 @@ from convoy.coordinator.runs.store import Store
 from convoy.coordinator.sources.builds import BuildKeeper
 from convoy.coordinator.sources.sync import RevisionGone, Syncer, diff
 from convoy.errors import ConvoyError, NotFound, UsageError
-from convoy.spec import PlacementSpec, error_at_field, expand, load_spec
+from convoy.spec import ExperimentSpec, PlacementSpec, error_at_field, expand, load_spec, run_count
 from convoy.states import RunState
+
+SUBMIT_CHUNK = 2000  # runs handed to the lifecycle at once; the event loop runs between
+
+
+def _records(
+    spec: ExperimentSpec, sub: SubmissionRecord, keep: set[int] | None, width: int,
+    inputs: dict[str, str],
+) -> list[RunRecord]:  # fmt: skip
+    """The submission's runs as records (those in `keep`, or all), in index order."""
+    folder = sub.results_dir
+    return [
+        RunRecord(
+            id=f"{sub.id}.{r.index:0{width}d}",
+            submission_id=sub.id,
+            experiment=spec.name,
+            index=r.index,
+            params=r.params,
+            command=r.command,
+            env=r.env,
+            image=spec.image,
+            resources=spec.resources,
+            retries=spec.retries,
+            infra_retries=spec.infra_retries,
+            timeout_seconds=spec.timeout_seconds,
+            network=spec.network,
+            outputs=spec.outputs,
+            revision=sub.revision,
+            results_path=f"{folder}/{sub.id}.{r.index:0{width}d}",
+            priority=sub.priority,
+            seq=sub.seq,
+            created_at=sub.created_at,
+            reason="submitted",
+            inputs=inputs,
+        )
+        for r in expand(spec)
+        if keep is None or r.index in keep
+    ]
 
 
 class Unchanged(Exception):
@@ -47,6 +84,9 @@ class Submissions:
         self.feed = feed
         self._progress: dict[str, str] = {}  # submission -> its progress regex
         self._placement: dict[str, PlacementSpec] = {}  # submission -> where its runs may go
+        self._numbering = asyncio.Lock()
+        self._queuing: dict[str, asyncio.Event] = {}  # submissions being handed over
+        self._accepting: set[asyncio.Future[tuple[SubmissionRecord, list[RunRecord]]]] = set()
 
     def changed_paths(self, old_revision: str, new_revision: str) -> list[str]:
         """Paths added, changed or removed from one revision to the next (for watch mode)."""
@@ -107,20 +147,21 @@ class Submissions:
         `reuse`: (revision, input revisions, run indexes) of an earlier submission, run again;
         `same_as`: a submission whose revision and inputs to use, for `indexes` (or all);
         `unless_revision`: raise Unchanged, submitting nothing, if the sources make that one."""
-        spec = load_spec(spec_yaml, spec_path)
-        runs = expand(spec)
+        spec = load_spec(spec_yaml, spec_path)  # the matrix's size checked, not expanded yet
+        total = run_count(spec)
         if same_as:
             earlier = self.store.submission(same_as)
             if earlier is None:
                 raise NotFound(f"no submission {same_as!r}")
             some = self.store.runs(same_as, limit=1)
-            everything = [r.index for r in runs]
+            everything = list(range(total))
             reuse = (earlier.revision, some[0].inputs if some else {}, list(indexes) or everything)
         elif indexes and reuse is None:
             wanted = set(indexes)
-            bad = sorted(i for i in wanted if not 0 <= i < len(runs))
+            bad = sorted(i for i in wanted if not 0 <= i < total)
             if bad:
-                raise UsageError(f"{spec_path}: no runs with indexes {bad} in its matrix")
+                raise UsageError(f"{spec_path}: no runs with indexes {bad[:20]} in its matrix"
+                                 f" of {total}")  # fmt: skip
         spec_file = Path(spec_path)
         if not spec_file.is_absolute():
             raise UsageError(f"spec_path must be absolute, got {spec_path!r}")
@@ -133,10 +174,8 @@ class Submissions:
                 f"{self.home}; keep experiments elsewhere"
             )
         results_root = Path(results_dir) if results_dir else spec_file.parent / "convoy-results"
-        width = max(2, len(str(len(runs) - 1)))  # of the whole matrix: ids keep their index
+        width = max(2, len(str(total - 1)))  # of the whole matrix: ids keep their index
         keep = set(reuse[2]) if reuse is not None else set(indexes) if indexes else None
-        if keep is not None:
-            runs = [r for r in runs if r.index in keep]
         inputs = {}
         for name, folder in spec.inputs if reuse is None else ():
             path = (spec_file.parent / folder).resolve()
@@ -183,54 +222,65 @@ class Submissions:
                 input_revs[name] = rev.id
         except SyncError as e:
             raise UsageError(f"{spec_path}: {e}") from None
-        taken = self.store.submission_numbers(spec.name)
-        exp_dir = results_root / spec.name
-        n = max(taken, default=0) + 1
-        while (exp_dir / f"{spec.name}-{n}").exists():
-            n += 1
-        sub_id = f"{spec.name}-{n}"
-        sub_dir = exp_dir / sub_id
-        now = time.time()
-        seq = self.store.next_seq()
-        sub = SubmissionRecord(
-            id=sub_id, experiment=spec.name, seq=seq, spec_path=spec_path, spec_yaml=spec_yaml,
-            source_dir=str(source), results_dir=str(sub_dir), revision=revision_id,
-            priority=priority, created_at=now, total=len(runs),
-        )  # fmt: skip
-        records = [
-            RunRecord(
-                id=f"{sub_id}.{r.index:0{width}d}",
-                submission_id=sub_id,
-                experiment=spec.name,
-                index=r.index,
-                params=r.params,
-                command=r.command,
-                env=r.env,
-                image=spec.image,
-                resources=spec.resources,
-                retries=spec.retries,
-                infra_retries=spec.infra_retries,
-                timeout_seconds=spec.timeout_seconds,
-                network=spec.network,
-                outputs=spec.outputs,
-                revision=revision_id,
-                results_path=str(sub_dir / f"{sub_id}.{r.index:0{width}d}"),
-                priority=priority,
-                seq=seq,
-                created_at=now,
-                reason="submitted",
-                inputs=input_revs,
-            )
-            for r in runs
-        ]
-        self.store.add_submission(sub, records)
-        self._progress[sub_id] = spec.progress or ""  # what progress_pattern would parse
-        self._placement[sub_id] = spec.placement
-        if records:  # the build key (an image inspect) before the runs can be placed
-            await self.builds.prepare(records[0], spec.build, known=True)
-        sub_dir.mkdir(parents=True, exist_ok=True)
-        write_runs_csv(sub_dir / "runs.csv", records)
-        for r in records:
-            self.bus.publish(RunChanged(r, "", now))
-        self.feed(Submitted(tuple(records), spec.placement))
+        # Once stored, a submission is handed to the lifecycle whole even if the client goes
+        # away meanwhile: the rest runs as a task of its own, shielded from the request's end.
+        task = asyncio.ensure_future(self._accept(
+            spec, spec_path, spec_yaml, source, results_root, revision_id, input_revs, priority,
+            total, keep, width,
+        ))  # fmt: skip
+        self._accepting.add(task)
+        task.add_done_callback(self._accepting.discard)
+        return await asyncio.shield(task)
+
+    async def _accept(
+        self, spec: ExperimentSpec, spec_path: str, spec_yaml: str, source: Path,
+        results_root: Path, revision_id: str, input_revs: dict[str, str], priority: int,
+        total: int, keep: set[int] | None, width: int,
+    ) -> tuple[SubmissionRecord, list[RunRecord]]:  # fmt: skip
+        """Number, store and queue a validated submission."""
+        # A sweep of 10^5 runs takes seconds to expand, build and store: that work is done in
+        # a worker thread, so the coordinator goes on answering (`convoy runs`, heartbeats).
+        async with self._numbering:  # one submission at a time takes a number and a seq
+            taken = self.store.submission_numbers(spec.name)
+            exp_dir = results_root / spec.name
+            n = max(taken, default=0) + 1
+            while (exp_dir / f"{spec.name}-{n}").exists():
+                n += 1
+            sub_id = f"{spec.name}-{n}"
+            sub_dir = exp_dir / sub_id
+            now = time.time()
+            sub = SubmissionRecord(
+                id=sub_id, experiment=spec.name, seq=self.store.next_seq(), spec_path=spec_path,
+                spec_yaml=spec_yaml, source_dir=str(source), results_dir=str(sub_dir),
+                revision=revision_id, priority=priority, created_at=now,
+                total=total if keep is None else sum(1 for i in keep if 0 <= i < total),
+            )  # fmt: skip
+
+            def store() -> list[RunRecord]:
+                records = _records(spec, sub, keep, width, input_revs)
+                self.store.add_submission_apart(sub, records)
+                return records
+
+            records = await asyncio.to_thread(store)
+            self._queuing[sub_id] = asyncio.Event()
+        try:
+            self._progress[sub_id] = spec.progress or ""  # what progress_pattern would parse
+            self._placement[sub_id] = spec.placement
+            if records:  # the build key (an image inspect) before the runs can be placed
+                await self.builds.prepare(records[0], spec.build, known=True)
+            sub_dir.mkdir(parents=True, exist_ok=True)
+            await asyncio.to_thread(write_runs_csv, sub_dir / "runs.csv", records)
+            for i in range(0, len(records), SUBMIT_CHUNK):  # queued in chunks, the loop between
+                chunk = records[i : i + SUBMIT_CHUNK]
+                for r in chunk:
+                    self.bus.publish(RunChanged(r, "", now))
+                self.feed(Submitted(tuple(chunk), spec.placement))
+                await asyncio.sleep(0)
+        finally:
+            self._queuing.pop(sub_id).set()
         return sub, records
+
+    async def queued(self, sub_id: str) -> None:
+        """Return once every run of the submission is with the lifecycle (a cancel waits)."""
+        if (done := self._queuing.get(sub_id)) is not None:
+            await done.wait()

@@ -145,6 +145,56 @@ def test_update_without_state_change_adds_no_transition(store: Store) -> None:
     assert store.run(run.id) == changed
 
 
+def test_many_runs_given_the_same_values_are_stored_each(store: Store) -> None:
+    """A sweep cancelled at once (more runs than one statement takes) ends every run, each
+    with its own transition; runs not in the batch stay as they were."""
+    sub = make_sub(1, total=1234)
+    runs = make_runs(sub)
+    store.add_submission(sub, runs)
+    ended = [(r, r.moved(RunState.CANCELLED, "cancelled", ended_at=T0 + 9), T0 + 9)
+             for r in runs[:1200]]  # fmt: skip
+    store.update_runs(ended)
+    back = store.runs(submission_id=sub.id)
+    assert back[:1200] == [after for _, after, _ in ended]
+    assert back[1200:] == runs[1200:]
+    assert store.transitions(runs[1199].id)[-1] == (T0 + 9, "queued", "cancelled", "cancelled")
+    assert len(store.transitions(runs[1200].id)) == 1
+    assert store.any_unfinished(sub.id)
+    store.update_runs([(r, r.moved(RunState.CANCELLED, "c", ended_at=T0 + 9), T0 + 9)
+                       for r in runs[1200:]])  # fmt: skip
+    assert not store.any_unfinished(sub.id)
+
+
+def test_a_change_beyond_a_runs_life_writes_the_whole_row(store: Store) -> None:
+    """Fields a run's life does not change (its command, resources, priority...) are still
+    stored when a change carries them: nothing is lost to the narrow update."""
+    sub = make_sub(1)
+    runs = make_runs(sub)
+    store.add_submission(sub, runs)
+    bumped = replace(runs[0], priority=7, retries=5, reason="reprioritised")
+    moved = replace(runs[1].moved(RunState.STARTING, "placed", host="h1", attempt=1),
+                    resources=Resources(cpus=2, memory_bytes=1, gpus=0))  # fmt: skip
+    store.update_runs([(runs[0], bumped, T0 + 3), (runs[1], moved, T0 + 4)])
+    assert store.run(runs[0].id) == bumped
+    assert store.run(runs[1].id) == moved
+    assert store.transitions(runs[1].id)[-1][1:3] == ("queued", "starting")
+
+
+def test_every_run_field_is_either_live_or_fixed() -> None:
+    """The narrow update knows every field of a run: one added to RunRecord and to neither
+    list would silently not be stored when it changes."""
+    from dataclasses import fields
+
+    from convoy.coordinator.runs import store as store_module
+
+    live = {"attempt", "host", "exit_code", "started_at", "ended_at", "reason", "image_id",
+            "code", "app_failures", "infra_failures"}  # fmt: skip
+    run = make_runs(make_sub(1))[0]
+    assert len(store_module._live_row(run)) == len(live)
+    names = {f.name for f in fields(RunRecord)}
+    assert names == live | set(store_module._FIXED_FIELDS) | {"id", "state"}
+
+
 def test_failed_batch_update_rolls_back(store: Store) -> None:
     """When a batch of changes fails part way, none of it is kept."""
     sub = make_sub(1)
