@@ -588,7 +588,7 @@ def compose_yaml(text: str, file: str) -> yaml.Node | None:
         raise SpecError(file, 1, 1, f"the file is over {MAX_FILE_BYTES >> 20} MiB; an "
                         "experiment file that large is refused")  # fmt: skip
     try:
-        return yaml.compose(text, Loader=yaml.SafeLoader)
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
     except RecursionError:
         raise SpecError(file, 1, 1, "invalid YAML: nested too deeply") from None
     except yaml.MarkedYAMLError as e:
@@ -602,6 +602,37 @@ def compose_yaml(text: str, file: str) -> yaml.Node | None:
         raise SpecError(file, line, column, f"invalid YAML: {e.reason}") from None
     except yaml.YAMLError as e:
         raise SpecError(file, 1, 1, f"invalid YAML: {e}") from None
+    _check_strings(root, file)
+    return root
+
+
+_UNSAFE_CHAR = re.compile("[\x00\ud800-\udfff]")
+
+
+def _check_strings(root: yaml.Node | None, file: str) -> None:
+    """Every string is text a process can be given: no NUL, no lone surrogate (which YAML's
+    escapes can make, and which no file name, argument or UTF-8 message can carry)."""
+    todo: list[yaml.Node | None] = [root]
+    seen: set[int] = set()
+    while todo:
+        node = todo.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode):
+            if (m := _UNSAFE_CHAR.search(node.value)) is not None:
+                what = (
+                    "a NUL character"
+                    if m.group() == "\x00"
+                    else (f"a lone surrogate (\\u{ord(m.group()):04x}), which is not a character")
+                )
+                raise _error_at(file, node, f"this string holds {what}; it cannot be passed "
+                                "to a run")  # fmt: skip
+        elif isinstance(node, yaml.SequenceNode):
+            todo.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                todo += (key, value)
 
 
 def error_at_field(text: str, file: str, field_name: str, message: str) -> SpecError:

@@ -86,6 +86,17 @@ class Entry:
     target: str = ""  # a symlink's target, relative and inside the tree
 
 
+def _check_name(rel: str) -> None:
+    """A name kept (not ignored) must be UTF-8: a manifest, a run's file list and its results
+    carry names as text, and a name that is not would fail later, on a host."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
+        raise SyncError("the name is not UTF-8: rename it, or list it in .convoyignore",
+                        shown) from None  # fmt: skip
+
+
 @dataclass(frozen=True)
 class Manifest:
     entries: tuple[Entry, ...]  # sorted by path
@@ -268,6 +279,7 @@ class Scanner:
                     continue
                 if chain and _ignored(chain, rel, is_dir):
                     continue
+                _check_name(rel)
                 if is_dir:
                     stack.append((rel, chain))
                 else:

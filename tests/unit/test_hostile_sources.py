@@ -75,3 +75,18 @@ def test_a_source_file_swapped_for_a_fifo_after_its_scan_is_not_waited_on(tmp_pa
     with pytest.raises(OSError) as info:
         hash_file(link)
     assert info.value.errno == errno.ELOOP
+
+
+def test_a_name_that_is_not_utf8_is_refused_unless_ignored(tmp_path: Path) -> None:
+    """Such a name was accepted at submit and failed later, on a host; now the scan names it
+    (escaped) and says what to do, and an ignored one is no matter."""
+    src = tree(tmp_path)
+    (src / "data").mkdir()
+    bad = os.fsencode(src / "data") + b"/caf\xe9.txt"
+    with open(bad, "wb") as f:
+        f.write(b"x")
+    with pytest.raises(SyncError, match="not UTF-8: rename it") as info:
+        Scanner(src).scan()
+    assert info.value.path == "data/caf\\xe9.txt"
+    (src / ".convoyignore").write_bytes(b"data/caf*\n")
+    Scanner(src).scan()  # ignored: no error

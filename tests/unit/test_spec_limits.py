@@ -70,3 +70,21 @@ def test_a_long_list_of_values_is_checked_for_duplicates_in_linear_time() -> Non
     assert run_count(spec) == 200_000 and time.monotonic() - t0 < 20
     e = refused("name: n\nimage: i\ncommand: echo ${a}\nmatrix: {a: [1, 2, 1]}\n")
     assert "duplicate value 1" in e.message
+
+
+@pytest.mark.parametrize(
+    ("value", "what"),
+    [('"\\ud800"', "lone surrogate (\\ud800)"), ('"a\\0b"', "NUL character")],
+)
+def test_a_string_no_process_can_take_is_refused_where_it_is(value: str, what: str) -> None:
+    """A lone surrogate in a matrix value was accepted and left a submission half committed,
+    its runs queued for ever; a NUL would fail on the host. Both are refused at their place."""
+    e = refused(HEAD + f"matrix:\n  a: [1, {value}]\n  b: [1]\n")
+    assert (e.line, e.column) == (5, 10)
+    assert what in e.message
+
+
+def test_a_recursive_alias_is_walked_once() -> None:
+    """An alias that contains itself does not loop the string check."""
+    e = refused(HEAD + "matrix: &m\n  a: [1]\n  b: *m\n")
+    assert e.line >= 4
