@@ -22,6 +22,7 @@ from convoy.content import EntryLike, SyncError
 from convoy.errors import ConvoyError
 from convoy.footprint import disk_footprint
 from convoy.objstream import store_socket_beside
+from convoy.rpcwire import add_checked
 from convoy.v1 import agent_pb2 as pb
 from convoy.v1 import agent_pb2_grpc as pb_grpc
 from convoy.v1 import common_pb2
@@ -506,7 +507,7 @@ async def serve(
     await attempts.recover()
     server = grpc.aio.server(options=[("grpc.max_receive_message_length", 64 * 1024 * 1024)])
     service = AgentService(attempts, name or socket.gethostname(), host_capacity(cpus, memory))
-    pb_grpc.add_AgentServicer_to_server(service, server)
+    add_checked(pb_grpc.add_AgentServicer_to_server, service, server)
     sock.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     if sock.exists():
         sock.unlink()

@@ -72,6 +72,9 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         except ValueError as e:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(e))
             raise
+        if request.limit < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                f"limit must be 0 (all) or more, got {request.limit}")  # fmt: skip
         runs = self.c.store.runs(request.submission_id, states, request.limit)
         return pb.ListRunsResponse(runs=[run_to_pb(r) for r in runs])
 
@@ -84,6 +87,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def Events(self, request: pb.EventsRequest, context: Ctx) -> AsyncIterator[pb.RunEvent]:
         sub = request.submission_id
+        if sub and self.c.store.submission(sub) is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND, f"no submission {sub!r}")
 
         def wanted(ev: RunChanged) -> bool:
             return not sub or ev.run.submission_id == sub
@@ -102,6 +107,10 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
     async def Logs(
         self, request: pb.LogsRequest, context: Ctx
     ) -> AsyncIterator[common_pb2.LogChunk]:
+        if request.offset < 0 or request.attempt < 0:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
+                                "offset and attempt must be 0 or more, got "
+                                f"{request.offset} and {request.attempt}")  # fmt: skip
         try:
             async for attempt, offset, data in self.c.read_logs(
                 request.run_id, request.offset, request.follow, request.attempt

@@ -30,6 +30,7 @@ from convoy.errors import ConvoyError, UsageError
 from convoy.objstream import store_socket_beside
 from convoy.paths import checked_home, coordinator_socket, open_state, write_state
 from convoy.procs import stop_by_pidfile
+from convoy.rpcwire import add_checked
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 log = logging.getLogger("convoy.coordinator")
@@ -164,7 +165,7 @@ async def _serve(
     coordinator = Coordinator(home, store, hosts, grace_s=grace_s)
     await coordinator.start()
     server = grpc.aio.server()
-    pb_grpc.add_CoordinatorServicer_to_server(CoordinatorService(coordinator), server)
+    add_checked(pb_grpc.add_CoordinatorServicer_to_server, CoordinatorService(coordinator), server)
     sock = coordinator_socket(home)
     if sock.exists():
         sock.unlink()

@@ -70,6 +70,15 @@ class Unchanged(Exception):
         self.revision = revision
 
 
+def _check_path(what: str, path: str) -> None:
+    """A path a client gives: absolute (the coordinator's working folder is none of its
+    business) and one the file system can take."""
+    if "\0" in path:
+        raise UsageError(f"{what} holds a NUL character: {path!r}")
+    if not path.startswith("/"):
+        raise UsageError(f"{what} must be an absolute path, got {path!r}")
+
+
 class Submissions:
     def __init__(
         self, home: Path, store: Store, syncer: Syncer, builds: BuildKeeper, bus: EventBus,
@@ -147,6 +156,9 @@ class Submissions:
         `reuse`: (revision, input revisions, run indexes) of an earlier submission, run again;
         `same_as`: a submission whose revision and inputs to use, for `indexes` (or all);
         `unless_revision`: raise Unchanged, submitting nothing, if the sources make that one."""
+        _check_path("spec_path", spec_path)
+        if results_dir:
+            _check_path("results_dir", results_dir)
         spec = load_spec(spec_yaml, spec_path)  # the matrix's size checked, not expanded yet
         total = run_count(spec)
         if same_as:
@@ -163,8 +175,6 @@ class Submissions:
                 raise UsageError(f"{spec_path}: no runs with indexes {bad[:20]} in its matrix"
                                  f" of {total}")  # fmt: skip
         spec_file = Path(spec_path)
-        if not spec_file.is_absolute():
-            raise UsageError(f"spec_path must be absolute, got {spec_path!r}")
         source = (spec_file.parent / spec.sources).resolve()
         if reuse is None and not source.is_dir():
             raise UsageError(f"{spec_path}: sources folder {source} does not exist")
