@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import time
 from pathlib import Path
 
 
-def stop_by_pidfile(pidfile: Path, wait_s: float = 5.0) -> int | None:
-    """SIGTERM the process named in `pidfile` and wait up to `wait_s` for it to end; remove
-    the file. The pid it stopped, or None when none was running (or the file names none)."""
+def stop_by_pidfile(pidfile: Path, wait_s: float = 5.0, kill: bool = False) -> int | None:
+    """SIGTERM the process named in `pidfile` and wait up to `wait_s` for it to end (with
+    `kill`, SIGKILL it then); remove the file unless it names another process by then (one
+    started meanwhile). The pid it stopped, or None when none was running (or the file names
+    none)."""
     try:
         pid = int(pidfile.read_text().strip())
     except (OSError, ValueError):
@@ -18,14 +21,34 @@ def stop_by_pidfile(pidfile: Path, wait_s: float = 5.0) -> int | None:
     try:
         os.kill(pid, signal.SIGTERM)
     except ProcessLookupError:
-        pidfile.unlink(missing_ok=True)
+        _unlink_naming(pidfile, pid)
         return None
     deadline = time.monotonic() + wait_s
-    while time.monotonic() < deadline:
-        try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            break
+    while not _ended(pid):
+        if time.monotonic() >= deadline:
+            if not kill:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+            kill = False
+            deadline = time.monotonic() + 5.0
         time.sleep(0.05)
-    pidfile.unlink(missing_ok=True)
+    _unlink_naming(pidfile, pid)
     return pid
+
+
+def _ended(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    with contextlib.suppress(ChildProcessError):  # our own child: reaped, else a zombie stays
+        if os.waitpid(pid, os.WNOHANG)[0] == pid:
+            return True
+    return False
+
+
+def _unlink_naming(pidfile: Path, pid: int) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        if int(pidfile.read_text().strip()) == pid:
+            pidfile.unlink()

@@ -179,16 +179,20 @@ class Coordinator:
                             name, session.why)  # fmt: skip
 
     async def close(self) -> None:
+        """Stop: the hosts' sessions and every task first (a session left going while the
+        last runs.csv files are written could start another local agent, that nothing would
+        stop), then those writes. Folders still to be written are written at the next start."""
+        tasks = list(self._tasks)
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._quiet.set()  # a cancel cut short leaves the writers waiting otherwise
         await asyncio.gather(*self._csv_tasks, return_exceptions=True)  # a few seconds at most
         for sub_id, handle in list(self._csv_due.items()):  # what a later write was to say
             handle.cancel()
             if (sub := self.store.submission(sub_id)) is not None:
                 await asyncio.to_thread(self._update_csv, sub, True)
         self._csv_due.clear()
-        tasks = list(self._tasks)
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
         for spec in self.specs.values():
             await spec.client.close()
         self.syncer.close()

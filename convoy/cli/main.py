@@ -308,11 +308,14 @@ async def _unfinished(home: Path, cancel: bool, grace: float) -> list[str] | Non
 def _down(home: Path, ns: argparse.Namespace) -> int:
     unfinished = _run_async(_unfinished(home, ns.cancel, ns.grace))
     stopped = []
-    for name, pidfile in (("coordinator", home / "coordinator.pid"),
-                          ("agent", home / "agent" / "agent.pid")):  # fmt: skip
-        pid = stop_by_pidfile(pidfile)
-        if pid is not None:
-            stopped.append(f"{name} (pid {pid})")
+    # The coordinator first, and wholly (it may be writing a large sweep's results.csv):
+    # stopping the agent under a coordinator still going would have it start another.
+    pid = stop_by_pidfile(home / "coordinator.pid", COORDINATOR_STOP_S, kill=True)
+    if pid is not None:
+        stopped.append(f"coordinator (pid {pid})")
+    pid = stop_by_pidfile(home / "agent" / "agent.pid")
+    if pid is not None:
+        stopped.append(f"agent (pid {pid})")
     print("stopped " + ", ".join(stopped) if stopped else f"nothing runs for {home}")
     if unfinished is None and ns.cancel and stopped:
         print("no coordinator answered, so nothing was cancelled: containers of runs in "
@@ -338,6 +341,7 @@ def _run_async(coro: Coroutine[Any, Any, _T]) -> _T:
         raise ConvoyError(f"{e.code().name}: {e.details()}") from None
 
 
+COORDINATOR_STOP_S = 60.0  # how long `convoy down` waits for the coordinator, then kills it
 SHOW_IDS = 20  # run ids named in a one-line report; a sweep's hundred thousand are not
 
 
