@@ -18,6 +18,7 @@ from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from .client import connect_or_start
 from .render import human_duration, runs_table, state_counts
+from .safetext import inert
 
 TERMINAL = {s.value for s in RunState if s.terminal}
 
@@ -45,12 +46,16 @@ def not_collected(run_id: str, results_path: str) -> str | None:
 
 
 class Printer:
-    """Prefixes each complete output line with its run's name; keeps partial lines per run."""
+    """Prefixes each complete output line with its run's name; keeps partial lines per run.
+    On a terminal, what runs print is made inert (convoy.cli.safetext)."""
 
-    def __init__(self, out: TextIO, quiet: bool) -> None:
+    def __init__(self, out: TextIO, quiet: bool, err: TextIO | None = None) -> None:
         self.out = out
+        self.err = err
         self.quiet = quiet
         self._partial: dict[str, bytes] = {}
+        self._safe = inert if out.isatty() else _as_is
+        self._safe_err = inert if (err or sys.stderr).isatty() else _as_is
 
     def output(self, run_id: str, data: bytes) -> None:
         if self.quiet:
@@ -61,18 +66,25 @@ class Printer:
             self._partial[run_id] = rest
         if lines:
             prefix = f"[{run_id}] "
-            text = "".join(prefix + ln.decode(errors="replace") + "\n" for ln in lines)
+            text = "".join(prefix + self._safe(ln.decode(errors="replace")) + "\n"
+                           for ln in lines)  # fmt: skip
             self.out.write(text)
             self.out.flush()
 
     def flush(self, run_id: str) -> None:
         rest = self._partial.pop(run_id, b"")
         if rest and not self.quiet:
-            self.out.write(f"[{run_id}] {rest.decode(errors='replace')}\n")
+            self.out.write(f"[{run_id}] {self._safe(rest.decode(errors='replace'))}\n")
             self.out.flush()
 
     def status(self, text: str) -> None:
-        print(text, file=sys.stderr, flush=True)
+        """A line of convoy's own; it may quote what a host or a run said (a reason)."""
+        print("\n".join(self._safe_err(line) for line in text.split("\n")),
+              file=self.err or sys.stderr, flush=True)  # fmt: skip
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 async def _follow(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Printer) -> None:
