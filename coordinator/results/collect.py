@@ -43,6 +43,9 @@ def aside_name(attempt: int) -> str:
     return f"superseded.a{attempt}"
 
 
+CHECKSUM_TRIES = 3  # transfers of a run's results while a file's checksum does not match
+
+
 class Collector:
     def __init__(self, room: DiskRoom) -> None:
         self.room = room
@@ -66,38 +69,64 @@ class Collector:
     async def _accept_within_room(
         self, run: RunRecord, client: AgentClient, full: OSError | None = None
     ) -> None:
-        size, log_size = await client.results_size(run.attempt_id)
-        wanted = size + log_size
-        result = RunResult(run)
-        with self.room.grant(result.final.parent, wanted) as grant:
-            if full is not None and grant.size == 0 and wanted:
-                raise full
-            await asyncio.to_thread(result.open)
-            try:
-                with result.log_file() as f:
-                    written = await self._log(run, client, run.attempt_id, result, f, grant)
-                limit = None
-                if grant.size < wanted:  # room for less than all: the rest, in files
-                    limit = max(0, grant.size - disk_footprint(written))  # the log's file too
-                pieces = _counted(client.fetch_results(run.attempt_id, limit), grant)
-                async with contextlib.aclosing(pieces):
-                    await result.receive(pieces)
-                await asyncio.to_thread(result.commit, run)
-            except BaseException:
-                result.discard()
-                raise
+        """Fetched again, whole, while a file's checksum does not match (the agent holds the
+        files until the run's folder is in place), CHECKSUM_TRIES times at most; then the
+        folder is written with the files that did match."""
+        for tries in range(1, CHECKSUM_TRIES + 1):
+            size, log_size = await client.results_size(run.attempt_id)
+            wanted = size + log_size
+            result = RunResult(run)
+            with self.room.grant(result.final.parent, wanted) as grant:
+                if full is not None and grant.size == 0 and wanted:
+                    raise full
+                await asyncio.to_thread(result.open)
+                try:
+                    with result.log_file() as f:
+                        written = await self._log(run, client, run.attempt_id, result, f, grant,
+                                                  announced=log_size)  # fmt: skip
+                    limit = None
+                    if grant.size < wanted:  # room for less than all: the rest, in files
+                        limit = max(0, grant.size - disk_footprint(written))  # the log's too
+                    pieces = _counted(client.fetch_results(run.attempt_id, limit), grant)
+                    async with contextlib.aclosing(pieces):
+                        await result.receive(pieces, announced=size)
+                    if result.mismatched and tries < CHECKSUM_TRIES:
+                        log.warning("run %s: checksum mismatch for %s: fetching its results "
+                                    "again (%d of %d)", run.id, sorted(result.mismatched),
+                                    tries + 1, CHECKSUM_TRIES)  # fmt: skip
+                        result.discard()
+                        continue
+                    for path in result.mismatched:
+                        result.left_out[path] = (
+                            f"its checksum did not match in {CHECKSUM_TRIES} transfers"
+                        )
+                    await asyncio.to_thread(result.commit, run)
+                    return
+                except BaseException:
+                    result.discard()
+                    raise
 
     async def _log(
         self, run: RunRecord, client: AgentClient, attempt_id: str, result: RunResult,
-        f: IO[bytes], grant: Grant,
+        f: IO[bytes], grant: Grant, announced: int,
     ) -> int:  # fmt: skip
-        """Write the attempt's output to `f`, as much as the grant has room for; the bytes
-        written."""
+        """Write the attempt's output to `f`, as much as the grant has room for and no more
+        than the host `announced`; the bytes written."""
         room = max(0, grant.size - PER_FILE) // BLOCK * BLOCK  # whole blocks
         written = 0
         try:
             async with contextlib.aclosing(client.read_log(attempt_id, 0, follow=False)) as chunks:
                 async for _, data in chunks:
+                    if written + len(data) > announced:
+                        f.write(data[: announced - written])
+                        grant.wrote(announced - written)
+                        written = announced
+                        result.output_missing = (
+                            f"cut after the {announced:,} bytes the host announced: it sent "
+                            "more, which was refused"
+                        )
+                        log.warning("run %s: output %s", run.id, result.output_missing)
+                        break
                     if written + len(data) > room:
                         f.write(data[: room - written])
                         grant.wrote(room - written)
@@ -158,7 +187,7 @@ class Collector:
             pieces = _counted(client.fetch_results(a.id, limit if grant.size < size + log_size
                                                    else None), grant)  # fmt: skip
             async with contextlib.aclosing(pieces):
-                await result.receive(pieces)
+                await result.receive(pieces, announced=size)
         await asyncio.to_thread(_replace_dir, staging, folder / name)
         o = a.outcome
         note: dict[str, Any] = {

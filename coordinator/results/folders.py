@@ -81,6 +81,11 @@ def output_attempt(meta: object) -> int:
     return attempt if isinstance(attempt, int) and meta.get("started_at") else 0
 
 
+def _shown(rel: str) -> str:
+    """A refused result name as run.json can say it (printable, one line)."""
+    return rel.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _safe_target(root: Path, rel: str) -> Path:
     p = PurePosixPath(rel)
     if not p.parts or p.is_absolute() or ".." in p.parts or p.parts == (".",):
@@ -99,6 +104,7 @@ class RunResult:
         self.log_path = self.final.parent / f".log-{self.final.name}-a{run.attempt}"
         self.files: dict[str, dict[str, Any]] = {}
         self.left_out: dict[str, str] = {}  # results the agent could not send -> why
+        self.mismatched: set[str] = set()  # of those, the ones whose checksum did not match
         self.output_missing = ""  # why the run's output could not be read, if it could not
 
     def open(self) -> None:
@@ -108,32 +114,60 @@ class RunResult:
     def log_file(self) -> IO[bytes]:
         return open(self.log_path, "wb")
 
-    async def receive(self, pieces: AsyncIterator[FilePiece]) -> None:
+    async def receive(self, pieces: AsyncIterator[FilePiece], announced: int | None = None) -> None:
+        """The files of `pieces` into the staging folder; each one the host could not send, or
+        that is refused here, said in left_out (and in `mismatched` when its checksum did not
+        match: the collector may fetch again). A host that sends more than the `announced`
+        bytes is trusted no further: the file that overflows is left out and the transfer
+        stops, what came before it kept."""
         current: IO[bytes] | None = None
+        target: Path | None = None
+        skipping = False  # the pieces of a file refused at its first piece
         path = ""
         digest = hashlib.sha256()
-        size = 0
+        size = total = 0
         async for piece in pieces:
             if piece.path:
-                if current is not None:
+                if current is not None or skipping:
                     raise ResultError(f"result {path!r} ended without its last piece")
                 path = piece.path
                 if piece.left_out:
                     if path != "./":  # "./": the whole workspace was made unreadable
-                        _safe_target(self.staging, path.rstrip("/"))  # sane; never opened
+                        try:
+                            _safe_target(self.staging, path.rstrip("/"))  # sane; never opened
+                        except ResultError as e:
+                            self.left_out[_shown(path)] = str(e)
+                            continue
                     # Two names not UTF-8 may print alike (each byte as \xNN): both are said.
                     before = self.left_out.get(path)
                     self.left_out[path] = (
                         f"{before}; {piece.left_out}" if before else piece.left_out
                     )
                     continue
-                target = _safe_target(self.staging, path)
+                try:
+                    target = _safe_target(self.staging, path)
+                except ResultError as e:
+                    self.left_out[_shown(path)] = str(e)
+                    skipping = not piece.last
+                    continue
                 target.parent.mkdir(parents=True, exist_ok=True)
                 current = open(target, "wb")  # noqa: SIM115 - closed on last piece
                 os.chmod(target, (piece.mode & 0o755) | 0o600)  # never writable by others
                 digest, size = hashlib.sha256(), 0
-            if current is None:
+            elif skipping:
+                skipping = not piece.last
+                continue
+            if current is None or target is None:
                 raise ResultError("result piece without a file")
+            total += len(piece.data)
+            if announced is not None and total > announced:
+                current.close()
+                target.unlink()
+                self.left_out[path] = (
+                    f"the host sent more than the {announced:,} bytes of results it announced: "
+                    "the transfer was stopped here, and what would have followed is not known"
+                )
+                return
             current.write(piece.data)
             digest.update(piece.data)
             size += len(piece.data)
@@ -141,10 +175,14 @@ class RunResult:
                 current.close()
                 current = None
                 if digest.hexdigest() != piece.sha256:
-                    raise ResultError(f"checksum mismatch for result {path!r}")
+                    target.unlink()
+                    self.mismatched.add(path)
+                    self.left_out[path] = "its checksum did not match what the host sent"
+                    continue
                 self.files[path] = {"size": size, "sha256": piece.sha256}
-        if current is not None:
-            current.close()
+        if current is not None or skipping:
+            if current is not None:
+                current.close()
             raise ResultError(f"result {path!r} was cut short")
 
     def commit(self, run: RunRecord, output_of: int | None = None) -> None:

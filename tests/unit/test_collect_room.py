@@ -138,11 +138,11 @@ def test_a_disk_another_process_filled_meanwhile_gets_a_second_collection(
     real = RunResult.receive
     calls = []
 
-    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece]) -> None:
+    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece], announced: object) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        await real(self, pieces)
+        await real(self, pieces, announced)  # type: ignore[arg-type]
 
     monkeypatch.setattr(RunResult, "receive", receive)
     client = Client(b"x" * 100, b"y" * 10)
@@ -154,7 +154,7 @@ def test_a_disk_another_process_filled_meanwhile_gets_a_second_collection(
 def test_a_second_full_disk_is_the_run_s_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece]) -> None:
+    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece], announced: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(RunResult, "receive", receive)
@@ -181,7 +181,7 @@ def test_no_room_at_all_on_the_second_try_is_the_first_error(
     """A second collection granted nothing would write an empty log and leave every file out,
     and the agent would then drop them all: the error stands instead, the results stay there."""
 
-    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece]) -> None:
+    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece], announced: object) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(RunResult, "receive", receive)
@@ -189,3 +189,58 @@ def test_no_room_at_all_on_the_second_try_is_the_first_error(
     with pytest.raises(OSError, match="No space left"):
         collect(tmp_path, Client(b"x", b"y"), free=[10 << 30, reserve], monkeypatch=monkeypatch)
     assert not (tmp_path / "results").exists() or not any((tmp_path / "results").rglob("run.json"))
+
+
+class Flaky(Client):
+    """Sends its file with a wrong checksum the first `bad` times it is asked."""
+
+    def __init__(self, bad: int) -> None:
+        super().__init__(b"out\n", b"z" * 10)
+        self.bad = bad
+
+    async def fetch_results(
+        self, attempt_id: str, max_bytes: int | None = None
+    ) -> AsyncIterator[FilePiece]:
+        self.asked.append(max_bytes)
+        digest = hashlib.sha256(self.data).hexdigest()
+        if len(self.asked) <= self.bad:
+            digest = hashlib.sha256(b"garbled on the way").hexdigest()
+        yield FilePiece("r.bin", 0o644, self.data, True, digest)
+
+
+def test_a_checksum_mismatch_is_fetched_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A mismatch was not retried although the agent still held the files."""
+    client = Flaky(bad=2)
+    folder, meta = collect(tmp_path, client, free=10 << 30, monkeypatch=monkeypatch)
+    assert len(client.asked) == 3
+    assert (folder / "r.bin").read_bytes() == b"z" * 10 and meta["not_collected"] == {}
+
+
+def test_a_file_that_never_matches_is_left_out_and_the_folder_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Flaky(bad=99)
+    folder, meta = collect(tmp_path, client, free=10 << 30, monkeypatch=monkeypatch)
+    assert len(client.asked) == 3  # CHECKSUM_TRIES
+    assert not (folder / "r.bin").exists() and (folder / "output.log").read_bytes() == b"out\n"
+    assert meta["not_collected"] == {"r.bin": "its checksum did not match in 3 transfers"}
+
+
+class Liar(Client):
+    """Announces a tiny log and no files, then sends far more of both."""
+
+    async def results_size(self, attempt_id: str) -> tuple[int, int]:
+        return 0, 8
+
+
+def test_a_host_sending_more_than_it_announced_is_cut_there(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client = Liar(b"L" * 5000, b"F" * 5000)
+    folder, meta = collect(tmp_path, client, free=10 << 30, monkeypatch=monkeypatch)
+    assert (folder / "output.log").read_bytes() == b"L" * 8
+    assert not (folder / "r.bin").exists()
+    assert "it sent more, which was refused" in meta["not_collected"]["output.log"]
+    assert "sent more than the 0 bytes of results it announced" in meta["not_collected"]["r.bin"]

@@ -84,8 +84,8 @@ async def agen(pieces: Iterable[FilePiece]) -> AsyncIterator[FilePiece]:
         yield p
 
 
-def receive(result: RunResult, pieces: Iterable[FilePiece]) -> None:
-    asyncio.run(result.receive(agen(pieces)))
+def receive(result: RunResult, pieces: Iterable[FilePiece], announced: int | None = None) -> None:
+    asyncio.run(result.receive(agen(pieces), announced))
 
 
 def files_under(root: Path) -> set[str]:
@@ -204,16 +204,18 @@ def test_receive_keeps_file_mode(tmp_path: Path) -> None:
     assert (r.staging / "ro.txt").stat().st_mode & 0o777 == 0o644
 
 
-def test_checksum_mismatch_raises(tmp_path: Path) -> None:
-    """A file whose bytes do not match the announced sha256 raises ResultError."""
+def test_a_checksum_mismatch_leaves_that_file_out_and_the_others_in(tmp_path: Path) -> None:
+    """A file whose bytes do not match its sha256 is removed and said (the collector fetches
+    again); the files around it are kept."""
     run = make_run(tmp_path)
     r = RunResult(run)
     r.open()
     bad = pieces_of([("a.txt", b"hello world")])
     bad[-1] = replace(bad[-1], sha256=hashlib.sha256(b"something else").hexdigest())
-    with pytest.raises(ResultError, match="checksum"):
-        receive(r, bad)
-    assert "a.txt" not in r.files
+    receive(r, pieces_of([("before", b"1")]) + bad + pieces_of([("after", b"2")]))
+    assert set(r.files) == {"before", "after"} and r.mismatched == {"a.txt"}
+    assert "checksum did not match" in r.left_out["a.txt"]
+    assert files_under(r.staging) == {"before", "after"}
 
 
 def test_cut_short_raises(tmp_path: Path) -> None:
@@ -246,18 +248,37 @@ def test_piece_without_file_raises(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("path", ["../x", "/etc/passwd", "a/../../x", "../../../../tmp/evil"])
-def test_unsafe_path_raises_and_writes_nothing_outside(tmp_path: Path, path: str) -> None:
-    """A result path leaving the run raises ResultError and writes nothing outside staging."""
+def test_unsafe_path_is_refused_and_writes_nothing_outside(tmp_path: Path, path: str) -> None:
+    """A result path leaving the run is refused and said, writes nothing outside staging, and
+    the genuine files sent with it are kept (the whole transfer was dropped before)."""
     run = make_run(tmp_path)
     r = RunResult(run)
     r.open()
     before = {p for p in tmp_path.rglob("*")}
-    with pytest.raises(ResultError):
-        receive(r, pieces_of([(path, b"evil")]))
+    receive(r, pieces_of([("good.txt", b"genuine"), (path, b"evil" * 9), ("z", b"z")]))
     after = {p for p in tmp_path.rglob("*")}
     assert all(p.is_relative_to(r.staging) for p in after - before)
     assert not Path("/tmp/evil").exists() or Path("/tmp/evil").read_bytes() != b"evil"
-    assert r.files == {}
+    assert set(r.files) == {"good.txt", "z"}
+    assert "not a relative path inside the run" in r.left_out[path]
+
+
+def test_a_host_sending_more_than_it_announced_is_stopped_there(tmp_path: Path) -> None:
+    """A compromised host announced 0 bytes and sent 300 MiB, all accepted. Now the file that
+    overflows the announced size is left out, said, and nothing after it is read."""
+    r = RunResult(make_run(tmp_path))
+    r.open()
+    read = []
+
+    async def pieces() -> AsyncIterator[FilePiece]:
+        for p in pieces_of([("a", b"12345"), ("big", b"x" * 100), ("c", b"c")]):
+            read.append(p)
+            yield p
+
+    asyncio.run(r.receive(pieces(), announced=10))
+    assert set(r.files) == {"a"} and files_under(r.staging) == {"a"}
+    assert "sent more than the 10 bytes of results it announced" in r.left_out["big"]
+    assert len(read) < len(pieces_of([("a", b"12345"), ("big", b"x" * 100)]))  # stopped
 
 
 def test_second_commit_replaces_first_wholly(tmp_path: Path) -> None:
@@ -594,8 +615,8 @@ def test_an_output_the_run_replaced_is_named_and_survives_a_later_unstarted_end(
 def test_a_left_out_name_outside_the_run_is_refused(tmp_path: Path, path: str) -> None:
     r = RunResult(make_run(tmp_path))
     r.open()
-    with pytest.raises(ResultError):
-        receive(r, [left(path, "why")])
+    receive(r, [left(path, "why")])
+    assert "refusing result path" in r.left_out[path]
 
 
 def test_a_left_out_chunk_inside_a_file_is_refused(tmp_path: Path) -> None:
