@@ -143,18 +143,30 @@ async def _trust(home: Path, path: Path, name: str, expected: str | None) -> int
         raise UsageError(f"{path}: no host {name!r}")
     ssh = SSHHost(cfgs[name], home)
     offered = await ssh.fingerprint()
+    others = [(fp, file) for fp, file in ssh.recorded_keys() if fp != offered]
+    replaces = (
+        "; it replaces the key recorded before: "
+        + "; ".join(f"{fp} (in {file})" for fp, file in others)
+        if others else ""
+    )  # fmt: skip
+    if any(file != str(ssh.known_hosts_path) for _, file in others):
+        replaces += (
+            "; convoy leaves your own known_hosts file as it is, and a host offering "
+            "the key it holds is still accepted: remove that with `ssh-keygen -R`"
+        )
     if expected is None:
         if not sys.stdin.isatty():
-            raise UsageError(f"host {name} offers key {offered}; check it on the host, then run "
-                             f"`convoy hosts trust {name} --fingerprint {offered}`")  # fmt: skip
-        answer = input(f"host {name} offers key {offered}. Is that its key? [y/N] ")
+            raise UsageError(f"host {name} offers key {offered}{replaces}; check it on the "
+                             f"host, then run `convoy hosts trust {name} --fingerprint "
+                             f"{offered}`")  # fmt: skip
+        answer = input(f"host {name} offers key {offered}{replaces}. Is that its key? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("not recorded")
             return 1
     elif expected != offered:
         raise UsageError(f"host {name} offers key {offered}, not {expected}: not recorded")
     await ssh.trust(offered)
-    print(f"recorded {name}'s key {offered} in {home / 'known_hosts'}")
+    print(f"recorded {name}'s key {offered} in {home / 'known_hosts'}{replaces}")
     return 0
 
 

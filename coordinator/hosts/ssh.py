@@ -29,9 +29,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import asyncssh
 import grpc
-from asyncssh.encryption import get_default_encryption_algs
 
 from convoy.buildid import own_build
 from convoy.coordinator.hosts.agents import AgentClient, AgentInfo
@@ -49,6 +47,7 @@ from convoy.coordinator.hosts.hostsfile import HostConfig
 from convoy.coordinator.hosts.remote import AGENT_PIDS, PROBE, Probe, in_sh, quote_path, tail
 from convoy.errors import HostUnavailable
 from convoy.objstream import store_socket_beside
+from convoy.sshlib import asyncssh
 
 log = logging.getLogger("convoy.ssh")
 
@@ -77,7 +76,7 @@ CIPHERS = (
     "aes192-ctr",
     "aes256-ctr",
 )
-_DEFAULT_CIPHERS = [a.decode() for a in get_default_encryption_algs()]
+_DEFAULT_CIPHERS = [a.decode() for a in asyncssh.encryption.get_default_encryption_algs()]
 
 
 def _agent_socket(ahome: str) -> str:
@@ -89,13 +88,15 @@ class HostKeyUnknown(HostUnavailable):
     """The host offered a key that convoy's known_hosts does not hold (or holds another one)."""
 
     def __init__(
-        self, host: str, address: str, port: int, key_type: str, fingerprint: str, changed: bool
-    ) -> None:
+        self, host: str, address: str, port: int, key_type: str, fingerprint: str,
+        changed: bool, recorded: Sequence[tuple[str, str]] = (),
+    ) -> None:  # fmt: skip
         where = f"{address}:{port}"
         if changed:
+            was = "; ".join(f"{fp} (in {file})" for fp, file in recorded) or "another key"
             what = (
-                f"the host key of {where} has CHANGED: it now offers {key_type} {fingerprint}, "
-                "which does not match the key in known_hosts. This can be a reinstalled host or "
+                f"the host key of {where} has CHANGED: known_hosts records {was}, and the host "
+                f"now offers {key_type} {fingerprint}. This can be a reinstalled host or "
                 "someone intercepting the connection."
             )
         else:
@@ -110,6 +111,7 @@ class HostKeyUnknown(HostUnavailable):
         self.key_type = key_type
         self.fingerprint = fingerprint
         self.changed = changed
+        self.recorded = tuple(recorded)
 
 
 class SSHHost:
@@ -201,6 +203,18 @@ class SSHHost:
                 text += path.read_text() + "\n"
         return asyncssh.import_known_hosts(text)
 
+    def recorded_keys(self) -> list[tuple[str, str]]:
+        """(fingerprint, file) of each key a known_hosts file records for this host."""
+        host, port = self._where()
+        alias = self._options().host_key_alias or host
+        out = []
+        for path in (self.known_hosts_path, self._user_known_hosts):
+            if path is not None and path.is_file():
+                known = asyncssh.import_known_hosts(path.read_text())
+                for key in known.match(alias, "", port if port != 22 else None)[0]:
+                    out.append((key.get_fingerprint("sha256"), str(path)))
+        return out
+
     def _where(self) -> tuple[str, int]:
         opts = self._options()
         return opts.host, opts.port
@@ -269,7 +283,7 @@ class SSHHost:
         known = self._known_hosts().match(alias, "", port if port != 22 else None)
         return HostKeyUnknown(
             self.name, host, port, key.get_algorithm(), key.get_fingerprint("sha256"),
-            changed=bool(known[0]),
+            changed=bool(known[0]), recorded=self.recorded_keys(),
         )  # fmt: skip
 
     async def host_key(self) -> tuple[str, str]:

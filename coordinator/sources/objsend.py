@@ -16,7 +16,6 @@ import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
-import asyncssh
 import grpc
 
 from convoy.objstream import (
@@ -30,6 +29,7 @@ from convoy.objstream import (
     frame_header,
     parse_reply,
 )
+from convoy.sshlib import asyncssh
 
 WRITE_BYTES = 256 * 1024
 

@@ -30,6 +30,7 @@ from convoy.coordinator.hosts.ssh import HostKeyUnknown, SSHHost
 from convoy.coordinator.runs.records import RunRecord
 from convoy.errors import HostUnavailable
 from convoy.spec import Resources
+from tests.integration.cluster import add_hosts, cli
 from tests.integration.conftest import remove_container
 from tests.integration.testhosts import TestHost
 
@@ -170,8 +171,18 @@ def test_changed_host_key_is_refused(hosts: list[TestHost], coordinator_home: Pa
             await host.connect()
         assert err.value.changed and "CHANGED" in str(err.value)
         assert h1.host_key_fingerprint in str(err.value)
+        recorded = (h2.host_key_fingerprint, str(coordinator_home / "known_hosts"))
+        assert err.value.recorded == (recorded,)  # the key it had, and where
+        assert f"records {recorded[0]} (in {recorded[1]})" in str(err.value)
 
     asyncio.run(scenario())
+    # Trusting the new key says which one it replaces.
+    add_hosts(coordinator_home, [h1], trust=False)
+    out = cli(coordinator_home, "hosts", "trust", h1.name, "--fingerprint",
+              h1.host_key_fingerprint)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert f"it replaces the key recorded before: {h2.host_key_fingerprint}" in out.stdout
+    assert h2.host_key_fingerprint not in (coordinator_home / "known_hosts").read_text()
 
 
 def test_ensure_agent_installs_starts_and_a_second_coordinator_reuses_it(
