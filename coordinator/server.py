@@ -65,7 +65,7 @@ async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None)
         # An agent of another build (an upgrade, a changed checkout), or one without its store
         # socket (a build before object streams, convoy/objstream.py): replaced. Its runs'
         # containers go on, and the new agent adopts them.
-        stopped = await asyncio.to_thread(stop_by_pidfile, ahome / "agent.pid", 10.0)
+        stopped = await asyncio.to_thread(stop_by_pidfile, ahome / "agent.pid", 10.0, True)
         log.info("replaced the local agent (pid %s): build %s, this coordinator's %s", stopped,
                  info.build or "unknown", own_build())  # fmt: skip
     ahome.mkdir(parents=True, exist_ok=True, mode=0o700)
