@@ -37,7 +37,8 @@ def materialise(source: Path, work: Path) -> Manifest:
         real_dirs = []
         for d in dirnames:
             if (Path(dirpath) / d).is_symlink():  # os.walk lists links to folders as folders
-                _link_if_inside(Path(dirpath) / d, work / rel_dir / d, src_root)
+                if _link_if_inside(Path(dirpath) / d, work / rel_dir / d, src_root):
+                    manifest[(rel_dir / d).as_posix()] = _key((work / rel_dir / d).lstat())
                 continue
             (work / rel_dir / d).mkdir(exist_ok=True)
             real_dirs.append(d)
@@ -47,7 +48,8 @@ def materialise(source: Path, work: Path) -> Manifest:
             dst = work / rel_dir / name
             st = src.lstat()
             if stat.S_ISLNK(st.st_mode):
-                _link_if_inside(src, dst, src_root)
+                if _link_if_inside(src, dst, src_root):  # the sources' own: not a result
+                    manifest[(rel_dir / name).as_posix()] = _key(dst.lstat())
                 continue
             if not stat.S_ISREG(st.st_mode):
                 continue
@@ -56,10 +58,12 @@ def materialise(source: Path, work: Path) -> Manifest:
     return manifest
 
 
-def _link_if_inside(src: Path, dst: Path, root: Path) -> None:
+def _link_if_inside(src: Path, dst: Path, root: Path) -> bool:
     target = os.readlink(src)
     if (src.parent / target).resolve().is_relative_to(root):
         os.symlink(target, dst)
+        return True
+    return False
 
 
 def _key(st: os.stat_result) -> tuple[int, int, int]:
@@ -69,7 +73,9 @@ def _key(st: os.stat_result) -> tuple[int, int, int]:
 def _walk_files(
     work: Path, hidden: list[str] | None = None
 ) -> Iterator[tuple[str, os.stat_result]]:
-    """The regular files under `work` with their lstat, links not followed. The run made the
+    """What the run left under `work` that is not a folder, with its lstat, links not
+    followed: regular files, and links, FIFOs, sockets and devices (never results, but said to
+    be left out; an overlay's whiteouts, its deletions, are not yielded). The run made the
     tree: a folder it made unreadable is passed over (and named in `hidden`, when given, '.'
     for `work` itself), and no depth overflows the stack (the walk keeps its own)."""
     stack = [""]
@@ -96,20 +102,19 @@ def _walk_files(
             rel = f"{rel_dir}/{name}" if rel_dir else name
             if stat.S_ISDIR(st.st_mode):
                 stack.append(rel)
-            elif stat.S_ISREG(st.st_mode):
+            elif not (stat.S_ISCHR(st.st_mode) and st.st_rdev == 0):  # a whiteout
                 yield rel, st
 
 
 def changed_files(work: Path, manifest: Manifest, hidden: list[str] | None = None) -> list[str]:
-    """Regular files in `work` that the run created or changed, sorted; folders that could
+    """What the run created or changed in `work` (see _walk_files), sorted; folders that could
     not be read are added to `hidden`."""
     return sorted(rel for rel, st in _walk_files(work, hidden) if manifest.get(rel) != _key(st))
 
 
 def upper_files(upper: Path, hidden: list[str] | None = None) -> list[str]:
-    """What a run created or changed in an overlay workspace: the regular files of its upper
-    folder (deletions are whiteouts, character devices, and are not results), sorted; folders
-    that could not be read are added to `hidden`."""
+    """What a run created or changed in an overlay workspace: what its upper folder holds
+    (see _walk_files), sorted; folders that could not be read are added to `hidden`."""
     return sorted(rel for rel, _ in _walk_files(upper, hidden)) if upper.exists() else []
 
 

@@ -650,6 +650,33 @@ def test_results_that_did_not_come_back_are_named_with_why(
     ) in out.stderr
 
 
+def test_links_fifos_and_sockets_among_outputs_are_named_not_dropped(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """A run's symlink, FIFO and socket were dropped silently; each is now named in run.json's
+    not_collected, the regular file beside them collected, nothing followed or opened."""
+    spec = write_experiment(tmp_path, r"""
+        name: odd
+        image: convoy/python:3.11
+        command: >-
+          python3 -c "import os, socket; os.makedirs('out'); open('out/real.txt', 'w').write('r');
+          os.symlink('/etc/shadow', 'out/link'); os.mkfifo('out/pipe');
+          socket.socket(socket.AF_UNIX).bind('out/sock')"
+        outputs: [out/]
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    folder = tmp_path / "convoy-results/odd/odd-1/odd-1.00"
+    meta = json.loads((folder / "run.json").read_text())
+    assert list(meta["files"]) == ["out/real.txt"]
+    assert meta["not_collected"] == {
+        "out/link": "a symbolic link: convoy does not follow it",
+        "out/pipe": "not a regular file",
+        "out/sock": "not a regular file",
+    }
+    assert sorted(p.name for p in (folder / "out").iterdir()) == ["real.txt"]
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A results folder on a 64 MB tmpfs: a coordinator's disk with little room left."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import socket
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +16,7 @@ from convoy.agent.workspace import (
     materialise,
     may_hold_outputs,
     select_outputs,
+    upper_files,
 )
 
 
@@ -70,7 +73,8 @@ def test_symlink_inside_tree_is_copied_as_link(source: Path, tmp_path: Path) -> 
     assert (work / "link.csv").is_symlink()
     assert os.readlink(work / "link.csv") == "data/input.csv"
     assert (work / "link.csv").read_text() == "a,b\n1,2\n"
-    assert "link.csv" not in manifest
+    assert "link.csv" in manifest  # recorded: unchanged, it is not taken for the run's
+    assert changed_files(work, manifest) == []
 
 
 def test_symlink_outside_tree_is_not_copied(source: Path, tmp_path: Path) -> None:
@@ -188,12 +192,32 @@ def test_changed_files_replaced_file(source: Path, tmp_path: Path) -> None:
     assert changed_files(work, manifest) == ["main.py"]
 
 
-def test_changed_files_ignores_new_symlinks(source: Path, tmp_path: Path) -> None:
-    """Only regular files count: a symlink the run creates is not a result."""
+def test_links_fifos_and_sockets_a_run_makes_are_listed_to_be_said(
+    source: Path, tmp_path: Path
+) -> None:
+    """They were dropped silently; now they are listed, and FetchResults leaves each out with
+    why (it opens nothing that is not a regular file). The sources' own links are not."""
+    (source / "srclink").symlink_to("main.py")
     work = tmp_path / "work"
     manifest = materialise(source, work)
+    assert "srclink" in manifest
     (work / "newlink").symlink_to("main.py")
-    assert changed_files(work, manifest) == []
+    os.mkfifo(work / "pipe")
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.bind(str(work / "sock"))
+        assert changed_files(work, manifest) == ["newlink", "pipe", "sock"]
+
+
+def test_an_overlay_whiteout_is_no_result(tmp_path: Path) -> None:
+    """Deletions in an overlay's upper folder are character devices 0/0: not listed."""
+    upper = tmp_path / "upper"
+    upper.mkdir()
+    write(upper / "new.txt", "n")
+    try:
+        os.mknod(upper / "deleted.txt", stat.S_IFCHR | 0o000, os.makedev(0, 0))
+    except PermissionError:
+        pytest.skip("making a device node needs root")
+    assert upper_files(upper) == ["new.txt"]
 
 
 # ---- select_outputs --------------------------------------------------------------------------
