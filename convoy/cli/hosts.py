@@ -13,11 +13,12 @@ from typing import Any
 
 from convoy.errors import UsageError
 from convoy.runjson import iso
+from convoy.sizes import human_bytes
 from convoy.spec import label_from_text, parse_memory
 from convoy.v1 import coordinator_pb2 as pb
 
 from .client import connect
-from .render import human_bytes, table
+from .render import table
 
 
 def add_parser(sub: Any) -> None:

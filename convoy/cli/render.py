@@ -22,15 +22,6 @@ def human_duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m"
 
 
-def human_bytes(n: int) -> str:
-    size = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
-            return f"{size:.0f}{unit}" if unit == "B" else f"{size:.1f}{unit}"
-        size /= 1024
-    return f"{n}B"
-
-
 def params_text(run: pb.Run) -> str:
     params = json.loads(run.params_json or "{}")
     return " ".join(f"{k}={v}" for k, v in params.items())

@@ -50,6 +50,7 @@ from convoy.content import (
 )
 from convoy.files import write_json
 from convoy.paths import COOKIE_PREFIX
+from convoy.sizes import human_bytes
 
 __all__ = ["Entry", "Manifest", "Scanner", "SyncError", "check_relpath", "hash_bytes", "hash_file"]
 
@@ -84,6 +85,23 @@ class Entry:
     size: int
     hash: str  # content hash (hex) of a regular file; "" for a symlink
     target: str = ""  # a symlink's target, relative and inside the tree
+
+
+SPARSE_MIN = 64 << 20  # a file this large taking under 1/SPARSE_RATIO of it on disk is refused
+SPARSE_RATIO = 8
+
+
+def _check_not_sparse(rel: str, st: os.stat_result) -> None:
+    """A sparse file (holes that take no disk) would be stored and sent byte for byte: a
+    2 GiB file of holes becomes 2 GiB in each store and on each host. Refused, saying so."""
+    on_disk = st.st_blocks * 512
+    if st.st_size >= SPARSE_MIN and on_disk * SPARSE_RATIO < st.st_size:
+        raise SyncError(
+            f"a sparse file: {human_bytes(st.st_size)} long but {human_bytes(on_disk)} on disk "
+            "(holes, or its file system compresses it); convoy would store and send every byte "
+            "of it. "
+            "Make it in the run, or list it in .convoyignore", rel,
+        )  # fmt: skip
 
 
 def _check_name(rel: str) -> None:
@@ -325,6 +343,7 @@ class Scanner:
             if old is not None and old.mode == mode and old_keys.get(rel) == (*key[:3], st.st_ino):
                 entry = old  # the same object: comparing manifests stays cheap
             else:
+                _check_not_sparse(rel, st)
                 try:
                     data = None
                     if self.on_hashed is not None and st.st_size <= self.whole_up_to:

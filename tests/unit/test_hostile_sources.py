@@ -90,3 +90,26 @@ def test_a_name_that_is_not_utf8_is_refused_unless_ignored(tmp_path: Path) -> No
     assert info.value.path == "data/caf\\xe9.txt"
     (src / ".convoyignore").write_bytes(b"data/caf*\n")
     Scanner(src).scan()  # ignored: no error
+
+
+def test_a_sparse_file_is_refused_saying_why(tmp_path: Path) -> None:
+    """A 2 GiB file of holes (no disk) became 4.2 GB on disk between the two stores; now it is
+    refused with its sizes and what to do."""
+    src = tree(tmp_path)
+    with open(src / "holes.bin", "wb") as f:
+        f.truncate(2 << 30)
+    if os.stat(src / "holes.bin").st_blocks:
+        pytest.skip("this file system does not make sparse files")
+    with pytest.raises(SyncError, match=r"a sparse file: 2\.0GiB long but 0B on disk") as info:
+        Scanner(src).scan()
+    assert info.value.path == "holes.bin" and ".convoyignore" in str(info.value)
+    (src / ".convoyignore").write_text("holes.bin\n")
+    Scanner(src).scan()  # ignored: no error
+
+
+def test_a_small_or_dense_file_is_not_taken_for_sparse(tmp_path: Path) -> None:
+    src = tree(tmp_path)
+    with open(src / "small-holes.bin", "wb") as f:
+        f.truncate(1 << 20)  # under the size worth refusing
+    (src / "dense.bin").write_bytes(os.urandom(1 << 16) * 1100)  # 70 MiB, all on disk
+    Scanner(src).scan()
