@@ -62,8 +62,10 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             if request.unless_revision else []
         )  # fmt: skip
         runs_pb = await asyncio.to_thread(lambda: [run_to_pb(r) for r in runs])  # 10^5: seconds
+        warnings = await asyncio.to_thread(self.c.warnings, sub)
         return pb.SubmitResponse(
             submission_id=sub.id, runs=runs_pb, revision=sub.revision, changed=changed,
+            warnings=warnings,
         )  # fmt: skip
 
     async def ListRuns(self, request: pb.ListRunsRequest, context: Ctx) -> pb.ListRunsResponse:

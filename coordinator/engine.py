@@ -447,6 +447,9 @@ class Coordinator:
     ) -> tuple[SubmissionRecord, list[RunRecord]]:
         return await self.submissions.rerun(sub_id, states)
 
+    def warnings(self, sub: SubmissionRecord) -> list[str]:
+        return self.submissions.warnings(sub)
+
     def changed_paths(self, old_revision: str, new_revision: str) -> list[str]:
         return self.submissions.changed_paths(old_revision, new_revision)
 

@@ -138,6 +138,8 @@ async def run_experiment(
         total = len(resp.runs)
         sub = resp.submission_id
         results_dir = Path(resp.runs[0].results_path).parent if resp.runs else None
+        for warning in resp.warnings:
+            print(f"convoy: warning: {warning}", file=sys.stderr, flush=True)
         printer = Printer(sys.stdout, quiet)
         printer.status(f"convoy: submitted {sub}: {total} run{'s' * (total != 1)}; results in "
                        f"{results_dir}")  # fmt: skip

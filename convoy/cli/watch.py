@@ -31,6 +31,8 @@ class WatchPrinter:
         what = f"; changed: {', '.join(changed[:8])}" + (" ..." if len(changed) > 8 else "")
         self.say(f"{resp.submission_id}: {len(resp.runs)} runs of revision {resp.revision[:12]}"
                  + (what if changed else ""))  # fmt: skip
+        for warning in resp.warnings:
+            self.say(f"warning: {warning}")
         if self.stream is not None and not self.stream.done():
             self.stream.cancel()
         self.stream = asyncio.ensure_future(self._stream(resp.submission_id, len(resp.runs)))

@@ -66,18 +66,20 @@ class SubmitRequest(_message.Message):
     def __init__(self, spec_path: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., results_dir: _Optional[str] = ..., priority: _Optional[int] = ..., indexes: _Optional[_Iterable[int]] = ..., same_as: _Optional[str] = ..., unless_revision: _Optional[str] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
-    __slots__ = ("submission_id", "runs", "revision", "unchanged", "changed")
+    __slots__ = ("submission_id", "runs", "revision", "unchanged", "changed", "warnings")
     SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
     RUNS_FIELD_NUMBER: _ClassVar[int]
     REVISION_FIELD_NUMBER: _ClassVar[int]
     UNCHANGED_FIELD_NUMBER: _ClassVar[int]
     CHANGED_FIELD_NUMBER: _ClassVar[int]
+    WARNINGS_FIELD_NUMBER: _ClassVar[int]
     submission_id: str
     runs: _containers.RepeatedCompositeFieldContainer[Run]
     revision: str
     unchanged: bool
     changed: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, submission_id: _Optional[str] = ..., runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., revision: _Optional[str] = ..., unchanged: _Optional[bool] = ..., changed: _Optional[_Iterable[str]] = ...) -> None: ...
+    warnings: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, submission_id: _Optional[str] = ..., runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., revision: _Optional[str] = ..., unchanged: _Optional[bool] = ..., changed: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Run(_message.Message):
     __slots__ = ("id", "submission_id", "experiment", "index", "params_json", "state", "attempt", "host", "has_exit_code", "exit_code", "created_at", "started_at", "ended_at", "reason", "image", "results_path", "revision", "resources", "command", "image_id", "code", "retries", "infra_retries", "app_failures", "infra_failures")

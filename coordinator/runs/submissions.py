@@ -19,8 +19,10 @@ from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.scheduler import HostView, Units, why_unplaceable
 from convoy.coordinator.runs.store import Store
 from convoy.coordinator.sources.builds import BuildKeeper
+from convoy.coordinator.sources.manifest import SOURCES_WARN_BYTES
 from convoy.coordinator.sources.sync import RevisionGone, Syncer, diff
 from convoy.errors import ConvoyError, NotFound, UsageError
+from convoy.sizes import human_bytes
 from convoy.spec import ExperimentSpec, PlacementSpec, error_at_field, expand, load_spec, run_count
 from convoy.states import RunState
 
@@ -70,6 +72,13 @@ class Unchanged(Exception):
         self.revision = revision
 
 
+def source_warnings(source_dir: str, size: int) -> list[str]:
+    if size <= SOURCES_WARN_BYTES:
+        return []
+    return [f"the sources ({source_dir}) hold {human_bytes(size)}: each host is sent all of "
+            "it at first; list what the runs do not need in .convoyignore"]  # fmt: skip
+
+
 def _check_path(what: str, path: str) -> None:
     """A path a client gives: absolute (the coordinator's working folder is none of its
     business) and one the file system can take."""
@@ -96,6 +105,15 @@ class Submissions:
         self._numbering = asyncio.Lock()
         self._queuing: dict[str, asyncio.Event] = {}  # submissions being handed over
         self._accepting: set[asyncio.Future[tuple[SubmissionRecord, list[RunRecord]]]] = set()
+
+    def warnings(self, sub: SubmissionRecord) -> list[str]:
+        """What is worth saying about an accepted submission: sources over SOURCES_WARN_BYTES
+        (they are stored, and sent to each host, whole at first)."""
+        try:
+            size = self.syncer.revision(sub.revision).manifest.size
+        except (OSError, ValueError, RevisionGone):
+            return []
+        return source_warnings(sub.source_dir, size)
 
     def changed_paths(self, old_revision: str, new_revision: str) -> list[str]:
         """Paths added, changed or removed from one revision to the next (for watch mode)."""

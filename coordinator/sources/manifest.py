@@ -87,6 +87,23 @@ class Entry:
     target: str = ""  # a symlink's target, relative and inside the tree
 
 
+DEFAULT_MAX_TREE_BYTES = 20 << 30  # sources or an input folder (CONVOY_MAX_TREE_BYTES)
+SOURCES_WARN_BYTES = 1 << 30  # sources larger than this get a warning at submit
+
+
+def max_tree_bytes() -> int:
+    """The most a source or input tree may hold: CONVOY_MAX_TREE_BYTES, in the coordinator's
+    environment, else DEFAULT_MAX_TREE_BYTES."""
+    given = os.environ.get("CONVOY_MAX_TREE_BYTES", "")
+    return int(given) if given.isdigit() and int(given) > 0 else DEFAULT_MAX_TREE_BYTES
+
+
+def _too_large(size: int, limit: int, at_least: str = "") -> str:
+    return (f"the tree holds {at_least}{human_bytes(size)}, over the {human_bytes(limit)} "
+            "convoy takes (CONVOY_MAX_TREE_BYTES, set where the coordinator starts, raises "
+            "it); list what the runs do not need in .convoyignore")  # fmt: skip
+
+
 SPARSE_MIN = 64 << 20  # a file this large taking under 1/SPARSE_RATIO of it on disk is refused
 SPARSE_RATIO = 8
 
@@ -123,6 +140,11 @@ class Manifest:
     def revision(self) -> str:
         """The revision id: a hash over every entry's path, mode and content (or link target)."""
         return revision_id(self.entries)
+
+    @property
+    def size(self) -> int:
+        """The bytes of its regular files."""
+        return sum(e.size for e in self.entries if not e.target and e.hash)
 
     def hashes(self) -> set[str]:
         """The objects the manifest needs (what to ask a host about)."""
@@ -219,6 +241,8 @@ class Scanner:
         # goes on, with no second read of a small file, storing exactly what was hashed.
         self.on_hashed: Callable[[str, int, str, bytes | None], None] | None = None
         self.whole_up_to = 0
+        self.max_bytes = max_tree_bytes()  # the most a tree may hold; more is refused
+        self._walked = 0  # bytes of the regular files a full walk went through so far
         if cache_file is not None and cache_file.exists():
             self._load(cache_file)
 
@@ -247,12 +271,17 @@ class Scanner:
             self._paths = sorted(self._entries)
             raise
         if self._manifest is None:
-            self._manifest = Manifest(tuple(self._entries[p] for p in self._paths))
+            manifest = Manifest(tuple(self._entries[p] for p in self._paths))
+            if (size := manifest.size) > self.max_bytes:  # grown by changes: said now
+                self._scanned = False
+                raise SyncError(_too_large(size, self.max_bytes))
+            self._manifest = manifest
         return self._manifest
 
     def _full(self, started: int) -> None:
         old_keys, old_entries = self._keys, self._entries
         self._keys, self._entries, self._rules = {}, {}, {}
+        self._walked = 0
         self._walk("", (), started, old_keys, old_entries)
         self._paths = sorted(self._entries)
         self._scanned = True
@@ -340,6 +369,10 @@ class Scanner:
         key = (st.st_size, st.st_mtime_ns, st.st_ctime_ns, -1 if racy else st.st_ino)
         old = old_entries.get(rel)
         if stat.S_ISREG(mode):
+            if added is None:  # a full walk: stopped as soon as the tree is too large
+                self._walked += st.st_size
+                if self._walked > self.max_bytes:
+                    raise SyncError(_too_large(self._walked, self.max_bytes, "at least "))
             if old is not None and old.mode == mode and old_keys.get(rel) == (*key[:3], st.st_ino):
                 entry = old  # the same object: comparing manifests stays cheap
             else:

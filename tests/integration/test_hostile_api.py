@@ -40,7 +40,8 @@ def home() -> Iterator[Path]:
     folder = Path(tempfile.mkdtemp(prefix="cvh-", dir="/tmp"))
     home = folder / "home"
     env = dict(os.environ, CONVOY_HOME=str(home), CONVOY_AGENT_RUNTIME="fake",
-               DOCKER_HOST=f"unix://{folder}/no-docker.sock")  # fmt: skip
+               DOCKER_HOST=f"unix://{folder}/no-docker.sock",
+               CONVOY_MAX_TREE_BYTES=str(1 << 20))  # fmt: skip
     log = open(folder / "up.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(
         [sys.executable, "-m", "convoy.cli.main", "up", "--cpus", "2", "--memory", "1GiB"],
@@ -82,6 +83,8 @@ async def _code(call: object) -> tuple[grpc.StatusCode, str]:
 def test_bad_calls_are_refused_with_a_sentence_and_change_nothing(home: Path) -> None:
     spec = write_experiment(home.parent / "exp", SPEC)
     text = spec.read_text()
+    big = write_experiment(home.parent / "big", SPEC)
+    (big.parent / "data.bin").write_bytes(os.urandom(3 << 19))  # 1.5 MiB: over the 1 MiB set
 
     async def main() -> None:
         async with grpc.aio.insecure_channel(f"unix://{home}/coordinator.sock") as ch:
@@ -104,6 +107,7 @@ def test_bad_calls_are_refused_with_a_sentence_and_change_nothing(home: Path) ->
                 "range beyond int": submit(spec_yaml=text + f"matrix: {{i: {{range: {HUGE}}}}}\n"),
                 "negative log offset": stub.Logs(pb.LogsRequest(run_id=run_id, offset=-1)),
                 "negative limit": stub.ListRuns(pb.ListRunsRequest(limit=-1)),
+                "sources over the limit": submit(spec_path=str(big)),
                 "garbage Submit": ch.unary_unary("/convoy.v1.Coordinator/Submit")(
                     b"\xff\xfe\x00garbage" * 10, timeout=10
                 ),
@@ -115,6 +119,8 @@ def test_bad_calls_are_refused_with_a_sentence_and_change_nothing(home: Path) ->
                 code, details = await _code(call)
                 assert code is grpc.StatusCode.INVALID_ARGUMENT, (what, code, details)
                 assert details and "Unexpected" not in details, (what, details)
+                if what == "sources over the limit":
+                    assert "over the 1.0MiB convoy takes (CONVOY_MAX_TREE_BYTES" in details
             code, details = await _code(
                 stub.Events(pb.EventsRequest(submission_id="nope-1"), timeout=20)
             )

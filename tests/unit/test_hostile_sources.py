@@ -113,3 +113,36 @@ def test_a_small_or_dense_file_is_not_taken_for_sparse(tmp_path: Path) -> None:
         f.truncate(1 << 20)  # under the size worth refusing
     (src / "dense.bin").write_bytes(os.urandom(1 << 16) * 1100)  # 70 MiB, all on disk
     Scanner(src).scan()
+
+
+def test_a_tree_over_the_limit_is_refused_during_the_walk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sources had no size limit: now a tree over CONVOY_MAX_TREE_BYTES is refused as soon as
+    the walk has seen that much (before storing the rest), saying how to raise it."""
+    monkeypatch.setenv("CONVOY_MAX_TREE_BYTES", "1000")
+    src = tree(tmp_path)
+    for i in range(5):
+        (src / f"f{i}.bin").write_bytes(b"x" * 400)
+    with pytest.raises(SyncError, match=r"holds at least .* over the 1000B convoy takes"):
+        Scanner(src).scan()
+
+
+def test_a_tree_grown_over_the_limit_by_an_edit_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CONVOY_MAX_TREE_BYTES", "1000")
+    src = tree(tmp_path)
+    scanner = Scanner(src)
+    assert scanner.scan().size < 1000
+    (src / "big.bin").write_bytes(b"x" * 2000)
+    with pytest.raises(SyncError, match="CONVOY_MAX_TREE_BYTES"):
+        scanner.scan([str(src / "big.bin")])  # a watcher's change: no full walk
+
+
+def test_sources_over_a_gibibyte_get_a_warning_not_a_refusal() -> None:
+    from convoy.coordinator.runs.submissions import source_warnings
+
+    assert source_warnings("/src", 1 << 30) == []
+    (said,) = source_warnings("/src", 3 << 30)
+    assert said.startswith("the sources (/src) hold 3.0GiB: each host is sent all of it")
