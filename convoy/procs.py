@@ -38,6 +38,8 @@ def stop_by_pidfile(pidfile: Path, wait_s: float = 5.0, kill: bool = False) -> i
 
 
 def _ended(pid: int) -> bool:
+    """Gone, or a zombie: it has ended, and waits only for its parent (which may be slow to
+    reap it, or a container's init that never does) to be forgotten."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -45,7 +47,11 @@ def _ended(pid: int) -> bool:
     with contextlib.suppress(ChildProcessError):  # our own child: reaped, else a zombie stays
         if os.waitpid(pid, os.WNOHANG)[0] == pid:
             return True
-    return False
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False  # no /proc here: the signal answered, so it runs
+    return stat[stat.rfind(")") + 2 :].startswith("Z")
 
 
 def _unlink_naming(pidfile: Path, pid: int) -> None:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
-from convoy.procs import stop_by_pidfile
+from convoy.procs import _ended, stop_by_pidfile
 
 STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); print(1, flush=True); time.sleep(60)"  # noqa: E501
 
@@ -69,3 +70,28 @@ def test_none_running_is_none(tmp_path: Path) -> None:
     (tmp_path / "gone.pid").write_text("4194001\n")
     assert stop_by_pidfile(tmp_path / "gone.pid") is None
     assert not (tmp_path / "gone.pid").exists()
+
+
+def test_a_zombie_counts_as_stopped() -> None:
+    """A process that ended but that its parent does not reap (a container's init that never
+    does, a parent busy elsewhere) has stopped: `convoy down` waited its whole minute for one."""
+    parent = subprocess.Popen(
+        [sys.executable, "-c",
+         "import os, signal, subprocess, sys, time\n"
+         "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+         "os.kill(child.pid, signal.SIGKILL)\n"
+         "print(child.pid, flush=True)\n"
+         "time.sleep(60)  # never reaps it"],
+        stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert parent.stdout is not None
+        zombie = int(parent.stdout.readline())
+        while not Path(f"/proc/{zombie}/stat").read_text().rsplit(")", 1)[1].startswith(" Z"):
+            time.sleep(0.01)
+        os.kill(zombie, 0)  # still there, as far as signals go
+        assert _ended(zombie)
+        assert not _ended(parent.pid)
+    finally:
+        parent.kill()
+        parent.wait()
