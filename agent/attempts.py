@@ -536,10 +536,10 @@ class Attempts:
             hidden = [d for d in hidden if workspace.may_hold_outputs(d, outputs)]
         return files, sorted(hidden)
 
-    def results_size(self, attempt_id: str) -> tuple[int, int, int]:
-        """(files, disk bytes) of what FetchResults would send, and the output log's disk
-        bytes (convoy/footprint.py). A file it would leave out (its name not UTF-8, not
-        readable) is not counted: the room asked for is room used."""
+    def results_size(self, attempt_id: str) -> tuple[int, int, int, int]:
+        """(files, disk bytes) of what FetchResults would send, the output log's disk bytes
+        (convoy/footprint.py) and its length. A file it would leave out (its name not UTF-8,
+        not readable) is not counted: the room asked for is room used."""
         a = self.get(attempt_id)
         files, _ = self.result_files(attempt_id)
         counted = total = 0
@@ -555,10 +555,10 @@ class Attempts:
                 total += disk_footprint(st.st_size)
         try:
             st = os.lstat(a.log_path)
-            log_size = disk_footprint(st.st_size) if stat.S_ISREG(st.st_mode) else 0
+            length = st.st_size if stat.S_ISREG(st.st_mode) else 0
         except OSError:
-            log_size = 0
-        return counted, total, log_size
+            length = 0
+        return counted, total, disk_footprint(length) if length else 0, length
 
     def release(self, attempt_id: str, whole: bool = False) -> AttemptStatus:
         """Drop the workspace, keeping the log and status; `whole` (an ended attempt): its

@@ -414,13 +414,14 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
         self, request: pb.AttemptRef, context: grpc.aio.ServicerContext
     ) -> pb.ResultsSizeResponse:
         try:
-            files, size, log_size = await asyncio.to_thread(
+            files, size, log_size, log_length = await asyncio.to_thread(
                 self.attempts.results_size, request.attempt_id
             )
         except UnknownAttempt as e:
             await self._abort(context, e)
             raise
-        return pb.ResultsSizeResponse(disk_bytes=size, files=files, log_bytes=log_size)
+        return pb.ResultsSizeResponse(disk_bytes=size, files=files, log_bytes=log_size,
+                                      log_length=log_length)  # fmt: skip
 
 
 HEARTBEAT_S = 2.0

@@ -37,6 +37,16 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Caps on what one run may leave: past one, the run fails with the code output_limit
+    (unless it failed otherwise), what came within it is kept and the rest is said."""
+
+    output_files: int = 100_000  # result files collected
+    output_bytes: int = 50 << 30  # their bytes
+    log_bytes: int = 1 << 30  # of output.log: its first and last halves kept, marked cut
+
+
+@dataclass(frozen=True)
 class BuildSpec:
     """The build step: run once per (image, revision, command) on each host, before that
     revision's first run there; its files then lie under every run's workspace."""
@@ -110,6 +120,7 @@ class ExperimentSpec:
     build: BuildSpec | None = None
     watch: WatchSpec = field(default_factory=WatchSpec)
     placement: PlacementSpec = field(default_factory=PlacementSpec)
+    limits: Limits = field(default_factory=Limits)
     file: str = "<spec>"
 
 
@@ -137,7 +148,7 @@ _OPTIONAL = (
     "matrix", "resources", "env", "outputs", "retries", "infra_retries", "timeout", "network",
     "sources", "inputs",
 )  # fmt: skip
-_FIELDS = (*_REQUIRED, *_OPTIONAL, "progress", "build", "watch", "placement")
+_FIELDS = (*_REQUIRED, *_OPTIONAL, "progress", "build", "watch", "placement", "limits")
 _BUILD_FIELDS = ("command", "image", "resources", "timeout", "once")
 _MEMORY_UNITS = {"": 1, "b": 1}
 for _i, _p in enumerate("kmgtp", start=1):
@@ -466,6 +477,18 @@ class NodeChecker:
             raise self.error(node, f"{path}: range {bounds} is empty (stop is exclusive)")
         return values
 
+    def limits(self, node: yaml.Node) -> Limits:
+        fields = self.mapping(node, "limits")
+        self.known_keys(fields, ("output_files", "output_bytes", "log_bytes"), " in limits")
+        kwargs: dict[str, Any] = {}
+        if "output_files" in fields:
+            kwargs["output_files"] = self.integer(fields["output_files"][1],
+                                                  "limits.output_files", 1)  # fmt: skip
+        for name in ("output_bytes", "log_bytes"):
+            if name in fields:
+                kwargs[name] = self.converted(fields[name][1], f"limits.{name}", parse_memory)
+        return Limits(**kwargs)
+
     def resources(self, node: yaml.Node, path: str = "resources") -> Resources:
         fields = self.mapping(node, path)
         self.known_keys(fields, ("cpus", "memory", "gpus"), f" in {path}")
@@ -683,6 +706,7 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
         "build": check.build,
         "watch": check.watch,
         "placement": check.placement,
+        "limits": check.limits,
     }
     values: dict[str, Any] = {}
     if "matrix" in given:  # first: command and env may refer to its parameters

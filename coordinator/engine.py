@@ -328,11 +328,12 @@ class Coordinator:
 
     async def _collect(self, act: Collect) -> None:
         session = self.sessions[act.host]
+        over = ""
         try:
             if act.mode is CollectMode.ACCEPT:
                 assert act.final is not None
                 final = act.final
-                await session.call(lambda: self.collector.accept(final, session.client))
+                over = await session.call(lambda: self.collector.accept(final, session.client))
             else:
                 run = self.store.run(act.run_id)
                 attempt = self.life.attempts.get(act.attempt_id)
@@ -350,7 +351,7 @@ class Coordinator:
                         act.mode.value, why)  # fmt: skip
             self.feed(CollectFailed(act.attempt_id, why or type(e).__name__))
             return
-        self.feed(Collected(act.attempt_id))
+        self.feed(Collected(act.attempt_id, over))
 
     def _csv_soon(self, submission_id: str) -> None:
         """runs.csv again. A small submission's is written now (before its runs' end reaches

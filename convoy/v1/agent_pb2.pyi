@@ -332,14 +332,16 @@ class FetchResultsRequest(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., max_bytes: _Optional[int] = ...) -> None: ...
 
 class ResultsSizeResponse(_message.Message):
-    __slots__ = ("disk_bytes", "files", "log_bytes")
+    __slots__ = ("disk_bytes", "files", "log_bytes", "log_length")
     DISK_BYTES_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     LOG_BYTES_FIELD_NUMBER: _ClassVar[int]
+    LOG_LENGTH_FIELD_NUMBER: _ClassVar[int]
     disk_bytes: int
     files: int
     log_bytes: int
-    def __init__(self, disk_bytes: _Optional[int] = ..., files: _Optional[int] = ..., log_bytes: _Optional[int] = ...) -> None: ...
+    log_length: int
+    def __init__(self, disk_bytes: _Optional[int] = ..., files: _Optional[int] = ..., log_bytes: _Optional[int] = ..., log_length: _Optional[int] = ...) -> None: ...
 
 class FileChunk(_message.Message):
     __slots__ = ("path", "mode", "data", "last", "sha256", "left_out")

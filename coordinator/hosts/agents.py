@@ -307,6 +307,11 @@ class AgentClient:
         resp = await self._stub.ResultsSize(pb.AttemptRef(attempt_id=attempt_id))
         return resp.disk_bytes, resp.log_bytes
 
+    async def log_length(self, attempt_id: str) -> int:
+        """The attempt's output log's length in bytes (0: not known, from an older agent)."""
+        resp = await self._stub.ResultsSize(pb.AttemptRef(attempt_id=attempt_id))
+        return resp.log_length
+
     async def fetch_results(
         self, attempt_id: str, max_bytes: int | None = None
     ) -> AsyncGenerator[FilePiece, None]:

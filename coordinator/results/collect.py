@@ -28,9 +28,11 @@ from convoy.coordinator.hosts.agents import AgentClient
 from convoy.coordinator.results.diskroom import DiskRoom, Grant
 from convoy.coordinator.results.folders import FilePiece, RunResult
 from convoy.coordinator.runs.events import AttemptRecord
-from convoy.coordinator.runs.records import RunRecord
+from convoy.coordinator.runs.records import RunRecord, over_limits
 from convoy.files import write_json
 from convoy.footprint import BLOCK, PER_FILE, disk_footprint
+from convoy.sizes import human_bytes
+from convoy.states import RunState
 
 log = logging.getLogger("convoy.coordinator")
 
@@ -52,11 +54,13 @@ class Collector:
 
     # ---- accept ----------------------------------------------------------------------------
 
-    async def accept(self, run: RunRecord, client: AgentClient) -> None:
+    async def accept(self, run: RunRecord, client: AgentClient) -> str:
         """The attempt's results become the run's folder, written as `run` says; as much as
-        the coordinator's disk has room for, the output first."""
+        the coordinator's disk has room for, the output first, and within the run's limits.
+        Which limits it went over ("" when none): a run that succeeded but did is written as
+        failed (code output_limit), and the lifecycle told so (Collected.over_limits)."""
         try:
-            await self._accept_within_room(run, client)
+            return await self._accept_within_room(run, client)
         except OSError as e:
             if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                 raise
@@ -64,11 +68,11 @@ class Collector:
             # (when nothing is, the error stands, and the agent keeps the results).
             log.warning("run %s: the disk filled while its results came (%s); collecting "
                         "them again within the room left", run.id, e.strerror)  # fmt: skip
-            await self._accept_within_room(run, client, full=e)
+            return await self._accept_within_room(run, client, full=e)
 
     async def _accept_within_room(
         self, run: RunRecord, client: AgentClient, full: OSError | None = None
-    ) -> None:
+    ) -> str:
         """Fetched again, whole, while a file's checksum does not match (the agent holds the
         files until the run's folder is in place), CHECKSUM_TRIES times at most; then the
         folder is written with the files that did match."""
@@ -89,7 +93,7 @@ class Collector:
                         limit = max(0, grant.size - disk_footprint(written))  # the log's too
                     pieces = _counted(client.fetch_results(run.attempt_id, limit), grant)
                     async with contextlib.aclosing(pieces):
-                        await result.receive(pieces, announced=size)
+                        await result.receive(pieces, announced=size, limits=run.limits)
                     if result.mismatched and tries < CHECKSUM_TRIES:
                         log.warning("run %s: checksum mismatch for %s: fetching its results "
                                     "again (%d of %d)", run.id, sorted(result.mismatched),
@@ -100,21 +104,32 @@ class Collector:
                         result.left_out[path] = (
                             f"its checksum did not match in {CHECKSUM_TRIES} transfers"
                         )
+                    over = "; ".join(result.over_limits)
+                    if over and run.state is RunState.SUCCEEDED:
+                        run = over_limits(run, over)
                     await asyncio.to_thread(result.commit, run)
-                    return
+                    return over
                 except BaseException:
                     result.discard()
                     raise
+        raise AssertionError("the last try commits or raises")
 
     async def _log(
         self, run: RunRecord, client: AgentClient, attempt_id: str, result: RunResult,
         f: IO[bytes], grant: Grant, announced: int,
     ) -> int:  # fmt: skip
         """Write the attempt's output to `f`, as much as the grant has room for and no more
-        than the host `announced`; the bytes written."""
+        than the host `announced`; over the run's limits.log_bytes, its first and last halves
+        only. The bytes written."""
         room = max(0, grant.size - PER_FILE) // BLOCK * BLOCK  # whole blocks
         written = 0
+        cap = run.limits.log_bytes
         try:
+            if announced > cap and room >= cap + BLOCK:
+                length = await client.log_length(attempt_id)  # 0 from an older agent
+                if cap < length <= announced:
+                    return await self._log_ends(run, client, attempt_id, result, f, grant,
+                                                length)  # fmt: skip
             async with contextlib.aclosing(client.read_log(attempt_id, 0, follow=False)) as chunks:
                 async for _, data in chunks:
                     if written + len(data) > announced:
@@ -146,6 +161,32 @@ class Collector:
             # The run put a link or a FIFO in place of its log: its results still come.
             log.warning("run %s: output not collected: %s", run.id, e.details())
             result.output_missing = e.details() or "the run's output cannot be read"
+        return written
+
+    async def _log_ends(
+        self, run: RunRecord, client: AgentClient, attempt_id: str, result: RunResult,
+        f: IO[bytes], grant: Grant, length: int,
+    ) -> int:  # fmt: skip
+        """The first and the last half of limits.log_bytes of a longer log, a line between
+        them saying how much was cut there."""
+        cap = run.limits.log_bytes
+        head, tail = cap // 2, cap - cap // 2
+        cut = length - head - tail
+        written = await _copy(client.read_log(attempt_id, 0, follow=False), f, head)
+        marker = (f"\n[convoy: {cut:,} bytes of this run's output were cut here: it went over "
+                  f"limits.log_bytes ({human_bytes(cap)}); the first {human_bytes(head)} and the "
+                  f"last {human_bytes(tail)} are kept]\n").encode()  # fmt: skip
+        f.write(marker)
+        written += len(marker)
+        written += await _copy(client.read_log(attempt_id, length - tail, follow=False), f, tail)
+        grant.wrote(written)
+        result.output_missing = (
+            f"cut in the middle: {length:,} bytes, over limits.log_bytes ({human_bytes(cap)}); "
+            f"its first and last {human_bytes(head)} are kept, the {cut:,} bytes between them "
+            "are not"
+        )
+        result.over_limits.append(f"its output went over limits.log_bytes ({human_bytes(cap)})")
+        log.warning("run %s: output %s", run.id, result.output_missing)
         return written
 
     # ---- history and aside -----------------------------------------------------------------
@@ -233,6 +274,19 @@ def _replace_dir(src: Path, dst: Path) -> None:
     if dst.exists():
         shutil.rmtree(dst)
     os.rename(src, dst)
+
+
+async def _copy(chunks: AsyncGenerator[tuple[int, bytes], None], f: IO[bytes], most: int) -> int:
+    """At most `most` bytes of a log stream into `f`; the bytes written. Closes the stream."""
+    written = 0
+    async with contextlib.aclosing(chunks):
+        async for _, data in chunks:
+            data = data[: most - written]
+            f.write(data)
+            written += len(data)
+            if written >= most:
+                break
+    return written
 
 
 async def _counted(

@@ -26,6 +26,8 @@ from convoy.coordinator.wire import run_to_pb
 from convoy.errors import ConvoyError
 from convoy.files import write_json
 from convoy.runjson import run_fields
+from convoy.sizes import human_bytes
+from convoy.spec import Limits
 
 
 class ResultError(ConvoyError):
@@ -105,6 +107,7 @@ class RunResult:
         self.files: dict[str, dict[str, Any]] = {}
         self.left_out: dict[str, str] = {}  # results the agent could not send -> why
         self.mismatched: set[str] = set()  # of those, the ones whose checksum did not match
+        self.over_limits: list[str] = []  # the caps of the run's Limits it went over, said
         self.output_missing = ""  # why the run's output could not be read, if it could not
 
     def open(self) -> None:
@@ -114,13 +117,18 @@ class RunResult:
     def log_file(self) -> IO[bytes]:
         return open(self.log_path, "wb")
 
-    async def receive(self, pieces: AsyncIterator[FilePiece], announced: int | None = None) -> None:
+    async def receive(
+        self, pieces: AsyncIterator[FilePiece], announced: int | None = None,
+        limits: Limits | None = None,
+    ) -> None:  # fmt: skip
         """The files of `pieces` into the staging folder; each one the host could not send, or
         that is refused here, said in left_out (and in `mismatched` when its checksum did not
         match: the collector may fetch again). A host that sends more than the `announced`
         bytes is trusted no further: the file that overflows is left out and the transfer
-        stops, what came before it kept."""
+        stops, what came before it kept. Past a cap of `limits` (files, bytes), the transfer
+        stops too, said in left_out and over_limits."""
         current: IO[bytes] | None = None
+        begun = 0  # regular files begun
         target: Path | None = None
         skipping = False  # the pieces of a file refused at its first piece
         path = ""
@@ -150,6 +158,10 @@ class RunResult:
                     self.left_out[_shown(path)] = str(e)
                     skipping = not piece.last
                     continue
+                if limits is not None and begun >= limits.output_files:
+                    self._over(path, f"limits.output_files ({limits.output_files:,} files)")
+                    return
+                begun += 1
                 target.parent.mkdir(parents=True, exist_ok=True)
                 current = open(target, "wb")  # noqa: SIM115 - closed on last piece
                 os.chmod(target, (piece.mode & 0o755) | 0o600)  # never writable by others
@@ -160,6 +172,11 @@ class RunResult:
             if current is None or target is None:
                 raise ResultError("result piece without a file")
             total += len(piece.data)
+            if limits is not None and total > limits.output_bytes:
+                current.close()
+                target.unlink()
+                self._over(path, f"limits.output_bytes ({human_bytes(limits.output_bytes)})")
+                return
             if announced is not None and total > announced:
                 current.close()
                 target.unlink()
@@ -184,6 +201,11 @@ class RunResult:
             if current is not None:
                 current.close()
             raise ResultError(f"result {path!r} was cut short")
+
+    def _over(self, path: str, cap: str) -> None:
+        self.over_limits.append(f"its output files went over {cap}")
+        self.left_out[path] = (f"over {cap}: this file and those after it (in name order) were "
+                               "not collected")  # fmt: skip
 
     def commit(self, run: RunRecord, output_of: int | None = None) -> None:
         """Write run.json and move the folder into place (replacing an earlier attempt's).

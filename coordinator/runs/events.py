@@ -192,9 +192,12 @@ class AttemptEnded:
 
 @dataclass(frozen=True)
 class Collected:
-    """The attempt's results (or the part a Collect asked for) are safe at the coordinator."""
+    """The attempt's results (or the part a Collect asked for) are safe at the coordinator.
+    `over_limits`: the caps of the run's limits its results went over ("" none); a run that
+    succeeded then fails, code output_limit, as its run.json already says."""
 
     attempt_id: str
+    over_limits: str = ""
 
 
 @dataclass(frozen=True)

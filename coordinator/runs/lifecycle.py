@@ -63,7 +63,7 @@ from convoy.coordinator.runs.events import (
     Submitted,
     Tick,
 )
-from convoy.coordinator.runs.records import RunRecord, attempt_id, evolve
+from convoy.coordinator.runs.records import RunRecord, attempt_id, evolve, over_limits
 from convoy.coordinator.runs.scheduler import (
     HostView,
     Pending,
@@ -224,7 +224,7 @@ class Lifecycle:
             case AttemptEnded():
                 self._ended(event.attempt_id, event.outcome, out)
             case Collected():
-                self._collected(event.attempt_id, out)
+                self._collected(event.attempt_id, out, event.over_limits)
             case CollectFailed():
                 self._collect_failed(event, out)
             case Released():
@@ -658,7 +658,7 @@ class Lifecycle:
         self._collecting[a.id] = _Pending(final, after)
         out.append(Collect(a.host, a.id, a.run_id, CollectMode.ACCEPT, final))
 
-    def _collected(self, attempt: str, out: list[Action]) -> None:
+    def _collected(self, attempt: str, out: list[Action], over: str = "") -> None:
         a = self.attempts.get(attempt)
         if a is None:
             return
@@ -666,6 +666,9 @@ class Lifecycle:
         if a.phase is AttemptPhase.COLLECTING and pending is not None:
             # Its log stays in the run's folder only if no later attempt's replaces it.
             a = self._set(a, out, phase=AttemptPhase.ENDED)
+            if over and pending.final.state is RunState.SUCCEEDED:  # as its run.json says
+                final = over_limits(pending.final, over)
+                pending = _Pending(final, final)
             self._apply(pending, a, out)
         elif a.phase in (AttemptPhase.ENDED, AttemptPhase.SUPERSEDED) and a.run_id not in self.runs:
             a = self._set(a, out, kept=True)  # a history log or what was kept aside

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from convoy.spec import ParamValue, Resources
+from convoy.spec import Limits, ParamValue, Resources
 from convoy.states import DEFAULT_INFRA_RETRIES, Reason, RunState, check_transition
 
 
@@ -58,6 +58,7 @@ class RunRecord:
     infra_retries: int = DEFAULT_INFRA_RETRIES  # the platform's failures it may be retried for
     app_failures: int = 0  # attempts that failed by the application (against `retries`)
     infra_failures: int = 0  # attempts that failed by the platform (against `infra_retries`)
+    limits: Limits = field(default_factory=Limits)  # caps on what it may leave
 
     @property
     def attempt_id(self) -> str:
@@ -85,6 +86,14 @@ def evolve(run: RunRecord, **changes: Any) -> RunRecord:
     new.__dict__.update(run.__dict__)
     new.__dict__.update(changes)
     return new
+
+
+def over_limits(run: RunRecord, over: str) -> RunRecord:
+    """A run that succeeded but left more than its limits allow: failed, code output_limit
+    (never retried: it would leave as much again). What the collector writes in run.json, and
+    the lifecycle stores."""
+    return evolve(run, state=RunState.FAILED, code=Reason.OUTPUT_LIMIT,
+                  reason=f"{run.reason}, but {over} (see run.json's not_collected)")  # fmt: skip
 
 
 def attempt_id(run_id: str, attempt: int) -> str:

@@ -7,6 +7,7 @@ well under a millisecond for single rows), and batches where it writes many rows
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -15,7 +16,7 @@ from pathlib import Path
 from convoy.coordinator.runs.events import AttemptPhase, AttemptRecord, Outcome
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.scheduler import Units
-from convoy.spec import Resources
+from convoy.spec import Limits, Resources
 from convoy.states import ACTIVE, TERMINAL, Reason, RunState
 
 SCHEMA = """
@@ -37,7 +38,7 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at REAL NOT NULL, reason TEXT NOT NULL, image_id TEXT NOT NULL,
     inputs_json TEXT NOT NULL DEFAULT '{}', code TEXT NOT NULL DEFAULT '',
     infra_retries INTEGER NOT NULL DEFAULT 3, app_failures INTEGER NOT NULL DEFAULT 0,
-    infra_failures INTEGER NOT NULL DEFAULT 0
+    infra_failures INTEGER NOT NULL DEFAULT 0, limits_json TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_by_submission ON runs(submission_id, idx);
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs(state);
@@ -60,7 +61,7 @@ _RUN_COLUMNS = (
     "id, submission_id, experiment, idx, params_json, command_json, env_json, image, cpus, "
     "memory_bytes, gpus, retries, timeout_seconds, network, outputs_json, revision, results_path, "
     "priority, seq, state, attempt, host, exit_code, created_at, started_at, ended_at, reason, "
-    "image_id, inputs_json, code, infra_retries, app_failures, infra_failures"
+    "image_id, inputs_json, code, infra_retries, app_failures, infra_failures, limits_json"
 )
 
 # Columns added after the first release, with their definitions: added to older stores on open.
@@ -71,6 +72,7 @@ _ADDED_COLUMNS = {
         "infra_retries": "INTEGER NOT NULL DEFAULT 3",
         "app_failures": "INTEGER NOT NULL DEFAULT 0",
         "infra_failures": "INTEGER NOT NULL DEFAULT 0",
+        "limits_json": "TEXT NOT NULL DEFAULT ''",  # '': the defaults (convoy.spec.Limits)
     }
 }
 
@@ -84,6 +86,7 @@ def _run_row(r: RunRecord) -> tuple[object, ...]:
         r.results_path, r.priority, r.seq, r.state.value, r.attempt, r.host, r.exit_code,
         r.created_at, r.started_at, r.ended_at, r.reason, r.image_id, json.dumps(r.inputs),
         r.code.value if r.code else "", r.infra_retries, r.app_failures, r.infra_failures,
+        "" if r.limits == Limits() else json.dumps(dataclasses.asdict(r.limits)),
     )  # fmt: skip
 
 
@@ -98,7 +101,7 @@ _IDS_PER_STATEMENT = 500  # well under SQLite's bound parameters limit
 _FIXED_FIELDS = (
     "submission_id", "experiment", "index", "params", "command", "env", "image", "resources",
     "retries", "timeout_seconds", "network", "outputs", "revision", "results_path", "priority",
-    "seq", "created_at", "inputs", "infra_retries",
+    "seq", "created_at", "inputs", "infra_retries", "limits",
 )  # fmt: skip
 
 
@@ -143,6 +146,7 @@ def _run_from(row: sqlite3.Row) -> RunRecord:
         infra_retries=row["infra_retries"],
         app_failures=row["app_failures"],
         infra_failures=row["infra_failures"],
+        limits=Limits(**json.loads(row["limits_json"])) if row["limits_json"] else Limits(),
     )
 
 

@@ -58,6 +58,7 @@ def _records(
             created_at=sub.created_at,
             reason="submitted",
             inputs=inputs,
+            limits=spec.limits,
         )
         for r in expand(spec)
         if keep is None or r.index in keep

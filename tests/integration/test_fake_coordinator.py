@@ -78,3 +78,36 @@ def test_a_sweep_runs_on_the_fake_runtime_without_docker(home: Path) -> None:
     assert stores, "the sources were synced to the host's store"
     assert not list((home / "agent" / "attempts").iterdir())  # every folder released
     assert convoy(home, "down").returncode == 0
+
+
+def test_a_run_over_its_limits_keeps_what_came_within_them_and_fails(home: Path) -> None:
+    """limits: past output_files the rest is named, not collected; past log_bytes the log's
+    first and last halves are kept; the run fails with output_limit (a real coordinator,
+    agent and store; the fake runtime)."""
+    files = {f"out/{i}.txt": f"file {i}" for i in range(5)}
+    spec = write_experiment(
+        home.parent / "exp",
+        f"""
+        name: capped
+        image: any/image:1
+        command: ignored by the fake
+        env:
+          CONVOY_FAKE_LINES: "3000"
+          CONVOY_FAKE_FILES: '{json.dumps(files)}'
+        resources: {{cpus: 0.25, memory: 16MiB}}
+        limits: {{output_files: 2, log_bytes: 1KiB}}
+    """,
+    )
+    out = convoy(home, "run", "-q", str(spec))
+    assert out.returncode == 1, out.stderr
+    (r,) = json.loads(convoy(home, "runs", "--json").stdout)
+    assert (r["state"], r["code"]) == ("failed", "output_limit")
+    folder = Path(r["results_path"])
+    meta = json.loads((folder / "run.json").read_text())
+    assert sorted(meta["files"]) == ["out/0.txt", "out/1.txt"]
+    assert "out/2.txt" in meta["not_collected"] and "output.log" in meta["not_collected"]
+    log = (folder / "output.log").read_bytes()
+    assert log.startswith(b"line 1\nline 2\n") and log.endswith(b"line 2999\nline 3000\n")
+    assert b"bytes of this run's output were cut here" in log and len(log) < 1200
+    assert "went over limits.output_files (2 files)" in out.stderr  # said as it ends
+    assert convoy(home, "down").returncode == 0

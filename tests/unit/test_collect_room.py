@@ -9,6 +9,7 @@ import hashlib
 import json
 import shutil
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from convoy.coordinator.results.collect import Collector
 from convoy.coordinator.results.diskroom import DiskRoom, reserve_of
 from convoy.coordinator.results.folders import FilePiece, RunResult
 from convoy.footprint import PER_FILE, disk_footprint
+from convoy.spec import Limits
 from tests.unit.test_results import finished, make_run
 
 MB = 1 << 20
@@ -138,11 +140,11 @@ def test_a_disk_another_process_filled_meanwhile_gets_a_second_collection(
     real = RunResult.receive
     calls = []
 
-    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece], announced: object) -> None:
+    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece], **kw: Any) -> None:
         calls.append(1)
         if len(calls) == 1:
             raise OSError(errno.ENOSPC, "No space left on device")
-        await real(self, pieces, announced)  # type: ignore[arg-type]
+        await real(self, pieces, **kw)
 
     monkeypatch.setattr(RunResult, "receive", receive)
     client = Client(b"x" * 100, b"y" * 10)
@@ -154,7 +156,7 @@ def test_a_disk_another_process_filled_meanwhile_gets_a_second_collection(
 def test_a_second_full_disk_is_the_run_s_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece], announced: object) -> None:
+    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece], **kw: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(RunResult, "receive", receive)
@@ -181,7 +183,7 @@ def test_no_room_at_all_on_the_second_try_is_the_first_error(
     """A second collection granted nothing would write an empty log and leave every file out,
     and the agent would then drop them all: the error stands instead, the results stay there."""
 
-    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece], announced: object) -> None:
+    async def receive(self: RunResult, pieces: AsyncIterator[FilePiece], **kw: Any) -> None:
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(RunResult, "receive", receive)
@@ -244,3 +246,92 @@ def test_a_host_sending_more_than_it_announced_is_cut_there(
     assert not (folder / "r.bin").exists()
     assert "it sent more, which was refused" in meta["not_collected"]["output.log"]
     assert "sent more than the 0 bytes of results it announced" in meta["not_collected"]["r.bin"]
+
+
+class Many(Client):
+    """Many small result files, and a log that honours the offset it is read from."""
+
+    def __init__(self, files: int, log: bytes) -> None:
+        super().__init__(log, b"")
+        self.names = [f"out/{i:03d}.txt" for i in range(files)]
+
+    async def results_size(self, attempt_id: str) -> tuple[int, int]:
+        return disk_footprint(4) * len(self.names), disk_footprint(len(self.log))
+
+    async def log_length(self, attempt_id: str) -> int:
+        return len(self.log)
+
+    async def read_log(
+        self, attempt_id: str, offset: int, follow: bool
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        for i in range(offset, len(self.log), 1000):
+            yield i, self.log[i : i + 1000]
+
+    async def fetch_results(
+        self, attempt_id: str, max_bytes: int | None = None
+    ) -> AsyncIterator[FilePiece]:
+        for name in self.names:
+            data = name[-7:-4].encode() + b"\n"
+            yield FilePiece(name, 0o644, data, True, hashlib.sha256(data).hexdigest())
+
+
+def collect_limited(
+    tmp_path: Path, client: Client, limits: Limits, monkeypatch: pytest.MonkeyPatch
+) -> tuple[Path, dict[str, Any], str]:
+    monkeypatch.setattr(
+        shutil, "disk_usage", lambda _: shutil._ntuple_diskusage(1 << 40, 0, 1 << 40)
+    )
+    run = finished(replace(make_run(tmp_path), limits=limits))
+    over = asyncio.run(Collector(DiskRoom()).accept(run, client))  # type: ignore[arg-type]
+    folder = Path(run.results_path)
+    return folder, json.loads((folder / "run.json").read_text()), over
+
+
+def test_past_output_files_the_rest_is_named_and_the_run_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """10^6 empty files took 6 minutes and made a 128 MB run.json: now the first N come, the
+    one where the cap was reached is named, and the run fails with output_limit."""
+    folder, meta, over = collect_limited(tmp_path, Many(50, b"log\n"), Limits(output_files=10),
+                                         monkeypatch)  # fmt: skip
+    assert sorted(meta["files"]) == [f"out/{i:03d}.txt" for i in range(10)]
+    assert meta["not_collected"] == {
+        "out/010.txt": "over limits.output_files (10 files): this "
+        "file and those after it (in name order) were not collected"
+    }
+    assert over == "its output files went over limits.output_files (10 files)"
+    assert (meta["state"], meta["code"]) == ("failed", "output_limit")
+    assert "but its output files went over limits.output_files" in meta["reason"]
+    assert len(list((folder / "out").iterdir())) == 10
+
+
+def test_past_output_bytes_the_rest_is_left_out(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, meta, over = collect_limited(tmp_path, Many(50, b"log\n"), Limits(output_bytes=18),
+                                    monkeypatch)  # fmt: skip
+    assert sorted(meta["files"]) == ["out/000.txt", "out/001.txt", "out/002.txt", "out/003.txt"]
+    assert "out/004.txt" in meta["not_collected"] and "limits.output_bytes (18B)" in over
+
+
+def test_a_log_over_its_cap_keeps_its_first_and_last_halves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = b"".join(b"line %06d\n" % i for i in range(10_000))  # 120,000 bytes
+    folder, meta, over = collect_limited(tmp_path, Many(0, log), Limits(log_bytes=2400),
+                                         monkeypatch)  # fmt: skip
+    kept = (folder / "output.log").read_bytes()
+    head, rest = kept[:1200], kept[1200:]
+    marker, tail = rest.split(b"]\n", 1)
+    assert head == log[:1200] and tail == log[-1200:]
+    assert marker.startswith(b"\n[convoy: 117,600 bytes of this run's output were cut here")
+    assert "cut in the middle: 120,000 bytes" in meta["not_collected"]["output.log"]
+    assert over == "its output went over limits.log_bytes (2.3KiB)"
+    assert meta["code"] == "output_limit"
+
+
+def test_within_its_limits_a_run_is_as_it_was(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _, meta, over = collect_limited(tmp_path, Many(5, b"log\n"), Limits(), monkeypatch)
+    assert over == "" and meta["state"] == "succeeded" and meta["not_collected"] == {}

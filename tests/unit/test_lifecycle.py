@@ -91,6 +91,26 @@ def test_a_run_that_exits_0_is_collected_then_succeeds_and_its_folder_released()
     assert d.life.attempts == {} and d.ledger == {}
 
 
+def test_a_run_over_its_limits_fails_output_limit_and_is_not_retried() -> None:
+    """Its results went over a cap: failed with output_limit, as its run.json says, though
+    retries are left (it would leave as much again); a failed run keeps its own code."""
+    d = two_hosts()
+    run, other = make_run(0, retries=2), make_run(1, retries=2)
+    a1, b1 = running(d, run, other)
+    d.feed(AttemptEnded(a1, OK))
+    d.feed(AttemptEnded(b1, EXIT3))
+    d.feed(Collected(a1, "its output files went over limits.output_files (10 files)"))
+    d.feed(Collected(b1, "its output files went over limits.output_files (10 files)"))
+    ended = d.store[run.id]
+    assert (ended.state, ended.code, ended.attempt) == (RunState.FAILED, Reason.OUTPUT_LIMIT, 1)
+    assert ended.reason == (
+        "exited with code 0, but its output files went over "
+        "limits.output_files (10 files) (see run.json's not_collected)"
+    )
+    assert d.store[other.id].code is Reason.EXIT_CODE  # retried as before
+    assert d.state(other.id) is RunState.QUEUED
+
+
 def test_a_host_silent_briefly_mid_run_resumes_its_attempt_D1() -> None:
     """D1: the agent dies 75 s into a run and is back 2 s later: one attempt, succeeded."""
     d = two_hosts()

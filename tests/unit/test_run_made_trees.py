@@ -332,7 +332,7 @@ def test_results_size_counts_the_disk_what_would_be_sent_takes_and_the_log(
     assert resp.log_bytes == disk_footprint(len("printed\n")) == 4096 + 512
     (a.dir / "log" / "output.log").unlink()
     (a.dir / "log" / "output.log").symlink_to("/etc/passwd")  # not followed
-    assert attempts.results_size(a.request.attempt_id) == (2, files, 0)
+    assert attempts.results_size(a.request.attempt_id) == (2, files, 0, 0)
 
 
 def test_results_size_of_an_unknown_attempt_is_not_found(tmp_path: Path) -> None:

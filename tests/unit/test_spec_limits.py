@@ -88,3 +88,29 @@ def test_a_recursive_alias_is_walked_once() -> None:
     """An alias that contains itself does not loop the string check."""
     e = refused(HEAD + "matrix: &m\n  a: [1]\n  b: *m\n")
     assert e.line >= 4
+
+
+PLAIN = "name: small\nimage: img\ncommand: echo\n"
+
+
+def test_limits_default_and_can_be_set() -> None:
+    from convoy.spec import Limits
+
+    assert load_spec(PLAIN, "e.yaml").limits == Limits(100_000, 50 << 30, 1 << 30)
+    spec = load_spec(PLAIN + "limits: {output_files: 10, output_bytes: 1MiB, log_bytes: 4KiB}\n")
+    assert spec.limits == Limits(10, 1 << 20, 4 << 10)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        ("limits: {output_files: 0}\n", (4, 24), "limits.output_files: expected an integer >= 1"),
+        ("limits: {log_bytes: lots}\n", (4, 21), "limits.log_bytes: expected a memory size"),
+        ("limits: {files: 3}\n", (4, 10), "unknown field 'files' in limits"),
+    ],
+)
+def test_bad_limits_are_refused_at_their_place(
+    text: str, where: tuple[int, int], what: str
+) -> None:
+    e = refused(PLAIN + text)
+    assert (e.line, e.column) == where and what in e.message

@@ -315,3 +315,15 @@ def test_in_flight_on_lists_a_host_s_active_runs_read_only(store: Store, db: Pat
     assert in_flight_on(db, "h3") == []
     assert in_flight_on(db.parent / "none.db", "h2") == []
     assert not (db.parent / "none.db").exists()
+
+
+def test_a_runs_limits_are_stored_and_the_defaults_take_no_room(store: Store) -> None:
+    from convoy.spec import Limits
+
+    sub = make_sub(1, total=2)
+    plain, capped = make_runs(sub)
+    capped = replace(capped, limits=Limits(output_files=7, output_bytes=1 << 20, log_bytes=99))
+    store.add_submission(sub, [plain, capped])
+    assert store.run(plain.id) == plain and store.run(capped.id) == capped
+    rows = dict(store._db.execute("SELECT id, limits_json FROM runs").fetchall())
+    assert rows[plain.id] == ""
