@@ -228,7 +228,7 @@ class Collector:
             pieces = _counted(client.fetch_results(a.id, limit if grant.size < size + log_size
                                                    else None), grant)  # fmt: skip
             async with contextlib.aclosing(pieces):
-                await result.receive(pieces, announced=size)
+                await result.receive(pieces, announced=size, limits=run.limits)
         await asyncio.to_thread(_replace_dir, staging, folder / name)
         o = a.outcome
         note: dict[str, Any] = {
