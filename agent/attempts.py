@@ -15,6 +15,7 @@ handed to the watchers (the coordinator's WatchAttempts stream).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import json
 import logging
@@ -31,6 +32,7 @@ from typing import Any, BinaryIO
 from convoy.errors import ConvoyError, DiskFull
 from convoy.files import write_json
 from convoy.footprint import disk_footprint
+from convoy.sizes import human_bytes
 
 from . import workspace
 from .objects import ObjectStore, RevisionMissing
@@ -39,6 +41,31 @@ from .runtime import ContainerHandle, ContainerRuntime, ContainerSpec
 from .trees import own_tree, rmtree_quiet
 
 log = logging.getLogger("convoy.agent")
+DISK_CHECK_S = 2.0  # how often what a run wrote is looked at, when looking is quick
+
+
+def _written(a: Attempt) -> int:
+    """The disk bytes under the attempt's writable layer (an overlay's upper folder, or a copy
+    workspace) and of its log: lstat blocks, links not followed, a folder the run made
+    unreadable passed over (what it holds cannot be counted)."""
+    total = 0
+    stack = [str(a.results_root)]
+    while stack:
+        try:
+            with os.scandir(stack.pop()) as entries:
+                for e in entries:
+                    try:
+                        st = e.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += st.st_blocks * 512
+                    if stat.S_ISDIR(st.st_mode):
+                        stack.append(e.path)
+        except OSError:
+            continue
+    with contextlib.suppress(OSError):
+        total += os.lstat(a.log_path).st_blocks * 512
+    return total
 
 
 class AttemptState(StrEnum):
@@ -74,6 +101,7 @@ class AttemptRequest:
     build_key: str = ""  # a succeeded build whose files lie over the revision's (a run's base)
     upper: str = ""  # a build's own upper folder (agent/builds.py); else the attempt's
     owner: str = ""  # the coordinator that started it
+    disk_bytes: int = 0  # what it may write here (workspace changes and log); 0: no cap
 
 
 @dataclass(frozen=True)
@@ -100,6 +128,7 @@ class Attempt:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     cancel_requested: bool = False
     timed_out: bool = False
+    disk_over: int = 0  # bytes it had written when stopped for going over its disk_bytes
     unsaved: bool = False  # its status.json could not be written (a full disk): retried
     _layout: dict[str, str] | None = field(default=None, repr=False)
 
@@ -459,6 +488,9 @@ class Attempts:
             timer = asyncio.get_running_loop().call_later(
                 max(remaining, 0), lambda: asyncio.ensure_future(self._time_out(a))
             )
+        disk = None
+        if a.request.disk_bytes > 0:
+            disk = asyncio.get_running_loop().create_task(self._watch_disk(a))
         try:
             # A thread of its own for each wait, which lasts as long as the run: on the default
             # executor (cpus + 4 threads) a host's running attempts would starve every other
@@ -473,7 +505,13 @@ class Attempts:
         finally:
             if timer is not None:
                 timer.cancel()
-        if a.timed_out:
+            if disk is not None:
+                disk.cancel()
+        if a.disk_over:
+            state, code = AttemptState.EXITED, "disk_limit"
+            reason = (f"stopped: it wrote {human_bytes(a.disk_over)} on its host, over its "
+                      f"resources.disk ({human_bytes(a.request.disk_bytes)})")  # fmt: skip
+        elif a.timed_out:
             state, code = AttemptState.TIMED_OUT, "timeout"
             reason = f"timed out after {a.request.timeout_seconds:g} s"
         elif a.cancel_requested:
@@ -494,6 +532,24 @@ class Attempts:
             await asyncio.to_thread(self.runtime.remove, a.handle)
         except Exception:
             log.exception("removing the container of %s failed", a.request.attempt_id)
+
+    async def _watch_disk(self, a: Attempt) -> None:
+        """Stop the attempt once what it wrote here (its workspace's changes, its log) goes
+        over its disk_bytes. Looked at every DISK_CHECK_S, or less often when a look is slow
+        (a tree of many files): ten times the look's own time."""
+        base: int | None = None
+        while not a.status.state.ended and a.handle is not None:
+            t0 = time.monotonic()
+            used = await asyncio.to_thread(_written, a)
+            if base is None:  # a copy workspace holds the sources: only what grows counts
+                base = 0 if a.layout.get("mode") == "overlay" else used
+            if used - base > a.request.disk_bytes:
+                a.disk_over = used - base
+                log.warning("attempt %s: wrote %d bytes, over its disk_bytes %d: stopping it",
+                            a.request.attempt_id, a.disk_over, a.request.disk_bytes)  # fmt: skip
+                await asyncio.to_thread(self.runtime.stop, a.handle, 1.0)
+                return
+            await asyncio.sleep(max(DISK_CHECK_S, 10 * (time.monotonic() - t0)))
 
     async def _time_out(self, a: Attempt) -> None:
         if a.status.state.ended or a.handle is None:

@@ -81,6 +81,7 @@ def request_from_pb(r: pb.StartAttemptRequest) -> AttemptRequest:
         attempt_id=r.attempt_id, run_id=r.run_id, submission_id=r.submission_id,
         experiment=r.experiment, image=r.image, argv=tuple(r.argv), env=dict(r.env),
         cpus=r.resources.cpus, memory_bytes=r.resources.memory_bytes, network=r.network or "none",
+        disk_bytes=r.resources.disk_bytes,
         timeout_seconds=r.timeout_seconds, source_path=r.source_path, outputs=tuple(r.outputs),
         revision=r.revision, inputs=dict(r.inputs), build_key=r.build_key, owner=r.owner,
     )  # fmt: skip

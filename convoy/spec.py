@@ -29,11 +29,17 @@ from convoy.states import DEFAULT_INFRA_RETRIES
 ParamValue = str | int | float | bool
 
 
+DEFAULT_DISK_BYTES = 10 << 30  # resources.disk: a run's writable storage on its host
+
+
 @dataclass(frozen=True)
 class Resources:
     cpus: float = 1.0
     memory_bytes: int = 512 * 1024 * 1024
     gpus: int = 0
+    # What the run may write on its host (its workspace's changes and its output log): the
+    # agent ends it (code disk_limit) past this. Not a placement criterion.
+    disk_bytes: int = DEFAULT_DISK_BYTES
 
 
 @dataclass(frozen=True)
@@ -491,7 +497,7 @@ class NodeChecker:
 
     def resources(self, node: yaml.Node, path: str = "resources") -> Resources:
         fields = self.mapping(node, path)
-        self.known_keys(fields, ("cpus", "memory", "gpus"), f" in {path}")
+        self.known_keys(fields, ("cpus", "memory", "gpus", "disk"), f" in {path}")
         kwargs: dict[str, Any] = {}
         if "cpus" in fields:
             n = fields["cpus"][1]
@@ -504,6 +510,8 @@ class NodeChecker:
             kwargs["memory_bytes"] = memory
         if "gpus" in fields:
             kwargs["gpus"] = self.integer(fields["gpus"][1], f"{path}.gpus", 0)
+        if "disk" in fields:
+            kwargs["disk_bytes"] = self.converted(fields["disk"][1], f"{path}.disk", parse_memory)
         return Resources(**kwargs)
 
     def env(self, node: yaml.Node) -> tuple[tuple[str, str], ...]:

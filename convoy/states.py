@@ -83,6 +83,7 @@ class Reason(StrEnum):
     BUILD_FAILED = "build_failed"
     DISK_FULL = "disk_full"  # its host's disk filled up
     OUTPUT_LIMIT = "output_limit"
+    DISK_LIMIT = "disk_limit"  # it wrote more than its resources.disk on its host
     CANCELLED = "cancelled"
     UNPLACEABLE = "unplaceable"  # no host it may use can ever take it
     REFUSED = "refused"  # its host's policy does not allow what it asks (a network)
@@ -105,7 +106,8 @@ _KINDS = {
     _R.HOST_LOST: _K.INFRASTRUCTURE, _R.RUNTIME_ERROR: _K.INFRASTRUCTURE,
     _R.SYNC_FAILED: _K.INFRASTRUCTURE, _R.IMAGE_FAILED: _K.INFRASTRUCTURE,
     _R.DISK_FULL: _K.INFRASTRUCTURE, _R.INTERNAL_ERROR: _K.INFRASTRUCTURE,
-    _R.BUILD_FAILED: _K.FINAL, _R.OUTPUT_LIMIT: _K.FINAL, _R.CANCELLED: _K.FINAL,
+    _R.BUILD_FAILED: _K.FINAL, _R.OUTPUT_LIMIT: _K.FINAL, _R.DISK_LIMIT: _K.FINAL,
+    _R.CANCELLED: _K.FINAL,
     _R.UNPLACEABLE: _K.FINAL, _R.REFUSED: _K.FINAL,
 }  # fmt: skip
 

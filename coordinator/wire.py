@@ -11,7 +11,8 @@ from convoy.v1 import coordinator_pb2 as pb
 
 
 def resources_to_pb(r: Resources) -> common_pb2.Resources:
-    return common_pb2.Resources(cpus=r.cpus, memory_bytes=r.memory_bytes, gpus=r.gpus)
+    return common_pb2.Resources(cpus=r.cpus, memory_bytes=r.memory_bytes, gpus=r.gpus,
+                                disk_bytes=r.disk_bytes)  # fmt: skip
 
 
 def run_to_pb(r: RunRecord) -> pb.Run:

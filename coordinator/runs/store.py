@@ -16,7 +16,7 @@ from pathlib import Path
 from convoy.coordinator.runs.events import AttemptPhase, AttemptRecord, Outcome
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.scheduler import Units
-from convoy.spec import Limits, Resources
+from convoy.spec import DEFAULT_DISK_BYTES, Limits, Resources
 from convoy.states import ACTIVE, TERMINAL, Reason, RunState
 
 SCHEMA = """
@@ -38,7 +38,8 @@ CREATE TABLE IF NOT EXISTS runs (
     ended_at REAL NOT NULL, reason TEXT NOT NULL, image_id TEXT NOT NULL,
     inputs_json TEXT NOT NULL DEFAULT '{}', code TEXT NOT NULL DEFAULT '',
     infra_retries INTEGER NOT NULL DEFAULT 3, app_failures INTEGER NOT NULL DEFAULT 0,
-    infra_failures INTEGER NOT NULL DEFAULT 0, limits_json TEXT NOT NULL DEFAULT ''
+    infra_failures INTEGER NOT NULL DEFAULT 0, limits_json TEXT NOT NULL DEFAULT '',
+    disk_bytes INTEGER NOT NULL DEFAULT 10737418240
 );
 CREATE INDEX IF NOT EXISTS runs_by_submission ON runs(submission_id, idx);
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs(state);
@@ -61,7 +62,8 @@ _RUN_COLUMNS = (
     "id, submission_id, experiment, idx, params_json, command_json, env_json, image, cpus, "
     "memory_bytes, gpus, retries, timeout_seconds, network, outputs_json, revision, results_path, "
     "priority, seq, state, attempt, host, exit_code, created_at, started_at, ended_at, reason, "
-    "image_id, inputs_json, code, infra_retries, app_failures, infra_failures, limits_json"
+    "image_id, inputs_json, code, infra_retries, app_failures, infra_failures, limits_json, "
+    "disk_bytes"
 )
 
 # Columns added after the first release, with their definitions: added to older stores on open.
@@ -73,6 +75,7 @@ _ADDED_COLUMNS = {
         "app_failures": "INTEGER NOT NULL DEFAULT 0",
         "infra_failures": "INTEGER NOT NULL DEFAULT 0",
         "limits_json": "TEXT NOT NULL DEFAULT ''",  # '': the defaults (convoy.spec.Limits)
+        "disk_bytes": f"INTEGER NOT NULL DEFAULT {DEFAULT_DISK_BYTES}",
     }
 }
 
@@ -87,6 +90,7 @@ def _run_row(r: RunRecord) -> tuple[object, ...]:
         r.created_at, r.started_at, r.ended_at, r.reason, r.image_id, json.dumps(r.inputs),
         r.code.value if r.code else "", r.infra_retries, r.app_failures, r.infra_failures,
         "" if r.limits == Limits() else json.dumps(dataclasses.asdict(r.limits)),
+        r.resources.disk_bytes,
     )  # fmt: skip
 
 
@@ -123,7 +127,7 @@ def _run_from(row: sqlite3.Row) -> RunRecord:
         command=command if isinstance(command, str) else tuple(command),
         env=json.loads(row["env_json"]),
         image=row["image"],
-        resources=Resources(row["cpus"], row["memory_bytes"], row["gpus"]),
+        resources=Resources(row["cpus"], row["memory_bytes"], row["gpus"], row["disk_bytes"]),
         retries=row["retries"],
         timeout_seconds=row["timeout_seconds"],
         network=row["network"],

@@ -111,3 +111,27 @@ def test_a_run_over_its_limits_keeps_what_came_within_them_and_fails(home: Path)
     assert b"bytes of this run's output were cut here" in log and len(log) < 1200
     assert "went over limits.output_files (2 files)" in out.stderr  # said as it ends
     assert convoy(home, "down").returncode == 0
+
+
+def test_a_run_writing_past_its_disk_is_stopped_by_its_agent(home: Path) -> None:
+    """resources.disk: the agent stops a run whose writes (here its log) go past it; the run
+    fails with disk_limit, not retried, what it wrote until then kept."""
+    spec = write_experiment(
+        home.parent / "exp",
+        """
+        name: writer
+        image: any/image:1
+        command: ignored by the fake
+        env: {CONVOY_FAKE_LINES: "400000", CONVOY_FAKE_DURATION: "40"}
+        resources: {cpus: 0.25, memory: 16MiB, disk: 200KiB}
+        retries: 2
+    """,
+    )
+    out = convoy(home, "run", "-q", str(spec))
+    assert out.returncode == 1, out.stderr
+    (r,) = json.loads(convoy(home, "runs", "--json").stdout)
+    assert (r["state"], r["code"], r["attempt"]) == ("failed", "disk_limit", 1)
+    assert "over its resources.disk (200.0KiB)" in r["reason"]
+    log = (Path(r["results_path"]) / "output.log").read_bytes()
+    assert log.startswith(b"line 1\n") and 200 << 10 < len(log) < 2_000_000  # of 4.9 MB
+    assert convoy(home, "down").returncode == 0

@@ -677,6 +677,27 @@ def test_links_fifos_and_sockets_among_outputs_are_named_not_dropped(
     assert sorted(p.name for p in (folder / "out").iterdir()) == ["real.txt"]
 
 
+def test_a_run_writing_past_its_disk_is_stopped(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
+    """M4: a run with 64 MiB of memory wrote 300 MiB into its workspace. With resources.disk
+    50MiB its agent stops it once it has written more: failed, code disk_limit."""
+    spec = write_experiment(tmp_path, r"""
+        name: filler
+        image: convoy/busybox:1
+        command: >-
+          for i in $(seq 300); do dd if=/dev/zero of=f$i bs=1M count=1 2>/dev/null;
+          sleep 0.05; done
+        resources: {cpus: 1, memory: 64MiB, disk: 50MiB}
+    """)  # fmt: skip
+    out = convoy_env.cli("run", "-q", str(spec))
+    assert out.returncode == 1, out.stderr
+    (r,) = convoy_env.runs()
+    assert (r["state"], r["code"]) == ("failed", "disk_limit"), r["reason"]
+    assert "over its resources.disk (50.0MiB)" in r["reason"]
+    folder = tmp_path / "convoy-results/filler/filler-1/filler-1.00"
+    written = sum(p.stat().st_size for p in folder.glob("f*"))
+    assert 50 << 20 < written < 300 << 20  # stopped on the way, what it wrote kept
+
+
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     """A results folder on a 64 MB tmpfs: a coordinator's disk with little room left."""

@@ -114,3 +114,10 @@ def test_bad_limits_are_refused_at_their_place(
 ) -> None:
     e = refused(PLAIN + text)
     assert (e.line, e.column) == where and what in e.message
+
+
+def test_resources_disk_defaults_to_ten_gibibytes_and_can_be_set() -> None:
+    assert load_spec(PLAIN, "e.yaml").resources.disk_bytes == 10 << 30
+    assert load_spec(PLAIN + "resources: {disk: 50MiB}\n").resources.disk_bytes == 50 << 20
+    e = refused(PLAIN + "resources: {disk: -1}\n")
+    assert (e.line, e.column) == (4, 19) and "resources.disk" in e.message

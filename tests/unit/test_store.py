@@ -322,7 +322,8 @@ def test_a_runs_limits_are_stored_and_the_defaults_take_no_room(store: Store) ->
 
     sub = make_sub(1, total=2)
     plain, capped = make_runs(sub)
-    capped = replace(capped, limits=Limits(output_files=7, output_bytes=1 << 20, log_bytes=99))
+    capped = replace(capped, limits=Limits(output_files=7, output_bytes=1 << 20, log_bytes=99),
+                     resources=replace(capped.resources, disk_bytes=123 << 20))  # fmt: skip
     store.add_submission(sub, [plain, capped])
     assert store.run(plain.id) == plain and store.run(capped.id) == capped
     rows = dict(store._db.execute("SELECT id, limits_json FROM runs").fetchall())
