@@ -130,26 +130,20 @@ class Collector:
                 if cap < length <= announced:
                     return await self._log_ends(run, client, attempt_id, result, f, grant,
                                                 length)  # fmt: skip
+            if announced <= room or grant.size >= grant.wanted:  # what was announced fits
+                most = announced
+                why = (f"cut after the {announced:,} bytes the host announced: it sent more, "
+                       "which was refused")  # fmt: skip
+            else:
+                most = room
+                why = f"cut short after {room:,} bytes: the coordinator's disk had no room for more"
             async with contextlib.aclosing(client.read_log(attempt_id, 0, follow=False)) as chunks:
                 async for _, data in chunks:
-                    if written + len(data) > announced:
-                        f.write(data[: announced - written])
-                        grant.wrote(announced - written)
-                        written = announced
-                        result.output_missing = (
-                            f"cut after the {announced:,} bytes the host announced: it sent "
-                            "more, which was refused"
-                        )
-                        log.warning("run %s: output %s", run.id, result.output_missing)
-                        break
-                    if written + len(data) > room:
-                        f.write(data[: room - written])
-                        grant.wrote(room - written)
-                        written = room
-                        result.output_missing = (
-                            f"cut short after {room:,} bytes: the coordinator's disk had no "
-                            "room for more"
-                        )
+                    if written + len(data) > most:
+                        f.write(data[: most - written])
+                        grant.wrote(most - written)
+                        written = most
+                        result.output_missing = why
                         log.warning("run %s: output %s", run.id, result.output_missing)
                         break
                     f.write(data)

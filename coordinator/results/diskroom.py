@@ -42,10 +42,12 @@ def _existing(folder: Path) -> Path:
 class Grant:
     """Bytes granted to one collection; give them back with `with` or release()."""
 
-    def __init__(self, room: DiskRoom, device: int, size: int) -> None:
+    def __init__(self, room: DiskRoom, device: int, size: int, wanted: int | None = None) -> None:
         self._room = room
         self.device = device
         self.size = size
+        # what was asked for: more than `size` when the disk is short
+        self.wanted = size if wanted is None else wanted
         self.written = 0  # of it, by the collection (which says so: wrote())
         self._released = False
 
@@ -85,7 +87,7 @@ class DiskRoom:
         with self._lock:
             grants = self._grants.setdefault(device, [])
             room = usage.free - reserve_of(usage.total) - sum(g.unwritten for g in grants)
-            grant = Grant(self, device, max(0, min(wanted, room)))
+            grant = Grant(self, device, max(0, min(wanted, room)), wanted)
             grants.append(grant)
         return grant
 
