@@ -65,3 +65,13 @@ def test_this_environment_runs_the_locked_versions() -> None:
         if have != locked:
             wrong[name] = (have, locked)
     assert not wrong, f"installed vs locked: {wrong}; run bash scripts/setup.sh"
+
+
+def test_asyncssh_cannot_be_one_without_the_terrapin_fix() -> None:
+    """asyncssh>=2.14 allowed versions without the fix for CVE-2023-48795 (2.14.2)."""
+    from packaging.version import Version
+
+    (req,) = [r for r in requirements() if canonicalize_name(r.name) == "asyncssh"]
+    assert not req.specifier.contains("2.14.1") and req.specifier.contains("2.14.2")
+    for lock in ("runtime.txt", "dev.txt"):
+        assert Version(pins(lock)["asyncssh"]) >= Version("2.14.2")
