@@ -171,6 +171,7 @@ def convoy_env(docker_runtime: DockerRuntime, busybox_image: str) -> Iterator[Co
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        _kill_pidfile(home / "coordinator.pid")  # one a CLI started in the background
         _kill_pidfile(home / "agent" / "agent.pid")
         log.close()
         ident = agent_id_for(home / "agent")
@@ -180,10 +181,18 @@ def convoy_env(docker_runtime: DockerRuntime, busybox_image: str) -> Iterator[Co
             remove_container(docker_runtime.client.api, c.id)
         shutil.rmtree(home, ignore_errors=True)
     leaked = _processes_of(home)
+    said = {pid: _cmdline(pid) for pid in leaked}  # what they were, before they are gone
     for pid in leaked:
         with contextlib.suppress(OSError):
             os.kill(pid, signal.SIGKILL)
-    assert not leaked, f"processes of {home} outlived the test: {leaked}"
+    assert not leaked, f"processes of {home} outlived the test: {said}"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()[:300]
+    except OSError:
+        return "?"
 
 
 def _processes_of(home: Path) -> list[int]:

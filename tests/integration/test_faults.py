@@ -88,10 +88,16 @@ def test_a_local_agent_of_a_build_without_object_streams_is_replaced(
     )  # fmt: skip
     try:
         spec = write_experiment(tmp_path, TICKS.format(name="upgraded"))
-        deadline = time.monotonic() + 30
-        while (out := convoy_env.cli("run", "--detach", str(spec))).returncode != 0:
-            assert time.monotonic() < deadline, out.stderr
+        # `convoy hosts` starts nothing: `convoy run` before this coordinator answers would
+        # start another one in the background, which the fixture does not know to stop.
+        deadline = time.monotonic() + 60
+        while (out := convoy_env.cli("hosts")).returncode != 0:
+            assert time.monotonic() < deadline and convoy_env.coordinator.poll() is None, (
+                out.stderr + (home / "up2.log").read_text()
+            )
             time.sleep(0.2)
+        out = convoy_env.cli("run", "--detach", str(spec))
+        assert out.returncode == 0, out.stderr
         run = convoy_env.wait_for("upgraded-1.00", {"succeeded", "failed", "lost"}, timeout=60)
     finally:
         log.close()
