@@ -210,11 +210,13 @@ def label_from_text(item: str) -> tuple[str, str]:
                          "VALUE not empty")  # fmt: skip
     tag = yaml.SafeLoader("").resolve(yaml.ScalarNode, value, (True, False))
     if tag == "tag:yaml.org,2002:bool":
-        return key, _text(bool(yaml.safe_load(value)))
+        return key, param_text(bool(yaml.safe_load(value)))
     return key, value
 
 
-def _text(value: ParamValue) -> str:
+def param_text(value: ParamValue) -> str:
+    """A parameter value as the experiment file writes it (booleans as true/false), for
+    commands, listings and runs.csv alike."""
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -302,7 +304,7 @@ class NodeChecker:
         value = self.scalar(node)
         if value is None:
             raise self.expect(node, path, "a string, number or boolean")
-        return self.refs(node, path, _text(value) if isinstance(value, bool) else node.value)
+        return self.refs(node, path, param_text(value) if isinstance(value, bool) else node.value)
 
     def refs(self, node: yaml.Node, path: str, text: str) -> str:
         """`text`, after checking that each ${name} in it is a matrix parameter."""
@@ -558,7 +560,7 @@ class NodeChecker:
             label = self.scalar(value)
             if label is None:
                 raise self.expect(value, f"{path}.{name}", "a string, number or boolean")
-            out[name] = _text(label) if isinstance(label, bool) else str(value.value)
+            out[name] = param_text(label) if isinstance(label, bool) else str(value.value)
         return out
 
     def placement(self, node: yaml.Node) -> PlacementSpec:
@@ -759,7 +761,7 @@ def expand(spec: ExperimentSpec) -> list[RunSpec]:
     runs = []
     for index, combo in enumerate(itertools.product(*(values for _, values in spec.matrix))):
         params = dict(zip(names, combo, strict=True))
-        texts = {k: _text(v) for k, v in params.items()}
+        texts = {k: param_text(v) for k, v in params.items()}
         if isinstance(spec.command, str):
             command: str | tuple[str, ...] = _substitute(spec.command, texts, quote=True)
         else:

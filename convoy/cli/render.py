@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Iterable, Sequence
 
 from convoy.runjson import duration_s
+from convoy.spec import param_text
 from convoy.v1 import coordinator_pb2 as pb
 
 
@@ -24,7 +25,7 @@ def human_duration(seconds: float | None) -> str:
 
 def params_text(run: pb.Run) -> str:
     params = json.loads(run.params_json or "{}")
-    return " ".join(f"{k}={v}" for k, v in params.items())
+    return " ".join(f"{k}={param_text(v)}" for k, v in params.items())
 
 
 def state_counts(states: Iterable[str]) -> str:

@@ -27,7 +27,7 @@ from convoy.errors import ConvoyError
 from convoy.files import write_json
 from convoy.runjson import run_fields
 from convoy.sizes import human_bytes
-from convoy.spec import Limits
+from convoy.spec import Limits, param_text
 
 
 class ResultError(ConvoyError):
@@ -331,7 +331,8 @@ def write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:
     for r in sorted(runs, key=lambda r: r.index):
         d = duration(r)
         w.writerow([
-            r.id, r.index, *(r.params.get(k, "") for k in params), r.state.value,
+            r.id, r.index, *(param_text(r.params[k]) if k in r.params else "" for k in params),
+            r.state.value,
             r.code.value if r.code else "", "" if r.exit_code is None else r.exit_code,
             "" if d is None else f"{d:.3f}", r.host, r.attempt,
         ])  # fmt: skip
