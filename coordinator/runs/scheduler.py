@@ -13,6 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from convoy.sizes import human_bytes
 from convoy.spec import Resources
 
 
@@ -204,7 +205,7 @@ def why_unplaceable(request: Units, hosts: Sequence[HostView]) -> str | None:
     need = request.as_resources()
     have = biggest.capacity.as_resources()
     return (
-        f"a run asks for {need.cpus:g} cpus, {need.memory_bytes} bytes of memory and {need.gpus} "
-        f"gpus; the largest host ({biggest.name}) offers {have.cpus:g} cpus, "
-        f"{have.memory_bytes} bytes and {have.gpus} gpus"
+        f"a run asks for {need.cpus:g} cpus, {human_bytes(need.memory_bytes)} of memory and "
+        f"{need.gpus} gpus; the largest host ({biggest.name}) offers {have.cpus:g} cpus, "
+        f"{human_bytes(have.memory_bytes)} and {have.gpus} gpus"
     )

@@ -232,8 +232,9 @@ class Submissions:
                                  f"network: no host it may use allows {spec.network!r} ({said}; "
                                  "a host's own policy.yaml decides)")  # fmt: skip
         problem = why_unplaceable(req, [HostView(h.name, h.capacity) for h in allowed])
-        if problem:
-            raise UsageError(f"{spec_path}: cannot run anywhere: {problem}")
+        if problem:  # at the resources asked for (or where the file starts, for the defaults)
+            raise error_at_field(spec_yaml, spec_path, "resources",
+                                 f"cannot run anywhere: {problem}")  # fmt: skip
         try:
             if reuse is not None:
                 revision_id, input_revs = reuse[0], dict(reuse[1])

@@ -121,6 +121,11 @@ def test_bad_calls_are_refused_with_a_sentence_and_change_nothing(home: Path) ->
                 assert details and "Unexpected" not in details, (what, details)
                 if what == "sources over the limit":
                     assert "over the 1.0MiB convoy takes (CONVOY_MAX_TREE_BYTES" in details
+            code, details = await _code(submit(spec_yaml=text.replace("cpus: 0.25", "cpus: 64")))
+            assert code is grpc.StatusCode.INVALID_ARGUMENT
+            assert details.startswith(
+                f"{spec}:6:12: cannot run anywhere: a run asks for 64 cpus, 16.0MiB of memory"
+            )  # at its resources, sizes readable
             code, details = await _code(
                 stub.Events(pb.EventsRequest(submission_id="nope-1"), timeout=20)
             )
