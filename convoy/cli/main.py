@@ -34,7 +34,7 @@ from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageEr
 from convoy.paths import checked_home, default_home
 from convoy.procs import stop_by_pidfile
 from convoy.runjson import run_fields
-from convoy.states import RunState
+from convoy.states import ACTIVE, RunState
 from convoy.v1 import coordinator_pb2 as pb
 
 from . import hosts
@@ -107,7 +107,9 @@ def _parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("runs", help="list runs", description="List runs, oldest first.")
     rs.add_argument("--json", action="store_true", help="a JSON array with run.json's fields")
     rs.add_argument("--submission", "-s", default="", help="only this submission's runs")
-    rs.add_argument("--state", action="append", default=[], help="only runs in this state")
+    rs.add_argument("--state", action="append", default=[],
+                    help="only runs in this state; 'active': syncing, building, starting or "
+                    "running (as the TUI's filter takes it)")  # fmt: skip
 
     lg = sub.add_parser("logs", help="print a run's output",
                         description="Print a run's output (its latest attempt's).")  # fmt: skip
@@ -167,7 +169,12 @@ def _parser() -> argparse.ArgumentParser:
 async def _runs(home: Path, ns: argparse.Namespace) -> int:
     channel, stub = await connect(home)
     async with channel:
-        resp = await stub.ListRuns(pb.ListRunsRequest(submission_id=ns.submission, states=ns.state))
+        states = [
+            s
+            for given in ns.state
+            for s in (sorted(a.value for a in ACTIVE) if given == "active" else [given])
+        ]
+        resp = await stub.ListRuns(pb.ListRunsRequest(submission_id=ns.submission, states=states))
     if ns.json:
         print(json.dumps([run_fields(r) for r in resp.runs], indent=2))
     else:

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -135,3 +136,34 @@ def test_a_run_writing_past_its_disk_is_stopped_by_its_agent(home: Path) -> None
     log = (Path(r["results_path"]) / "output.log").read_bytes()
     assert log.startswith(b"line 1\n") and 200 << 10 < len(log) < 2_000_000  # of 4.9 MB
     assert convoy(home, "down").returncode == 0
+
+
+def test_runs_state_active_lists_the_runs_going(home: Path) -> None:
+    """`convoy runs --state active` was refused though the TUI's filter takes it."""
+    spec = write_experiment(
+        home.parent / "exp",
+        """
+        name: long
+        image: any/image:1
+        command: ignored by the fake
+        matrix: {i: [0, 1, 2]}
+        env: {CONVOY_FAKE_DURATION: "60"}
+        resources: {cpus: 1, memory: 16MiB}
+    """,
+    )
+    up = convoy(home, "up", "--cpus", "2", "--memory", "1GiB", "--detach")
+    assert up.returncode == 0, up.stderr
+    out = convoy(home, "run", "--detach", str(spec))
+    assert out.returncode == 0, out.stderr
+    deadline = time.monotonic() + 30
+    while True:
+        listed = convoy(home, "runs", "--json", "--state", "active")
+        assert listed.returncode == 0, listed.stderr
+        going = sorted(r["run"] for r in json.loads(listed.stdout))
+        if len(going) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert going == ["long-1.00", "long-1.01"]  # two cpus: the third waits
+    queued = json.loads(convoy(home, "runs", "--json", "--state", "queued").stdout)
+    assert [r["run"] for r in queued] == ["long-1.02"]
+    assert convoy(home, "down", "--cancel", "--grace", "1").returncode == 0
