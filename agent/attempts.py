@@ -45,24 +45,10 @@ DISK_CHECK_S = 2.0  # how often what a run wrote is looked at, when looking is q
 
 
 def _written(a: Attempt) -> int:
-    """The disk bytes under the attempt's writable layer (an overlay's upper folder, or a copy
-    workspace) and of its log: lstat blocks, links not followed, a folder the run made
-    unreadable passed over (what it holds cannot be counted)."""
-    total = 0
-    stack = [str(a.results_root)]
-    while stack:
-        try:
-            with os.scandir(stack.pop()) as entries:
-                for e in entries:
-                    try:
-                        st = e.stat(follow_symlinks=False)
-                    except OSError:
-                        continue
-                    total += st.st_blocks * 512
-                    if stat.S_ISDIR(st.st_mode):
-                        stack.append(e.path)
-        except OSError:
-            continue
+    """The disk bytes of what the run left in its writable layer (an overlay's upper folder,
+    or a copy workspace; the workspace walk's files, links not followed, a folder it made
+    unreadable passed over) and of its log."""
+    total = workspace.disk_bytes(a.results_root)
     with contextlib.suppress(OSError):
         total += os.lstat(a.log_path).st_blocks * 512
     return total
@@ -235,11 +221,6 @@ def left_out_why(error: UnicodeEncodeError | OSError) -> str:
     if error.errno == errno.ENOENT:
         return "gone before it was collected"
     return f"cannot be read: {error.strerror}"
-
-
-def printable(rel: str) -> str:
-    """A path as text: bytes of its name that are not UTF-8 written as \\xNN."""
-    return os.fsencode(rel).decode("utf-8", "backslashreplace")
 
 
 def _start_error(e: BaseException) -> str:

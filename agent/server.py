@@ -18,7 +18,7 @@ import grpc
 
 from convoy import __version__
 from convoy.buildid import own_build
-from convoy.content import EntryLike, SyncError
+from convoy.content import EntryLike, SyncError, printable
 from convoy.errors import ConvoyError
 from convoy.footprint import disk_footprint
 from convoy.objstream import store_socket_beside
@@ -38,7 +38,6 @@ from .attempts import (
     left_out_why,
     open_output,
     open_regular,
-    printable,
 )
 from .builds import Builds
 from .plans import PlanMissing

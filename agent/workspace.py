@@ -106,6 +106,11 @@ def _walk_files(
                 yield rel, st
 
 
+def disk_bytes(root: Path) -> int:
+    """The disk blocks, in bytes, of what _walk_files finds under `root`."""
+    return sum(st.st_blocks * 512 for _, st in _walk_files(root)) if root.exists() else 0
+
+
 def changed_files(work: Path, manifest: Manifest, hidden: list[str] | None = None) -> list[str]:
     """What the run created or changed in `work` (see _walk_files), sorted; folders that could
     not be read are added to `hidden`."""

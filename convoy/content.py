@@ -51,6 +51,11 @@ class SyncError(ConvoyError):
         self.message = message
 
 
+def printable(rel: str) -> str:
+    """A path as text: bytes of its name that are not UTF-8 written as \\xNN."""
+    return os.fsencode(rel).decode("utf-8", "backslashreplace")
+
+
 def hash_bytes(data: bytes | bytearray | memoryview) -> str:
     return blake3(data).hexdigest()
 

@@ -83,11 +83,6 @@ def output_attempt(meta: object) -> int:
     return attempt if isinstance(attempt, int) and meta.get("started_at") else 0
 
 
-def _shown(rel: str) -> str:
-    """A refused result name as run.json can say it (printable, one line)."""
-    return rel.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _safe_target(root: Path, rel: str) -> Path:
     p = PurePosixPath(rel)
     if not p.parts or p.is_absolute() or ".." in p.parts or p.parts == (".",):
@@ -144,7 +139,7 @@ class RunResult:
                         try:
                             _safe_target(self.staging, path.rstrip("/"))  # sane; never opened
                         except ResultError as e:
-                            self.left_out[_shown(path)] = str(e)
+                            self.left_out[path] = str(e)
                             continue
                     # Two names not UTF-8 may print alike (each byte as \xNN): both are said.
                     before = self.left_out.get(path)
@@ -155,7 +150,7 @@ class RunResult:
                 try:
                     target = _safe_target(self.staging, path)
                 except ResultError as e:
-                    self.left_out[_shown(path)] = str(e)
+                    self.left_out[path] = str(e)
                     skipping = not piece.last
                     continue
                 if limits is not None and begun >= limits.output_files:

@@ -44,6 +44,7 @@ from convoy.content import (
     hash_bytes,
     hash_file,
     is_inside,
+    printable,
     read_file,
     read_limited,
     revision_id,
@@ -127,9 +128,8 @@ def _check_name(rel: str) -> None:
     try:
         rel.encode("utf-8")
     except UnicodeEncodeError:
-        shown = os.fsencode(rel).decode("utf-8", "backslashreplace")
         raise SyncError("the name is not UTF-8: rename it, or list it in .convoyignore",
-                        shown) from None  # fmt: skip
+                        printable(rel)) from None  # fmt: skip
 
 
 @dataclass(frozen=True)
