@@ -47,7 +47,7 @@ def sweep(local: Local, runs: int) -> float:
         f"matrix: {{i: {{range: [0, {runs}]}}}}\nresources: {{cpus: 1, memory: 64MiB}}\n"
     )
     t0 = time.perf_counter()
-    local.cli("run", "-q", str(spec))
+    local.cli("run", "-q", "--force", str(spec))  # each round runs, not reuses, every run
     return time.perf_counter() - t0
 
 

@@ -49,6 +49,8 @@ def run_fields(run: pb.Run) -> dict[str, Any]:
         "image": run.image,
         "image_id": run.image_id or None,
         "revision": run.revision,
+        "key": run.key or None,
+        "reused_from": run.reused_from or None,
         "command": command,
         "resources": {
             "cpus": run.resources.cpus,

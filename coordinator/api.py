@@ -49,7 +49,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             sub, runs = await self.c.submit(
                 request.spec_path, request.spec_yaml, request.results_dir, request.priority,
                 indexes=list(request.indexes), same_as=request.same_as,
-                unless_revision=request.unless_revision,
+                unless_revision=request.unless_revision, force=request.force,
             )  # fmt: skip
         except Unchanged as e:
             return pb.SubmitResponse(unchanged=True, revision=e.revision)
@@ -152,6 +152,18 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             await context.abort(_code(e), e.render())
             raise
         return pb.SubmitResponse(submission_id=sub.id, runs=[run_to_pb(r) for r in runs])
+
+    async def Why(self, request: pb.WhyRequest, context: Ctx) -> pb.WhyResponse:
+        try:
+            w = await self.c.why(request.run_id)
+        except ConvoyError as e:
+            await context.abort(_code(e), e.render())
+            raise
+        return pb.WhyResponse(
+            run_id=w.run_id, key=w.key, key_parts=w.key_parts, reused_from=w.reused_from,
+            compared=w.compared, changed=w.changed, changed_files=w.changed_files,
+            forced=w.forced, text=w.text,
+        )  # fmt: skip
 
     async def Hosts(self, request: pb.HostsRequest, context: Ctx) -> pb.HostsResponse:
         hosts = []

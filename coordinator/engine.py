@@ -62,6 +62,7 @@ from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.scheduler import HostView
 from convoy.coordinator.runs.store import Store
 from convoy.coordinator.runs.submissions import Submissions, Unchanged
+from convoy.coordinator.runs.why import Why, why_of
 from convoy.coordinator.sources.builds import BuildKeeper
 from convoy.coordinator.sources.images import ImageShipper
 from convoy.coordinator.sources.sync import Syncer
@@ -437,11 +438,21 @@ class Coordinator:
     async def submit(
         self, spec_path: str, spec_yaml: str, results_dir: str = "", priority: int = 0,
         indexes: Sequence[int] = (), same_as: str = "", unless_revision: str = "",
+        force: bool = False,
     ) -> tuple[SubmissionRecord, list[RunRecord]]:  # fmt: skip
         return await self.submissions.submit(
             spec_path, spec_yaml, results_dir, priority, indexes=indexes, same_as=same_as,
-            unless_revision=unless_revision,
+            unless_revision=unless_revision, force=force,
         )  # fmt: skip
+
+    async def why(self, run_id: str) -> Why:
+        """Why the run ran or did not (decided when it was submitted)."""
+        run = self.run(run_id)
+        compared = self.store.run(run.memo.compared) if run.memo and run.memo.compared else None
+        files: list[str] = []
+        if compared is not None and run.memo and "sources" in run.memo.changed:
+            files = await asyncio.to_thread(self.changed_paths, compared.revision, run.revision)
+        return why_of(run, files)
 
     async def rerun(
         self, sub_id: str, states: Iterable[RunState] = ()

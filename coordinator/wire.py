@@ -42,4 +42,6 @@ def run_to_pb(r: RunRecord) -> pb.Run:
         infra_retries=r.infra_retries,
         app_failures=r.app_failures,
         infra_failures=r.infra_failures,
+        key=r.key,
+        reused_from=r.reused_from,
     )

@@ -40,6 +40,7 @@ from convoy.v1 import coordinator_pb2 as pb
 from . import hosts
 from .client import connect
 from .render import runs_table
+from .safetext import inert
 
 _T = TypeVar("_T")
 
@@ -76,6 +77,19 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--priority", type=int, default=0, help="higher runs first (default 0)")
     r.add_argument("--detach", action="store_true", help="submit and return at once")
     r.add_argument("-q", "--quiet", action="store_true", help="do not print the runs' output")
+    r.add_argument("--force", action="store_true",
+                   help="run every run, even those an earlier run of the same key already did "
+                   "(by default those are not run again: their results are linked)")  # fmt: skip
+    r.add_argument(
+        "--indexes",
+        action="append",
+        default=[],
+        metavar="LIST",
+        help="only these runs of the matrix, by index: 0,3,5-9 (repeatable)",
+    )
+    r.add_argument("--only", action="append", default=[], metavar="NAME=VALUE",
+                   help="only the runs whose parameter NAME is VALUE (repeatable: values of one "
+                   "name are any of, different names all of)")  # fmt: skip
 
     u = sub.add_parser(
         "up",
@@ -158,6 +172,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     w.add_argument("-q", "--quiet", action="store_true", help="do not print the runs' output")
 
+    wy = sub.add_parser("why", help="why a run ran, or did not",
+                        description="Say why RUN ran (which parts of its key changed since the "
+                        "latest earlier run of its parameter values, the sources' changed files "
+                        "named) or did not (whose result it reuses), as decided when it was "
+                        "submitted.")  # fmt: skip
+    wy.add_argument("run", metavar="RUN")
+    wy.add_argument("--json", action="store_true", help="the answer as a JSON object")
+
     sub.add_parser("tui", help="the terminal UI: live runs, logs and allocations",
                    description="Open the terminal UI on the coordinator (it must be running: "
                    "`convoy up`, or any `convoy run`).")  # fmt: skip
@@ -179,6 +201,21 @@ async def _runs(home: Path, ns: argparse.Namespace) -> int:
         print(json.dumps([run_fields(r) for r in resp.runs], indent=2))
     else:
         print(runs_table(resp.runs) if resp.runs else "no runs")
+    return 0
+
+
+async def _why(home: Path, ns: argparse.Namespace) -> int:
+    channel, stub = await connect(home)
+    async with channel:
+        w = await stub.Why(pb.WhyRequest(run_id=ns.run))
+    if ns.json:
+        print(json.dumps({
+            "run_id": w.run_id, "key": w.key, "key_parts": dict(sorted(w.key_parts.items())),
+            "reused_from": w.reused_from, "compared": w.compared, "changed": list(w.changed),
+            "changed_files": list(w.changed_files), "forced": w.forced, "text": w.text,
+        }, indent=2))  # fmt: skip
+    else:
+        print(inert(w.text) if sys.stdout.isatty() else w.text)
     return 0
 
 
@@ -358,11 +395,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         checked_home(home, create=False)  # made by what writes there (`up`, a coordinator)
         if ns.command == "run":
-            from .run import run_experiment
+            from .run import RunOptions, run_experiment
 
-            return _run_async(
-                run_experiment(home, ns.file, ns.results, ns.priority, ns.detach, ns.quiet)
-            )
+            opts = RunOptions(ns.results, ns.priority, ns.detach, ns.quiet, ns.force,
+                              tuple(ns.indexes), tuple(ns.only))  # fmt: skip
+            return _run_async(run_experiment(home, ns.file, opts))
         if ns.command == "up":
             return _up(home, ns)
         if ns.command == "down":
@@ -377,7 +414,8 @@ def main(argv: list[str] | None = None) -> int:
             from convoy.tui.app import run_tui
 
             return run_tui(home)
-        handlers = {"runs": _runs, "logs": _logs, "cancel": _cancel, "rerun": _rerun}
+        handlers = {"runs": _runs, "logs": _logs, "cancel": _cancel, "rerun": _rerun,
+                    "why": _why}  # fmt: skip
         return _run_async(handlers[ns.command](home, ns))
     except ConvoyError as e:
         print(f"convoy: {e.render()}", file=sys.stderr)

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
@@ -11,7 +14,7 @@ import grpc
 
 from convoy.errors import SpecError, UsageError
 from convoy.runjson import duration_s, missing_results
-from convoy.spec import load_spec
+from convoy.spec import ExperimentSpec, load_spec
 from convoy.states import RunState
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
@@ -19,12 +22,19 @@ from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 from .client import connect_or_start
 from .render import human_duration, runs_table, state_counts
 from .safetext import inert
+from .subset import chosen
 
 TERMINAL = {s.value for s in RunState if s.terminal}
 
 
 def read_spec(file: str) -> tuple[Path, str]:
     """The experiment file's absolute path and text, validated here so bad input exits 2 early."""
+    path, text, _ = read_experiment(file)
+    return path, text
+
+
+def read_experiment(file: str) -> tuple[Path, str, ExperimentSpec]:
+    """read_spec, and the experiment the file describes."""
     path = Path(file).absolute()
     try:
         text = path.read_text()
@@ -32,8 +42,20 @@ def read_spec(file: str) -> tuple[Path, str]:
         raise UsageError(f"{file}: no such experiment file") from None
     except (OSError, UnicodeDecodeError) as e:
         raise UsageError(f"{file}: cannot read: {e}") from None
-    load_spec(text, file)  # raises SpecError with file:line:column
-    return path, text
+    return path, text, load_spec(text, file)  # raises SpecError with file:line:column
+
+
+def done_before(runs: Sequence[pb.Run]) -> str:
+    """ "12 already done in queue-3": how many runs reuse an earlier run's result, by the
+    submission that made it ("" when none do)."""
+    by = Counter(r.reused_from.rsplit(".", 1)[0] for r in runs if r.reused_from)
+    if not by:
+        return ""
+    if len(by) == 1:
+        [(sub, n)] = by.items()
+        return f"{n} already done in {sub}"
+    parts = [f"{n} in {s}" for s, n in sorted(by.items(), key=lambda kv: (-kv[1], kv[0]))]
+    return f"{sum(by.values())} already done: {', '.join(parts)}"
 
 
 def not_collected(run_id: str, results_path: str) -> str | None:
@@ -117,18 +139,30 @@ async def _follow_build(stub: pb_grpc.CoordinatorStub, entry: str, printer: Prin
         printer.flush(entry)
 
 
-async def run_experiment(
-    home: Path, file: str, results: str | None, priority: int, detach: bool, quiet: bool
-) -> int:
-    path, text = read_spec(file)
+@dataclass(frozen=True)
+class RunOptions:
+    """What `convoy run` was asked besides the file."""
+
+    results: str | None = None
+    priority: int = 0
+    detach: bool = False
+    quiet: bool = False
+    force: bool = False  # run even what an earlier run already did
+    indexes: tuple[str, ...] = ()  # --indexes as given ("0,3,5-9")
+    only: tuple[str, ...] = ()  # --only as given ("rho=0.9")
+
+
+async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
+    path, text, spec = read_experiment(file)
+    indexes = chosen(spec, opts.indexes, opts.only)  # UsageError before anything starts
     channel, stub = await connect_or_start(home)
     async with channel:
         try:
             resp = await stub.Submit(
                 pb.SubmitRequest(
                     spec_path=str(path), spec_yaml=text,
-                    results_dir=str(Path(results).absolute()) if results else "",
-                    priority=priority,
+                    results_dir=str(Path(opts.results).absolute()) if opts.results else "",
+                    priority=opts.priority, indexes=indexes, force=opts.force,
                 )
             )  # fmt: skip
         except grpc.aio.AioRpcError as e:
@@ -140,10 +174,17 @@ async def run_experiment(
         results_dir = Path(resp.runs[0].results_path).parent if resp.runs else None
         for warning in resp.warnings:
             print(f"convoy: warning: {warning}", file=sys.stderr, flush=True)
-        printer = Printer(sys.stdout, quiet)
-        printer.status(f"convoy: submitted {sub}: {total} run{'s' * (total != 1)}; results in "
-                       f"{results_dir}")  # fmt: skip
-        if detach:
+        printer = Printer(sys.stdout, opts.quiet)
+        done = done_before(resp.runs)
+        to_run = sum(1 for r in resp.runs if not r.reused_from)
+        if not done:
+            said = f"{total} run{'s' * (total != 1)}"
+        elif to_run:
+            said = f"{to_run} to run, {done} (--force runs them again)"
+        else:
+            said = f"nothing to run: {done} (--force runs them again)"
+        printer.status(f"convoy: submitted {sub}: {said}; results in {results_dir}")
+        if opts.detach:
             return 0
         return await _watch(stub, sub, total, printer)
 
@@ -159,6 +200,11 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
             if not printer.quiet and run.state == "building" and build not in followers:
                 followers[build] = asyncio.ensure_future(_follow_build(stub, build, printer))
             live = run.state == "running" or run.state in TERMINAL
+            if run.reused_from and run.id not in final:  # already done: said at submission
+                final[run.id] = run
+                if len(final) == total:
+                    break
+                continue
             if not printer.quiet and run.id not in followers and live:
                 followers[run.id] = asyncio.ensure_future(_follow_run(stub, run.id, printer))
             if run.state == "queued" and ev.previous_state and run.reason.startswith("attempt"):
@@ -195,4 +241,4 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
     return 0 if all(r.state == "succeeded" for r in runs) else 1
 
 
-__all__ = ["SpecError", "read_spec", "run_experiment"]
+__all__ = ["RunOptions", "SpecError", "read_spec", "run_experiment"]

@@ -25,53 +25,61 @@ _sym_db = _symbol_database.Default()
 from convoy.v1 import common_pb2 as convoy_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63onvoy/v1/coordinator.proto\x12\tconvoy.v1\x1a\x16\x63onvoy/v1/common.proto\"\xb5\x01\n\nSubmission\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x05\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x13\n\x0bresults_dir\x18\x05 \x01(\t\x12\x10\n\x08revision\x18\x06 \x01(\t\x12\x11\n\tspec_path\x18\x07 \x01(\t\x12\x18\n\x10progress_pattern\x18\x08 \x01(\t\x12\x10\n\x08priority\x18\t \x01(\x05\"\x18\n\x16ListSubmissionsRequest\"E\n\x17ListSubmissionsResponse\x12*\n\x0bsubmissions\x18\x01 \x03(\x0b\x32\x15.convoy.v1.Submission\"5\n\x0cRerunRequest\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x0e\n\x06states\x18\x02 \x03(\t\"\x97\x01\n\rSubmitRequest\x12\x11\n\tspec_path\x18\x01 \x01(\t\x12\x11\n\tspec_yaml\x18\x02 \x01(\t\x12\x13\n\x0bresults_dir\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x0f\n\x07indexes\x18\x05 \x03(\x05\x12\x0f\n\x07same_as\x18\x06 \x01(\t\x12\x17\n\x0funless_revision\x18\x07 \x01(\t\"\x8d\x01\n\x0eSubmitResponse\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x1c\n\x04runs\x18\x02 \x03(\x0b\x32\x0e.convoy.v1.Run\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x11\n\tunchanged\x18\x04 \x01(\x08\x12\x0f\n\x07\x63hanged\x18\x05 \x03(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t\"\xe9\x03\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rsubmission_id\x18\x02 \x01(\t\x12\x12\n\nexperiment\x18\x03 \x01(\t\x12\r\n\x05index\x18\x04 \x01(\x05\x12\x13\n\x0bparams_json\x18\x05 \x01(\t\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x0c\n\x04host\x18\x08 \x01(\t\x12\x15\n\rhas_exit_code\x18\t \x01(\x08\x12\x11\n\texit_code\x18\n \x01(\x05\x12\x12\n\ncreated_at\x18\x0b \x01(\x01\x12\x12\n\nstarted_at\x18\x0c \x01(\x01\x12\x10\n\x08\x65nded_at\x18\r \x01(\x01\x12\x0e\n\x06reason\x18\x0e \x01(\t\x12\r\n\x05image\x18\x0f \x01(\t\x12\x14\n\x0cresults_path\x18\x10 \x01(\t\x12\x10\n\x08revision\x18\x11 \x01(\t\x12\'\n\tresources\x18\x12 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x0f\n\x07\x63ommand\x18\x13 \x01(\t\x12\x10\n\x08image_id\x18\x14 \x01(\t\x12\x0c\n\x04\x63ode\x18\x15 \x01(\t\x12\x0f\n\x07retries\x18\x16 \x01(\x05\x12\x15\n\rinfra_retries\x18\x17 \x01(\x05\x12\x14\n\x0c\x61pp_failures\x18\x18 \x01(\x05\x12\x16\n\x0einfra_failures\x18\x19 \x01(\x05\"G\n\x0fListRunsRequest\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x0e\n\x06states\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"0\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.convoy.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\rEventsRequest\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\"]\n\x08RunEvent\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.convoy.v1.Run\x12\x16\n\x0eprevious_state\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\x08\x12\n\n\x02\x61t\x18\x04 \x01(\x01\"N\n\x0bLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\"2\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\"#\n\x0e\x43\x61ncelResponse\x12\x11\n\tcancelled\x18\x01 \x03(\t\"\x0e\n\x0cHostsRequest\"\xb8\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12&\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\'\n\tallocated\x18\x04 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x0c\n\x04runs\x18\x05 \x03(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12+\n\x06labels\x18\t \x03(\x0b\x32\x1b.convoy.v1.Host.LabelsEntry\x12\x11\n\taccepting\x18\n \x01(\x08\x12\r\n\x05since\x18\x0b \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\rHostsResponse\x12\x1e\n\x05hosts\x18\x01 \x03(\x0b\x32\x0f.convoy.v1.Host2\xc9\x04\n\x0b\x43oordinator\x12=\n\x06Submit\x12\x18.convoy.v1.SubmitRequest\x1a\x19.convoy.v1.SubmitResponse\x12\x43\n\x08ListRuns\x12\x1a.convoy.v1.ListRunsRequest\x1a\x1b.convoy.v1.ListRunsResponse\x12\x32\n\x06GetRun\x12\x18.convoy.v1.GetRunRequest\x1a\x0e.convoy.v1.Run\x12\x39\n\x06\x45vents\x12\x18.convoy.v1.EventsRequest\x1a\x13.convoy.v1.RunEvent0\x01\x12\x35\n\x04Logs\x12\x16.convoy.v1.LogsRequest\x1a\x13.convoy.v1.LogChunk0\x01\x12=\n\x06\x43\x61ncel\x12\x18.convoy.v1.CancelRequest\x1a\x19.convoy.v1.CancelResponse\x12:\n\x05Hosts\x12\x17.convoy.v1.HostsRequest\x1a\x18.convoy.v1.HostsResponse\x12X\n\x0fListSubmissions\x12!.convoy.v1.ListSubmissionsRequest\x1a\".convoy.v1.ListSubmissionsResponse\x12;\n\x05Rerun\x12\x17.convoy.v1.RerunRequest\x1a\x19.convoy.v1.SubmitResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1b\x63onvoy/v1/coordinator.proto\x12\tconvoy.v1\x1a\x16\x63onvoy/v1/common.proto\"\x1c\n\nWhyRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x81\x02\n\x0bWhyResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x37\n\tkey_parts\x18\x03 \x03(\x0b\x32$.convoy.v1.WhyResponse.KeyPartsEntry\x12\x13\n\x0breused_from\x18\x04 \x01(\t\x12\x10\n\x08\x63ompared\x18\x05 \x01(\t\x12\x0f\n\x07\x63hanged\x18\x06 \x03(\t\x12\x15\n\rchanged_files\x18\x07 \x03(\t\x12\x0e\n\x06\x66orced\x18\x08 \x01(\x08\x12\x0c\n\x04text\x18\t \x01(\t\x1a/\n\rKeyPartsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb5\x01\n\nSubmission\x12\n\n\x02id\x18\x01 \x01(\t\x12\x12\n\nexperiment\x18\x02 \x01(\t\x12\r\n\x05total\x18\x03 \x01(\x05\x12\x12\n\ncreated_at\x18\x04 \x01(\x01\x12\x13\n\x0bresults_dir\x18\x05 \x01(\t\x12\x10\n\x08revision\x18\x06 \x01(\t\x12\x11\n\tspec_path\x18\x07 \x01(\t\x12\x18\n\x10progress_pattern\x18\x08 \x01(\t\x12\x10\n\x08priority\x18\t \x01(\x05\"\x18\n\x16ListSubmissionsRequest\"E\n\x17ListSubmissionsResponse\x12*\n\x0bsubmissions\x18\x01 \x03(\x0b\x32\x15.convoy.v1.Submission\"5\n\x0cRerunRequest\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x0e\n\x06states\x18\x02 \x03(\t\"\xa6\x01\n\rSubmitRequest\x12\x11\n\tspec_path\x18\x01 \x01(\t\x12\x11\n\tspec_yaml\x18\x02 \x01(\t\x12\x13\n\x0bresults_dir\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12\x0f\n\x07indexes\x18\x05 \x03(\x05\x12\x0f\n\x07same_as\x18\x06 \x01(\t\x12\x17\n\x0funless_revision\x18\x07 \x01(\t\x12\r\n\x05\x66orce\x18\x08 \x01(\x08\"\x8d\x01\n\x0eSubmitResponse\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x1c\n\x04runs\x18\x02 \x03(\x0b\x32\x0e.convoy.v1.Run\x12\x10\n\x08revision\x18\x03 \x01(\t\x12\x11\n\tunchanged\x18\x04 \x01(\x08\x12\x0f\n\x07\x63hanged\x18\x05 \x03(\t\x12\x10\n\x08warnings\x18\x06 \x03(\t\"\x8b\x04\n\x03Run\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rsubmission_id\x18\x02 \x01(\t\x12\x12\n\nexperiment\x18\x03 \x01(\t\x12\r\n\x05index\x18\x04 \x01(\x05\x12\x13\n\x0bparams_json\x18\x05 \x01(\t\x12\r\n\x05state\x18\x06 \x01(\t\x12\x0f\n\x07\x61ttempt\x18\x07 \x01(\x05\x12\x0c\n\x04host\x18\x08 \x01(\t\x12\x15\n\rhas_exit_code\x18\t \x01(\x08\x12\x11\n\texit_code\x18\n \x01(\x05\x12\x12\n\ncreated_at\x18\x0b \x01(\x01\x12\x12\n\nstarted_at\x18\x0c \x01(\x01\x12\x10\n\x08\x65nded_at\x18\r \x01(\x01\x12\x0e\n\x06reason\x18\x0e \x01(\t\x12\r\n\x05image\x18\x0f \x01(\t\x12\x14\n\x0cresults_path\x18\x10 \x01(\t\x12\x10\n\x08revision\x18\x11 \x01(\t\x12\'\n\tresources\x18\x12 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x0f\n\x07\x63ommand\x18\x13 \x01(\t\x12\x10\n\x08image_id\x18\x14 \x01(\t\x12\x0c\n\x04\x63ode\x18\x15 \x01(\t\x12\x0f\n\x07retries\x18\x16 \x01(\x05\x12\x15\n\rinfra_retries\x18\x17 \x01(\x05\x12\x14\n\x0c\x61pp_failures\x18\x18 \x01(\x05\x12\x16\n\x0einfra_failures\x18\x19 \x01(\x05\x12\x0b\n\x03key\x18\x1a \x01(\t\x12\x13\n\x0breused_from\x18\x1b \x01(\t\"G\n\x0fListRunsRequest\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x0e\n\x06states\x18\x02 \x03(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"0\n\x10ListRunsResponse\x12\x1c\n\x04runs\x18\x01 \x03(\x0b\x32\x0e.convoy.v1.Run\"\x1f\n\rGetRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"8\n\rEventsRequest\x12\x15\n\rsubmission_id\x18\x01 \x01(\t\x12\x10\n\x08snapshot\x18\x02 \x01(\x08\"]\n\x08RunEvent\x12\x1b\n\x03run\x18\x01 \x01(\x0b\x32\x0e.convoy.v1.Run\x12\x16\n\x0eprevious_state\x18\x02 \x01(\t\x12\x10\n\x08snapshot\x18\x03 \x01(\x08\x12\n\n\x02\x61t\x18\x04 \x01(\x01\"N\n\x0bLogsRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\x12\x0f\n\x07\x61ttempt\x18\x04 \x01(\x05\"2\n\rCancelRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\"#\n\x0e\x43\x61ncelResponse\x12\x11\n\tcancelled\x18\x01 \x03(\t\"\x0e\n\x0cHostsRequest\"\xb8\x02\n\x04Host\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05state\x18\x02 \x01(\t\x12&\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\'\n\tallocated\x18\x04 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x0c\n\x04runs\x18\x05 \x03(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x07 \x01(\t\x12\x0e\n\x06reason\x18\x08 \x01(\t\x12+\n\x06labels\x18\t \x03(\x0b\x32\x1b.convoy.v1.Host.LabelsEntry\x12\x11\n\taccepting\x18\n \x01(\x08\x12\r\n\x05since\x18\x0b \x01(\x01\x1a-\n\x0bLabelsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"/\n\rHostsResponse\x12\x1e\n\x05hosts\x18\x01 \x03(\x0b\x32\x0f.convoy.v1.Host2\xff\x04\n\x0b\x43oordinator\x12=\n\x06Submit\x12\x18.convoy.v1.SubmitRequest\x1a\x19.convoy.v1.SubmitResponse\x12\x43\n\x08ListRuns\x12\x1a.convoy.v1.ListRunsRequest\x1a\x1b.convoy.v1.ListRunsResponse\x12\x32\n\x06GetRun\x12\x18.convoy.v1.GetRunRequest\x1a\x0e.convoy.v1.Run\x12\x39\n\x06\x45vents\x12\x18.convoy.v1.EventsRequest\x1a\x13.convoy.v1.RunEvent0\x01\x12\x35\n\x04Logs\x12\x16.convoy.v1.LogsRequest\x1a\x13.convoy.v1.LogChunk0\x01\x12=\n\x06\x43\x61ncel\x12\x18.convoy.v1.CancelRequest\x1a\x19.convoy.v1.CancelResponse\x12:\n\x05Hosts\x12\x17.convoy.v1.HostsRequest\x1a\x18.convoy.v1.HostsResponse\x12X\n\x0fListSubmissions\x12!.convoy.v1.ListSubmissionsRequest\x1a\".convoy.v1.ListSubmissionsResponse\x12;\n\x05Rerun\x12\x17.convoy.v1.RerunRequest\x1a\x19.convoy.v1.SubmitResponse\x12\x34\n\x03Why\x12\x15.convoy.v1.WhyRequest\x1a\x16.convoy.v1.WhyResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'convoy.v1.coordinator_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_WHYRESPONSE_KEYPARTSENTRY']._loaded_options = None
+  _globals['_WHYRESPONSE_KEYPARTSENTRY']._serialized_options = b'8\001'
   _globals['_HOST_LABELSENTRY']._loaded_options = None
   _globals['_HOST_LABELSENTRY']._serialized_options = b'8\001'
-  _globals['_SUBMISSION']._serialized_start=67
-  _globals['_SUBMISSION']._serialized_end=248
-  _globals['_LISTSUBMISSIONSREQUEST']._serialized_start=250
-  _globals['_LISTSUBMISSIONSREQUEST']._serialized_end=274
-  _globals['_LISTSUBMISSIONSRESPONSE']._serialized_start=276
-  _globals['_LISTSUBMISSIONSRESPONSE']._serialized_end=345
-  _globals['_RERUNREQUEST']._serialized_start=347
-  _globals['_RERUNREQUEST']._serialized_end=400
-  _globals['_SUBMITREQUEST']._serialized_start=403
-  _globals['_SUBMITREQUEST']._serialized_end=554
-  _globals['_SUBMITRESPONSE']._serialized_start=557
-  _globals['_SUBMITRESPONSE']._serialized_end=698
-  _globals['_RUN']._serialized_start=701
-  _globals['_RUN']._serialized_end=1190
-  _globals['_LISTRUNSREQUEST']._serialized_start=1192
-  _globals['_LISTRUNSREQUEST']._serialized_end=1263
-  _globals['_LISTRUNSRESPONSE']._serialized_start=1265
-  _globals['_LISTRUNSRESPONSE']._serialized_end=1313
-  _globals['_GETRUNREQUEST']._serialized_start=1315
-  _globals['_GETRUNREQUEST']._serialized_end=1346
-  _globals['_EVENTSREQUEST']._serialized_start=1348
-  _globals['_EVENTSREQUEST']._serialized_end=1404
-  _globals['_RUNEVENT']._serialized_start=1406
-  _globals['_RUNEVENT']._serialized_end=1499
-  _globals['_LOGSREQUEST']._serialized_start=1501
-  _globals['_LOGSREQUEST']._serialized_end=1579
-  _globals['_CANCELREQUEST']._serialized_start=1581
-  _globals['_CANCELREQUEST']._serialized_end=1631
-  _globals['_CANCELRESPONSE']._serialized_start=1633
-  _globals['_CANCELRESPONSE']._serialized_end=1668
-  _globals['_HOSTSREQUEST']._serialized_start=1670
-  _globals['_HOSTSREQUEST']._serialized_end=1684
-  _globals['_HOST']._serialized_start=1687
-  _globals['_HOST']._serialized_end=1999
-  _globals['_HOST_LABELSENTRY']._serialized_start=1954
-  _globals['_HOST_LABELSENTRY']._serialized_end=1999
-  _globals['_HOSTSRESPONSE']._serialized_start=2001
-  _globals['_HOSTSRESPONSE']._serialized_end=2048
-  _globals['_COORDINATOR']._serialized_start=2051
-  _globals['_COORDINATOR']._serialized_end=2636
+  _globals['_WHYREQUEST']._serialized_start=66
+  _globals['_WHYREQUEST']._serialized_end=94
+  _globals['_WHYRESPONSE']._serialized_start=97
+  _globals['_WHYRESPONSE']._serialized_end=354
+  _globals['_WHYRESPONSE_KEYPARTSENTRY']._serialized_start=307
+  _globals['_WHYRESPONSE_KEYPARTSENTRY']._serialized_end=354
+  _globals['_SUBMISSION']._serialized_start=357
+  _globals['_SUBMISSION']._serialized_end=538
+  _globals['_LISTSUBMISSIONSREQUEST']._serialized_start=540
+  _globals['_LISTSUBMISSIONSREQUEST']._serialized_end=564
+  _globals['_LISTSUBMISSIONSRESPONSE']._serialized_start=566
+  _globals['_LISTSUBMISSIONSRESPONSE']._serialized_end=635
+  _globals['_RERUNREQUEST']._serialized_start=637
+  _globals['_RERUNREQUEST']._serialized_end=690
+  _globals['_SUBMITREQUEST']._serialized_start=693
+  _globals['_SUBMITREQUEST']._serialized_end=859
+  _globals['_SUBMITRESPONSE']._serialized_start=862
+  _globals['_SUBMITRESPONSE']._serialized_end=1003
+  _globals['_RUN']._serialized_start=1006
+  _globals['_RUN']._serialized_end=1529
+  _globals['_LISTRUNSREQUEST']._serialized_start=1531
+  _globals['_LISTRUNSREQUEST']._serialized_end=1602
+  _globals['_LISTRUNSRESPONSE']._serialized_start=1604
+  _globals['_LISTRUNSRESPONSE']._serialized_end=1652
+  _globals['_GETRUNREQUEST']._serialized_start=1654
+  _globals['_GETRUNREQUEST']._serialized_end=1685
+  _globals['_EVENTSREQUEST']._serialized_start=1687
+  _globals['_EVENTSREQUEST']._serialized_end=1743
+  _globals['_RUNEVENT']._serialized_start=1745
+  _globals['_RUNEVENT']._serialized_end=1838
+  _globals['_LOGSREQUEST']._serialized_start=1840
+  _globals['_LOGSREQUEST']._serialized_end=1918
+  _globals['_CANCELREQUEST']._serialized_start=1920
+  _globals['_CANCELREQUEST']._serialized_end=1970
+  _globals['_CANCELRESPONSE']._serialized_start=1972
+  _globals['_CANCELRESPONSE']._serialized_end=2007
+  _globals['_HOSTSREQUEST']._serialized_start=2009
+  _globals['_HOSTSREQUEST']._serialized_end=2023
+  _globals['_HOST']._serialized_start=2026
+  _globals['_HOST']._serialized_end=2338
+  _globals['_HOST_LABELSENTRY']._serialized_start=2293
+  _globals['_HOST_LABELSENTRY']._serialized_end=2338
+  _globals['_HOSTSRESPONSE']._serialized_start=2340
+  _globals['_HOSTSRESPONSE']._serialized_end=2387
+  _globals['_COORDINATOR']._serialized_start=2390
+  _globals['_COORDINATOR']._serialized_end=3029
 # @@protoc_insertion_point(module_scope)

@@ -7,6 +7,41 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class WhyRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class WhyResponse(_message.Message):
+    __slots__ = ("run_id", "key", "key_parts", "reused_from", "compared", "changed", "changed_files", "forced", "text")
+    class KeyPartsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    KEY_PARTS_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
+    COMPARED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FIELD_NUMBER: _ClassVar[int]
+    CHANGED_FILES_FIELD_NUMBER: _ClassVar[int]
+    FORCED_FIELD_NUMBER: _ClassVar[int]
+    TEXT_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    key: str
+    key_parts: _containers.ScalarMap[str, str]
+    reused_from: str
+    compared: str
+    changed: _containers.RepeatedScalarFieldContainer[str]
+    changed_files: _containers.RepeatedScalarFieldContainer[str]
+    forced: bool
+    text: str
+    def __init__(self, run_id: _Optional[str] = ..., key: _Optional[str] = ..., key_parts: _Optional[_Mapping[str, str]] = ..., reused_from: _Optional[str] = ..., compared: _Optional[str] = ..., changed: _Optional[_Iterable[str]] = ..., changed_files: _Optional[_Iterable[str]] = ..., forced: _Optional[bool] = ..., text: _Optional[str] = ...) -> None: ...
+
 class Submission(_message.Message):
     __slots__ = ("id", "experiment", "total", "created_at", "results_dir", "revision", "spec_path", "progress_pattern", "priority")
     ID_FIELD_NUMBER: _ClassVar[int]
@@ -48,7 +83,7 @@ class RerunRequest(_message.Message):
     def __init__(self, submission_id: _Optional[str] = ..., states: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("spec_path", "spec_yaml", "results_dir", "priority", "indexes", "same_as", "unless_revision")
+    __slots__ = ("spec_path", "spec_yaml", "results_dir", "priority", "indexes", "same_as", "unless_revision", "force")
     SPEC_PATH_FIELD_NUMBER: _ClassVar[int]
     SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
     RESULTS_DIR_FIELD_NUMBER: _ClassVar[int]
@@ -56,6 +91,7 @@ class SubmitRequest(_message.Message):
     INDEXES_FIELD_NUMBER: _ClassVar[int]
     SAME_AS_FIELD_NUMBER: _ClassVar[int]
     UNLESS_REVISION_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
     spec_path: str
     spec_yaml: str
     results_dir: str
@@ -63,7 +99,8 @@ class SubmitRequest(_message.Message):
     indexes: _containers.RepeatedScalarFieldContainer[int]
     same_as: str
     unless_revision: str
-    def __init__(self, spec_path: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., results_dir: _Optional[str] = ..., priority: _Optional[int] = ..., indexes: _Optional[_Iterable[int]] = ..., same_as: _Optional[str] = ..., unless_revision: _Optional[str] = ...) -> None: ...
+    force: bool
+    def __init__(self, spec_path: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., results_dir: _Optional[str] = ..., priority: _Optional[int] = ..., indexes: _Optional[_Iterable[int]] = ..., same_as: _Optional[str] = ..., unless_revision: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
     __slots__ = ("submission_id", "runs", "revision", "unchanged", "changed", "warnings")
@@ -82,7 +119,7 @@ class SubmitResponse(_message.Message):
     def __init__(self, submission_id: _Optional[str] = ..., runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., revision: _Optional[str] = ..., unchanged: _Optional[bool] = ..., changed: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "submission_id", "experiment", "index", "params_json", "state", "attempt", "host", "has_exit_code", "exit_code", "created_at", "started_at", "ended_at", "reason", "image", "results_path", "revision", "resources", "command", "image_id", "code", "retries", "infra_retries", "app_failures", "infra_failures")
+    __slots__ = ("id", "submission_id", "experiment", "index", "params_json", "state", "attempt", "host", "has_exit_code", "exit_code", "created_at", "started_at", "ended_at", "reason", "image", "results_path", "revision", "resources", "command", "image_id", "code", "retries", "infra_retries", "app_failures", "infra_failures", "key", "reused_from")
     ID_FIELD_NUMBER: _ClassVar[int]
     SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +145,8 @@ class Run(_message.Message):
     INFRA_RETRIES_FIELD_NUMBER: _ClassVar[int]
     APP_FAILURES_FIELD_NUMBER: _ClassVar[int]
     INFRA_FAILURES_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
     id: str
     submission_id: str
     experiment: str
@@ -133,7 +172,9 @@ class Run(_message.Message):
     infra_retries: int
     app_failures: int
     infra_failures: int
-    def __init__(self, id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., index: _Optional[int] = ..., params_json: _Optional[str] = ..., state: _Optional[str] = ..., attempt: _Optional[int] = ..., host: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image: _Optional[str] = ..., results_path: _Optional[str] = ..., revision: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., command: _Optional[str] = ..., image_id: _Optional[str] = ..., code: _Optional[str] = ..., retries: _Optional[int] = ..., infra_retries: _Optional[int] = ..., app_failures: _Optional[int] = ..., infra_failures: _Optional[int] = ...) -> None: ...
+    key: str
+    reused_from: str
+    def __init__(self, id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., index: _Optional[int] = ..., params_json: _Optional[str] = ..., state: _Optional[str] = ..., attempt: _Optional[int] = ..., host: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image: _Optional[str] = ..., results_path: _Optional[str] = ..., revision: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., command: _Optional[str] = ..., image_id: _Optional[str] = ..., code: _Optional[str] = ..., retries: _Optional[int] = ..., infra_retries: _Optional[int] = ..., app_failures: _Optional[int] = ..., infra_failures: _Optional[int] = ..., key: _Optional[str] = ..., reused_from: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ("submission_id", "states", "limit")

@@ -81,6 +81,11 @@ class CoordinatorStub:
                 request_serializer=convoy_dot_v1_dot_coordinator__pb2.RerunRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_coordinator__pb2.SubmitResponse.FromString,
                 _registered_method=True)
+        self.Why = channel.unary_unary(
+                '/convoy.v1.Coordinator/Why',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.WhyRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.WhyResponse.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -151,6 +156,14 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Why(self, request, context):
+        """Why a run ran (which parts of its key changed since the latest earlier run of its
+        parameter values) or did not (whose result it reuses), as decided when it was submitted.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -198,6 +211,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Rerun,
                     request_deserializer=convoy_dot_v1_dot_coordinator__pb2.RerunRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_coordinator__pb2.SubmitResponse.SerializeToString,
+            ),
+            'Why': grpc.unary_unary_rpc_method_handler(
+                    servicer.Why,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.WhyRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.WhyResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -444,6 +462,33 @@ class Coordinator:
             '/convoy.v1.Coordinator/Rerun',
             convoy_dot_v1_dot_coordinator__pb2.RerunRequest.SerializeToString,
             convoy_dot_v1_dot_coordinator__pb2.SubmitResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Why(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Coordinator/Why',
+            convoy_dot_v1_dot_coordinator__pb2.WhyRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.WhyResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -50,7 +50,8 @@ class Logs:
         """A run's output as (attempt, offset, data), from `offset` of its latest attempt that
         ran; with follow, waits for one to start and goes on until the run ends, from the
         start of each attempt after it (a retry), none skipped however slowly they are read.
-        With `attempt`, that attempt's output only. "<submission>.build@<host>" (or just
+        With `attempt`, that attempt's output only. A run already done (reused_from) has the
+        output of the run that did it. "<submission>.build@<host>" (or just
         "<submission>.build") is a build's output (attempt 0)."""
         if (m := BUILD_ENTRY.fullmatch(run_id)) is not None:
             if attempt:
@@ -59,6 +60,8 @@ class Logs:
                 yield 0, off, data
             return
         run = self.run(run_id)
+        if run.reused_from:  # already done by another run: the output is that run's
+            run_id, run = run.reused_from, self.run(run.reused_from)
         if attempt:
             async for off, data in self._one_attempt(run, attempt, offset, follow):
                 yield attempt, off, data

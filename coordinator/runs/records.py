@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from convoy.coordinator.runs.identity import Memo
 from convoy.spec import Limits, ParamValue, Resources
 from convoy.states import DEFAULT_INFRA_RETRIES, Reason, RunState, check_transition
 
@@ -59,6 +60,14 @@ class RunRecord:
     app_failures: int = 0  # attempts that failed by the application (against `retries`)
     infra_failures: int = 0  # attempts that failed by the platform (against `infra_retries`)
     limits: Limits = field(default_factory=Limits)  # caps on what it may leave
+    key: str = ""  # what determines its result, hashed (runs/identity.py); "": stored before keys
+    key_parts: dict[str, str] = field(default_factory=dict)  # each part's digest
+    memo: Memo | None = None  # why it ran, or whose result it reuses; None: stored before keys
+
+    @property
+    def reused_from(self) -> str:
+        """The run whose result this one is ("": it ran, or runs, itself)."""
+        return self.memo.reuse if self.memo is not None else ""
 
     @property
     def attempt_id(self) -> str:

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from convoy.coordinator.runs.events import AttemptPhase, AttemptRecord, Outcome
+from convoy.coordinator.runs.identity import Earlier, Memo
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.scheduler import Units
 from convoy.spec import DEFAULT_DISK_BYTES, Limits, Resources
@@ -39,10 +41,12 @@ CREATE TABLE IF NOT EXISTS runs (
     inputs_json TEXT NOT NULL DEFAULT '{}', code TEXT NOT NULL DEFAULT '',
     infra_retries INTEGER NOT NULL DEFAULT 3, app_failures INTEGER NOT NULL DEFAULT 0,
     infra_failures INTEGER NOT NULL DEFAULT 0, limits_json TEXT NOT NULL DEFAULT '',
-    disk_bytes INTEGER NOT NULL DEFAULT 10737418240
+    disk_bytes INTEGER NOT NULL DEFAULT 10737418240, run_key TEXT NOT NULL DEFAULT '',
+    key_parts_json TEXT NOT NULL DEFAULT '{}', memo_json TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS runs_by_submission ON runs(submission_id, idx);
 CREATE INDEX IF NOT EXISTS runs_by_state ON runs(state);
+CREATE INDEX IF NOT EXISTS runs_by_experiment ON runs(experiment, seq);
 CREATE INDEX IF NOT EXISTS runs_by_submission_state ON runs(submission_id, state);
 CREATE TABLE IF NOT EXISTS transitions (
     id INTEGER PRIMARY KEY, run_id TEXT NOT NULL, at REAL NOT NULL, from_state TEXT NOT NULL,
@@ -63,7 +67,7 @@ _RUN_COLUMNS = (
     "memory_bytes, gpus, retries, timeout_seconds, network, outputs_json, revision, results_path, "
     "priority, seq, state, attempt, host, exit_code, created_at, started_at, ended_at, reason, "
     "image_id, inputs_json, code, infra_retries, app_failures, infra_failures, limits_json, "
-    "disk_bytes"
+    "disk_bytes, run_key, key_parts_json, memo_json"
 )
 
 # Columns added after the first release, with their definitions: added to older stores on open.
@@ -76,6 +80,9 @@ _ADDED_COLUMNS = {
         "infra_failures": "INTEGER NOT NULL DEFAULT 0",
         "limits_json": "TEXT NOT NULL DEFAULT ''",  # '': the defaults (convoy.spec.Limits)
         "disk_bytes": f"INTEGER NOT NULL DEFAULT {DEFAULT_DISK_BYTES}",
+        "run_key": "TEXT NOT NULL DEFAULT ''",  # '': stored before runs had keys
+        "key_parts_json": "TEXT NOT NULL DEFAULT '{}'",
+        "memo_json": "TEXT NOT NULL DEFAULT ''",
     }
 }
 
@@ -90,7 +97,8 @@ def _run_row(r: RunRecord) -> tuple[object, ...]:
         r.created_at, r.started_at, r.ended_at, r.reason, r.image_id, json.dumps(r.inputs),
         r.code.value if r.code else "", r.infra_retries, r.app_failures, r.infra_failures,
         "" if r.limits == Limits() else json.dumps(dataclasses.asdict(r.limits)),
-        r.resources.disk_bytes,
+        r.resources.disk_bytes, r.key, json.dumps(r.key_parts),
+        r.memo.to_json() if r.memo is not None else "",
     )  # fmt: skip
 
 
@@ -105,7 +113,7 @@ _IDS_PER_STATEMENT = 500  # well under SQLite's bound parameters limit
 _FIXED_FIELDS = (
     "submission_id", "experiment", "index", "params", "command", "env", "image", "resources",
     "retries", "timeout_seconds", "network", "outputs", "revision", "results_path", "priority",
-    "seq", "created_at", "inputs", "infra_retries", "limits",
+    "seq", "created_at", "inputs", "infra_retries", "limits", "key", "key_parts", "memo",
 )  # fmt: skip
 
 
@@ -151,6 +159,9 @@ def _run_from(row: sqlite3.Row) -> RunRecord:
         app_failures=row["app_failures"],
         infra_failures=row["infra_failures"],
         limits=Limits(**json.loads(row["limits_json"])) if row["limits_json"] else Limits(),
+        key=row["run_key"],
+        key_parts=json.loads(row["key_parts_json"]),
+        memo=Memo.from_json(row["memo_json"]),
     )
 
 
@@ -393,6 +404,41 @@ class Store:
             return [_run_from(r) for r in rows]
         finally:
             db.close()
+
+    def earlier_apart(self, experiment: str) -> list[Earlier]:
+        """The experiment's runs that have keys, in submission order, as memoisation needs them
+        (for a worker thread: a connection of its own). Whether each succeeded one's results
+        folder is still there is looked at here."""
+        db = sqlite3.connect(str(self.path), timeout=60)
+        try:
+            rows = db.execute(
+                "SELECT id, state, run_key, key_parts_json, memo_json, results_path FROM runs "
+                "WHERE experiment = ? AND run_key != '' ORDER BY seq, idx", (experiment,),
+            ).fetchall()  # fmt: skip
+        finally:
+            db.close()
+        out = []
+        for run_id, state, key, parts, memo_json, results_path in rows:
+            memo = Memo.from_json(memo_json)
+            done = state == RunState.SUCCEEDED.value and os.path.isdir(results_path)
+            out.append(Earlier(run_id, state, key, json.loads(parts),
+                               memo.reuse if memo else "", done))  # fmt: skip
+        return out
+
+    def runs_by_id_apart(self, run_ids: Sequence[str]) -> dict[str, RunRecord]:
+        """The runs of the given ids (those there are), on a connection of its own."""
+        db = sqlite3.connect(str(self.path), timeout=60)
+        db.row_factory = sqlite3.Row
+        out: dict[str, RunRecord] = {}
+        try:
+            for i in range(0, len(run_ids), _IDS_PER_STATEMENT):
+                some = list(run_ids[i : i + _IDS_PER_STATEMENT])
+                rows = db.execute(f"SELECT {_RUN_COLUMNS} FROM runs WHERE id IN "
+                                  f"({','.join('?' * len(some))})", some)  # fmt: skip
+                out.update((r["id"], _run_from(r)) for r in rows)
+        finally:
+            db.close()
+        return out
 
     def revisions_in_use(self, since: float) -> set[str]:
         """Revisions (sources and inputs) of runs that have not ended, and of runs and

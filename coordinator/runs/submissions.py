@@ -6,16 +6,19 @@ accepted is stored before anything else, then handed to the lifecycle (Submitted
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 from convoy.content import SyncError
+from convoy.content import revision_id as revision_of
 from convoy.coordinator.results.folders import write_runs_csv
 from convoy.coordinator.runs.bus import EventBus, RunChanged
 from convoy.coordinator.runs.events import Event, Submitted
+from convoy.coordinator.runs.identity import Memo, Memory, key_parts, run_key
 from convoy.coordinator.runs.lifecycle import Lifecycle, labelled
-from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
+from convoy.coordinator.runs.records import RunRecord, SubmissionRecord, evolve
 from convoy.coordinator.runs.scheduler import HostView, Units, why_unplaceable
 from convoy.coordinator.runs.store import Store
 from convoy.coordinator.sources.builds import BuildKeeper
@@ -63,6 +66,22 @@ def _records(
         for r in expand(spec)
         if keep is None or r.index in keep
     ]
+
+
+def _reusing(run: RunRecord, origin: RunRecord, sub_dir: Path) -> RunRecord:
+    """A run already done by `origin`: succeeded as it did, its folder a link to origin's
+    (relative, so a results folder moved whole keeps them)."""
+    sub_dir.mkdir(parents=True, exist_ok=True)
+    folder = Path(run.results_path)
+    target = os.path.relpath(os.path.realpath(origin.results_path), folder.parent)
+    if not folder.is_symlink():
+        folder.symlink_to(target, target_is_directory=True)
+    return evolve(
+        run, state=RunState.SUCCEEDED, reason=f"already done in {origin.submission_id} "
+        f"({origin.id}); its results are linked", attempt=origin.attempt, host=origin.host,
+        exit_code=origin.exit_code, started_at=origin.started_at, ended_at=origin.ended_at,
+        image_id=origin.image_id, code=origin.code,
+    )  # fmt: skip
 
 
 class Unchanged(Exception):
@@ -170,8 +189,10 @@ class Submissions:
         self, spec_path: str, spec_yaml: str, results_dir: str = "", priority: int = 0,
         reuse: tuple[str, dict[str, str], list[int]] | None = None,
         indexes: Sequence[int] = (), same_as: str = "", unless_revision: str = "",
+        force: bool = False,
     ) -> tuple[SubmissionRecord, list[RunRecord]]:  # fmt: skip
-        """Validate, snapshot the sources, store the submission and its runs, queue them.
+        """Validate, snapshot the sources, store the submission and its runs, queue those not
+        already done (an earlier run of the same key succeeded; `force`: all of them).
         `reuse`: (revision, input revisions, run indexes) of an earlier submission, run again;
         `same_as`: a submission whose revision and inputs to use, for `indexes` (or all);
         `unless_revision`: raise Unchanged, submitting nothing, if the sources make that one."""
@@ -256,7 +277,7 @@ class Submissions:
         # away meanwhile: the rest runs as a task of its own, shielded from the request's end.
         task = asyncio.ensure_future(self._accept(
             spec, spec_path, spec_yaml, source, results_root, revision_id, input_revs, priority,
-            total, keep, width,
+            total, keep, width, force,
         ))  # fmt: skip
         self._accepting.add(task)
         task.add_done_callback(self._accepting.discard)
@@ -265,9 +286,10 @@ class Submissions:
     async def _accept(
         self, spec: ExperimentSpec, spec_path: str, spec_yaml: str, source: Path,
         results_root: Path, revision_id: str, input_revs: dict[str, str], priority: int,
-        total: int, keep: set[int] | None, width: int,
+        total: int, keep: set[int] | None, width: int, force: bool,
     ) -> tuple[SubmissionRecord, list[RunRecord]]:  # fmt: skip
-        """Number, store and queue a validated submission."""
+        """Number, store and queue a validated submission; its runs already done are stored
+        as succeeded, their results linked from the earlier run's."""
         # A sweep of 10^5 runs takes seconds to expand, build and store: that work is done in
         # a worker thread, so the coordinator goes on answering (`convoy runs`, heartbeats).
         async with self._numbering:  # one submission at a time takes a number and a seq
@@ -286,22 +308,28 @@ class Submissions:
                 total=total if keep is None else sum(1 for i in keep if 0 <= i < total),
             )  # fmt: skip
 
-            def store() -> list[RunRecord]:
+            def store() -> tuple[list[RunRecord], str]:
+                build_key = self.builds.key_of(spec.build, spec.image, revision_id)
                 records = _records(spec, sub, keep, width, input_revs)
+                sources = self._sources_key(revision_id, spec_path, source)
+                records = self._remembered(spec, sub_dir, records, sources, build_key, force)
                 self.store.add_submission_apart(sub, records)
-                return records
+                return records, build_key
 
-            records = await asyncio.to_thread(store)
+            records, build_key = await asyncio.to_thread(store)
             self._queuing[sub_id] = asyncio.Event()
         try:
             self._progress[sub_id] = spec.progress or ""  # what progress_pattern would parse
             self._placement[sub_id] = spec.placement
-            if records:  # the build key (an image inspect) before the runs can be placed
-                await self.builds.prepare(records[0], spec.build, known=True)
+            self.builds.learn(sub_id, spec.build, build_key)
             sub_dir.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(write_runs_csv, sub_dir / "runs.csv", records)
-            for i in range(0, len(records), SUBMIT_CHUNK):  # queued in chunks, the loop between
-                chunk = records[i : i + SUBMIT_CHUNK]
+            for r in records:
+                if r.state is RunState.SUCCEEDED:  # already done: stored as such, not queued
+                    self.bus.publish(RunChanged(r, "", now))
+            to_run = [r for r in records if r.state is not RunState.SUCCEEDED]
+            for i in range(0, len(to_run), SUBMIT_CHUNK):  # queued in chunks, the loop between
+                chunk = to_run[i : i + SUBMIT_CHUNK]
                 for r in chunk:
                     self.bus.publish(RunChanged(r, "", now))
                 self.feed(Submitted(tuple(chunk), spec.placement))
@@ -309,6 +337,50 @@ class Submissions:
         finally:
             self._queuing.pop(sub_id).set()
         return sub, records
+
+    def _sources_key(self, revision_id: str, spec_path: str, source: Path) -> str:
+        """The sources' part of the runs' keys: their revision less the experiment file, when
+        it is among them. What of it matters to a run is in the key's other parts (command,
+        parameters, ...), so adding a value to the matrix leaves the other runs' keys alone.
+        Blocking (a manifest may be read): a worker thread's."""
+        try:
+            rel = Path(spec_path).resolve().relative_to(source).as_posix()
+            entries = self.syncer.revision(revision_id).manifest.entries
+        except (ValueError, OSError, RevisionGone):  # outside its sources, or not known
+            return revision_id
+        rest = [e for e in entries if e.path != rel]
+        return revision_id if len(rest) == len(entries) else revision_of(rest)
+
+    def _remembered(
+        self, spec: ExperimentSpec, sub_dir: Path, records: list[RunRecord], sources: str,
+        build_key: str, force: bool,
+    ) -> list[RunRecord]:  # fmt: skip
+        """The records with their keys and what was decided for each: those already done (an
+        earlier run of their key succeeded, its results still there) succeeded, their folders
+        links to that run's. Blocking (an image inspect, the store, the folders): a worker
+        thread's. The links are made before the records are stored: a submission stored is
+        never without them."""
+        image_id = self.builds.image_id(spec.image)
+        memory = Memory(self.store.earlier_apart(spec.name))
+        decided = []
+        for r in records:
+            parts = key_parts(
+                revision=sources, inputs=r.inputs, image_id=image_id, build_key=build_key,
+                command=r.command, params=r.params, env=r.env, network=r.network,
+                outputs=r.outputs,
+            )  # fmt: skip
+            decided.append(evolve(r, key=run_key(parts), key_parts=parts,
+                                  memo=memory.decide(parts, force)))  # fmt: skip
+        origins = self.store.runs_by_id_apart(sorted({r.reused_from for r in decided} - {""}))
+        out = []
+        for r in decided:
+            origin = origins.get(r.reused_from)
+            if origin is not None:
+                r = _reusing(r, origin, sub_dir)
+            elif r.reused_from:  # gone from the store meanwhile: it runs
+                r = evolve(r, memo=Memo(text=f"{r.reused_from}'s record is gone"))
+            out.append(r)
+        return out
 
     async def queued(self, sub_id: str) -> None:
         """Return once every run of the submission is with the lifecycle (a cancel waits)."""

@@ -50,6 +50,10 @@ class BuildKeeper:
         if run.submission_id not in self._specs:
             await asyncio.to_thread(self._spec_and_key, run, build, known)
 
+    def learn(self, submission_id: str, build: BuildSpec | None, key: str) -> None:
+        """A submission's build spec and its key, as computed when it was accepted."""
+        self._specs.setdefault(submission_id, (build, key))
+
     def spec(self, run: RunRecord) -> BuildSpec | None:
         return self._spec_and_key(run)[0]
 
@@ -65,17 +69,24 @@ class BuildKeeper:
             if not known:  # after a restart: from the stored experiment file
                 sub = self.store.submission(run.submission_id)
                 build = load_spec(sub.spec_yaml, sub.spec_path).build if sub else None
-            key = ""
-            if build is not None:
-                image = build.image or run.image
-                try:
-                    image_id = self.images.local_id(image) or image
-                except ImageError:
-                    image_id = image  # an image only hosts have (pulled): its name stands in
-                what = [image_id, run.revision, argv_of(build.command)]
-                key = hash_bytes(json.dumps(what).encode())
+            key = self.key_of(build, run.image, run.revision)
             cached = self._specs[run.submission_id] = (build, key)
         return cached
+
+    def image_id(self, image: str) -> str:
+        """The image's id on the coordinator's engine; its name when only hosts have it
+        (pulled there). Blocking: an image inspect."""
+        try:
+            return self.images.local_id(image) or image
+        except ImageError:
+            return image
+
+    def key_of(self, build: BuildSpec | None, run_image: str, revision: str) -> str:
+        """The build key of a build spec over a revision ("" for none). Blocking."""
+        if build is None:
+            return ""
+        what = [self.image_id(build.image or run_image), revision, argv_of(build.command)]
+        return hash_bytes(json.dumps(what).encode())
 
     def ready(self, host: str, run: RunRecord) -> bool:
         """No build to wait for: none is needed, or the host is known to hold it. (Not yet

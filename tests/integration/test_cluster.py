@@ -373,7 +373,7 @@ def test_a_build_runs_once_per_host_and_never_again_for_that_revision(
             assert (first / "build" / f"{name}.log").read_text() == "building\n"
             assert json.loads((first / "build" / f"{name}.json").read_text())["made_now"]
 
-        out = env.cli("run", str(spec))
+        out = env.cli("run", "--force", str(spec))  # run again, not reused: the build is
         assert out.returncode == 0, out.stderr
         second = tmp_path / "convoy-results/built/built-2"
         for p in sorted(second.glob("*/run.json")):
