@@ -77,7 +77,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         if request.limit < 0:
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT,
                                 f"limit must be 0 (all) or more, got {request.limit}")  # fmt: skip
-        runs = self.c.store.runs(request.submission_id, states, request.limit)
+        runs = self.c.store.runs(request.submission_id, states, request.limit,
+                                 request.experiment, request.newest)  # fmt: skip
         return pb.ListRunsResponse(runs=[run_to_pb(r) for r in runs])
 
     async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.Run:

@@ -121,6 +121,10 @@ def _parser() -> argparse.ArgumentParser:
     rs = sub.add_parser("runs", help="list runs", description="List runs, oldest first.")
     rs.add_argument("--json", action="store_true", help="a JSON array with run.json's fields")
     rs.add_argument("--submission", "-s", default="", help="only this submission's runs")
+    rs.add_argument("--experiment", "-e", default="", metavar="NAME",
+                    help="only this experiment's runs")  # fmt: skip
+    rs.add_argument("--last", type=_whole(1, 2**31 - 1, "--last"), default=0, metavar="N",
+                    help="only the last N runs (by submission, then index)")  # fmt: skip
     rs.add_argument("--state", action="append", default=[],
                     help="only runs in this state; 'active': syncing, building, starting or "
                     "running (as the TUI's filter takes it)")  # fmt: skip
@@ -189,19 +193,49 @@ def _parser() -> argparse.ArgumentParser:
 
 
 async def _runs(home: Path, ns: argparse.Namespace) -> int:
-    channel, stub = await connect(home)
-    async with channel:
-        states = [
-            s
-            for given in ns.state
-            for s in (sorted(a.value for a in ACTIVE) if given == "active" else [given])
-        ]
-        resp = await stub.ListRuns(pb.ListRunsRequest(submission_id=ns.submission, states=states))
-    if ns.json:
-        print(json.dumps([run_fields(r) for r in resp.runs], indent=2))
+    states = [
+        s
+        for given in ns.state
+        for s in (sorted(a.value for a in ACTIVE) if given == "active" else [given])
+    ]
+    req = pb.ListRunsRequest(submission_id=ns.submission, states=states, limit=ns.last,
+                             experiment=ns.experiment, newest=bool(ns.last))  # fmt: skip
+    try:
+        channel, stub = await connect(home)
+    except CoordinatorUnavailable:  # the history is in its store: read it there
+        runs = _stored_runs(home, req)
     else:
-        print(runs_table(resp.runs) if resp.runs else "no runs")
+        async with channel:
+            runs = list((await stub.ListRuns(req)).runs)
+    if ns.json:
+        print(json.dumps([run_fields(r) for r in runs], indent=2))
+    else:
+        print(runs_table(runs) if runs else "no runs")
     return 0
+
+
+def _stored_runs(home: Path, req: pb.ListRunsRequest) -> list[pb.Run]:
+    """ListRuns answered from the coordinator's store, while no coordinator runs (said on
+    stderr: what was running when it stopped is shown as it was then)."""
+    import sqlite3
+
+    from convoy.coordinator.runs.store import STATE_DB, stored_runs
+    from convoy.coordinator.wire import run_to_pb
+
+    path = home / STATE_DB
+    try:
+        states = [RunState(s) for s in req.states]
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    try:
+        runs = stored_runs(path, req.submission_id, states, req.limit, req.experiment,
+                           req.newest)  # fmt: skip
+    except sqlite3.Error as e:
+        raise UsageError(f"no coordinator runs, and its store {path} cannot be read: {e}"
+                         ) from None  # fmt: skip
+    print(f"convoy: no coordinator runs ({home}); the runs as its store last had them",
+          file=sys.stderr)  # fmt: skip
+    return [run_to_pb(r) for r in runs]
 
 
 async def _why(home: Path, ns: argparse.Namespace) -> int:

@@ -215,6 +215,46 @@ def _insert_submission(
 STATE_DB = "state.db"  # in the coordinator's home
 
 
+def _select_runs(
+    db: sqlite3.Connection, submission_id: str, states: Sequence[RunState], limit: int,
+    experiment: str, newest: bool,
+) -> list[RunRecord]:  # fmt: skip
+    sql = f"SELECT {_RUN_COLUMNS} FROM runs"
+    where: list[str] = []
+    args: list[object] = []
+    for column, value in (("submission_id", submission_id), ("experiment", experiment)):
+        if value:
+            where.append(f"{column} = ?")
+            args.append(value)
+    if states:
+        where.append(f"state IN ({','.join('?' * len(states))})")
+        args.extend(s.value for s in states)
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY seq DESC, idx DESC" if newest and limit else " ORDER BY seq, idx"
+    if limit:
+        sql += f" LIMIT {int(limit)}"
+    rows = [_run_from(r) for r in db.execute(sql, args)]
+    return rows[::-1] if newest and limit else rows
+
+
+def stored_runs(
+    path: Path, submission_id: str = "", states: Sequence[RunState] = (), limit: int = 0,
+    experiment: str = "", newest: bool = False,
+) -> list[RunRecord]:  # fmt: skip
+    """Store.runs of the store at `path`, only read (a coordinator may be running or not;
+    WAL: the last commit), none when there is no store. sqlite3.Error when it cannot be read
+    (or lacks a column this convoy added: a coordinator adds them when it opens it)."""
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)
+    db.row_factory = sqlite3.Row
+    try:
+        return _select_runs(db, submission_id, states, limit, experiment, newest)
+    finally:
+        db.close()
+
+
 def in_flight_on(path: Path, host: str) -> list[tuple[str, str]]:
     """(run id, state) of the runs the store at `path` has in flight on `host`, in submission
     order: only read (though SQLite may make its -wal and -shm files), and none when there
@@ -373,23 +413,12 @@ class Store:
             )  # fmt: skip
 
     def runs(
-        self, submission_id: str = "", states: Sequence[RunState] = (), limit: int = 0
-    ) -> list[RunRecord]:
-        sql = f"SELECT {_RUN_COLUMNS} FROM runs"
-        where: list[str] = []
-        args: list[object] = []
-        if submission_id:
-            where.append("submission_id = ?")
-            args.append(submission_id)
-        if states:
-            where.append(f"state IN ({','.join('?' * len(states))})")
-            args.extend(s.value for s in states)
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY seq, idx"
-        if limit:
-            sql += f" LIMIT {int(limit)}"
-        return [_run_from(r) for r in self._db.execute(sql, args)]
+        self, submission_id: str = "", states: Sequence[RunState] = (), limit: int = 0,
+        experiment: str = "", newest: bool = False,
+    ) -> list[RunRecord]:  # fmt: skip
+        """Runs in submission order, then by index; `limit` (0: all) of them, the first or,
+        `newest`, the last."""
+        return _select_runs(self._db, submission_id, states, limit, experiment, newest)
 
     def runs_apart(self, submission_id: str) -> list[RunRecord]:
         """A submission's runs read on a connection of its own, for a worker thread (WAL: the

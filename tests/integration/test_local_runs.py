@@ -442,6 +442,43 @@ def test_down_cancel_ends_every_unfinished_run_first(
         assert json.loads(record.read_text())["state"] == "cancelled"
 
 
+def test_runs_lists_the_history_while_no_coordinator_runs(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """After `convoy down`, `convoy runs` reads the store (saying so), with its filters, and
+    starts nothing."""
+    spec = write_experiment(tmp_path, """
+        name: hist
+        image: convoy/busybox:1
+        command: echo ${i}
+        matrix: {i: [1, 2, 3]}
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    assert convoy_env.cli("run", str(spec)).returncode == 0
+    assert convoy_env.cli("down").returncode == 0
+    assert convoy_env.coordinator.wait(10) is not None
+    out = convoy_env.cli("runs", "--json", "--experiment", "hist", "--last", "2")
+    assert out.returncode == 0, out.stderr
+    assert [(r["run"], r["state"]) for r in json.loads(out.stdout)] == [
+        ("hist-1.01", "succeeded"), ("hist-1.02", "succeeded")
+    ]  # fmt: skip
+    assert "no coordinator runs" in out.stderr
+    assert convoy_env.cli("runs", "-e", "nope").stdout.strip() == "no runs"
+    bad = convoy_env.cli("runs", "--state", "sleeping")
+    assert bad.returncode == 2 and "sleeping" in bad.stderr
+    assert not (convoy_env.home / "coordinator.pid").exists() or not _alive(
+        convoy_env.home / "coordinator.pid"
+    )
+
+
+def _alive(pidfile: Path) -> bool:
+    try:
+        os.kill(int(pidfile.read_text().strip()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def test_hosts_shows_the_local_host_with_its_capacity(convoy_env: ConvoyEnv) -> None:
     """`convoy hosts --json` lists the local host with the capacity `convoy up` gave it."""
     out = convoy_env.cli("hosts", "--json")

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
-from convoy.coordinator.runs.store import Store
+from convoy.coordinator.runs.store import Store, stored_runs
 from convoy.spec import Resources
 from convoy.states import InvalidTransition, RunState
 
@@ -328,3 +328,29 @@ def test_a_runs_limits_are_stored_and_the_defaults_take_no_room(store: Store) ->
     assert store.run(plain.id) == plain and store.run(capped.id) == capped
     rows = dict(store._db.execute("SELECT id, limits_json FROM runs").fetchall())
     assert rows[plain.id] == ""
+
+
+def test_runs_filter_by_experiment_and_the_last_ones_come_in_order(store: Store, db: Path) -> None:
+    """experiment= keeps one experiment's runs; newest with a limit keeps the last ones, listed
+    oldest first; stored_runs reads the same from the file while no Store has it open."""
+    subs = [make_sub(1), make_sub(2, experiment="other", seq=2), make_sub(3, seq=3)]
+    for s in subs:
+        store.add_submission(s, make_runs(s))
+    assert [r.id for r in store.runs(experiment="other")] == ["other-2.0", "other-2.1",
+                                                             "other-2.2"]  # fmt: skip
+    assert [r.id for r in store.runs(limit=2, newest=True)] == ["exp-3.1", "exp-3.2"]
+    assert [r.id for r in store.runs(limit=4, newest=True, experiment="exp")] == [
+        "exp-1.2", "exp-3.0", "exp-3.1", "exp-3.2"
+    ]  # fmt: skip
+    assert [r.id for r in store.runs(limit=2)] == ["exp-1.0", "exp-1.1"]
+    store.close()
+    assert stored_runs(db, experiment="exp", limit=2, newest=True) == store_runs_of(db)[-2:]
+    assert stored_runs(db.parent / "none.db") == []
+
+
+def store_runs_of(db: Path) -> list[RunRecord]:
+    s = Store(db)
+    try:
+        return s.runs(experiment="exp")
+    finally:
+        s.close()
