@@ -9,10 +9,11 @@ Otherwise the superseded submission's runs are cancelled (on_change: cancel, kee
 partial results) or left to finish, and the new runs start: only the change is synced, and a
 build step rebuilds incrementally. Paths under the results folder, .git and convoy's state are
 never watched: runs, builds and convoy write there (runs and builds write on the hosts, never
-into the sources). If reruns keep being triggered by the same paths, watching pauses with an
-explanation (the loop breaker) until the user resumes it: five reruns within 30 s, each caused by
-the same paths changing within a second of the rerun before (a person reading the output and
-saving again takes longer, and breaks the chain).
+into the sources). So nothing convoy starts changes what is watched, and no rerun causes
+another: each follows a change made outside convoy. Watching therefore never pauses on its own,
+however quickly changes come: a person saving as soon as the output ends is as quick as a tool,
+and timing cannot tell them apart. A tool that writes the same content again reruns nothing (the
+same revision); one that writes new content reruns each time, as a person's save does.
 
 Both `convoy watch` and the TUI drive a WatchSession; what they show is up to their callbacks.
 """
@@ -23,7 +24,6 @@ import asyncio
 import contextlib
 import os
 import time
-from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,10 +39,6 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 ALWAYS_IGNORED = (".git", "convoy-results", ".convoy", "__pycache__")
-LOOP_RERUNS = 5  # reruns by the same paths ...
-LOOP_WINDOW_S = 30.0  # ... within this long: a loop (something rewrites them after each rerun)
-QUICK_S = 1.0  # a change this soon after a rerun's submission is suspect; a later one (a person
-# reading the output, then saving) breaks the chain
 
 
 @dataclass
@@ -66,31 +62,6 @@ class Debouncer:
     def take(self) -> set[str]:
         paths, self.paths, self.last = self.paths, set(), None
         return paths
-
-
-@dataclass
-class LoopBreaker:
-    """Says why to pause when the same paths keep triggering reruns."""
-
-    reruns: int = LOOP_RERUNS
-    window_s: float = LOOP_WINDOW_S
-    history: deque[tuple[float, frozenset[str]]] = field(default_factory=deque)
-
-    def record(self, changed: Sequence[str], at: float) -> str | None:
-        paths = frozenset(changed)
-        self.history.append((at, paths))
-        while self.history and at - self.history[0][0] > self.window_s:
-            self.history.popleft()
-        same = [t for t, p in self.history if p == paths]
-        if len(same) >= self.reruns:
-            self.history.clear()
-            shown = ", ".join(sorted(paths)[:5]) + (" ..." if len(paths) > 5 else "")
-            return (
-                f"paused: {shown} changed {len(same)} times in {at - same[0]:.0f} s, each time "
-                f"within {QUICK_S:g} s of a rerun; something rewrites them (a tool on this "
-                "machine, or a build or run writing into the sources through a shared folder?)"
-            )
-        return None
 
 
 class _Events(FileSystemEventHandler):
@@ -120,7 +91,6 @@ class Callbacks:
     submitted: Callable[[pb.SubmitResponse, list[str]], Awaitable[None]] | None = None
     unchanged: Callable[[set[str]], None] | None = None
     superseded: Callable[[str, list[str]], None] | None = None
-    paused: Callable[[str], Awaitable[None]] | None = None  # returns when the user resumes
     smoke_failed: Callable[[str], None] | None = None
     error: Callable[[str], None] | None = None
 
@@ -141,11 +111,8 @@ class WatchSession:
         self.spec_text, self.spec = self._load()
         self.debouncer = Debouncer(self.spec.watch.debounce_s if debounce_s is None
                                    else debounce_s)  # fmt: skip
-        self.breaker = LoopBreaker()
         self.revision = since[1] if since else ""
         self.submission = since[0] if since else ""
-        self._submitted_at = 0.0  # when the last rerun was submitted (monotonic)
-        self._burst_at = 0.0  # when the first change of the pending burst was seen
         self._wake = asyncio.Event()
         self._smoke: asyncio.Task[None] | None = None
 
@@ -198,8 +165,6 @@ class WatchSession:
                 self._smoke.cancel()
 
     def _noted(self, path: str) -> None:
-        if self.debouncer.last is None:
-            self._burst_at = time.monotonic()
         self.debouncer.note(path, time.monotonic())
         self._wake.set()
 
@@ -239,20 +204,6 @@ class WatchSession:
             await self.cb.submitted(resp, list(resp.changed))
         if smoke and len(smoke) < _matrix_size(self.spec):
             self._smoke = asyncio.ensure_future(self._after_smoke(resp))
-        quick = not initial and self._burst_at - self._submitted_at < QUICK_S
-        self._submitted_at = time.monotonic()
-        if quick:
-            reason = self.breaker.record(list(resp.changed), time.monotonic())
-            if reason is not None and self.cb.paused:
-                await self._pause(reason)
-        else:
-            self.breaker.history.clear()
-
-    async def _pause(self, reason: str) -> None:
-        assert self.cb.paused is not None
-        await self.cb.paused(reason)
-        self.debouncer.take()  # what changed while paused is dropped: the next save reruns
-        self._wake.set()
 
     async def _after_smoke(self, smoke: pb.SubmitResponse) -> None:
         """The rest of the matrix, once every smoke run has succeeded."""

@@ -183,14 +183,9 @@ class ConvoyApp(App[None]):
         async def submitted(resp: pb.SubmitResponse, changed: list[str]) -> None:
             say(f"{resp.submission_id}: {len(resp.runs)} runs ({', '.join(changed[:4])})")
 
-        async def paused(reason: str) -> None:
-            say(reason + "; press w to watch again", "warning")
-            self.watches.pop(sub.spec_path, None)
-            raise asyncio.CancelledError
-
         session = WatchSession(
             self.client.stub, Path(sub.spec_path), str(Path(sub.results_dir).parent.parent),
-            self.home, Callbacks(submitted=submitted, paused=paused,
+            self.home, Callbacks(submitted=submitted,
                                  unchanged=lambda _: say("saved, same content: no rerun"),
                                  error=lambda m: say(m, "error")),
             since=(sub.id, sub.revision),

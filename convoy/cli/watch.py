@@ -72,13 +72,6 @@ class WatchPrinter:
             self.say(f"{sub} superseded: cancelled {len(cancelled)} unfinished runs "
                      "(their partial results are kept)")  # fmt: skip
 
-    async def paused(self, reason: str) -> None:
-        self.say(reason)
-        if not sys.stdin.isatty():
-            raise SystemExit(1)
-        self.say("press Enter to watch again")
-        await asyncio.to_thread(sys.stdin.readline)
-
     def error(self, message: str) -> None:
         self.say(f"not rerun: {message}")
 
@@ -93,8 +86,7 @@ async def watch_experiment(
         session = WatchSession(
             stub, path, str(Path(results).absolute()) if results else "", home,
             Callbacks(submitted=out.submitted, unchanged=out.unchanged,
-                      superseded=out.superseded, paused=out.paused, smoke_failed=out.say,
-                      error=out.error),
+                      superseded=out.superseded, smoke_failed=out.say, error=out.error),
             debounce_s=debounce,
         )  # fmt: skip
         folders = ", ".join(str(f) for f in session.folders())

@@ -45,6 +45,7 @@ class FilePiece:
 
 
 NOT_MATCHED = "declared in outputs: the run created or changed no file that matches"
+PARAM_COLUMN = "param."  # + a parameter's name: its column in runs.csv
 
 
 def duration(run: RunRecord) -> float | None:
@@ -315,14 +316,18 @@ def record_unstarted(run: RunRecord) -> None:
 
 
 def write_runs_csv(path: Path, runs: Sequence[RunRecord]) -> None:
-    """One row per run: its parameters, state, exit code and duration. Replaced atomically."""
+    """One row per run: its parameters, state, exit code and duration. Replaced atomically.
+
+    A parameter's column is `param.NAME`, so that whatever its name (`run`, `state` and `index`
+    are allowed), it never makes a second column of one of convoy's: convoy's own columns never
+    start with `param.`."""
     params: list[str] = []
     for r in runs:
         params.extend(k for k in r.params if k not in params)
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["run", "index", *params, "state", "code", "exit_code", "duration_s", "host",
-                "attempt"])  # fmt: skip
+    w.writerow(["run", "index", *(PARAM_COLUMN + k for k in params), "state", "code",
+                "exit_code", "duration_s", "host", "attempt"])  # fmt: skip
     for r in sorted(runs, key=lambda r: r.index):
         d = duration(r)
         w.writerow([

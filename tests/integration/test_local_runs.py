@@ -88,7 +88,7 @@ def test_results_folder_holds_run_json_log_files_and_runs_csv(
         assert not (d / "input.txt").exists()  # an unchanged input is not a result
         assert set(meta["files"]) == {"edit.txt", "results/k.txt"}
     rows = list(csv.DictReader((sub / "runs.csv").open()))
-    assert [(r["run"], r["k"], r["state"], r["exit_code"]) for r in rows] == [
+    assert [(r["run"], r["param.k"], r["state"], r["exit_code"]) for r in rows] == [
         ("layout-1.00", "alpha", "succeeded", "0"),
         ("layout-1.01", "beta", "succeeded", "0"),
     ]

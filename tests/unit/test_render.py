@@ -23,4 +23,4 @@ def test_runs_csv_writes_booleans_as_the_file_wrote_them(tmp_path: Path) -> None
     runs = [replace(make_run(tmp_path, i), params={"fast": i == 0, "n": i}) for i in range(2)]
     write_runs_csv(tmp_path / "runs.csv", runs)
     rows = list(csv.DictReader((tmp_path / "runs.csv").open()))
-    assert [(r["fast"], r["n"]) for r in rows] == [("true", "0"), ("false", "1")]
+    assert [(r["param.fast"], r["param.n"]) for r in rows] == [("true", "0"), ("false", "1")]

@@ -485,8 +485,8 @@ def test_write_runs_csv_rows_sorted_by_index(tmp_path: Path) -> None:
     rows = read_csv(path)
     header = rows[0]
     assert header == [
-        "run", "index", "rate", "rep", "state", "code", "exit_code", "duration_s", "host",
-        "attempt",
+        "run", "index", "param.rate", "param.rep", "state", "code", "exit_code", "duration_s",
+        "host", "attempt",
     ]  # fmt: skip
     body = [dict(zip(header, r, strict=True)) for r in rows[1:]]
     assert [r["index"] for r in body] == ["0", "1", "2"]
@@ -495,7 +495,7 @@ def test_write_runs_csv_rows_sorted_by_index(tmp_path: Path) -> None:
     assert [r["state"] for r in body] == ["queued", "succeeded", "failed"]
     assert [r["code"] for r in body] == ["", "exit_code", "exit_code"]
     assert [r["duration_s"] for r in body] == ["", "2.500", "2.500"]
-    assert [r["rep"] for r in body] == ["0", "1", "2"]
+    assert [r["param.rep"] for r in body] == ["0", "1", "2"]
     assert not (tmp_path / "out" / "runs.csv.tmp").exists()
 
 
@@ -508,9 +508,36 @@ def test_write_runs_csv_param_columns_first_seen_order(tmp_path: Path) -> None:
     path = tmp_path / "runs.csv"
     write_runs_csv(path, runs)
     rows = read_csv(path)
-    assert rows[0][2:5] == ["b", "a", "c"]
+    assert rows[0][2:5] == ["param.b", "param.a", "param.c"]
     assert rows[1][:5] == ["exp-1.0", "0", "3", "", "x"]
     assert rows[2][:5] == ["exp-1.1", "1", "1", "2", ""]
+
+
+def test_runs_csv_parameters_named_as_convoy_s_columns_keep_their_own(tmp_path: Path) -> None:
+    """A parameter named `run` (ns-3's RngRun), `state` or `index` is a column of its own,
+    and convoy's columns of those names still hold convoy's values."""
+    runs = [
+        replace(finished(make_run(tmp_path, i)), params={"run": 7 + i, "state": s, "index": 9})
+        for i, s in enumerate(["idle", "busy"])
+    ]
+    path = tmp_path / "runs.csv"
+    write_runs_csv(path, runs)
+    rows = read_csv(path)
+    header = rows[0]
+    assert header == [
+        "run", "index", "param.run", "param.state", "param.index", "state", "code", "exit_code",
+        "duration_s", "host", "attempt",
+    ]  # fmt: skip
+    assert len(set(header)) == len(header)
+    body = list(csv.DictReader(path.open()))
+    assert [(r["run"], r["index"], r["state"]) for r in body] == [
+        ("exp-1.0", "0", "succeeded"),
+        ("exp-1.1", "1", "succeeded"),
+    ]
+    assert [(r["param.run"], r["param.state"], r["param.index"]) for r in body] == [
+        ("7", "idle", "9"),
+        ("8", "busy", "9"),
+    ]
 
 
 def test_write_runs_csv_replaces_previous(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""Watch mode's pure parts: the debouncer, the loop breaker, the spec's `watch:` field."""
+"""Watch mode's pure parts: the debouncer, the spec's `watch:` field."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 
 from convoy.errors import SpecError
 from convoy.spec import WatchSpec, load_spec, smoke_indexes
-from convoy.watching import Debouncer, LoopBreaker
+from convoy.watching import Debouncer
 
 HEAD = "name: w\nimage: i\ncommand: c\nmatrix:\n  rho: [0.5, 0.8]\n  rep: [0, 1, 2]\n"
 
@@ -20,21 +20,6 @@ def test_a_burst_fires_once_after_it_goes_quiet() -> None:
     assert d.wait_s(0.9) == pytest.approx(0.1 - (0.9 - 49 * 0.018))
     assert d.due(49 * 0.018 + 0.101)
     assert d.take() == {"f0", "f1", "f2"} and not d.due(10.0)
-
-
-def test_the_same_paths_rerunning_five_times_in_30_s_pause_watching() -> None:
-    b = LoopBreaker()
-    for t in range(4):
-        assert b.record(["gen.h"], t * 5.0) is None
-    assert b.record(["other.c"], 21.0) is None  # another path does not count
-    reason = b.record(["gen.h"], 24.0)
-    assert reason is not None and reason.startswith("paused: gen.h changed 5 times in 24 s, each")
-    assert b.record(["gen.h"], 25.0) is None  # it starts counting again
-
-
-def test_reruns_spread_out_are_no_loop() -> None:
-    b = LoopBreaker()
-    assert all(b.record(["model.c"], t * 10.0) is None for t in range(20))
 
 
 def test_watch_field_and_smoke_runs() -> None:
