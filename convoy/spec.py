@@ -53,6 +53,14 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class OnFailure:
+    """What a sweep does when its runs fail by the application (exit status, out of memory,
+    timeout), each after its retries."""
+
+    stop_after: int = 0  # that many such failures cancel the submission's other runs; 0: never
+
+
+@dataclass(frozen=True)
 class BuildSpec:
     """The build step: run once per (image, revision, command) on each host, before that
     revision's first run there; its files then lie under every run's workspace."""
@@ -127,6 +135,7 @@ class ExperimentSpec:
     watch: WatchSpec = field(default_factory=WatchSpec)
     placement: PlacementSpec = field(default_factory=PlacementSpec)
     limits: Limits = field(default_factory=Limits)
+    on_failure: OnFailure = field(default_factory=OnFailure)
     file: str = "<spec>"
 
 
@@ -154,7 +163,9 @@ _OPTIONAL = (
     "matrix", "resources", "env", "outputs", "retries", "infra_retries", "timeout", "network",
     "sources", "inputs",
 )  # fmt: skip
-_FIELDS = (*_REQUIRED, *_OPTIONAL, "progress", "build", "watch", "placement", "limits")
+_FIELDS = (
+    *_REQUIRED, *_OPTIONAL, "progress", "build", "watch", "placement", "limits", "on_failure",
+)  # fmt: skip
 _BUILD_FIELDS = ("command", "image", "resources", "timeout", "once")
 _MEMORY_UNITS = {"": 1, "b": 1}
 for _i, _p in enumerate("kmgtp", start=1):
@@ -497,6 +508,13 @@ class NodeChecker:
                 kwargs[name] = self.converted(fields[name][1], f"limits.{name}", parse_memory)
         return Limits(**kwargs)
 
+    def on_failure(self, node: yaml.Node) -> OnFailure:
+        fields = self.mapping(node, "on_failure")
+        self.known_keys(fields, ("stop_after",), " in on_failure")
+        if "stop_after" not in fields:
+            return OnFailure()
+        return OnFailure(self.integer(fields["stop_after"][1], "on_failure.stop_after", 1))
+
     def resources(self, node: yaml.Node, path: str = "resources") -> Resources:
         fields = self.mapping(node, path)
         self.known_keys(fields, ("cpus", "memory", "gpus", "disk"), f" in {path}")
@@ -717,6 +735,7 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
         "watch": check.watch,
         "placement": check.placement,
         "limits": check.limits,
+        "on_failure": check.on_failure,
     }
     values: dict[str, Any] = {}
     if "matrix" in given:  # first: command and env may refer to its parameters

@@ -56,7 +56,7 @@ from convoy.coordinator.runs.events import (
     Restored,
     Tick,
 )
-from convoy.coordinator.runs.lifecycle import DEFAULT_GRACE_S, HostInfo, Lifecycle
+from convoy.coordinator.runs.lifecycle import DEFAULT_GRACE_S, OWN_FAILURES, HostInfo, Lifecycle
 from convoy.coordinator.runs.logs import Logs
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.scheduler import HostView
@@ -161,7 +161,12 @@ class Coordinator:
             (sub_id, self.submissions.placement_of(sub_id))
             for sub_id in sorted({r.submission_id for r in unfinished})
         )
-        self.feed(Restored(unfinished, tuple(self.store.attempts()), placements))
+        stopping = tuple(
+            (sub_id, n, self.store.count_failed(sub_id, OWN_FAILURES))
+            for sub_id, _ in placements
+            if (n := self.submissions.stop_after_of(sub_id))
+        )  # fmt: skip
+        self.feed(Restored(unfinished, tuple(self.store.attempts()), placements, stopping))
         due = [r for i in self.store.folders_due() if (r := self.store.run(i)) is not None]
         if due:  # noted before a stop, not written yet
             self._folders_later(due)

@@ -20,6 +20,7 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from .client import connect_or_start
+from .failures import failure_lines
 from .render import human_duration, runs_table, state_counts
 from .safetext import inert
 from .subset import chosen
@@ -233,6 +234,8 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
                 t.cancel()
     runs = sorted(final.values(), key=lambda r: r.index)
     printer.status("\n" + runs_table(runs))
+    for line in failure_lines(runs):
+        printer.status(f"convoy: {line}")
     printer.status(
         "convoy: "
         + state_counts(r.state for r in runs)

@@ -26,6 +26,9 @@ class AttemptPhase(StrEnum):
     SUPERSEDED = "superseded"  # given up (its host was lost): never accepted, stopped when seen
 
 
+ON_REQUEST = "cancelled on request"
+
+
 @dataclass(frozen=True)
 class Outcome:
     """How an attempt ended."""
@@ -88,6 +91,7 @@ class Submitted:
 
     runs: tuple[RunRecord, ...]
     placement: PlacementSpec = field(default_factory=PlacementSpec)
+    stop_after: int = 0  # on_failure.stop_after: that many failures stop the rest; 0: never
 
 
 @dataclass(frozen=True)
@@ -98,6 +102,8 @@ class Restored:
     runs: tuple[RunRecord, ...]
     attempts: tuple[AttemptRecord, ...]
     placements: tuple[tuple[str, PlacementSpec], ...] = ()  # submission id -> where it may run
+    # submission id -> (its on_failure.stop_after, how many of its runs failed so far)
+    stop_after: tuple[tuple[str, int, int], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -119,6 +125,7 @@ class CancelRequested:
     run_ids: tuple[str, ...]
     grace: float
     at: float
+    why: str = ON_REQUEST  # the runs' reason (the stop of a submission says its own)
 
 
 # ---- hosts --------------------------------------------------------------------------------

@@ -41,6 +41,7 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from convoy.coordinator.runs.events import (
+    ON_REQUEST,
     AttemptEnded,
     AttemptPhase,
     AttemptRecord,
@@ -91,6 +92,13 @@ from .actions import (
     Stop,
 )
 
+# Failures of a run's own doing, which on_failure.stop_after counts: its application's (each
+# after its retries), its build's, and its going past its limits; not the platform's.
+OWN_FAILURES = frozenset({
+    Reason.EXIT_CODE, Reason.OOM_KILLED, Reason.TIMEOUT, Reason.BUILD_FAILED,
+    Reason.OUTPUT_LIMIT, Reason.DISK_LIMIT,
+})  # fmt: skip
+
 DEFAULT_GRACE_S = 60.0
 FENCE_GRACE_S = 5.0  # a superseded attempt's container: SIGTERM, SIGKILL this much later
 _LIVE = (AttemptPhase.LAUNCHING, AttemptPhase.RUNNING, AttemptPhase.COLLECTING)
@@ -137,6 +145,10 @@ class Lifecycle:
     now: float = 0.0
     # Runs asked to stop, with the grace for their container.
     cancels: dict[str, float] = field(default_factory=dict)
+    _cancel_why: dict[str, str] = field(default_factory=dict)  # ... and why, if not on request
+    _stop_after: dict[str, int] = field(default_factory=dict)  # submission -> on_failure's N
+    _failed: Counter[str] = field(default_factory=Counter)  # submission -> its own failures
+    _stopped: set[str] = field(default_factory=set)  # submissions stopped by on_failure
     _placement: dict[str, PlacementSpec] = field(default_factory=dict)  # by submission
     _avoid: dict[str, set[str]] = field(default_factory=dict)  # run -> hosts it failed on
     _holds: dict[str, str] = field(default_factory=dict)  # scheduler.place's, pass to pass
@@ -391,12 +403,17 @@ class Lifecycle:
         for run in e.runs:
             self.runs[run.id] = run
             self._placement[run.submission_id] = e.placement
+            if e.stop_after:
+                self._stop_after[run.submission_id] = e.stop_after
             self._enqueue(run)
         self._wanted_dispatch = True
 
     def _restored(self, e: Restored, out: list[Action]) -> None:
         for sub_id, placement in e.placements:
             self._placement[sub_id] = placement
+        for sub_id, stop_after, failed in e.stop_after:
+            self._stop_after[sub_id] = stop_after
+            self._failed[sub_id] = failed
         for a in e.attempts:
             if a.host not in self.hosts:  # taken out of the hosts file: nothing to reconcile
                 out.append(ForgetAttempts((a.id,)))
@@ -427,6 +444,8 @@ class Lifecycle:
             elif self.current(run.id) is None:  # its attempt ended, the run was not moved yet
                 self._requeue(run, f"the coordinator restarted as attempt {run.attempt} ended",
                               out)  # fmt: skip
+        for sub_id, _, _ in e.stop_after:  # one stopped as the coordinator went down
+            self._stop_if_failing(sub_id, out)
         self._wanted_dispatch = True
 
     def _placeable(self, h: HostInfo) -> bool:
@@ -561,13 +580,29 @@ class Lifecycle:
             if run is None:
                 continue
             if run.state is RunState.QUEUED:
-                self._end(run, RunState.CANCELLED, Reason.CANCELLED,
-                          "cancelled before it started", out)  # fmt: skip
+                why = "cancelled before it started" if e.why == ON_REQUEST else e.why
+                self._end(run, RunState.CANCELLED, Reason.CANCELLED, why, out)
                 continue
             self.cancels[run_id] = e.grace
+            if e.why != ON_REQUEST:
+                self._cancel_why[run_id] = e.why
             a = self.current(run_id)
             if a is not None:
                 self._stop_if_cancelled(a, out)
+
+    def _stop_if_failing(self, sub_id: str, out: list[Action]) -> None:
+        """on_failure: a submission with stop_after of its runs failed by their own doing
+        (OWN_FAILURES) has the others cancelled, queued ones at once, running ones stopped."""
+        limit = self._stop_after.get(sub_id, 0)
+        failed = self._failed[sub_id]
+        if not limit or failed < limit or sub_id in self._stopped:
+            return
+        self._stopped.add(sub_id)
+        why = (f"cancelled: {failed} runs of {sub_id} failed (on_failure: stop_after: "
+               f"{limit})")  # fmt: skip
+        rest = sorted((r for r in self.runs.values() if r.submission_id == sub_id),
+                      key=lambda r: r.state is not RunState.QUEUED)  # queued first  # fmt: skip
+        self._cancel(CancelRequested(tuple(r.id for r in rest), self.grace_s, self.now, why), out)
 
     def _stop_if_cancelled(self, a: AttemptRecord, out: list[Action]) -> None:
         grace = self.cancels.get(a.run_id)
@@ -576,7 +611,7 @@ class Lifecycle:
                 or host is None or host.state is not HostState.UP):  # fmt: skip
             return
         self._stopping.add(a.id)
-        out.append(Stop(a.host, a.id, grace, "cancelled on request"))
+        out.append(Stop(a.host, a.id, grace, self._cancel_why.get(a.run_id, ON_REQUEST)))
 
     # ---- attempts --------------------------------------------------------------------------
 
@@ -699,8 +734,9 @@ class Lifecycle:
             return
         after = pending.after
         if after.state is RunState.QUEUED and run.id in self.cancels:  # asked to stop meanwhile
+            why = self._cancel_why.get(run.id, ON_REQUEST)
             after = evolve(pending.final, state=RunState.CANCELLED, code=Reason.CANCELLED,
-                            reason=f"cancelled on request ({pending.final.reason})")  # fmt: skip
+                            reason=f"{why} ({pending.final.reason})")  # fmt: skip
             if not recorded:
                 out.append(RecordEnded(after))
         if after.state.terminal:
@@ -741,8 +777,9 @@ class Lifecycle:
         kind of failure lasts, else ended."""
         where = f"attempt {a.number} on {a.host}"
         if run.id in self.cancels:
+            said = self._cancel_why.get(run.id, ON_REQUEST)
             return evolve(run, state=RunState.CANCELLED, code=Reason.CANCELLED,
-                           reason=f"cancelled on request; {where}: {why}")  # fmt: skip
+                           reason=f"{said}; {where}: {why}")  # fmt: skip
         app, infra = run.app_failures, run.infra_failures
         if code.kind is FailureKind.APPLICATION:
             app += 1
@@ -773,6 +810,7 @@ class Lifecycle:
         self._commit(run, final, out)
         del self.runs[run.id]
         self.cancels.pop(run.id, None)
+        self._cancel_why.pop(run.id, None)
         self._avoid.pop(run.id, None)
         self._holds.pop(run.id, None)
         for a in self.attempts_on_run(run.id):
@@ -784,6 +822,9 @@ class Lifecycle:
                 self._release_if_done(a, out)
             elif a.phase is AttemptPhase.SUPERSEDED and not a.held:
                 out.append(Collect(a.host, a.id, a.run_id, CollectMode.ASIDE))
+        if final.state is RunState.FAILED and final.code in OWN_FAILURES:
+            self._failed[final.submission_id] += 1
+            self._stop_if_failing(final.submission_id, out)
 
     def _up(self, host: str) -> bool:
         h = self.hosts.get(host)

@@ -353,6 +353,15 @@ class Store:
         )  # fmt: skip
         return [r[0] for r in rows]
 
+    def count_failed(self, submission_id: str, codes: Iterable[Reason]) -> int:
+        """How many of the submission's runs ended failed with one of these codes."""
+        wanted = sorted(c.value for c in codes)
+        row = self._db.execute(
+            f"SELECT COUNT(*) FROM runs WHERE submission_id = ? AND state = ? AND code IN "
+            f"({','.join('?' * len(wanted))})", (submission_id, RunState.FAILED.value, *wanted),
+        ).fetchone()  # fmt: skip
+        return int(row[0])
+
     def any_unfinished(self, submission_id: str) -> bool:
         """Whether a run of the submission has not ended: a few index seeks, one per state a
         run can be in before it ends (a count would walk a large sweep's index at each end)."""

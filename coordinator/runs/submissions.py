@@ -158,13 +158,21 @@ class Submissions:
         """Where a submission's runs may go (submit seeds it; after a restart it is parsed from
         the stored experiment file)."""
         if sub_id not in self._placement:
-            sub = self.store.submission(sub_id)
-            try:
-                spec = load_spec(sub.spec_yaml, sub.spec_path) if sub is not None else None
-            except ConvoyError:
-                spec = None
+            spec = self._stored_spec(sub_id)
             self._placement[sub_id] = spec.placement if spec is not None else PlacementSpec()
         return self._placement[sub_id]
+
+    def stop_after_of(self, sub_id: str) -> int:
+        """The submission's on_failure.stop_after (0: none), from its stored experiment file."""
+        spec = self._stored_spec(sub_id)
+        return spec.on_failure.stop_after if spec is not None else 0
+
+    def _stored_spec(self, sub_id: str) -> ExperimentSpec | None:
+        sub = self.store.submission(sub_id)
+        try:
+            return load_spec(sub.spec_yaml, sub.spec_path) if sub is not None else None
+        except ConvoyError:
+            return None
 
     async def rerun(
         self, sub_id: str, states: Iterable[RunState] = ()
@@ -332,7 +340,7 @@ class Submissions:
                 chunk = to_run[i : i + SUBMIT_CHUNK]
                 for r in chunk:
                     self.bus.publish(RunChanged(r, "", now))
-                self.feed(Submitted(tuple(chunk), spec.placement))
+                self.feed(Submitted(tuple(chunk), spec.placement, spec.on_failure.stop_after))
                 await asyncio.sleep(0)
         finally:
             self._queuing.pop(sub_id).set()

@@ -107,3 +107,30 @@ def test_only_and_indexes_run_a_subset(convoy_env: ConvoyEnv, tmp_path: Path) ->
     bad = convoy_env.cli("run", str(spec), "--only", "rho=7")
     assert bad.returncode == 2 and "rho has no such value; its values: 1, 2, 3, 4" in bad.stderr
     assert len(convoy_env.cli("runs", "--json").stdout) > 0 and created.count() == 0
+
+
+def test_stop_after_cancels_the_rest_and_the_summary_groups_the_failures(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """on_failure: {stop_after: 2} on 8 runs that all fail alike, two at a time: the sweep
+    stops after the second failure (a third may end as it comes), the others cancelled; the
+    summary says the failures in one line."""
+    spec = write_experiment(tmp_path, """
+        name: stops
+        image: convoy/busybox:1
+        command: 'sleep 0.3; echo working ${i}; echo "ERROR: bad value"; exit 3'
+        matrix:
+          i: {range: [0, 8]}
+        resources: {cpus: 1, memory: 64MiB}
+        on_failure: {stop_after: 2}
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 1, out.stderr
+    states = [r["state"] for r in convoy_env.runs("stops-1")]
+    assert 2 <= states.count("failed") <= 3 and states.count("cancelled") == 8 - states.count(
+        "failed"
+    ), states
+    cancelled = [r for r in convoy_env.runs("stops-1") if r["state"] == "cancelled"]
+    assert all("(on_failure: stop_after: 2)" in r["reason"] for r in cancelled)
+    n = states.count("failed")
+    assert f"convoy: {n} runs failed the same way: ERROR: bad value (stops-1." in out.stderr

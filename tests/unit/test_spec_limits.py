@@ -121,3 +121,26 @@ def test_resources_disk_defaults_to_ten_gibibytes_and_can_be_set() -> None:
     assert load_spec(PLAIN + "resources: {disk: 50MiB}\n").resources.disk_bytes == 50 << 20
     e = refused(PLAIN + "resources: {disk: -1}\n")
     assert (e.line, e.column) == (4, 19) and "resources.disk" in e.message
+
+
+def test_on_failure_defaults_to_never_stopping_and_takes_stop_after() -> None:
+    from convoy.spec import OnFailure
+
+    assert load_spec(PLAIN).on_failure == OnFailure(0)
+    assert load_spec(PLAIN + "on_failure: {stop_after: 3}\n").on_failure == OnFailure(3)
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "what"),
+    [
+        ("on_failure: {stop_after: 0}\n", (4, 26), "on_failure.stop_after: expected an integer"),
+        ("on_failure: {stop_after: many}\n", (4, 26), "on_failure.stop_after: expected"),
+        ("on_failure: {after: 3}\n", (4, 14), "unknown field 'after' in on_failure"),
+        ("on_failure: 3\n", (4, 13), "on_failure"),
+    ],
+)
+def test_bad_on_failure_is_refused_at_its_place(
+    text: str, where: tuple[int, int], what: str
+) -> None:
+    e = refused(PLAIN + text)
+    assert (e.line, e.column) == where and what in e.message
