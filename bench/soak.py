@@ -113,7 +113,8 @@ class Soak:
 
     def runs(self) -> list[dict[str, Any]]:
         out = self.cli("runs", "--json")
-        return list(json.loads(out.stdout)) if out.returncode == 0 else []
+        answered = out.returncode == 0 and "no coordinator runs" not in out.stderr  # not its store
+        return list(json.loads(out.stdout)) if answered else []
 
     # ---- faults ----------------------------------------------------------------------------
 

@@ -82,6 +82,8 @@ class Launcher:
             if built is not None and not built.succeeded:
                 raise _Failed(Reason.BUILD_FAILED, failure_reason(host.name, built),
                               built.exit_code)  # fmt: skip
+        elif build is not None:  # the host holds it: no call, but the submission's record
+            await self.builds.note_ready(host.name, run)
         if prepared:
             self.emit(Phase(aid, RunState.STARTING))
         key = self.builds.key(run)

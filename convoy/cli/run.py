@@ -132,12 +132,15 @@ async def _follow_run(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Print
 
 
 async def _follow_build(stub: pb_grpc.CoordinatorStub, entry: str, printer: Printer) -> None:
-    """A build's output, prefixed with its entry (<submission>.build@<host>); a build shared
-    with another submission's may not be followable: its output is then in the results."""
+    """A build's output, prefixed with its entry (<submission>.build@<host>); one that cannot
+    be followed is said (its output is then in the results' build/ folder)."""
     try:
         await _follow(stub, entry, printer)
-    except grpc.aio.AioRpcError:
+    except grpc.aio.AioRpcError as e:
         printer.flush(entry)
+        host = entry.rsplit("@", 1)[-1]
+        printer.status(f"convoy: {entry}: its output cannot be followed: {e.details()} (it is "
+                       f"kept in the results as build/{host}.log)")  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,9 @@ from convoy.states import RunState
 
 BUILD_ENTRY = re.compile(r"(.+)\.build(?:@([^@/]+))?")
 RECONNECT_S = 60.0  # how long a follower waits for a host that stopped answering
+# How long a follower waits for a build said to begin (a run showing `building`) to be asked of
+# its host: the phase is published first, so a client that follows at once comes before it.
+BUILD_BEGIN_S = 60.0
 
 
 class Logs:
@@ -202,8 +205,12 @@ class Logs:
                 raise NotFound(f"{sub_id} has builds on {len(names)} hosts: name one ({which})")
             host_name = names[0]
         path = Path(sub.results_dir) / "build" / f"{host_name}.log"
+        begun_by = time.monotonic() + BUILD_BEGIN_S
         while True:
             entry = self.builds.attempt(sub_id, host_name)
+            if entry is None and follow and time.monotonic() < begun_by and not path.exists():
+                await asyncio.sleep(0.1)  # said to be building, not asked of the host yet
+                continue
             if (entry is None or entry[1]) and path.exists():  # ended: the saved copy
                 async for chunk in _read_from(path, offset):
                     yield chunk

@@ -36,6 +36,8 @@ class BuildKeeper:
         # submission -> (its build spec, its build key); every run of a submission shares both
         self._specs: dict[str, tuple[BuildSpec | None, str]] = {}
         self._built: set[tuple[str, str]] = set()  # (host, key) known to have succeeded
+        self._made_for: dict[tuple[str, str], str] = {}  # (host, key) -> the submission's
+        self._noted: set[tuple[str, str]] = set()  # (submission, host) with a build/ record
         self._calls: dict[tuple[str, str, str], asyncio.Future[BuildOutcome]] = {}
         # (submission, host) -> the build's attempt id there, and whether it has ended
         self._attempts: dict[tuple[str, str], tuple[str, bool]] = {}
@@ -123,11 +125,37 @@ class BuildKeeper:
         self._attempts[entry] = (outcome.attempt_id, True)
         if outcome.succeeded:
             self._built.add((host, key))
+            self._made_for.setdefault((host, key), run.submission_id)
+        self._noted.add((run.submission_id, host))
         log.info("build %s of %s on %s: %s", key[:12], run.submission_id, host,
                  ("made" if outcome.built_now else "reused") if outcome.succeeded
                  else outcome.reason)  # fmt: skip
         await self._save_log(host, client, run, outcome)
         return outcome
+
+    async def note_ready(self, host: str, run: RunRecord) -> None:
+        """A submission's runs use a build `host` already holds, asking for none: its build/
+        folder says so once (what the build was made for, and where its output is)."""
+        entry = (run.submission_id, host)
+        if entry in self._noted:
+            return
+        self._noted.add(entry)
+        sub = self.store.submission(run.submission_id)
+        key = self.key(run)
+        maker = self._made_for.get((host, key), "")
+        made = self.store.submission(maker) if maker else None
+        if sub is None:
+            return
+        about = {
+            "host": host, "key": key, "revision": run.revision, "succeeded": True,
+            "made_now": False, "made_for": maker or None,
+            "log": str(Path(made.results_dir) / "build" / f"{host}.log") if made else None,
+        }  # fmt: skip
+        path = Path(sub.results_dir) / "build" / f"{host}.json"
+        try:
+            await asyncio.to_thread(_write, path, (json.dumps(about, indent=2) + "\n").encode())
+        except OSError as e:  # a convenience: the runs go on
+            log.warning("noting the build of %s on %s: %s", run.submission_id, host, e)
 
     def attempt(self, submission_id: str, host: str) -> tuple[str, bool] | None:
         """The attempt id of the submission's build on `host`, and whether it has ended."""

@@ -129,7 +129,9 @@ class ConvoyEnv:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             out = self.cli("runs", "--json")
-            if out.returncode == 0:  # a coordinator restarting does not answer for a moment
+            # A coordinator restarting does not answer for a moment (the listing then comes
+            # from its store, as it was: not what is waited for).
+            if out.returncode == 0 and "no coordinator runs" not in out.stderr:
                 for r in json.loads(out.stdout):
                     if r["run"] == run_id and r["state"] in states:
                         return dict(r)

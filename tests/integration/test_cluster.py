@@ -380,4 +380,34 @@ def test_a_build_runs_once_per_host_and_never_again_for_that_revision(
             r = json.loads(p.read_text())
             assert (second / r["run"] / "output.log").read_text() in by_host[r["host"]]
         assert len(_builds_on(h1)) == len(_builds_on(h2)) == 1  # nothing built again
-        assert not any(json.loads(p.read_text())["made_now"] for p in second.glob("build/*.json"))
+        records = [json.loads(p.read_text()) for p in sorted(second.glob("build/*.json"))]
+        assert [r["host"] for r in records] == ["h1", "h2"]  # each host's build is on record
+        assert not any(r["made_now"] for r in records)
+        assert {r["made_for"] for r in records} == {"built-1"}
+
+
+def test_every_build_s_output_is_streamed_by_convoy_run(
+    test_hosts: list[TestHost], tmp_path: Path
+) -> None:
+    """The build-log race: a client follows a build as soon as a run says `building`, which
+    came before the build was asked of the host. 10 submissions of new sources, each building
+    on both SSH hosts: all 20 builds' output reaches `convoy run`."""
+    h1, h2 = test_hosts
+    spec = write_experiment(tmp_path, """
+        name: race
+        image: convoy/busybox:1
+        build: echo "compiling $(cat version)"
+        command: 'true'
+        matrix:
+          i: [0, 1]
+        resources: {cpus: 1, memory: 64MiB}
+        placement: {policy: spread}
+    """)  # fmt: skip
+    with cluster([h1, h2]) as env:
+        for n in range(1, 11):
+            (tmp_path / "version").write_text(f"v{n}\n")  # new sources: a new build key
+            out = env.cli("run", str(spec))
+            assert out.returncode == 0, out.stderr
+            for host in ("h1", "h2"):
+                line = f"[race-{n}.build@{host}] compiling v{n}"
+                assert line in out.stdout.splitlines(), (line, out.stdout, out.stderr)

@@ -265,7 +265,7 @@ def test_a_revision_collected_on_the_host_is_synced_again_before_the_run_starts(
     snapshots = [p for p in convoy_env.home.rglob("store/revisions/*") if p.is_dir()]
     assert len(snapshots) == 1, snapshots
     subprocess.run(["rm", "-rf", str(snapshots[0])], check=True)  # as a collection would
-    out = convoy_env.cli("run", str(spec))  # the same revision, confirmed moments ago
+    out = convoy_env.cli("run", "--force", str(spec))  # the same revision, confirmed moments ago
     assert out.returncode == 0, out.stdout + out.stderr
     assert "[again-2.00] from the sources" in out.stdout
     assert snapshots[0].is_dir()
@@ -826,13 +826,13 @@ def test_a_store_unused_for_thirty_days_is_collected_at_start_and_a_rerun_of_it_
             env=convoy_env.env(), stdout=log, stderr=subprocess.STDOUT,
         )  # fmt: skip
     deadline = time.monotonic() + 30
-    while convoy_env.cli("runs").returncode != 0:
+    while convoy_env.cli("hosts").returncode != 0:  # `runs` answers from the store meanwhile
         assert time.monotonic() < deadline, (home / "up.log").read_text()
         time.sleep(0.2)
     assert not any(m.exists() for m in manifests)
     out = convoy_env.cli("rerun", "aged-1", "--state", "succeeded")
     assert out.returncode == 2, out
     assert "no longer kept" in out.stderr and "submit the experiment again" in out.stderr
-    out = convoy_env.cli("run", str(spec))
+    out = convoy_env.cli("run", "--force", str(spec))  # its results are kept: run it, not reuse
     assert out.returncode == 0, out.stderr
     assert "[aged-2.00] input" in out.stdout
