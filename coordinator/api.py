@@ -12,7 +12,7 @@ from convoy.coordinator.hosts.session import HostSession
 from convoy.coordinator.runs.bus import RunChanged
 from convoy.coordinator.runs.lifecycle import HostInfo, HostState
 from convoy.coordinator.runs.submissions import Unchanged
-from convoy.coordinator.wire import resources_to_pb, run_to_pb
+from convoy.coordinator.wire import BUILD_REUSED, resources_to_pb, run_to_pb
 from convoy.errors import ConvoyError, NotFound, SpecError, UsageError
 from convoy.states import RunState
 from convoy.v1 import common_pb2
@@ -121,6 +121,8 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 yield common_pb2.LogChunk(offset=offset, data=data, attempt=attempt)
         except ConvoyError as e:
             await context.abort(_code(e), e.render())
+        if self.c.build_reused(request.run_id):  # said aside: the stream is output only
+            context.set_trailing_metadata(((BUILD_REUSED, "1"),))
 
     async def Cancel(self, request: pb.CancelRequest, context: Ctx) -> pb.CancelResponse:
         try:

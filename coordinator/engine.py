@@ -516,6 +516,9 @@ class Coordinator:
     ) -> AsyncIterator[tuple[int, int, bytes]]:
         return self.logs.read(run_id, offset, follow, attempt)
 
+    def build_reused(self, entry: str) -> bool:
+        return self.logs.build_reused(entry)
+
     def host_views(self) -> list[tuple[HostInfo, HostView, list[str], HostSession]]:
         out = []
         for name, session in self.sessions.items():

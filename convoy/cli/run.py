@@ -12,6 +12,7 @@ from typing import TextIO
 
 import grpc
 
+from convoy.coordinator.wire import BUILD_REUSED
 from convoy.errors import SpecError, UsageError
 from convoy.runjson import duration_s, missing_results
 from convoy.spec import ExperimentSpec, load_spec
@@ -134,11 +135,17 @@ async def _follow_run(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Print
 async def _follow_build(stub: pb_grpc.CoordinatorStub, entry: str, printer: Printer) -> None:
     """A build's output, prefixed with its entry (<submission>.build@<host>); one that cannot
     be followed is said (its output is then in the results' build/ folder)."""
+    host = entry.rsplit("@", 1)[-1]
     try:
-        await _follow(stub, entry, printer)
+        call = stub.Logs(pb.LogsRequest(run_id=entry, offset=0, follow=True))
+        async for chunk in call:
+            printer.output(entry, chunk.data)
+        printer.flush(entry)
+        if any(k == BUILD_REUSED for k, _ in await call.trailing_metadata() or ()):
+            printer.status(f"convoy: {entry}: {host} already had this build (made for an "
+                           "earlier submission of these sources): nothing built now")  # fmt: skip
     except grpc.aio.AioRpcError as e:
         printer.flush(entry)
-        host = entry.rsplit("@", 1)[-1]
         printer.status(f"convoy: {entry}: its output cannot be followed: {e.details()} (it is "
                        f"kept in the results as build/{host}.log)")  # fmt: skip
 

@@ -190,6 +190,13 @@ class Logs:
                                       f"host {host_name} does not answer") from None  # fmt: skip
                 await asyncio.sleep(0.5)  # the host's session reconnects meanwhile
 
+    def build_reused(self, entry: str) -> bool:
+        """`entry` names a build (SUB.build@HOST) that reused one made for another submission."""
+        m = BUILD_ENTRY.fullmatch(entry)
+        if m is None or m.group(2) is None:
+            return False
+        return self.builds.reused(m.group(1), m.group(2))
+
     async def _build_log(
         self, sub_id: str, host_name: str | None, offset: int, follow: bool
     ) -> AsyncIterator[tuple[int, bytes]]:
@@ -208,6 +215,8 @@ class Logs:
         begun_by = time.monotonic() + BUILD_BEGIN_S
         while True:
             entry = self.builds.attempt(sub_id, host_name)
+            if self.builds.reused(sub_id, host_name):  # nothing was built for it: no replay
+                return
             if entry is None and follow and time.monotonic() < begun_by and not path.exists():
                 await asyncio.sleep(0.1)  # said to be building, not asked of the host yet
                 continue

@@ -38,6 +38,7 @@ class BuildKeeper:
         self._built: set[tuple[str, str]] = set()  # (host, key) known to have succeeded
         self._made_for: dict[tuple[str, str], str] = {}  # (host, key) -> the submission's
         self._noted: set[tuple[str, str]] = set()  # (submission, host) with a build/ record
+        self._reused: set[tuple[str, str]] = set()  # (submission, host) whose build was there
         self._calls: dict[tuple[str, str, str], asyncio.Future[BuildOutcome]] = {}
         # (submission, host) -> the build's attempt id there, and whether it has ended
         self._attempts: dict[tuple[str, str], tuple[str, bool]] = {}
@@ -123,6 +124,8 @@ class BuildKeeper:
         finally:
             self._attempts[entry] = (self._attempts[entry][0], True)
         self._attempts[entry] = (outcome.attempt_id, True)
+        if outcome.succeeded and not outcome.built_now:
+            self._reused.add(entry)
         if outcome.succeeded:
             self._built.add((host, key))
             self._made_for.setdefault((host, key), run.submission_id)
@@ -156,6 +159,11 @@ class BuildKeeper:
             await asyncio.to_thread(_write, path, (json.dumps(about, indent=2) + "\n").encode())
         except OSError as e:  # a convenience: the runs go on
             log.warning("noting the build of %s on %s: %s", run.submission_id, host, e)
+
+    def reused(self, submission_id: str, host: str) -> bool:
+        """The submission asked `host` for its build and got one made for another (made
+        before, or being made): its output is that build's, not the submission's."""
+        return (submission_id, host) in self._reused
 
     def attempt(self, submission_id: str, host: str) -> tuple[str, bool] | None:
         """The attempt id of the submission's build on `host`, and whether it has ended."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -134,3 +136,39 @@ def test_stop_after_cancels_the_rest_and_the_summary_groups_the_failures(
     assert all("(on_failure: stop_after: 2)" in r["reason"] for r in cancelled)
     n = states.count("failed")
     assert f"convoy: {n} runs failed the same way: ERROR: bad value (stops-1." in out.stderr
+
+
+def test_a_build_the_host_already_had_is_said_not_replayed(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """After a restart the coordinator no longer knows the host holds the build, asks for it,
+    and the agent answers with the one it made before: convoy run says so and streams no
+    output as if it were built again."""
+    (tmp_path / "model.txt").write_text("m\n")
+    spec = write_experiment(tmp_path, """
+        name: once
+        image: convoy/busybox:1
+        build: echo compiling
+        command: 'true'
+    """)  # fmt: skip
+    out = convoy_env.cli("run", str(spec))
+    assert out.returncode == 0, out.stderr
+    assert "[once-1.build@local] compiling" in out.stdout
+    assert convoy_env.cli("down").returncode == 0
+    assert convoy_env.coordinator.wait(10) is not None
+    with open(convoy_env.home / "up.log", "ab") as log:
+        convoy_env.coordinator = subprocess.Popen(
+            [sys.executable, "-m", "convoy.cli.main", "up", "--cpus", "2", "--memory", "4GiB"],
+            env=convoy_env.env(), stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    deadline = time.monotonic() + 30
+    while convoy_env.cli("hosts").returncode != 0:
+        assert time.monotonic() < deadline, (convoy_env.home / "up.log").read_text()
+        time.sleep(0.2)
+    out = convoy_env.cli("run", "--force", str(spec))
+    assert out.returncode == 0, out.stderr
+    assert "once-2.build" not in out.stdout, out.stdout
+    assert ("convoy: once-2.build@local: local already had this build (made for an earlier "
+            "submission of these sources): nothing built now") in out.stderr  # fmt: skip
+    record = json.loads((tmp_path / "convoy-results/once/once-2/build/local.json").read_text())
+    assert record["succeeded"] and not record["made_now"]

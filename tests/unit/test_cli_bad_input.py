@@ -56,6 +56,10 @@ def test_missing_file_exits_2(
 def test_commands_without_a_coordinator_say_how_to_start_one(
     home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`convoy runs` with no coordinator exits 1 and names `convoy up`."""
-    assert main(["runs"]) == 1
+    """`convoy cancel` with no coordinator exits 1 and names `convoy up`; `convoy runs` reads
+    the store instead (none here: no runs), and says so."""
+    assert main(["cancel", "q-1"]) == 1
     assert "convoy up" in capsys.readouterr().err
+    assert main(["runs"]) == 0
+    out, err = capsys.readouterr()
+    assert out == "no runs\n" and "no coordinator runs" in err
