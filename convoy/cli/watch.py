@@ -13,7 +13,7 @@ from convoy.watching import Callbacks, WatchSession
 
 from .client import connect_or_start
 from .render import state_counts
-from .run import Printer, _follow_run, not_collected, read_spec
+from .run import Printer, _follow_run, done_before, not_collected, read_spec
 
 
 class WatchPrinter:
@@ -29,7 +29,10 @@ class WatchPrinter:
 
     async def submitted(self, resp: pb.SubmitResponse, changed: list[str]) -> None:
         what = f"; changed: {', '.join(changed[:8])}" + (" ..." if len(changed) > 8 else "")
-        self.say(f"{resp.submission_id}: {len(resp.runs)} runs of revision {resp.revision[:12]}"
+        done = done_before(resp.runs)
+        to_run = sum(1 for r in resp.runs if not r.reused_from)
+        runs = f"{to_run} to run ({done})" if done else f"{len(resp.runs)} runs"
+        self.say(f"{resp.submission_id}: {runs} of revision {resp.revision[:12]}"
                  + (what if changed else ""))  # fmt: skip
         for warning in resp.warnings:
             self.say(f"warning: {warning}")
@@ -46,6 +49,8 @@ class WatchPrinter:
             async for ev in events:
                 run = ev.run
                 live = run.state == "running" or run.state in TERMINAL
+                if run.reused_from:  # already done: its output was printed when it ran
+                    live = False
                 if not self.printer.quiet and live and run.id not in followers:
                     followers[run.id] = asyncio.ensure_future(
                         _follow_run(self.stub, run.id, self.printer)
