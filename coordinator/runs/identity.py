@@ -58,6 +58,35 @@ def key_parts(
     }
 
 
+class KeyMaker:
+    """key_parts for the runs of one submission: the parts they share are hashed once, and an
+    environment seen before is not hashed again (a sweep of 10^5 runs is keyed in a second)."""
+
+    def __init__(
+        self, *, revision: str, inputs: Mapping[str, str], image_id: str, build_key: str,
+        network: str, outputs: Iterable[str],
+    ) -> None:  # fmt: skip
+        self._shared = {
+            "sources": revision, "inputs": _digest(dict(inputs)), "image": _digest(image_id),
+            "build": _digest(build_key), "network": _digest(network),
+            "outputs": _digest(sorted(outputs)),
+        }  # fmt: skip
+        self._envs: dict[tuple[tuple[str, str], ...], str] = {}
+
+    def parts(
+        self, command: str | tuple[str, ...], params: Mapping[str, object], env: Mapping[str, str]
+    ) -> dict[str, str]:
+        """The same as key_parts with this submission's shared parts."""
+        items = tuple(sorted(env.items()))
+        env_digest = self._envs.get(items)
+        if env_digest is None:
+            env_digest = self._envs[items] = _digest(dict(env))
+        return {
+            **self._shared, "env": env_digest, "params": _digest(dict(params)),
+            "command": _digest(command if isinstance(command, str) else list(command)),
+        }  # fmt: skip
+
+
 def run_key(parts: Mapping[str, str]) -> str:
     """The key of a run whose parts are `parts`."""
     return hash_bytes(json.dumps([parts.get(p, "") for p in PARTS]).encode())[:32]
@@ -119,8 +148,9 @@ class Memory:
             if e.state == "succeeded" and e.has_results:
                 self._done[e.key] = e
 
-    def decide(self, parts: Mapping[str, str], force: bool = False) -> Memo:
-        key = run_key(parts)
+    def decide(self, parts: Mapping[str, str], force: bool = False, key: str = "") -> Memo:
+        """Run or reuse, for a run of these parts (`key`: their run_key, if known)."""
+        key = key or run_key(parts)
         done = self._done.get(key)
         if done is not None and not force:
             origin = done.reused_from or done.id

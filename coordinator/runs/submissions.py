@@ -16,7 +16,7 @@ from convoy.content import revision_id as revision_of
 from convoy.coordinator.results.folders import write_runs_csv
 from convoy.coordinator.runs.bus import EventBus, RunChanged
 from convoy.coordinator.runs.events import Event, Submitted
-from convoy.coordinator.runs.identity import Memo, Memory, key_parts, run_key
+from convoy.coordinator.runs.identity import KeyMaker, Memo, Memory, run_key
 from convoy.coordinator.runs.lifecycle import Lifecycle, labelled
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord, evolve
 from convoy.coordinator.runs.scheduler import HostView, Units, why_unplaceable
@@ -368,17 +368,16 @@ class Submissions:
         links to that run's. Blocking (an image inspect, the store, the folders): a worker
         thread's. The links are made before the records are stored: a submission stored is
         never without them."""
-        image_id = self.builds.image_id(spec.image)
         memory = Memory(self.store.earlier_apart(spec.name))
+        keys = KeyMaker(revision=sources, inputs=records[0].inputs if records else {},
+                        image_id=self.builds.image_id(spec.image), build_key=build_key,
+                        network=spec.network, outputs=spec.outputs)  # fmt: skip
         decided = []
-        for r in records:
-            parts = key_parts(
-                revision=sources, inputs=r.inputs, image_id=image_id, build_key=build_key,
-                command=r.command, params=r.params, env=r.env, network=r.network,
-                outputs=r.outputs,
-            )  # fmt: skip
-            decided.append(evolve(r, key=run_key(parts), key_parts=parts,
-                                  memo=memory.decide(parts, force)))  # fmt: skip
+        for r in records:  # every run of a submission shares its inputs, image, network, ...
+            parts = keys.parts(r.command, r.params, r.env)
+            key = run_key(parts)
+            decided.append(evolve(r, key=key, key_parts=parts,
+                                  memo=memory.decide(parts, force, key)))  # fmt: skip
         origins = self.store.runs_by_id_apart(sorted({r.reused_from for r in decided} - {""}))
         out = []
         for r in decided:

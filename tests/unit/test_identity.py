@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from convoy.coordinator.runs.identity import PARTS, Earlier, Memo, Memory, key_parts, run_key
+from convoy.coordinator.runs.identity import (
+    PARTS,
+    Earlier,
+    KeyMaker,
+    Memo,
+    Memory,
+    key_parts,
+    run_key,
+)
 
 
 def parts(**changes: object) -> dict[str, str]:
@@ -91,3 +99,17 @@ def test_a_memo_survives_its_json() -> None:
     memo = Memo(reuse="", compared="q-1.00", changed=("sources", "env"), text="t", forced=True)
     assert Memo.from_json(memo.to_json()) == memo
     assert Memo.from_json("") is None
+
+
+def test_a_submission_s_key_maker_gives_the_parts_key_parts_gives() -> None:
+    shared = {"revision": "rev1", "inputs": {"d": "r2"}, "image_id": "sha256:aa",
+              "build_key": "bk", "network": "none", "outputs": ["b", "a"]}  # fmt: skip
+    maker = KeyMaker(**shared)  # type: ignore[arg-type]
+    for command, params, env in [("run 1", {"x": 1}, {"A": "1"}), (("run", "2"), {"x": 2}, {}),
+                                 ("run 1", {"x": 1.0}, {"A": "1"})]:  # fmt: skip
+        assert maker.parts(command, params, env) == key_parts(
+            command=command,
+            params=params,
+            env=env,
+            **shared,  # type: ignore[arg-type]
+        )
