@@ -67,6 +67,7 @@ from convoy.coordinator.sources.builds import BuildKeeper
 from convoy.coordinator.sources.images import ImageShipper
 from convoy.coordinator.sources.sync import Syncer
 from convoy.errors import ConvoyError, NotFound
+from convoy.spec import MetricSpec
 from convoy.states import RunState
 
 log = logging.getLogger("convoy.coordinator")
@@ -125,7 +126,7 @@ class Coordinator:
         self.images = ImageShipper()
         self.builds = BuildKeeper(store, self.images)
         self.room = DiskRoom()  # on the results' disks, for collections in flight
-        self.collector = Collector(self.room)
+        self.collector = Collector(self.room, lambda sub_id: self.submissions.metrics_of(sub_id))
         self.specs = {h.name: h for h in hosts}
         self.sessions = {h.name: self._session(h) for h in self.specs.values()}
         self.launcher = Launcher(self.syncer, self.images, self.builds, self.owner, self.feed)
@@ -235,7 +236,7 @@ class Coordinator:
         later: list[str] = []
         if len(ended_here) <= INLINE_FOLDERS:  # run.json first: ended means it has its folder
             for run in ended_here:
-                self._write_folder(run)
+                self._write_folder(run, self.submissions.metrics_of(run.submission_id))
         else:  # a sweep cancelled: written meanwhile, noted in the same transaction (restarts)
             later = [r.id for r in ended_here]
         now = time.time()
@@ -275,9 +276,9 @@ class Coordinator:
 
     # ---- carrying out ----------------------------------------------------------------------
 
-    def _write_folder(self, run: RunRecord) -> None:
+    def _write_folder(self, run: RunRecord, metrics: Sequence[MetricSpec]) -> None:
         try:
-            record_unstarted(run)
+            record_unstarted(run, metrics)
         except OSError as e:
             log.error("run %s: cannot write its run.json: %s", run.id, e)
 
@@ -295,10 +296,16 @@ class Coordinator:
             await self._quiet.wait()
             chunk = [self._folders_todo.popleft()
                      for _ in range(min(FOLDER_CHUNK, len(self._folders_todo)))]  # fmt: skip
+            # looked up here: the store is the event loop's to read
+            declared = {r.submission_id: self.submissions.metrics_of(r.submission_id)
+                        for r in chunk}  # fmt: skip
 
-            def write(todo: Sequence[RunRecord] = chunk) -> None:
+            def write(
+                todo: Sequence[RunRecord] = chunk,
+                metrics: dict[str, tuple[MetricSpec, ...]] = declared,
+            ) -> None:
                 for run in todo:
-                    self._write_folder(run)
+                    self._write_folder(run, metrics[run.submission_id])
 
             await asyncio.to_thread(write)
             self.store.folders_written([r.id for r in chunk])
