@@ -30,6 +30,7 @@ from convoy.coordinator.launch import Launcher
 from convoy.coordinator.results.collect import Collector
 from convoy.coordinator.results.diskroom import DiskRoom
 from convoy.coordinator.results.folders import record_unstarted, write_runs_csv
+from convoy.coordinator.results.table import Selection, select
 from convoy.coordinator.runs.actions import (
     Abandon,
     Action,
@@ -60,13 +61,14 @@ from convoy.coordinator.runs.lifecycle import DEFAULT_GRACE_S, HostInfo, Lifecyc
 from convoy.coordinator.runs.logs import Logs
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.scheduler import HostView
-from convoy.coordinator.runs.store import Store
+from convoy.coordinator.runs.store import Store, stored_runs
 from convoy.coordinator.runs.submissions import Submissions, Unchanged
 from convoy.coordinator.runs.why import Why, why_of
 from convoy.coordinator.sources.builds import BuildKeeper
 from convoy.coordinator.sources.images import ImageShipper
 from convoy.coordinator.sources.sync import Syncer
 from convoy.errors import ConvoyError, NotFound
+from convoy.metrics import declared_in
 from convoy.spec import MetricSpec
 from convoy.states import RunState
 
@@ -474,6 +476,21 @@ class Coordinator:
 
     def progress_pattern(self, sub: SubmissionRecord) -> str:
         return self.submissions.progress_pattern(sub)
+
+    async def results(self, experiment: str, latest: bool, where: Sequence[str]) -> Selection:
+        """The runs and columns of an experiment's results table (their rows: table.rows).
+        Its runs are read, and the experiment files not parsed yet parsed, in a worker thread:
+        a sweep's hundred thousand runs take seconds."""
+        subs = self.store.submissions()
+        known = {s.id: m for s in subs if (m := self.submissions.known_metrics(s.id)) is not None}
+
+        def choose() -> Selection:
+            runs = stored_runs(self.store.path, experiment=experiment)
+            of = {s.id: known[s.id] if s.id in known else declared_in(s.spec_yaml, s.spec_path)
+                  for s in subs if s.experiment == experiment}  # fmt: skip
+            return select(experiment, runs, subs, of.__getitem__, latest, where)
+
+        return await asyncio.to_thread(choose)
 
     def run(self, run_id: str) -> RunRecord:
         return self.logs.run(run_id)
