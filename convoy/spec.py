@@ -110,6 +110,25 @@ class PlacementSpec:
 
 
 @dataclass(frozen=True)
+class MetricSpec:
+    """A value read from each run's results (`metrics:`, read when its folder is written):
+    from a JSON file by key path, from a CSV file's last row by column, or from output.log,
+    the last line a regex matches."""
+
+    name: str
+    file: str = ""  # relative to the run's results folder (its working directory)
+    key: str = ""  # with file: a JSON key path, a.b.c (an integer picks a list's item)
+    column: str = ""  # with file: the CSV column whose last row's value it is
+    output: str = ""  # a regex over output.log: its group `value`, or its one group
+
+    def declared(self) -> dict[str, str]:
+        """The declaration as the experiment file gives it (without the name)."""
+        fields = (("file", self.file), ("key", self.key), ("column", self.column),
+                  ("output", self.output))  # fmt: skip
+        return {k: v for k, v in fields if v}
+
+
+@dataclass(frozen=True)
 class ExperimentSpec:
     name: str
     image: str
@@ -136,6 +155,7 @@ class ExperimentSpec:
     placement: PlacementSpec = field(default_factory=PlacementSpec)
     limits: Limits = field(default_factory=Limits)
     on_failure: OnFailure = field(default_factory=OnFailure)
+    metrics: tuple[MetricSpec, ...] = ()  # in file order
     file: str = "<spec>"
 
 
@@ -165,6 +185,7 @@ _OPTIONAL = (
 )  # fmt: skip
 _FIELDS = (
     *_REQUIRED, *_OPTIONAL, "progress", "build", "watch", "placement", "limits", "on_failure",
+    "metrics",
 )  # fmt: skip
 _BUILD_FIELDS = ("command", "image", "resources", "timeout", "once")
 _MEMORY_UNITS = {"": 1, "b": 1}
@@ -615,6 +636,61 @@ class NodeChecker:
             raise self.expect(node, "progress", what)
         return value
 
+    def metrics(self, node: yaml.Node) -> tuple[MetricSpec, ...]:
+        out = []
+        forms = ("{file, key} (JSON), {file, column} (CSV) or {output} (a regular expression "
+                 "over the run's output)")  # fmt: skip
+        for name, (key, value) in self.mapping(node, "metrics").items():
+            path = f"metrics.{name}"
+            if not _IDENT_RE.match(name):
+                what = f"a metric name matching {_IDENT_RE.pattern}"
+                raise self.error(key, f"metrics: expected {what}, got {name!r}")
+            if not isinstance(value, yaml.MappingNode):
+                raise self.expect(value, path, forms)
+            fields = self.mapping(value, path)
+            self.known_keys(fields, ("file", "key", "column", "output"), f" in {path}")
+            given = {k: v for k, (_, v) in fields.items()}
+            if "output" in given:
+                if len(given) > 1:
+                    other = next(k for k in fields if k != "output")
+                    raise self.error(fields[other][0], f"{path}: 'output' reads the run's "
+                                     f"output; it takes no '{other}'")  # fmt: skip
+                out.append(MetricSpec(name, output=self.metric_regex(given["output"], path)))
+                continue
+            if "file" not in given:
+                if fields:  # a key or a column
+                    first, (k, _) = next(iter(fields.items()))
+                    raise self.error(k, f"{path}: '{first}' needs 'file', the file it is "
+                                     "read from")  # fmt: skip
+                raise self.error(value, f"{path}: expected {forms}")
+            file = posixpath.normpath(self.relative_path(given["file"], f"{path}.file"))
+            if "key" in given and "column" in given:
+                raise self.error(fields["column"][0], f"{path}: give 'key' (a JSON file) or "
+                                 "'column' (a CSV file), not both")  # fmt: skip
+            if "key" in given:
+                key_path = self.string(given["key"], f"{path}.key", "a key path such as a.b.c")
+                if "" in key_path.split("."):
+                    raise self.expect(given["key"], f"{path}.key", "a key path such as a.b.c")
+                out.append(MetricSpec(name, file=file, key=key_path))
+            elif "column" in given:
+                column = self.string(given["column"], f"{path}.column", "a column name")
+                out.append(MetricSpec(name, file=file, column=column))
+            else:
+                raise self.error(value, f"{path}: a file needs 'key' (a JSON file: a key path "
+                                 "such as a.b.c) or 'column' (a CSV file)")  # fmt: skip
+        return tuple(out)
+
+    def metric_regex(self, node: yaml.Node, path: str) -> str:
+        what = "a regular expression with a group named 'value', or with exactly one group"
+        value = self.string(node, f"{path}.output", what)
+        try:
+            pattern = re.compile(value)
+        except re.error as e:
+            raise self.error(node, f"{path}.output: invalid regular expression: {e}") from None
+        if "value" not in pattern.groupindex and pattern.groups != 1:
+            raise self.expect(node, f"{path}.output", what)
+        return value
+
 
 def _items(node: yaml.Node) -> list[yaml.Node]:
     return list(node.value) if isinstance(node, yaml.SequenceNode) else [node]
@@ -736,6 +812,7 @@ def load_spec(text: str, file: str = "<spec>") -> ExperimentSpec:
         "placement": check.placement,
         "limits": check.limits,
         "on_failure": check.on_failure,
+        "metrics": check.metrics,
     }
     values: dict[str, Any] = {}
     if "matrix" in given:  # first: command and env may refer to its parameters

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
 from convoy.coordinator.engine import Coordinator
 from convoy.coordinator.hosts.session import HostSession
+from convoy.coordinator.results.table import Selection
+from convoy.coordinator.results.table import rows as table_rows
 from convoy.coordinator.runs.bus import RunChanged
 from convoy.coordinator.runs.lifecycle import HostInfo, HostState
+from convoy.coordinator.runs.records import RunRecord
 from convoy.coordinator.runs.submissions import Unchanged
-from convoy.coordinator.wire import BUILD_REUSED, resources_to_pb, run_to_pb
+from convoy.coordinator.wire import BUILD_REUSED, resources_to_pb, result_row_to_pb, run_to_pb
 from convoy.errors import ConvoyError, NotFound, SpecError, UsageError
 from convoy.states import RunState
 from convoy.v1 import common_pb2
@@ -20,6 +23,7 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 Ctx = grpc.aio.ServicerContext
+RESULT_ROWS = 1000  # rows of the results table per message: each read in a worker thread
 
 
 def _host_reason(info: HostInfo, session: HostSession) -> str:
@@ -38,6 +42,11 @@ def _code(e: ConvoyError) -> grpc.StatusCode:
     if isinstance(e, NotFound):
         return grpc.StatusCode.NOT_FOUND
     return grpc.StatusCode.FAILED_PRECONDITION
+
+
+def _rows(chosen: Selection, runs: Sequence[RunRecord]) -> list[pb.ResultRow]:
+    """The rows of some runs of a results table, their metrics read (blocking)."""
+    return [result_row_to_pb(r) for r in table_rows(chosen, runs)]
 
 
 class CoordinatorService(pb_grpc.CoordinatorServicer):
@@ -167,6 +176,24 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             compared=w.compared, changed=w.changed, changed_files=w.changed_files,
             forced=w.forced, text=w.text,
         )  # fmt: skip
+
+    async def Results(
+        self, request: pb.ResultsRequest, context: Ctx
+    ) -> AsyncIterator[pb.ResultsChunk]:
+        try:
+            chosen = await self.c.results(request.experiment, request.latest, list(request.where))
+        except ConvoyError as e:
+            await context.abort(_code(e), e.render())
+            raise
+        first = pb.ResultsChunk(params=chosen.params, metrics=chosen.metrics)
+        if not chosen.runs:
+            yield first
+        for i in range(0, len(chosen.runs), RESULT_ROWS):
+            some = chosen.runs[i : i + RESULT_ROWS]
+            rows = await asyncio.to_thread(_rows, chosen, some)
+            chunk = first if i == 0 else pb.ResultsChunk()
+            chunk.rows.extend(rows)
+            yield chunk
 
     async def Hosts(self, request: pb.HostsRequest, context: Ctx) -> pb.HostsResponse:
         hosts = []

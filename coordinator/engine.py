@@ -30,6 +30,7 @@ from convoy.coordinator.launch import Launcher
 from convoy.coordinator.results.collect import Collector
 from convoy.coordinator.results.diskroom import DiskRoom
 from convoy.coordinator.results.folders import record_unstarted, write_runs_csv
+from convoy.coordinator.results.table import Selection, select
 from convoy.coordinator.runs.actions import (
     Abandon,
     Action,
@@ -60,13 +61,15 @@ from convoy.coordinator.runs.lifecycle import DEFAULT_GRACE_S, OWN_FAILURES, Hos
 from convoy.coordinator.runs.logs import Logs
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.scheduler import HostView
-from convoy.coordinator.runs.store import Store
+from convoy.coordinator.runs.store import Store, stored_runs
 from convoy.coordinator.runs.submissions import Submissions, Unchanged
 from convoy.coordinator.runs.why import Why, why_of
 from convoy.coordinator.sources.builds import BuildKeeper
 from convoy.coordinator.sources.images import ImageShipper
 from convoy.coordinator.sources.sync import Syncer
 from convoy.errors import ConvoyError, NotFound
+from convoy.metrics import declared_in
+from convoy.spec import MetricSpec
 from convoy.states import RunState
 
 log = logging.getLogger("convoy.coordinator")
@@ -125,7 +128,7 @@ class Coordinator:
         self.images = ImageShipper()
         self.builds = BuildKeeper(store, self.images)
         self.room = DiskRoom()  # on the results' disks, for collections in flight
-        self.collector = Collector(self.room)
+        self.collector = Collector(self.room, lambda sub_id: self.submissions.metrics_of(sub_id))
         self.specs = {h.name: h for h in hosts}
         self.sessions = {h.name: self._session(h) for h in self.specs.values()}
         self.launcher = Launcher(self.syncer, self.images, self.builds, self.owner, self.feed)
@@ -240,7 +243,7 @@ class Coordinator:
         later: list[str] = []
         if len(ended_here) <= INLINE_FOLDERS:  # run.json first: ended means it has its folder
             for run in ended_here:
-                self._write_folder(run)
+                self._write_folder(run, self.submissions.metrics_of(run.submission_id))
         else:  # a sweep cancelled: written meanwhile, noted in the same transaction (restarts)
             later = [r.id for r in ended_here]
         now = time.time()
@@ -280,9 +283,9 @@ class Coordinator:
 
     # ---- carrying out ----------------------------------------------------------------------
 
-    def _write_folder(self, run: RunRecord) -> None:
+    def _write_folder(self, run: RunRecord, metrics: Sequence[MetricSpec]) -> None:
         try:
-            record_unstarted(run)
+            record_unstarted(run, metrics)
         except OSError as e:
             log.error("run %s: cannot write its run.json: %s", run.id, e)
 
@@ -300,10 +303,16 @@ class Coordinator:
             await self._quiet.wait()
             chunk = [self._folders_todo.popleft()
                      for _ in range(min(FOLDER_CHUNK, len(self._folders_todo)))]  # fmt: skip
+            # looked up here: the store is the event loop's to read
+            declared = {r.submission_id: self.submissions.metrics_of(r.submission_id)
+                        for r in chunk}  # fmt: skip
 
-            def write(todo: Sequence[RunRecord] = chunk) -> None:
+            def write(
+                todo: Sequence[RunRecord] = chunk,
+                metrics: dict[str, tuple[MetricSpec, ...]] = declared,
+            ) -> None:
                 for run in todo:
-                    self._write_folder(run)
+                    self._write_folder(run, metrics[run.submission_id])
 
             await asyncio.to_thread(write)
             self.store.folders_written([r.id for r in chunk])
@@ -472,6 +481,21 @@ class Coordinator:
 
     def progress_pattern(self, sub: SubmissionRecord) -> str:
         return self.submissions.progress_pattern(sub)
+
+    async def results(self, experiment: str, latest: bool, where: Sequence[str]) -> Selection:
+        """The runs and columns of an experiment's results table (their rows: table.rows).
+        Its runs are read, and the experiment files not parsed yet parsed, in a worker thread:
+        a sweep's hundred thousand runs take seconds."""
+        subs = self.store.submissions()
+        known = {s.id: m for s in subs if (m := self.submissions.known_metrics(s.id)) is not None}
+
+        def choose() -> Selection:
+            runs = stored_runs(self.store.path, experiment=experiment)
+            of = {s.id: known[s.id] if s.id in known else declared_in(s.spec_yaml, s.spec_path)
+                  for s in subs if s.experiment == experiment}  # fmt: skip
+            return select(experiment, runs, subs, of.__getitem__, latest, where)
+
+        return await asyncio.to_thread(choose)
 
     def run(self, run_id: str) -> RunRecord:
         return self.logs.run(run_id)

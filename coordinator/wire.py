@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from convoy.coordinator.results.table import Row
 from convoy.coordinator.runs.records import RunRecord
 from convoy.spec import Resources
 from convoy.v1 import common_pb2
@@ -49,3 +50,8 @@ def run_to_pb(r: RunRecord) -> pb.Run:
         key=r.key,
         reused_from=r.reused_from,
     )
+
+
+def result_row_to_pb(row: Row) -> pb.ResultRow:
+    return pb.ResultRow(run=run_to_pb(row.run), metrics_json=json.dumps(row.metrics),
+                        metrics_missing=row.missing)  # fmt: skip

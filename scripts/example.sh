@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Run the example experiment end to end: an M/M/1 queue simulation at three loads, five seeds
-# each (examples/queue), then show where the results are.
+# Run the example experiment end to end: an M/M/1 queue simulation at three loads, four seeds
+# each (examples/queue), then show where the results are, and their metrics.
 # usage: bash scripts/example.sh [convoy run options...]
 # env:   CONVOY_SKIP_SETUP=1 skips the setup step.
 set -euo pipefail
@@ -44,6 +44,9 @@ first_summary=$(find "$latest" -path '*/results/summary.json' -print -quit)
 if [[ -n "$first_summary" ]]; then
     echo "e.g. $first_summary"
 fi
+echo "the metrics the experiment declares, a row per run (convoy results queue --latest; add"
+echo "  --plot mean_wait --by rho -o plot.png to draw them):"
+.venv/bin/convoy results queue --latest 2>/dev/null | sed 's/^/    /' || true
 if [[ $rc -ne 0 ]]; then
     echo "example: some runs failed (convoy exit status $rc)" >&2
 fi

@@ -7,6 +7,7 @@
   convoy logs RUN [-f]       print (and follow) a run's output
   convoy cancel ID           cancel a run, or every unfinished run of a submission
   convoy rerun SUBMISSION    run a submission's failed runs again (same revision)
+  convoy results EXP         an experiment's runs with their parameters and metrics; --plot
   convoy watch FILE          rerun on every save, with the new runs' output
   convoy tui                 the terminal UI: live runs, logs and allocations
   convoy hosts [--json]      list hosts with capacity and allocations
@@ -40,6 +41,7 @@ from convoy.v1 import coordinator_pb2 as pb
 from . import hosts
 from .client import connect
 from .render import runs_table
+from .results import FORMATS
 from .safetext import inert
 
 _T = TypeVar("_T")
@@ -184,6 +186,35 @@ def _parser() -> argparse.ArgumentParser:
     wy.add_argument("run", metavar="RUN")
     wy.add_argument("--json", action="store_true", help="the answer as a JSON object")
 
+    rt = sub.add_parser("results", help="an experiment's runs, parameters and metrics",
+                        description="Print one table of an experiment's runs across its "
+                        "submissions: each run's parameters, the metrics its experiment file "
+                        "declares (metrics:), state, duration, host, revision and reason. Or, "
+                        "with --plot, draw a metric against a parameter.")  # fmt: skip
+    rt.add_argument("experiment", metavar="EXPERIMENT", help="the experiment's name")
+    rt.add_argument(
+        "--format",
+        choices=FORMATS,
+        default="table",
+        help="table (default), csv, json, or parquet (needs pyarrow, and -o)",
+    )
+    rt.add_argument("--latest", action="store_true",
+                    help="only the latest run of each parameter assignment: its run in the "
+                    "latest submission that has one, whatever its state")  # fmt: skip
+    rt.add_argument("--where", action="append", default=[], metavar="NAME=VALUE",
+                    help="only runs whose parameter NAME is VALUE, as the experiment file "
+                    "writes it (repeatable: values of one name are any of, different names "
+                    "all of)")  # fmt: skip
+    rt.add_argument("-o", "--output", type=Path, metavar="FILE",
+                    help="write to FILE rather than stdout (the image, with --plot)")  # fmt: skip
+    rt.add_argument("--plot", metavar="METRIC",
+                    help="draw METRIC's mean and 95%% interval (Student's t) against --by's "
+                    "values, over the latest run of each parameter assignment that succeeded; "
+                    "needs matplotlib and -o")  # fmt: skip
+    rt.add_argument("--by", metavar="PARAM", help="with --plot: the parameter on the x axis")
+    rt.add_argument("--hue", metavar="PARAM",
+                    help="with --plot: a line per value of this parameter")  # fmt: skip
+
     sub.add_parser("tui", help="the terminal UI: live runs, logs and allocations",
                    description="Open the terminal UI on the coordinator (it must be running: "
                    "`convoy up`, or any `convoy run`).")  # fmt: skip
@@ -236,6 +267,52 @@ def _stored_runs(home: Path, req: pb.ListRunsRequest) -> list[pb.Run]:
     print(f"convoy: no coordinator runs ({home}); the runs as its store last had them",
           file=sys.stderr)  # fmt: skip
     return [run_to_pb(r) for r in runs]
+
+
+async def _results(home: Path, ns: argparse.Namespace) -> int:
+    from . import results
+
+    plotting = ns.plot is not None
+    if plotting and (ns.by is None or ns.output is None):
+        raise UsageError("--plot METRIC needs --by PARAM (the x axis) and -o FILE (the image)")
+    if not plotting and (ns.by is not None or ns.hue is not None):
+        raise UsageError("--by and --hue go with --plot METRIC")
+    if plotting and ns.format != "table":
+        raise UsageError("--plot draws an image: --format does not go with it")
+    if ns.format == "parquet" and ns.output is None:
+        raise UsageError("--format parquet needs -o FILE: Parquet is no text for a terminal")
+    # A plot counts each parameter assignment once: its latest run (as --latest).
+    res = await results.fetch(home, ns.experiment, ns.latest or plotting, ns.where)
+    if plotting:
+        from . import plot
+
+        drawn, left = plot.lines(res, ns.plot, ns.by, ns.hue)
+        plot.save(plot.figure(drawn, res.experiment, ns.plot, ns.by, ns.hue), ns.output)
+        for said in left:
+            print(f"convoy: left out of the plot: {said}", file=sys.stderr)
+        points = sum(len(line.points) for line in drawn)
+        print(f"wrote {ns.output}: {ns.plot} by {ns.by}, {points} points")
+        return 0
+    try:
+        if ns.format == "parquet":
+            results.write_parquet(res, ns.output)
+            return 0
+        out = ns.output.open("w") if ns.output is not None else sys.stdout
+    except OSError as e:
+        raise UsageError(f"-o {ns.output}: cannot write it: {e.strerror or e}") from None
+    try:
+        if ns.format == "csv":
+            out.write(results.csv_text(res))
+        elif ns.format == "json":
+            out.write(results.json_text(res) + "\n")
+        else:
+            out.write(results.table_text(res, safe=out.isatty()) + "\n")
+            for note in results.missing_notes(res):
+                print(f"convoy: {note}", file=sys.stderr)
+    finally:
+        if out is not sys.stdout:
+            out.close()
+    return 0
 
 
 async def _why(home: Path, ns: argparse.Namespace) -> int:
@@ -448,6 +525,8 @@ def main(argv: list[str] | None = None) -> int:
             from convoy.tui.app import run_tui
 
             return run_tui(home)
+        if ns.command == "results":
+            return _run_async(_results(home, ns))
         handlers = {"runs": _runs, "logs": _logs, "cancel": _cancel, "rerun": _rerun,
                     "why": _why}  # fmt: skip
         return _run_async(handlers[ns.command](home, ns))

@@ -7,6 +7,43 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ResultsRequest(_message.Message):
+    __slots__ = ("experiment", "latest", "where")
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    LATEST_FIELD_NUMBER: _ClassVar[int]
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    experiment: str
+    latest: bool
+    where: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, experiment: _Optional[str] = ..., latest: _Optional[bool] = ..., where: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ResultRow(_message.Message):
+    __slots__ = ("run", "metrics_json", "metrics_missing")
+    class MetricsMissingEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    RUN_FIELD_NUMBER: _ClassVar[int]
+    METRICS_JSON_FIELD_NUMBER: _ClassVar[int]
+    METRICS_MISSING_FIELD_NUMBER: _ClassVar[int]
+    run: Run
+    metrics_json: str
+    metrics_missing: _containers.ScalarMap[str, str]
+    def __init__(self, run: _Optional[_Union[Run, _Mapping]] = ..., metrics_json: _Optional[str] = ..., metrics_missing: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class ResultsChunk(_message.Message):
+    __slots__ = ("params", "metrics", "rows")
+    PARAMS_FIELD_NUMBER: _ClassVar[int]
+    METRICS_FIELD_NUMBER: _ClassVar[int]
+    ROWS_FIELD_NUMBER: _ClassVar[int]
+    params: _containers.RepeatedScalarFieldContainer[str]
+    metrics: _containers.RepeatedScalarFieldContainer[str]
+    rows: _containers.RepeatedCompositeFieldContainer[ResultRow]
+    def __init__(self, params: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[ResultRow, _Mapping]]] = ...) -> None: ...
+
 class WhyRequest(_message.Message):
     __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]

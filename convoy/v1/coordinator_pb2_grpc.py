@@ -86,6 +86,11 @@ class CoordinatorStub:
                 request_serializer=convoy_dot_v1_dot_coordinator__pb2.WhyRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_coordinator__pb2.WhyResponse.FromString,
                 _registered_method=True)
+        self.Results = channel.unary_stream(
+                '/convoy.v1.Coordinator/Results',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.ResultsRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.ResultsChunk.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -164,6 +169,15 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Results(self, request, context):
+        """An experiment's results table across its submissions: a row per run, with its parameters
+        and the metrics its experiment file declares (read from its results folder). Rows come in
+        chunks; the first chunk names the columns.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -216,6 +230,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Why,
                     request_deserializer=convoy_dot_v1_dot_coordinator__pb2.WhyRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_coordinator__pb2.WhyResponse.SerializeToString,
+            ),
+            'Results': grpc.unary_stream_rpc_method_handler(
+                    servicer.Results,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.ResultsRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.ResultsChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -489,6 +508,33 @@ class Coordinator:
             '/convoy.v1.Coordinator/Why',
             convoy_dot_v1_dot_coordinator__pb2.WhyRequest.SerializeToString,
             convoy_dot_v1_dot_coordinator__pb2.WhyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Results(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/convoy.v1.Coordinator/Results',
+            convoy_dot_v1_dot_coordinator__pb2.ResultsRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.ResultsChunk.FromString,
             options,
             channel_credentials,
             insecure,

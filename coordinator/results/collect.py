@@ -18,7 +18,7 @@ import json
 import logging
 import os
 import shutil
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -32,6 +32,7 @@ from convoy.coordinator.runs.records import RunRecord, over_limits
 from convoy.files import write_json
 from convoy.footprint import BLOCK, PER_FILE, disk_footprint
 from convoy.sizes import human_bytes
+from convoy.spec import MetricSpec
 from convoy.states import RunState
 
 log = logging.getLogger("convoy.coordinator")
@@ -49,8 +50,11 @@ CHECKSUM_TRIES = 3  # transfers of a run's results while a file's checksum does 
 
 
 class Collector:
-    def __init__(self, room: DiskRoom) -> None:
+    def __init__(
+        self, room: DiskRoom, metrics_of: Callable[[str], Sequence[MetricSpec]] = lambda _: ()
+    ) -> None:
         self.room = room
+        self.metrics_of = metrics_of  # a submission's id -> the metrics its runs' folders hold
 
     # ---- accept ----------------------------------------------------------------------------
 
@@ -107,7 +111,8 @@ class Collector:
                     over = "; ".join(result.over_limits)
                     if over and run.state is RunState.SUCCEEDED:
                         run = over_limits(run, over)
-                    await asyncio.to_thread(result.commit, run)
+                    metrics = self.metrics_of(run.submission_id)
+                    await asyncio.to_thread(result.commit, run, None, metrics)
                     return over
                 except BaseException:
                     result.discard()

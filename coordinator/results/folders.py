@@ -25,9 +25,10 @@ from convoy.coordinator.runs.records import RunRecord
 from convoy.coordinator.wire import run_to_pb
 from convoy.errors import ConvoyError
 from convoy.files import write_json
+from convoy.metrics import MetricsRead, from_run_json, read_metrics
 from convoy.runjson import run_fields
 from convoy.sizes import human_bytes
-from convoy.spec import Limits, param_text
+from convoy.spec import Limits, MetricSpec, param_text
 
 
 class ResultError(ConvoyError):
@@ -60,16 +61,19 @@ def run_json(
     files: dict[str, dict[str, Any]] | None = None,
     output_attempt: int = 0,
     not_collected: dict[str, str] | None = None,
+    metrics: MetricsRead | None = None,
 ) -> dict[str, Any]:
     """The fields of run.json: what `convoy runs --json` prints for each run, and with
     `files`, the results' files, which attempt's output output.log holds (0: none; a retry
-    that never started leaves the earlier attempt's) and what of the run's results did not
-    come back, and why (`not_collected`: path, folder/ or declared output -> why)."""
+    that never started leaves the earlier attempt's), what of the run's results did not
+    come back, and why (`not_collected`: path, folder/ or declared output -> why), and the
+    metrics its experiment file declares (convoy.metrics)."""
     fields = run_fields(run_to_pb(run))
     if files is None:
         return fields
     return {**fields, "files": files, "output_attempt": output_attempt,
-            "not_collected": dict(sorted((not_collected or {}).items()))}  # fmt: skip
+            "not_collected": dict(sorted((not_collected or {}).items())),
+            **(metrics or MetricsRead()).fields()}  # fmt: skip
 
 
 def output_attempt(meta: object) -> int:
@@ -203,9 +207,12 @@ class RunResult:
         self.left_out[path] = (f"over {cap}: this file and those after it (in name order) were "
                                "not collected")  # fmt: skip
 
-    def commit(self, run: RunRecord, output_of: int | None = None) -> None:
-        """Write run.json and move the folder into place (replacing an earlier attempt's).
-        The log is the output of `output_of` (default: the run's attempt; 0: of none)."""
+    def commit(
+        self, run: RunRecord, output_of: int | None = None, metrics: Sequence[MetricSpec] = ()
+    ) -> None:
+        """Write run.json, with the `metrics` read from the files, and move the folder into
+        place (replacing an earlier attempt's). The log is the output of `output_of` (default:
+        the run's attempt; 0: of none)."""
         of = run.attempt if output_of is None else output_of
         # By the names the run gave; a run that never started made no file to match.
         unmatched = unmatched_outputs(run.outputs, self) if of else {}
@@ -219,7 +226,8 @@ class RunResult:
                 not_collected[key] = f"{not_collected[key]}; {why}" if key in not_collected else why
         if self.log_path.exists():
             os.rename(self.log_path, self.staging / "output.log")
-        body = json.dumps(run_json(run, self.files, of, not_collected), indent=2) + "\n"
+        read = read_metrics(self.staging, metrics)
+        body = json.dumps(run_json(run, self.files, of, not_collected, read), indent=2) + "\n"
         (self.staging / "run.json").write_text(body)
         old = self.final.with_name(f".old-{self.final.name}")
         if self.final.exists():
@@ -288,9 +296,10 @@ def unmatched_outputs(outputs: Sequence[str], result: RunResult) -> dict[str, st
     }
 
 
-def record_unstarted(run: RunRecord) -> None:
+def record_unstarted(run: RunRecord, metrics: Sequence[MetricSpec] = ()) -> None:
     """The results folder of a run that ended before (another) attempt started: its run.json
-    says why. An earlier attempt's results, when there are some, stay (still listed)."""
+    says why, and what of the `metrics` there are. An earlier attempt's results, when there
+    are some, stay (still listed)."""
     folder = Path(run.results_path)
     if folder.is_dir():
         try:
@@ -299,7 +308,8 @@ def record_unstarted(run: RunRecord) -> None:
             meta = None
         files = meta.get("files") if isinstance(meta, dict) else None
         missed = meta.get("not_collected") if isinstance(meta, dict) else None
-        body = run_json(run, files or {}, output_attempt(meta), missed or {})
+        read = from_run_json(meta, metrics) or read_metrics(folder, metrics)
+        body = run_json(run, files or {}, output_attempt(meta), missed or {}, read)
         if isinstance(meta, dict):
             body.update({k: meta[k] for k in ADDED_LATER if k in meta})
         write_json(folder / "run.json", body, indent=2)
@@ -309,7 +319,7 @@ def record_unstarted(run: RunRecord) -> None:
     try:
         with result.log_file():
             pass
-        result.commit(run, output_of=0)
+        result.commit(run, output_of=0, metrics=metrics)
     except BaseException:
         result.discard()
         raise

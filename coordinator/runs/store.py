@@ -255,6 +255,19 @@ def stored_runs(
         db.close()
 
 
+def stored_submissions(path: Path) -> list[SubmissionRecord]:
+    """Store.submissions of the store at `path`, only read, as stored_runs reads runs."""
+    if not path.exists():
+        return []
+    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=10)
+    db.row_factory = sqlite3.Row
+    try:
+        rows = db.execute("SELECT * FROM submissions ORDER BY seq").fetchall()
+    finally:
+        db.close()
+    return [SubmissionRecord(**{k: r[k] for k in r.keys()}) for r in rows]  # noqa: SIM118
+
+
 def in_flight_on(path: Path, host: str) -> list[tuple[str, str]]:
     """(run id, state) of the runs the store at `path` has in flight on `host`, in submission
     order: only read (though SQLite may make its -wal and -shm files), and none when there

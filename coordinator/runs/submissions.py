@@ -25,8 +25,17 @@ from convoy.coordinator.sources.builds import BuildKeeper
 from convoy.coordinator.sources.manifest import SOURCES_WARN_BYTES
 from convoy.coordinator.sources.sync import RevisionGone, Syncer, diff
 from convoy.errors import ConvoyError, NotFound, UsageError
+from convoy.metrics import declared_in
 from convoy.sizes import human_bytes
-from convoy.spec import ExperimentSpec, PlacementSpec, error_at_field, expand, load_spec, run_count
+from convoy.spec import (
+    ExperimentSpec,
+    MetricSpec,
+    PlacementSpec,
+    error_at_field,
+    expand,
+    load_spec,
+    run_count,
+)
 from convoy.states import RunState
 
 SUBMIT_CHUNK = 2000  # runs handed to the lifecycle at once; the event loop runs between
@@ -122,6 +131,7 @@ class Submissions:
         self.feed = feed
         self._progress: dict[str, str] = {}  # submission -> its progress regex
         self._placement: dict[str, PlacementSpec] = {}  # submission -> where its runs may go
+        self._metrics: dict[str, tuple[MetricSpec, ...]] = {}  # submission -> what its runs give
         self._numbering = asyncio.Lock()
         self._queuing: dict[str, asyncio.Event] = {}  # submissions being handed over
         self._accepting: set[asyncio.Future[tuple[SubmissionRecord, list[RunRecord]]]] = set()
@@ -173,6 +183,18 @@ class Submissions:
             return load_spec(sub.spec_yaml, sub.spec_path) if sub is not None else None
         except ConvoyError:
             return None
+
+    def metrics_of(self, sub_id: str) -> tuple[MetricSpec, ...]:
+        """The metrics a submission's experiment file declares (submit seeds them; after a
+        restart they are parsed from the stored experiment file)."""
+        if sub_id not in self._metrics:
+            sub = self.store.submission(sub_id)
+            self._metrics[sub_id] = declared_in(sub.spec_yaml, sub.spec_path) if sub else ()
+        return self._metrics[sub_id]
+
+    def known_metrics(self, sub_id: str) -> tuple[MetricSpec, ...] | None:
+        """metrics_of, if known without reading the store (None otherwise)."""
+        return self._metrics.get(sub_id)
 
     async def rerun(
         self, sub_id: str, states: Iterable[RunState] = ()
@@ -329,6 +351,7 @@ class Submissions:
         try:
             self._progress[sub_id] = spec.progress or ""  # what progress_pattern would parse
             self._placement[sub_id] = spec.placement
+            self._metrics[sub_id] = spec.metrics
             self.builds.learn(sub_id, spec.build, build_key)
             sub_dir.mkdir(parents=True, exist_ok=True)
             await asyncio.to_thread(write_runs_csv, sub_dir / "runs.csv", records)

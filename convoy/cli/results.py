@@ -1,0 +1,211 @@
+"""`convoy results EXP`: an experiment's results table across its submissions (the Results RPC,
+or its store while no coordinator runs), as a table, CSV, JSON or Parquet, or drawn (plot.py).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from convoy.errors import CoordinatorUnavailable, UsageError
+from convoy.metrics import Value, declared_in
+from convoy.runjson import duration_s, run_fields
+from convoy.spec import ParamValue, param_text
+from convoy.v1 import coordinator_pb2 as pb
+
+from .client import connect
+from .render import human_duration, table
+from .safetext import inert
+
+PARAM_COLUMN, METRIC_COLUMN = "param.", "metric."  # a column's prefix: never one of convoy's
+FORMATS = ("table", "csv", "json", "parquet")
+SHOWN_NOTES = 8  # why metrics are missing: lines printed under a table
+SHOWN_RUNS = 3  # run ids named in one such line
+REVISION_SHOWN = 12  # characters of a revision in a table
+
+
+@dataclass(frozen=True)
+class Row:
+    run: pb.Run
+    params: dict[str, ParamValue]
+    metrics: dict[str, Value | None]
+    missing: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Results:
+    experiment: str
+    params: list[str]
+    metrics: list[str]
+    rows: list[Row]
+
+
+def _row(r: pb.ResultRow) -> Row:
+    return Row(r.run, json.loads(r.run.params_json or "{}"), json.loads(r.metrics_json or "{}"),
+               dict(r.metrics_missing))  # fmt: skip
+
+
+async def fetch(home: Path, experiment: str, latest: bool, where: Sequence[str]) -> Results:
+    """The table from the coordinator, or from its store while none runs (said on stderr)."""
+    req = pb.ResultsRequest(experiment=experiment, latest=latest, where=list(where))
+    try:
+        channel, stub = await connect(home)
+    except CoordinatorUnavailable:
+        return _stored(home, req)
+    params: list[str] = []
+    metrics: list[str] = []
+    rows: list[Row] = []
+    async with channel:
+        first = True
+        async for chunk in stub.Results(req):
+            if first:
+                params, metrics, first = list(chunk.params), list(chunk.metrics), False
+            rows.extend(_row(r) for r in chunk.rows)
+    return Results(experiment, params, metrics, rows)
+
+
+def _stored(home: Path, req: pb.ResultsRequest) -> Results:
+    """The Results RPC answered here, from the coordinator's store and the results folders."""
+    import sqlite3
+
+    from convoy.coordinator.results.table import rows, select
+    from convoy.coordinator.runs.store import STATE_DB, stored_runs, stored_submissions
+    from convoy.coordinator.wire import result_row_to_pb
+
+    path = home / STATE_DB
+    try:
+        subs = stored_submissions(path)
+        runs = stored_runs(path, experiment=req.experiment)
+    except sqlite3.Error as e:
+        raise UsageError(f"no coordinator runs, and its store {path} cannot be read: {e}"
+                         ) from None  # fmt: skip
+    print(f"convoy: no coordinator runs ({home}); the runs as its store last had them",
+          file=sys.stderr)  # fmt: skip
+    declared = {s.id: declared_in(s.spec_yaml, s.spec_path) for s in subs
+                if s.experiment == req.experiment}  # fmt: skip
+    chosen = select(req.experiment, runs, subs, declared.__getitem__, req.latest, req.where)
+    got = [_row(result_row_to_pb(r)) for r in rows(chosen, chosen.runs)]
+    return Results(req.experiment, chosen.params, chosen.metrics, got)
+
+
+# ---- formats -----------------------------------------------------------------------------------
+
+
+def metric_text(value: Value | None, short: bool = False) -> str:
+    """A metric's cell: empty for none (a table shows '-'), numbers as Python writes them
+    (every digit; six significant ones in a table)."""
+    if value is None:
+        return "-" if short else ""
+    if isinstance(value, float) and short:
+        return f"{value:.6g}"
+    return str(value)
+
+
+def columns(res: Results) -> list[str]:
+    return ["run", "submission", "index", *(PARAM_COLUMN + p for p in res.params),
+            *(METRIC_COLUMN + m for m in res.metrics), "state", "code", "exit_code", "reason",
+            "duration_s", "host", "revision", "reused_from"]  # fmt: skip
+
+
+def _cells(res: Results, row: Row) -> list[Any]:
+    """A row's values, in columns' order: parameters and metrics as they are (None: none)."""
+    r = row.run
+    d = duration_s(r)
+    return [
+        r.id, r.submission_id, r.index, *(row.params.get(p) for p in res.params),
+        *(row.metrics.get(m) for m in res.metrics), r.state, r.code or None,
+        r.exit_code if r.has_exit_code else None, r.reason, d, r.host or None, r.revision,
+        r.reused_from or None,
+    ]  # fmt: skip
+
+
+def csv_text(res: Results) -> str:
+    """One row per run: run, submission, index, `param.NAME`s, `metric.NAME`s, state, code,
+    exit_code, reason, duration_s, host, revision, reused_from. A missing value is empty."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(columns(res))
+    for row in res.rows:
+        w.writerow(["" if v is None else param_text(v) for v in _cells(res, row)])
+    return buf.getvalue()
+
+
+def json_text(res: Results) -> str:
+    """A JSON array: each run with run.json's fields (as `convoy runs --json`), its metrics
+    (null when missing) and metrics_missing (metric -> why)."""
+    return json.dumps([{**run_fields(row.run), "metrics": row.metrics,
+                        "metrics_missing": row.missing} for row in res.rows], indent=2)  # fmt: skip
+
+
+def table_text(res: Results, safe: bool) -> str:
+    """For people: run, parameters, metrics (six significant digits), state, duration, host,
+    revision (its first 12 characters), reason. `safe`: what runs wrote made inert."""
+    shown = inert if safe else str
+    headers = ["RUN", *res.params, *res.metrics, "STATE", "DURATION", "HOST", "REVISION",
+               "REASON"]  # fmt: skip
+    rows = [
+        [row.run.id, *(param_text(row.params[p]) if p in row.params else "-" for p in res.params),
+         *(shown(metric_text(row.metrics.get(m), short=True)) for m in res.metrics),
+         row.run.state, human_duration(duration_s(row.run)), row.run.host or "-",
+         row.run.revision[:REVISION_SHOWN], shown(row.run.reason)]
+        for row in res.rows
+    ]  # fmt: skip
+    return table(headers, rows)
+
+
+def missing_notes(res: Results) -> list[str]:
+    """Why metrics are missing, a line per metric and reason (the most frequent first), for
+    under a table: "mean_wait: 2 runs: results/summary.json: no such file ... (a-1.00, a-1.01)"."""
+    runs_of: dict[tuple[str, str], list[str]] = defaultdict(list)
+    for row in res.rows:
+        for metric, why in row.missing.items():
+            runs_of[metric, why].append(row.run.id)
+    ordered = sorted(runs_of.items(), key=lambda kv: -len(kv[1]))
+    notes = []
+    for (metric, why), ids in ordered[:SHOWN_NOTES]:
+        named = ", ".join(ids[:SHOWN_RUNS]) + (", ..." if len(ids) > SHOWN_RUNS else "")
+        notes.append(f"{metric}: {len(ids)} run{'s' * (len(ids) != 1)}: {why} ({named})")
+    if len(ordered) > SHOWN_NOTES:
+        notes.append(f"and {len(ordered) - SHOWN_NOTES} more reasons (--format json says all)")
+    return notes
+
+
+def write_parquet(res: Results, path: Path) -> None:
+    """The CSV's columns, each typed: booleans, integers, numbers (integers and numbers
+    mixed) or text (anything else mixed, numbers written as text)."""
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise UsageError(_missing("--format parquet", "pyarrow")) from None
+    names = columns(res)
+    cells = [_cells(res, row) for row in res.rows]
+    arrays = [_arrow_column(pa, [c[i] for c in cells]) for i in range(len(names))]
+    pq.write_table(pa.table(dict(zip(names, arrays, strict=True))), str(path))
+
+
+INT64 = 2**63
+
+
+def _arrow_column(pa: Any, values: list[Any]) -> Any:
+    given = [v for v in values if v is not None]
+    if given and all(isinstance(v, bool) for v in given):
+        return pa.array(values, pa.bool_())
+    if given and all(isinstance(v, int) and not isinstance(v, bool) and -INT64 <= v < INT64
+                     for v in given):  # fmt: skip
+        return pa.array(values, pa.int64())
+    if given and all(isinstance(v, int | float) and not isinstance(v, bool) for v in given):
+        return pa.array([None if v is None else float(v) for v in values], pa.float64())
+    return pa.array([None if v is None else param_text(v) for v in values], pa.string())
+
+
+def _missing(what: str, package: str) -> str:
+    return (f"{what} needs {package}, which is not installed here; install it with "
+            f"{sys.executable} -m pip install {package}")  # fmt: skip
