@@ -128,7 +128,8 @@ class Coordinator:
         self.collector = Collector(self.room)
         self.specs = {h.name: h for h in hosts}
         self.sessions = {h.name: self._session(h) for h in self.specs.values()}
-        self.launcher = Launcher(self.syncer, self.images, self.builds, self.owner, self.feed)
+        self.launcher = Launcher(self.syncer, self.images, self.builds, self.owner, self.feed,
+                                 lambda sub_id: self.submissions.progress_of(sub_id))  # fmt: skip
         self.submissions = Submissions(home, store, self.syncer, self.builds, self.bus,
                                        self.life, self.feed)  # fmt: skip
         self.logs = Logs(store, self.bus, self.builds, lambda: self.sessions)
