@@ -11,6 +11,7 @@ from convoy.coordinator.engine import Coordinator
 from convoy.coordinator.hosts.session import HostSession
 from convoy.coordinator.runs.bus import RunChanged
 from convoy.coordinator.runs.lifecycle import HostInfo, HostState
+from convoy.coordinator.runs.records import RunRecord
 from convoy.coordinator.runs.submissions import Unchanged
 from convoy.coordinator.wire import resources_to_pb, run_to_pb
 from convoy.errors import ConvoyError, NotFound, SpecError, UsageError
@@ -79,11 +80,15 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                                 f"limit must be 0 (all) or more, got {request.limit}")  # fmt: skip
         runs = self.c.store.runs(request.submission_id, states, request.limit,
                                  request.experiment, request.newest)  # fmt: skip
-        return pb.ListRunsResponse(runs=[run_to_pb(r) for r in runs])
+        return pb.ListRunsResponse(runs=[self._run(r) for r in runs])
+
+    def _run(self, r: RunRecord) -> pb.Run:
+        """A stored run, with what only the coordinator's memory holds (its progress)."""
+        return run_to_pb(r, self.c.life.progress.get(r.id))
 
     async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.Run:
         try:
-            return run_to_pb(self.c.run(request.run_id))
+            return self._run(self.c.run(request.run_id))
         except ConvoyError as e:
             await context.abort(_code(e), e.render())
             raise
@@ -99,13 +104,12 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         async with self.c.bus.subscribe() as q:  # subscribe before the snapshot: no gap
             if request.snapshot:
                 for r in self.c.store.runs(sub):
-                    yield pb.RunEvent(run=run_to_pb(r), snapshot=True)
+                    yield pb.RunEvent(run=self._run(r), snapshot=True)
             while True:
                 ev = await q.get()
                 if wanted(ev):
-                    yield pb.RunEvent(
-                        run=run_to_pb(ev.run), previous_state=ev.previous_state, at=ev.at
-                    )
+                    yield pb.RunEvent(run=run_to_pb(ev.run, ev.progress),
+                                      previous_state=ev.previous_state, at=ev.at)  # fmt: skip
 
     async def Logs(
         self, request: pb.LogsRequest, context: Ctx

@@ -39,6 +39,7 @@ from convoy.coordinator.runs.actions import (
     ForgetAttempts,
     HostChanged,
     Launch,
+    Progress,
     RecordEnded,
     Release,
     SaveAttempts,
@@ -250,8 +251,9 @@ class Coordinator:
         if later:
             self._folders_later(ended_here)
         ended: set[str] = set()
+        progress = self.life.progress
         for before, after, at in changes:
-            self.bus.publish(RunChanged(after, before.state.value, at))
+            self.bus.publish(RunChanged(after, before.state.value, at, progress.get(after.id)))
             if after.state.terminal:
                 ended.add(after.submission_id)
         for sub_id in ended:
@@ -270,6 +272,8 @@ class Coordinator:
                     self._for_attempt(act.attempt_id, self._collect(act))
                 case Release():
                     self._spawn(self._release(act))
+                case Progress(run=run, percent=percent):
+                    self.bus.publish(RunChanged(run, run.state.value, now, percent))
                 case HostChanged(state=state, message=message):
                     level = logging.INFO if state in ("up", "accepting") else logging.WARNING
                     log.log(level, "host %s", message)

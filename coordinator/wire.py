@@ -15,7 +15,9 @@ def resources_to_pb(r: Resources) -> common_pb2.Resources:
                                 disk_bytes=r.disk_bytes)  # fmt: skip
 
 
-def run_to_pb(r: RunRecord) -> pb.Run:
+def run_to_pb(r: RunRecord, progress: float | None = None) -> pb.Run:
+    """The Run message; `progress`: what the coordinator knows of a running run beside its
+    record (Lifecycle.progress)."""
     return pb.Run(
         id=r.id,
         submission_id=r.submission_id,
@@ -44,4 +46,6 @@ def run_to_pb(r: RunRecord) -> pb.Run:
         infra_failures=r.infra_failures,
         key=r.key,
         reused_from=r.reused_from,
+        progress=progress or 0.0,
+        has_progress=progress is not None,
     )

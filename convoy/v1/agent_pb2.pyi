@@ -218,7 +218,7 @@ class BuildResult(_message.Message):
     def __init__(self, key: _Optional[str] = ..., succeeded: _Optional[bool] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., tail: _Optional[str] = ..., attempt_id: _Optional[str] = ..., built_now: _Optional[bool] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class AttemptStatus(_message.Message):
-    __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id", "lacks_revision", "code", "owner", "resources", "has_progress", "progress")
+    __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id", "lacks_revision", "code", "owner", "resources", "progress", "has_progress")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -232,8 +232,8 @@ class AttemptStatus(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
-    HAS_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    HAS_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     state: AttemptState
     exit_code: int
@@ -247,9 +247,9 @@ class AttemptStatus(_message.Message):
     code: str
     owner: str
     resources: _common_pb2.Resources
-    has_progress: bool
     progress: float
-    def __init__(self, attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image_id: _Optional[str] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ..., lacks_revision: _Optional[bool] = ..., code: _Optional[str] = ..., owner: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., has_progress: _Optional[bool] = ..., progress: _Optional[float] = ...) -> None: ...
+    has_progress: bool
+    def __init__(self, attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image_id: _Optional[str] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ..., lacks_revision: _Optional[bool] = ..., code: _Optional[str] = ..., owner: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., progress: _Optional[float] = ..., has_progress: _Optional[bool] = ...) -> None: ...
 
 class WatchAttemptsRequest(_message.Message):
     __slots__ = ("owner", "heartbeat_seconds")

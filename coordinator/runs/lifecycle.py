@@ -57,6 +57,7 @@ from convoy.coordinator.runs.events import (
     LaunchFailed,
     Outcome,
     Phase,
+    Progressed,
     Released,
     Restored,
     Seen,
@@ -85,6 +86,7 @@ from .actions import (
     ForgetAttempts,
     HostChanged,
     Launch,
+    Progress,
     RecordEnded,
     Release,
     SaveAttempts,
@@ -137,6 +139,9 @@ class Lifecycle:
     now: float = 0.0
     # Runs asked to stop, with the grace for their container.
     cancels: dict[str, float] = field(default_factory=dict)
+    # Each running run's percent, as its current attempt's agent last reported it (in memory
+    # only: an agent reports it again on its snapshot); gone once the run leaves running.
+    progress: dict[str, float] = field(default_factory=dict)
     _placement: dict[str, PlacementSpec] = field(default_factory=dict)  # by submission
     _avoid: dict[str, set[str]] = field(default_factory=dict)  # run -> hosts it failed on
     _holds: dict[str, str] = field(default_factory=dict)  # scheduler.place's, pass to pass
@@ -219,6 +224,8 @@ class Lifecycle:
                 self._phase(event, out)
             case AttemptStarted():
                 self._started(event.attempt_id, event.at, out)
+            case Progressed():
+                self._progressed(event, out)
             case LaunchFailed():
                 self._launch_failed(event, out)
             case AttemptEnded():
@@ -612,6 +619,15 @@ class Lifecycle:
                    started_at=at or self.now)  # fmt: skip
         self._stop_if_cancelled(a, out)
 
+    def _progressed(self, e: Progressed, out: list[Action]) -> None:
+        """A percent counts for the run only from its current attempt while it runs: not from
+        one given up (its host lost) that goes on printing."""
+        a = self._mine(e.attempt_id, (AttemptPhase.RUNNING,))
+        if a is None or self.progress.get(a.run_id) == e.percent:
+            return
+        self.progress[a.run_id] = e.percent
+        out.append(Progress(self.runs[a.run_id], e.percent))
+
     def _launch_failed(self, e: LaunchFailed, out: list[Action]) -> None:
         a = self._mine(e.attempt_id, (AttemptPhase.LAUNCHING,))
         if a is None:
@@ -825,6 +841,8 @@ class Lifecycle:
                 self._enqueue(after)
         else:
             self._unqueue(after)
+        if after.state is not RunState.RUNNING:
+            self.progress.pop(after.id, None)  # a retry's attempt starts without
         out.append(Commit(((before, after),)))
 
     def _set(self, a: AttemptRecord, out: list[Action], **changes: object) -> AttemptRecord:
