@@ -65,6 +65,18 @@ def run_fields(run: pb.Run) -> dict[str, Any]:
     }
 
 
+def listed_fields(run: pb.Run) -> dict[str, Any]:
+    """What `convoy runs --json` prints for a run: run.json's fields (run_fields), and what
+    only a run going on has, which run.json (written once it has ended) leaves out:
+    `progress`, its percent while it runs, and `waiting_for`, why it waits while it is queued
+    (each null otherwise)."""
+    return {
+        **run_fields(run),
+        "progress": run.progress if run.has_progress else None,
+        "waiting_for": run.waiting_for or None,
+    }
+
+
 def missing_results(results_path: str) -> str | None:
     """What of a run's results did not come back, and why, from its run.json ("a (why); b
     (why) and 2 more"): None when everything did, or run.json is not here to read (a

@@ -82,9 +82,15 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                                  request.experiment, request.newest)  # fmt: skip
         return pb.ListRunsResponse(runs=[self._run(r) for r in runs])
 
-    def _run(self, r: RunRecord) -> pb.Run:
-        """A stored run, with what only the coordinator's memory holds (its progress)."""
-        return run_to_pb(r, self.c.life.progress.get(r.id))
+    def _run(self, r: RunRecord, progress: float | None = None) -> pb.Run:
+        """A run, with what only the coordinator's memory holds: its progress (from the
+        lifecycle, unless given: an event's), why it waits (as things stand now)."""
+        life = self.c.life
+        if r.state is not RunState.RUNNING:
+            progress = None
+        elif progress is None:
+            progress = life.progress.get(r.id)
+        return run_to_pb(r, progress, life.waiting_for(r.id) if r.state is RunState.QUEUED else "")
 
     async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.Run:
         try:
@@ -108,7 +114,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             while True:
                 ev = await q.get()
                 if wanted(ev):
-                    yield pb.RunEvent(run=run_to_pb(ev.run, ev.progress),
+                    yield pb.RunEvent(run=self._run(ev.run, ev.progress),
                                       previous_state=ev.previous_state, at=ev.at)  # fmt: skip
 
     async def Logs(

@@ -451,13 +451,15 @@ class Coordinator:
         )  # fmt: skip
 
     async def why(self, run_id: str) -> Why:
-        """Why the run ran or did not (decided when it was submitted)."""
+        """Why the run ran or did not (decided when it was submitted), and what it waits for
+        while it is queued."""
         run = self.run(run_id)
         compared = self.store.run(run.memo.compared) if run.memo and run.memo.compared else None
         files: list[str] = []
         if compared is not None and run.memo and "sources" in run.memo.changed:
             files = await asyncio.to_thread(self.changed_paths, compared.revision, run.revision)
-        return why_of(run, files)
+        waiting = self.life.waiting_for(run.id) if run.state is RunState.QUEUED else ""
+        return why_of(run, files, waiting)
 
     async def rerun(
         self, sub_id: str, states: Iterable[RunState] = ()

@@ -15,9 +15,9 @@ def resources_to_pb(r: Resources) -> common_pb2.Resources:
                                 disk_bytes=r.disk_bytes)  # fmt: skip
 
 
-def run_to_pb(r: RunRecord, progress: float | None = None) -> pb.Run:
-    """The Run message; `progress`: what the coordinator knows of a running run beside its
-    record (Lifecycle.progress)."""
+def run_to_pb(r: RunRecord, progress: float | None = None, waiting_for: str = "") -> pb.Run:
+    """The Run message; `progress` and `waiting_for`: what the coordinator knows of a run
+    going on beside its record (Lifecycle.progress, Lifecycle.waiting_for)."""
     return pb.Run(
         id=r.id,
         submission_id=r.submission_id,
@@ -48,4 +48,5 @@ def run_to_pb(r: RunRecord, progress: float | None = None) -> pb.Run:
         reused_from=r.reused_from,
         progress=progress or 0.0,
         has_progress=progress is not None,
+        waiting_for=waiting_for,
     )
