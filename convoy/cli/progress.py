@@ -101,10 +101,13 @@ class StatusLine:
         self._on_screen = False
 
     def width(self) -> int:
+        """The terminal's width less one (a line as wide as the terminal would wrap); 79 when
+        it says none (a pseudo-terminal whose size was never set says 0)."""
         try:
-            return max(20, os.get_terminal_size(self.err.fileno()).columns - 1)
+            columns = os.get_terminal_size(self.err.fileno()).columns
         except (OSError, ValueError):
-            return 79
+            columns = 0
+        return max(20, (columns or 80) - 1)
 
     def set(self, text: str) -> None:
         if text == self.text and self._on_screen:
