@@ -36,10 +36,11 @@ class RunsProgress:
 
     submission: str
     total: int
-    running: dict[str, float] = field(default_factory=dict)  # run -> started_at, in start order
+    running: dict[str, None] = field(default_factory=dict)  # the running runs, in start order
     percent: dict[str, float] = field(default_factory=dict)  # running run -> its percent
     ended: set[str] = field(default_factory=set)
     reused: set[str] = field(default_factory=set)  # already done: not run now
+    first_start: float = 0.0  # when the first of its runs to run started (0: none yet)
     _tenths: dict[str, int] = field(default_factory=dict)  # run -> the tenth last said
 
     def seen(self, run: pb.Run) -> list[str]:
@@ -47,13 +48,15 @@ class RunsProgress:
         percent in another tenth than the last one said)."""
         if run.reused_from:
             self.reused.add(run.id)
+        elif run.started_at and (not self.first_start or run.started_at < self.first_start):
+            self.first_start = run.started_at
         if run.state in TERMINAL:
             self.ended.add(run.id)
         if run.state != "running":
             self.running.pop(run.id, None)
             self.percent.pop(run.id, None)
             return []
-        self.running.setdefault(run.id, run.started_at)
+        self.running.setdefault(run.id, None)
         if not run.has_progress:
             return []
         self.percent[run.id] = run.progress
@@ -75,10 +78,9 @@ class RunsProgress:
         """The time left at the pace so far (since the first run started), or None before
         there is a pace to go by."""
         f = self.fraction()
-        starts = [t for t in self.running.values() if t > 0]
-        if not starts or not 0 < f < 1:
+        if not self.first_start or not 0 < f < 1:
             return None
-        return (now - min(starts)) * (1 - f) / f
+        return (now - self.first_start) * (1 - f) / f
 
     def text(self, now: float, width: int) -> str:
         """The status line, cut to `width` characters."""

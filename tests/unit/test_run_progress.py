@@ -38,13 +38,23 @@ def test_the_status_line_has_the_bar_the_runs_percents_and_the_time_left() -> No
     assert len(p.text(now=160.0, width=30)) == 30  # cut to the terminal's width
 
 
+def test_the_pace_is_from_the_first_run_to_start_even_once_it_ended() -> None:
+    p = RunsProgress("e-1", 2)
+    p.seen(running("e-1.0", 50.0, started=100.0))
+    p.seen(pb.Run(id="e-1.0", state="succeeded", started_at=100.0, ended_at=140.0))
+    p.seen(running("e-1.1", None, started=140.0))
+    assert p.fraction() == 0.5
+    assert p.left_s(now=160.0) == 60.0  # 60 s for the first half: as much again
+
+
 def test_runs_already_done_count_as_done_but_not_toward_the_pace() -> None:
     p = RunsProgress("e-2", 3)
-    p.seen(pb.Run(id="e-2.0", state="succeeded", reused_from="e-1.0"))
+    p.seen(pb.Run(id="e-2.0", state="succeeded", reused_from="e-1.0", started_at=5.0))
     p.seen(pb.Run(id="e-2.1", state="succeeded", reused_from="e-1.1"))
     p.seen(running("e-2.2", 25.0))
     assert p.fraction() == 0.25
     assert "2/3 done, 1 running" in p.text(now=130.0, width=200)
+    assert p.first_start == 100.0  # not the reused runs' (theirs were the earlier runs')
 
 
 def test_a_run_that_stops_running_leaves_the_line() -> None:
