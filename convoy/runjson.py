@@ -62,18 +62,9 @@ def run_fields(run: pb.Run) -> dict[str, Any]:
         "ended_at": iso(run.ended_at),
         "duration_s": duration_s(run),
         "results_path": run.results_path,
-    }
-
-
-def listed_fields(run: pb.Run) -> dict[str, Any]:
-    """What `convoy runs --json` prints for a run: run.json's fields (run_fields), and what
-    only a run going on has, which run.json (written once it has ended) leaves out:
-    `progress`, its percent while it runs, and `waiting_for`, why it waits while it is queued
-    (each null otherwise)."""
-    return {
-        **run_fields(run),
-        "progress": run.progress if run.has_progress else None,
-        "waiting_for": run.waiting_for or None,
+        # About a run going on (null otherwise, so in run.json, written once it has ended):
+        "progress": run.progress if run.has_progress else None,  # its percent, while it runs
+        "waiting_for": run.waiting_for or None,  # why it waits, while it is queued
     }
 
 

@@ -33,7 +33,7 @@ from convoy import __version__
 from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageError
 from convoy.paths import checked_home, default_home
 from convoy.procs import stop_by_pidfile
-from convoy.runjson import listed_fields
+from convoy.runjson import run_fields
 from convoy.states import ACTIVE, RunState
 from convoy.v1 import coordinator_pb2 as pb
 
@@ -208,7 +208,7 @@ async def _runs(home: Path, ns: argparse.Namespace) -> int:
         async with channel:
             runs = list((await stub.ListRuns(req)).runs)
     if ns.json:
-        print(json.dumps([listed_fields(r) for r in runs], indent=2))
+        print(json.dumps([run_fields(r) for r in runs], indent=2))
     else:
         print(runs_table(runs) if runs else "no runs")
     return 0

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from convoy.cli.render import runs_table
-from convoy.runjson import listed_fields, run_fields
+from convoy.runjson import run_fields
 from convoy.v1 import coordinator_pb2 as pb
 
 
@@ -30,10 +30,9 @@ def test_the_table_leaves_them_out_when_no_run_has_them() -> None:
     assert "PROGRESS" not in header and "WAITING" not in header
 
 
-def test_runs_json_has_progress_and_waiting_for_and_run_json_does_not() -> None:
-    running, queued, ended = (listed_fields(r) for r in runs())
+def test_runs_json_has_progress_and_waiting_for_while_a_run_goes_on() -> None:
+    running, queued, ended = (run_fields(r) for r in runs())
     assert (running["progress"], running["waiting_for"]) == (45.4, None)
     assert (queued["progress"], queued["waiting_for"]) == (
         None, "needs 2 cpus; local has 0 cpus free")  # fmt: skip
     assert (ended["progress"], ended["waiting_for"]) == (None, None)
-    assert "progress" not in run_fields(runs()[0])  # run.json: written once it has ended
