@@ -230,14 +230,19 @@ def left_out_why(error: UnicodeEncodeError | OSError) -> str:
 
 
 def _look_all(attempts: list[Attempt]) -> list[tuple[Attempt, float]]:
-    """Each attempt's newest percent, for those whose output showed one since the last look."""
+    """Each attempt's newest percent, for those whose output showed one since the last look.
+    One whose pattern fails on its output (a pattern too deep for `re`) is not looked at
+    again, and the others go on."""
     found = []
     for a in attempts:
         if a.reader is None:
             continue
         try:
             percent = a.reader.look(a.log_path)
-        except (RecursionError, MemoryError):  # a pattern that cannot cope with a line
+        except Exception as e:
+            log.warning("attempt %s: its progress pattern failed on its output (%r): no "
+                        "more progress for it", a.request.attempt_id, e)  # fmt: skip
+            a.reader = None
             continue
         if percent is not None:
             found.append((a, percent))
