@@ -9,7 +9,8 @@ A full disk never stops the agent: a status that cannot be written is kept in me
 written once there is room again, and an attempt that failed while its disk was full ends
 with the code disk_full (the coordinator retries it elsewhere); the agent then takes no new
 runs until it has room (`room()`, MIN_FREE). Every change of an attempt's status is also
-handed to the watchers (the coordinator's WatchAttempts stream).
+handed to the watchers (the coordinator's WatchAttempts stream), and so is its progress: the
+last percent its experiment's `progress:` pattern found in its output (agent/progress.py).
 """
 
 from __future__ import annotations
@@ -37,11 +38,13 @@ from convoy.sizes import human_bytes
 from . import workspace
 from .objects import ObjectStore, RevisionMissing
 from .policy import Policy
+from .progress import ProgressReader
 from .runtime import ContainerHandle, ContainerRuntime, ContainerSpec
 from .trees import own_tree, rmtree_quiet
 
 log = logging.getLogger("convoy.agent")
 DISK_CHECK_S = 2.0  # how often what a run wrote is looked at, when looking is quick
+PROGRESS_S = 1.0  # how often running attempts' logs are read for their progress
 
 
 def _written(a: Attempt) -> int:
@@ -88,6 +91,7 @@ class AttemptRequest:
     upper: str = ""  # a build's own upper folder (agent/builds.py); else the attempt's
     owner: str = ""  # the coordinator that started it
     disk_bytes: int = 0  # what it may write here (workspace changes and log); 0: no cap
+    progress: str = ""  # its experiment's `progress:` regex (group `percent`); "": none
 
 
 @dataclass(frozen=True)
@@ -103,6 +107,7 @@ class AttemptStatus:
     container_id: str = ""
     lacks_revision: bool = False  # an error: the host lacks a revision the run needs
     code: str = ""  # once ended, why (convoy.states.Reason)
+    progress: float | None = None  # the last percent its output showed (agent/progress.py)
 
 
 @dataclass
@@ -116,6 +121,7 @@ class Attempt:
     timed_out: bool = False
     disk_over: int = 0  # bytes it had written when stopped for going over its disk_bytes
     unsaved: bool = False  # its status.json could not be written (a full disk): retried
+    reader: ProgressReader | None = field(default=None, repr=False)  # its `progress:` pattern
     _layout: dict[str, str] | None = field(default=None, repr=False)
 
     @property
@@ -223,6 +229,26 @@ def left_out_why(error: UnicodeEncodeError | OSError) -> str:
     return f"cannot be read: {error.strerror}"
 
 
+def _look_all(attempts: list[Attempt]) -> list[tuple[Attempt, float]]:
+    """Each attempt's newest percent, for those whose output showed one since the last look.
+    One whose pattern fails on its output (a pattern too deep for `re`) is not looked at
+    again, and the others go on."""
+    found = []
+    for a in attempts:
+        if a.reader is None:
+            continue
+        try:
+            percent = a.reader.look(a.log_path)
+        except Exception as e:
+            log.warning("attempt %s: its progress pattern failed on its output (%r): no "
+                        "more progress for it", a.request.attempt_id, e)  # fmt: skip
+            a.reader = None
+            continue
+        if percent is not None:
+            found.append((a, percent))
+    return found
+
+
 def _start_error(e: BaseException) -> str:
     if isinstance(e, OSError) and e.errno in FULL:
         return f"its host's disk is full ({e.strerror})"
@@ -282,6 +308,7 @@ class Attempts:
         self._waiters = ThreadPoolExecutor(max_workers=4096, thread_name_prefix="wait")
         self.watchers: set[asyncio.Queue[AttemptStatus]] = set()
         self._full_since = 0.0  # when writing hit a full disk last (0: not since it had room)
+        self._progress: asyncio.Task[None] | None = None  # _follow_progress, while it runs
 
     def get(self, attempt_id: str) -> Attempt:
         try:
@@ -302,6 +329,9 @@ class Attempts:
         self._save(a)
         if a.status.state.ended:
             a.done.set()
+        self._tell(a)
+
+    def _tell(self, a: Attempt) -> None:
         for q in self.watchers:
             q.put_nowait(a.status)
 
@@ -460,6 +490,35 @@ class Attempts:
         task = asyncio.get_running_loop().create_task(self._monitor(a))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        if a.request.progress:
+            try:
+                a.reader = ProgressReader(a.request.progress)
+            except re.error as e:  # the coordinator checked it: not expected
+                log.warning("attempt %s: its progress pattern is not a regular expression "
+                            "(%s): no progress for it", a.request.attempt_id, e)  # fmt: skip
+                return
+            if self._progress is None or self._progress.done():
+                self._progress = asyncio.get_running_loop().create_task(self._follow_progress())
+                self._tasks.add(self._progress)
+                self._progress.add_done_callback(self._tasks.discard)
+
+    async def _follow_progress(self) -> None:
+        """Every PROGRESS_S, what the running attempts with a `progress:` pattern printed
+        since the last look is read for it, all of them in one worker thread. A percent that
+        changed goes to the watchers (at most once per PROGRESS_S per attempt) and is kept in
+        the attempt's status, written to status.json with its next change rather than each
+        time. Ends when no running attempt has a pattern (the next such start begins it again)."""
+        while True:
+            running = AttemptState.RUNNING
+            following = [a for a in self._attempts.values()
+                         if a.reader is not None and a.status.state is running]  # fmt: skip
+            if not following:
+                return
+            for a, percent in await asyncio.to_thread(_look_all, following):
+                if a.status.state is AttemptState.RUNNING and percent != a.status.progress:
+                    a.status = replace(a.status, progress=percent)
+                    self._tell(a)
+            await asyncio.sleep(PROGRESS_S)
 
     async def _monitor(self, a: Attempt) -> None:
         assert a.handle is not None

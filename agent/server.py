@@ -72,6 +72,7 @@ def status_to_pb(s: AttemptStatus, req: AttemptRequest | None = None) -> pb.Atte
         owner=req.owner if req else "",
         resources=common_pb2.Resources(cpus=req.cpus, memory_bytes=req.memory_bytes)
         if req else None,
+        has_progress=s.progress is not None, progress=s.progress or 0.0,
     )  # fmt: skip
 
 
@@ -83,6 +84,7 @@ def request_from_pb(r: pb.StartAttemptRequest) -> AttemptRequest:
         disk_bytes=r.resources.disk_bytes,
         timeout_seconds=r.timeout_seconds, source_path=r.source_path, outputs=tuple(r.outputs),
         revision=r.revision, inputs=dict(r.inputs), build_key=r.build_key, owner=r.owner,
+        progress=r.progress,
     )  # fmt: skip
 
 

@@ -62,6 +62,9 @@ def run_fields(run: pb.Run) -> dict[str, Any]:
         "ended_at": iso(run.ended_at),
         "duration_s": duration_s(run),
         "results_path": run.results_path,
+        # About a run going on (null otherwise, so in run.json, written once it has ended):
+        "progress": run.progress if run.has_progress else None,  # its percent, while it runs
+        "waiting_for": run.waiting_for or None,  # why it waits, while it is queued
     }
 
 

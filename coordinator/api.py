@@ -88,11 +88,21 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                                 f"limit must be 0 (all) or more, got {request.limit}")  # fmt: skip
         runs = self.c.store.runs(request.submission_id, states, request.limit,
                                  request.experiment, request.newest)  # fmt: skip
-        return pb.ListRunsResponse(runs=[run_to_pb(r) for r in runs])
+        return pb.ListRunsResponse(runs=[self._run(r) for r in runs])
+
+    def _run(self, r: RunRecord, progress: float | None = None) -> pb.Run:
+        """A run, with what only the coordinator's memory holds: its progress (from the
+        lifecycle, unless given: an event's), why it waits (as things stand now)."""
+        life = self.c.life
+        if r.state is not RunState.RUNNING:
+            progress = None
+        elif progress is None:
+            progress = life.progress.get(r.id)
+        return run_to_pb(r, progress, life.waiting_for(r.id) if r.state is RunState.QUEUED else "")
 
     async def GetRun(self, request: pb.GetRunRequest, context: Ctx) -> pb.Run:
         try:
-            return run_to_pb(self.c.run(request.run_id))
+            return self._run(self.c.run(request.run_id))
         except ConvoyError as e:
             await context.abort(_code(e), e.render())
             raise
@@ -108,13 +118,12 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         async with self.c.bus.subscribe() as q:  # subscribe before the snapshot: no gap
             if request.snapshot:
                 for r in self.c.store.runs(sub):
-                    yield pb.RunEvent(run=run_to_pb(r), snapshot=True)
+                    yield pb.RunEvent(run=self._run(r), snapshot=True)
             while True:
                 ev = await q.get()
                 if wanted(ev):
-                    yield pb.RunEvent(
-                        run=run_to_pb(ev.run), previous_state=ev.previous_state, at=ev.at
-                    )
+                    yield pb.RunEvent(run=self._run(ev.run, ev.progress),
+                                      previous_state=ev.previous_state, at=ev.at)  # fmt: skip
 
     async def Logs(
         self, request: pb.LogsRequest, context: Ctx

@@ -40,6 +40,7 @@ from convoy.coordinator.runs.actions import (
     ForgetAttempts,
     HostChanged,
     Launch,
+    Progress,
     RecordEnded,
     Release,
     SaveAttempts,
@@ -131,7 +132,8 @@ class Coordinator:
         self.collector = Collector(self.room, lambda sub_id: self.submissions.metrics_of(sub_id))
         self.specs = {h.name: h for h in hosts}
         self.sessions = {h.name: self._session(h) for h in self.specs.values()}
-        self.launcher = Launcher(self.syncer, self.images, self.builds, self.owner, self.feed)
+        self.launcher = Launcher(self.syncer, self.images, self.builds, self.owner, self.feed,
+                                 lambda sub_id: self.submissions.progress_of(sub_id))  # fmt: skip
         self.submissions = Submissions(home, store, self.syncer, self.builds, self.bus,
                                        self.life, self.feed)  # fmt: skip
         self.logs = Logs(store, self.bus, self.builds, lambda: self.sessions)
@@ -257,8 +259,9 @@ class Coordinator:
         if later:
             self._folders_later(ended_here)
         ended: set[str] = set()
+        progress = self.life.progress
         for before, after, at in changes:
-            self.bus.publish(RunChanged(after, before.state.value, at))
+            self.bus.publish(RunChanged(after, before.state.value, at, progress.get(after.id)))
             if after.state.terminal:
                 ended.add(after.submission_id)
         for sub_id in ended:
@@ -277,6 +280,8 @@ class Coordinator:
                     self._for_attempt(act.attempt_id, self._collect(act))
                 case Release():
                     self._spawn(self._release(act))
+                case Progress(run=run, percent=percent):
+                    self.bus.publish(RunChanged(run, run.state.value, now, percent))
                 case HostChanged(state=state, message=message):
                     level = logging.INFO if state in ("up", "accepting") else logging.WARNING
                     log.log(level, "host %s", message)
@@ -460,13 +465,15 @@ class Coordinator:
         )  # fmt: skip
 
     async def why(self, run_id: str) -> Why:
-        """Why the run ran or did not (decided when it was submitted)."""
+        """Why the run ran or did not (decided when it was submitted), and what it waits for
+        while it is queued."""
         run = self.run(run_id)
         compared = self.store.run(run.memo.compared) if run.memo and run.memo.compared else None
         files: list[str] = []
         if compared is not None and run.memo and "sources" in run.memo.changed:
             files = await asyncio.to_thread(self.changed_paths, compared.revision, run.revision)
-        return why_of(run, files)
+        waiting = self.life.waiting_for(run.id) if run.state is RunState.QUEUED else ""
+        return why_of(run, files, waiting)
 
     async def rerun(
         self, sub_id: str, states: Iterable[RunState] = ()

@@ -33,13 +33,14 @@ log = logging.getLogger("convoy.coordinator")
 class Launcher:
     def __init__(
         self, syncer: Syncer, images: ImageShipper, builds: BuildKeeper, owner: str,
-        emit: Callable[[Event], None],
+        emit: Callable[[Event], None], progress: Callable[[str], str] = lambda _: "",
     ) -> None:  # fmt: skip
         self.syncer = syncer
         self.images = images
         self.builds = builds
         self.owner = owner
         self.emit = emit
+        self.progress = progress  # submission id -> its `progress:` regex ("" none)
 
     async def launch(self, run: RunRecord, host: HostSession) -> None:
         aid = run.attempt_id
@@ -87,8 +88,10 @@ class Launcher:
         if prepared:
             self.emit(Phase(aid, RunState.STARTING))
         key = self.builds.key(run)
+        pattern = self.progress(run.submission_id)
         outcome = await host.call(lambda: host.client.start(
-            run, revision=run.revision, build_key=key, owner=self.owner))  # fmt: skip
+            run, revision=run.revision, build_key=key, owner=self.owner,
+            progress=pattern))  # fmt: skip
         if outcome.state == "error":
             if outcome.lacks_revision:
                 self.syncer.forget(host.name)  # collected there since it was confirmed

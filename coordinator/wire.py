@@ -20,7 +20,9 @@ def resources_to_pb(r: Resources) -> common_pb2.Resources:
                                 disk_bytes=r.disk_bytes)  # fmt: skip
 
 
-def run_to_pb(r: RunRecord) -> pb.Run:
+def run_to_pb(r: RunRecord, progress: float | None = None, waiting_for: str = "") -> pb.Run:
+    """The Run message; `progress` and `waiting_for`: what the coordinator knows of a run
+    going on beside its record (Lifecycle.progress, Lifecycle.waiting_for)."""
     return pb.Run(
         id=r.id,
         submission_id=r.submission_id,
@@ -49,6 +51,9 @@ def run_to_pb(r: RunRecord) -> pb.Run:
         infra_failures=r.infra_failures,
         key=r.key,
         reused_from=r.reused_from,
+        progress=progress or 0.0,
+        has_progress=progress is not None,
+        waiting_for=waiting_for,
     )
 
 

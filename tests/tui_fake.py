@@ -141,6 +141,13 @@ class FakeClient(ApiClient):
             yield attempt, chunk[skip:]
             skip = 0
 
+    async def get_run(self, run_id: str) -> pb.Run:
+        self._check()
+        if run_id not in self.runs:
+            raise grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(),
+                                       grpc.aio.Metadata(), f"no run {run_id}", "")  # fmt: skip
+        return self.runs[run_id]
+
     async def cancel(self, target: str) -> list[str]:
         self._check()
         self.cancelled.append(target)

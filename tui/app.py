@@ -1,9 +1,9 @@
 """`convoy tui`: the runs, logs and allocations screens over the coordinator's API.
 
 The app owns the connection: one worker reads the event stream into the model (and comes back
-when the coordinator does), others follow the output of running runs whose experiment declares
-a `progress:` pattern. Screens read the model and call the app's actions; every action is an
-API call, so a script can do whatever the TUI does.
+when the coordinator does); runs come with their progress (the coordinator's, read on their
+hosts). Screens read the model and call the app's actions; every action is an API call, so a
+script can do whatever the TUI does.
 """
 
 from __future__ import annotations
@@ -26,8 +26,6 @@ from .hosts_screen import HostsScreen
 from .logs_screen import LogsScreen
 from .model import RunsModel
 from .runs_screen import RunsScreen
-
-PROGRESS_FOLLOWERS = 32  # running runs whose output is read for their progress, at most
 
 
 class ConvoyApp(App[None]):
@@ -53,8 +51,6 @@ class ConvoyApp(App[None]):
         self.model = RunsModel()
         self.connected = False
         self.problem = "connecting to the coordinator..."
-        self._progress: set[str] = set()  # runs whose output is being read for progress
-        self._followed: set[str] = set()  # runs whose output was read (once is enough)
         self.log_target = ""  # the run the logs screen should follow
         self.subs: dict[str, pb.Submission] = {}
         self.watches: dict[str, Worker[None]] = {}  # experiment file -> its watch
@@ -78,11 +74,9 @@ class ConvoyApp(App[None]):
             try:
                 await self._load_submissions()
                 async for ev in self.client.events():
-                    if ev.run.submission_id not in self.model.patterns:
+                    if ev.run.submission_id not in self.subs:
                         await self._load_submissions()
                     self.model.apply(ev.run)
-                    if ev.run.state == "running":
-                        self._watch_progress(ev.run.id)
             except grpc.aio.AioRpcError as e:
                 self._lost(describe(e, self.client.socket))
             except Exception as e:  # anything else must not leave a stale screen that looks live
@@ -99,40 +93,17 @@ class ConvoyApp(App[None]):
     async def _load_submissions(self) -> None:
         for sub in await self.client.submissions():
             self.subs[sub.id] = sub
-            if sub.id not in self.model.patterns:
-                self.model.set_pattern(sub.id, sub.progress_pattern)
         self.connected, self.problem = True, ""
 
-    def _watch_progress(self, run_id: str) -> None:
-        row = self.model.rows.get(run_id)
-        if row is None or self.model.patterns.get(row.submission) is None:
-            return
-        if run_id in self._followed or len(self._progress) >= PROGRESS_FOLLOWERS:
-            return
-        self._progress.add(run_id)
-        self._followed.add(run_id)
-        self._read_progress(run_id)
-
-    @work(group="progress", exit_on_error=False)
-    async def _read_progress(self, run_id: str) -> None:
-        tail, attempt = "", 0
+    @work(group="waiting", exclusive=True, exit_on_error=False)
+    async def fetch_waiting(self, run_id: str) -> None:
+        """A queued run's reason to wait as it is now: it changes with no event (room frees
+        on a host, a host goes away), so the runs screen asks for the highlighted run's."""
         try:
-            async for n, data in self.client.logs(run_id, 0, follow=True):
-                if n != attempt:  # a retry's output: not joined to the last one's last line
-                    tail, attempt = "", n
-                text = tail + data.decode(errors="replace")
-                cut = text.rfind("\n") + 1
-                self.model.progress_from(run_id, text[:cut])
-                tail = text[cut:][-4096:]
+            run = await self.client.get_run(run_id)
         except grpc.aio.AioRpcError:
-            pass
-        finally:
-            self._progress.discard(run_id)
-            # A slot is free: a running run that had none gets it.
-            waiting = (r.id for r in self.model.rows.values()
-                       if r.state == "running" and r.id not in self._followed)  # fmt: skip
-            if (other := next(waiting, None)) is not None:
-                self._watch_progress(other)
+            return
+        self.model.set_waiting(run)
 
     # -- actions (each one API call) ------------------------------------------------------------
 

@@ -54,6 +54,9 @@ class ApiClient:
         async for chunk in self.stub.Logs(req):
             yield chunk.attempt, chunk.data
 
+    async def get_run(self, run_id: str) -> pb.Run:
+        return await self.stub.GetRun(pb.GetRunRequest(run_id=run_id), timeout=10)
+
     async def cancel(self, target: str) -> list[str]:
         resp = await self.stub.Cancel(pb.CancelRequest(id=target), timeout=30)
         return list(resp.cancelled)

@@ -8,7 +8,6 @@ table's. Filtering and sorting are pure functions of the rows, recomputed only w
 
 from __future__ import annotations
 
-import re
 import statistics
 import time
 from collections.abc import Iterable
@@ -35,8 +34,9 @@ class Row:
     exit_code: int | None
     reason: str
     results_path: str
-    progress: float | None = None  # 0-100, from the run's output
+    progress: float | None = None  # 0-100, while it runs: its `progress:`, as its host read it
     code: str = ""  # why it ended (or its last attempt did): convoy.states.Reason
+    waiting_for: str = ""  # while it is queued: why it waits (as of the message)
 
     @classmethod
     def of(cls, run: Any) -> Row:
@@ -50,6 +50,8 @@ class Row:
             state=run.state, host=run.host, params=params, started_at=run.started_at,
             ended_at=run.ended_at, exit_code=run.exit_code if run.has_exit_code else None,
             reason=run.reason, results_path=run.results_path, code=run.code,
+            progress=run.progress if run.has_progress else None,
+            waiting_for=run.waiting_for if run.state == "queued" else "",
         )  # fmt: skip
 
     def duration(self, now: float) -> float | None:
@@ -77,9 +79,14 @@ class Row:
         return "" if self.exit_code is None else str(self.exit_code)
 
     def why(self) -> str:
-        """One line on the run for the status bar: its state, reason code and sentence."""
+        """One line on the run for the status bar: its state, reason code and sentence, and
+        what it waits for while it is queued."""
         code = f" [{self.code}]" if self.code else ""
-        return f"{self.id} {self.state}{code}: {self.reason}" if self.reason else self.id
+        said = "; ".join(
+            [*([self.reason] if self.reason else []),
+             *([f"it waits: {self.waiting_for}"] if self.waiting_for else [])]
+        )  # fmt: skip
+        return f"{self.id} {self.state}{code}: {said}" if said else self.id
 
 
 def bar(percent: float, width: int) -> str:
@@ -112,7 +119,6 @@ class RunsModel:
     rows: dict[str, Row] = field(default_factory=dict)
     dirty: set[str] = field(default_factory=set)  # ids changed since the last take_dirty()
     added: list[str] = field(default_factory=list)  # ids new since the last take_dirty()
-    patterns: dict[str, re.Pattern[str] | None] = field(default_factory=dict)  # submission ->
     # submission -> its run ids, both in the order first seen: the status line reads these
     # on every flush, and a pass over all rows each time cost 4n steps per flush
     by_submission: dict[str, dict[str, None]] = field(default_factory=dict)
@@ -124,8 +130,6 @@ class RunsModel:
         if old is None:
             self.added.append(row.id)
             self.by_submission.setdefault(row.submission, {})[row.id] = None
-        else:
-            row.progress = old.progress if row.state not in TERMINAL else None
         self.rows[row.id] = row
         self.dirty.add(row.id)
 
@@ -133,27 +137,16 @@ class RunsModel:
         for r in runs:
             self.apply(r)
 
-    def set_pattern(self, submission: str, pattern: str) -> None:
-        try:
-            self.patterns[submission] = re.compile(pattern) if pattern else None
-        except re.error:
-            self.patterns[submission] = None
-
-    def progress_from(self, run_id: str, text: str) -> None:
-        """The last `percent` the run's progress pattern finds in a piece of its output."""
-        row = self.rows.get(run_id)
-        pattern = self.patterns.get(row.submission) if row else None
-        if row is None or pattern is None:
+    def set_waiting(self, run: Any) -> None:
+        """A queued run's reason to wait, as a GetRun answered it (it changes with no event):
+        taken only while the row is queued still, so that an answer overtaken by an event
+        does not undo that event."""
+        row = self.rows.get(run.id)
+        if row is None or row.state != "queued" or run.state != "queued":
             return
-        last = None
-        for m in pattern.finditer(text):
-            last = m
-        if last is not None:
-            try:
-                row.progress = max(0.0, min(100.0, float(last.group("percent"))))
-            except (ValueError, IndexError):
-                return
-            self.dirty.add(run_id)
+        if row.waiting_for != run.waiting_for:
+            row.waiting_for = run.waiting_for
+            self.dirty.add(row.id)
 
     def take_dirty(self) -> tuple[list[str], list[str]]:
         """(ids added, ids changed but not added) since the last call."""

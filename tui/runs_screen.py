@@ -25,6 +25,7 @@ FLUSH_S = 0.1  # how often coalesced updates reach the table
 SORTS = COLUMNS
 REBUILD_S = 1.0  # a filtered or sorted view is rebuilt at most this often (or 5x its cost)
 FILTER_PAUSE_S = 0.25  # the filter applies once typing pauses this long
+WAITING_S = 2.0  # how often the highlighted queued run's reason to wait is asked for again
 WIDTHS = {"state": 9, "host": 12, "duration": 8, "progress": 15, "ended": 13}
 
 
@@ -49,6 +50,7 @@ class RunsScreen(Screen[None]):
         self._shown: dict[str, tuple[str, ...]] = {}  # row id -> the cells on screen
         self._order_stale = False
         self._last_tick = -1.0e9
+        self._last_waiting = -1.0e9
         self._last_rebuild = -1.0e9
         self._rebuild_every = REBUILD_S
         self._typing: Timer | None = None
@@ -109,6 +111,9 @@ class RunsScreen(Screen[None]):
         tick = clock - self._last_tick >= 1.0  # durations of active runs move on
         if tick:
             self._last_tick = clock
+        if clock - self._last_waiting >= WAITING_S:
+            self._last_waiting = clock
+            self._ask_waiting(self.selected())
         ordered = bool(self.text or self.state or self.sort != "run")
         if ordered and (added or changed):
             self._order_stale = True
@@ -206,6 +211,14 @@ class RunsScreen(Screen[None]):
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
         if event.row_key.value is not None:
             self._why(str(event.row_key.value))
+            self._ask_waiting(str(event.row_key.value))
+
+    def _ask_waiting(self, run_id: str | None) -> None:
+        """A queued run's reason to wait changes without an event: the highlighted one's is
+        asked for when it is highlighted and every WAITING_S while it stays so."""
+        row = self.convoy.model.rows.get(run_id) if run_id else None
+        if row is not None and row.state == "queued":
+            self.convoy.fetch_waiting(row.id)
 
     def _why(self, run_id: str) -> None:
         """The highlighted run's state, reason code and sentence, under the table."""

@@ -43,12 +43,24 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def percent_text(run: pb.Run) -> str:
+    """ "45%": a running run's progress ("-" when it shows none)."""
+    return f"{run.progress:.0f}%" if run.has_progress else "-"
+
+
 def runs_table(runs: Sequence[pb.Run]) -> str:
+    """The runs, one a row; a PROGRESS column when one of them shows a percent, and WAITING FOR
+    (last, as it is long) when one of them is queued with a reason."""
+    progress = any(r.has_progress for r in runs)
+    waiting = any(r.waiting_for for r in runs)
     rows = [
         [
             r.id, r.state, str(r.exit_code) if r.has_exit_code else "-", r.host or "-",
-            human_duration(duration_s(r)), params_text(r),
+            human_duration(duration_s(r)), *([percent_text(r)] if progress else []),
+            params_text(r), *([r.waiting_for or "-"] if waiting else []),
         ]
         for r in runs
     ]  # fmt: skip
-    return table(["RUN", "STATE", "EXIT", "HOST", "DURATION", "PARAMS"], rows)
+    headers = ["RUN", "STATE", "EXIT", "HOST", "DURATION", *(["PROGRESS"] if progress else []),
+               "PARAMS", *(["WAITING FOR"] if waiting else [])]  # fmt: skip
+    return table(headers, rows)

@@ -1,9 +1,11 @@
-"""`convoy run FILE`: submit, stream every run's output with its name, show progress, summarise."""
+"""`convoy run FILE`: submit, stream every run's output with its name, show progress (see
+progress.py), summarise."""
 
 from __future__ import annotations
 
 import asyncio
 import sys
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,11 +24,13 @@ from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from .client import connect_or_start
 from .failures import failure_lines
+from .progress import RunsProgress, StatusLine
 from .render import human_duration, runs_table, state_counts
 from .safetext import inert
 from .subset import chosen
 
 TERMINAL = {s.value for s in RunState if s.terminal}
+STATUS_EVERY_S = 0.25  # how often the status line is redrawn, on a terminal
 
 
 def read_spec(file: str) -> tuple[Path, str]:
@@ -71,7 +75,9 @@ def not_collected(run_id: str, results_path: str) -> str | None:
 
 class Printer:
     """Prefixes each complete output line with its run's name; keeps partial lines per run.
-    On a terminal, what runs print is made inert (convoy.cli.safetext)."""
+    On a terminal, what runs print is made inert (convoy.cli.safetext). With a status line
+    (`line`, on a terminal's stderr), what is written to that terminal clears it first and
+    draws it again after."""
 
     def __init__(self, out: TextIO, quiet: bool, err: TextIO | None = None) -> None:
         self.out = out
@@ -80,6 +86,23 @@ class Printer:
         self._partial: dict[str, bytes] = {}
         self._safe = inert if out.isatty() else _as_is
         self._safe_err = inert if (err or sys.stderr).isatty() else _as_is
+        self.line: StatusLine | None = None
+        self._out_on_screen = out.isatty()  # stdout shares the terminal with the line
+
+    def status_line(self) -> StatusLine | None:
+        """The status line (made once), when stderr is a terminal; else None."""
+        err = self.err or sys.stderr
+        if self.line is None and err.isatty():
+            self.line = StatusLine(err)
+        return self.line
+
+    def _hide(self, on_screen: bool = True) -> None:
+        if self.line is not None and on_screen:
+            self.line.hide()
+
+    def _show(self) -> None:
+        if self.line is not None:
+            self.line.show()
 
     def output(self, run_id: str, data: bytes) -> None:
         if self.quiet:
@@ -92,19 +115,30 @@ class Printer:
             prefix = f"[{run_id}] "
             text = "".join(prefix + self._safe(ln.decode(errors="replace")) + "\n"
                            for ln in lines)  # fmt: skip
+            self._hide(self._out_on_screen)
             self.out.write(text)
             self.out.flush()
+            self._show()
 
     def flush(self, run_id: str) -> None:
         rest = self._partial.pop(run_id, b"")
         if rest and not self.quiet:
+            self._hide(self._out_on_screen)
             self.out.write(f"[{run_id}] {self._safe(rest.decode(errors='replace'))}\n")
             self.out.flush()
+            self._show()
 
     def status(self, text: str) -> None:
         """A line of convoy's own; it may quote what a host or a run said (a reason)."""
+        self._hide()
         print("\n".join(self._safe_err(line) for line in text.split("\n")),
               file=self.err or sys.stderr, flush=True)  # fmt: skip
+        self._show()
+
+    def end_status_line(self) -> None:
+        """The status line goes for good (before the summary)."""
+        self._hide()
+        self.line = None
 
 
 def _as_is(text: str) -> str:
@@ -200,13 +234,27 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
         return await _watch(stub, sub, total, printer)
 
 
+async def _draw(line: StatusLine, progress: RunsProgress) -> None:
+    """The status line redrawn a few times a second (events only change what it says: a sweep
+    sends thousands a second), and with the time left as it passes."""
+    while True:
+        line.set(progress.text(time.time(), line.width()))
+        await asyncio.sleep(STATUS_EVERY_S)
+
+
 async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: Printer) -> int:
     final: dict[str, pb.Run] = {}
     followers: dict[str, asyncio.Task[None]] = {}
+    progress = RunsProgress(sub, total)
+    line = printer.status_line()
+    drawing = asyncio.ensure_future(_draw(line, progress)) if line is not None else None
     events = stub.Events(pb.EventsRequest(submission_id=sub, snapshot=True))
     try:
         async for ev in events:
             run = ev.run
+            for said in progress.seen(run):
+                if line is None:
+                    printer.status(said)
             build = f"{sub}.build@{run.host}"
             if not printer.quiet and run.state == "building" and build not in followers:
                 followers[build] = asyncio.ensure_future(_follow_build(stub, build, printer))
@@ -242,10 +290,13 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
         for t in followers.values():
             if not t.done():
                 t.cancel()
+        if drawing is not None:
+            drawing.cancel()
+        printer.end_status_line()
     runs = sorted(final.values(), key=lambda r: r.index)
     printer.status("\n" + runs_table(runs))
-    for line in failure_lines(runs):
-        printer.status(f"convoy: {line}")
+    for failure in failure_lines(runs):
+        printer.status(f"convoy: {failure}")
     printer.status(
         "convoy: "
         + state_counts(r.state for r in runs)

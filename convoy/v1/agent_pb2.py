@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from convoy.v1 import common_pb2 as convoy_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63onvoy/v1/agent.proto\x12\tconvoy.v1\x1a\x16\x63onvoy/v1/common.proto\"!\n\x10PullImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\"W\n\rManifestEntry\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\x05\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0c\n\x04hash\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\"d\n\x15MissingObjectsRequest\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\t\x12)\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x18.convoy.v1.ManifestEntry\"?\n\x16MissingObjectsResponse\x12\x14\n\x0chas_revision\x18\x01 \x01(\x08\x12\x0f\n\x07missing\x18\x02 \x03(\t\"\x82\x01\n\x13MakeRevisionRequest\x12\x10\n\x08revision\x18\x01 \x01(\t\x12)\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x18.convoy.v1.ManifestEntry\x12\x0c\n\x04\x62\x61se\x18\x03 \x01(\t\x12\x0f\n\x07removed\x18\x04 \x03(\t\x12\x0f\n\x07planned\x18\x05 \x01(\x08\"$\n\x14MakeRevisionResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\"2\n\x0fHasImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\"5\n\x10HasImageResponse\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x10\n\x08image_id\x18\x02 \x01(\t\"\x1a\n\nImageChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"#\n\x11LoadImageResponse\x12\x0e\n\x06images\x18\x01 \x03(\t\"\x11\n\x0f\x44\x65scribeRequest\"\xc1\x01\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12&\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x16\n\x0e\x64ocker_version\x18\x04 \x01(\t\x12\r\n\x05\x62uild\x18\x05 \x01(\t\x12\x11\n\taccepting\x18\x06 \x01(\x08\x12\x0b\n\x03why\x18\x07 \x01(\t\x12\x10\n\x08networks\x18\x08 \x03(\t\x12\x0e\n\x06run_as\x18\t \x01(\t\"\xfb\x03\n\x13StartAttemptRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x15\n\rsubmission_id\x18\x03 \x01(\t\x12\x12\n\nexperiment\x18\x04 \x01(\t\x12\r\n\x05image\x18\x05 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x06 \x03(\t\x12\x34\n\x03\x65nv\x18\x07 \x03(\x0b\x32\'.convoy.v1.StartAttemptRequest.EnvEntry\x12\'\n\tresources\x18\x08 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x0f\n\x07network\x18\t \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\n \x01(\x01\x12\x13\n\x0bsource_path\x18\x0b \x01(\t\x12\x0f\n\x07outputs\x18\x0c \x03(\t\x12\x10\n\x08revision\x18\r \x01(\t\x12:\n\x06inputs\x18\x0e \x03(\x0b\x32*.convoy.v1.StartAttemptRequest.InputsEntry\x12\x11\n\tbuild_key\x18\x0f \x01(\t\x12\r\n\x05owner\x18\x10 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x0c\x42uildRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12/\n\x07\x61ttempt\x18\x02 \x01(\x0b\x32\x1e.convoy.v1.StartAttemptRequest\"\x96\x01\n\x0b\x42uildResult\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\tsucceeded\x18\x02 \x01(\x08\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0c\n\x04tail\x18\x05 \x01(\t\x12\x12\n\nattempt_id\x18\x06 \x01(\t\x12\x11\n\tbuilt_now\x18\x07 \x01(\x08\x12\x0f\n\x07seconds\x18\x08 \x01(\x01\"\xaa\x02\n\rAttemptStatus\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.convoy.v1.AttemptState\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x12\n\nstarted_at\x18\x04 \x01(\x01\x12\x10\n\x08\x65nded_at\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08image_id\x18\x07 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x08 \x01(\t\x12\x0e\n\x06run_id\x18\t \x01(\t\x12\x16\n\x0elacks_revision\x18\n \x01(\x08\x12\x0c\n\x04\x63ode\x18\x0b \x01(\t\x12\r\n\x05owner\x18\x0c \x01(\t\x12\'\n\tresources\x18\r \x01(\x0b\x32\x14.convoy.v1.Resources\"@\n\x14WatchAttemptsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x19\n\x11heartbeat_seconds\x18\x02 \x01(\x01\"\x9c\x01\n\nAgentEvent\x12.\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1a.convoy.v1.AttemptSnapshotH\x00\x12+\n\x07\x63hanged\x18\x02 \x01(\x0b\x32\x18.convoy.v1.AttemptStatusH\x00\x12)\n\theartbeat\x18\x03 \x01(\x0b\x32\x14.convoy.v1.HeartbeatH\x00\x42\x06\n\x04kind\"]\n\x0f\x41ttemptSnapshot\x12*\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x18.convoy.v1.AttemptStatus\x12\x11\n\taccepting\x18\x02 \x01(\x08\x12\x0b\n\x03why\x18\x03 \x01(\t\"+\n\tHeartbeat\x12\x11\n\taccepting\x18\x01 \x01(\x08\x12\x0b\n\x03why\x18\x02 \x01(\t\"3\n\x0eReleaseRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\r\n\x05whole\x18\x02 \x01(\x08\" \n\nAttemptRef\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"\x15\n\x13ListAttemptsRequest\"B\n\x14ListAttemptsResponse\x12*\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x18.convoy.v1.AttemptStatus\"A\n\x14\x43\x61ncelAttemptRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\"D\n\x0eReadLogRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"O\n\x13\x46\x65tchResultsRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x16\n\tmax_bytes\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x0c\n\n_max_bytes\"_\n\x13ResultsSizeResponse\x12\x12\n\ndisk_bytes\x18\x01 \x01(\x03\x12\r\n\x05\x66iles\x18\x02 \x01(\x05\x12\x11\n\tlog_bytes\x18\x03 \x01(\x03\x12\x12\n\nlog_length\x18\x04 \x01(\x03\"e\n\tFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x10\n\x08left_out\x18\x06 \x01(\t*\xad\x01\n\x0c\x41ttemptState\x12\x1d\n\x19\x41TTEMPT_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41TTEMPT_STARTING\x10\x01\x12\x13\n\x0f\x41TTEMPT_RUNNING\x10\x02\x12\x12\n\x0e\x41TTEMPT_EXITED\x10\x03\x12\x15\n\x11\x41TTEMPT_CANCELLED\x10\x04\x12\x15\n\x11\x41TTEMPT_TIMED_OUT\x10\x05\x12\x11\n\rATTEMPT_ERROR\x10\x06\x32\xba\t\n\x05\x41gent\x12<\n\x08\x44\x65scribe\x12\x1a.convoy.v1.DescribeRequest\x1a\x14.convoy.v1.AgentInfo\x12H\n\x0cStartAttempt\x12\x1e.convoy.v1.StartAttemptRequest\x1a\x18.convoy.v1.AttemptStatus\x12=\n\nGetAttempt\x12\x15.convoy.v1.AttemptRef\x1a\x18.convoy.v1.AttemptStatus\x12>\n\x0bWaitAttempt\x12\x15.convoy.v1.AttemptRef\x1a\x18.convoy.v1.AttemptStatus\x12O\n\x0cListAttempts\x12\x1e.convoy.v1.ListAttemptsRequest\x1a\x1f.convoy.v1.ListAttemptsResponse\x12I\n\rWatchAttempts\x12\x1f.convoy.v1.WatchAttemptsRequest\x1a\x15.convoy.v1.AgentEvent0\x01\x12J\n\rCancelAttempt\x12\x1f.convoy.v1.CancelAttemptRequest\x1a\x18.convoy.v1.AttemptStatus\x12;\n\x07ReadLog\x12\x19.convoy.v1.ReadLogRequest\x1a\x13.convoy.v1.LogChunk0\x01\x12\x46\n\x0c\x46\x65tchResults\x12\x1e.convoy.v1.FetchResultsRequest\x1a\x14.convoy.v1.FileChunk0\x01\x12\x44\n\x0bResultsSize\x12\x15.convoy.v1.AttemptRef\x1a\x1e.convoy.v1.ResultsSizeResponse\x12\x45\n\x0eReleaseAttempt\x12\x19.convoy.v1.ReleaseRequest\x1a\x18.convoy.v1.AttemptStatus\x12U\n\x0eMissingObjects\x12 .convoy.v1.MissingObjectsRequest\x1a!.convoy.v1.MissingObjectsResponse\x12O\n\x0cMakeRevision\x12\x1e.convoy.v1.MakeRevisionRequest\x1a\x1f.convoy.v1.MakeRevisionResponse\x12\x43\n\x08HasImage\x12\x1a.convoy.v1.HasImageRequest\x1a\x1b.convoy.v1.HasImageResponse\x12\x42\n\tLoadImage\x12\x15.convoy.v1.ImageChunk\x1a\x1c.convoy.v1.LoadImageResponse(\x01\x12\x45\n\tPullImage\x12\x1b.convoy.v1.PullImageRequest\x1a\x1b.convoy.v1.HasImageResponse\x12\x38\n\x05\x42uild\x12\x17.convoy.v1.BuildRequest\x1a\x16.convoy.v1.BuildResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15\x63onvoy/v1/agent.proto\x12\tconvoy.v1\x1a\x16\x63onvoy/v1/common.proto\"!\n\x10PullImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\"W\n\rManifestEntry\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\x05\x12\x0c\n\x04size\x18\x03 \x01(\x03\x12\x0c\n\x04hash\x18\x04 \x01(\t\x12\x0e\n\x06target\x18\x05 \x01(\t\"d\n\x15MissingObjectsRequest\x12\x10\n\x08revision\x18\x01 \x01(\t\x12\x0e\n\x06hashes\x18\x02 \x03(\t\x12)\n\x07\x65ntries\x18\x03 \x03(\x0b\x32\x18.convoy.v1.ManifestEntry\"?\n\x16MissingObjectsResponse\x12\x14\n\x0chas_revision\x18\x01 \x01(\x08\x12\x0f\n\x07missing\x18\x02 \x03(\t\"\x82\x01\n\x13MakeRevisionRequest\x12\x10\n\x08revision\x18\x01 \x01(\t\x12)\n\x07\x65ntries\x18\x02 \x03(\x0b\x32\x18.convoy.v1.ManifestEntry\x12\x0c\n\x04\x62\x61se\x18\x03 \x01(\t\x12\x0f\n\x07removed\x18\x04 \x03(\t\x12\x0f\n\x07planned\x18\x05 \x01(\x08\"$\n\x14MakeRevisionResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\"2\n\x0fHasImageRequest\x12\r\n\x05image\x18\x01 \x01(\t\x12\x10\n\x08image_id\x18\x02 \x01(\t\"5\n\x10HasImageResponse\x12\x0f\n\x07present\x18\x01 \x01(\x08\x12\x10\n\x08image_id\x18\x02 \x01(\t\"\x1a\n\nImageChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\"#\n\x11LoadImageResponse\x12\x0e\n\x06images\x18\x01 \x03(\t\"\x11\n\x0f\x44\x65scribeRequest\"\xc1\x01\n\tAgentInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12&\n\x08\x63\x61pacity\x18\x03 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x16\n\x0e\x64ocker_version\x18\x04 \x01(\t\x12\r\n\x05\x62uild\x18\x05 \x01(\t\x12\x11\n\taccepting\x18\x06 \x01(\x08\x12\x0b\n\x03why\x18\x07 \x01(\t\x12\x10\n\x08networks\x18\x08 \x03(\t\x12\x0e\n\x06run_as\x18\t \x01(\t\"\x8d\x04\n\x13StartAttemptRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06run_id\x18\x02 \x01(\t\x12\x15\n\rsubmission_id\x18\x03 \x01(\t\x12\x12\n\nexperiment\x18\x04 \x01(\t\x12\r\n\x05image\x18\x05 \x01(\t\x12\x0c\n\x04\x61rgv\x18\x06 \x03(\t\x12\x34\n\x03\x65nv\x18\x07 \x03(\x0b\x32\'.convoy.v1.StartAttemptRequest.EnvEntry\x12\'\n\tresources\x18\x08 \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x0f\n\x07network\x18\t \x01(\t\x12\x17\n\x0ftimeout_seconds\x18\n \x01(\x01\x12\x13\n\x0bsource_path\x18\x0b \x01(\t\x12\x0f\n\x07outputs\x18\x0c \x03(\t\x12\x10\n\x08revision\x18\r \x01(\t\x12:\n\x06inputs\x18\x0e \x03(\x0b\x32*.convoy.v1.StartAttemptRequest.InputsEntry\x12\x11\n\tbuild_key\x18\x0f \x01(\t\x12\r\n\x05owner\x18\x10 \x01(\t\x12\x10\n\x08progress\x18\x11 \x01(\t\x1a*\n\x08\x45nvEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x1a-\n\x0bInputsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"L\n\x0c\x42uildRequest\x12\x0b\n\x03key\x18\x01 \x01(\t\x12/\n\x07\x61ttempt\x18\x02 \x01(\x0b\x32\x1e.convoy.v1.StartAttemptRequest\"\x96\x01\n\x0b\x42uildResult\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\x11\n\tsucceeded\x18\x02 \x01(\x08\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x0e\n\x06reason\x18\x04 \x01(\t\x12\x0c\n\x04tail\x18\x05 \x01(\t\x12\x12\n\nattempt_id\x18\x06 \x01(\t\x12\x11\n\tbuilt_now\x18\x07 \x01(\x08\x12\x0f\n\x07seconds\x18\x08 \x01(\x01\"\xd2\x02\n\rAttemptStatus\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12&\n\x05state\x18\x02 \x01(\x0e\x32\x17.convoy.v1.AttemptState\x12\x11\n\texit_code\x18\x03 \x01(\x05\x12\x12\n\nstarted_at\x18\x04 \x01(\x01\x12\x10\n\x08\x65nded_at\x18\x05 \x01(\x01\x12\x0e\n\x06reason\x18\x06 \x01(\t\x12\x10\n\x08image_id\x18\x07 \x01(\t\x12\x14\n\x0c\x63ontainer_id\x18\x08 \x01(\t\x12\x0e\n\x06run_id\x18\t \x01(\t\x12\x16\n\x0elacks_revision\x18\n \x01(\x08\x12\x0c\n\x04\x63ode\x18\x0b \x01(\t\x12\r\n\x05owner\x18\x0c \x01(\t\x12\'\n\tresources\x18\r \x01(\x0b\x32\x14.convoy.v1.Resources\x12\x10\n\x08progress\x18\x0e \x01(\x01\x12\x14\n\x0chas_progress\x18\x0f \x01(\x08\"@\n\x14WatchAttemptsRequest\x12\r\n\x05owner\x18\x01 \x01(\t\x12\x19\n\x11heartbeat_seconds\x18\x02 \x01(\x01\"\x9c\x01\n\nAgentEvent\x12.\n\x08snapshot\x18\x01 \x01(\x0b\x32\x1a.convoy.v1.AttemptSnapshotH\x00\x12+\n\x07\x63hanged\x18\x02 \x01(\x0b\x32\x18.convoy.v1.AttemptStatusH\x00\x12)\n\theartbeat\x18\x03 \x01(\x0b\x32\x14.convoy.v1.HeartbeatH\x00\x42\x06\n\x04kind\"]\n\x0f\x41ttemptSnapshot\x12*\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x18.convoy.v1.AttemptStatus\x12\x11\n\taccepting\x18\x02 \x01(\x08\x12\x0b\n\x03why\x18\x03 \x01(\t\"+\n\tHeartbeat\x12\x11\n\taccepting\x18\x01 \x01(\x08\x12\x0b\n\x03why\x18\x02 \x01(\t\"3\n\x0eReleaseRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\r\n\x05whole\x18\x02 \x01(\x08\" \n\nAttemptRef\x12\x12\n\nattempt_id\x18\x01 \x01(\t\"\x15\n\x13ListAttemptsRequest\"B\n\x14ListAttemptsResponse\x12*\n\x08\x61ttempts\x18\x01 \x03(\x0b\x32\x18.convoy.v1.AttemptStatus\"A\n\x14\x43\x61ncelAttemptRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x15\n\rgrace_seconds\x18\x02 \x01(\x01\"D\n\x0eReadLogRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x0e\n\x06\x66ollow\x18\x03 \x01(\x08\"O\n\x13\x46\x65tchResultsRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x16\n\tmax_bytes\x18\x02 \x01(\x03H\x00\x88\x01\x01\x42\x0c\n\n_max_bytes\"_\n\x13ResultsSizeResponse\x12\x12\n\ndisk_bytes\x18\x01 \x01(\x03\x12\r\n\x05\x66iles\x18\x02 \x01(\x05\x12\x11\n\tlog_bytes\x18\x03 \x01(\x03\x12\x12\n\nlog_length\x18\x04 \x01(\x03\"e\n\tFileChunk\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x0c\n\x04mode\x18\x02 \x01(\x05\x12\x0c\n\x04\x64\x61ta\x18\x03 \x01(\x0c\x12\x0c\n\x04last\x18\x04 \x01(\x08\x12\x0e\n\x06sha256\x18\x05 \x01(\t\x12\x10\n\x08left_out\x18\x06 \x01(\t*\xad\x01\n\x0c\x41ttemptState\x12\x1d\n\x19\x41TTEMPT_STATE_UNSPECIFIED\x10\x00\x12\x14\n\x10\x41TTEMPT_STARTING\x10\x01\x12\x13\n\x0f\x41TTEMPT_RUNNING\x10\x02\x12\x12\n\x0e\x41TTEMPT_EXITED\x10\x03\x12\x15\n\x11\x41TTEMPT_CANCELLED\x10\x04\x12\x15\n\x11\x41TTEMPT_TIMED_OUT\x10\x05\x12\x11\n\rATTEMPT_ERROR\x10\x06\x32\xba\t\n\x05\x41gent\x12<\n\x08\x44\x65scribe\x12\x1a.convoy.v1.DescribeRequest\x1a\x14.convoy.v1.AgentInfo\x12H\n\x0cStartAttempt\x12\x1e.convoy.v1.StartAttemptRequest\x1a\x18.convoy.v1.AttemptStatus\x12=\n\nGetAttempt\x12\x15.convoy.v1.AttemptRef\x1a\x18.convoy.v1.AttemptStatus\x12>\n\x0bWaitAttempt\x12\x15.convoy.v1.AttemptRef\x1a\x18.convoy.v1.AttemptStatus\x12O\n\x0cListAttempts\x12\x1e.convoy.v1.ListAttemptsRequest\x1a\x1f.convoy.v1.ListAttemptsResponse\x12I\n\rWatchAttempts\x12\x1f.convoy.v1.WatchAttemptsRequest\x1a\x15.convoy.v1.AgentEvent0\x01\x12J\n\rCancelAttempt\x12\x1f.convoy.v1.CancelAttemptRequest\x1a\x18.convoy.v1.AttemptStatus\x12;\n\x07ReadLog\x12\x19.convoy.v1.ReadLogRequest\x1a\x13.convoy.v1.LogChunk0\x01\x12\x46\n\x0c\x46\x65tchResults\x12\x1e.convoy.v1.FetchResultsRequest\x1a\x14.convoy.v1.FileChunk0\x01\x12\x44\n\x0bResultsSize\x12\x15.convoy.v1.AttemptRef\x1a\x1e.convoy.v1.ResultsSizeResponse\x12\x45\n\x0eReleaseAttempt\x12\x19.convoy.v1.ReleaseRequest\x1a\x18.convoy.v1.AttemptStatus\x12U\n\x0eMissingObjects\x12 .convoy.v1.MissingObjectsRequest\x1a!.convoy.v1.MissingObjectsResponse\x12O\n\x0cMakeRevision\x12\x1e.convoy.v1.MakeRevisionRequest\x1a\x1f.convoy.v1.MakeRevisionResponse\x12\x43\n\x08HasImage\x12\x1a.convoy.v1.HasImageRequest\x1a\x1b.convoy.v1.HasImageResponse\x12\x42\n\tLoadImage\x12\x15.convoy.v1.ImageChunk\x1a\x1c.convoy.v1.LoadImageResponse(\x01\x12\x45\n\tPullImage\x12\x1b.convoy.v1.PullImageRequest\x1a\x1b.convoy.v1.HasImageResponse\x12\x38\n\x05\x42uild\x12\x17.convoy.v1.BuildRequest\x1a\x16.convoy.v1.BuildResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,8 +36,8 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STARTATTEMPTREQUEST_ENVENTRY']._serialized_options = b'8\001'
   _globals['_STARTATTEMPTREQUEST_INPUTSENTRY']._loaded_options = None
   _globals['_STARTATTEMPTREQUEST_INPUTSENTRY']._serialized_options = b'8\001'
-  _globals['_ATTEMPTSTATE']._serialized_start=2913
-  _globals['_ATTEMPTSTATE']._serialized_end=3086
+  _globals['_ATTEMPTSTATE']._serialized_start=2971
+  _globals['_ATTEMPTSTATE']._serialized_end=3144
   _globals['_PULLIMAGEREQUEST']._serialized_start=60
   _globals['_PULLIMAGEREQUEST']._serialized_end=93
   _globals['_MANIFESTENTRY']._serialized_start=95
@@ -63,43 +63,43 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AGENTINFO']._serialized_start=714
   _globals['_AGENTINFO']._serialized_end=907
   _globals['_STARTATTEMPTREQUEST']._serialized_start=910
-  _globals['_STARTATTEMPTREQUEST']._serialized_end=1417
-  _globals['_STARTATTEMPTREQUEST_ENVENTRY']._serialized_start=1328
-  _globals['_STARTATTEMPTREQUEST_ENVENTRY']._serialized_end=1370
-  _globals['_STARTATTEMPTREQUEST_INPUTSENTRY']._serialized_start=1372
-  _globals['_STARTATTEMPTREQUEST_INPUTSENTRY']._serialized_end=1417
-  _globals['_BUILDREQUEST']._serialized_start=1419
-  _globals['_BUILDREQUEST']._serialized_end=1495
-  _globals['_BUILDRESULT']._serialized_start=1498
-  _globals['_BUILDRESULT']._serialized_end=1648
-  _globals['_ATTEMPTSTATUS']._serialized_start=1651
-  _globals['_ATTEMPTSTATUS']._serialized_end=1949
-  _globals['_WATCHATTEMPTSREQUEST']._serialized_start=1951
-  _globals['_WATCHATTEMPTSREQUEST']._serialized_end=2015
-  _globals['_AGENTEVENT']._serialized_start=2018
-  _globals['_AGENTEVENT']._serialized_end=2174
-  _globals['_ATTEMPTSNAPSHOT']._serialized_start=2176
-  _globals['_ATTEMPTSNAPSHOT']._serialized_end=2269
-  _globals['_HEARTBEAT']._serialized_start=2271
-  _globals['_HEARTBEAT']._serialized_end=2314
-  _globals['_RELEASEREQUEST']._serialized_start=2316
-  _globals['_RELEASEREQUEST']._serialized_end=2367
-  _globals['_ATTEMPTREF']._serialized_start=2369
-  _globals['_ATTEMPTREF']._serialized_end=2401
-  _globals['_LISTATTEMPTSREQUEST']._serialized_start=2403
-  _globals['_LISTATTEMPTSREQUEST']._serialized_end=2424
-  _globals['_LISTATTEMPTSRESPONSE']._serialized_start=2426
-  _globals['_LISTATTEMPTSRESPONSE']._serialized_end=2492
-  _globals['_CANCELATTEMPTREQUEST']._serialized_start=2494
-  _globals['_CANCELATTEMPTREQUEST']._serialized_end=2559
-  _globals['_READLOGREQUEST']._serialized_start=2561
-  _globals['_READLOGREQUEST']._serialized_end=2629
-  _globals['_FETCHRESULTSREQUEST']._serialized_start=2631
-  _globals['_FETCHRESULTSREQUEST']._serialized_end=2710
-  _globals['_RESULTSSIZERESPONSE']._serialized_start=2712
-  _globals['_RESULTSSIZERESPONSE']._serialized_end=2807
-  _globals['_FILECHUNK']._serialized_start=2809
-  _globals['_FILECHUNK']._serialized_end=2910
-  _globals['_AGENT']._serialized_start=3089
-  _globals['_AGENT']._serialized_end=4299
+  _globals['_STARTATTEMPTREQUEST']._serialized_end=1435
+  _globals['_STARTATTEMPTREQUEST_ENVENTRY']._serialized_start=1346
+  _globals['_STARTATTEMPTREQUEST_ENVENTRY']._serialized_end=1388
+  _globals['_STARTATTEMPTREQUEST_INPUTSENTRY']._serialized_start=1390
+  _globals['_STARTATTEMPTREQUEST_INPUTSENTRY']._serialized_end=1435
+  _globals['_BUILDREQUEST']._serialized_start=1437
+  _globals['_BUILDREQUEST']._serialized_end=1513
+  _globals['_BUILDRESULT']._serialized_start=1516
+  _globals['_BUILDRESULT']._serialized_end=1666
+  _globals['_ATTEMPTSTATUS']._serialized_start=1669
+  _globals['_ATTEMPTSTATUS']._serialized_end=2007
+  _globals['_WATCHATTEMPTSREQUEST']._serialized_start=2009
+  _globals['_WATCHATTEMPTSREQUEST']._serialized_end=2073
+  _globals['_AGENTEVENT']._serialized_start=2076
+  _globals['_AGENTEVENT']._serialized_end=2232
+  _globals['_ATTEMPTSNAPSHOT']._serialized_start=2234
+  _globals['_ATTEMPTSNAPSHOT']._serialized_end=2327
+  _globals['_HEARTBEAT']._serialized_start=2329
+  _globals['_HEARTBEAT']._serialized_end=2372
+  _globals['_RELEASEREQUEST']._serialized_start=2374
+  _globals['_RELEASEREQUEST']._serialized_end=2425
+  _globals['_ATTEMPTREF']._serialized_start=2427
+  _globals['_ATTEMPTREF']._serialized_end=2459
+  _globals['_LISTATTEMPTSREQUEST']._serialized_start=2461
+  _globals['_LISTATTEMPTSREQUEST']._serialized_end=2482
+  _globals['_LISTATTEMPTSRESPONSE']._serialized_start=2484
+  _globals['_LISTATTEMPTSRESPONSE']._serialized_end=2550
+  _globals['_CANCELATTEMPTREQUEST']._serialized_start=2552
+  _globals['_CANCELATTEMPTREQUEST']._serialized_end=2617
+  _globals['_READLOGREQUEST']._serialized_start=2619
+  _globals['_READLOGREQUEST']._serialized_end=2687
+  _globals['_FETCHRESULTSREQUEST']._serialized_start=2689
+  _globals['_FETCHRESULTSREQUEST']._serialized_end=2768
+  _globals['_RESULTSSIZERESPONSE']._serialized_start=2770
+  _globals['_RESULTSSIZERESPONSE']._serialized_end=2865
+  _globals['_FILECHUNK']._serialized_start=2867
+  _globals['_FILECHUNK']._serialized_end=2968
+  _globals['_AGENT']._serialized_start=3147
+  _globals['_AGENT']._serialized_end=4357
 # @@protoc_insertion_point(module_scope)

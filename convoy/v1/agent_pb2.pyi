@@ -138,7 +138,7 @@ class AgentInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., agent_version: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., docker_version: _Optional[str] = ..., build: _Optional[str] = ..., accepting: _Optional[bool] = ..., why: _Optional[str] = ..., networks: _Optional[_Iterable[str]] = ..., run_as: _Optional[str] = ...) -> None: ...
 
 class StartAttemptRequest(_message.Message):
-    __slots__ = ("attempt_id", "run_id", "submission_id", "experiment", "image", "argv", "env", "resources", "network", "timeout_seconds", "source_path", "outputs", "revision", "inputs", "build_key", "owner")
+    __slots__ = ("attempt_id", "run_id", "submission_id", "experiment", "image", "argv", "env", "resources", "network", "timeout_seconds", "source_path", "outputs", "revision", "inputs", "build_key", "owner", "progress")
     class EnvEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -169,6 +169,7 @@ class StartAttemptRequest(_message.Message):
     INPUTS_FIELD_NUMBER: _ClassVar[int]
     BUILD_KEY_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     run_id: str
     submission_id: str
@@ -185,7 +186,8 @@ class StartAttemptRequest(_message.Message):
     inputs: _containers.ScalarMap[str, str]
     build_key: str
     owner: str
-    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., image: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., network: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., source_path: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., revision: _Optional[str] = ..., inputs: _Optional[_Mapping[str, str]] = ..., build_key: _Optional[str] = ..., owner: _Optional[str] = ...) -> None: ...
+    progress: str
+    def __init__(self, attempt_id: _Optional[str] = ..., run_id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., image: _Optional[str] = ..., argv: _Optional[_Iterable[str]] = ..., env: _Optional[_Mapping[str, str]] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., network: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., source_path: _Optional[str] = ..., outputs: _Optional[_Iterable[str]] = ..., revision: _Optional[str] = ..., inputs: _Optional[_Mapping[str, str]] = ..., build_key: _Optional[str] = ..., owner: _Optional[str] = ..., progress: _Optional[str] = ...) -> None: ...
 
 class BuildRequest(_message.Message):
     __slots__ = ("key", "attempt")
@@ -216,7 +218,7 @@ class BuildResult(_message.Message):
     def __init__(self, key: _Optional[str] = ..., succeeded: _Optional[bool] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., tail: _Optional[str] = ..., attempt_id: _Optional[str] = ..., built_now: _Optional[bool] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class AttemptStatus(_message.Message):
-    __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id", "lacks_revision", "code", "owner", "resources")
+    __slots__ = ("attempt_id", "state", "exit_code", "started_at", "ended_at", "reason", "image_id", "container_id", "run_id", "lacks_revision", "code", "owner", "resources", "progress", "has_progress")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
@@ -230,6 +232,8 @@ class AttemptStatus(_message.Message):
     CODE_FIELD_NUMBER: _ClassVar[int]
     OWNER_FIELD_NUMBER: _ClassVar[int]
     RESOURCES_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    HAS_PROGRESS_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     state: AttemptState
     exit_code: int
@@ -243,7 +247,9 @@ class AttemptStatus(_message.Message):
     code: str
     owner: str
     resources: _common_pb2.Resources
-    def __init__(self, attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image_id: _Optional[str] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ..., lacks_revision: _Optional[bool] = ..., code: _Optional[str] = ..., owner: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ...) -> None: ...
+    progress: float
+    has_progress: bool
+    def __init__(self, attempt_id: _Optional[str] = ..., state: _Optional[_Union[AttemptState, str]] = ..., exit_code: _Optional[int] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image_id: _Optional[str] = ..., container_id: _Optional[str] = ..., run_id: _Optional[str] = ..., lacks_revision: _Optional[bool] = ..., code: _Optional[str] = ..., owner: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., progress: _Optional[float] = ..., has_progress: _Optional[bool] = ...) -> None: ...
 
 class WatchAttemptsRequest(_message.Message):
     __slots__ = ("owner", "heartbeat_seconds")

@@ -164,9 +164,10 @@ class AgentServicer:
 
     def WatchAttempts(self, request, context):
         """The coordinator's one stream per host: first a snapshot of every attempt the agent holds
-        for this owner, then each change as it happens, and a heartbeat every heartbeat_seconds
-        (whether the agent takes new runs: room on its disk). A coordinator that hears nothing for
-        a few heartbeats counts the host unreachable from then; reconnecting gives a new snapshot.
+        for this owner, then each change as it happens (a running attempt's progress too), and a
+        heartbeat every heartbeat_seconds (whether the agent takes new runs: room on its disk). A
+        coordinator that hears nothing for a few heartbeats counts the host unreachable from then;
+        reconnecting gives a new snapshot.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -156,7 +156,7 @@ class SubmitResponse(_message.Message):
     def __init__(self, submission_id: _Optional[str] = ..., runs: _Optional[_Iterable[_Union[Run, _Mapping]]] = ..., revision: _Optional[str] = ..., unchanged: _Optional[bool] = ..., changed: _Optional[_Iterable[str]] = ..., warnings: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Run(_message.Message):
-    __slots__ = ("id", "submission_id", "experiment", "index", "params_json", "state", "attempt", "host", "has_exit_code", "exit_code", "created_at", "started_at", "ended_at", "reason", "image", "results_path", "revision", "resources", "command", "image_id", "code", "retries", "infra_retries", "app_failures", "infra_failures", "key", "reused_from")
+    __slots__ = ("id", "submission_id", "experiment", "index", "params_json", "state", "attempt", "host", "has_exit_code", "exit_code", "created_at", "started_at", "ended_at", "reason", "image", "results_path", "revision", "resources", "command", "image_id", "code", "retries", "infra_retries", "app_failures", "infra_failures", "key", "reused_from", "progress", "has_progress", "waiting_for")
     ID_FIELD_NUMBER: _ClassVar[int]
     SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
     EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
@@ -184,6 +184,9 @@ class Run(_message.Message):
     INFRA_FAILURES_FIELD_NUMBER: _ClassVar[int]
     KEY_FIELD_NUMBER: _ClassVar[int]
     REUSED_FROM_FIELD_NUMBER: _ClassVar[int]
+    PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    HAS_PROGRESS_FIELD_NUMBER: _ClassVar[int]
+    WAITING_FOR_FIELD_NUMBER: _ClassVar[int]
     id: str
     submission_id: str
     experiment: str
@@ -211,7 +214,10 @@ class Run(_message.Message):
     infra_failures: int
     key: str
     reused_from: str
-    def __init__(self, id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., index: _Optional[int] = ..., params_json: _Optional[str] = ..., state: _Optional[str] = ..., attempt: _Optional[int] = ..., host: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image: _Optional[str] = ..., results_path: _Optional[str] = ..., revision: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., command: _Optional[str] = ..., image_id: _Optional[str] = ..., code: _Optional[str] = ..., retries: _Optional[int] = ..., infra_retries: _Optional[int] = ..., app_failures: _Optional[int] = ..., infra_failures: _Optional[int] = ..., key: _Optional[str] = ..., reused_from: _Optional[str] = ...) -> None: ...
+    progress: float
+    has_progress: bool
+    waiting_for: str
+    def __init__(self, id: _Optional[str] = ..., submission_id: _Optional[str] = ..., experiment: _Optional[str] = ..., index: _Optional[int] = ..., params_json: _Optional[str] = ..., state: _Optional[str] = ..., attempt: _Optional[int] = ..., host: _Optional[str] = ..., has_exit_code: _Optional[bool] = ..., exit_code: _Optional[int] = ..., created_at: _Optional[float] = ..., started_at: _Optional[float] = ..., ended_at: _Optional[float] = ..., reason: _Optional[str] = ..., image: _Optional[str] = ..., results_path: _Optional[str] = ..., revision: _Optional[str] = ..., resources: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., command: _Optional[str] = ..., image_id: _Optional[str] = ..., code: _Optional[str] = ..., retries: _Optional[int] = ..., infra_retries: _Optional[int] = ..., app_failures: _Optional[int] = ..., infra_failures: _Optional[int] = ..., key: _Optional[str] = ..., reused_from: _Optional[str] = ..., progress: _Optional[float] = ..., has_progress: _Optional[bool] = ..., waiting_for: _Optional[str] = ...) -> None: ...
 
 class ListRunsRequest(_message.Message):
     __slots__ = ("submission_id", "states", "limit", "experiment", "newest")

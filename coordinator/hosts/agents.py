@@ -41,6 +41,7 @@ class AttemptOutcome:
     run_id: str = ""
     owner: str = ""
     resources: Resources = field(default_factory=Resources)
+    progress: float | None = None  # running, with a progress pattern: the last percent seen
 
     @property
     def ended(self) -> bool:
@@ -97,7 +98,7 @@ def _outcome(s: pb.AttemptStatus) -> AttemptOutcome:
     return AttemptOutcome(
         s.attempt_id, _STATE_NAMES.get(s.state, "error"), s.exit_code, s.started_at, s.ended_at,
         s.reason, s.image_id, s.lacks_revision, s.code, s.run_id, s.owner,
-        Resources(r.cpus, r.memory_bytes, r.gpus),
+        Resources(r.cpus, r.memory_bytes, r.gpus), s.progress if s.has_progress else None,
     )  # fmt: skip
 
 
@@ -189,8 +190,10 @@ class AgentClient:
 
     async def start(
         self, run: RunRecord, source_path: str = "", revision: str = "", build_key: str = "",
-        owner: str = "",
+        owner: str = "", progress: str = "",
     ) -> AttemptOutcome:  # fmt: skip
+        """Start the run's attempt; `progress`: its experiment's `progress:` regex, which the
+        agent then looks for in its output."""
         req = pb.StartAttemptRequest(
             attempt_id=run.attempt_id, run_id=run.id, submission_id=run.submission_id,
             experiment=run.experiment, image=run.image, argv=argv_of(run.command),
@@ -198,7 +201,7 @@ class AgentClient:
             resources=resources_to_pb(run.resources),
             network=run.network, timeout_seconds=run.timeout_seconds, source_path=source_path,
             outputs=list(run.outputs), revision=revision, inputs=run.inputs, build_key=build_key,
-            owner=owner,
+            owner=owner, progress=progress,
         )  # fmt: skip
         return _outcome(await self._stub.StartAttempt(req, timeout=300))
 

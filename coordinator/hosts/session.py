@@ -41,6 +41,7 @@ from convoy.coordinator.runs.events import (
     HostStatus,
     HostUp,
     Outcome,
+    Progressed,
     Seen,
 )
 from convoy.coordinator.runs.scheduler import Units
@@ -146,9 +147,13 @@ class HostSession:
         self.up, self.why = True, ""
         self.up_event.set()
         self.tried.set()
-        seen = tuple(_seen(a) for a in snap.attempts if a.owner in (self.owner, ""))
-        self.emit(HostUp(self.name, self._last_heard, Units.of(self.capacity), seen,
-                         snap.accepting, snap.why, self.info.networks))  # fmt: skip
+        mine = [a for a in snap.attempts if a.owner in (self.owner, "")]
+        self.emit(HostUp(self.name, self._last_heard, Units.of(self.capacity),
+                         tuple(_seen(a) for a in mine), snap.accepting, snap.why,
+                         self.info.networks))  # fmt: skip
+        for a in mine:
+            if a.state == "running" and a.progress is not None:
+                self.emit(Progressed(a.attempt_id, a.progress))
 
     @property
     def capacity(self) -> Resources:
@@ -163,8 +168,10 @@ class HostSession:
             return
         if a.state in _ENDED:
             self.emit(AttemptEnded(a.attempt_id, outcome_of(a)))
-        elif a.state == "running":
+        elif a.state == "running":  # it started, or (said again) its progress changed
             self.emit(AttemptStarted(a.attempt_id, a.started_at))
+            if a.progress is not None:
+                self.emit(Progressed(a.attempt_id, a.progress))
 
     def _silent(self, why: str) -> None:
         if self.up:

@@ -105,7 +105,15 @@ class HostChanged:
     message: str
 
 
+@dataclass(frozen=True)
+class Progress:
+    """Tell clients the running run's percent (Lifecycle.progress; nothing to persist)."""
+
+    run: RunRecord
+    percent: float
+
+
 Action = (
     Commit | SaveAttempts | ForgetAttempts | Launch | Abandon | Stop | Collect | Release
-    | RecordEnded | HostChanged
+    | RecordEnded | HostChanged | Progress
 )  # fmt: skip

@@ -1,4 +1,4 @@
-"""Fan-out of run state changes to every subscriber (Events streams, log followers)."""
+"""Fan-out of run changes (states, progress) to every subscriber (Events streams, log followers)."""
 
 from __future__ import annotations
 
@@ -12,9 +12,12 @@ from convoy.coordinator.runs.records import RunRecord
 
 @dataclass(frozen=True)
 class RunChanged:
+    """A run changed: its state (previous_state differs), its record, or its progress."""
+
     run: RunRecord
     previous_state: str
     at: float
+    progress: float | None = None  # while it runs: the last percent its output showed
 
 
 class EventBus:

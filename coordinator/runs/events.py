@@ -198,6 +198,14 @@ class AttemptEnded:
 
 
 @dataclass(frozen=True)
+class Progressed:
+    """A running attempt's output showed a percent (its experiment's `progress:` pattern)."""
+
+    attempt_id: str
+    percent: float
+
+
+@dataclass(frozen=True)
 class Collected:
     """The attempt's results (or the part a Collect asked for) are safe at the coordinator.
     `over_limits`: the caps of the run's limits its results went over ("" none); a run that
@@ -225,6 +233,6 @@ class Released:
 
 Event = (
     HostAdded | Submitted | Restored | Dispatch | Tick | CancelRequested | HostUp | HostSilent
-    | HostStatus | Phase | AttemptStarted | LaunchFailed | AttemptEnded | Collected
+    | HostStatus | Phase | AttemptStarted | Progressed | LaunchFailed | AttemptEnded | Collected
     | CollectFailed | Released
 )  # fmt: skip

@@ -58,6 +58,7 @@ from convoy.coordinator.runs.events import (
     LaunchFailed,
     Outcome,
     Phase,
+    Progressed,
     Released,
     Restored,
     Seen,
@@ -73,6 +74,7 @@ from convoy.coordinator.runs.scheduler import (
     place,
     units_for,
     why_unplaceable,
+    why_waiting,
 )
 from convoy.spec import PlacementSpec
 from convoy.states import TERMINAL, FailureKind, Reason, RunState, check_transition
@@ -86,6 +88,7 @@ from .actions import (
     ForgetAttempts,
     HostChanged,
     Launch,
+    Progress,
     RecordEnded,
     Release,
     SaveAttempts,
@@ -149,6 +152,9 @@ class Lifecycle:
     _stop_after: dict[str, int] = field(default_factory=dict)  # submission -> on_failure's N
     _failed: Counter[str] = field(default_factory=Counter)  # submission -> its own failures
     _stopped: set[str] = field(default_factory=set)  # submissions stopped by on_failure
+    # Each running run's percent, as its current attempt's agent last reported it (in memory
+    # only: an agent reports it again on its snapshot); gone once the run leaves running.
+    progress: dict[str, float] = field(default_factory=dict)
     _placement: dict[str, PlacementSpec] = field(default_factory=dict)  # by submission
     _avoid: dict[str, set[str]] = field(default_factory=dict)  # run -> hosts it failed on
     _holds: dict[str, str] = field(default_factory=dict)  # scheduler.place's, pass to pass
@@ -162,6 +168,10 @@ class Lifecycle:
     _rules: dict[str, tuple[frozenset[str] | None, Policy]] = field(default_factory=dict)
     _rules_stale: bool = True  # hosts or submissions changed: the rules are worked out again
     _wanted_dispatch: bool = False
+    # Why queued runs wait, by (submission, request, the run when it holds a host), and the
+    # hosts as seen for it: worked out when asked, forgotten at the next event.
+    _waits: dict[tuple[str, Units, str], str] = field(default_factory=dict)
+    _seen_views: list[HostView] | None = None
 
     # ---- reading ---------------------------------------------------------------------------
 
@@ -190,6 +200,43 @@ class Lifecycle:
         h = self.hosts[host]
         return HostView(h.name, h.capacity, self.allocated(host), self._placeable(h))
 
+    def host_views(self) -> list[HostView]:
+        """Every host as the scheduler sees it: what it has given out, whether it takes runs
+        and, when not, why."""
+        alloc: dict[str, Units] = {}
+        for a in self.attempts.values():
+            if a.held:
+                alloc[a.host] = alloc.get(a.host, Units()) + a.units
+        return [HostView(h.name, h.capacity, alloc.get(h.name, Units()), self._placeable(h),
+                         _why_not_placeable(h)) for h in self.hosts.values()]  # fmt: skip
+
+    def waiting_for(self, run_id: str) -> str:
+        """Why a queued run waits ("" for one that is not queued), as things stand since the
+        last event: what it needs against each host it may use (scheduler.why_waiting). Worked
+        out once per submission and request (and for each run that holds a host) until the
+        next event, so that reading it for a queue of 10^5 runs costs its kinds, not its
+        length."""
+        run = self.runs.get(run_id)
+        if run is None or run_id not in self._queued:
+            return ""
+        own = run_id if run_id in self._holds else ""
+        key = (run.submission_id, units_for(run.resources), own)
+        text = self._waits.get(key)
+        if text is None:
+            text = self._waits[key] = self._why_waiting(run)
+        return text
+
+    def _why_waiting(self, run: RunRecord) -> str:
+        rule = self._rules.get(run.submission_id)
+        if rule is None:  # not placed yet since it came, or since hosts changed
+            rule, why = self._rule_of(run.submission_id, run)
+            if rule is None:
+                return f"nowhere to go: {why}"
+        if self._seen_views is None:
+            self._seen_views = self.host_views()
+        held_for = {host: holder for holder, host in self._holds.items()}
+        return why_waiting(units_for(run.resources), self._seen_views, rule[0], held_for, run.id)
+
     def current(self, run_id: str) -> AttemptRecord | None:
         """The run's current attempt (placed and not given up), if it has one."""
         run = self.runs.get(run_id)
@@ -202,6 +249,9 @@ class Lifecycle:
 
     def handle(self, event: Event) -> list[Action]:
         out: list[Action] = []
+        if self._waits or self._seen_views is not None:
+            self._waits.clear()
+            self._seen_views = None
         match event:
             case Tick(at) | Dispatch(at):
                 self.now = max(self.now, at)
@@ -231,6 +281,8 @@ class Lifecycle:
                 self._phase(event, out)
             case AttemptStarted():
                 self._started(event.attempt_id, event.at, out)
+            case Progressed():
+                self._progressed(event, out)
             case LaunchFailed():
                 self._launch_failed(event, out)
             case AttemptEnded():
@@ -462,14 +514,8 @@ class Lifecycle:
         if self._rules_stale:
             self._rules_stale = False
             self._check_rules(out)
-        alloc: dict[str, Units] = {}
-        for a in self.attempts.values():
-            if a.held:
-                alloc[a.host] = alloc.get(a.host, Units()) + a.units
-        views = [HostView(h.name, h.capacity, alloc.get(h.name, Units()), self._placeable(h))
-                 for h in self.hosts.values()]  # fmt: skip
         changes = []
-        placed_ids = place(self._pending(), views, holds=self._holds, ordered=True,
+        placed_ids = place(self._pending(), self.host_views(), holds=self._holds, ordered=True,
                            requests=self._asks)  # fmt: skip
         for p in placed_ids:
             run = self.runs[p.run_id]
@@ -646,6 +692,15 @@ class Lifecycle:
         self._move(run, RunState.RUNNING, f"running on {a.host}", out,
                    started_at=at or self.now)  # fmt: skip
         self._stop_if_cancelled(a, out)
+
+    def _progressed(self, e: Progressed, out: list[Action]) -> None:
+        """A percent counts for the run only from its current attempt while it runs: not from
+        one given up (its host lost) that goes on printing."""
+        a = self._mine(e.attempt_id, (AttemptPhase.RUNNING,))
+        if a is None or self.progress.get(a.run_id) == e.percent:
+            return
+        self.progress[a.run_id] = e.percent
+        out.append(Progress(self.runs[a.run_id], e.percent))
 
     def _launch_failed(self, e: LaunchFailed, out: list[Action]) -> None:
         a = self._mine(e.attempt_id, (AttemptPhase.LAUNCHING,))
@@ -866,6 +921,8 @@ class Lifecycle:
                 self._enqueue(after)
         else:
             self._unqueue(after)
+        if after.state is not RunState.RUNNING:
+            self.progress.pop(after.id, None)  # a retry's attempt starts without
         out.append(Commit(((before, after),)))
 
     def _set(self, a: AttemptRecord, out: list[Action], **changes: object) -> AttemptRecord:
@@ -905,6 +962,17 @@ def _merged(actions: list[Action]) -> list[Action]:
         else:
             merged.append(act)
     return merged
+
+
+def _why_not_placeable(h: HostInfo) -> str:
+    """Why a host takes no runs now, said after its name ("" when it takes them)."""
+    if h.state is HostState.LOST:
+        return "is lost"
+    if h.state is HostState.UNREACHABLE:
+        return "is unreachable" if h.known else "is not connected yet"
+    if not h.accepting:
+        return f"takes no new runs ({h.why})" if h.why else "takes no new runs"
+    return ""
 
 
 def _seq(run: RunRecord) -> int:

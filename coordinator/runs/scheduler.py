@@ -9,7 +9,7 @@ same pass.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
@@ -58,7 +58,8 @@ class HostView:
     name: str
     capacity: Units
     allocated: Units = Units()
-    up: bool = True
+    up: bool = True  # it takes runs: it answers, and its agent has room
+    why: str = ""  # when it does not, why, for people ("is unreachable")
 
     @property
     def free(self) -> Units:
@@ -88,7 +89,7 @@ class _Ledger:
 
     def take(self, name: str, u: Units) -> None:
         h = self.hosts[name]
-        self.hosts[name] = HostView(h.name, h.capacity, h.allocated + u, h.up)
+        self.hosts[name] = HostView(h.name, h.capacity, h.allocated + u, h.up, h.why)
 
 
 def queue_order(pending: Iterable[Pending]) -> list[Pending]:
@@ -209,3 +210,65 @@ def why_unplaceable(request: Units, hosts: Sequence[HostView]) -> str | None:
         f"{need.gpus} gpus; the largest host ({biggest.name}) offers {have.cpus:g} cpus, "
         f"{human_bytes(have.memory_bytes)} and {have.gpus} gpus"
     )
+
+
+HOSTS_SAID = 5  # hosts named in a waiting reason; the others are counted
+
+
+def why_waiting(
+    request: Units, hosts: Sequence[HostView], only: frozenset[str] | None = None,
+    held_for: Mapping[str, str] | None = None, run_id: str = "",
+) -> str:  # fmt: skip
+    """Why a queued run asking for `request` has no host, for people, host by host:
+    "needs 4 cpus; local has 2 cpus free, h1 is held for des-3.07, h2 is unreachable".
+
+    `hosts`: as the last placement pass left them (what is given out, which take no runs and
+    why); `only`: the hosts the run may use (None: any); `held_for`: host -> the run ahead in
+    the queue it is kept for (place()'s holds, turned round); `run_id`: the run asked about
+    (a host held for it is its own, filling up for it). The hosts in name order, the first
+    HOSTS_SAID of them named."""
+    held_for = held_for or {}
+    usable = sorted((h for h in hosts if only is None or h.name in only), key=lambda h: h.name)
+    said: list[str] = []
+    room: list[str] = []
+    for h in usable:
+        holder = held_for.get(h.name)
+        if not h.up:
+            said.append(f"{h.name} {h.why or 'takes no runs'}")
+        elif not request.fits_in(h.capacity):
+            said.append(f"{h.name} has {_amounts(h.capacity, request, h.capacity)} in all")
+        elif holder is not None and holder != run_id:
+            said.append(f"{h.name} is held for {holder}")
+        elif not request.fits_in(h.free):
+            mine = " (held for it as runs there end)" if holder == run_id else ""
+            said.append(f"{h.name} has {_amounts(h.free, request, h.free)} free{mine}")
+        else:
+            room.append(h.name)
+    need = f"needs {_amounts(request, request)}"
+    if room:
+        return (f"{need}; {', '.join(room[:HOSTS_SAID])} {'has' if len(room) == 1 else 'have'} "
+                "room for it now: it is placed at the next pass, unless runs ahead of it "
+                "take that room")  # fmt: skip
+    if not usable:
+        return f"{need}; no host it may use is known"
+    more = len(said) - HOSTS_SAID
+    text = f"{need}; " + ", ".join(said[:HOSTS_SAID]) + (f" and {more} more" if more > 0 else "")
+    if only is not None and (out := sorted(h.name for h in hosts if h.name not in only)):
+        named = ", ".join(out[:HOSTS_SAID]) + (f" and {len(out) - HOSTS_SAID} more"
+                                              if len(out) > HOSTS_SAID else "")  # fmt: skip
+        text += f"; its placement or network rules out {named}"
+    return text
+
+
+def _amounts(u: Units, asked: Units, short_of: Units | None = None) -> str:
+    """ "2 cpus, 1.0GiB memory": `u` in the resources `asked` for (cpus always); with
+    `short_of`, only those where it is less than asked."""
+    have = u.as_resources()
+    parts = []
+    if short_of is None or asked.millicpus > short_of.millicpus:
+        parts.append(f"{have.cpus:g} cpus")
+    if asked.memory_bytes and (short_of is None or asked.memory_bytes > short_of.memory_bytes):
+        parts.append(f"{human_bytes(have.memory_bytes)} memory")
+    if asked.gpus and (short_of is None or asked.gpus > short_of.gpus):
+        parts.append(f"{have.gpus} gpus")
+    return ", ".join(parts) if parts else f"{have.cpus:g} cpus"

@@ -164,6 +164,13 @@ class Submissions:
                 self._progress[sub.id] = ""
         return self._progress[sub.id]
 
+    def progress_of(self, sub_id: str) -> str:
+        """progress_pattern by the submission's id ("" for one not stored)."""
+        if sub_id in self._progress:
+            return self._progress[sub_id]
+        sub = self.store.submission(sub_id)
+        return self.progress_pattern(sub) if sub is not None else ""
+
     def placement_of(self, sub_id: str) -> PlacementSpec:
         """Where a submission's runs may go (submit seeds it; after a restart it is parsed from
         the stored experiment file)."""

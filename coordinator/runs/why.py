@@ -1,9 +1,10 @@
-"""What `convoy why RUN` says: why a run ran, or did not, as decided when it was submitted."""
+"""What `convoy why RUN` says: why a run ran, or did not, as decided when it was submitted; and,
+while it is queued, what it waits for."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from convoy.coordinator.runs.records import RunRecord
 from convoy.states import RunState
@@ -24,9 +25,17 @@ class Why:
     text: str
 
 
-def why_of(run: RunRecord, changed_files: Sequence[str] = ()) -> Why:
+def why_of(run: RunRecord, changed_files: Sequence[str] = (), waiting_for: str = "") -> Why:
     """The answer for `run`; `changed_files`: what differs between the compared run's sources
-    and its own, when its sources changed (empty when not known)."""
+    and its own, when its sources changed (empty when not known); `waiting_for`: why it
+    waits, while it is queued (a line of its own)."""
+    w = _why_of(run, changed_files)
+    if not waiting_for:
+        return w
+    return replace(w, text=f"{w.text}\n  it waits: {waiting_for}")
+
+
+def _why_of(run: RunRecord, changed_files: Sequence[str]) -> Why:
     memo = run.memo
     files = tuple(changed_files)
     if memo is None:

@@ -10,8 +10,6 @@ import pytest
 from convoy.tui.model import ACTIVE, TERMINAL, Row, RunsModel, bar, human
 from convoy.v1 import coordinator_pb2 as pb
 
-PROGRESS = r"\((?P<percent>-?\d+(?:\.\d+)?)%\)"
-
 
 def run(sub: str, index: int, state: str = "queued", **fields: Any) -> pb.Run:
     """A Run message as the coordinator sends it: id `<submission>.<index>`."""
@@ -96,77 +94,46 @@ def test_params_that_are_not_json_are_shown_as_they_are() -> None:
     assert Row.of(msg).params == "not json {"
 
 
-# -- progress ------------------------------------------------------------------------------------
+# -- progress and waiting --------------------------------------------------------------------------
 
 
-def test_progress_from_output_takes_the_last_match() -> None:
+def test_a_running_run_s_progress_comes_with_its_message() -> None:
     m = model_of(run("s-1", 0, "running"))
-    m.set_pattern("s-1", PROGRESS)
-    m.progress_from("s-1.0", "step 1 (5%)\nstep 2 (10%)\nstep 3 (15%) then (40%)\nno match\n")
-    assert m.rows["s-1.0"].progress == 40.0
-    assert m.take_dirty() == ([], ["s-1.0"])
-    m.progress_from("s-1.0", "(62.5%)\n")
-    assert m.rows["s-1.0"].progress == 62.5
-
-
-def test_progress_without_a_match_is_unchanged_and_not_dirty() -> None:
-    m = model_of(run("s-1", 0, "running"))
-    m.set_pattern("s-1", PROGRESS)
-    m.progress_from("s-1.0", "(30%)\n")
-    m.take_dirty()
-    m.progress_from("s-1.0", "step without a percentage\n")
-    assert m.rows["s-1.0"].progress == 30.0
-    assert m.take_dirty() == ([], [])
-
-
-@pytest.mark.parametrize(("text", "want"), [("(150%)", 100.0), ("(-20%)", 0.0), ("(100%)", 100.0)])
-def test_progress_is_clamped_to_0_100(text: str, want: float) -> None:
-    m = model_of(run("s-1", 0, "running"))
-    m.set_pattern("s-1", PROGRESS)
-    m.progress_from("s-1.0", text)
-    assert m.rows["s-1.0"].progress == want
-
-
-@pytest.mark.parametrize(
-    "pattern", ["", "(unclosed", r"\((\d+)%\)"], ids=["empty", "invalid", "no-percent-group"]
-)
-def test_progress_is_ignored_without_a_usable_pattern(pattern: str) -> None:
-    m = model_of(run("s-1", 0, "running"))
-    m.set_pattern("s-1", pattern)
-    m.progress_from("s-1.0", "step (50%)\n")
     assert m.rows["s-1.0"].progress is None
-    assert m.take_dirty() == ([], [])
-
-
-def test_progress_needs_the_runs_submission_pattern() -> None:
-    m = model_of(run("s-1", 0, "running"), run("s-2", 0, "running"))
-    m.set_pattern("s-1", PROGRESS)  # s-2 has none
-    m.progress_from("s-2.0", "(50%)")
-    m.progress_from("s-9.0", "(50%)")  # an unknown run: nothing happens
-    assert m.rows["s-2.0"].progress is None
-    assert "s-9.0" not in m.rows
-    m.progress_from("s-1.0", "(50%)")
-    assert m.rows["s-1.0"].progress == 50.0
-
-
-def test_progress_survives_an_update_and_a_terminal_state_clears_it() -> None:
-    m = model_of(run("s-1", 0, "running"), run("s-1", 1, "running"))
-    m.set_pattern("s-1", PROGRESS)
-    m.progress_from("s-1.0", "(40%)")
-    m.progress_from("s-1.1", "(40%)")
-    m.apply(run("s-1", 0, "running", host="h2"))
-    assert m.rows["s-1.0"].progress == 40.0
-    m.apply(run("s-1", 1, "failed"))
-    assert m.rows["s-1.1"].progress is None
+    m.apply(run("s-1", 0, "running", progress=62.5, has_progress=True))
+    assert m.rows["s-1.0"].progress == 62.5
+    assert m.take_dirty() == ([], ["s-1.0"])
 
 
 @pytest.mark.parametrize("state", sorted(TERMINAL))
-def test_every_terminal_state_clears_progress(state: str) -> None:
-    m = model_of(run("s-1", 0, "running"))
-    m.set_pattern("s-1", PROGRESS)
-    m.progress_from("s-1.0", "(70%)")
+def test_an_ended_run_has_no_progress(state: str) -> None:
+    """The coordinator drops it once a run leaves running; the row follows its message."""
+    m = model_of(run("s-1", 0, "running", progress=70.0, has_progress=True))
     m.apply(run("s-1", 0, state))
     assert m.rows["s-1.0"].progress is None
+
+
+def test_a_queued_run_says_what_it_waits_for() -> None:
+    m = model_of(run("s-1", 0, "queued", waiting_for="needs 2 cpus; h1 has 0 cpus free"))
+    assert m.rows["s-1.0"].why() == "s-1.0 queued: it waits: needs 2 cpus; h1 has 0 cpus free"
+    retried = run("s-1", 0, "queued", reason="attempt 1 on h1: exited with code 3; retrying",
+                  code="exit_code", waiting_for="needs 2 cpus; h1 is unreachable")  # fmt: skip
+    m.apply(retried)
+    assert m.rows["s-1.0"].why() == (
+        "s-1.0 queued [exit_code]: attempt 1 on h1: exited with code 3; retrying; it waits: "
+        "needs 2 cpus; h1 is unreachable"
+    )
+
+
+def test_a_fetched_reason_to_wait_is_taken_only_while_the_run_is_queued() -> None:
+    m = model_of(run("s-1", 0, "queued"), run("s-1", 1, "running"))
+    m.set_waiting(run("s-1", 0, "queued", waiting_for="needs 1 cpus; h1 has 0 cpus free"))
+    assert m.rows["s-1.0"].waiting_for == "needs 1 cpus; h1 has 0 cpus free"
+    assert m.take_dirty() == ([], ["s-1.0"])
+    m.set_waiting(run("s-1", 1, "queued", waiting_for="stale: the run has started since"))
+    m.set_waiting(run("s-1", 9, "queued", waiting_for="an unknown run"))
+    assert m.rows["s-1.1"].waiting_for == "" and "s-1.9" not in m.rows
+    assert m.take_dirty() == ([], [])
 
 
 # -- visible(): filter and sort ------------------------------------------------------------------
@@ -248,10 +215,9 @@ def test_visible_sorts_by_duration_longest_first() -> None:
 
 
 def test_visible_sorts_by_progress_highest_first() -> None:
-    m = model_of(*(run("s-1", i, "running") for i in range(4)))
-    m.set_pattern("s-1", PROGRESS)
-    for i, pct in [(0, 10), (1, 90), (3, 50)]:
-        m.progress_from(f"s-1.{i}", f"({pct}%)")
+    pct = {0: 10.0, 1: 90.0, 3: 50.0}
+    m = model_of(*(run("s-1", i, "running", progress=pct.get(i, 0.0), has_progress=i in pct)
+                   for i in range(4)))  # fmt: skip
     assert ids(m.visible(sort="progress")) == ["s-1.1", "s-1.3", "s-1.0", "s-1.2"]
 
 

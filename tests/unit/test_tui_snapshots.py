@@ -115,7 +115,8 @@ def sweep() -> FakeClient:
             has_exit_code=True, exit_code=0, code="exit_code", reason="exited with code 0"),
         run("sweep-1", 1, "failed", host="local", started_at=t, ended_at=t + 72.5,
             has_exit_code=True, exit_code=2, code="exit_code", reason="exited with code 2"),
-        run("sweep-1", 2, "running", host="local", started_at=NOW - 42.5),
+        run("sweep-1", 2, "running", host="local", started_at=NOW - 42.5, progress=40.0,
+            has_progress=True),
         run("sweep-1", 3, "building", host="gpu-a"),
         run("sweep-1", 4, "queued"),
         run("sweep-1", 5, "cancelled", host="gpu-a", started_at=t, ended_at=t + 3725,
@@ -128,8 +129,7 @@ def sweep() -> FakeClient:
     ]  # fmt: skip
     subs = [pb.Submission(id="sweep-1", experiment="sweep", total=7, progress_pattern=PROGRESS),
             pb.Submission(id="des-2", experiment="des", total=2)]  # fmt: skip
-    logs = {"sweep-1.02": [b"step 1 (10%)\nstep 2 (2", b"0%)\nstep 4 (40%)\nstep 5 (5"]}
-    return FakeClient(runs=runs, submissions=subs, logs=logs, home=HOME)
+    return FakeClient(runs=runs, submissions=subs, home=HOME)
 
 
 @pytest.fixture
