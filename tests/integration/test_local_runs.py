@@ -559,7 +559,7 @@ def test_api_refuses_a_bad_spec_with_its_position_and_serves_get_run(
 
 def test_runs_json_has_the_fields_of_run_json(convoy_env: ConvoyEnv, tmp_path: Path) -> None:
     """`convoy runs --json` prints each run with exactly run.json's fields (less `files`,
-    `output_attempt` and `not_collected`, which are about the results folder)."""
+    `output_attempt`, `not_collected` and the metrics, which are about the results folder)."""
     spec = write_experiment(tmp_path, """
         name: fields
         image: convoy/busybox:1
@@ -573,6 +573,8 @@ def test_runs_json_has_the_fields_of_run_json(convoy_env: ConvoyEnv, tmp_path: P
     meta.pop("files")
     assert meta.pop("output_attempt") == 1  # which attempt output.log is of
     assert meta.pop("not_collected") == {}
+    for name in ("metrics", "metrics_missing", "metrics_declared"):  # none declared
+        assert meta.pop(name) == {}
     assert listed == meta
 
 
