@@ -83,9 +83,11 @@ class RunsScreen(Screen[None]):
     # -- keeping the table current ------------------------------------------------------------
 
     def rebuild(self) -> None:
-        """The whole table from the model (a filter or sort changed: rare)."""
+        """The whole table from the model (a filter or sort changed: rare), the cursor on the
+        run it was on."""
         started = perf_counter()
-        table = self.query_one(DataTable)
+        table = self.query_one(Table)
+        current = self.selected()
         table.clear()
         self._shown.clear()
         now = time.time()
@@ -94,6 +96,7 @@ class RunsScreen(Screen[None]):
             cells = r.cells(now)
             table.add_row(*cells, key=r.id)
             self._shown[r.id] = cells
+        self._keep_cursor(current)
         self._order_stale = False
         self._last_rebuild = perf_counter()
         self._rebuild_every = max(REBUILD_S, 5 * (self._last_rebuild - started))
@@ -152,6 +155,14 @@ class RunsScreen(Screen[None]):
         if line != self._status_line:
             self._status_line = line
             self.query_one("#status", Static).update(line)
+
+    def _keep_cursor(self, run_id: str | None) -> None:
+        """The cursor back on `run_id` after the rows moved: a key then acts on the run a person
+        chose, not on whatever run took its row. A cursor no one moved stays on the top row."""
+        table = self.query_one(Table)
+        if table.picked and run_id is not None and run_id in table.rows:
+            table.put_cursor(run_id)
+        self._why(self.selected() or "")
 
     # -- actions -----------------------------------------------------------------------------
 
