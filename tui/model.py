@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +19,9 @@ from convoy.cli.render import human_duration, params_text
 from convoy.states import ACTIVE, TERMINAL
 
 COLUMNS = ("run", "state", "host", "duration", "progress", "ended", "params")
+# The columns whose own order is from the top down (newest, longest, furthest first): ▼.
+# The others go from A to Z: ▲. Reversed, each goes the other way.
+DESCENDING = frozenset({"run", "duration", "progress"})
 
 
 @dataclass
@@ -37,6 +40,7 @@ class Row:
     results_path: str
     progress: float | None = None  # 0-100, from the run's output
     code: str = ""  # why it ended (or its last attempt did): convoy.states.Reason
+    created_at: float = 0.0  # when its submission was made (all its runs have the same)
 
     @classmethod
     def of(cls, run: Any) -> Row:
@@ -50,6 +54,7 @@ class Row:
             state=run.state, host=run.host, params=params, started_at=run.started_at,
             ended_at=run.ended_at, exit_code=run.exit_code if run.has_exit_code else None,
             reason=run.reason, results_path=run.results_path, code=run.code,
+            created_at=run.created_at,
         )  # fmt: skip
 
     def duration(self, now: float) -> float | None:
@@ -163,31 +168,37 @@ class RunsModel:
         self.dirty = set()
         return added, changed
 
-    def visible(self, text: str = "", state: str = "", sort: str = "run") -> list[Row]:
+    def visible(
+        self, text: str = "", state: str = "", sort: str = "run", reverse: bool = False
+    ) -> list[Row]:
         """The rows matching a filter (text in id, experiment, params, host or state; a state
-        name or "active"), sorted by a column."""
+        name or "active"), in a column's order: by "run", the newest submission's runs first
+        (each submission's in index order); by duration or progress, the largest first; by the
+        others, A to Z. `reverse` turns the column's order round; runs equal in it stay in
+        run order."""
         text = text.lower()
         rows = [
             r for r in self.rows.values()
             if (not state or r.state == state or (state == "active" and r.state in ACTIVE))
             and (not text or text in f"{r.id} {r.experiment} {r.params} {r.host} {r.state}".lower())
         ]  # fmt: skip
+        # The newer submission: made later; made at the same time (or not said), seen later.
+        seen = {s: n for n, s in enumerate(self.by_submission)}
+        rows.sort(key=lambda r: (-r.created_at, -seen[r.submission], r.index))
         now = time.time()
-        keys = {
-            "run": lambda r: (r.submission, r.index),
-            "state": lambda r: (r.state, r.submission, r.index),
-            "host": lambda r: (r.host, r.submission, r.index),
-            "duration": lambda r: (-(r.duration(now) or 0.0), r.submission, r.index),
-            "progress": lambda r: (-(r.progress or 0.0), r.submission, r.index),
-            "ended": lambda r: (
-                r.exit_code is None and not r.code,
-                r.ended(),
-                r.submission,
-                r.index,
-            ),
-            "params": lambda r: (r.params, r.submission, r.index),
+        columns: dict[str, Callable[[Row], Any]] = {
+            "state": lambda r: r.state,
+            "host": lambda r: r.host,
+            "duration": lambda r: -(r.duration(now) or 0.0),
+            "progress": lambda r: -(r.progress or 0.0),
+            "ended": lambda r: (r.exit_code is None and not r.code, r.ended()),
+            "params": lambda r: r.params,
         }
-        return sorted(rows, key=keys.get(sort, keys["run"]))
+        if sort in columns:
+            rows.sort(key=columns[sort], reverse=reverse)  # stable, reversed too: ties stay
+        elif reverse:  # by run, oldest first; each submission's runs still in index order
+            rows.sort(key=lambda r: (r.created_at, seen[r.submission]))
+        return rows
 
     def stats(self, submission: str, now: float | None = None) -> SubmissionStats:
         now = time.time() if now is None else now

@@ -6,16 +6,18 @@ import time
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets.data_table import ColumnKey
 
 from convoy.runjson import missing_results
 
-from .model import ACTIVE, COLUMNS
+from .model import ACTIVE, COLUMNS, DESCENDING
 from .table import Table
 
 if TYPE_CHECKING:
@@ -25,7 +27,7 @@ FLUSH_S = 0.1  # how often coalesced updates reach the table
 SORTS = COLUMNS
 REBUILD_S = 1.0  # a filtered or sorted view is rebuilt at most this often (or 5x its cost)
 FILTER_PAUSE_S = 0.25  # the filter applies once typing pauses this long
-WIDTHS = {"state": 9, "host": 12, "duration": 8, "progress": 15, "ended": 13}
+WIDTHS = {"state": 9, "host": 12, "duration": 10, "progress": 15, "ended": 13}  # with " ▼"
 
 
 class RunsScreen(Screen[None]):
@@ -38,6 +40,7 @@ class RunsScreen(Screen[None]):
         Binding("w", "watch", "Watch"),
         Binding("slash", "filter", "Filter"),
         Binding("s", "sort", "Sort", show=False),
+        Binding("S", "reverse", "Reverse order", show=False),
         Binding("a", "app.switch_mode('hosts')", "Allocations"),
     ]
 
@@ -45,7 +48,8 @@ class RunsScreen(Screen[None]):
         super().__init__()
         self.text = ""
         self.state = ""
-        self.sort = "run"
+        self.sort = "run"  # the column the rows are in the order of (newest runs first)
+        self.reverse = False  # that column's order turned round
         self._shown: dict[str, tuple[str, ...]] = {}  # row id -> the cells on screen
         self._order_stale = False
         self._last_tick = -1.0e9
@@ -74,7 +78,7 @@ class RunsScreen(Screen[None]):
         table = self.query_one(DataTable)
         for name in COLUMNS:
             # Fixed widths where values change in place (a cell update keeps its column's width).
-            table.add_column(name, key=name, width=WIDTHS.get(name))
+            table.add_column(self._label(name), key=name, width=WIDTHS.get(name))
         self.query_one("#filter", Input).display = False
         self.set_interval(FLUSH_S, self.flush)
         self.rebuild()
@@ -91,7 +95,7 @@ class RunsScreen(Screen[None]):
         table.clear()
         self._shown.clear()
         now = time.time()
-        rows = self.convoy.model.visible(self.text, self.state, self.sort)
+        rows = self.convoy.model.visible(self.text, self.state, self.sort, self.reverse)
         for r in rows:
             cells = r.cells(now)
             table.add_row(*cells, key=r.id)
@@ -120,11 +124,13 @@ class RunsScreen(Screen[None]):
             self._status()
             return
         table = self.query_one(DataTable)
-        if not ordered:
+        if not ordered:  # in run order: new runs are added, then sorted in where they belong
             for run_id in added:
                 cells = model.rows[run_id].cells(now)
                 table.add_row(*cells, key=run_id)
                 self._shown[run_id] = cells
+            if added:
+                self._reorder()
         update = {i for i in changed if i in self._shown}
         if tick:
             update |= {i for i in self._shown if model.rows[i].state in ACTIVE}
@@ -155,6 +161,32 @@ class RunsScreen(Screen[None]):
         if line != self._status_line:
             self._status_line = line
             self.query_one("#status", Static).update(line)
+
+    def _reorder(self) -> None:
+        """The rows shown into the view's order, where they are (no row is made again, as a
+        rebuild does: sorting 10,000 rows in place is cheap, making them is not)."""
+        table = self.query_one(Table)
+        current = self.selected()
+        rows = self.convoy.model.visible(self.text, self.state, self.sort, self.reverse)
+        place = {r.id: n for n, r in enumerate(rows)}
+        # The run column's cells are the runs' ids.
+        table.sort("run", key=lambda run_id: place.get(run_id, len(place)))
+        self._keep_cursor(current)
+
+    def _label(self, column: str) -> str:
+        """A column's header: the sorted one marked ▼ (top down: newest, longest, furthest
+        first) or ▲ (A to Z); room for the mark kept in the others, so no width changes."""
+        if column != self.sort:
+            return f"{column}  "
+        return f"{column} {'▼' if (column in DESCENDING) != self.reverse else '▲'}"
+
+    def _sorted(self) -> None:
+        """The view in a new order: the header marks it, the rows follow."""
+        table = self.query_one(Table)
+        for name in COLUMNS:
+            table.columns[ColumnKey(name)].label = Text(self._label(name))
+        table.notify_style_update()  # the header is drawn anew (its lines are cached)
+        self.rebuild()
 
     def _keep_cursor(self, run_id: str | None) -> None:
         """The cursor back on `run_id` after the rows moved: a key then acts on the run a person
@@ -210,13 +242,16 @@ class RunsScreen(Screen[None]):
         box.focus()
 
     def action_sort(self) -> None:
-        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
-        self.notify(f"sorted by {self.sort}", timeout=2)
-        self.rebuild()
+        self.sort, self.reverse = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)], False
+        self._sorted()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None:
-            self._why(str(event.row_key.value))
+    def action_reverse(self) -> None:
+        self.reverse = not self.reverse
+        self._sorted()
+
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        # The run under the cursor now: the event's row may have moved since it was sent.
+        self._why(self.selected() or "")
 
     def _why(self, run_id: str) -> None:
         """The highlighted run's state, reason code and sentence, under the table."""
@@ -228,8 +263,11 @@ class RunsScreen(Screen[None]):
             self.convoy.show_logs(str(event.row_key.value))
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        self.sort = str(event.column_key.value)
-        self.rebuild()
+        """A click on a header sorts by its column; on the sorted one, turns its order round."""
+        column = str(event.column_key.value)
+        self.reverse = not self.reverse if column == self.sort else False
+        self.sort = column
+        self._sorted()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         words = event.value.split()

@@ -82,8 +82,9 @@ def test_a_large_load_is_taken_whole() -> None:
 def test_row_of_a_run_message() -> None:
     r = Row.of(run("s-1", 4, "failed", params={"n": 4, "rate": 0.5}, host="h1",
                    has_exit_code=True, exit_code=3, reason="exited 3",
-                   results_path="/r/s-1.4"))  # fmt: skip
+                   results_path="/r/s-1.4", created_at=1234.5))  # fmt: skip
     assert (r.id, r.submission, r.index, r.state, r.host) == ("s-1.4", "s-1", 4, "failed", "h1")
+    assert r.created_at == 1234.5
     assert r.params == "n=4 rate=0.5"
     assert (r.exit_code, r.reason, r.results_path) == (3, "exited 3", "/r/s-1.4")
     # No exit code: None, not 0.
@@ -190,15 +191,25 @@ def ids(rows: list[Row]) -> list[str]:
     return [r.id for r in rows]
 
 
-def test_visible_unfiltered_is_every_run_in_submission_and_index_order() -> None:
-    assert ids(sample().visible()) == ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]
+NEWEST_FIRST = ["s-2.0", "s-2.1", "s-2.3", "s-1.2", "s-1.9", "s-1.10"]
+
+
+def test_visible_unfiltered_is_every_run_newest_submission_first_each_in_index_order() -> None:
+    assert ids(sample().visible()) == NEWEST_FIRST
+
+
+def test_the_newest_submission_is_the_one_made_last_whatever_order_its_runs_came_in() -> None:
+    m = model_of(run("new-2", 0, created_at=200), run("old-1", 0, created_at=100),
+                 run("new-2", 1, created_at=200))  # fmt: skip
+    assert ids(m.visible()) == ["new-2.0", "new-2.1", "old-1.0"]
+    assert ids(m.visible(reverse=True)) == ["old-1.0", "new-2.0", "new-2.1"]
 
 
 @pytest.mark.parametrize(("text", "want"), [
     ("s-2.", ["s-2.0", "s-2.1", "s-2.3"]),       # id
     ("OTHER", ["s-2.0"]),                          # experiment, case-insensitive
     ("lr=0.3", ["s-1.10"]),                        # params
-    ("alpha", ["s-1.10", "s-2.1"]),                # host
+    ("alpha", ["s-2.1", "s-1.10"]),                # host
     ("cancel", ["s-2.3"]),                         # state
     ("nothing-like-this", []),
 ])  # fmt: skip
@@ -209,7 +220,7 @@ def test_visible_filters_by_text(text: str, want: list[str]) -> None:
 @pytest.mark.parametrize(("state", "want"), [
     ("failed", ["s-1.10"]),
     ("queued", ["s-2.0"]),
-    ("active", ["s-1.9", "s-2.1"]),  # running and building; not queued, not finished
+    ("active", ["s-2.1", "s-1.9"]),  # running and building; not queued, not finished
     ("lost", []),
 ])  # fmt: skip
 def test_visible_filters_by_state(state: str, want: list[str]) -> None:
@@ -226,15 +237,26 @@ def test_visible_combines_text_and_state() -> None:
 
 
 @pytest.mark.parametrize(("sort", "want"), [
-    ("run", ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]),
+    ("run", NEWEST_FIRST),
     ("state", ["s-2.1", "s-2.3", "s-1.10", "s-2.0", "s-1.9", "s-1.2"]),
-    ("host", ["s-2.0", "s-2.3", "s-1.10", "s-2.1", "s-1.2", "s-1.9"]),
-    ("ended", ["s-1.2", "s-1.10", "s-1.9", "s-2.0", "s-2.1", "s-2.3"]),  # ended first
+    ("host", ["s-2.0", "s-2.3", "s-2.1", "s-1.10", "s-1.2", "s-1.9"]),  # ties: run order
+    ("ended", ["s-1.2", "s-1.10", "s-2.0", "s-2.1", "s-2.3", "s-1.9"]),  # ended first
     ("params", ["s-2.0", "s-1.2", "s-1.9", "s-1.10", "s-2.1", "s-2.3"]),
-    ("no-such-column", ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]),
+    ("no-such-column", NEWEST_FIRST),
 ])  # fmt: skip
 def test_visible_sorts_by_each_column(sort: str, want: list[str]) -> None:
     assert ids(sample().visible(sort=sort)) == want
+
+
+@pytest.mark.parametrize(("sort", "want"), [
+    ("run", ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]),  # indexes still go up
+    ("state", ["s-1.2", "s-1.9", "s-2.0", "s-1.10", "s-2.3", "s-2.1"]),
+    ("host", ["s-1.9", "s-1.2", "s-2.1", "s-1.10", "s-2.0", "s-2.3"]),  # ties: run order
+])  # fmt: skip
+def test_visible_reversed_turns_the_column_round_but_not_its_ties(
+    sort: str, want: list[str]
+) -> None:
+    assert ids(sample().visible(sort=sort, reverse=True)) == want
 
 
 def test_visible_sorts_by_duration_longest_first() -> None:

@@ -18,6 +18,11 @@ def shown_order(table: DataTable[object]) -> list[str]:
     return [str(row.key.value) for row in table.ordered_rows]
 
 
+def header(table: DataTable[object]) -> list[str]:
+    """The column labels as shown, without the room kept for a sort mark."""
+    return [column.label.plain.rstrip() for column in table.columns.values()]
+
+
 def under_cursor(table: DataTable[object]) -> str:
     return str(table.coordinate_to_cell_key(table.cursor_coordinate).row_key.value)
 
@@ -41,5 +46,51 @@ def test_the_cursor_stays_on_its_run_when_a_sorted_view_moves_the_rows() -> None
             await until(pilot, lambda: shown_order(table)[-1] == "sweep-1.02")  # moved
             assert shown_order(table)[1] == "sweep-1.04"
             assert under_cursor(table) == "sweep-1.04"
+
+    asyncio.run(scenario())
+
+
+def test_newest_submissions_first_and_the_cursor_stays_on_its_run_when_one_comes() -> None:
+    """A new submission's runs go on top (made later). A cursor no one moved stays on the top
+    row; one put on a run stays on that run as runs come. The header marks the sorted column
+    and its direction."""
+    client = FakeClient(runs=[run("old-1", i, "running", created_at=100) for i in range(3)],
+                        submissions=[pb.Submission(id="old-1", total=3)], home=HOME)  # fmt: skip
+
+    def submit(sub: str, created_at: float) -> None:
+        client.submission_list.append(pb.Submission(id=sub, total=1))
+        client.push(run(sub, 0, "queued", created_at=created_at))
+
+    async def scenario() -> None:
+        app = ConvoyApp(HOME, client=client)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 3)
+            submit("new-2", 200)
+            await until(pilot, lambda: table.row_count == 4)
+            assert shown_order(table) == ["new-2.00", "old-1.00", "old-1.01", "old-1.02"]
+            assert under_cursor(table) == "new-2.00"  # the top row, no one's pick
+
+            table.move_cursor(row=table.get_row_index("old-1.01"))
+            submit("new-3", 300)
+            await until(pilot, lambda: table.row_count == 5)
+            assert shown_order(table) == ["new-3.00", "new-2.00", "old-1.00", "old-1.01",
+                                          "old-1.02"]  # fmt: skip
+            assert under_cursor(table) == "old-1.01"
+            assert header(table) == ["run ▼", "state", "host", "duration", "progress", "ended",
+                                     "params"]  # fmt: skip
+
+            await pilot.press("S")  # the order turned round: oldest first
+            assert shown_order(table)[:3] == ["old-1.00", "old-1.01", "old-1.02"]
+            assert header(table)[0] == "run ▲" and under_cursor(table) == "old-1.01"
+            await pilot.press("s")  # the next column, A to Z
+            assert header(table)[:2] == ["run", "state ▲"]
+            assert shown_order(table) == ["new-3.00", "new-2.00", "old-1.00", "old-1.01",
+                                          "old-1.02"]  # queued, then running  # fmt: skip
+            await pilot.press("S")
+            assert header(table)[1] == "state ▼"
+            assert shown_order(table) == ["old-1.00", "old-1.01", "old-1.02", "new-3.00",
+                                          "new-2.00"]  # ties stay in run order  # fmt: skip
+            assert under_cursor(table) == "old-1.01"
 
     asyncio.run(scenario())
