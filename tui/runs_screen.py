@@ -17,7 +17,8 @@ from textual.widgets.data_table import ColumnKey
 
 from convoy.runjson import missing_results
 
-from .model import ACTIVE, COLUMNS, DESCENDING
+from .confirm import Confirm
+from .model import ACTIVE, COLUMNS, DESCENDING, TERMINAL
 from .table import Table
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ WIDTHS = {"state": 9, "host": 12, "duration": 10, "progress": 15, "ended": 13}  
 class RunsScreen(Screen[None]):
     BINDINGS = [
         Binding("enter", "logs", "Logs"),
-        Binding("c", "cancel_run", "Cancel run"),
+        Binding("c", "cancel_run", "Cancel run"),  # each asks first
         Binding("C", "cancel_submission", "Cancel submission", show=False),
         Binding("R", "rerun", "Rerun failed"),
         Binding("o", "results", "Results path", show=False),
@@ -211,12 +212,34 @@ class RunsScreen(Screen[None]):
             self.convoy.show_logs(run_id)
 
     def action_cancel_run(self) -> None:
-        if run_id := self.selected():
-            self.convoy.cancel(run_id)
+        if (run_id := self.selected()) is None:
+            return
+        row = self.convoy.model.rows[run_id]
+        if row.state in TERMINAL:
+            self.notify(f"{run_id} has ended ({row.state}): nothing to cancel", timeout=4)
+            return
+        self._ask(f"Cancel run {run_id} ({row.state})?", run_id)
 
     def action_cancel_submission(self) -> None:
-        if run_id := self.selected():
-            self.convoy.cancel(self.convoy.model.rows[run_id].submission)
+        if (run_id := self.selected()) is None:
+            return
+        sub = self.convoy.model.rows[run_id].submission
+        stats = self.convoy.model.stats(sub)
+        left = stats.total - stats.done
+        if not left:
+            self.notify(f"every run of {sub} has ended: nothing to cancel", timeout=4)
+            return
+        runs = "its unfinished run" if left == 1 else f"its {left} unfinished runs"
+        self._ask(f"Cancel submission {sub}: {runs}?", sub)
+
+    def _ask(self, question: str, target: str) -> None:
+        """Cancel `target` (a run or a submission, fixed now) if the answer is yes."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.convoy.cancel(target)
+
+        self.app.push_screen(Confirm(question), answered)
 
     def action_rerun(self) -> None:
         if run_id := self.selected():

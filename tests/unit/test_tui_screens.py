@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import asyncio
 
-from textual.widgets import DataTable
+from textual.screen import ModalScreen
+from textual.widgets import DataTable, Static
 
 from convoy.tui.app import ConvoyApp
 from convoy.v1 import coordinator_pb2 as pb
 from tests.tui_fake import FakeClient
-from tests.unit.test_tui_snapshots import HOME, SIZE, run, until
+from tests.unit.test_tui_snapshots import HOME, SIZE, run, settled, sweep, until
 
 
 def shown_order(table: DataTable[object]) -> list[str]:
@@ -21,6 +22,13 @@ def shown_order(table: DataTable[object]) -> list[str]:
 def header(table: DataTable[object]) -> list[str]:
     """The column labels as shown, without the room kept for a sort mark."""
     return [column.label.plain.rstrip() for column in table.columns.values()]
+
+
+def question(app: ConvoyApp) -> str:
+    """The question a modal screen asks; "" when none is up."""
+    if not isinstance(app.screen, ModalScreen):
+        return ""
+    return str(app.screen.query_one(Static).render())
 
 
 def under_cursor(table: DataTable[object]) -> str:
@@ -92,5 +100,41 @@ def test_newest_submissions_first_and_the_cursor_stays_on_its_run_when_one_comes
             assert shown_order(table) == ["old-1.00", "old-1.01", "old-1.02", "new-3.00",
                                           "new-2.00"]  # ties stay in run order  # fmt: skip
             assert under_cursor(table) == "old-1.01"
+
+    asyncio.run(scenario())
+
+
+def test_cancel_asks_first_and_only_y_cancels() -> None:
+    """`c` and `C` ask, naming the run (or the submission and its unfinished runs); n and Esc
+    cancel nothing, y cancels what was asked about. A run that has ended is not asked about."""
+    client = sweep()
+
+    async def scenario() -> None:
+        app = ConvoyApp(HOME, client=client)
+        async with app.run_test(size=SIZE, notifications=True) as pilot:
+            table = app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 9)
+            table.move_cursor(row=table.get_row_index("sweep-1.02"))
+            await pilot.press("c")
+            await until(pilot, lambda: question(app) != "")
+            assert question(app) == "Cancel run sweep-1.02 (running)?  y/n"
+            await pilot.press("n")
+            await until(pilot, lambda: question(app) == "")
+            await pilot.press("C")
+            await until(pilot, lambda: question(app) != "")
+            assert question(app) == "Cancel submission sweep-1: its 3 unfinished runs?  y/n"
+            await pilot.press("escape")
+            await until(pilot, lambda: question(app) == "")
+            await pilot.press("c")
+            await until(pilot, lambda: question(app) != "")
+            await pilot.press("y")
+            await until(pilot, lambda: client.cancelled != [])
+            assert client.cancelled == ["sweep-1.02"]  # neither n nor Esc cancelled anything
+
+            table.move_cursor(row=table.get_row_index("sweep-1.00"))  # succeeded
+            await pilot.press("c")
+            await settled(pilot)
+            assert question(app) == ""
+            assert any("nothing to cancel" in n.message for n in app._notifications)
 
     asyncio.run(scenario())
