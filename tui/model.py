@@ -41,6 +41,7 @@ class Row:
     progress: float | None = None  # 0-100, from the run's output
     code: str = ""  # why it ended (or its last attempt did): convoy.states.Reason
     created_at: float = 0.0  # when its submission was made (all its runs have the same)
+    has_progress: bool = False  # its experiment says how to read progress (`progress:`)
 
     @classmethod
     def of(cls, run: Any) -> Row:
@@ -67,7 +68,7 @@ class Row:
         progress = (
             "" if self.progress is None else f"{bar(self.progress, 10)} {self.progress:3.0f}%"
         )
-        if self.state == "succeeded":
+        if self.state == "succeeded" and self.has_progress:  # done: full, whatever was read
             progress = f"{bar(100, 10)} 100%"
         return (
             self.id, self.state, self.host, "" if d is None else human(d), progress,
@@ -131,6 +132,7 @@ class RunsModel:
             self.by_submission.setdefault(row.submission, {})[row.id] = None
         else:
             row.progress = old.progress if row.state not in TERMINAL else None
+        row.has_progress = self.patterns.get(row.submission) is not None
         self.rows[row.id] = row
         self.dirty.add(row.id)
 
@@ -139,10 +141,19 @@ class RunsModel:
             self.apply(r)
 
     def set_pattern(self, submission: str, pattern: str) -> None:
+        """The submission's `progress:` pattern ("": it has none; one that does not compile or
+        has no group `percent` counts as none), its runs' cells to match."""
         try:
-            self.patterns[submission] = re.compile(pattern) if pattern else None
+            compiled = re.compile(pattern) if pattern else None
         except re.error:
-            self.patterns[submission] = None
+            compiled = None
+        usable = compiled is not None and "percent" in compiled.groupindex
+        self.patterns[submission] = compiled if usable else None
+        has = self.patterns[submission] is not None
+        for run_id in self.by_submission.get(submission, ()):
+            if self.rows[run_id].has_progress != has:
+                self.rows[run_id].has_progress = has
+                self.dirty.add(run_id)
 
     def progress_from(self, run_id: str, text: str) -> None:
         """The last `percent` the run's progress pattern finds in a piece of its output."""
@@ -156,7 +167,7 @@ class RunsModel:
         if last is not None:
             try:
                 row.progress = max(0.0, min(100.0, float(last.group("percent"))))
-            except (ValueError, IndexError):
+            except (ValueError, TypeError):  # not a number, or the group took no part
                 return
             self.dirty.add(run_id)
 

@@ -346,9 +346,11 @@ def test_submissions_in_the_order_first_seen() -> None:
 # -- Row.cells -----------------------------------------------------------------------------------
 
 
-def cells(msg: pb.Run, now: float = 5000.0, progress: float | None = None) -> dict[str, str]:
+def cells(
+    msg: pb.Run, now: float = 5000.0, progress: float | None = None, has_progress: bool = True
+) -> dict[str, str]:
     row = Row.of(msg)
-    row.progress = progress
+    row.progress, row.has_progress = progress, has_progress
     names = ("run", "state", "host", "duration", "progress", "ended", "params")
     return dict(zip(names, row.cells(now), strict=True))
 
@@ -400,6 +402,24 @@ def test_the_ended_cell_names_the_reason_when_it_says_more_than_an_exit_code(
 ])  # fmt: skip
 def test_progress_cell(state: str, progress: float | None, want: str) -> None:
     assert cells(run("s-1", 0, state), progress=progress)["progress"] == want
+
+
+@pytest.mark.parametrize("state", ["succeeded", "running", "failed"])
+def test_no_progress_cell_without_a_progress_pattern(state: str) -> None:
+    """An experiment without `progress:` says nothing of progress: no bar, not a full one."""
+    assert cells(run("s-1", 0, state), has_progress=False)["progress"] == ""
+
+
+def test_a_run_knows_whether_its_submission_has_a_progress_pattern() -> None:
+    m = RunsModel()
+    m.set_pattern("s-1", PROGRESS)
+    m.set_pattern("s-2", "")
+    m.apply_many([run("s-1", 0, "succeeded"), run("s-2", 0, "succeeded"), run("s-3", 0)])
+    m.take_dirty()
+    assert [m.rows[i].has_progress for i in ("s-1.0", "s-2.0", "s-3.0")] == [True, False, False]
+    m.set_pattern("s-3", PROGRESS)  # learnt after its runs came: they are redrawn
+    assert m.rows["s-3.0"].has_progress
+    assert m.take_dirty() == ([], ["s-3.0"])
 
 
 def test_cells_in_column_order() -> None:

@@ -138,3 +138,21 @@ def test_cancel_asks_first_and_only_y_cancels() -> None:
             assert any("nothing to cancel" in n.message for n in app._notifications)
 
     asyncio.run(scenario())
+
+
+def test_no_progress_bar_for_an_experiment_without_a_progress_pattern() -> None:
+    """des-2 declares no `progress:`: its succeeded run shows no bar (it showed a full one, as
+    if progress had been read); sweep-1's succeeded run, which has a pattern, shows 100%."""
+    client = sweep()
+
+    async def scenario() -> tuple[str, str]:
+        app = ConvoyApp(HOME, client=client)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 9)
+            return (str(table.get_cell("des-2.00", "progress")),
+                    str(table.get_cell("sweep-1.00", "progress")))  # fmt: skip
+
+    without, with_pattern = asyncio.run(scenario())
+    assert without == ""
+    assert with_pattern.endswith("100%")
