@@ -14,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from .commands import KeyCommands
 from .model import bar
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def host_text(h: Any) -> str:
 
 
 class HostsScreen(Screen[None]):
+    COMMANDS = {KeyCommands}  # its keys in the command palette too
     BINDINGS = [
         Binding("r", "app.switch_mode('runs')", "Runs"),
         Binding("escape", "app.switch_mode('runs')", "Runs", show=False),

@@ -17,6 +17,7 @@ from textual.widgets.data_table import ColumnKey
 
 from convoy.runjson import missing_results
 
+from .commands import KeyCommands
 from .confirm import Confirm
 from .model import ACTIVE, COLUMNS, DESCENDING, TERMINAL
 from .table import Table
@@ -32,18 +33,26 @@ WIDTHS = {"state": 9, "host": 12, "duration": 10, "progress": 15, "ended": 13}  
 
 
 class RunsScreen(Screen[None]):
+    COMMANDS = {KeyCommands}  # its keys in the command palette too
     BINDINGS = [
-        Binding("enter", "logs", "Logs"),
-        Binding("c", "cancel_run", "Cancel run"),  # each asks first
-        Binding("C", "cancel_submission", "Cancel submission", show=False),
-        Binding("R", "rerun", "Rerun failed"),
-        Binding("o", "results", "Results path", show=False),
-        Binding("w", "watch", "Watch"),
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort", "Sort", show=False),
-        Binding("S", "reverse", "Reverse order", show=False),
-        Binding("a", "app.switch_mode('hosts')", "Allocations"),
-    ]
+        Binding("enter", "logs", "Logs", tooltip="The run's output, as it prints"),
+        Binding("c", "cancel_run", "Cancel run", tooltip="Cancel the run (asks first)"),
+        Binding("C", "cancel_submission", "Cancel submission", show=False,
+                tooltip="Cancel the run's submission: its unfinished runs (asks first)"),
+        Binding("R", "rerun", "Rerun failed",
+                tooltip="Run the submission's failed, lost and cancelled runs again"),
+        Binding("o", "results", "Results path", show=False,
+                tooltip="Where the run's results are, and what of them did not come back"),
+        Binding("w", "watch", "Watch",
+                tooltip="Watch mode on the run's experiment file: a save reruns it"),
+        Binding("slash", "filter", "Filter",
+                tooltip="Only the runs with a text, or state:failed, state:active"),
+        Binding("s", "sort", "Sort", show=False, tooltip="Sort by the next column"),
+        Binding("S", "reverse", "Reverse order", show=False,
+                tooltip="Turn the sorted column's order round"),
+        Binding("a", "app.switch_mode('hosts')", "Allocations",
+                tooltip="Each host's cpus and memory given out, and to which runs"),
+    ]  # fmt: skip
 
     def __init__(self) -> None:
         super().__init__()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
+from textual.command import CommandList, CommandPalette
 from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
@@ -156,3 +157,40 @@ def test_no_progress_bar_for_an_experiment_without_a_progress_pattern() -> None:
     without, with_pattern = asyncio.run(scenario())
     assert without == ""
     assert with_pattern.endswith("100%")
+
+
+def palette_titles(app: ConvoyApp) -> list[str]:
+    """The titles the open command palette lists (each option's first line)."""
+    options = app.screen.query_one(CommandList)
+    return [str(options.get_option_at_index(i).prompt).split("\n")[0]
+            for i in range(options.option_count)]  # fmt: skip
+
+
+def test_the_command_palette_lists_convoys_actions_and_runs_them() -> None:
+    """ctrl+p lists the runs screen's actions beside Textual's own; choosing "Cancel run" asks,
+    as the key does, and y cancels the run under the cursor."""
+    client = sweep()
+    wanted = {"Logs", "Cancel run", "Cancel submission", "Rerun failed", "Results path", "Watch",
+              "Filter", "Sort", "Reverse order", "Go to Allocations", "Go to Logs",
+              "Go to Runs"}  # fmt: skip
+
+    async def scenario() -> None:
+        app = ConvoyApp(HOME, client=client)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 9)
+            table.move_cursor(row=table.get_row_index("sweep-1.03"))
+            await pilot.press("ctrl+p")
+            await until(pilot, lambda: isinstance(app.screen, CommandPalette))
+            await until(pilot, lambda: wanted <= set(palette_titles(app)))
+            assert "Keys" in palette_titles(app)  # Textual's own, beside them
+            await pilot.press(*"cancel run")
+            await until(pilot, lambda: palette_titles(app) == ["Cancel run"])
+            await pilot.press("enter")
+            await until(pilot, lambda: question(app) != "")
+            assert question(app) == "Cancel run sweep-1.03 (building)?  y/n"
+            await pilot.press("y")
+            await until(pilot, lambda: client.cancelled != [])
+            assert client.cancelled == ["sweep-1.03"]
+
+    asyncio.run(scenario())
