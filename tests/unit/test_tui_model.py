@@ -441,3 +441,17 @@ def test_a_host_card_lists_its_labels_as_text_not_markup() -> None:
     card = host_text(pb.Host(name="h2", state="up", labels={"rack": "b", "gpu": "[a100]"}))
     assert "  labels  gpu=\\[a100], rack=b" in card.splitlines()
     assert not any("labels" in ln for ln in host_text(pb.Host(name="h1")).splitlines())
+
+
+@pytest.mark.parametrize(("reason", "want"), [
+    ("", ""),
+    ("\n  \n", ""),
+    ("no heartbeat for 15 s", "no heartbeat for 15 s"),
+    ("the agent exited; the end of agent.log:\nline 1\nline 2", "the agent exited; the end of "
+                                                                "agent.log: …"),
+    ("x" * 200, "x" * 159 + "…"),
+])  # fmt: skip
+def test_a_host_cards_reason_is_one_line(reason: str, want: str) -> None:
+    from convoy.tui.hosts_screen import one_line
+
+    assert one_line(reason) == want

@@ -194,3 +194,43 @@ def test_the_command_palette_lists_convoys_actions_and_runs_them() -> None:
             assert client.cancelled == ["sweep-1.03"]
 
     asyncio.run(scenario())
+
+
+AGENT_LOG = ("the agent exited; the end of /home/u/.convoy/agent/agent.log:\n"
+             "Traceback (most recent call last):\n  File \"agent.py\", line 1\n"
+             "[convoy] OSError: [Errno 98] address in use")  # fmt: skip
+
+
+def test_a_host_card_says_why_only_while_the_host_is_not_up_and_in_one_line() -> None:
+    """gpu-b is unreachable: its card gives the first line of the reason (not the agent log
+    that came with it). When it is up again, its card says nothing of the old error, even if
+    a reason still comes with it; one that is up but full says why."""
+
+    def host(name: str, state: str, accepting: bool = True, reason: str = AGENT_LOG) -> pb.Host:
+        return pb.Host(name=name, state=state, address="10.0.0.2", reason=reason,
+                       accepting=accepting)  # fmt: skip
+
+    client = FakeClient(hosts=[host("gpu-b", "unreachable"),
+                               host("disk", "up", accepting=False, reason="its disk is full")],
+                        home=HOME)  # fmt: skip
+
+    def card(app: ConvoyApp, name: str) -> str:
+        return str(app.screen.query_one(f"#host-{name}", Static).render())
+
+    async def scenario() -> tuple[str, str, str]:
+        app = ConvoyApp(HOME, client=client)
+        async with app.run_test(size=SIZE) as pilot:
+            await pilot.press("a")
+            await until(pilot, lambda: bool(app.screen.query("#host-disk")))
+            down, full = card(app, "gpu-b"), card(app, "disk")
+            client.host_list[0] = host("gpu-b", "up")  # back, an old reason still said
+            await until(pilot, lambda: "unreachable" not in card(app, "gpu-b"))
+            return down, full, card(app, "gpu-b")
+
+    down, full, up = asyncio.run(scenario())
+    first = AGENT_LOG.splitlines()[0]
+    assert down.splitlines()[0] == f"gpu-b  10.0.0.2  unreachable  ({first} …)"
+    assert "Traceback" not in down and "Errno" not in down
+    assert full.splitlines()[0] == "disk  10.0.0.2  up (full)  (its disk is full)"
+    assert up.splitlines()[0] == "gpu-b  10.0.0.2  up"
+    assert "agent" not in up
