@@ -45,7 +45,7 @@ class RunsScreen(Screen[None]):
                 tooltip="Where the run's results are, and what of them did not come back"),
         Binding("w", "watch", "Watch",
                 tooltip="Watch mode on the run's experiment file: a save reruns it"),
-        Binding("slash", "filter", "Filter",
+        Binding("slash", "filter", "Filter", priority=True,  # see action_filter
                 tooltip="Only the runs with a text, or state:failed, state:active"),
         Binding("s", "sort", "Sort", show=False, tooltip="Sort by the next column"),
         Binding("S", "reverse", "Reverse order", show=False,
@@ -268,10 +268,19 @@ class RunsScreen(Screen[None]):
         if run_id := self.selected():
             self.convoy.toggle_watch(self.convoy.model.rows[run_id].submission)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # `/` typed in the filter is text: the key goes on to it.
+        return not (action == "filter" and isinstance(self.focused, Input))
+
     def action_filter(self) -> None:
+        """The filter, focused at once. Keys typed fast arrive together: the app sends each to
+        the widget focused when it takes the key from its queue, and `Input.focus()` waits
+        its turn behind them, so `/state:failed` gave its `s` (sort) and `a` (allocations)
+        to the table. A priority binding runs as the app takes the key, and `set_focus`
+        focuses now: the next key goes to the filter."""
         box = self.query_one("#filter", Input)
         box.display = True
-        box.focus()
+        self.set_focus(box)
 
     def action_sort(self) -> None:
         self.sort, self.reverse = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)], False
@@ -309,12 +318,16 @@ class RunsScreen(Screen[None]):
             self._typing.stop()
         self._typing = self.set_timer(FILTER_PAUSE_S, self.rebuild)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
+    def on_input_submitted(self, _: Input.Submitted) -> None:
+        """Enter: the filter applied now (not after the typing pause), the table focused."""
+        if self._typing is not None:
+            self._typing.stop()
+        self.rebuild()
+        self.set_focus(self.query_one(Table))
 
     def key_escape(self) -> None:
         box = self.query_one("#filter", Input)
         if box.has_focus:
             box.value = ""
             box.display = False
-            self.query_one(DataTable).focus()
+            self.set_focus(self.query_one(Table))

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
+from textual import events
 from textual.command import CommandList, CommandPalette
 from textual.screen import ModalScreen
-from textual.widgets import DataTable, Static
+from textual.widgets import DataTable, Input, Static
 
 from convoy.tui.app import ConvoyApp
 from convoy.v1 import coordinator_pb2 as pb
@@ -234,3 +235,58 @@ def test_a_host_card_says_why_only_while_the_host_is_not_up_and_in_one_line() ->
     assert full.splitlines()[0] == "disk  10.0.0.2  up (full)  (its disk is full)"
     assert up.splitlines()[0] == "gpu-b  10.0.0.2  up"
     assert "agent" not in up
+
+
+KEY_NAMES = {"/": "slash", ":": "colon", " ": "space", "\r": "enter"}
+
+
+def type_fast(app: ConvoyApp, text: str) -> None:
+    """Keys as a fast typist on a busy machine sends them: all queued before the app takes the
+    first (Pilot's press waits for the app to go idle after each key)."""
+    for ch in text:
+        app.post_message(events.Key(KEY_NAMES.get(ch, ch), None if ch == "\r" else ch))
+
+
+def test_keys_typed_fast_after_slash_go_to_the_filter() -> None:
+    """`/state:failed` and Enter typed faster than the app takes them, while events come in:
+    the filter gets every character (its `s` did not sort the table, nor its `a` switch to the
+    allocations, nor its `l` to the logs), Enter applies it, and the next key is the table's
+    again (`C` asks to cancel the failed run's submission)."""
+    client = sweep()
+
+    async def scenario() -> None:
+        app = ConvoyApp(HOME, client=client)
+        async with app.run_test(size=SIZE) as pilot:
+            screen = app.screen
+            table = screen.query_one(DataTable)
+            box = screen.query_one("#filter", Input)
+            await until(pilot, lambda: table.row_count == 9)
+            type_fast(app, "/state:failed")
+            for n in range(20):  # events streaming in meanwhile
+                client.push(run("sweep-1", 4, "queued", host=f"h{n}"))
+            type_fast(app, "\r")
+            await until(pilot, lambda: app.screen is not screen or table.row_count == 1)
+            assert app.screen is screen
+            assert box.value == "state:failed"
+            assert shown_order(table) == ["sweep-1.01"]
+            assert header(table)[0] == "run ▼"  # not sorted by another column
+            await pilot.press("C")
+            await until(pilot, lambda: question(app) != "")
+            assert question(app) == "Cancel submission sweep-1: its 3 unfinished runs?  y/n"
+
+    asyncio.run(scenario())
+
+
+def test_a_slash_typed_in_the_filter_is_text() -> None:
+    """`/` opens the filter only from outside it: in it, `/` is a character of the filter."""
+    client = FakeClient(runs=[run("a-1", 0, "queued")],
+                        submissions=[pb.Submission(id="a-1", total=1)], home=HOME)  # fmt: skip
+
+    async def scenario() -> str:
+        app = ConvoyApp(HOME, client=client)
+        async with app.run_test(size=SIZE) as pilot:
+            await until(pilot, lambda: app.screen.query_one(DataTable).row_count == 1)
+            await pilot.press(*"/x/y")
+            return app.screen.query_one("#filter", Input).value
+
+    assert asyncio.run(scenario()) == "x/y"
