@@ -1,5 +1,8 @@
 """The runs and allocations screens driven as a person drives them (Textual's Pilot, fed by a
-FakeClient): a key acts on the run the cursor was put on, however the rows move."""
+FakeClient): the cursor stays on its run however the rows move, newest submissions first with
+the sorted column marked, cancelling asks first, no progress bar without a `progress:`
+pattern, convoy's actions in the command palette, host cards without stale errors or agent
+logs, and keys typed fast into the filter."""
 
 from __future__ import annotations
 
@@ -118,7 +121,8 @@ def test_cancel_asks_first_and_only_y_cancels() -> None:
             await until(pilot, lambda: table.row_count == 9)
             table.move_cursor(row=table.get_row_index("sweep-1.02"))
             await pilot.press("c")
-            await until(pilot, lambda: question(app) != "")
+            await until(pilot, lambda: question(app) != "" or client.cancelled != [])
+            assert client.cancelled == [], "cancelled without asking"
             assert question(app) == "Cancel run sweep-1.02 (running)?  y/n"
             await pilot.press("n")
             await until(pilot, lambda: question(app) == "")
@@ -183,7 +187,12 @@ def test_the_command_palette_lists_convoys_actions_and_runs_them() -> None:
             table.move_cursor(row=table.get_row_index("sweep-1.03"))
             await pilot.press("ctrl+p")
             await until(pilot, lambda: isinstance(app.screen, CommandPalette))
-            await until(pilot, lambda: wanted <= set(palette_titles(app)))
+
+            def lists_convoys_actions() -> bool:
+                """the palette listing convoy's actions"""
+                return wanted <= set(palette_titles(app))
+
+            await until(pilot, lists_convoys_actions)
             assert "Keys" in palette_titles(app)  # Textual's own, beside them
             await pilot.press(*"cancel run")
             await until(pilot, lambda: palette_titles(app) == ["Cancel run"])
