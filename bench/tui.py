@@ -132,7 +132,8 @@ async def bench(runs: int, updates: int, rounds: int) -> dict[str, Any]:
 
         for r in range(rounds):
             block = all_runs[(r * updates) % runs :][:updates]
-            table.scroll_to(y=(r * updates) % runs, animate=False)
+            top = min(table.get_row_index(b.id) for b in block)  # newest submissions first
+            table.scroll_to(y=top, animate=False)
             await settle(pilot)
             probe.reset()
             now = time.time()

@@ -93,6 +93,7 @@ class ConvoyApp(App[None]):
     async def _load_submissions(self) -> None:
         for sub in await self.client.submissions():
             self.subs[sub.id] = sub
+            self.model.set_pattern(sub.id, sub.progress_pattern)
         self.connected, self.problem = True, ""
 
     @work(group="waiting", exclusive=True, exit_on_error=False)

@@ -14,6 +14,7 @@ from textual.containers import VerticalScroll
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Static
 
+from .commands import KeyCommands
 from .model import bar
 
 if TYPE_CHECKING:
@@ -22,10 +23,32 @@ if TYPE_CHECKING:
 GIB = 1024**3
 
 
+REASON_MAX = 160  # characters of a reason on a card
+
+
+def one_line(reason: str) -> str:
+    """A reason's first line, at most REASON_MAX characters, "…" where some was left out: an
+    agent that failed to start brings the end of its log along (`convoy hosts` prints it
+    all), and a card is no place for thirty lines of it."""
+    lines = [ln.strip() for ln in reason.splitlines() if ln.strip()]
+    if not lines:
+        return ""
+    first = lines[0]
+    if len(first) > REASON_MAX:
+        return first[: REASON_MAX - 1] + "…"
+    return f"{first} …" if len(lines) > 1 else first
+
+
 def host_text(h: Any) -> str:
-    """A host's card: state, a bar per resource, the runs holding them."""
+    """A host's card: state, a bar per resource, the runs holding them. Why it is not up, or
+    takes no runs (a full disk), in one line; nothing of the kind for a host that is up and
+    takes runs, whatever reason came with it."""
     cap, used = h.capacity, h.allocated
-    lines = [f"[b]{h.name}[/b]  {h.address}  {h.state}" + (f"  ({h.reason})" if h.reason else "")]
+    full = h.state == "up" and not h.accepting
+    why = one_line(h.reason) if h.state != "up" or full else ""
+    state = "up (full)" if full else h.state
+    lines = [f"[b]{escape(h.name)}[/b]  {escape(h.address)}  {escape(state)}"
+             + (f"  ({escape(why)})" if why else "")]  # fmt: skip
 
     def line(label: str, u: float, c: float, unit: str) -> str:
         pct = 100 * u / c if c else 0.0
@@ -46,6 +69,7 @@ def host_text(h: Any) -> str:
 
 
 class HostsScreen(Screen[None]):
+    COMMANDS = {KeyCommands}  # its keys in the command palette too
     BINDINGS = [
         Binding("r", "app.switch_mode('runs')", "Runs"),
         Binding("escape", "app.switch_mode('runs')", "Runs", show=False),

@@ -16,6 +16,8 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Header, Input, Log, Static
 
+from .commands import KeyCommands
+
 if TYPE_CHECKING:
     from .app import ConvoyApp
 
@@ -49,6 +51,7 @@ def attempt_line(attempt: int) -> str:
 
 
 class LogsScreen(Screen[None]):
+    COMMANDS = {KeyCommands}  # its keys in the command palette too
     BINDINGS = [
         Binding("escape", "app.switch_mode('runs')", "Runs"),
         Binding("f", "follow", "Follow"),

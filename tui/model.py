@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,9 @@ from convoy.cli.render import human_duration, params_text
 from convoy.states import ACTIVE, TERMINAL
 
 COLUMNS = ("run", "state", "host", "duration", "progress", "ended", "params")
+# The columns whose own order is from the top down (newest, longest, furthest first): ▼.
+# The others go from A to Z: ▲. Reversed, each goes the other way.
+DESCENDING = frozenset({"run", "duration", "progress"})
 
 
 @dataclass
@@ -37,6 +40,8 @@ class Row:
     progress: float | None = None  # 0-100, while it runs: its `progress:`, as its host read it
     code: str = ""  # why it ended (or its last attempt did): convoy.states.Reason
     waiting_for: str = ""  # while it is queued: why it waits (as of the message)
+    created_at: float = 0.0  # when its submission was made (all its runs have the same)
+    has_progress: bool = False  # its experiment has a `progress:` pattern: bar it when done
 
     @classmethod
     def of(cls, run: Any) -> Row:
@@ -52,6 +57,8 @@ class Row:
             reason=run.reason, results_path=run.results_path, code=run.code,
             progress=run.progress if run.has_progress else None,
             waiting_for=run.waiting_for if run.state == "queued" else "",
+            created_at=run.created_at,
+            has_progress=run.has_progress,
         )  # fmt: skip
 
     def duration(self, now: float) -> float | None:
@@ -64,7 +71,7 @@ class Row:
         progress = (
             "" if self.progress is None else f"{bar(self.progress, 10)} {self.progress:3.0f}%"
         )
-        if self.state == "succeeded":
+        if self.state == "succeeded" and self.has_progress:  # done: full, whatever was read
             progress = f"{bar(100, 10)} 100%"
         return (
             self.id, self.state, self.host, "" if d is None else human(d), progress,
@@ -122,6 +129,19 @@ class RunsModel:
     # submission -> its run ids, both in the order first seen: the status line reads these
     # on every flush, and a pass over all rows each time cost 4n steps per flush
     by_submission: dict[str, dict[str, None]] = field(default_factory=dict)
+    # submission -> whether its experiment has a `progress:` pattern (ListSubmissions says)
+    with_progress: dict[str, bool] = field(default_factory=dict)
+
+    def set_pattern(self, submission: str, pattern: str) -> None:
+        """Whether the submission's runs read progress (its `progress:` pattern, "" for none):
+        its runs' cells redrawn to match."""
+        has = bool(pattern)
+        self.with_progress[submission] = has
+        for run_id in self.by_submission.get(submission, ()):
+            row = self.rows[run_id]
+            if row.has_progress != has:
+                row.has_progress = has
+                self.dirty.add(run_id)
 
     def apply(self, run: Any) -> None:
         """Record a Run message (an event's or a listing's)."""
@@ -130,6 +150,8 @@ class RunsModel:
         if old is None:
             self.added.append(row.id)
             self.by_submission.setdefault(row.submission, {})[row.id] = None
+        row.has_progress = (row.has_progress or self.with_progress.get(row.submission, False)
+                            or (old is not None and old.has_progress))  # fmt: skip
         self.rows[row.id] = row
         self.dirty.add(row.id)
 
@@ -156,31 +178,37 @@ class RunsModel:
         self.dirty = set()
         return added, changed
 
-    def visible(self, text: str = "", state: str = "", sort: str = "run") -> list[Row]:
+    def visible(
+        self, text: str = "", state: str = "", sort: str = "run", reverse: bool = False
+    ) -> list[Row]:
         """The rows matching a filter (text in id, experiment, params, host or state; a state
-        name or "active"), sorted by a column."""
+        name or "active"), in a column's order: by "run", the newest submission's runs first
+        (each submission's in index order); by duration or progress, the largest first; by the
+        others, A to Z. `reverse` turns the column's order round; runs equal in it stay in
+        run order."""
         text = text.lower()
         rows = [
             r for r in self.rows.values()
             if (not state or r.state == state or (state == "active" and r.state in ACTIVE))
             and (not text or text in f"{r.id} {r.experiment} {r.params} {r.host} {r.state}".lower())
         ]  # fmt: skip
+        # The newer submission: made later; made at the same time (or not said), seen later.
+        seen = {s: n for n, s in enumerate(self.by_submission)}
+        rows.sort(key=lambda r: (-r.created_at, -seen[r.submission], r.index))
         now = time.time()
-        keys = {
-            "run": lambda r: (r.submission, r.index),
-            "state": lambda r: (r.state, r.submission, r.index),
-            "host": lambda r: (r.host, r.submission, r.index),
-            "duration": lambda r: (-(r.duration(now) or 0.0), r.submission, r.index),
-            "progress": lambda r: (-(r.progress or 0.0), r.submission, r.index),
-            "ended": lambda r: (
-                r.exit_code is None and not r.code,
-                r.ended(),
-                r.submission,
-                r.index,
-            ),
-            "params": lambda r: (r.params, r.submission, r.index),
+        columns: dict[str, Callable[[Row], Any]] = {
+            "state": lambda r: r.state,
+            "host": lambda r: r.host,
+            "duration": lambda r: -(r.duration(now) or 0.0),
+            "progress": lambda r: -(r.progress or 0.0),
+            "ended": lambda r: (r.exit_code is None and not r.code, r.ended()),
+            "params": lambda r: r.params,
         }
-        return sorted(rows, key=keys.get(sort, keys["run"]))
+        if sort in columns:
+            rows.sort(key=columns[sort], reverse=reverse)  # stable, reversed too: ties stay
+        elif reverse:  # by run, oldest first; each submission's runs still in index order
+            rows.sort(key=lambda r: (r.created_at, seen[r.submission]))
+        return rows
 
     def stats(self, submission: str, now: float | None = None) -> SubmissionStats:
         now = time.time() if now is None else now

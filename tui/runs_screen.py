@@ -6,16 +6,20 @@ import time
 from time import perf_counter
 from typing import TYPE_CHECKING
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding
 from textual.containers import Vertical
 from textual.screen import Screen
 from textual.timer import Timer
 from textual.widgets import DataTable, Footer, Header, Input, Static
+from textual.widgets.data_table import ColumnKey
 
 from convoy.runjson import missing_results
 
-from .model import ACTIVE, COLUMNS
+from .commands import KeyCommands
+from .confirm import Confirm
+from .model import ACTIVE, COLUMNS, DESCENDING, TERMINAL
 from .table import Table
 
 if TYPE_CHECKING:
@@ -26,27 +30,37 @@ SORTS = COLUMNS
 REBUILD_S = 1.0  # a filtered or sorted view is rebuilt at most this often (or 5x its cost)
 FILTER_PAUSE_S = 0.25  # the filter applies once typing pauses this long
 WAITING_S = 2.0  # how often the highlighted queued run's reason to wait is asked for again
-WIDTHS = {"state": 9, "host": 12, "duration": 8, "progress": 15, "ended": 13}
+WIDTHS = {"state": 9, "host": 12, "duration": 10, "progress": 15, "ended": 13}  # with " ▼"
 
 
 class RunsScreen(Screen[None]):
+    COMMANDS = {KeyCommands}  # its keys in the command palette too
     BINDINGS = [
-        Binding("enter", "logs", "Logs"),
-        Binding("c", "cancel_run", "Cancel run"),
-        Binding("C", "cancel_submission", "Cancel submission", show=False),
-        Binding("R", "rerun", "Rerun failed"),
-        Binding("o", "results", "Results path", show=False),
-        Binding("w", "watch", "Watch"),
-        Binding("slash", "filter", "Filter"),
-        Binding("s", "sort", "Sort", show=False),
-        Binding("a", "app.switch_mode('hosts')", "Allocations"),
-    ]
+        Binding("enter", "logs", "Logs", tooltip="The run's output, as it prints"),
+        Binding("c", "cancel_run", "Cancel run", tooltip="Cancel the run (asks first)"),
+        Binding("C", "cancel_submission", "Cancel submission", show=False,
+                tooltip="Cancel the run's submission: its unfinished runs (asks first)"),
+        Binding("R", "rerun", "Rerun failed",
+                tooltip="Run the submission's failed, lost and cancelled runs again"),
+        Binding("o", "results", "Results path", show=False,
+                tooltip="Where the run's results are, and what of them did not come back"),
+        Binding("w", "watch", "Watch",
+                tooltip="Watch mode on the run's experiment file: a save reruns it"),
+        Binding("slash", "filter", "Filter", priority=True,  # see action_filter
+                tooltip="Only the runs with a text, or state:failed, state:active"),
+        Binding("s", "sort", "Sort", show=False, tooltip="Sort by the next column"),
+        Binding("S", "reverse", "Reverse order", show=False,
+                tooltip="Turn the sorted column's order round"),
+        Binding("a", "app.switch_mode('hosts')", "Allocations",
+                tooltip="Each host's cpus and memory given out, and to which runs"),
+    ]  # fmt: skip
 
     def __init__(self) -> None:
         super().__init__()
         self.text = ""
         self.state = ""
-        self.sort = "run"
+        self.sort = "run"  # the column the rows are in the order of (newest runs first)
+        self.reverse = False  # that column's order turned round
         self._shown: dict[str, tuple[str, ...]] = {}  # row id -> the cells on screen
         self._order_stale = False
         self._last_tick = -1.0e9
@@ -76,7 +90,7 @@ class RunsScreen(Screen[None]):
         table = self.query_one(DataTable)
         for name in COLUMNS:
             # Fixed widths where values change in place (a cell update keeps its column's width).
-            table.add_column(name, key=name, width=WIDTHS.get(name))
+            table.add_column(self._label(name), key=name, width=WIDTHS.get(name))
         self.query_one("#filter", Input).display = False
         self.set_interval(FLUSH_S, self.flush)
         self.rebuild()
@@ -85,17 +99,20 @@ class RunsScreen(Screen[None]):
     # -- keeping the table current ------------------------------------------------------------
 
     def rebuild(self) -> None:
-        """The whole table from the model (a filter or sort changed: rare)."""
+        """The whole table from the model (a filter or sort changed: rare), the cursor on the
+        run it was on."""
         started = perf_counter()
-        table = self.query_one(DataTable)
+        table = self.query_one(Table)
+        current = self.selected()
         table.clear()
         self._shown.clear()
         now = time.time()
-        rows = self.convoy.model.visible(self.text, self.state, self.sort)
+        rows = self.convoy.model.visible(self.text, self.state, self.sort, self.reverse)
         for r in rows:
             cells = r.cells(now)
             table.add_row(*cells, key=r.id)
             self._shown[r.id] = cells
+        self._keep_cursor(current)
         self._order_stale = False
         self._last_rebuild = perf_counter()
         self._rebuild_every = max(REBUILD_S, 5 * (self._last_rebuild - started))
@@ -122,11 +139,13 @@ class RunsScreen(Screen[None]):
             self._status()
             return
         table = self.query_one(DataTable)
-        if not ordered:
+        if not ordered:  # in run order: new runs are added, then sorted in where they belong
             for run_id in added:
                 cells = model.rows[run_id].cells(now)
                 table.add_row(*cells, key=run_id)
                 self._shown[run_id] = cells
+            if added:
+                self._reorder()
         update = {i for i in changed if i in self._shown}
         if tick:
             update |= {i for i in self._shown if model.rows[i].state in ACTIVE}
@@ -158,6 +177,40 @@ class RunsScreen(Screen[None]):
             self._status_line = line
             self.query_one("#status", Static).update(line)
 
+    def _reorder(self) -> None:
+        """The rows shown into the view's order, where they are (no row is made again, as a
+        rebuild does: sorting 10,000 rows in place is cheap, making them is not)."""
+        table = self.query_one(Table)
+        current = self.selected()
+        rows = self.convoy.model.visible(self.text, self.state, self.sort, self.reverse)
+        place = {r.id: n for n, r in enumerate(rows)}
+        # The run column's cells are the runs' ids.
+        table.sort("run", key=lambda run_id: place.get(run_id, len(place)))
+        self._keep_cursor(current)
+
+    def _label(self, column: str) -> str:
+        """A column's header: the sorted one marked ▼ (top down: newest, longest, furthest
+        first) or ▲ (A to Z); room for the mark kept in the others, so no width changes."""
+        if column != self.sort:
+            return f"{column}  "
+        return f"{column} {'▼' if (column in DESCENDING) != self.reverse else '▲'}"
+
+    def _sorted(self) -> None:
+        """The view in a new order: the header marks it, the rows follow."""
+        table = self.query_one(Table)
+        for name in COLUMNS:
+            table.columns[ColumnKey(name)].label = Text(self._label(name))
+        table.notify_style_update()  # the header is drawn anew (its lines are cached)
+        self.rebuild()
+
+    def _keep_cursor(self, run_id: str | None) -> None:
+        """The cursor back on `run_id` after the rows moved: a key then acts on the run a person
+        chose, not on whatever run took its row. A cursor no one moved stays on the top row."""
+        table = self.query_one(Table)
+        if table.picked and run_id is not None and run_id in table.rows:
+            table.put_cursor(run_id)
+        self._why(self.selected() or "")
+
     # -- actions -----------------------------------------------------------------------------
 
     def selected(self) -> str | None:
@@ -173,12 +226,34 @@ class RunsScreen(Screen[None]):
             self.convoy.show_logs(run_id)
 
     def action_cancel_run(self) -> None:
-        if run_id := self.selected():
-            self.convoy.cancel(run_id)
+        if (run_id := self.selected()) is None:
+            return
+        row = self.convoy.model.rows[run_id]
+        if row.state in TERMINAL:
+            self.notify(f"{run_id} has ended ({row.state}): nothing to cancel", timeout=4)
+            return
+        self._ask(f"Cancel run {run_id} ({row.state})?", run_id)
 
     def action_cancel_submission(self) -> None:
-        if run_id := self.selected():
-            self.convoy.cancel(self.convoy.model.rows[run_id].submission)
+        if (run_id := self.selected()) is None:
+            return
+        sub = self.convoy.model.rows[run_id].submission
+        stats = self.convoy.model.stats(sub)
+        left = stats.total - stats.done
+        if not left:
+            self.notify(f"every run of {sub} has ended: nothing to cancel", timeout=4)
+            return
+        runs = "its unfinished run" if left == 1 else f"its {left} unfinished runs"
+        self._ask(f"Cancel submission {sub}: {runs}?", sub)
+
+    def _ask(self, question: str, target: str) -> None:
+        """Cancel `target` (a run or a submission, fixed now) if the answer is yes."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.convoy.cancel(target)
+
+        self.app.push_screen(Confirm(question), answered)
 
     def action_rerun(self) -> None:
         if run_id := self.selected():
@@ -198,20 +273,33 @@ class RunsScreen(Screen[None]):
         if run_id := self.selected():
             self.convoy.toggle_watch(self.convoy.model.rows[run_id].submission)
 
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        # `/` typed in the filter is text: the key goes on to it.
+        return not (action == "filter" and isinstance(self.focused, Input))
+
     def action_filter(self) -> None:
+        """The filter, focused at once. Keys typed fast arrive together: the app sends each to
+        the widget focused when it takes the key from its queue, and `Input.focus()` waits
+        its turn behind them, so `/state:failed` gave its `s` (sort) and `a` (allocations)
+        to the table. A priority binding runs as the app takes the key, and `set_focus`
+        focuses now: the next key goes to the filter."""
         box = self.query_one("#filter", Input)
         box.display = True
-        box.focus()
+        self.set_focus(box)
 
     def action_sort(self) -> None:
-        self.sort = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)]
-        self.notify(f"sorted by {self.sort}", timeout=2)
-        self.rebuild()
+        self.sort, self.reverse = SORTS[(SORTS.index(self.sort) + 1) % len(SORTS)], False
+        self._sorted()
 
-    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
-        if event.row_key.value is not None:
-            self._why(str(event.row_key.value))
-            self._ask_waiting(str(event.row_key.value))
+    def action_reverse(self) -> None:
+        self.reverse = not self.reverse
+        self._sorted()
+
+    def on_data_table_row_highlighted(self, _: DataTable.RowHighlighted) -> None:
+        # The run under the cursor now: the event's row may have moved since it was sent.
+        selected = self.selected()
+        self._why(selected or "")
+        self._ask_waiting(selected)
 
     def _ask_waiting(self, run_id: str | None) -> None:
         """A queued run's reason to wait changes without an event: the highlighted one's is
@@ -230,8 +318,11 @@ class RunsScreen(Screen[None]):
             self.convoy.show_logs(str(event.row_key.value))
 
     def on_data_table_header_selected(self, event: DataTable.HeaderSelected) -> None:
-        self.sort = str(event.column_key.value)
-        self.rebuild()
+        """A click on a header sorts by its column; on the sorted one, turns its order round."""
+        column = str(event.column_key.value)
+        self.reverse = not self.reverse if column == self.sort else False
+        self.sort = column
+        self._sorted()
 
     def on_input_changed(self, event: Input.Changed) -> None:
         words = event.value.split()
@@ -241,12 +332,16 @@ class RunsScreen(Screen[None]):
             self._typing.stop()
         self._typing = self.set_timer(FILTER_PAUSE_S, self.rebuild)
 
-    def on_input_submitted(self, event: Input.Submitted) -> None:
-        self.query_one(DataTable).focus()
+    def on_input_submitted(self, _: Input.Submitted) -> None:
+        """Enter: the filter applied now (not after the typing pause), the table focused."""
+        if self._typing is not None:
+            self._typing.stop()
+        self.rebuild()
+        self.set_focus(self.query_one(Table))
 
     def key_escape(self) -> None:
         box = self.query_one("#filter", Input)
         if box.has_focus:
             box.value = ""
             box.display = False
-            self.query_one(DataTable).focus()
+            self.set_focus(self.query_one(Table))

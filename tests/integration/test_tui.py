@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from textual.pilot import Pilot
+from textual.screen import ModalScreen
 from textual.widgets import DataTable, Static
 
 from convoy.tui.app import ConvoyApp
@@ -65,7 +66,9 @@ def test_runs_logs_allocations_and_cancel_from_the_keyboard(
                 r for r in sorted(app.model.rows) if app.model.rows[r].state == "running"
             )
             table.move_cursor(row=table.get_row_index(running))
-            await pilot.press("c")
+            await pilot.press("c")  # asks first
+            await until(pilot, lambda: isinstance(app.screen, ModalScreen), 5)
+            await pilot.press("y")
             await until(pilot, lambda: app.model.rows[running].state == "cancelled", 30)
             await until(pilot, lambda: table.get_cell(running, "state") == "cancelled", 5)
 

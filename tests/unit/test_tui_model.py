@@ -80,8 +80,9 @@ def test_a_large_load_is_taken_whole() -> None:
 def test_row_of_a_run_message() -> None:
     r = Row.of(run("s-1", 4, "failed", params={"n": 4, "rate": 0.5}, host="h1",
                    has_exit_code=True, exit_code=3, reason="exited 3",
-                   results_path="/r/s-1.4"))  # fmt: skip
+                   results_path="/r/s-1.4", created_at=1234.5))  # fmt: skip
     assert (r.id, r.submission, r.index, r.state, r.host) == ("s-1.4", "s-1", 4, "failed", "h1")
+    assert r.created_at == 1234.5
     assert r.params == "n=4 rate=0.5"
     assert (r.exit_code, r.reason, r.results_path) == (3, "exited 3", "/r/s-1.4")
     # No exit code: None, not 0.
@@ -157,15 +158,25 @@ def ids(rows: list[Row]) -> list[str]:
     return [r.id for r in rows]
 
 
-def test_visible_unfiltered_is_every_run_in_submission_and_index_order() -> None:
-    assert ids(sample().visible()) == ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]
+NEWEST_FIRST = ["s-2.0", "s-2.1", "s-2.3", "s-1.2", "s-1.9", "s-1.10"]
+
+
+def test_visible_unfiltered_is_every_run_newest_submission_first_each_in_index_order() -> None:
+    assert ids(sample().visible()) == NEWEST_FIRST
+
+
+def test_the_newest_submission_is_the_one_made_last_whatever_order_its_runs_came_in() -> None:
+    m = model_of(run("new-2", 0, created_at=200), run("old-1", 0, created_at=100),
+                 run("new-2", 1, created_at=200))  # fmt: skip
+    assert ids(m.visible()) == ["new-2.0", "new-2.1", "old-1.0"]
+    assert ids(m.visible(reverse=True)) == ["old-1.0", "new-2.0", "new-2.1"]
 
 
 @pytest.mark.parametrize(("text", "want"), [
     ("s-2.", ["s-2.0", "s-2.1", "s-2.3"]),       # id
     ("OTHER", ["s-2.0"]),                          # experiment, case-insensitive
     ("lr=0.3", ["s-1.10"]),                        # params
-    ("alpha", ["s-1.10", "s-2.1"]),                # host
+    ("alpha", ["s-2.1", "s-1.10"]),                # host
     ("cancel", ["s-2.3"]),                         # state
     ("nothing-like-this", []),
 ])  # fmt: skip
@@ -176,7 +187,7 @@ def test_visible_filters_by_text(text: str, want: list[str]) -> None:
 @pytest.mark.parametrize(("state", "want"), [
     ("failed", ["s-1.10"]),
     ("queued", ["s-2.0"]),
-    ("active", ["s-1.9", "s-2.1"]),  # running and building; not queued, not finished
+    ("active", ["s-2.1", "s-1.9"]),  # running and building; not queued, not finished
     ("lost", []),
 ])  # fmt: skip
 def test_visible_filters_by_state(state: str, want: list[str]) -> None:
@@ -193,15 +204,26 @@ def test_visible_combines_text_and_state() -> None:
 
 
 @pytest.mark.parametrize(("sort", "want"), [
-    ("run", ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]),
+    ("run", NEWEST_FIRST),
     ("state", ["s-2.1", "s-2.3", "s-1.10", "s-2.0", "s-1.9", "s-1.2"]),
-    ("host", ["s-2.0", "s-2.3", "s-1.10", "s-2.1", "s-1.2", "s-1.9"]),
-    ("ended", ["s-1.2", "s-1.10", "s-1.9", "s-2.0", "s-2.1", "s-2.3"]),  # ended first
+    ("host", ["s-2.0", "s-2.3", "s-2.1", "s-1.10", "s-1.2", "s-1.9"]),  # ties: run order
+    ("ended", ["s-1.2", "s-1.10", "s-2.0", "s-2.1", "s-2.3", "s-1.9"]),  # ended first
     ("params", ["s-2.0", "s-1.2", "s-1.9", "s-1.10", "s-2.1", "s-2.3"]),
-    ("no-such-column", ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]),
+    ("no-such-column", NEWEST_FIRST),
 ])  # fmt: skip
 def test_visible_sorts_by_each_column(sort: str, want: list[str]) -> None:
     assert ids(sample().visible(sort=sort)) == want
+
+
+@pytest.mark.parametrize(("sort", "want"), [
+    ("run", ["s-1.2", "s-1.9", "s-1.10", "s-2.0", "s-2.1", "s-2.3"]),  # indexes still go up
+    ("state", ["s-1.2", "s-1.9", "s-2.0", "s-1.10", "s-2.3", "s-2.1"]),
+    ("host", ["s-1.9", "s-1.2", "s-2.1", "s-1.10", "s-2.0", "s-2.3"]),  # ties: run order
+])  # fmt: skip
+def test_visible_reversed_turns_the_column_round_but_not_its_ties(
+    sort: str, want: list[str]
+) -> None:
+    assert ids(sample().visible(sort=sort, reverse=True)) == want
 
 
 def test_visible_sorts_by_duration_longest_first() -> None:
@@ -290,9 +312,11 @@ def test_submissions_in_the_order_first_seen() -> None:
 # -- Row.cells -----------------------------------------------------------------------------------
 
 
-def cells(msg: pb.Run, now: float = 5000.0, progress: float | None = None) -> dict[str, str]:
+def cells(
+    msg: pb.Run, now: float = 5000.0, progress: float | None = None, has_progress: bool = True
+) -> dict[str, str]:
     row = Row.of(msg)
-    row.progress = progress
+    row.progress, row.has_progress = progress, has_progress
     names = ("run", "state", "host", "duration", "progress", "ended", "params")
     return dict(zip(names, row.cells(now), strict=True))
 
@@ -346,6 +370,36 @@ def test_progress_cell(state: str, progress: float | None, want: str) -> None:
     assert cells(run("s-1", 0, state), progress=progress)["progress"] == want
 
 
+@pytest.mark.parametrize("state", ["succeeded", "running", "failed"])
+def test_no_progress_cell_without_a_progress_pattern(state: str) -> None:
+    """An experiment without `progress:` says nothing of progress: no bar, not a full one."""
+    assert cells(run("s-1", 0, state), has_progress=False)["progress"] == ""
+
+
+def test_a_run_knows_whether_its_submission_has_a_progress_pattern() -> None:
+    m = RunsModel()
+    m.set_pattern("s-1", r"(?P<percent>\d+)%")
+    m.set_pattern("s-2", "")
+    m.apply_many([run("s-1", 0, "succeeded"), run("s-2", 0, "succeeded"), run("s-3", 0)])
+    m.take_dirty()
+    assert [m.rows[i].has_progress for i in ("s-1.0", "s-2.0", "s-3.0")] == [True, False, False]
+    m.set_pattern("s-3", r"(?P<percent>\d+)%")  # learnt after its runs came: they are redrawn
+    assert m.rows["s-3.0"].has_progress
+    assert m.take_dirty() == ([], ["s-3.0"])
+
+
+def test_a_run_that_showed_a_percent_keeps_its_bar_when_it_ends() -> None:
+    """A percent read for a run (its experiment's `progress:`) marks it; it ends with a full
+    bar. One that never showed a percent (no pattern) ends with none."""
+    m = RunsModel()
+    m.apply_many([run("s-1", 0, "running", progress=40.0, has_progress=True),
+                  run("s-2", 0, "running")])  # fmt: skip
+    m.apply_many([run("s-1", 0, "succeeded"), run("s-2", 0, "succeeded")])
+    assert [m.rows[i].has_progress for i in ("s-1.0", "s-2.0")] == [True, False]
+    assert m.rows["s-1.0"].cells(0)[4].endswith("100%")
+    assert m.rows["s-2.0"].cells(0)[4] == ""
+
+
 def test_cells_in_column_order() -> None:
     msg = run("s-1", 7, "failed", host="h1", started_at=10, ended_at=12.5,
               has_exit_code=True, exit_code=1, params={"a": 1, "b": "x"})  # fmt: skip
@@ -365,3 +419,17 @@ def test_a_host_card_lists_its_labels_as_text_not_markup() -> None:
     card = host_text(pb.Host(name="h2", state="up", labels={"rack": "b", "gpu": "[a100]"}))
     assert "  labels  gpu=\\[a100], rack=b" in card.splitlines()
     assert not any("labels" in ln for ln in host_text(pb.Host(name="h1")).splitlines())
+
+
+@pytest.mark.parametrize(("reason", "want"), [
+    ("", ""),
+    ("\n  \n", ""),
+    ("no heartbeat for 15 s", "no heartbeat for 15 s"),
+    ("the agent exited; the end of agent.log:\nline 1\nline 2", "the agent exited; the end of "
+                                                                "agent.log: …"),
+    ("x" * 200, "x" * 159 + "…"),
+])  # fmt: skip
+def test_a_host_cards_reason_is_one_line(reason: str, want: str) -> None:
+    from convoy.tui.hosts_screen import one_line
+
+    assert one_line(reason) == want

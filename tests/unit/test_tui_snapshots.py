@@ -197,7 +197,7 @@ def test_runs_screen_without_a_coordinator() -> None:
 
 def test_hosts_screen() -> None:
     host = pb.Host(
-        name="local", state="up", address="127.0.0.1", agent_version="0.1.0",
+        name="local", state="up", address="127.0.0.1", agent_version="0.1.0", accepting=True,
         capacity=common_pb2.Resources(cpus=8, memory_bytes=16 * GIB, gpus=2),
         allocated=common_pb2.Resources(cpus=3, memory_bytes=6 * GIB, gpus=1),
         runs=["sweep-1.02", "sweep-1.03", "des-2.00"],
