@@ -204,6 +204,14 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
             chunk.rows.extend(rows)
             yield chunk
 
+    async def StopAgents(
+        self, request: pb.StopAgentsRequest, context: Ctx
+    ) -> pb.StopAgentsResponse:
+        done = await self.c.stop_agents()
+        return pb.StopAgentsResponse(hosts=[
+            pb.AgentStopped(host=h, stopped=stopped, said=said) for h, stopped, said in done
+        ])  # fmt: skip
+
     async def Hosts(self, request: pb.HostsRequest, context: Ctx) -> pb.HostsResponse:
         hosts = []
         for info, view, holders, session in self.c.host_views():

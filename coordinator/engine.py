@@ -100,6 +100,8 @@ class HostSpec:
     # change takes effect at the next `convoy up` without replacing a running agent.
     cpus: float | None = None
     memory: int | None = None
+    # Stops its agent and says what it stopped (None: the host's agent is not ours to stop).
+    stop_agent: Callable[[], Awaitable[str]] | None = None
 
 
 def coordinator_id(home: Path) -> str:
@@ -546,6 +548,27 @@ class Coordinator:
         self, run_id: str, offset: int, follow: bool, attempt: int = 0
     ) -> AsyncIterator[tuple[int, int, bytes]]:
         return self.logs.read(run_id, offset, follow, attempt)
+
+    async def stop_agents(self) -> list[tuple[str, bool, str]]:
+        """(host, stopped, what happened) for each host whose agent this coordinator may
+        stop: stopped unless a run is in flight there; its session no longer revives it."""
+        busy = {r.host for r in self.life.runs.values()
+                if r.host and r.state is not RunState.QUEUED}  # fmt: skip
+        out = []
+        for spec in self.specs.values():
+            if spec.stop_agent is None:
+                continue
+            if spec.name in busy:
+                out.append((spec.name, False, "not stopped: runs are in flight there"))
+                continue
+            session = self.sessions.get(spec.name)
+            if session is not None:
+                session.revive = None  # it would start the agent again
+            try:
+                out.append((spec.name, True, await spec.stop_agent()))
+            except Exception as e:  # a host that does not answer: said, the others go on
+                out.append((spec.name, False, f"not stopped: {e}"))
+        return out
 
     def build_reused(self, entry: str) -> bool:
         return self.logs.build_reused(entry)

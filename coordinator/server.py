@@ -108,9 +108,12 @@ def remote_hosts(home: Path, hosts_file: Path | None) -> tuple[list[HostSpec], l
         async def revive(ssh: SSHHost = ssh) -> None:  # connect (again) and start the agent
             await ssh.ensure_agent()
 
+        async def stop_agent(ssh: SSHHost = ssh) -> str:
+            return await ssh.stop_agent()
+
         where = f"{cfg.user + '@' if cfg.user else ''}{cfg.address}"
         hosts.append(HostSpec(cfg.name, ssh.client(), revive, dict(cfg.labels), where,
-                              cpus=cfg.cpus, memory=cfg.memory))  # fmt: skip
+                              cpus=cfg.cpus, memory=cfg.memory, stop_agent=stop_agent))  # fmt: skip
         sessions.append(ssh)
     return hosts, sessions
 

@@ -435,7 +435,8 @@ async def _probe(home: Path) -> None:
 
 async def _unfinished(home: Path, cancel: bool, grace: float) -> list[str] | None:
     """The runs that have not ended; None when no coordinator answers. With `cancel`, each
-    is cancelled first, and those still unfinished after grace + 15 s are returned."""
+    is cancelled first, and those still unfinished after grace + 15 s are returned; the SSH
+    hosts' agents are then stopped (each unless a run is still in flight there)."""
     try:
         channel, stub = await connect(home)
     except CoordinatorUnavailable:
@@ -448,15 +449,18 @@ async def _unfinished(home: Path, cancel: bool, grace: float) -> list[str] | Non
             return [r for r in runs if among is None or r.id in among]
 
         runs = await left()
-        if not cancel or not runs:
+        if not cancel:
             return [r.id for r in runs]
-        for submission in sorted({r.submission_id for r in runs}):
-            await stub.Cancel(pb.CancelRequest(id=submission, grace_seconds=grace))
-        ids = {r.id for r in runs}
-        deadline = time.monotonic() + grace + 15
-        while (runs := await left(ids)) and time.monotonic() < deadline:
-            await asyncio.sleep(0.2)
-        print(f"cancelled {len(ids) - len(runs)} unfinished run(s)")
+        if runs:
+            for submission in sorted({r.submission_id for r in runs}):
+                await stub.Cancel(pb.CancelRequest(id=submission, grace_seconds=grace))
+            ids = {r.id for r in runs}
+            deadline = time.monotonic() + grace + 15
+            while (runs := await left(ids)) and time.monotonic() < deadline:
+                await asyncio.sleep(0.2)
+            print(f"cancelled {len(ids) - len(runs)} unfinished run(s)")
+        for host in (await stub.StopAgents(pb.StopAgentsRequest())).hosts:
+            print(f"{host.host}: {host.said}")
         return [r.id for r in runs]
 
 

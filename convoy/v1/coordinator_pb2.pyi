@@ -44,6 +44,26 @@ class ResultsChunk(_message.Message):
     rows: _containers.RepeatedCompositeFieldContainer[ResultRow]
     def __init__(self, params: _Optional[_Iterable[str]] = ..., metrics: _Optional[_Iterable[str]] = ..., rows: _Optional[_Iterable[_Union[ResultRow, _Mapping]]] = ...) -> None: ...
 
+class StopAgentsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class StopAgentsResponse(_message.Message):
+    __slots__ = ("hosts",)
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    hosts: _containers.RepeatedCompositeFieldContainer[AgentStopped]
+    def __init__(self, hosts: _Optional[_Iterable[_Union[AgentStopped, _Mapping]]] = ...) -> None: ...
+
+class AgentStopped(_message.Message):
+    __slots__ = ("host", "stopped", "said")
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    STOPPED_FIELD_NUMBER: _ClassVar[int]
+    SAID_FIELD_NUMBER: _ClassVar[int]
+    host: str
+    stopped: bool
+    said: str
+    def __init__(self, host: _Optional[str] = ..., stopped: _Optional[bool] = ..., said: _Optional[str] = ...) -> None: ...
+
 class WhyRequest(_message.Message):
     __slots__ = ("run_id",)
     RUN_ID_FIELD_NUMBER: _ClassVar[int]

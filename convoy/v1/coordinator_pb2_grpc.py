@@ -86,6 +86,11 @@ class CoordinatorStub:
                 request_serializer=convoy_dot_v1_dot_coordinator__pb2.WhyRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_coordinator__pb2.WhyResponse.FromString,
                 _registered_method=True)
+        self.StopAgents = channel.unary_unary(
+                '/convoy.v1.Coordinator/StopAgents',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.StopAgentsRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.StopAgentsResponse.FromString,
+                _registered_method=True)
         self.Results = channel.unary_stream(
                 '/convoy.v1.Coordinator/Results',
                 request_serializer=convoy_dot_v1_dot_coordinator__pb2.ResultsRequest.SerializeToString,
@@ -169,6 +174,15 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def StopAgents(self, request, context):
+        """Stops the agents of the hosts reached by SSH (not the local one, which `convoy down` stops
+        itself), each unless a run is in flight there; this coordinator then no longer starts
+        them again. For `convoy down --cancel`, before the coordinator itself stops.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def Results(self, request, context):
         """An experiment's results table across its submissions: a row per run, with its parameters
         and the metrics its experiment file declares (read from its results folder). Rows come in
@@ -230,6 +244,11 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Why,
                     request_deserializer=convoy_dot_v1_dot_coordinator__pb2.WhyRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_coordinator__pb2.WhyResponse.SerializeToString,
+            ),
+            'StopAgents': grpc.unary_unary_rpc_method_handler(
+                    servicer.StopAgents,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.StopAgentsRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.StopAgentsResponse.SerializeToString,
             ),
             'Results': grpc.unary_stream_rpc_method_handler(
                     servicer.Results,
@@ -508,6 +527,33 @@ class Coordinator:
             '/convoy.v1.Coordinator/Why',
             convoy_dot_v1_dot_coordinator__pb2.WhyRequest.SerializeToString,
             convoy_dot_v1_dot_coordinator__pb2.WhyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def StopAgents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Coordinator/StopAgents',
+            convoy_dot_v1_dot_coordinator__pb2.StopAgentsRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.StopAgentsResponse.FromString,
             options,
             channel_credentials,
             insecure,

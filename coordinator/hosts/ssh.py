@@ -538,6 +538,17 @@ class SSHHost:
         )
         return [int(p) for p in (await self._checked("finding the agent", cmd)).split()]
 
+    async def stop_agent(self) -> str:
+        """Stop the host's agent (`convoy down --cancel`); what was stopped, for people."""
+        async with self._agent_lock:
+            ahome = self._agent_home
+            if ahome is None:  # never reached: whatever runs there is not known to be ours
+                return "its agent was never reached: nothing stopped"
+            await self._alive_connection()
+            pids = await self._agent_pids(ahome, stop=True)
+        log.info("%s: stopped agent pid %s", self.name, pids)
+        return f"stopped agent (pid {', '.join(map(str, pids))})" if pids else "no agent ran"
+
     async def _stop_agent(self, ahome: str) -> None:
         pids = await self._agent_pids(ahome, stop=True)
         log.info("%s: stopped agent pid %s", self.name, pids)

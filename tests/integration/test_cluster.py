@@ -411,3 +411,34 @@ def test_every_build_s_output_is_streamed_by_convoy_run(
             for host in ("h1", "h2"):
                 line = f"[race-{n}.build@{host}] compiling v{n}"
                 assert line in out.stdout.splitlines(), (line, out.stdout, out.stderr)
+
+
+def test_down_cancel_stops_the_ssh_hosts_agents_once_their_runs_ended(
+    test_hosts: list[TestHost], tmp_path: Path
+) -> None:
+    """`convoy down --cancel` cancels the sleeping runs, then stops each SSH host's agent (its
+    process gone), saying so per host."""
+    h1, h2 = test_hosts
+    spec = write_experiment(tmp_path, """
+        name: sleepy
+        image: convoy/busybox:1
+        command: sleep 300
+        matrix:
+          i: [0, 1]
+        resources: {cpus: 1, memory: 64MiB}
+        placement: {policy: spread}
+    """)  # fmt: skip
+    with cluster([h1, h2]) as env:
+        assert env.cli("run", "--detach", str(spec)).returncode == 0
+        for i in (0, 1):
+            env.wait_for(f"sleepy-1.0{i}", {"running"})
+        pids = {h.name: int((h.agent_home / "agent.pid").read_text()) for h in (h1, h2)}
+        out = env.cli("down", "--cancel", "--grace", "1")
+        assert out.returncode == 0, out.stderr
+        assert "cancelled 2 unfinished run(s)" in out.stdout
+        for name, pid in pids.items():
+            assert f"{name}: stopped agent (pid {pid})" in out.stdout, out.stdout
+            deadline = time.monotonic() + 10
+            while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not Path(f"/proc/{pid}").exists(), f"{name}'s agent {pid} still runs"
