@@ -340,6 +340,14 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
             await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
             return
         with f:
+            # An offset past the end is no error: nothing comes until the log reaches it (a
+            # seek far past what the file system allows fails, so the size is looked at first).
+            while offset > os.fstat(f.fileno()).st_size:
+                if a.done.is_set() or not request.follow:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(a.done.wait(), poll)
+                poll = min(poll * 1.5, FOLLOW_POLL_S)
             f.seek(offset)
             while True:
                 ended = a.done.is_set()  # read the flag before the data: no tail is missed

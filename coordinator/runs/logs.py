@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -259,6 +260,8 @@ def _saved_attempt(run: RunRecord) -> int:
 async def _read_from(path: Path, offset: int) -> AsyncIterator[tuple[int, bytes]]:
     """A saved log from a byte offset, in chunks (offset, data)."""
     with open(path, "rb") as f:
+        if offset >= os.fstat(f.fileno()).st_size:  # past the end: nothing (a seek far past
+            return  # what the file system allows would fail)
         f.seek(offset)
         while data := await asyncio.to_thread(f.read, 256 * 1024):
             yield offset, data

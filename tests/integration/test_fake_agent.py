@@ -96,6 +96,9 @@ def test_an_agent_on_the_fake_runtime_runs_an_attempt_as_its_env_says(agent: Fak
     assert (status.state, status.exit_code) == (pb.ATTEMPT_EXITED, 3)
     assert status.image_id.startswith("sha256:fake")
     assert log_of(stub, "fa-1") == "line 1\nline 2\nline 3\n"
+    for far in (21, 2**62):  # past the end (2**62: past what a file system seeks to) is nothing
+        req = pb.ReadLogRequest(attempt_id="fa-1", offset=far, follow=True)
+        assert list(stub.ReadLog(req, timeout=10)) == []
     chunks = list(stub.FetchResults(pb.FetchResultsRequest(attempt_id="fa-1"), timeout=30))
     assert [(c.path, c.data) for c in chunks] == [("out/result.txt", b"42\n")]
 
