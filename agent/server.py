@@ -334,11 +334,20 @@ class AgentService(SyncService, pb_grpc.AgentServicer):
             return
         offset = max(request.offset, 0)
         poll = FOLLOW_POLL_MIN_S
-        try:
-            f = await asyncio.to_thread(open_output, a.log_path)
-        except OutputReplaced as e:
-            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
-            return
+        while True:
+            try:
+                f = await asyncio.to_thread(open_output, a.log_path)
+                break
+            except OutputReplaced as e:
+                missing = not a.log_path.exists() and not a.log_path.is_symlink()
+                if not (missing and request.follow and not a.done.is_set()):
+                    await context.abort(grpc.StatusCode.FAILED_PRECONDITION, str(e))
+                    return
+            # Not made yet: a build's attempt is known before its log is (a follower that came
+            # at once waits for it, as for output to come).
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(a.done.wait(), poll)
+            poll = min(poll * 1.5, FOLLOW_POLL_S)
         with f:
             # An offset past the end is no error: nothing comes until the log reaches it (a
             # seek far past what the file system allows fails, so the size is looked at first).

@@ -30,6 +30,11 @@ from .safetext import inert
 from .subset import chosen
 
 TERMINAL = {s.value for s in RunState if s.terminal}
+BUILD_OUTPUT_WAIT_S = 30.0  # for builds' output still coming when the last run has ended
+BUILD_FOLLOW_TRIES = 5
+BUILD_RETRY_CODES = frozenset({
+    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
+})  # fmt: skip
 STATUS_EVERY_S = 0.25  # how often the status line is redrawn, on a terminal
 
 
@@ -167,21 +172,33 @@ async def _follow_run(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Print
 
 
 async def _follow_build(stub: pb_grpc.CoordinatorStub, entry: str, printer: Printer) -> None:
-    """A build's output, prefixed with its entry (<submission>.build@<host>); one that cannot
-    be followed is said (its output is then in the results' build/ folder)."""
+    """A build's output, prefixed with its entry (<submission>.build@<host>). A stream that
+    breaks is taken up again where it stopped (BUILD_FOLLOW_TRIES in all: the build's log may
+    be between its host and the results then); one that cannot be followed is said (its output
+    is then in the results' build/ folder)."""
     host = entry.rsplit("@", 1)[-1]
-    try:
-        call = stub.Logs(pb.LogsRequest(run_id=entry, offset=0, follow=True))
-        async for chunk in call:
-            printer.output(entry, chunk.data)
-        printer.flush(entry)
-        if any(k == BUILD_REUSED for k, _ in await call.trailing_metadata() or ()):
-            printer.status(f"convoy: {entry}: {host} already had this build (made for an "
-                           "earlier submission of these sources): nothing built now")  # fmt: skip
-    except grpc.aio.AioRpcError as e:
-        printer.flush(entry)
-        printer.status(f"convoy: {entry}: its output cannot be followed: {e.details()} (it is "
-                       f"kept in the results as build/{host}.log)")  # fmt: skip
+    offset = 0
+    for tries_left in range(BUILD_FOLLOW_TRIES - 1, -1, -1):
+        try:
+            call = stub.Logs(pb.LogsRequest(run_id=entry, offset=offset, follow=True))
+            async for chunk in call:
+                printer.output(entry, chunk.data)
+                offset = chunk.offset + len(chunk.data)
+            printer.flush(entry)
+            if any(k == BUILD_REUSED for k, _ in await call.trailing_metadata() or ()):
+                printer.status(
+                    f"convoy: {entry}: {host} already had this build (made for "
+                    "an earlier submission of these sources): nothing built now"
+                )
+            return
+        except grpc.aio.AioRpcError as e:
+            if tries_left and e.code() in BUILD_RETRY_CODES:
+                await asyncio.sleep(0.5)
+                continue
+            printer.flush(entry)
+            printer.status(f"convoy: {entry}: its output cannot be followed: {e.details()} (it "
+                           f"is kept in the results as build/{host}.log)")  # fmt: skip
+            return
 
 
 @dataclass(frozen=True)
@@ -231,7 +248,7 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
         printer.status(f"convoy: submitted {sub}: {said}; results in {results_dir}")
         if opts.detach:
             return 0
-        return await _watch(stub, sub, total, printer)
+        return await _watch(stub, sub, total, printer, builds=spec.build is not None)
 
 
 async def _draw(line: StatusLine, progress: RunsProgress) -> None:
@@ -242,7 +259,12 @@ async def _draw(line: StatusLine, progress: RunsProgress) -> None:
         await asyncio.sleep(STATUS_EVERY_S)
 
 
-async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: Printer) -> int:
+async def _watch(
+    stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: Printer, builds: bool = False
+) -> int:
+    """Follow a submission to its end: each run's output and end, then the summary. `builds`:
+    the experiment has a build step, whose output on each host a run is placed on is followed
+    (the run may be past `building` when first seen: its events began after it was placed)."""
     final: dict[str, pb.Run] = {}
     followers: dict[str, asyncio.Task[None]] = {}
     progress = RunsProgress(sub, total)
@@ -256,7 +278,8 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
                 if line is None:
                     printer.status(said)
             build = f"{sub}.build@{run.host}"
-            if not printer.quiet and run.state == "building" and build not in followers:
+            placed = builds and bool(run.host) and run.state != "queued" and not run.reused_from
+            if not printer.quiet and (run.state == "building" or placed) and build not in followers:
                 followers[build] = asyncio.ensure_future(_follow_build(stub, build, printer))
             live = run.state == "running" or run.state in TERMINAL
             if run.reused_from and run.id not in final:  # already done: said at submission
@@ -283,6 +306,11 @@ async def _watch(stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: P
                     printer.status(missed)
                 if len(final) == total:
                     break
+        # Every run ended, so every build did: their output (streaming still, or begun only as
+        # the last runs' events came) is printed whole before the summary.
+        building = [t for t in followers.values() if not t.done()]
+        if building:
+            await asyncio.wait(building, timeout=BUILD_OUTPUT_WAIT_S)
     except asyncio.CancelledError:
         raise
     finally:

@@ -30,6 +30,7 @@ RECONNECT_S = 60.0  # how long a follower waits for a host that stopped answerin
 # How long a follower waits for a build said to begin (a run showing `building`) to be asked of
 # its host: the phase is published first, so a client that follows at once comes before it.
 BUILD_BEGIN_S = 60.0
+BUILD_NOT_YET = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION)
 
 
 class Logs:
@@ -219,6 +220,8 @@ class Logs:
             if self.builds.reused(sub_id, host_name):  # nothing was built for it: no replay
                 return
             if entry is None and follow and time.monotonic() < begun_by and not path.exists():
+                if not self.store.any_unfinished(sub_id):  # none will be asked for any more
+                    return
                 await asyncio.sleep(0.1)  # said to be building, not asked of the host yet
                 continue
             if (entry is None or entry[1]) and path.exists():  # ended: the saved copy
@@ -234,9 +237,11 @@ class Logs:
                     offset = chunk[0] + len(chunk[1])
                 return
             except grpc.aio.AioRpcError as e:
-                # The agent prepares the build's folder before its attempt exists.
-                if e.code() != grpc.StatusCode.NOT_FOUND or not follow:
-                    raise
+                # The agent prepares the build's folder before its attempt exists, and its
+                # attempt before its log does: taken up again while it has not ended.
+                if e.code() not in BUILD_NOT_YET or not follow or entry[1]:
+                    raise ConvoyError(f"the output of the build of {sub_id} on {host_name} "
+                                      f"cannot be read: {e.details()}") from None  # fmt: skip
             await asyncio.sleep(0.1)
 
 

@@ -143,6 +143,7 @@ class BuildKeeper:
         if entry in self._noted:
             return
         self._noted.add(entry)
+        self._reused.add(entry)  # a follower of its build there hears that it was there
         sub = self.store.submission(run.submission_id)
         key = self.key(run)
         maker = self._made_for.get((host, key), "")
@@ -161,8 +162,9 @@ class BuildKeeper:
             log.warning("noting the build of %s on %s: %s", run.submission_id, host, e)
 
     def reused(self, submission_id: str, host: str) -> bool:
-        """The submission asked `host` for its build and got one made for another (made
-        before, or being made): its output is that build's, not the submission's."""
+        """The submission's build on `host` was one made for another (made before, or being
+        made; asked for, or known there and not asked for): its output is not the
+        submission's."""
         return (submission_id, host) in self._reused
 
     def attempt(self, submission_id: str, host: str) -> tuple[str, bool] | None:
