@@ -4,10 +4,11 @@ shows it), and below it one of its metrics drawn against one of its parameters i
 The table is asked for when the screen shows an experiment, on `r`, and again when the model
 says runs of the experiment came or ended (a run's metrics are there once it has ended; no
 event says more), at most every CHECK_S and never more than a fifth of the time: in a large
-sweep, reading every run's metrics and making the table again take seconds. `l` turns between
-the latest run of each parameter assignment (first: the runs `convoy results --plot` counts)
-and every run; the plot is of the rows in the table.
-"""
+sweep, reading every run's metrics and making the table again take seconds. `l` turns the
+table between the latest run of each parameter assignment and every run. The plot counts the
+latest run of each assignment only, whichever the table shows, as `convoy results --plot`
+does: among every run, a run already done is a row of its own beside the run whose results it
+links to, and would count twice."""
 
 from __future__ import annotations
 
@@ -72,7 +73,8 @@ class ResultsScreen(Screen[None]):
         super().__init__()
         self.experiment = ""
         self.latest = True
-        self.results: Results | None = None
+        self.results: Results | None = None  # the table's rows
+        self.plotted: Results | None = None  # the plot's: the latest run of each assignment
         self.problem = ""  # why there is no table (the coordinator's answer), for the title
         self.metric = ""  # the one plotted ("" while the table has none)
         self.by = ""  # the parameter it is plotted against
@@ -142,20 +144,22 @@ class ResultsScreen(Screen[None]):
         self._asked_at = self._runs(experiment)
         started = perf_counter()
         try:
-            results = await self.convoy.client.results(experiment, latest)
+            plotted = await self.convoy.client.results(experiment, True)
+            results = plotted if latest else await self.convoy.client.results(experiment, False)
         except grpc.aio.AioRpcError as e:
             problem = describe(e, self.convoy.client.socket)
         except Exception as e:  # a row the client could not read: said, not a dead screen
             problem = f"reading the results failed: {e!r}"
         else:
-            self.results, self.problem = results, ""
-            self.metric = pick(self.metric, results.metrics)
-            self.by = pick(self.by, results.params)
+            self.results, self.plotted, self.problem = results, plotted, ""
+            self.metric = pick(self.metric, plotted.metrics)
+            self.by = pick(self.by, plotted.params)
             self._show()
             self._done_at = perf_counter()
             self._cost = self._done_at - started
             return
-        self.results, self.problem = None, problem
+        self.results = self.plotted = None
+        self.problem = problem
         self.notify(problem, title=f"results of {experiment}", severity="error", markup=False)
         self._show()
 
@@ -225,7 +229,7 @@ class ResultsScreen(Screen[None]):
         return f"{name} {'▼' if self.reverse else '▲'}"
 
     def _plot(self) -> None:
-        res = self.results
+        res = self.plotted
         # Drawn to fit the pane's width less its padding and a scrollbar (many values).
         text = "" if res is None else pane(res, self.metric, self.by, self.size.width - 3)
         self.query_one("#plot", Static).update(text)
@@ -258,13 +262,13 @@ class ResultsScreen(Screen[None]):
         self.fetch()
 
     def action_metric(self) -> None:
-        if self.results is not None:
-            self.metric = following(self.metric, self.results.metrics)
+        if self.plotted is not None:
+            self.metric = following(self.metric, self.plotted.metrics)
             self._plot()
 
     def action_param(self) -> None:
-        if self.results is not None:
-            self.by = following(self.by, self.results.params)
+        if self.plotted is not None:
+            self.by = following(self.by, self.plotted.params)
             self._plot()
 
     def action_experiment(self) -> None:

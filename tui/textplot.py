@@ -28,8 +28,9 @@ STAT_HEADER = "mean ± 95%"
 
 
 def pane(res: Results, metric: str, by: str, width: int) -> str:
-    """What the plot pane says in `width` cells: the chart of `metric` by `by` (columns of the
-    table) and what was left out of it, or why there is nothing to draw."""
+    """What the plot pane says in `width` cells: the chart of `metric` by `by` (columns of
+    `res`, the latest run of each parameter assignment) and what was left out of it, or why
+    there is nothing to draw."""
     width = max(width, 20)
 
     def said(text: str) -> list[str]:
@@ -45,7 +46,7 @@ def pane(res: Results, metric: str, by: str, width: int) -> str:
         (line,), left = lines(res, metric, by, None)  # no hue: one line
     except ConvoyError as e:
         return "\n".join(said(str(e)))
-    title = said(f"{metric} by {by}: each value's mean and its 95% interval")
+    title = said(f"{metric} by {by}, the latest run of each assignment: mean and 95% interval")
     notes = said(f"left out: {'; '.join(left)}") if left else []
     return "\n".join([*title, *chart(line.points, by, width), *notes])
 

@@ -77,8 +77,9 @@ async def open_results(app: ConvoyApp, pilot: Pilot[None], run_id: str = "sweep-
 
 
 def test_t_shows_the_runs_experiment_with_the_coordinators_rows_and_l_every_run() -> None:
-    """The table is the Results answer for sweep (its latest runs first), with the
-    parameters, metrics, state, duration and host; `l` asks for every run."""
+    """The table is the Results answer for sweep (the latest run of each assignment, first),
+    with the parameters, metrics, state, duration and host; `l` asks for every run, for the
+    table only."""
     client = swept()
 
     async def scenario() -> None:
@@ -93,11 +94,16 @@ def test_t_shows_the_runs_experiment_with_the_coordinators_rows_and_l_every_run(
             assert [str(c) for c in table.get_row("sweep-1.03")] == [
                 "sweep-1.03", "0.8", "1", "-", "0.85", "succeeded", "1m00s", "local"]  # fmt: skip
             assert title(app).startswith("sweep: 5 runs, the latest of each")
+            plotted = plot_text(app)
             await pilot.press("l")
             await until(pilot, lambda: table.row_count == len(ROWS))
-            assert client.results_asked[-1] == ("sweep", False)
+            assert client.results_asked[1:] == [("sweep", True), ("sweep", False)]
             assert shown_order(table) == [r.run.id for r in ROWS]
             assert title(app).startswith("sweep: 6 runs, every run")
+            # The plot still counts the latest run of each assignment: sweep-1.04 (failed,
+            # rerun as sweep-2.00) is not among what it left out.
+            assert plot_text(app) == plotted
+            assert "did not succeed" not in plotted
 
     asyncio.run(scenario())
 
@@ -116,16 +122,16 @@ def test_m_and_x_change_the_metric_and_the_parameter_plotted() -> None:
             return seen
 
     wait_rho, util_rho, util_rep, wait_rep, wait_rho_again = asyncio.run(scenario())
-    assert wait_rho[0] == "wait by rho: each value's mean and its 95% interval"
+    assert wait_rho[0] == "wait by rho, the latest run of each assignment: mean and 95% interval"
     assert [ln.split()[:2] for ln in wait_rho[2:5]] == [["0.5", "2"], ["0.8", "1"], ["0.9", "1"]]
     assert wait_rho[-2:] == ["left out: 1 run whose wait is not a number (such as sweep-1.03: "
                              "s.json: no", "such file)"]  # wrapped in 77 cells  # fmt: skip
-    assert util_rho[0].startswith("util by rho:")
+    assert util_rho[0].startswith("util by rho,")
     assert [ln.split()[:3] for ln in util_rho[2:5]] == [
         ["0.5", "2", "0.55"], ["0.8", "2", "0.825"], ["0.9", "1", "0.9"]]  # fmt: skip
-    assert util_rep[0].startswith("util by rep:")
+    assert util_rep[0].startswith("util by rep,")
     assert [ln.split()[:3] for ln in util_rep[2:4]] == [["0", "3", "0.7333"], ["1", "2", "0.725"]]
-    assert wait_rep[0].startswith("wait by rep:")
+    assert wait_rep[0].startswith("wait by rep,")
     assert wait_rho_again == wait_rho
 
 

@@ -52,7 +52,8 @@ def test_the_pane_says_what_it_left_out_and_why_it_draws_nothing() -> None:
     mixed = [row(0, 0.5, "succeeded", 10.0), row(1, 0.5, "succeeded", "n/a"),
              row(2, 0.5, "failed", None)]  # fmt: skip
     assert pane(results(mixed), "wait", "rho", 61).splitlines() == [
-        "wait by rho: each value's mean and its 95% interval",
+        "wait by rho, the latest run of each assignment: mean and 95%",
+        "interval",
         "rho  n  mean ± 95%  9" + " " * 38 + "11",  # a scale of 41 cells: 9 to 11
         "0.5  1  10        " + " " * 22 + "●",  # its middle, column 20
         "left out: 1 run that did not succeed; 1 run whose wait is not",
