@@ -123,7 +123,8 @@ class ResultsScreen(Screen[None]):
 
     def _check(self) -> None:
         """Ask again if runs of the experiment came or ended (or, with no experiment yet, show
-        the first submitted): only while shown (a mode left stays mounted), and paced."""
+        the newest submission's once there is one): only while shown (a mode left stays
+        mounted), and paced."""
         if not self.is_current or perf_counter() - self._done_at < 4 * self._cost:
             return
         if not self.experiment:
@@ -201,7 +202,7 @@ class ResultsScreen(Screen[None]):
             return
         columns = self._columns()
         for key, name in columns:
-            table.add_column(self._label(key, name), key=key)
+            table.add_column(Text(self._label(key, name)), key=key)  # names: not markup
         for row in self._ordered(res):
             table.add_row(*(Text(cell(res, row, key)) for key, _ in columns), key=row.run.id)
         if table.picked and current is not None and current in table.rows:
