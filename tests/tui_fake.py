@@ -6,9 +6,11 @@
     client.push(changed_run)  # an event, delivered to the app's events() stream
 
 `events()` yields a snapshot of the current runs, then every pushed run (an asyncio.Queue
-behind it). `disconnect()` makes every call fail as an absent coordinator does (UNAVAILABLE)
-and ends a running stream; `reconnect()` lets calls succeed again. Calls that act (cancel,
-rerun) are recorded, not carried out.
+behind it). `results()` serves each experiment's table given as one ResultsChunk (its params,
+metrics and rows, in submission order), as the coordinator streams it: in chunks, the columns
+in the first only, `latest` applied. `disconnect()` makes every call fail as an absent
+coordinator does (UNAVAILABLE) and ends a running stream; `reconnect()` lets calls succeed
+again. Calls that act (cancel, rerun) are recorded, not carried out.
 
 It subclasses ApiClient only so that it type-checks where an ApiClient is expected; every
 method the app uses is replaced, and `stub` refuses to connect.
@@ -17,12 +19,14 @@ method the app uses is replaced, and `stub` refuses to connect.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 
 import grpc
 
+from convoy.resultrows import Results, gather
 from convoy.tui.client import ApiClient
 from convoy.tui.model import TERMINAL
 from convoy.v1 import coordinator_pb2 as pb
@@ -30,6 +34,12 @@ from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 HOME = Path("/nonexistent/convoy-home")  # never read or written: only shown and named
 _STOP = None  # the queue item that ends a running events() stream
+CHUNK_ROWS = 2  # rows of a results chunk here (the coordinator's: 1,000): tables span chunks
+
+
+def not_found(details: str) -> grpc.aio.AioRpcError:
+    return grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(),
+                                grpc.aio.Metadata(), details, "")  # fmt: skip
 
 
 def unavailable(socket: Path) -> grpc.aio.AioRpcError:
@@ -48,6 +58,7 @@ class FakeClient(ApiClient):
         submissions: Iterable[pb.Submission] = (),
         hosts: Iterable[pb.Host] = (),
         logs: Mapping[str, Iterable[bytes | tuple[int, bytes]]] | None = None,
+        results: Mapping[str, pb.ResultsChunk] | None = None,
         home: Path = HOME,
     ) -> None:
         super().__init__(home)
@@ -58,6 +69,8 @@ class FakeClient(ApiClient):
         self.log_chunks: dict[str, list[tuple[int, bytes]]] = {
             k: [c if isinstance(c, tuple) else (1, c) for c in v] for k, v in (logs or {}).items()
         }
+        self.result_tables: dict[str, pb.ResultsChunk] = dict(results or {})  # experiment ->
+        self.results_asked: list[tuple[str, bool]] = []  # (experiment, latest), in order
         self.down = False
         self.closed = False
         self.cancelled: list[str] = []  # targets of cancel(), in order
@@ -131,8 +144,7 @@ class FakeClient(ApiClient):
         stream ends there (follow or not)."""
         self._check()
         if run_id not in self.runs:
-            raise grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(),
-                                       grpc.aio.Metadata(), f"no run {run_id}", "")  # fmt: skip
+            raise not_found(f"no run {run_id}")
         skip = offset
         for attempt, chunk in self.log_chunks.get(run_id, []):
             if skip >= len(chunk):
@@ -144,8 +156,7 @@ class FakeClient(ApiClient):
     async def get_run(self, run_id: str) -> pb.Run:
         self._check()
         if run_id not in self.runs:
-            raise grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(),
-                                       grpc.aio.Metadata(), f"no run {run_id}", "")  # fmt: skip
+            raise not_found(f"no run {run_id}")
         return self.runs[run_id]
 
     async def cancel(self, target: str) -> list[str]:
@@ -163,3 +174,24 @@ class FakeClient(ApiClient):
     async def hosts(self) -> list[pb.Host]:
         self._check()
         return list(self.host_list)
+
+    async def results(self, experiment: str, latest: bool) -> Results:
+        self._check()
+        self.results_asked.append((experiment, latest))
+        table = self.result_tables.get(experiment)
+        if table is None:
+            known = ", ".join(sorted(self.result_tables)) or "none yet"
+            raise not_found(f"no runs of experiment {experiment!r}; the experiments: {known}")
+        rows = list(table.rows)
+        if latest:  # of each parameter assignment, its last row (rows are in submission order)
+            last = {json.dumps(json.loads(r.run.params_json), sort_keys=True): r.run.id
+                    for r in rows}  # fmt: skip
+            rows = [r for r in rows if r.run.id in set(last.values())]
+
+        async def chunks() -> AsyncIterator[pb.ResultsChunk]:
+            yield pb.ResultsChunk(params=table.params, metrics=table.metrics,
+                                  rows=rows[:CHUNK_ROWS])  # fmt: skip
+            for i in range(CHUNK_ROWS, len(rows), CHUNK_ROWS):
+                yield pb.ResultsChunk(rows=rows[i : i + CHUNK_ROWS])
+
+        return await gather(experiment, chunks())

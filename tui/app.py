@@ -1,4 +1,4 @@
-"""`convoy tui`: the runs, logs and allocations screens over the coordinator's API.
+"""`convoy tui`: the runs, logs, allocations and results screens over the coordinator's API.
 
 The app owns the connection: one worker reads the event stream into the model (and comes back
 when the coordinator does); runs come with their progress (the coordinator's, read on their
@@ -25,6 +25,7 @@ from .client import RETRY_S, ApiClient, describe
 from .hosts_screen import HostsScreen
 from .logs_screen import LogsScreen
 from .model import RunsModel
+from .results_screen import ResultsScreen
 from .runs_screen import RunsScreen
 
 
@@ -35,13 +36,15 @@ class ConvoyApp(App[None]):
     #submissions { height: auto; padding: 0 1; }
     .host { padding: 0 1; border: round $primary; height: auto; }
     """
-    MODES = {"runs": RunsScreen, "logs": LogsScreen, "hosts": HostsScreen}
+    MODES = {"runs": RunsScreen, "logs": LogsScreen, "hosts": HostsScreen,
+             "results": ResultsScreen}  # fmt: skip
     DEFAULT_MODE = "runs"
     BINDINGS = [
         Binding("q", "quit", "Quit"),
         Binding("1", "switch_mode('runs')", "Runs", show=False),
         Binding("2", "switch_mode('logs')", "Logs", show=False),
         Binding("3", "switch_mode('hosts')", "Allocations", show=False),
+        Binding("4", "switch_mode('results')", "Results", show=False),
     ]
 
     def __init__(self, home: Path, client: ApiClient | None = None) -> None:
@@ -52,6 +55,7 @@ class ConvoyApp(App[None]):
         self.connected = False
         self.problem = "connecting to the coordinator..."
         self.log_target = ""  # the run the logs screen should follow
+        self.results_target = ""  # the experiment the results screen should show next
         self.subs: dict[str, pb.Submission] = {}
         self.watches: dict[str, Worker[None]] = {}  # experiment file -> its watch
 
@@ -112,6 +116,20 @@ class ConvoyApp(App[None]):
         """The logs screen, following `run_id` (it picks the target up as it shows)."""
         self.log_target = run_id
         self.switch_mode("logs")
+
+    def show_results(self, experiment: str) -> None:
+        """The results screen, on `experiment` (it picks the target up as it shows)."""
+        self.results_target = experiment
+        self.switch_mode("results")
+
+    def experiments(self) -> list[str]:
+        """The experiments of the submissions, each once, in the order of their first."""
+        return list(dict.fromkeys(sub.experiment for sub in self.subs.values()))
+
+    def newest_experiment(self) -> str:
+        """The experiment of the submission made last ("" before any)."""
+        newest = max(self.subs.values(), key=lambda s: s.created_at, default=None)
+        return newest.experiment if newest is not None else ""
 
     @work(exit_on_error=False)
     async def cancel(self, target: str) -> None:

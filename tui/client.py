@@ -9,10 +9,12 @@ from pathlib import Path
 import grpc
 
 from convoy.paths import coordinator_socket
+from convoy.resultrows import Results, gather
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 RETRY_S = 2.0  # seconds between attempts to reach a coordinator that went away
+MAX_MESSAGE = 64 * 1024 * 1024  # a Results chunk holds 1,000 rows: past gRPC's 4 MiB default
 
 
 class ApiClient:
@@ -25,7 +27,9 @@ class ApiClient:
     @property
     def stub(self) -> pb_grpc.CoordinatorStub:
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(f"unix:{self.socket}")
+            self._channel = grpc.aio.insecure_channel(
+                f"unix:{self.socket}", options=[("grpc.max_receive_message_length", MAX_MESSAGE)]
+            )
             self._stub = pb_grpc.CoordinatorStub(self._channel)
         return self._stub
 
@@ -63,6 +67,12 @@ class ApiClient:
 
     async def rerun(self, submission: str) -> pb.SubmitResponse:
         return await self.stub.Rerun(pb.RerunRequest(submission_id=submission), timeout=120)
+
+    async def results(self, experiment: str, latest: bool) -> Results:
+        """The experiment's results table (`latest`: the latest run of each parameter
+        assignment only), every chunk of the stream gathered, as `convoy results` gathers it."""
+        req = pb.ResultsRequest(experiment=experiment, latest=latest)
+        return await gather(experiment, self.stub.Results(req, timeout=120))
 
     async def hosts(self) -> list[pb.Host]:
         resp = await self.stub.Hosts(pb.HostsRequest(), timeout=10)

@@ -44,6 +44,8 @@ class RunsScreen(Screen[None]):
                 tooltip="Run the submission's failed, lost and cancelled runs again"),
         Binding("o", "results", "Results path", show=False,
                 tooltip="Where the run's results are, and what of them did not come back"),
+        Binding("t", "results_table", "Results table",
+                tooltip="The results table of the run's experiment, with a metric plotted"),
         Binding("w", "watch", "Watch",
                 tooltip="Watch mode on the run's experiment file: a save reruns it"),
         Binding("slash", "filter", "Filter", priority=True,  # see action_filter
@@ -268,6 +270,10 @@ class RunsScreen(Screen[None]):
             else:  # names the run chose: not markup (`out[/]` would raise)
                 self.notify(f"{path}\nnot collected: {missed}", title=f"results of {run_id}",
                             severity="warning", timeout=20, markup=False)  # fmt: skip
+
+    def action_results_table(self) -> None:
+        if run_id := self.selected():
+            self.convoy.show_results(self.convoy.model.rows[run_id].experiment)
 
     def action_watch(self) -> None:
         if run_id := self.selected():

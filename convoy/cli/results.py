@@ -10,14 +10,14 @@ import json
 import sys
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from convoy.errors import CoordinatorUnavailable, UsageError
-from convoy.metrics import Value, declared_in
+from convoy.metrics import declared_in
+from convoy.resultrows import Results, Row, gather, metric_text, row_of
 from convoy.runjson import duration_s, run_fields
-from convoy.spec import ParamValue, param_text
+from convoy.spec import param_text
 from convoy.v1 import coordinator_pb2 as pb
 
 from .client import connect
@@ -31,27 +31,6 @@ SHOWN_RUNS = 3  # run ids named in one such line
 REVISION_SHOWN = 12  # characters of a revision in a table
 
 
-@dataclass(frozen=True)
-class Row:
-    run: pb.Run
-    params: dict[str, ParamValue]
-    metrics: dict[str, Value | None]
-    missing: dict[str, str]
-
-
-@dataclass(frozen=True)
-class Results:
-    experiment: str
-    params: list[str]
-    metrics: list[str]
-    rows: list[Row]
-
-
-def _row(r: pb.ResultRow) -> Row:
-    return Row(r.run, json.loads(r.run.params_json or "{}"), json.loads(r.metrics_json or "{}"),
-               dict(r.metrics_missing))  # fmt: skip
-
-
 async def fetch(home: Path, experiment: str, latest: bool, where: Sequence[str]) -> Results:
     """The table from the coordinator, or from its store while none runs (said on stderr)."""
     req = pb.ResultsRequest(experiment=experiment, latest=latest, where=list(where))
@@ -59,16 +38,8 @@ async def fetch(home: Path, experiment: str, latest: bool, where: Sequence[str])
         channel, stub = await connect(home)
     except CoordinatorUnavailable:
         return _stored(home, req)
-    params: list[str] = []
-    metrics: list[str] = []
-    rows: list[Row] = []
     async with channel:
-        first = True
-        async for chunk in stub.Results(req):
-            if first:
-                params, metrics, first = list(chunk.params), list(chunk.metrics), False
-            rows.extend(_row(r) for r in chunk.rows)
-    return Results(experiment, params, metrics, rows)
+        return await gather(experiment, stub.Results(req))
 
 
 def _stored(home: Path, req: pb.ResultsRequest) -> Results:
@@ -91,21 +62,11 @@ def _stored(home: Path, req: pb.ResultsRequest) -> Results:
     declared = {s.id: declared_in(s.spec_yaml, s.spec_path) for s in subs
                 if s.experiment == req.experiment}  # fmt: skip
     chosen = select(req.experiment, runs, subs, declared.__getitem__, req.latest, req.where)
-    got = [_row(result_row_to_pb(r)) for r in rows(chosen, chosen.runs)]
+    got = [row_of(result_row_to_pb(r)) for r in rows(chosen, chosen.runs)]
     return Results(req.experiment, chosen.params, chosen.metrics, got)
 
 
 # ---- formats -----------------------------------------------------------------------------------
-
-
-def metric_text(value: Value | None, short: bool = False) -> str:
-    """A metric's cell: empty for none (a table shows '-'), numbers as Python writes them
-    (every digit; six significant ones in a table)."""
-    if value is None:
-        return "-" if short else ""
-    if isinstance(value, float) and short:
-        return f"{value:.6g}"
-    return str(value)
 
 
 def columns(res: Results) -> list[str]:

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from convoy import points
 from convoy.cli import plot
 from convoy.cli.main import main
 from convoy.cli.results import Results, Row, csv_text, json_text, missing_notes, table_text
@@ -110,13 +111,13 @@ def test_parquet_keeps_each_column_s_type(tmp_path: Path) -> None:
 
 
 def test_t_quantiles_and_intervals() -> None:
-    assert plot.t_975(1) == 12.7062 and plot.t_975(30) == 2.0423
-    assert plot.t_975(31) == pytest.approx(2.03951, abs=1e-5)
-    assert plot.t_975(120) == pytest.approx(1.97993, abs=1e-5)
-    p = plot.interval([1.0, 2.0, 3.0, 4.0])
+    assert points.t_975(1) == 12.7062 and points.t_975(30) == 2.0423
+    assert points.t_975(31) == pytest.approx(2.03951, abs=1e-5)
+    assert points.t_975(120) == pytest.approx(1.97993, abs=1e-5)
+    p = points.interval([1.0, 2.0, 3.0, 4.0])
     assert p.mean == 2.5 and p.n == 4
     assert p.half == pytest.approx(3.1824 * statistics.stdev([1, 2, 3, 4]) / 2)
-    assert plot.interval([5.0]).half is None  # one run: no interval
+    assert points.interval([5.0]).half is None  # one run: no interval
 
 
 def test_the_points_are_the_mean_over_the_runs_that_succeeded_at_each_value(
