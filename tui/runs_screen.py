@@ -112,7 +112,7 @@ class RunsScreen(Screen[None]):
         rows = self.convoy.model.visible(self.text, self.state, self.sort, self.reverse)
         for r in rows:
             cells = r.cells(now)
-            table.add_row(*cells, key=r.id)
+            table.add_row(*map(Text, cells), key=r.id)
             self._shown[r.id] = cells
         self._keep_cursor(current)
         self._order_stale = False
@@ -144,7 +144,7 @@ class RunsScreen(Screen[None]):
         if not ordered:  # in run order: new runs are added, then sorted in where they belong
             for run_id in added:
                 cells = model.rows[run_id].cells(now)
-                table.add_row(*cells, key=run_id)
+                table.add_row(*map(Text, cells), key=run_id)
                 self._shown[run_id] = cells
             if added:
                 self._reorder()
@@ -157,7 +157,7 @@ class RunsScreen(Screen[None]):
             cells = model.rows[run_id].cells(now)
             for name, before, after in zip(COLUMNS, self._shown[run_id], cells, strict=True):
                 if before != after:
-                    table.update_cell(run_id, name, after)
+                    table.update_cell(run_id, name, Text(after))
             self._shown[run_id] = cells
         if added or changed or tick:
             self._status()
@@ -186,8 +186,9 @@ class RunsScreen(Screen[None]):
         current = self.selected()
         rows = self.convoy.model.visible(self.text, self.state, self.sort, self.reverse)
         place = {r.id: n for n, r in enumerate(rows)}
-        # The run column's cells are the runs' ids.
-        table.sort("run", key=lambda run_id: place.get(run_id, len(place)))
+        # The run column's cells are the runs' ids. Cells are Text, never markup: a run's
+        # parameters may hold "[/]", which DataTable would otherwise parse (and fail on).
+        table.sort("run", key=lambda cell: place.get(str(cell), len(place)))
         self._keep_cursor(current)
 
     def _label(self, column: str) -> str:

@@ -7,6 +7,7 @@ logs, and keys typed fast into the filter."""
 from __future__ import annotations
 
 import asyncio
+import json
 
 from textual import events
 from textual.command import CommandList, CommandPalette
@@ -299,3 +300,22 @@ def test_a_slash_typed_in_the_filter_is_text() -> None:
             return app.screen.query_one("#filter", Input).value
 
     assert asyncio.run(scenario()) == "x/y"
+
+
+def test_a_run_whose_parameters_look_like_markup_is_shown_as_text() -> None:
+    """Cells are text, not Rich markup: parameters holding "[/]" used to crash the TUI with
+    a MarkupError."""
+    odd = run("odd-1", 0, "queued")
+    odd.params_json = json.dumps({"x": "[/]", "y": "[b]bold"})
+    client = FakeClient(runs=[odd],
+                        submissions=[pb.Submission(id="odd-1", experiment="odd", total=1)],
+                        home=HOME)  # fmt: skip
+
+    async def scenario() -> str:
+        app = ConvoyApp(HOME, client=client)
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one(DataTable)
+            await until(pilot, lambda: table.row_count == 1)
+            return str(table.get_cell("odd-1.00", "params"))
+
+    assert asyncio.run(scenario()) == "x=[/] y=[b]bold"

@@ -168,7 +168,7 @@ def test_runs_screen_after_updates_filtered_to_active(pinned_time: None) -> None
             client.push(run("sweep-1", 4, "syncing", host="local"))
             client.push(run("des-2", 1, "failed", host="local", started_at=NOW - 30,
                             ended_at=NOW - 20, has_exit_code=True, exit_code=1))  # fmt: skip
-            await until(pilot, lambda: table.get_cell("des-2.01", "state") == "failed")
+            await until(pilot, lambda: str(table.get_cell("des-2.01", "state")) == "failed")
             await pilot.press("slash", *"state:active")
             await until(pilot, lambda: table.row_count == 3)
             await settled(pilot)
