@@ -95,7 +95,7 @@ class Probe:
 
 
 def shows(table: DataTable[Any], run_id: str, state: str) -> Callable[[], bool]:
-    return lambda: table.get_cell(run_id, "state") == state
+    return lambda: str(table.get_cell(run_id, "state")) == state
 
 
 def rendered_since(probe: Probe, t: float) -> Callable[[], bool]:
@@ -143,7 +143,7 @@ async def bench(runs: int, updates: int, rounds: int) -> dict[str, Any]:
             await until(shows(table, burst[-1].id, "running"))
             await until(lambda: probe.rendered > probe.updated)
             took = probe.rendered - t0
-            wrong = [b.id for b in burst if table.get_cell(b.id, "state") != "running"]
+            wrong = [b.id for b in burst if str(table.get_cell(b.id, "state")) != "running"]
             if wrong:
                 sys.exit(f"round {r + 1}: {len(wrong)} cells not updated, e.g. {wrong[:3]}")
             applies.append(took)

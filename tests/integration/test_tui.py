@@ -55,10 +55,10 @@ def test_runs_logs_allocations_and_cancel_from_the_keyboard(
             table = runs.query_one(DataTable)
             await until(pilot, lambda: table.row_count == 4)
             # States change live in the table; progress comes from the runs' output.
-            await until(pilot, lambda: "running" in {table.get_cell(f"tuisweep-1.0{i}", "state")
-                                                     for i in range(4)})  # fmt: skip
+            await until(pilot, lambda: "running" in {
+                str(table.get_cell(f"tuisweep-1.0{i}", "state")) for i in range(4)})  # fmt: skip
             await until(pilot, lambda: any(r.progress for r in app.model.rows.values()))
-            await until(pilot, lambda: "%" in "".join(table.get_cell(r, "progress")
+            await until(pilot, lambda: "%" in "".join(str(table.get_cell(r, "progress"))
                                                       for r in app.model.rows), 5)  # fmt: skip
 
             # Cancel the running run under the cursor from the keyboard.
@@ -70,7 +70,7 @@ def test_runs_logs_allocations_and_cancel_from_the_keyboard(
             await until(pilot, lambda: isinstance(app.screen, ModalScreen), 5)
             await pilot.press("y")
             await until(pilot, lambda: app.model.rows[running].state == "cancelled", 30)
-            await until(pilot, lambda: table.get_cell(running, "state") == "cancelled", 5)
+            await until(pilot, lambda: str(table.get_cell(running, "state")) == "cancelled", 5)
 
             # Its log, on the logs screen.
             other = next(r for r in sorted(app.model.rows) if r != running)
