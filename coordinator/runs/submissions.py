@@ -131,6 +131,7 @@ class Submissions:
         self.feed = feed
         self._progress: dict[str, str] = {}  # submission -> its progress regex
         self._placement: dict[str, PlacementSpec] = {}  # submission -> where its runs may go
+        self._stop_after: dict[str, int] = {}  # submission -> its on_failure.stop_after
         self._metrics: dict[str, tuple[MetricSpec, ...]] = {}  # submission -> what its runs give
         self._numbering = asyncio.Lock()
         self._queuing: dict[str, asyncio.Event] = {}  # submissions being handed over
@@ -155,13 +156,9 @@ class Submissions:
         return sorted({e.path for e in changed} | set(removed))
 
     def progress_pattern(self, sub: SubmissionRecord) -> str:
-        """The submission's `progress:` regex ("" when it has none), parsed once (submit
-        seeds it; after a restart it is parsed from the stored experiment file)."""
+        """The submission's `progress:` regex ("" when it has none)."""
         if sub.id not in self._progress:
-            try:
-                self._progress[sub.id] = load_spec(sub.spec_yaml, sub.spec_path).progress or ""
-            except ConvoyError:
-                self._progress[sub.id] = ""
+            self._remember(sub.id, self._parsed(sub))
         return self._progress[sub.id]
 
     def progress_of(self, sub_id: str) -> str:
@@ -175,17 +172,25 @@ class Submissions:
         """Where a submission's runs may go (submit seeds it; after a restart it is parsed from
         the stored experiment file)."""
         if sub_id not in self._placement:
-            spec = self._stored_spec(sub_id)
-            self._placement[sub_id] = spec.placement if spec is not None else PlacementSpec()
+            self._remember(sub_id, self._parsed(self.store.submission(sub_id)))
         return self._placement[sub_id]
 
     def stop_after_of(self, sub_id: str) -> int:
-        """The submission's on_failure.stop_after (0: none), from its stored experiment file."""
-        spec = self._stored_spec(sub_id)
-        return spec.on_failure.stop_after if spec is not None else 0
+        """The submission's on_failure.stop_after (0: none)."""
+        if sub_id not in self._stop_after:
+            self._remember(sub_id, self._parsed(self.store.submission(sub_id)))
+        return self._stop_after[sub_id]
 
-    def _stored_spec(self, sub_id: str) -> ExperimentSpec | None:
-        sub = self.store.submission(sub_id)
+    def _remember(self, sub_id: str, spec: ExperimentSpec | None) -> None:
+        """What the lifecycle and clients ask of a submission's experiment, kept (the spec
+        itself is not: a large matrix's values would stay in memory): submit seeds it, and
+        after a restart its stored experiment file is parsed once for all of it."""
+        self._progress[sub_id] = spec.progress or "" if spec is not None else ""
+        self._placement[sub_id] = spec.placement if spec is not None else PlacementSpec()
+        self._stop_after[sub_id] = spec.on_failure.stop_after if spec is not None else 0
+
+    @staticmethod
+    def _parsed(sub: SubmissionRecord | None) -> ExperimentSpec | None:
         try:
             return load_spec(sub.spec_yaml, sub.spec_path) if sub is not None else None
         except ConvoyError:
@@ -356,8 +361,7 @@ class Submissions:
             records, build_key = await asyncio.to_thread(store)
             self._queuing[sub_id] = asyncio.Event()
         try:
-            self._progress[sub_id] = spec.progress or ""  # what progress_pattern would parse
-            self._placement[sub_id] = spec.placement
+            self._remember(sub_id, spec)
             self._metrics[sub_id] = spec.metrics
             self.builds.learn(sub_id, spec.build, build_key)
             sub_dir.mkdir(parents=True, exist_ok=True)
