@@ -60,3 +60,13 @@ class DiskFull(RuntimeFailure):
 
     Its own class so that callers can tell a host problem, which frees up by itself once
     results are collected, from a run or image that can never start."""
+
+
+class Unauthenticated(ConvoyError):
+    """The coordinator refused the call: no token, or one it does not know (or revoked)."""
+
+    exit_status = 2
+
+
+class WaitTimedOut(ConvoyError, TimeoutError):
+    """A wait ended at its timeout, before what it waited for; that goes on."""

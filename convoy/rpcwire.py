@@ -1,4 +1,5 @@
-"""Registering a gRPC service so that a request that is not its message gets INVALID_ARGUMENT.
+"""gRPC wire details the coordinator and its clients share: registering a service so that a
+request that is not its message gets INVALID_ARGUMENT, and the names of trailing metadata.
 
 grpcio answers UNKNOWN, with the parser's exception, when a request's bytes do not parse as
 the method's message. Here each method's deserializer gives back a marker instead, and the
@@ -12,6 +13,10 @@ from typing import Any, cast
 
 import grpc
 from google.protobuf.message import DecodeError
+
+# Trailing metadata of a build's Logs stream when the build was made for another submission
+# (before, or while this one waited): nothing was compiled for it, and nothing streamed.
+BUILD_REUSED = "convoy-build-reused"
 
 Ctx = grpc.aio.ServicerContext
 _Unary = Callable[[Any, Ctx], Any]

@@ -1,6 +1,6 @@
 """run.json: the one definition of a run's fields, as convoy writes them beside a run's results
-and prints them for `convoy runs --json`. Built from the API's Run message, so the coordinator and
-every client agree by construction.
+and prints them for `convoy runs --json`. Built from the client's Run (the API's Run message as
+convoy/client/convert.py makes it), so the coordinator and every client agree by construction.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from convoy.v1 import coordinator_pb2 as pb
+from convoy.client.types import Run
 
 SHOWN_MISSING = 3  # results not collected named in one line; run.json names them all
 
@@ -21,13 +21,7 @@ def iso(ts: float) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def duration_s(run: pb.Run) -> float | None:
-    if run.started_at and run.ended_at:
-        return round(run.ended_at - run.started_at, 3)
-    return None
-
-
-def run_fields(run: pb.Run) -> dict[str, Any]:
+def run_fields(run: Run) -> dict[str, Any]:
     """The fields of a run as run.json names them (without `files`)."""
     command: Any = run.command
     if command.startswith("["):
@@ -37,10 +31,10 @@ def run_fields(run: pb.Run) -> dict[str, Any]:
         "experiment": run.experiment,
         "submission": run.submission_id,
         "index": run.index,
-        "params": json.loads(run.params_json or "{}"),
+        "params": run.params,
         "state": run.state,
         "code": run.code or None,
-        "exit_code": run.exit_code if run.has_exit_code else None,
+        "exit_code": run.exit_code,
         "reason": run.reason,
         "host": run.host or None,
         "attempt": run.attempt,
@@ -60,10 +54,10 @@ def run_fields(run: pb.Run) -> dict[str, Any]:
         "created_at": iso(run.created_at),
         "started_at": iso(run.started_at),
         "ended_at": iso(run.ended_at),
-        "duration_s": duration_s(run),
+        "duration_s": run.duration_s,
         "results_path": run.results_path,
         # About a run going on (null otherwise, so in run.json, written once it has ended):
-        "progress": run.progress if run.has_progress else None,  # its percent, while it runs
+        "progress": run.progress,  # its percent, while it runs
         "waiting_for": run.waiting_for or None,  # why it waits, while it is queued
     }
 

@@ -28,15 +28,14 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import grpc
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from convoy.client import AsyncClient, Submitted
+from convoy.errors import ConvoyError
 from convoy.paths import COOKIE_PREFIX
 from convoy.spec import ExperimentSpec, load_spec, run_count, smoke_indexes
 from convoy.states import TERMINAL
-from convoy.v1 import coordinator_pb2 as pb
-from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 ALWAYS_IGNORED = (".git", "convoy-results", ".convoy", "__pycache__")
 
@@ -88,7 +87,7 @@ class _Events(FileSystemEventHandler):
 class Callbacks:
     """What a session tells its user (all optional)."""
 
-    submitted: Callable[[pb.SubmitResponse, list[str]], Awaitable[None]] | None = None
+    submitted: Callable[[Submitted, list[str]], Awaitable[None]] | None = None
     unchanged: Callable[[set[str]], None] | None = None
     superseded: Callable[[str, list[str]], None] | None = None
     smoke_failed: Callable[[str], None] | None = None
@@ -97,13 +96,13 @@ class Callbacks:
 
 class WatchSession:
     def __init__(
-        self, stub: pb_grpc.CoordinatorStub, spec_path: Path, results_dir: str = "",
+        self, client: AsyncClient, spec_path: Path, results_dir: str = "",
         home: Path | None = None, callbacks: Callbacks | None = None,
         debounce_s: float | None = None, since: tuple[str, str] | None = None,
     ) -> None:  # fmt: skip
         """`since`: (submission, revision) already submitted: watch from it, submitting nothing
         until the sources change."""
-        self.stub = stub
+        self.client = client
         self.spec_path = spec_path.resolve()
         self.results_dir = results_dir
         self.home = home
@@ -176,16 +175,14 @@ class WatchSession:
                 self.cb.error(f"{e}")
             return
         smoke = smoke_indexes(self.spec)
-        req = pb.SubmitRequest(
-            spec_path=str(self.spec_path), spec_yaml=self.spec_text,
-            results_dir=self.results_dir, unless_revision="" if initial else self.revision,
-            indexes=smoke,
-        )  # fmt: skip
         try:
-            resp = await self.stub.Submit(req)
-        except grpc.aio.AioRpcError as e:
+            resp = await self.client.submit(
+                self.spec_path, results=self.results_dir, indexes=smoke,
+                unless_revision="" if initial else self.revision, text=self.spec_text,
+            )  # fmt: skip
+        except ConvoyError as e:
             if self.cb.error:
-                self.cb.error(e.details() or e.code().name)
+                self.cb.error(str(e))
             return
         if resp.unchanged:
             if self.cb.unchanged:
@@ -195,9 +192,9 @@ class WatchSession:
         self.revision, self.submission = resp.revision, resp.submission_id
         if previous and self.spec.watch.on_change == "cancel":
             with contextlib.suppress(Exception):
-                cancelled = await self.stub.Cancel(pb.CancelRequest(id=previous))
+                cancelled = await self.client.cancel(previous)
                 if self.cb.superseded:
-                    self.cb.superseded(previous, list(cancelled.cancelled))
+                    self.cb.superseded(previous, cancelled)
         if self._smoke is not None:
             self._smoke.cancel()
         if self.cb.submitted:
@@ -205,12 +202,11 @@ class WatchSession:
         if smoke and len(smoke) < _matrix_size(self.spec):
             self._smoke = asyncio.ensure_future(self._after_smoke(resp))
 
-    async def _after_smoke(self, smoke: pb.SubmitResponse) -> None:
+    async def _after_smoke(self, smoke: Submitted) -> None:
         """The rest of the matrix, once every smoke run has succeeded."""
         ids = {r.id for r in smoke.runs}
         final: dict[str, str] = {}
-        events = self.stub.Events(pb.EventsRequest(submission_id=smoke.submission_id,
-                                                   snapshot=True))  # fmt: skip
+        events = self.client.events(smoke.submission_id)
         try:
             async for ev in events:
                 if ev.run.id in ids and ev.run.state in TERMINAL:
@@ -218,7 +214,7 @@ class WatchSession:
                     if len(final) == len(ids):
                         break
         finally:
-            events.cancel()
+            await events.aclose()
         bad = sorted(r for r, state in final.items() if state != "succeeded")
         if bad:
             if self.cb.smoke_failed:
@@ -228,10 +224,9 @@ class WatchSession:
                 )
             return
         rest = sorted(set(range(_matrix_size(self.spec))) - {r.index for r in smoke.runs})
-        resp = await self.stub.Submit(pb.SubmitRequest(
-            spec_path=str(self.spec_path), spec_yaml=self.spec_text,
-            results_dir=self.results_dir, same_as=smoke.submission_id, indexes=rest,
-        ))  # fmt: skip
+        resp = await self.client.submit(self.spec_path, results=self.results_dir,
+                                        same_as=smoke.submission_id, indexes=rest,
+                                        text=self.spec_text)  # fmt: skip
         self.submission = resp.submission_id
         if self.cb.submitted:
             await self.cb.submitted(resp, [])

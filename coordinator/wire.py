@@ -10,10 +10,6 @@ from convoy.spec import Resources
 from convoy.v1 import common_pb2
 from convoy.v1 import coordinator_pb2 as pb
 
-# Trailing metadata of a build's Logs stream when the build was made for another submission
-# (before, or while this one waited): nothing was compiled for it, and nothing streamed.
-BUILD_REUSED = "convoy-build-reused"
-
 
 def resources_to_pb(r: Resources) -> common_pb2.Resources:
     return common_pb2.Resources(cpus=r.cpus, memory_bytes=r.memory_bytes, gpus=r.gpus,

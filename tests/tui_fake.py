@@ -1,4 +1,4 @@
-"""A stand-in for tui.client.ApiClient, fed from Python: the TUI without a coordinator.
+"""A stand-in for convoy.AsyncClient, fed from Python: the TUI without a coordinator.
 
     client = FakeClient(runs=[run, ...], submissions=[sub, ...], hosts=[host, ...])
     app = ConvoyApp(home, client=client)
@@ -9,11 +9,12 @@
 behind it). `results()` serves each experiment's table given as one ResultsChunk (its params,
 metrics and rows, in submission order), as the coordinator streams it: in chunks, the columns
 in the first only, `latest` applied. `disconnect()` makes every call fail as an absent
-coordinator does (UNAVAILABLE) and ends a running stream; `reconnect()` lets calls succeed
-again. Calls that act (cancel, rerun) are recorded, not carried out.
+coordinator does (CoordinatorUnavailable) and ends a running stream; `reconnect()` lets calls
+succeed again. Calls that act (cancel, rerun) are recorded, not carried out. It is fed API
+messages (convoy.v1) and answers as the client does, with convoy.client's dataclasses.
 
-It subclasses ApiClient only so that it type-checks where an ApiClient is expected; every
-method the app uses is replaced, and `stub` refuses to connect.
+It subclasses AsyncClient only so that it type-checks where one is expected; every method the
+app uses is replaced, and `stub` refuses to connect.
 """
 
 from __future__ import annotations
@@ -24,10 +25,19 @@ import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from pathlib import Path
 
-import grpc
-
+from convoy.client import (
+    AsyncClient,
+    Host,
+    LogChunk,
+    LogStream,
+    Run,
+    RunEvent,
+    Submission,
+    Submitted,
+)
+from convoy.client.convert import event_of, host_of, run_of, submission_of
+from convoy.errors import CoordinatorUnavailable, NotFound
 from convoy.resultrows import Results, gather
-from convoy.tui.client import ApiClient
 from convoy.tui.model import TERMINAL
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
@@ -37,21 +47,17 @@ _STOP = None  # the queue item that ends a running events() stream
 CHUNK_ROWS = 2  # rows of a results chunk here (the coordinator's: 1,000): tables span chunks
 
 
-def not_found(details: str) -> grpc.aio.AioRpcError:
-    return grpc.aio.AioRpcError(grpc.StatusCode.NOT_FOUND, grpc.aio.Metadata(),
-                                grpc.aio.Metadata(), details, "")  # fmt: skip
+def not_found(details: str) -> NotFound:
+    return NotFound(details)
 
 
-def unavailable(socket: Path) -> grpc.aio.AioRpcError:
-    """The error an API call gets when nothing answers on the socket."""
-    return grpc.aio.AioRpcError(
-        grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(),
-        details=f"failed to connect to all addresses; last error: unix:{socket}",
-        debug_error_string="",
-    )  # fmt: skip
+def unavailable(socket: Path) -> CoordinatorUnavailable:
+    """The error a call gets when nothing answers on the socket (as convoy.client says it)."""
+    return CoordinatorUnavailable(f"the coordinator is not running (no answer on {socket}); "
+                                  "start it with `convoy up` or `convoy run FILE`")  # fmt: skip
 
 
-class FakeClient(ApiClient):
+class FakeClient(AsyncClient):
     def __init__(
         self,
         runs: Iterable[pb.Run] = (),
@@ -62,7 +68,7 @@ class FakeClient(ApiClient):
         home: Path = HOME,
     ) -> None:
         super().__init__(home)
-        self.runs: dict[str, pb.Run] = {r.id: r for r in runs}  # the current state of each
+        self.known_runs: dict[str, pb.Run] = {r.id: r for r in runs}  # the current state of each
         self.submission_list: list[pb.Submission] = list(submissions)
         self.host_list: list[pb.Host] = list(hosts)
         # Per run, its output's chunks: bytes (of attempt 1) or (attempt, bytes).
@@ -83,8 +89,8 @@ class FakeClient(ApiClient):
     def push(self, run: pb.Run, previous_state: str = "") -> None:
         """Record a run's new state and emit it as an event (before a stream starts, the run is
         in that stream's snapshot instead)."""
-        old = self.runs.get(run.id)
-        self.runs[run.id] = run
+        old = self.known_runs.get(run.id)
+        self.known_runs[run.id] = run
         self._queue.put_nowait(pb.RunEvent(
             run=run, previous_state=previous_state or (old.state if old else ""), at=time.time(),
         ))  # fmt: skip
@@ -105,7 +111,7 @@ class FakeClient(ApiClient):
         if self.down:
             raise unavailable(self.socket)
 
-    # -- what ApiClient offers -----------------------------------------------------------------
+    # -- what AsyncClient offers ---------------------------------------------------------------
 
     @property
     def stub(self) -> pb_grpc.CoordinatorStub:
@@ -114,14 +120,13 @@ class FakeClient(ApiClient):
     async def close(self) -> None:
         self.closed = True
 
-    async def reset(self) -> None:
-        pass
-
-    async def submissions(self) -> list[pb.Submission]:
+    async def submissions(self) -> list[Submission]:
         self._check()
-        return list(self.submission_list)
+        return [submission_of(s) for s in self.submission_list]
 
-    async def events(self) -> AsyncIterator[pb.RunEvent]:
+    async def events(  # type: ignore[override]
+        self, submission: str = "", snapshot: bool = True
+    ) -> AsyncIterator[RunEvent]:
         """Every run's current state (snapshot events), then every pushed one, until
         disconnect()."""
         self._check()
@@ -129,53 +134,46 @@ class FakeClient(ApiClient):
         # Events pushed before the stream started are in the snapshot already.
         while not self._queue.empty():
             self._queue.get_nowait()
-        for run in list(self.runs.values()):
-            yield pb.RunEvent(run=run, snapshot=True)
+        for run in list(self.known_runs.values()):
+            yield event_of(pb.RunEvent(run=run, snapshot=True))
         while True:
             ev = await self._queue.get()
             if ev is _STOP:
                 raise unavailable(self.socket)
-            yield ev
+            yield event_of(ev)
 
-    async def logs(
-        self, run_id: str, offset: int = 0, follow: bool = True
-    ) -> AsyncIterator[tuple[int, bytes]]:
+    def logs(
+        self, run_id: str, *, offset: int = 0, follow: bool = False, attempt: int = 0
+    ) -> LogStream:
         """The run's chunks from a byte offset (of all attempts' output back to back); the
         stream ends there (follow or not)."""
-        self._check()
-        if run_id not in self.runs:
-            raise not_found(f"no run {run_id}")
-        skip = offset
-        for attempt, chunk in self.log_chunks.get(run_id, []):
-            if skip >= len(chunk):
-                skip -= len(chunk)
-                continue
-            yield attempt, chunk[skip:]
-            skip = 0
+        return _FakeLogs(self, run_id, offset)
 
-    async def get_run(self, run_id: str) -> pb.Run:
+    async def run(self, run_id: str) -> Run:
         self._check()
-        if run_id not in self.runs:
+        if run_id not in self.known_runs:
             raise not_found(f"no run {run_id}")
-        return self.runs[run_id]
+        return run_of(self.known_runs[run_id])
 
-    async def cancel(self, target: str) -> list[str]:
+    async def cancel(self, target: str, grace: float = 0.0) -> list[str]:
         self._check()
         self.cancelled.append(target)
-        return [r.id for r in self.runs.values()
+        return [r.id for r in self.known_runs.values()
                 if (r.id == target or r.submission_id == target)
                 and r.state not in TERMINAL]  # fmt: skip
 
-    async def rerun(self, submission: str) -> pb.SubmitResponse:
+    async def rerun(self, submission: str, states: Iterable[str] = ()) -> Submitted:
         self._check()
         self.reruns.append(submission)
-        return pb.SubmitResponse(submission_id=f"{submission}-rerun")
+        return Submitted(submission_id=f"{submission}-rerun", runs=[], revision="")
 
-    async def hosts(self) -> list[pb.Host]:
+    async def hosts(self) -> list[Host]:
         self._check()
-        return list(self.host_list)
+        return [host_of(h) for h in self.host_list]
 
-    async def results(self, experiment: str, latest: bool) -> Results:
+    async def results(
+        self, experiment: str, *, latest: bool = False, where: Iterable[str] = ()
+    ) -> Results:
         self._check()
         self.results_asked.append((experiment, latest))
         table = self.result_tables.get(experiment)
@@ -195,3 +193,22 @@ class FakeClient(ApiClient):
                 yield pb.ResultsChunk(rows=rows[i : i + CHUNK_ROWS])
 
         return await gather(experiment, chunks())
+
+
+class _FakeLogs(LogStream):
+    def __init__(self, fake: FakeClient, run_id: str, offset: int) -> None:
+        self.fake, self.run_id, self.offset = fake, run_id, offset
+        self.build_reused = False
+
+    async def __aiter__(self) -> AsyncIterator[LogChunk]:
+        self.fake._check()
+        if self.run_id not in self.fake.known_runs:
+            raise not_found(f"no run {self.run_id}")
+        skip, at = self.offset, self.offset
+        for attempt, chunk in self.fake.log_chunks.get(self.run_id, []):
+            if skip >= len(chunk):
+                skip -= len(chunk)
+                continue
+            yield LogChunk(at, chunk[skip:], attempt)
+            at += len(chunk) - skip
+            skip = 0

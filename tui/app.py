@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-import grpc
 from textual import work
 from textual.app import App
 from textual.binding import Binding
 from textual.notifications import SeverityLevel
 from textual.worker import Worker
 
-from convoy.v1 import coordinator_pb2 as pb
+from convoy.client import AsyncClient, Submission, Submitted
+from convoy.errors import ConvoyError
 from convoy.watching import Callbacks, WatchSession
 
-from .client import RETRY_S, ApiClient, describe
+from .client import RETRY_S, describe
 from .hosts_screen import HostsScreen
 from .logs_screen import LogsScreen
 from .model import RunsModel
@@ -47,16 +47,16 @@ class ConvoyApp(App[None]):
         Binding("4", "switch_mode('results')", "Results", show=False),
     ]
 
-    def __init__(self, home: Path, client: ApiClient | None = None) -> None:
+    def __init__(self, home: Path, client: AsyncClient | None = None) -> None:
         super().__init__()
         self.home = home
-        self.client = client or ApiClient(home)
+        self.client = client or AsyncClient(home)
         self.model = RunsModel()
         self.connected = False
         self.problem = "connecting to the coordinator..."
         self.log_target = ""  # the run the logs screen should follow
         self.results_target = ""  # the experiment the results screen should show next
-        self.subs: dict[str, pb.Submission] = {}
+        self.subs: dict[str, Submission] = {}
         self.watches: dict[str, Worker[None]] = {}  # experiment file -> its watch
 
     def status_line(self) -> str:
@@ -81,11 +81,11 @@ class ConvoyApp(App[None]):
                     if ev.run.submission_id not in self.subs:
                         await self._load_submissions()
                     self.model.apply(ev.run)
-            except grpc.aio.AioRpcError as e:
-                self._lost(describe(e, self.client.socket))
+            except ConvoyError as e:
+                self._lost(describe(e))
             except Exception as e:  # anything else must not leave a stale screen that looks live
                 self._lost(f"reading the coordinator's events failed: {e!r} (retrying)")
-            await self.client.reset()
+            await self.client.close()  # the next call connects anew
             await asyncio.sleep(RETRY_S)
 
     def _lost(self, problem: str) -> None:
@@ -105,8 +105,8 @@ class ConvoyApp(App[None]):
         """A queued run's reason to wait as it is now: it changes with no event (room frees
         on a host, a host goes away), so the runs screen asks for the highlighted run's."""
         try:
-            run = await self.client.get_run(run_id)
-        except grpc.aio.AioRpcError:
+            run = await self.client.run(run_id)
+        except ConvoyError:
             return
         self.model.set_waiting(run)
 
@@ -135,8 +135,8 @@ class ConvoyApp(App[None]):
     async def cancel(self, target: str) -> None:
         try:
             cancelled = await self.client.cancel(target)
-        except grpc.aio.AioRpcError as e:
-            self.notify(describe(e, self.client.socket), severity="error")
+        except ConvoyError as e:
+            self.notify(describe(e), severity="error")
             return
         what = ", ".join(cancelled) if len(cancelled) <= 3 else f"{len(cancelled)} runs"
         self.notify(f"cancelling {what}" if cancelled else f"{target}: nothing to cancel")
@@ -145,8 +145,8 @@ class ConvoyApp(App[None]):
     async def rerun(self, submission: str) -> None:
         try:
             resp = await self.client.rerun(submission)
-        except grpc.aio.AioRpcError as e:
-            self.notify(describe(e, self.client.socket), severity="warning")
+        except ConvoyError as e:
+            self.notify(describe(e), severity="warning")
             return
         self.notify(f"submitted {resp.submission_id}: {len(resp.runs)} runs again")
 
@@ -166,15 +166,15 @@ class ConvoyApp(App[None]):
         )
         self.notify(f"watching {name}: a save reruns {sub.experiment} (w again stops)")
 
-    async def _watch(self, sub: pb.Submission) -> None:
+    async def _watch(self, sub: Submission) -> None:
         def say(text: str, severity: SeverityLevel = "information") -> None:
             self.notify(text, title=f"watch {sub.experiment}", severity=severity)
 
-        async def submitted(resp: pb.SubmitResponse, changed: list[str]) -> None:
+        async def submitted(resp: Submitted, changed: list[str]) -> None:
             say(f"{resp.submission_id}: {len(resp.runs)} runs ({', '.join(changed[:4])})")
 
         session = WatchSession(
-            self.client.stub, Path(sub.spec_path), str(Path(sub.results_dir).parent.parent),
+            self.client, Path(sub.spec_path), str(Path(sub.results_dir).parent.parent),
             self.home, Callbacks(submitted=submitted,
                                  unchanged=lambda _: say("saved, same content: no rerun"),
                                  error=lambda m: say(m, "error")),

@@ -111,7 +111,8 @@ class LogsScreen(Screen[None]):
     async def _follow(self, run_id: str, prefixed: bool) -> None:
         attempt = 0
         try:
-            async for n, data in self.convoy.client.logs(run_id, 0, follow=True):
+            async for chunk in self.convoy.client.logs(run_id, follow=True):
+                n, data = chunk.attempt, chunk.data
                 if attempt and n != attempt:  # a retry: not joined to the last line before it
                     self._end_line(run_id, prefixed)
                     self._add(run_id, attempt_line(n), prefixed)
@@ -199,7 +200,8 @@ class LogsScreen(Screen[None]):
             if row.submission != sub or row.state == "queued":
                 continue
             text, attempt = b"", 0
-            async for n, data in self.convoy.client.logs(row.id, 0, follow=False):
+            async for chunk in self.convoy.client.logs(row.id):
+                n, data = chunk.attempt, chunk.data
                 if attempt and n != attempt:  # the lines as the log view shows them
                     text += b"\n" if text and not text.endswith(b"\n") else b""
                     text += attempt_line(n).encode()

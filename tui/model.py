@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from convoy.cli.render import human_duration, params_text
+from convoy.client import Run
 from convoy.states import ACTIVE, TERMINAL
 
 COLUMNS = ("run", "state", "host", "duration", "progress", "ended", "params")
@@ -44,21 +45,18 @@ class Row:
     has_progress: bool = False  # its experiment has a `progress:` pattern: bar it when done
 
     @classmethod
-    def of(cls, run: Any) -> Row:
-        """A Row from a convoy.v1 Run message."""
-        try:
-            params = params_text(run)
-        except (ValueError, AttributeError):  # not JSON, or not an object: show it as it is
-            params = run.params_json
+    def of(cls, run: Run) -> Row:
+        """A Row from a run (an event's or a listing's)."""
+        params = params_text(run)
         return cls(
             id=run.id, submission=run.submission_id, experiment=run.experiment, index=run.index,
             state=run.state, host=run.host, params=params, started_at=run.started_at,
-            ended_at=run.ended_at, exit_code=run.exit_code if run.has_exit_code else None,
+            ended_at=run.ended_at, exit_code=run.exit_code,
             reason=run.reason, results_path=run.results_path, code=run.code,
-            progress=run.progress if run.has_progress else None,
+            progress=run.progress,
             waiting_for=run.waiting_for if run.state == "queued" else "",
             created_at=run.created_at,
-            has_progress=run.has_progress,
+            has_progress=run.progress is not None,
         )  # fmt: skip
 
     def duration(self, now: float) -> float | None:
@@ -143,8 +141,8 @@ class RunsModel:
                 row.has_progress = has
                 self.dirty.add(run_id)
 
-    def apply(self, run: Any) -> None:
-        """Record a Run message (an event's or a listing's)."""
+    def apply(self, run: Run) -> None:
+        """Record a run (an event's or a listing's)."""
         row = Row.of(run)
         old = self.rows.get(row.id)
         if old is None:
@@ -155,11 +153,11 @@ class RunsModel:
         self.rows[row.id] = row
         self.dirty.add(row.id)
 
-    def apply_many(self, runs: Iterable[Any]) -> None:
+    def apply_many(self, runs: Iterable[Run]) -> None:
         for r in runs:
             self.apply(r)
 
-    def set_waiting(self, run: Any) -> None:
+    def set_waiting(self, run: Run) -> None:
         """A queued run's reason to wait, as a GetRun answered it (it changes with no event):
         taken only while the row is queued still, so that an answer overtaken by an event
         does not undo that event."""

@@ -16,7 +16,6 @@ from collections.abc import Callable
 from time import perf_counter
 from typing import TYPE_CHECKING, Any
 
-import grpc
 from rich.text import Text
 from textual import work
 from textual.app import ComposeResult
@@ -26,9 +25,9 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Header, Static
 
 from convoy.cli.render import human_duration
+from convoy.errors import ConvoyError
 from convoy.points import value_order
 from convoy.resultrows import Results, Row, metric_text
-from convoy.runjson import duration_s
 from convoy.spec import param_text
 
 from .client import describe
@@ -145,10 +144,10 @@ class ResultsScreen(Screen[None]):
         self._asked_at = self._runs(experiment)
         started = perf_counter()
         try:
-            plotted = await self.convoy.client.results(experiment, True)
-            results = plotted if latest else await self.convoy.client.results(experiment, False)
-        except grpc.aio.AioRpcError as e:
-            problem = describe(e, self.convoy.client.socket)
+            plotted = await self.convoy.client.results(experiment, latest=True)
+            results = plotted if latest else await self.convoy.client.results(experiment)
+        except ConvoyError as e:
+            problem = describe(e)
         except Exception as e:  # a row the client could not read: said, not a dead screen
             problem = f"reading the results failed: {e!r}"
         else:
@@ -216,7 +215,7 @@ class ResultsScreen(Screen[None]):
         value: Callable[[Row], Any] = {
             "state": lambda r: r.run.state,
             "host": lambda r: r.run.host or None,
-            "duration": lambda r: duration_s(r.run),
+            "duration": lambda r: r.run.duration_s,
         }.get(self.sort) or (lambda r: given(r, self.sort))
         have = [r for r in res.rows if value(r) is not None]
         have.sort(key=lambda r: value_order(value(r)), reverse=self.reverse)
@@ -302,7 +301,7 @@ def cell(res: Results, row: Row, key: str) -> str:
     if key == "state":
         return row.run.state
     if key == "duration":
-        return human_duration(duration_s(row.run))
+        return human_duration(row.run.duration_s)
     if key == "host":
         return row.run.host or "-"
     if key.startswith(PARAM):

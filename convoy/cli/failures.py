@@ -8,7 +8,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from convoy.v1 import coordinator_pb2 as pb
+from convoy.client import Run
 
 TAIL_BYTES = 8192  # of output.log read for its last line
 LINE_CHARS = 200  # of a last line shown
@@ -48,7 +48,7 @@ def grouped(failed: Sequence[tuple[str, str]]) -> list[str]:
     return out
 
 
-def failure_lines(runs: Sequence[pb.Run]) -> list[str]:
+def failure_lines(runs: Sequence[Run]) -> list[str]:
     """grouped() for the runs that failed: each by its output's last line, or by its code and
     reason when it printed nothing (or its output cannot be read here)."""
     failed = [r for r in runs if r.state == "failed"]

@@ -11,13 +11,12 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from convoy.client import AsyncClient
 from convoy.errors import UsageError
 from convoy.runjson import iso
 from convoy.sizes import human_bytes
 from convoy.spec import label_from_text, parse_memory
-from convoy.v1 import coordinator_pb2 as pb
 
-from .client import connect
 from .render import table
 
 
@@ -172,9 +171,8 @@ async def _trust(home: Path, path: Path, name: str, expected: str | None) -> int
 
 
 async def _list(home: Path, ns: argparse.Namespace) -> int:
-    channel, stub = await connect(home)
-    async with channel:
-        resp = await stub.Hosts(pb.HostsRequest())
+    async with await AsyncClient.connect(home) as client:
+        hosts = await client.hosts()
     if ns.json:
         print(json.dumps([
             {
@@ -187,7 +185,7 @@ async def _list(home: Path, ns: argparse.Namespace) -> int:
                 "runs": list(h.runs), "reason": h.reason, "labels": dict(h.labels),
                 "accepting": h.accepting, "since": iso(h.since),
             }
-            for h in resp.hosts
+            for h in hosts
         ], indent=2))  # fmt: skip
         return 0
     rows = [
@@ -195,10 +193,10 @@ async def _list(home: Path, ns: argparse.Namespace) -> int:
          f"{h.allocated.cpus:g}/{h.capacity.cpus:g}",
          f"{human_bytes(h.allocated.memory_bytes)}/{human_bytes(h.capacity.memory_bytes)}",
          str(len(h.runs)), ",".join(f"{k}={v}" for k, v in sorted(h.labels.items())) or "-"]
-        for h in resp.hosts
+        for h in hosts
     ]  # fmt: skip
     print(table(["HOST", "STATE", "CPUS", "MEMORY", "RUNS", "LABELS"], rows))
-    for h in resp.hosts:
+    for h in hosts:
         if h.reason:
             print(f"{h.name}: {h.reason}")
     return 0

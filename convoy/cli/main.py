@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import logging
 import sys
@@ -28,18 +29,15 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any, TypeVar
 
-import grpc
-
 from convoy import __version__
-from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageError
+from convoy.client import AsyncClient, Run
+from convoy.errors import ConvoyError, CoordinatorUnavailable, UsageError
 from convoy.paths import checked_home, default_home
 from convoy.procs import stop_by_pidfile
 from convoy.runjson import run_fields
 from convoy.states import ACTIVE, RunState
-from convoy.v1 import coordinator_pb2 as pb
 
 from . import hosts
-from .client import connect
 from .render import runs_table
 from .results import FORMATS
 from .safetext import inert
@@ -229,15 +227,14 @@ async def _runs(home: Path, ns: argparse.Namespace) -> int:
         for given in ns.state
         for s in (sorted(a.value for a in ACTIVE) if given == "active" else [given])
     ]
-    req = pb.ListRunsRequest(submission_id=ns.submission, states=states, limit=ns.last,
-                             experiment=ns.experiment, newest=bool(ns.last))  # fmt: skip
     try:
-        channel, stub = await connect(home)
+        client = await AsyncClient.connect(home)
     except CoordinatorUnavailable:  # the history is in its store: read it there
-        runs = _stored_runs(home, req)
+        runs = _stored_runs(home, ns.submission, states, ns.last, ns.experiment)
     else:
-        async with channel:
-            runs = list((await stub.ListRuns(req)).runs)
+        async with client:
+            runs = await client.runs(ns.submission, states=states, experiment=ns.experiment,
+                                     last=ns.last)  # fmt: skip
     if ns.json:
         print(json.dumps([run_fields(r) for r in runs], indent=2))
     else:
@@ -245,28 +242,30 @@ async def _runs(home: Path, ns: argparse.Namespace) -> int:
     return 0
 
 
-def _stored_runs(home: Path, req: pb.ListRunsRequest) -> list[pb.Run]:
+def _stored_runs(
+    home: Path, submission: str, states: list[str], last: int, experiment: str
+) -> list[Run]:
     """ListRuns answered from the coordinator's store, while no coordinator runs (said on
     stderr: what was running when it stopped is shown as it was then)."""
     import sqlite3
 
+    from convoy.client.convert import run_of
     from convoy.coordinator.runs.store import STATE_DB, stored_runs
     from convoy.coordinator.wire import run_to_pb
 
     path = home / STATE_DB
     try:
-        states = [RunState(s) for s in req.states]
+        wanted = [RunState(s) for s in states]
     except ValueError as e:
         raise UsageError(str(e)) from None
     try:
-        runs = stored_runs(path, req.submission_id, states, req.limit, req.experiment,
-                           req.newest)  # fmt: skip
+        runs = stored_runs(path, submission, wanted, last, experiment, bool(last))
     except sqlite3.Error as e:
         raise UsageError(f"no coordinator runs, and its store {path} cannot be read: {e}"
                          ) from None  # fmt: skip
     print(f"convoy: no coordinator runs ({home}); the runs as its store last had them",
           file=sys.stderr)  # fmt: skip
-    return [run_to_pb(r) for r in runs]
+    return [run_of(run_to_pb(r)) for r in runs]
 
 
 async def _results(home: Path, ns: argparse.Namespace) -> int:
@@ -316,27 +315,21 @@ async def _results(home: Path, ns: argparse.Namespace) -> int:
 
 
 async def _why(home: Path, ns: argparse.Namespace) -> int:
-    channel, stub = await connect(home)
-    async with channel:
-        w = await stub.Why(pb.WhyRequest(run_id=ns.run))
+    async with await AsyncClient.connect(home) as client:
+        w = await client.why(ns.run)
     if ns.json:
-        print(json.dumps({
-            "run_id": w.run_id, "key": w.key, "key_parts": dict(sorted(w.key_parts.items())),
-            "reused_from": w.reused_from, "compared": w.compared, "changed": list(w.changed),
-            "changed_files": list(w.changed_files), "forced": w.forced, "text": w.text,
-        }, indent=2))  # fmt: skip
+        print(json.dumps(dataclasses.asdict(w), indent=2))
     else:
         print(inert(w.text) if sys.stdout.isatty() else w.text)
     return 0
 
 
 async def _logs(home: Path, ns: argparse.Namespace) -> int:
-    channel, stub = await connect(home)
     out = sys.stdout.buffer
-    async with channel:
-        req = pb.LogsRequest(run_id=ns.run, offset=ns.offset, follow=ns.follow, attempt=ns.attempt)
+    async with await AsyncClient.connect(home) as client:
         attempt, ended = 0, True  # ended: the output so far ends a line
-        async for chunk in stub.Logs(req):
+        stream = client.logs(ns.run, offset=ns.offset, follow=ns.follow, attempt=ns.attempt)
+        async for chunk in stream:
             if attempt and chunk.attempt != attempt:  # a retry's output follows: say so aside
                 out.write(b"" if ended else b"\n")
                 out.flush()
@@ -352,37 +345,26 @@ async def _logs(home: Path, ns: argparse.Namespace) -> int:
 
 
 async def _cancel(home: Path, ns: argparse.Namespace) -> int:
-    channel, stub = await connect(home)
-    async with channel:
-        resp = await stub.Cancel(pb.CancelRequest(id=ns.id, grace_seconds=ns.grace))
-    if resp.cancelled:
-        shown = " ".join(resp.cancelled[:SHOW_IDS])
-        more = (
-            f" (and {len(resp.cancelled) - SHOW_IDS} more)"
-            if len(resp.cancelled) > SHOW_IDS
-            else ""
-        )
-        print(f"cancelling {len(resp.cancelled)} run(s): {shown}{more}")
+    async with await AsyncClient.connect(home) as client:
+        cancelled = await client.cancel(ns.id, ns.grace)
+    if cancelled:
+        shown = " ".join(cancelled[:SHOW_IDS])
+        more = f" (and {len(cancelled) - SHOW_IDS} more)" if len(cancelled) > SHOW_IDS else ""
+        print(f"cancelling {len(cancelled)} run(s): {shown}{more}")
     else:
         print(f"{ns.id}: nothing to cancel (already finished)")
     return 0
 
 
 async def _rerun(home: Path, ns: argparse.Namespace) -> int:
-    channel, stub = await connect(home)
-    async with channel:
-        try:
-            resp = await stub.Rerun(pb.RerunRequest(submission_id=ns.submission, states=ns.state))
-        except grpc.aio.AioRpcError as e:
-            if e.code() in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND):
-                raise UsageError(e.details() or "cannot rerun") from None
-            raise
+    async with await AsyncClient.connect(home) as client:
+        resp = await client.rerun(ns.submission, ns.state)
     print(f"submitted {resp.submission_id}: {' '.join(r.id for r in resp.runs)}")
     return 0
 
 
 def _up(home: Path, ns: argparse.Namespace) -> int:
-    from .client import start_detached
+    from convoy.client.local import start_detached
 
     if ns.detach:
         try:
@@ -429,8 +411,8 @@ def _up_args(ns: argparse.Namespace) -> list[str]:
 
 
 async def _probe(home: Path) -> None:
-    channel, _ = await connect(home, timeout=1.0)
-    await channel.close(None)
+    client = await AsyncClient.connect(home, timeout=1.0)
+    await client.close()
 
 
 async def _unfinished(home: Path, cancel: bool, grace: float) -> list[str] | None:
@@ -438,14 +420,14 @@ async def _unfinished(home: Path, cancel: bool, grace: float) -> list[str] | Non
     is cancelled first, and those still unfinished after grace + 15 s are returned; the SSH
     hosts' agents are then stopped (each unless a run is still in flight there)."""
     try:
-        channel, stub = await connect(home)
+        client = await AsyncClient.connect(home)
     except CoordinatorUnavailable:
         return None
-    async with channel:
+    async with client:
         unended = [s.value for s in RunState if not s.terminal]
 
-        async def left(among: set[str] | None = None) -> list[pb.Run]:
-            runs = (await stub.ListRuns(pb.ListRunsRequest(states=unended))).runs
+        async def left(among: set[str] | None = None) -> list[Run]:
+            runs = await client.runs(states=unended)
             return [r for r in runs if among is None or r.id in among]
 
         runs = await left()
@@ -453,13 +435,13 @@ async def _unfinished(home: Path, cancel: bool, grace: float) -> list[str] | Non
             return [r.id for r in runs]
         if runs:
             for submission in sorted({r.submission_id for r in runs}):
-                await stub.Cancel(pb.CancelRequest(id=submission, grace_seconds=grace))
+                await client.cancel(submission, grace)
             ids = {r.id for r in runs}
             deadline = time.monotonic() + grace + 15
             while (runs := await left(ids)) and time.monotonic() < deadline:
                 await asyncio.sleep(0.2)
             print(f"cancelled {len(ids) - len(runs)} unfinished run(s)")
-        for host in (await stub.StopAgents(pb.StopAgentsRequest())).hosts:
+        for host in await client.stop_agents():
             print(f"{host.host}: {host.said}")
         return [r.id for r in runs]
 
@@ -488,16 +470,8 @@ def _down(home: Path, ns: argparse.Namespace) -> int:
 
 
 def _run_async(coro: Coroutine[Any, Any, _T]) -> _T:
-    try:
-        return asyncio.run(coro)
-    except grpc.aio.AioRpcError as e:
-        if e.code() == grpc.StatusCode.NOT_FOUND:
-            raise NotFound(e.details() or "not found") from None
-        if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
-            raise UsageError(e.details() or "invalid request") from None
-        if e.code() == grpc.StatusCode.UNAVAILABLE:
-            raise CoordinatorUnavailable(f"the coordinator went away: {e.details()}") from None
-        raise ConvoyError(f"{e.code().name}: {e.details()}") from None
+    """Run a command's coroutine (the client turns failed calls into convoy's errors)."""
+    return asyncio.run(coro)
 
 
 COORDINATOR_STOP_S = 60.0  # how long `convoy down` waits for the coordinator, then kills it

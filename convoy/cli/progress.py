@@ -14,8 +14,8 @@ import os
 from dataclasses import dataclass, field
 from typing import TextIO
 
+from convoy.client import Run
 from convoy.states import RunState
-from convoy.v1 import coordinator_pb2 as pb
 
 from .render import human_duration
 
@@ -43,7 +43,7 @@ class RunsProgress:
     first_start: float = 0.0  # when the first of its runs to run started (0: none yet)
     _tenths: dict[str, int] = field(default_factory=dict)  # run -> the tenth last said
 
-    def seen(self, run: pb.Run) -> list[str]:
+    def seen(self, run: Run) -> list[str]:
         """Take in a run as an event has it; the plain lines it calls for (a running run's
         percent in another tenth than the last one said)."""
         if run.reused_from:
@@ -57,7 +57,7 @@ class RunsProgress:
             self.percent.pop(run.id, None)
             return []
         self.running.setdefault(run.id, None)
-        if not run.has_progress:
+        if run.progress is None:
             return []
         self.percent[run.id] = run.progress
         tenth = int(run.progress // 10)

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
-from convoy.runjson import duration_s
+from convoy.client import Run
 from convoy.spec import param_text
-from convoy.v1 import coordinator_pb2 as pb
 
 
 def human_duration(seconds: float | None) -> str:
@@ -23,9 +21,8 @@ def human_duration(seconds: float | None) -> str:
     return f"{h}h{m:02d}m"
 
 
-def params_text(run: pb.Run) -> str:
-    params = json.loads(run.params_json or "{}")
-    return " ".join(f"{k}={param_text(v)}" for k, v in params.items())
+def params_text(run: Run) -> str:
+    return " ".join(f"{k}={param_text(v)}" for k, v in run.params.items())
 
 
 def state_counts(states: Iterable[str]) -> str:
@@ -43,20 +40,20 @@ def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
-def percent_text(run: pb.Run) -> str:
+def percent_text(run: Run) -> str:
     """ "45%": a running run's progress ("-" when it shows none)."""
-    return f"{run.progress:.0f}%" if run.has_progress else "-"
+    return "-" if run.progress is None else f"{run.progress:.0f}%"
 
 
-def runs_table(runs: Sequence[pb.Run]) -> str:
+def runs_table(runs: Sequence[Run]) -> str:
     """The runs, one a row; a PROGRESS column when one of them shows a percent, and WAITING FOR
     (last, as it is long) when one of them is queued with a reason."""
-    progress = any(r.has_progress for r in runs)
+    progress = any(r.progress is not None for r in runs)
     waiting = any(r.waiting_for for r in runs)
     rows = [
         [
-            r.id, r.state, str(r.exit_code) if r.has_exit_code else "-", r.host or "-",
-            human_duration(duration_s(r)), *([percent_text(r)] if progress else []),
+            r.id, r.state, "-" if r.exit_code is None else str(r.exit_code), r.host or "-",
+            human_duration(r.duration_s), *([percent_text(r)] if progress else []),
             params_text(r), *([r.waiting_for or "-"] if waiting else []),
         ]
         for r in runs

@@ -13,18 +13,16 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from convoy.client import AsyncClient
 from convoy.errors import CoordinatorUnavailable, UsageError
 from convoy.metrics import declared_in
-from convoy.resultrows import Results, Row, gather, metric_text, row_of
-from convoy.runjson import duration_s, run_fields
+from convoy.resultrows import Results, metric_text, row_of
+from convoy.runjson import run_fields
 from convoy.spec import param_text
-from convoy.v1 import coordinator_pb2 as pb
 
-from .client import connect
 from .render import human_duration, table
 from .safetext import inert
 
-PARAM_COLUMN, METRIC_COLUMN = "param.", "metric."  # a column's prefix: never one of convoy's
 FORMATS = ("table", "csv", "json", "parquet")
 SHOWN_NOTES = 8  # why metrics are missing: lines printed under a table
 SHOWN_RUNS = 3  # run ids named in one such line
@@ -33,16 +31,15 @@ REVISION_SHOWN = 12  # characters of a revision in a table
 
 async def fetch(home: Path, experiment: str, latest: bool, where: Sequence[str]) -> Results:
     """The table from the coordinator, or from its store while none runs (said on stderr)."""
-    req = pb.ResultsRequest(experiment=experiment, latest=latest, where=list(where))
     try:
-        channel, stub = await connect(home)
+        client = await AsyncClient.connect(home)
     except CoordinatorUnavailable:
-        return _stored(home, req)
-    async with channel:
-        return await gather(experiment, stub.Results(req))
+        return _stored(home, experiment, latest, where)
+    async with client:
+        return await client.results(experiment, latest=latest, where=where)
 
 
-def _stored(home: Path, req: pb.ResultsRequest) -> Results:
+def _stored(home: Path, experiment: str, latest: bool, where: Sequence[str]) -> Results:
     """The Results RPC answered here, from the coordinator's store and the results folders."""
     import sqlite3
 
@@ -53,38 +50,20 @@ def _stored(home: Path, req: pb.ResultsRequest) -> Results:
     path = home / STATE_DB
     try:
         subs = stored_submissions(path)
-        runs = stored_runs(path, experiment=req.experiment)
+        runs = stored_runs(path, experiment=experiment)
     except sqlite3.Error as e:
         raise UsageError(f"no coordinator runs, and its store {path} cannot be read: {e}"
                          ) from None  # fmt: skip
     print(f"convoy: no coordinator runs ({home}); the runs as its store last had them",
           file=sys.stderr)  # fmt: skip
     declared = {s.id: declared_in(s.spec_yaml, s.spec_path) for s in subs
-                if s.experiment == req.experiment}  # fmt: skip
-    chosen = select(req.experiment, runs, subs, declared.__getitem__, req.latest, req.where)
+                if s.experiment == experiment}  # fmt: skip
+    chosen = select(experiment, runs, subs, declared.__getitem__, latest, list(where))
     got = [row_of(result_row_to_pb(r)) for r in rows(chosen, chosen.runs)]
-    return Results(req.experiment, chosen.params, chosen.metrics, got)
+    return Results(experiment, chosen.params, chosen.metrics, got)
 
 
 # ---- formats -----------------------------------------------------------------------------------
-
-
-def columns(res: Results) -> list[str]:
-    return ["run", "submission", "index", *(PARAM_COLUMN + p for p in res.params),
-            *(METRIC_COLUMN + m for m in res.metrics), "state", "code", "exit_code", "reason",
-            "duration_s", "host", "revision", "reused_from"]  # fmt: skip
-
-
-def _cells(res: Results, row: Row) -> list[Any]:
-    """A row's values, in columns' order: parameters and metrics as they are (None: none)."""
-    r = row.run
-    d = duration_s(r)
-    return [
-        r.id, r.submission_id, r.index, *(row.params.get(p) for p in res.params),
-        *(row.metrics.get(m) for m in res.metrics), r.state, r.code or None,
-        r.exit_code if r.has_exit_code else None, r.reason, d, r.host or None, r.revision,
-        r.reused_from or None,
-    ]  # fmt: skip
 
 
 def csv_text(res: Results) -> str:
@@ -92,9 +71,9 @@ def csv_text(res: Results) -> str:
     exit_code, reason, duration_s, host, revision, reused_from. A missing value is empty."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
-    w.writerow(columns(res))
+    w.writerow(res.columns())
     for row in res.rows:
-        w.writerow(["" if v is None else param_text(v) for v in _cells(res, row)])
+        w.writerow(["" if v is None else param_text(v) for v in res.cells(row)])
     return buf.getvalue()
 
 
@@ -114,7 +93,7 @@ def table_text(res: Results, safe: bool) -> str:
     rows = [
         [row.run.id, *(param_text(row.params[p]) if p in row.params else "-" for p in res.params),
          *(shown(metric_text(row.metrics.get(m), short=True)) for m in res.metrics),
-         row.run.state, human_duration(duration_s(row.run)), row.run.host or "-",
+         row.run.state, human_duration(row.run.duration_s), row.run.host or "-",
          row.run.revision[:REVISION_SHOWN], shown(row.run.reason)]
         for row in res.rows
     ]  # fmt: skip
@@ -146,8 +125,8 @@ def write_parquet(res: Results, path: Path) -> None:
         import pyarrow.parquet as pq
     except ImportError:
         raise UsageError(_missing("--format parquet", "pyarrow")) from None
-    names = columns(res)
-    cells = [_cells(res, row) for row in res.rows]
+    names = res.columns()
+    cells = [res.cells(row) for row in res.rows]
     arrays = [_arrow_column(pa, [c[i] for c in cells]) for i in range(len(names))]
     pq.write_table(pa.table(dict(zip(names, arrays, strict=True))), str(path))
 

@@ -12,17 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import grpc
-
-from convoy.coordinator.wire import BUILD_REUSED
-from convoy.errors import SpecError, UsageError
-from convoy.runjson import duration_s, missing_results
+from convoy.client import AsyncClient, Run
+from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, SpecError, UsageError
+from convoy.runjson import missing_results
 from convoy.spec import ExperimentSpec, load_spec
 from convoy.states import RunState
-from convoy.v1 import coordinator_pb2 as pb
-from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
-from .client import connect_or_start
 from .failures import failure_lines
 from .progress import RunsProgress, StatusLine
 from .render import human_duration, runs_table, state_counts
@@ -32,9 +27,9 @@ from .subset import chosen
 TERMINAL = {s.value for s in RunState if s.terminal}
 BUILD_OUTPUT_WAIT_S = 30.0  # for builds' output still coming when the last run has ended
 BUILD_FOLLOW_TRIES = 5
-BUILD_RETRY_CODES = frozenset({
-    grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
-})  # fmt: skip
+# A build's output that cannot be followed yet (not begun, or between its host and the
+# results): FAILED_PRECONDITION, NOT_FOUND and UNAVAILABLE, as the client raises them.
+BUILD_RETRY_ERRORS = (UsageError, NotFound, CoordinatorUnavailable)
 STATUS_EVERY_S = 0.25  # how often the status line is redrawn, on a terminal
 
 
@@ -56,7 +51,7 @@ def read_experiment(file: str) -> tuple[Path, str, ExperimentSpec]:
     return path, text, load_spec(text, file)  # raises SpecError with file:line:column
 
 
-def done_before(runs: Sequence[pb.Run]) -> str:
+def done_before(runs: Sequence[Run]) -> str:
     """ "12 already done in queue-3": how many runs reuse an earlier run's result, by the
     submission that made it ("" when none do)."""
     by = Counter(r.reused_from.rsplit(".", 1)[0] for r in runs if r.reused_from)
@@ -150,9 +145,9 @@ def _as_is(text: str) -> str:
     return text
 
 
-async def _follow(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Printer) -> None:
+async def _follow(client: AsyncClient, run_id: str, printer: Printer) -> None:
     attempt = 0
-    async for chunk in stub.Logs(pb.LogsRequest(run_id=run_id, offset=0, follow=True)):
+    async for chunk in client.logs(run_id, follow=True):
         if chunk.attempt != attempt:  # a retry's output: not joined to the last one's last line
             printer.flush(run_id)
             attempt = chunk.attempt
@@ -160,18 +155,18 @@ async def _follow(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Printer) 
     printer.flush(run_id)
 
 
-async def _follow_run(stub: pb_grpc.CoordinatorStub, run_id: str, printer: Printer) -> None:
+async def _follow_run(client: AsyncClient, run_id: str, printer: Printer) -> None:
     """A run's output beside the others'; a stream that breaks (its host went away) is said,
     and the other runs' output and the summary go on."""
     try:
-        await _follow(stub, run_id, printer)
-    except grpc.aio.AioRpcError as e:
+        await _follow(client, run_id, printer)
+    except ConvoyError as e:
         printer.flush(run_id)
-        printer.status(f"convoy: {run_id}: its output stopped: {e.details()} (`convoy logs "
+        printer.status(f"convoy: {run_id}: its output stopped: {e} (`convoy logs "
                        f"{run_id}` shows what there is)")  # fmt: skip
 
 
-async def _follow_build(stub: pb_grpc.CoordinatorStub, entry: str, printer: Printer) -> None:
+async def _follow_build(client: AsyncClient, entry: str, printer: Printer) -> None:
     """A build's output, prefixed with its entry (<submission>.build@<host>). A stream that
     breaks is taken up again where it stopped (BUILD_FOLLOW_TRIES in all: the build's log may
     be between its host and the results then); one that cannot be followed is said (its output
@@ -180,23 +175,23 @@ async def _follow_build(stub: pb_grpc.CoordinatorStub, entry: str, printer: Prin
     offset = 0
     for tries_left in range(BUILD_FOLLOW_TRIES - 1, -1, -1):
         try:
-            call = stub.Logs(pb.LogsRequest(run_id=entry, offset=offset, follow=True))
-            async for chunk in call:
+            stream = client.logs(entry, offset=offset, follow=True)
+            async for chunk in stream:
                 printer.output(entry, chunk.data)
                 offset = chunk.offset + len(chunk.data)
             printer.flush(entry)
-            if any(k == BUILD_REUSED for k, _ in await call.trailing_metadata() or ()):
+            if stream.build_reused:
                 printer.status(
                     f"convoy: {entry}: {host} already had this build (made for "
                     "an earlier submission of these sources): nothing built now"
                 )
             return
-        except grpc.aio.AioRpcError as e:
-            if tries_left and e.code() in BUILD_RETRY_CODES:
+        except ConvoyError as e:
+            if tries_left and isinstance(e, BUILD_RETRY_ERRORS):
                 await asyncio.sleep(0.5)
                 continue
             printer.flush(entry)
-            printer.status(f"convoy: {entry}: its output cannot be followed: {e.details()} (it "
+            printer.status(f"convoy: {entry}: its output cannot be followed: {e} (it "
                            f"is kept in the results as build/{host}.log)")  # fmt: skip
             return
 
@@ -217,20 +212,9 @@ class RunOptions:
 async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
     path, text, spec = read_experiment(file)
     indexes = chosen(spec, opts.indexes, opts.only)  # UsageError before anything starts
-    channel, stub = await connect_or_start(home)
-    async with channel:
-        try:
-            resp = await stub.Submit(
-                pb.SubmitRequest(
-                    spec_path=str(path), spec_yaml=text,
-                    results_dir=str(Path(opts.results).absolute()) if opts.results else "",
-                    priority=opts.priority, indexes=indexes, force=opts.force,
-                )
-            )  # fmt: skip
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
-                raise UsageError(e.details() or "invalid submission") from None
-            raise
+    async with await connect_or_start(home) as client:
+        resp = await client.submit(path, results=opts.results or "", priority=opts.priority,
+                                   indexes=indexes, force=opts.force, text=text)  # fmt: skip
         total = len(resp.runs)
         sub = resp.submission_id
         results_dir = Path(resp.runs[0].results_path).parent if resp.runs else None
@@ -248,7 +232,7 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
         printer.status(f"convoy: submitted {sub}: {said}; results in {results_dir}")
         if opts.detach:
             return 0
-        return await _watch(stub, sub, total, printer, builds=spec.build is not None)
+        return await _watch(client, sub, total, printer, builds=spec.build is not None)
 
 
 async def _draw(line: StatusLine, progress: RunsProgress) -> None:
@@ -260,17 +244,17 @@ async def _draw(line: StatusLine, progress: RunsProgress) -> None:
 
 
 async def _watch(
-    stub: pb_grpc.CoordinatorStub, sub: str, total: int, printer: Printer, builds: bool = False
+    client: AsyncClient, sub: str, total: int, printer: Printer, builds: bool = False
 ) -> int:
     """Follow a submission to its end: each run's output and end, then the summary. `builds`:
     the experiment has a build step, whose output on each host a run is placed on is followed
     (the run may be past `building` when first seen: its events began after it was placed)."""
-    final: dict[str, pb.Run] = {}
+    final: dict[str, Run] = {}
     followers: dict[str, asyncio.Task[None]] = {}
     progress = RunsProgress(sub, total)
     line = printer.status_line()
     drawing = asyncio.ensure_future(_draw(line, progress)) if line is not None else None
-    events = stub.Events(pb.EventsRequest(submission_id=sub, snapshot=True))
+    events = client.events(sub)
     try:
         async for ev in events:
             run = ev.run
@@ -280,7 +264,7 @@ async def _watch(
             build = f"{sub}.build@{run.host}"
             placed = builds and bool(run.host) and run.state != "queued" and not run.reused_from
             if not printer.quiet and (run.state == "building" or placed) and build not in followers:
-                followers[build] = asyncio.ensure_future(_follow_build(stub, build, printer))
+                followers[build] = asyncio.ensure_future(_follow_build(client, build, printer))
             live = run.state == "running" or run.state in TERMINAL
             if run.reused_from and run.id not in final:  # already done: said at submission
                 final[run.id] = run
@@ -288,17 +272,17 @@ async def _watch(
                     break
                 continue
             if not printer.quiet and run.id not in followers and live:
-                followers[run.id] = asyncio.ensure_future(_follow_run(stub, run.id, printer))
+                followers[run.id] = asyncio.ensure_future(_follow_run(client, run.id, printer))
             if run.state == "queued" and ev.previous_state and run.reason.startswith("attempt"):
                 printer.status(f"convoy: {run.id} {run.reason}")
             if run.state in TERMINAL and run.id not in final:
                 final[run.id] = run
                 if run.id in followers:
                     await followers[run.id]
-                code = f" (exit {run.exit_code})" if run.has_exit_code else ""
+                code = "" if run.exit_code is None else f" (exit {run.exit_code})"
                 printer.status(
                     f"convoy: [{len(final)}/{total}] {run.id} {run.state}{code} "
-                    f"in {human_duration(duration_s(run))}"
+                    f"in {human_duration(run.duration_s)}"
                     + ("" if run.state == "succeeded" else f": [{run.code}] {run.reason}")
                 )
                 missed = not_collected(run.id, run.results_path)
@@ -314,7 +298,7 @@ async def _watch(
     except asyncio.CancelledError:
         raise
     finally:
-        events.cancel()
+        await events.aclose()
         for t in followers.values():
             if not t.done():
                 t.cancel()
@@ -331,6 +315,15 @@ async def _watch(
         + (f"; results in {Path(runs[0].results_path).parent}" if runs else "")
     )
     return 0 if all(r.state == "succeeded" for r in runs) else 1
+
+
+async def connect_or_start(home: Path) -> AsyncClient:
+    """A client of home's coordinator, started in the background (and said) when none answers."""
+    client = await AsyncClient.connect(home, start=True)
+    if client.started is not None:
+        print(f"convoy: started a coordinator (pid {client.started}; log "
+              f"{home / 'coordinator.log'})", file=sys.stderr)  # fmt: skip
+    return client
 
 
 __all__ = ["RunOptions", "SpecError", "read_spec", "run_experiment"]

@@ -6,28 +6,26 @@ import asyncio
 import sys
 from pathlib import Path
 
+from convoy.client import AsyncClient, Submitted
 from convoy.states import TERMINAL
-from convoy.v1 import coordinator_pb2 as pb
-from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 from convoy.watching import Callbacks, WatchSession
 
-from .client import connect_or_start
 from .render import state_counts
-from .run import Printer, _follow_run, done_before, not_collected, read_spec
+from .run import Printer, _follow_run, connect_or_start, done_before, not_collected, read_spec
 
 
 class WatchPrinter:
     """Streams the current submission's runs; a rerun replaces the stream."""
 
-    def __init__(self, stub: pb_grpc.CoordinatorStub, quiet: bool) -> None:
-        self.stub = stub
+    def __init__(self, client: AsyncClient, quiet: bool) -> None:
+        self.client = client
         self.printer = Printer(sys.stdout, quiet)
         self.stream: asyncio.Task[None] | None = None
 
     def say(self, text: str) -> None:
         self.printer.status(f"watch: {text}")
 
-    async def submitted(self, resp: pb.SubmitResponse, changed: list[str]) -> None:
+    async def submitted(self, resp: Submitted, changed: list[str]) -> None:
         what = f"; changed: {', '.join(changed[:8])}" + (" ..." if len(changed) > 8 else "")
         done = done_before(resp.runs)
         to_run = sum(1 for r in resp.runs if not r.reused_from)
@@ -44,7 +42,7 @@ class WatchPrinter:
         followers: dict[str, asyncio.Task[None]] = {}
         final: dict[str, str] = {}
         missed: list[str | None] = []  # said after the runs' output
-        events = self.stub.Events(pb.EventsRequest(submission_id=sub, snapshot=True))
+        events = self.client.events(sub)
         try:
             async for ev in events:
                 run = ev.run
@@ -53,7 +51,7 @@ class WatchPrinter:
                     live = False
                 if not self.printer.quiet and live and run.id not in followers:
                     followers[run.id] = asyncio.ensure_future(
-                        _follow_run(self.stub, run.id, self.printer)
+                        _follow_run(self.client, run.id, self.printer)
                     )
                 if run.state in TERMINAL and run.id not in final:
                     final[run.id] = run.state
@@ -65,7 +63,7 @@ class WatchPrinter:
                 self.printer.status(line)
             self.say(f"{sub}: {state_counts(final.values())}; watching for changes (Ctrl-C stops)")
         finally:
-            events.cancel()
+            await events.aclose()
             for t in followers.values():
                 t.cancel()
 
@@ -85,11 +83,10 @@ async def watch_experiment(
     home: Path, file: str, results: str | None, quiet: bool, debounce: float | None
 ) -> int:
     path, _text = read_spec(file)  # a bad file is exit status 2 before anything starts
-    channel, stub = await connect_or_start(home)
-    async with channel:
-        out = WatchPrinter(stub, quiet)
+    async with await connect_or_start(home) as client:
+        out = WatchPrinter(client, quiet)
         session = WatchSession(
-            stub, path, str(Path(results).absolute()) if results else "", home,
+            client, path, str(Path(results).absolute()) if results else "", home,
             Callbacks(submitted=out.submitted, unchanged=out.unchanged,
                       superseded=out.superseded, smoke_failed=out.say, error=out.error),
             debounce_s=debounce,

@@ -21,6 +21,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, Any
 
 from convoy.agent.workspace import filter_outputs, may_hold_outputs
+from convoy.client.convert import run_of
 from convoy.coordinator.runs.records import RunRecord
 from convoy.coordinator.wire import run_to_pb
 from convoy.errors import ConvoyError
@@ -68,7 +69,7 @@ def run_json(
     that never started leaves the earlier attempt's), what of the run's results did not
     come back, and why (`not_collected`: path, folder/ or declared output -> why), and the
     metrics its experiment file declares (convoy.metrics)."""
-    fields = run_fields(run_to_pb(run))
+    fields = run_fields(run_of(run_to_pb(run)))
     if files is None:
         return fields
     return {**fields, "files": files, "output_attempt": output_attempt,

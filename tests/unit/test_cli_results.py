@@ -17,12 +17,14 @@ import pytest
 from convoy import points
 from convoy.cli import plot
 from convoy.cli.main import main
-from convoy.cli.results import Results, Row, csv_text, json_text, missing_notes, table_text
+from convoy.cli.results import csv_text, json_text, missing_notes, table_text
+from convoy.client.convert import run_of
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.store import STATE_DB, Store
 from convoy.coordinator.wire import run_to_pb
 from convoy.errors import ConvoyError, UsageError
 from convoy.metrics import Value
+from convoy.resultrows import Results, Row
 from convoy.states import Reason, RunState
 from tests.unit.test_results_table import run
 
@@ -42,7 +44,7 @@ def result(tmp_path: Path, index: int, rho: float, rep: int, wait: Value | None,
             started_at=100.0, ended_at=101.5, exit_code=0, code=Reason.EXIT_CODE,
             reason="exited with code 0", **changes)  # fmt: skip
     missing = {} if wait is not None else {"wait": "s.json: no such file in the run's results"}
-    return Row(run_to_pb(r), dict(r.params), {"wait": wait, "util": "high"}, missing)
+    return Row(run_of(run_to_pb(r)), dict(r.params), {"wait": wait, "util": "high"}, missing)
 
 
 def table(tmp_path: Path) -> Results:

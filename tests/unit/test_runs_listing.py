@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from convoy.cli.render import runs_table
+from convoy.client import Run
+from convoy.client.convert import run_of
 from convoy.runjson import run_fields
 from convoy.v1 import coordinator_pb2 as pb
 
 
-def runs() -> list[pb.Run]:
+def runs() -> list[Run]:
     return [
-        pb.Run(id="e-1.0", state="running", host="local", params_json='{"i": 0}',
+        _run(id="e-1.0", state="running", host="local", params_json='{"i": 0}',
                progress=45.4, has_progress=True),
-        pb.Run(id="e-1.1", state="queued", params_json='{"i": 1}',
+        _run(id="e-1.1", state="queued", params_json='{"i": 1}',
                waiting_for="needs 2 cpus; local has 0 cpus free"),
-        pb.Run(id="e-1.2", state="succeeded", params_json='{"i": 2}', has_exit_code=True),
+        _run(id="e-1.2", state="succeeded", params_json='{"i": 2}', has_exit_code=True),
     ]  # fmt: skip
 
 
@@ -36,3 +40,8 @@ def test_runs_json_has_progress_and_waiting_for_while_a_run_goes_on() -> None:
     assert (queued["progress"], queued["waiting_for"]) == (
         None, "needs 2 cpus; local has 0 cpus free")  # fmt: skip
     assert (ended["progress"], ended["waiting_for"]) == (None, None)
+
+
+def _run(**fields: Any) -> Run:
+    """A run as the client makes it of the coordinator's Run message."""
+    return run_of(pb.Run(**fields))

@@ -13,8 +13,8 @@ from collections.abc import AsyncIterator
 from textual.pilot import Pilot
 from textual.widgets import DataTable, Static
 
+from convoy.client import AsyncClient
 from convoy.tui.app import ConvoyApp
-from convoy.tui.client import ApiClient
 from convoy.tui.results_screen import ResultsScreen
 from convoy.tui.runs_screen import RunsScreen
 from convoy.v1 import coordinator_pb2 as pb
@@ -274,7 +274,7 @@ def test_results_screen_at_80x24() -> None:
 
 
 def test_the_client_asks_for_the_experiment_and_gathers_every_chunk() -> None:
-    """ApiClient.results (which the fake replaces): the request says the experiment and
+    """AsyncClient.results (which the fake replaces): the request says the experiment and
     `latest`; the columns come from the first chunk, the rows from all, in order."""
     asked: list[pb.ResultsRequest] = []
 
@@ -289,7 +289,7 @@ def test_the_client_asks_for_the_experiment_and_gathers_every_chunk() -> None:
 
             return chunks()
 
-    client = ApiClient(HOME)
+    client = AsyncClient(HOME)
     client._stub = Stub()  # type: ignore[assignment]
     got = asyncio.run(client.results("sweep", latest=False))
     assert [(r.experiment, r.latest) for r in asked] == [("sweep", False)]

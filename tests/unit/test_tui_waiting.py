@@ -34,7 +34,7 @@ def test_the_highlighted_queued_run_says_what_it_waits_for_now() -> None:
             await until(pilot, lambda: table.row_count == 2)
             await until(pilot, lambda: "local has 1 cpus free" in str(why.render()))
             # It changes at the coordinator, with no event: the screen asks again.
-            client.runs["e-1.0"] = queued(0, "needs 2 cpus; local is unreachable")
+            client.known_runs["e-1.0"] = queued(0, "needs 2 cpus; local is unreachable")
             await until(pilot, lambda: "local is unreachable" in str(why.render()))
 
     asyncio.run(scenario())

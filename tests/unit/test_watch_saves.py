@@ -5,61 +5,58 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from convoy.cli import watch
-from convoy.v1 import coordinator_pb2 as pb
+from convoy.client import Run, RunEvent, Submitted
 
 SAVES = 40
 QUICK_S = 1.0  # each save comes within this long of the rerun before it
 RERUN_TIMEOUT_S = 10.0
 
 
-class Snapshot:
-    """A submission's runs, each already succeeded (what a snapshot of a quick run shows)."""
-
-    def __init__(self, runs: list[pb.Run]) -> None:
-        self.runs = runs
-
-    async def __aiter__(self) -> AsyncIterator[pb.RunEvent]:
-        for run in self.runs:
-            done = pb.Run(id=run.id, state="succeeded", results_path=run.results_path)
-            yield pb.RunEvent(run=done, snapshot=True)
-
-    def cancel(self) -> None:
-        pass
-
-
 class Coordinator:
-    """Answers Submit with a new revision each time (every save changes model.py)."""
+    """An AsyncClient stand-in: answers submit with a new revision each time (every save
+    changes model.py); each submission's run has succeeded by its first event."""
 
     def __init__(self, results: Path) -> None:
         self.results = results
         self.submitted_at: list[float] = []
-        self.runs: dict[str, list[pb.Run]] = {}
+        self.runs: dict[str, list[Run]] = {}
 
-    async def Submit(self, req: pb.SubmitRequest) -> pb.SubmitResponse:
+    async def submit(self, experiment: Any, *_: Any, unless_revision: str = "",
+                     **__: Any) -> Submitted:  # fmt: skip
         n = len(self.submitted_at) + 1
         self.submitted_at.append(time.monotonic())
         sub = f"quick-{n}"
-        self.runs[sub] = [pb.Run(id=f"{sub}.00", submission_id=sub, state="queued",
-                                 results_path=str(self.results / sub))]  # fmt: skip
-        return pb.SubmitResponse(submission_id=sub, revision=f"{n:012d}", runs=self.runs[sub],
-                                 changed=["model.py"] if req.unless_revision else [])  # fmt: skip
+        self.runs[sub] = [
+            Run(
+                id=f"{sub}.00",
+                submission_id=sub,
+                experiment="quick",
+                index=0,
+                params={},
+                state="queued",
+                results_path=str(self.results / sub),
+            )
+        ]
+        return Submitted(submission_id=sub, revision=f"{n:012d}", runs=self.runs[sub],
+                         changed=["model.py"] if unless_revision else [])  # fmt: skip
 
-    async def Cancel(self, req: pb.CancelRequest) -> pb.CancelResponse:
-        return pb.CancelResponse()
+    async def cancel(self, target: str, grace: float = 0.0) -> list[str]:
+        return []
 
-    def Events(self, req: pb.EventsRequest) -> Snapshot:
-        return Snapshot(self.runs[req.submission_id])
+    async def events(self, submission: str = "", snapshot: bool = True
+                     ) -> AsyncGenerator[RunEvent, None]:  # fmt: skip
+        for run in self.runs[submission]:
+            yield RunEvent(replace(run, state="succeeded"), "", True, 0.0)
 
-
-class Channel:
-    async def __aenter__(self) -> Channel:
+    async def __aenter__(self) -> Coordinator:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -89,8 +86,8 @@ def test_forty_quick_saves_each_rerun_and_watching_never_pauses(
     model.write_text("print(0)\n")
     coordinator = Coordinator(tmp_path / "results")
 
-    async def connect(home: Path) -> tuple[Any, Any]:
-        return Channel(), coordinator
+    async def connect(home: Path) -> Coordinator:
+        return coordinator
 
     monkeypatch.setattr(watch, "connect_or_start", connect)
 
