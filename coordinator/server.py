@@ -1,5 +1,6 @@
 """`convoy up`: the coordinator's process. Starts the local agent when none answers, opens the
-store, serves the Coordinator API on a unix socket readable by its user alone.
+store, serves the Coordinator API on a unix socket readable by its user alone and, with
+--listen, over TLS on TCP to holders of a token (convoy/coordinator/auth.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from convoy.buildid import own_build
 from convoy.coordinator.api import CoordinatorService
+from convoy.coordinator.auth import BearerAuth
 from convoy.coordinator.engine import Coordinator, HostSpec
 from convoy.coordinator.hosts.agents import AgentClient, AgentInfo
 from convoy.coordinator.hosts.hostsfile import load_hosts
@@ -26,6 +29,9 @@ from convoy.coordinator.hosts.ssh import SSHHost
 from convoy.coordinator.runs.lifecycle import DEFAULT_GRACE_S
 from convoy.coordinator.runs.store import STATE_DB, Store
 from convoy.coordinator.sources.retention import collect_quietly
+from convoy.coordinator.tls import Identity, bind_address, parse_listen
+from convoy.coordinator.tls import identity as tls_identity
+from convoy.coordinator.tokens import TokenBook, read_tokens
 from convoy.errors import ConvoyError, UsageError
 from convoy.objstream import store_socket_beside
 from convoy.paths import checked_home, coordinator_socket, open_state, write_state
@@ -121,18 +127,27 @@ def remote_hosts(home: Path, hosts_file: Path | None) -> tuple[list[HostSpec], l
 async def serve(
     home: Path, cpus: float | None = None, memory: str | None = None,
     ready: asyncio.Event | None = None, hosts_file: Path | None = None, local: bool = True,
-    grace_s: float | None = None,
+    grace_s: float | None = None, listen: str | None = None, cert: Path | None = None,
+    key: Path | None = None,
 ) -> None:  # fmt: skip
     """Run the coordinator until SIGINT/SIGTERM (or cancellation). `grace_s`: how long a host
-    may stop answering before its runs are given up (default DEFAULT_GRACE_S)."""
+    may stop answering before its runs are given up (default DEFAULT_GRACE_S). `listen`:
+    HOST:PORT to serve TLS on too, with `cert` and `key` (default: made in CONVOY_HOME/tls)."""
     checked_home(home)
+    tcp = None
+    if listen is not None:  # bad options are said before anything starts
+        host, port = parse_listen(listen)
+        tcp = Listener(host, port, tls_identity(home, host, cert, key))
+    elif cert is not None or key is not None:
+        raise UsageError("--cert and --key are for --listen HOST:PORT")
     # Worker threads (store reads, run folders, runs.csv) hold the interpreter lock in turn
     # with the event loop; after each blocking call the loop waits up to this long to get it
     # back (the default 5 ms, paid per sqlite commit and socket write, stalls it for seconds
     # in a bulk cancel).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     with _only_coordinator(home):
-        await _serve(home, cpus, memory, ready, hosts_file, local, grace_s or DEFAULT_GRACE_S)
+        await _serve(home, cpus, memory, ready, hosts_file, local, grace_s or DEFAULT_GRACE_S,
+                     tcp)  # fmt: skip
 
 
 @contextlib.contextmanager
@@ -147,9 +162,36 @@ def _only_coordinator(home: Path) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class Listener:
+    host: str
+    port: int
+    identity: Identity
+
+
+async def _serve_tls(home: Path, servicer: CoordinatorService, tcp: Listener) -> grpc.aio.Server:
+    """The same API on TCP, over TLS (never plaintext), to token holders only."""
+    server = grpc.aio.server(interceptors=[BearerAuth(TokenBook(home))])
+    add_checked(pb_grpc.add_CoordinatorServicer_to_server, servicer, server)
+    creds = grpc.ssl_server_credentials([(tcp.identity.key_pem, tcp.identity.cert_pem)])
+    address = bind_address(tcp.host, tcp.port)
+    try:
+        port = server.add_secure_port(address, creds)
+    except RuntimeError as e:
+        raise UsageError(f"--listen {address}: cannot listen there ({e})") from None
+    await server.start()
+    ident = tcp.identity
+    log.info("coordinator listening on %s over TLS; certificate %s%s, SHA256:%s",
+             bind_address(tcp.host, port), ident.cert_path, " (made now)" if ident.made else "",
+             ident.fingerprint)  # fmt: skip
+    if not read_tokens(home):
+        log.warning("no tokens yet, so TCP refuses every call: `convoy token create NAME`")
+    return server
+
+
 async def _serve(
     home: Path, cpus: float | None, memory: str | None, ready: asyncio.Event | None,
-    hosts_file: Path | None, local: bool, grace_s: float,
+    hosts_file: Path | None, local: bool, grace_s: float, tcp: Listener | None,
 ) -> None:  # fmt: skip
     hosts, sessions = remote_hosts(home, hosts_file)
     if local:
@@ -167,8 +209,12 @@ async def _serve(
     await asyncio.to_thread(collect_quietly, home, store)
     coordinator = Coordinator(home, store, hosts, grace_s=grace_s)
     await coordinator.start()
+    servicer = CoordinatorService(coordinator)
     server = grpc.aio.server()
-    add_checked(pb_grpc.add_CoordinatorServicer_to_server, CoordinatorService(coordinator), server)
+    add_checked(pb_grpc.add_CoordinatorServicer_to_server, servicer, server)
+    # TCP first: once the socket exists (what `convoy up --detach` waits for), so does the
+    # certificate whose fingerprint it prints.
+    tls_server = None if tcp is None else await _serve_tls(home, servicer, tcp)
     sock = coordinator_socket(home)
     if sock.exists():
         sock.unlink()
@@ -191,6 +237,8 @@ async def _serve(
         await stop.wait()
     finally:
         log.info("coordinator stopping; runs keep running on their hosts")
+        if tls_server is not None:
+            await tls_server.stop(grace=1)
         await server.stop(grace=1)
         await coordinator.close()
         for ssh in sessions:
