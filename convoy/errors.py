@@ -45,6 +45,14 @@ class CoordinatorUnavailable(ConvoyError):
     """No coordinator answers on the socket."""
 
 
+class Unauthenticated(ConvoyError):
+    """The coordinator (over TCP) refused the call's token: none, unknown, or revoked."""
+
+
+class UntrustedCoordinator(ConvoyError):
+    """A coordinator's TLS certificate is not the one pinned for it: nothing was sent."""
+
+
 class HostUnavailable(ConvoyError):
     def __init__(self, host: str, message: str) -> None:
         super().__init__(f"host {host}: {message}")
