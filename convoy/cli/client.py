@@ -1,4 +1,5 @@
-"""Reaching the coordinator: its socket under CONVOY_HOME, started on demand for `convoy run`."""
+"""Reaching the coordinator: its socket under CONVOY_HOME, started on demand for `convoy run`;
+or, with --coordinator / CONVOY_COORDINATOR, one elsewhere (convoy/client/channel.py)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,20 @@ from pathlib import Path
 
 import grpc
 
+from convoy.client.channel import open_channel, resolve_target, resolve_token
 from convoy.errors import CoordinatorUnavailable
 from convoy.paths import checked_home, coordinator_socket, open_state
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 
 async def connect(
-    home: Path, timeout: float = 2.0
+    home: Path, timeout: float = 2.0, target: str | None = None
 ) -> tuple[grpc.aio.Channel, pb_grpc.CoordinatorStub]:
+    """A channel to the coordinator at `target` (default: $CONVOY_COORDINATOR; "" or unset:
+    this CONVOY_HOME's socket)."""
+    if where := resolve_target(target):
+        channel, _ = await open_channel(where, home, resolve_token(), timeout=max(timeout, 5.0))
+        return channel, pb_grpc.CoordinatorStub(channel)
     sock = coordinator_socket(home)
     if not sock.exists():
         raise CoordinatorUnavailable(
@@ -60,6 +67,8 @@ def start_detached(home: Path, up_args: list[str] | None = None, wait_s: float =
 
 
 async def connect_or_start(home: Path) -> tuple[grpc.aio.Channel, pb_grpc.CoordinatorStub]:
+    if resolve_target(None):  # a coordinator elsewhere: not ours to start
+        return await connect(home)
     try:
         return await connect(home)
     except CoordinatorUnavailable:

@@ -12,6 +12,7 @@
   convoy tui                 the terminal UI: live runs, logs and allocations
   convoy hosts [--json]      list hosts with capacity and allocations
   convoy hosts add|remove|trust NAME   edit the hosts file; record a host's SSH key
+  convoy token create|revoke|list      tokens for `convoy up --listen` (TLS over TCP)
 
 State lives in $CONVOY_HOME (default: $XDG_STATE_HOME/convoy, i.e. ~/.local/state/convoy).
 """
@@ -22,6 +23,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -31,14 +33,15 @@ from typing import Any, TypeVar
 import grpc
 
 from convoy import __version__
-from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, UsageError
+from convoy.client.channel import resolve_target
+from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, Unauthenticated, UsageError
 from convoy.paths import checked_home, default_home
 from convoy.procs import stop_by_pidfile
 from convoy.runjson import run_fields
 from convoy.states import ACTIVE, RunState
 from convoy.v1 import coordinator_pb2 as pb
 
-from . import hosts
+from . import hosts, tokens
 from .client import connect
 from .render import runs_table
 from .results import FORMATS
@@ -66,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"convoy {__version__}")
     p.add_argument("--home", type=Path, help="state folder (default: $CONVOY_HOME or XDG state)")
+    p.add_argument("--coordinator", metavar="TARGET",
+                   help="the coordinator to call: grpcs://HOST:PORT (one started with --listen; "
+                   "the token is $CONVOY_TOKEN) or unix:PATH (default: $CONVOY_COORDINATOR, "
+                   "else this machine's)")  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     r = sub.add_parser("run", help="submit an experiment and follow it to the end",
@@ -109,6 +116,14 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--host-grace", type=_seconds, metavar="SECONDS", default=None,
                    help="how long a host may stop answering before its runs are given up and "
                    "retried elsewhere (default 60)")  # fmt: skip
+    u.add_argument("--listen", metavar="HOST:PORT",
+                   help="also serve the API over TLS on this TCP address (e.g. 0.0.0.0:7443) "
+                   "to holders of a token (`convoy token create`); never plaintext")  # fmt: skip
+    u.add_argument("--cert", type=Path, metavar="FILE",
+                   help="with --listen: the certificate (PEM) to serve (default: a "
+                   "self-signed one made once, in $CONVOY_HOME/tls)")  # fmt: skip
+    u.add_argument("--key", type=Path, metavar="FILE",
+                   help="with --listen and --cert: its private key (PEM)")  # fmt: skip
 
     d = sub.add_parser("down", help="stop the background coordinator and local agent",
                        description="Stop the coordinator and the local agent of this "
@@ -220,6 +235,7 @@ def _parser() -> argparse.ArgumentParser:
                    "`convoy up`, or any `convoy run`).")  # fmt: skip
 
     hosts.add_parser(sub)
+    tokens.add_parser(sub)
     return p
 
 
@@ -234,6 +250,8 @@ async def _runs(home: Path, ns: argparse.Namespace) -> int:
     try:
         channel, stub = await connect(home)
     except CoordinatorUnavailable:  # the history is in its store: read it there
+        if resolve_target(None):  # not this machine's store: say the coordinator is away
+            raise
         runs = _stored_runs(home, req)
     else:
         async with channel:
@@ -393,13 +411,20 @@ def _up(home: Path, ns: argparse.Namespace) -> int:
             pass
         pid = start_detached(home, _up_args(ns))
         print(f"coordinator started (pid {pid}); log: {home / 'coordinator.log'}")
+        if ns.listen is not None:
+            from convoy.certs import fingerprint
+
+            cert = ns.cert or home / "tls" / "cert.pem"
+            print(f"listening on {ns.listen} over TLS; certificate SHA256:"
+                  f"{fingerprint(cert.read_bytes())}")  # fmt: skip
         return 0
     from convoy.coordinator.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # a line per channel otherwise
     asyncio.run(serve(home, ns.cpus, ns.memory, hosts_file=ns.hosts, local=ns.local,
-                      grace_s=ns.host_grace))  # fmt: skip
+                      grace_s=ns.host_grace, listen=ns.listen, cert=ns.cert,
+                      key=ns.key))  # fmt: skip
     return 0
 
 
@@ -425,11 +450,16 @@ def _up_args(ns: argparse.Namespace) -> list[str]:
         args.append("--no-local")
     if ns.host_grace is not None:
         args += ["--host-grace", str(ns.host_grace)]
+    if ns.listen is not None:
+        args += ["--listen", ns.listen]
+    for opt, path in (("--cert", ns.cert), ("--key", ns.key)):
+        if path is not None:
+            args += [opt, str(path.absolute())]
     return args
 
 
 async def _probe(home: Path) -> None:
-    channel, _ = await connect(home, timeout=1.0)
+    channel, _ = await connect(home, timeout=1.0, target="")  # this machine's, whatever
     await channel.close(None)
 
 
@@ -438,7 +468,7 @@ async def _unfinished(home: Path, cancel: bool, grace: float) -> list[str] | Non
     is cancelled first, and those still unfinished after grace + 15 s are returned; the SSH
     hosts' agents are then stopped (each unless a run is still in flight there)."""
     try:
-        channel, stub = await connect(home)
+        channel, stub = await connect(home, target="")  # this machine's: it is what stops
     except CoordinatorUnavailable:
         return None
     async with channel:
@@ -495,6 +525,8 @@ def _run_async(coro: Coroutine[Any, Any, _T]) -> _T:
             raise NotFound(e.details() or "not found") from None
         if e.code() == grpc.StatusCode.INVALID_ARGUMENT:
             raise UsageError(e.details() or "invalid request") from None
+        if e.code() == grpc.StatusCode.UNAUTHENTICATED:
+            raise Unauthenticated(f"the coordinator refused the call: {e.details()}") from None
         if e.code() == grpc.StatusCode.UNAVAILABLE:
             raise CoordinatorUnavailable(f"the coordinator went away: {e.details()}") from None
         raise ConvoyError(f"{e.code().name}: {e.details()}") from None
@@ -507,6 +539,10 @@ SHOW_IDS = 20  # run ids named in a one-line report; a sweep's hundred thousand 
 def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     home = (ns.home or default_home()).absolute()
+    if ns.coordinator is not None:
+        # The one place every command's connect() reads it from, as from the environment
+        # (ours only: it goes to the processes we start, which connect the same way).
+        os.environ["CONVOY_COORDINATOR"] = ns.coordinator
     try:
         checked_home(home, create=False)  # made by what writes there (`up`, a coordinator)
         if ns.command == "run":
@@ -521,6 +557,8 @@ def main(argv: list[str] | None = None) -> int:
             return _down(home, ns)
         if ns.command == "hosts":
             return hosts.main(home, ns, _run_async)
+        if ns.command == "token":
+            return tokens.main(home, ns)
         if ns.command == "watch":
             from .watch import watch_experiment
 
