@@ -134,11 +134,7 @@ async def serve(
     may stop answering before its runs are given up (default DEFAULT_GRACE_S). `listen`:
     HOST:PORT to serve TLS on too, with `cert` and `key` (default: made in CONVOY_HOME/tls)."""
     checked_home(home)
-    tcp = None
-    if listen is not None:  # bad options are said before anything starts
-        host, port = parse_listen(listen)
-        tcp = Listener(host, port, tls_identity(home, host, cert, key))
-    elif cert is not None or key is not None:
+    if listen is None and (cert is not None or key is not None):
         raise UsageError("--cert and --key are for --listen HOST:PORT")
     # Worker threads (store reads, run folders, runs.csv) hold the interpreter lock in turn
     # with the event loop; after each blocking call the loop waits up to this long to get it
@@ -146,8 +142,14 @@ async def serve(
     # in a bulk cancel).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     with _only_coordinator(home):
-        await _serve(home, cpus, memory, ready, hosts_file, local, grace_s or DEFAULT_GRACE_S,
-                     tcp)  # fmt: skip
+        # Bound before anything starts: a port in use is said with nothing left behind.
+        tls = None if listen is None else _bind_tls(home, listen, cert, key)
+        try:
+            await _serve(home, cpus, memory, ready, hosts_file, local,
+                         grace_s or DEFAULT_GRACE_S, tls)  # fmt: skip
+        finally:
+            if tls is not None:  # stopped already, unless _serve failed before serving
+                await tls.server.stop(None)
 
 
 @contextlib.contextmanager
@@ -163,35 +165,48 @@ def _only_coordinator(home: Path) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
-class Listener:
-    host: str
-    port: int
+class TLSListener:
+    """The TCP server of --listen, bound and not yet started."""
+
+    server: grpc.aio.Server
+    address: str  # as bound: with the port chosen, when 0 was asked
     identity: Identity
 
 
-async def _serve_tls(home: Path, servicer: CoordinatorService, tcp: Listener) -> grpc.aio.Server:
-    """The same API on TCP, over TLS (never plaintext), to token holders only."""
-    server = grpc.aio.server(interceptors=[BearerAuth(TokenBook(home))])
-    add_checked(pb_grpc.add_CoordinatorServicer_to_server, servicer, server)
-    creds = grpc.ssl_server_credentials([(tcp.identity.key_pem, tcp.identity.cert_pem)])
-    address = bind_address(tcp.host, tcp.port)
+def _bind_tls(home: Path, listen: str, cert: Path | None, key: Path | None) -> TLSListener:
+    """The same API on TCP, over TLS (never plaintext), to token holders only
+    (convoy/coordinator/auth.py says why it is a server of its own)."""
+    host, port = parse_listen(listen)
+    ident = tls_identity(home, host, cert, key)
+    # No SO_REUSEPORT (grpc's default): another process could bind the same port and take
+    # a share of the callers, and their tokens; a port in use is an error instead.
+    server = grpc.aio.server(
+        interceptors=[BearerAuth(TokenBook(home))], options=[("grpc.so_reuseport", 0)]
+    )
+    creds = grpc.ssl_server_credentials([(ident.key_pem, ident.cert_pem)])
     try:
-        port = server.add_secure_port(address, creds)
-    except RuntimeError as e:
-        raise UsageError(f"--listen {address}: cannot listen there ({e})") from None
-    await server.start()
-    ident = tcp.identity
-    log.info("coordinator listening on %s over TLS; certificate %s%s, SHA256:%s",
-             bind_address(tcp.host, port), ident.cert_path, " (made now)" if ident.made else "",
-             ident.fingerprint)  # fmt: skip
+        bound = server.add_secure_port(bind_address(host, port), creds)
+    except RuntimeError:
+        raise UsageError(
+            f"--listen {listen}: cannot listen there (the port is in use, or the host is not "
+            "an address of this machine)"
+        ) from None
+    return TLSListener(server, bind_address(host, bound), ident)
+
+
+async def _start_tls(home: Path, servicer: CoordinatorService, tls: TLSListener) -> None:
+    add_checked(pb_grpc.add_CoordinatorServicer_to_server, servicer, tls.server)
+    await tls.server.start()
+    ident = tls.identity
+    log.info("coordinator listening on %s over TLS; certificate %s%s, SHA256:%s", tls.address,
+             ident.cert_path, " (made now)" if ident.made else "", ident.fingerprint)  # fmt: skip
     if not read_tokens(home):
         log.warning("no tokens yet, so TCP refuses every call: `convoy token create NAME`")
-    return server
 
 
 async def _serve(
     home: Path, cpus: float | None, memory: str | None, ready: asyncio.Event | None,
-    hosts_file: Path | None, local: bool, grace_s: float, tcp: Listener | None,
+    hosts_file: Path | None, local: bool, grace_s: float, tls: TLSListener | None,
 ) -> None:  # fmt: skip
     hosts, sessions = remote_hosts(home, hosts_file)
     if local:
@@ -212,9 +227,8 @@ async def _serve(
     servicer = CoordinatorService(coordinator)
     server = grpc.aio.server()
     add_checked(pb_grpc.add_CoordinatorServicer_to_server, servicer, server)
-    # TCP first: once the socket exists (what `convoy up --detach` waits for), so does the
-    # certificate whose fingerprint it prints.
-    tls_server = None if tcp is None else await _serve_tls(home, servicer, tcp)
+    if tls is not None:
+        await _start_tls(home, servicer, tls)
     sock = coordinator_socket(home)
     if sock.exists():
         sock.unlink()
@@ -237,8 +251,8 @@ async def _serve(
         await stop.wait()
     finally:
         log.info("coordinator stopping; runs keep running on their hosts")
-        if tls_server is not None:
-            await tls_server.stop(grace=1)
+        if tls is not None:
+            await tls.server.stop(grace=1)
         await server.stop(grace=1)
         await coordinator.close()
         for ssh in sessions:

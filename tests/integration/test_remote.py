@@ -270,3 +270,21 @@ def test_the_cli_calls_a_remote_coordinator_with_the_token_from_the_environment(
     assert "Traceback" not in out.stderr
     out = remote.convoy("--coordinator", "grpc://127.0.0.1:1", "runs")
     assert out.returncode == 2 and "plaintext is refused" in out.stderr
+
+
+def test_a_port_in_use_or_a_cert_without_listen_is_a_usage_error_with_nothing_started(
+    remote: Remote, tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    try:
+        for args, said in (
+            (["--listen", f"127.0.0.1:{remote.port}"], "cannot listen there"),
+            (["--cert", str(tmp_path / "c.pem")], "are for --listen"),
+            (["--listen", "nohostport"], "expected HOST:PORT"),
+        ):
+            out = remote.convoy("up", *args, CONVOY_HOME=str(home))
+            assert out.returncode == 2, out.stderr
+            assert said in out.stderr and "Traceback" not in out.stderr
+        assert not (home / "agent").exists()  # refused before the local agent was started
+    finally:
+        assert not _kill_all_of(home)
