@@ -218,6 +218,11 @@ async def open_channel(
         await asyncio.wait_for(channel.channel_ready(), timeout)
     except (TimeoutError, grpc.aio.AioRpcError):
         await channel.close(None)
-        hint = "" if where.remote else "; start one with `convoy up`"
+        hint = (
+            " (it took a TLS connection but not gRPC over it: is it a coordinator started with "
+            "--listen, and its --cert self-signed?)"
+            if where.remote
+            else "; start one with `convoy up`"
+        )
         raise CoordinatorUnavailable(f"the coordinator does not answer on {where}{hint}") from None
     return channel, str(where)

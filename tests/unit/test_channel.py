@@ -115,3 +115,31 @@ def test_the_name_checked_is_one_the_pinned_certificate_has(served: list[bytes])
     )
     assert not [o for o, _ in tls_options(TARGET, served[0]) if "override" in o]
     assert ("grpc.max_receive_message_length", 64 * 1024 * 1024) in tls_options(TARGET, served[0])
+
+
+def test_a_port_without_tls_or_without_anyone_is_said_plainly(tmp_path: Path) -> None:
+    import asyncio
+    import socket
+
+    import grpc
+
+    from convoy.client.channel import open_channel
+    from convoy.errors import CoordinatorUnavailable
+
+    async def main() -> None:
+        plain = grpc.aio.server()
+        port = plain.add_insecure_port("127.0.0.1:0")
+        await plain.start()
+        try:
+            with pytest.raises(CoordinatorUnavailable, match="does not speak TLS"):
+                await open_channel(f"grpcs://127.0.0.1:{port}", tmp_path, "convoy_t")
+        finally:
+            await plain.stop(None)
+        with socket.socket() as s:  # a port no one listens on (bound, not listening)
+            s.bind(("127.0.0.1", 0))
+            closed = s.getsockname()[1]
+            with pytest.raises(CoordinatorUnavailable, match="cannot reach a coordinator"):
+                await open_channel(f"grpcs://127.0.0.1:{closed}", tmp_path, "convoy_t")
+        assert not (tmp_path / "known_coordinators").exists()
+
+    asyncio.run(main())
