@@ -31,6 +31,7 @@ from convoy.paths import open_state
 TOKENS_FILE = "tokens.json"
 PREFIX = "convoy_"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
+_SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -55,9 +56,13 @@ def read_tokens(home: Path) -> list[TokenRecord]:
     except FileNotFoundError:
         return []
     try:
-        return [TokenRecord(t["name"], t["created"], t["sha256"]) for t in json.loads(text)]
+        tokens = [TokenRecord(t["name"], t["created"], t["sha256"]) for t in json.loads(text)]
     except (ValueError, TypeError, KeyError) as e:
         raise UsageError(f"{tokens_path(home)} is not a convoy tokens file: {e}") from None
+    for t in tokens:  # compare_digest takes ASCII text only: anything else is refused here
+        if not isinstance(t.sha256, str) or not _SHA256.fullmatch(t.sha256):
+            raise UsageError(f"{tokens_path(home)}: token {t.name!r} has no valid sha256")
+    return tokens
 
 
 def _write_tokens(home: Path, tokens: list[TokenRecord]) -> None:

@@ -110,7 +110,11 @@ def test_with_no_tokens_everything_is_refused(tmp_path: Path) -> None:
     assert auth.refusal((("authorization", "Bearer convoy_"),)) is not None
 
 
-def test_a_broken_tokens_file_refuses_rather_than_fails(tmp_path: Path) -> None:
-    tokens_path(tmp_path).write_text("{not json")
+@pytest.mark.parametrize(
+    "text",
+    ["{not json", '[{"name": "a"}]', '[{"name": "a", "created": "", "sha256": "\u00e9"}]'],
+)
+def test_a_broken_tokens_file_refuses_rather_than_fails(tmp_path: Path, text: str) -> None:
+    tokens_path(tmp_path).write_text(text)
     auth = BearerAuth(TokenBook(tmp_path))
     assert "cannot read its tokens" in (auth.refusal((("authorization", "Bearer x"),)) or "")
