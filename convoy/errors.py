@@ -45,6 +45,16 @@ class CoordinatorUnavailable(ConvoyError):
     """No coordinator answers on the socket."""
 
 
+class Unauthenticated(ConvoyError):
+    """The coordinator (over TCP) refused the call's token: none, unknown, or revoked."""
+
+    exit_status = 2
+
+
+class UntrustedCoordinator(ConvoyError):
+    """A coordinator's TLS certificate is not the one pinned for it: nothing was sent."""
+
+
 class HostUnavailable(ConvoyError):
     def __init__(self, host: str, message: str) -> None:
         super().__init__(f"host {host}: {message}")
@@ -60,12 +70,6 @@ class DiskFull(RuntimeFailure):
 
     Its own class so that callers can tell a host problem, which frees up by itself once
     results are collected, from a run or image that can never start."""
-
-
-class Unauthenticated(ConvoyError):
-    """The coordinator refused the call: no token, or one it does not know (or revoked)."""
-
-    exit_status = 2
 
 
 class WaitTimedOut(ConvoyError, TimeoutError):

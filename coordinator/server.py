@@ -1,5 +1,6 @@
 """`convoy up`: the coordinator's process. Starts the local agent when none answers, opens the
-store, serves the Coordinator API on a unix socket readable by its user alone.
+store, serves the Coordinator API on a unix socket readable by its user alone and, with
+--listen, over TLS on TCP to holders of a token (convoy/coordinator/auth.py).
 """
 
 from __future__ import annotations
@@ -13,12 +14,14 @@ import signal
 import subprocess
 import sys
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
 
 from convoy.buildid import own_build
 from convoy.coordinator.api import CoordinatorService
+from convoy.coordinator.auth import BearerAuth
 from convoy.coordinator.engine import Coordinator, HostSpec
 from convoy.coordinator.hosts.agents import AgentClient, AgentInfo
 from convoy.coordinator.hosts.hostsfile import load_hosts
@@ -26,6 +29,9 @@ from convoy.coordinator.hosts.ssh import SSHHost
 from convoy.coordinator.runs.lifecycle import DEFAULT_GRACE_S
 from convoy.coordinator.runs.store import STATE_DB, Store
 from convoy.coordinator.sources.retention import collect_quietly
+from convoy.coordinator.tls import Identity, bind_address, parse_listen
+from convoy.coordinator.tls import identity as tls_identity
+from convoy.coordinator.tokens import TokenBook, read_tokens
 from convoy.errors import ConvoyError, UsageError
 from convoy.objstream import store_socket_beside
 from convoy.paths import checked_home, coordinator_socket, open_state, write_state
@@ -121,18 +127,29 @@ def remote_hosts(home: Path, hosts_file: Path | None) -> tuple[list[HostSpec], l
 async def serve(
     home: Path, cpus: float | None = None, memory: str | None = None,
     ready: asyncio.Event | None = None, hosts_file: Path | None = None, local: bool = True,
-    grace_s: float | None = None,
+    grace_s: float | None = None, listen: str | None = None, cert: Path | None = None,
+    key: Path | None = None,
 ) -> None:  # fmt: skip
     """Run the coordinator until SIGINT/SIGTERM (or cancellation). `grace_s`: how long a host
-    may stop answering before its runs are given up (default DEFAULT_GRACE_S)."""
+    may stop answering before its runs are given up (default DEFAULT_GRACE_S). `listen`:
+    HOST:PORT to serve TLS on too, with `cert` and `key` (default: made in CONVOY_HOME/tls)."""
     checked_home(home)
+    if listen is None and (cert is not None or key is not None):
+        raise UsageError("--cert and --key are for --listen HOST:PORT")
     # Worker threads (store reads, run folders, runs.csv) hold the interpreter lock in turn
     # with the event loop; after each blocking call the loop waits up to this long to get it
     # back (the default 5 ms, paid per sqlite commit and socket write, stalls it for seconds
     # in a bulk cancel).
     sys.setswitchinterval(SWITCH_INTERVAL_S)
     with _only_coordinator(home):
-        await _serve(home, cpus, memory, ready, hosts_file, local, grace_s or DEFAULT_GRACE_S)
+        # Bound before anything starts: a port in use is said with nothing left behind.
+        tls = None if listen is None else _bind_tls(home, listen, cert, key)
+        try:
+            await _serve(home, cpus, memory, ready, hosts_file, local,
+                         grace_s or DEFAULT_GRACE_S, tls)  # fmt: skip
+        finally:
+            if tls is not None:  # stopped already, unless _serve failed before serving
+                await tls.server.stop(None)
 
 
 @contextlib.contextmanager
@@ -147,9 +164,49 @@ def _only_coordinator(home: Path) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class TLSListener:
+    """The TCP server of --listen, bound and not yet started."""
+
+    server: grpc.aio.Server
+    address: str  # as bound: with the port chosen, when 0 was asked
+    identity: Identity
+
+
+def _bind_tls(home: Path, listen: str, cert: Path | None, key: Path | None) -> TLSListener:
+    """The same API on TCP, over TLS (never plaintext), to token holders only
+    (convoy/coordinator/auth.py says why it is a server of its own)."""
+    host, port = parse_listen(listen)
+    ident = tls_identity(home, host, cert, key)
+    # No SO_REUSEPORT (grpc's default): another process could bind the same port and take
+    # a share of the callers, and their tokens; a port in use is an error instead.
+    server = grpc.aio.server(
+        interceptors=[BearerAuth(TokenBook(home))], options=[("grpc.so_reuseport", 0)]
+    )
+    creds = grpc.ssl_server_credentials([(ident.key_pem, ident.cert_pem)])
+    try:
+        bound = server.add_secure_port(bind_address(host, port), creds)
+    except RuntimeError:
+        raise UsageError(
+            f"--listen {listen}: cannot listen there (the port is in use, or the host is not "
+            "an address of this machine)"
+        ) from None
+    return TLSListener(server, bind_address(host, bound), ident)
+
+
+async def _start_tls(home: Path, servicer: CoordinatorService, tls: TLSListener) -> None:
+    add_checked(pb_grpc.add_CoordinatorServicer_to_server, servicer, tls.server)
+    await tls.server.start()
+    ident = tls.identity
+    log.info("coordinator listening on %s over TLS; certificate %s%s, SHA256:%s", tls.address,
+             ident.cert_path, " (made now)" if ident.made else "", ident.fingerprint)  # fmt: skip
+    if not read_tokens(home):
+        log.warning("no tokens yet, so TCP refuses every call: `convoy token create NAME`")
+
+
 async def _serve(
     home: Path, cpus: float | None, memory: str | None, ready: asyncio.Event | None,
-    hosts_file: Path | None, local: bool, grace_s: float,
+    hosts_file: Path | None, local: bool, grace_s: float, tls: TLSListener | None,
 ) -> None:  # fmt: skip
     hosts, sessions = remote_hosts(home, hosts_file)
     if local:
@@ -167,8 +224,11 @@ async def _serve(
     await asyncio.to_thread(collect_quietly, home, store)
     coordinator = Coordinator(home, store, hosts, grace_s=grace_s)
     await coordinator.start()
+    servicer = CoordinatorService(coordinator)
     server = grpc.aio.server()
-    add_checked(pb_grpc.add_CoordinatorServicer_to_server, CoordinatorService(coordinator), server)
+    add_checked(pb_grpc.add_CoordinatorServicer_to_server, servicer, server)
+    if tls is not None:
+        await _start_tls(home, servicer, tls)
     sock = coordinator_socket(home)
     if sock.exists():
         sock.unlink()
@@ -191,6 +251,8 @@ async def _serve(
         await stop.wait()
     finally:
         log.info("coordinator stopping; runs keep running on their hosts")
+        if tls is not None:
+            await tls.server.stop(grace=1)
         await server.stop(grace=1)
         await coordinator.close()
         for ssh in sessions:

@@ -113,8 +113,7 @@ class FakeClient(AsyncClient):
 
     # -- what AsyncClient offers ---------------------------------------------------------------
 
-    @property
-    def stub(self) -> pb_grpc.CoordinatorStub:
+    async def _open(self, timeout: float = 5.0) -> pb_grpc.CoordinatorStub:
         raise AssertionError("FakeClient never connects to a coordinator")
 
     async def close(self) -> None:

@@ -12,6 +12,7 @@
   convoy tui                 the terminal UI: live runs, logs and allocations
   convoy hosts [--json]      list hosts with capacity and allocations
   convoy hosts add|remove|trust NAME   edit the hosts file; record a host's SSH key
+  convoy token create|revoke|list      tokens for `convoy up --listen` (TLS over TCP)
 
 State lives in $CONVOY_HOME (default: $XDG_STATE_HOME/convoy, i.e. ~/.local/state/convoy).
 """
@@ -23,6 +24,7 @@ import asyncio
 import dataclasses
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -31,13 +33,14 @@ from typing import Any, TypeVar
 
 from convoy import __version__
 from convoy.client import AsyncClient, Run
+from convoy.client.channel import resolve_target
 from convoy.errors import ConvoyError, CoordinatorUnavailable, UsageError
 from convoy.paths import checked_home, default_home
 from convoy.procs import stop_by_pidfile
 from convoy.runjson import run_fields
 from convoy.states import ACTIVE, RunState
 
-from . import hosts
+from . import hosts, tokens
 from .render import runs_table
 from .results import FORMATS
 from .safetext import inert
@@ -64,6 +67,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--version", action="version", version=f"convoy {__version__}")
     p.add_argument("--home", type=Path, help="state folder (default: $CONVOY_HOME or XDG state)")
+    p.add_argument("--coordinator", metavar="TARGET",
+                   help="the coordinator to call: grpcs://HOST:PORT (one started with --listen; "
+                   "the token is $CONVOY_TOKEN) or unix:PATH (default: $CONVOY_COORDINATOR, "
+                   "else this machine's)")  # fmt: skip
     sub = p.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     r = sub.add_parser("run", help="submit an experiment and follow it to the end",
@@ -107,6 +114,14 @@ def _parser() -> argparse.ArgumentParser:
     u.add_argument("--host-grace", type=_seconds, metavar="SECONDS", default=None,
                    help="how long a host may stop answering before its runs are given up and "
                    "retried elsewhere (default 60)")  # fmt: skip
+    u.add_argument("--listen", metavar="HOST:PORT",
+                   help="also serve the API over TLS on this TCP address (e.g. 0.0.0.0:7443) "
+                   "to holders of a token (`convoy token create`); never plaintext")  # fmt: skip
+    u.add_argument("--cert", type=Path, metavar="FILE",
+                   help="with --listen: the certificate (PEM) to serve (default: a "
+                   "self-signed one made once, in $CONVOY_HOME/tls)")  # fmt: skip
+    u.add_argument("--key", type=Path, metavar="FILE",
+                   help="with --listen and --cert: its private key (PEM)")  # fmt: skip
 
     d = sub.add_parser("down", help="stop the background coordinator and local agent",
                        description="Stop the coordinator and the local agent of this "
@@ -218,6 +233,7 @@ def _parser() -> argparse.ArgumentParser:
                    "`convoy up`, or any `convoy run`).")  # fmt: skip
 
     hosts.add_parser(sub)
+    tokens.add_parser(sub)
     return p
 
 
@@ -230,6 +246,8 @@ async def _runs(home: Path, ns: argparse.Namespace) -> int:
     try:
         client = await AsyncClient.connect(home)
     except CoordinatorUnavailable:  # the history is in its store: read it there
+        if resolve_target(None):  # not this machine's store: say the coordinator is away
+            raise
         runs = _stored_runs(home, ns.submission, states, ns.last, ns.experiment)
     else:
         async with client:
@@ -375,13 +393,20 @@ def _up(home: Path, ns: argparse.Namespace) -> int:
             pass
         pid = start_detached(home, _up_args(ns))
         print(f"coordinator started (pid {pid}); log: {home / 'coordinator.log'}")
+        if ns.listen is not None:
+            from convoy.certs import fingerprint
+
+            cert = ns.cert or home / "tls" / "cert.pem"
+            print(f"listening on {ns.listen} over TLS; certificate SHA256:"
+                  f"{fingerprint(cert.read_bytes())}")  # fmt: skip
         return 0
     from convoy.coordinator.server import serve
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # a line per channel otherwise
     asyncio.run(serve(home, ns.cpus, ns.memory, hosts_file=ns.hosts, local=ns.local,
-                      grace_s=ns.host_grace))  # fmt: skip
+                      grace_s=ns.host_grace, listen=ns.listen, cert=ns.cert,
+                      key=ns.key))  # fmt: skip
     return 0
 
 
@@ -407,11 +432,16 @@ def _up_args(ns: argparse.Namespace) -> list[str]:
         args.append("--no-local")
     if ns.host_grace is not None:
         args += ["--host-grace", str(ns.host_grace)]
+    if ns.listen is not None:
+        args += ["--listen", ns.listen]
+    for opt, path in (("--cert", ns.cert), ("--key", ns.key)):
+        if path is not None:
+            args += [opt, str(path.absolute())]
     return args
 
 
 async def _probe(home: Path) -> None:
-    client = await AsyncClient.connect(home, timeout=1.0)
+    client = await AsyncClient.connect(home, timeout=1.0, coordinator="")  # this machine's
     await client.close()
 
 
@@ -420,7 +450,7 @@ async def _unfinished(home: Path, cancel: bool, grace: float) -> list[str] | Non
     is cancelled first, and those still unfinished after grace + 15 s are returned; the SSH
     hosts' agents are then stopped (each unless a run is still in flight there)."""
     try:
-        client = await AsyncClient.connect(home)
+        client = await AsyncClient.connect(home, coordinator="")  # this machine's: it stops
     except CoordinatorUnavailable:
         return None
     async with client:
@@ -481,6 +511,10 @@ SHOW_IDS = 20  # run ids named in a one-line report; a sweep's hundred thousand 
 def main(argv: list[str] | None = None) -> int:
     ns = _parser().parse_args(argv)
     home = (ns.home or default_home()).absolute()
+    if ns.coordinator is not None:
+        # The one place every command's connect() reads it from, as from the environment
+        # (ours only: it goes to the processes we start, which connect the same way).
+        os.environ["CONVOY_COORDINATOR"] = ns.coordinator
     try:
         checked_home(home, create=False)  # made by what writes there (`up`, a coordinator)
         if ns.command == "run":
@@ -495,6 +529,8 @@ def main(argv: list[str] | None = None) -> int:
             return _down(home, ns)
         if ns.command == "hosts":
             return hosts.main(home, ns, _run_async)
+        if ns.command == "token":
+            return tokens.main(home, ns)
         if ns.command == "watch":
             from .watch import watch_experiment
 

@@ -39,6 +39,15 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from . import convert
+from .channel import (
+    credentials,
+    parse_target,
+    pinned_certificate,
+    resolve_fingerprint,
+    resolve_target,
+    resolve_token,
+    tls_options,
+)
 from .errors import error_of
 from .types import AgentStopped, Host, LogChunk, Run, RunEvent, Submission, Submitted, Why
 
@@ -50,14 +59,25 @@ _T = TypeVar("_T")
 
 
 class AsyncClient:
-    """A connection to one coordinator. `home`: the state folder of a coordinator on this
-    machine (default $CONVOY_HOME), reached on its unix socket. Nothing connects until the
-    first call; `connect()` makes and checks one at once."""
+    """A connection to one coordinator: `coordinator` is "" for the one of `home` (the state
+    folder, default $CONVOY_HOME) on its unix socket, `unix:PATH` for another socket, or
+    `grpcs://HOST:PORT` for one started with `convoy up --listen` elsewhere (default:
+    $CONVOY_COORDINATOR, else ""). Over TCP, `token` (default $CONVOY_TOKEN) is sent with each
+    call, and the coordinator's certificate is pinned on first contact (or checked against
+    `fingerprint`, default $CONVOY_COORDINATOR_FINGERPRINT): see convoy/client/channel.py.
+    Nothing connects until the first call; `connect()` makes and checks one at once."""
 
-    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
+    def __init__(
+        self, home: str | os.PathLike[str] | None = None, *, coordinator: str | None = None,
+        token: str | None = None, fingerprint: str | None = None,
+    ) -> None:  # fmt: skip
         self.home = Path(home).absolute() if home is not None else default_home()
-        self.socket = coordinator_socket(self.home)
-        self.where = str(self.socket)  # the coordinator's address, for messages
+        self.target = parse_target(resolve_target(coordinator), self.home)
+        self.remote = self.target.remote
+        self.socket = self.target.socket or coordinator_socket(self.home)
+        self.where = str(self.target) if self.remote else str(self.socket)  # for messages
+        self._token = token if token is not None else resolve_token()
+        self._fingerprint = fingerprint
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.CoordinatorStub | None = None
 
@@ -65,16 +85,18 @@ class AsyncClient:
 
     @classmethod
     async def connect(
-        cls, home: str | os.PathLike[str] | None = None, timeout: float = 2.0, start: bool = False
-    ) -> AsyncClient:
+        cls, home: str | os.PathLike[str] | None = None, timeout: float = 2.0,
+        start: bool = False, *, coordinator: str | None = None, token: str | None = None,
+        fingerprint: str | None = None,
+    ) -> AsyncClient:  # fmt: skip
         """A client whose coordinator answered within `timeout`; else CoordinatorUnavailable.
-        `start`: start a coordinator for `home` in the background when none answers (as
-        `convoy run` does), logging to home/coordinator.log."""
-        client = cls(home)
+        `start`: start a coordinator for `home` in the background when none answers on its
+        socket (as `convoy run` does), logging to home/coordinator.log; never one elsewhere."""
+        client = cls(home, coordinator=coordinator, token=token, fingerprint=fingerprint)
         try:
             await client.ready(timeout)
         except CoordinatorUnavailable:
-            if not start:
+            if not start or client.remote:
                 await client.close()
                 raise
             from .local import start_detached
@@ -88,33 +110,45 @@ class AsyncClient:
 
     async def ready(self, timeout: float = 2.0) -> None:
         """Wait until the coordinator answers; CoordinatorUnavailable after `timeout`."""
-        if not self.socket.exists():
+        if not self.remote and not self.socket.exists():
             raise CoordinatorUnavailable(
                 f"no coordinator is running (no socket at {self.socket}); start one with "
                 "`convoy up`"
             )
-        self._open()
+        await self._open(max(timeout, 5.0))
         assert self._channel is not None
         try:
             await asyncio.wait_for(self._channel.channel_ready(), timeout)
         except (TimeoutError, grpc.aio.AioRpcError):
             await self.close()
-            raise CoordinatorUnavailable(
-                f"the coordinator does not answer on {self.where}; start one with `convoy up`"
-            ) from None
+            hint = "; start one with `convoy up`"
+            if self.remote:
+                hint = (" (it took a TLS connection but not gRPC over it: is it a coordinator "
+                        "started with --listen?)")  # fmt: skip
+            raise CoordinatorUnavailable(f"the coordinator does not answer on {self.where}"
+                                         f"{hint}") from None  # fmt: skip
 
-    def _open(self) -> pb_grpc.CoordinatorStub:
+    async def _open(self, timeout: float = 5.0) -> pb_grpc.CoordinatorStub:
+        """The stub, its channel made on first use: over TCP, after the certificate is
+        checked against its pin (a network round trip, in a worker thread)."""
         if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(
-                f"unix:{self.socket}", options=[("grpc.max_receive_message_length", MAX_MESSAGE)]
-            )
+            options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
+            if self.remote:
+                expected = resolve_fingerprint(self._fingerprint)
+                pem = await asyncio.to_thread(pinned_certificate, self.target, self.home,
+                                              expected, timeout)  # fmt: skip
+                self._channel = grpc.aio.secure_channel(
+                    self.target.hostport, credentials(pem, self._token),
+                    options=tls_options(self.target, pem),
+                )  # fmt: skip
+            else:
+                self._channel = grpc.aio.insecure_channel(f"unix:{self.socket}", options=options)
             self._stub = pb_grpc.CoordinatorStub(self._channel)
         return self._stub
 
-    @property
-    def stub(self) -> pb_grpc.CoordinatorStub:
-        """The generated stub, for what this class does not cover yet."""
-        return self._open()
+    async def stub(self) -> pb_grpc.CoordinatorStub:
+        """The generated stub, for what this class does not cover (yet)."""
+        return await self._open()
 
     async def close(self) -> None:
         """Close the connection; a later call opens another (after the coordinator came back,
@@ -133,9 +167,9 @@ class AsyncClient:
 
     async def _call(self, call: Callable[[pb_grpc.CoordinatorStub], Awaitable[_T]]) -> _T:
         try:
-            return await call(self.stub)
+            return await call(await self._open())
         except grpc.aio.AioRpcError as e:
-            raise error_of(e, self.where) from None
+            raise error_of(e, self.where, self.remote) from None
 
     # -- submitting --------------------------------------------------------------------------
 
@@ -227,9 +261,10 @@ class AsyncClient:
         each parameter assignment; `where`: NAME=VALUE filters."""
         req = pb.ResultsRequest(experiment=experiment, latest=latest, where=list(where))
         try:
-            return await gather(experiment, self.stub.Results(req, timeout=LONG_S))
+            stub = await self._open()
+            return await gather(experiment, stub.Results(req, timeout=LONG_S))
         except grpc.aio.AioRpcError as e:
-            raise error_of(e, self.where) from None
+            raise error_of(e, self.where, self.remote) from None
 
     async def stop_agents(self) -> list[AgentStopped]:
         """Stop the agents of the hosts reached by SSH (each unless a run is in flight
@@ -245,12 +280,13 @@ class AsyncClient:
     ) -> AsyncGenerator[RunEvent, None]:
         """Every state change of the runs (of one submission), as it happens; with `snapshot`,
         first each run's current state. It lasts until the caller stops reading."""
-        call = self.stub.Events(pb.EventsRequest(submission_id=submission, snapshot=snapshot))
+        req = pb.EventsRequest(submission_id=submission, snapshot=snapshot)
+        call = (await self._open()).Events(req)
         try:
             async for ev in call:
                 yield convert.event_of(ev)
         except grpc.aio.AioRpcError as e:
-            raise error_of(e, self.where) from None
+            raise error_of(e, self.where, self.remote) from None
         finally:
             call.cancel()
 
@@ -299,14 +335,15 @@ class LogStream:
         self.build_reused = False
 
     async def __aiter__(self) -> AsyncIterator[LogChunk]:
-        call = self._client.stub.Logs(self._req)
+        client = self._client
+        call = (await client._open()).Logs(self._req)
         try:
             async for chunk in call:
                 yield convert.chunk_of(chunk)
             trailer = await call.trailing_metadata() or ()
             self.build_reused = any(k == BUILD_REUSED for k, _ in trailer)
         except grpc.aio.AioRpcError as e:
-            raise error_of(e, self._client.where) from None
+            raise error_of(e, client.where, client.remote) from None
         finally:
             call.cancel()
 

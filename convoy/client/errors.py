@@ -14,21 +14,24 @@ _REFUSED = frozenset({
 })  # fmt: skip
 
 
-def error_of(e: grpc.aio.AioRpcError, where: str) -> ConvoyError:
-    """The error for a call to the coordinator at `where` that failed with `e`."""
+def error_of(e: grpc.aio.AioRpcError, where: str, remote: bool = False) -> ConvoyError:
+    """The error for a call to the coordinator at `where` (over TCP: `remote`) that failed
+    with `e`."""
     code, details = e.code(), e.details() or ""
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(details or "not found")
     if code in _REFUSED:
         return UsageError(details or code.name.lower().replace("_", " "))
     if code == grpc.StatusCode.UNAVAILABLE:
-        if where.startswith("/"):  # its socket: gRPC's details add nothing a user can act on
+        if not remote:  # its socket: gRPC's details add nothing a user can act on
             return CoordinatorUnavailable(f"the coordinator is not running (no answer on "
                                           f"{where}); start it with `convoy up` or `convoy run "
                                           "FILE`")  # fmt: skip
         return CoordinatorUnavailable(f"the coordinator at {where} does not answer: {details}")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return Unauthenticated(f"the coordinator at {where} refused the call: {details}")
+        return Unauthenticated(f"the coordinator at {where} refused the call: {details} (a "
+                               "token from `convoy token create NAME` there goes in "
+                               "CONVOY_TOKEN)")  # fmt: skip
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ConvoyError(f"the coordinator at {where} did not answer in time ({details})")
     return ConvoyError(f"{code.name}: {details}" if details else code.name)

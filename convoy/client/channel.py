@@ -1,0 +1,228 @@
+"""A gRPC channel to a coordinator: its unix socket on this machine, or TLS over TCP.
+
+Targets: "" (or None) is the socket under CONVOY_HOME, `unix:PATH` another socket,
+`grpcs://HOST:PORT` a coordinator started with `convoy up --listen`. Plaintext TCP is refused
+on both sides: a token sent in the clear is a token given away.
+
+Trust is pinned, as ssh pins host keys. The first contact with HOST:PORT records its
+certificate's SHA-256 fingerprint in CONVOY_HOME/known_coordinators (unless the user gave the
+fingerprint up front: CONVOY_COORDINATOR_FINGERPRINT, as `convoy up --listen` logs it); every
+later contact compares and refuses a changed certificate. The channel then trusts exactly that
+certificate as its only root, so a self-signed one verifies and nothing else does: the
+certificate fetched to compare is only a candidate, and grpc's own handshake proves the server
+holds its key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import socket
+import ssl
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+
+from convoy.certs import fingerprint as fingerprint_of
+from convoy.certs import names_in, normal_fingerprint
+from convoy.errors import CoordinatorUnavailable, UntrustedCoordinator, UsageError
+from convoy.paths import checked_home, coordinator_socket, open_state
+
+MAX_RECEIVE = 64 * 1024 * 1024  # as convoy/cli/client.py: a large sweep's listing
+KNOWN_FILE = "known_coordinators"
+_TCP = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/\[\]]+)):(?P<port>\d{1,5})")
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where a coordinator is: a unix socket path, or a TLS host and port."""
+
+    socket: Path | None = None
+    host: str = ""
+    port: int = 0
+
+    @property
+    def remote(self) -> bool:
+        return self.socket is None
+
+    @property
+    def hostport(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    def __str__(self) -> str:
+        return f"unix:{self.socket}" if self.socket is not None else f"grpcs://{self.hostport}"
+
+
+def resolve_target(arg: str | None) -> str:
+    """The target to use: `arg` when given (even ""), else $CONVOY_COORDINATOR, else ""."""
+    return arg if arg is not None else os.environ.get("CONVOY_COORDINATOR", "")
+
+
+def resolve_token() -> str | None:
+    """$CONVOY_TOKEN, or None. Never a command-line option: those show in `ps`."""
+    return os.environ.get("CONVOY_TOKEN") or None
+
+
+def resolve_fingerprint(arg: str | None = None) -> str | None:
+    """`arg`, else $CONVOY_COORDINATOR_FINGERPRINT, in normal spelling; None for neither."""
+    given = arg if arg is not None else os.environ.get("CONVOY_COORDINATOR_FINGERPRINT")
+    return normal_fingerprint(given) if given else None
+
+
+def parse_target(text: str | None, home: Path) -> Target:
+    """A target as written (see the module docstring); a UsageError for anything else."""
+    if not text:
+        return Target(socket=coordinator_socket(home))
+    if text.startswith("unix:"):
+        path = text[len("unix:") :].removeprefix("//")
+        if not path:
+            raise UsageError(f"coordinator {text!r}: unix: needs a socket path")
+        return Target(socket=Path(path).expanduser())
+    scheme, sep, rest = text.partition("://")
+    if not sep:
+        scheme, rest = "", text
+    if scheme in ("grpc", "http", "") and _TCP.fullmatch(rest.rstrip("/")):
+        raise UsageError(
+            f"coordinator {text!r}: plaintext is refused; use grpcs://{rest.rstrip('/')}"
+        )
+    m = _TCP.fullmatch(rest.rstrip("/"))
+    if scheme != "grpcs" or m is None or not 0 < int(m["port"]) < 65536:
+        raise UsageError(
+            f"coordinator {text!r}: expected grpcs://HOST:PORT, unix:PATH, or nothing (this "
+            "machine's coordinator)"
+        )
+    return Target(host=(m["v6"] or m["host"]).lower(), port=int(m["port"]))
+
+
+def fetch_certificate(host: str, port: int, timeout: float = 5.0) -> bytes:
+    """The certificate HOST:PORT presents (PEM), not verified: pinning is what trusts it."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])  # as grpc speaks: a grpc server may want it
+    try:
+        with (
+            socket.create_connection((host, port), timeout=timeout) as raw,
+            ctx.wrap_socket(raw, server_hostname=host) as tls,
+        ):
+            der = tls.getpeercert(binary_form=True)
+    except ssl.SSLError as e:
+        raise CoordinatorUnavailable(
+            f"{host}:{port} does not speak TLS as a coordinator with --listen does ({e.reason})"
+        ) from None
+    except OSError as e:
+        raise CoordinatorUnavailable(f"cannot reach a coordinator at {host}:{port}: {e}") from None
+    if not der:
+        raise CoordinatorUnavailable(f"{host}:{port} presented no certificate")
+    return ssl.DER_cert_to_PEM_cert(der).encode()
+
+
+def known_path(home: Path) -> Path:
+    return home / KNOWN_FILE
+
+
+def known_fingerprint(home: Path, hostport: str) -> str | None:
+    """The fingerprint recorded for HOST:PORT, or None."""
+    try:
+        lines = known_path(home).read_text().splitlines()
+    except FileNotFoundError:
+        return None
+    for line in lines:
+        words = line.split()
+        if len(words) >= 2 and not line.startswith("#") and words[0] == hostport:
+            return words[1]
+    return None
+
+
+def pinned_certificate(
+    target: Target, home: Path, expected: str | None = None, timeout: float = 5.0
+) -> bytes:
+    """The certificate of `target` (PEM), once it matches `expected` (a fingerprint) or, with
+    none expected, the one known_coordinators records, recording it at first contact."""
+    pem = fetch_certificate(target.host, target.port, timeout)
+    got = fingerprint_of(pem)
+    if expected is not None:
+        if got != expected:
+            raise UntrustedCoordinator(
+                f"coordinator {target.hostport} presented certificate SHA256:{got}, not the "
+                f"expected SHA256:{expected} (CONVOY_COORDINATOR_FINGERPRINT); refusing to "
+                "connect: ask its admin which is right"
+            )
+        return pem
+    known = known_fingerprint(home, target.hostport)
+    if known is None:
+        checked_home(home)
+        with open_state(known_path(home)) as f:
+            f.write(f"{target.hostport} {got}\n".encode())
+        print(f"convoy: trusting coordinator {target.hostport}, certificate SHA256:{got} "
+              f"(first contact; recorded in {known_path(home)})", file=sys.stderr)  # fmt: skip
+    elif known != got:
+        raise UntrustedCoordinator(
+            f"the certificate of coordinator {target.hostport} CHANGED: it was SHA256:{known}, "
+            f"it is now SHA256:{got}. Someone may be in between, or the coordinator made a "
+            "new certificate; refusing to connect. Ask its admin for the fingerprint `convoy "
+            f"up` logs; if it is the new one, delete the line of {target.hostport} in "
+            f"{known_path(home)} and connect again"
+        )
+    return pem
+
+
+def tls_options(target: Target, cert_pem: bytes) -> list[tuple[str, object]]:
+    """Channel options: the message size, and the name grpc checks the certificate for (one
+    the pinned certificate has, when the name connected to is not among them)."""
+    options: list[tuple[str, object]] = [("grpc.max_receive_message_length", MAX_RECEIVE)]
+    names = names_in(cert_pem)
+    if names and target.host not in names:
+        options.append(("grpc.ssl_target_name_override", names[0]))
+    return options
+
+
+def credentials(cert_pem: bytes, token: str | None) -> grpc.ChannelCredentials:
+    """TLS trusting `cert_pem` alone, and the token as `authorization: Bearer` on every call."""
+    tls = grpc.ssl_channel_credentials(root_certificates=cert_pem)
+    if token is None:
+        return tls
+    return grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(token))
+
+
+async def open_channel(
+    target: str | None, home: Path, token: str | None, fingerprint: str | None = None,
+    timeout: float = 5.0,
+) -> tuple[grpc.aio.Channel, str]:  # fmt: skip
+    """A channel to the coordinator at `target` (see parse_target), ready, and the target as
+    said to users. `fingerprint`: the certificate to expect (default:
+    $CONVOY_COORDINATOR_FINGERPRINT, else what known_coordinators has or records).
+    CoordinatorUnavailable when nothing answers in `timeout` s; UntrustedCoordinator when the
+    certificate is not the pinned one. The token is not checked here: the first call is."""
+    where = parse_target(target, home)
+    if not where.remote:
+        assert where.socket is not None
+        if not where.socket.exists():
+            raise CoordinatorUnavailable(
+                f"no coordinator is running (no socket at {where.socket}); start one with "
+                "`convoy up`"
+            )
+        channel = grpc.aio.insecure_channel(
+            f"unix:{where.socket}", options=[("grpc.max_receive_message_length", MAX_RECEIVE)]
+        )
+    else:
+        expected = resolve_fingerprint(fingerprint)
+        pem = await asyncio.to_thread(pinned_certificate, where, home, expected, timeout)
+        channel = grpc.aio.secure_channel(
+            where.hostport, credentials(pem, token), options=tls_options(where, pem)
+        )
+    try:
+        await asyncio.wait_for(channel.channel_ready(), timeout)
+    except (TimeoutError, grpc.aio.AioRpcError):
+        await channel.close(None)
+        hint = (
+            " (it took a TLS connection but not gRPC over it: is it a coordinator started with "
+            "--listen, and its --cert self-signed?)"
+            if where.remote
+            else "; start one with `convoy up`"
+        )
+        raise CoordinatorUnavailable(f"the coordinator does not answer on {where}{hint}") from None
+    return channel, str(where)

@@ -1,0 +1,290 @@
+"""A real `convoy up --listen` (its local agent on the fake runtime, no Docker) called over real
+TLS: a valid token works; no token, a wrong one and one revoked while it runs are refused
+UNAUTHENTICATED for unary, Submit and streaming calls alike, and nothing changes; plaintext to
+the TCP port gets nowhere; a certificate other than the pinned one is refused."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import grpc
+import pytest
+
+from convoy.client.channel import known_path, open_channel
+from convoy.errors import UntrustedCoordinator
+from convoy.v1 import coordinator_pb2 as pb
+from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+
+from .conftest import _processes_of, write_experiment
+
+RPC_TIMEOUT_S = 30  # a bound on a call that must fail, so that a wrong answer cannot hang
+
+
+@dataclass
+class Remote:
+    home: Path  # the coordinator's
+    client_home: Path  # a client's own: its known_coordinators
+    port: int
+    spec: Path
+
+    @property
+    def target(self) -> str:
+        return f"grpcs://127.0.0.1:{self.port}"
+
+    def convoy(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "convoy.cli.main", *args], env={**_env(self.home), **env},
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    def token(self, name: str) -> str:
+        out = self.convoy("token", "create", name)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()
+
+    async def submissions(self) -> int:
+        """How many submissions the store has, asked on the unix socket (no token)."""
+        channel, _ = await open_channel("", self.home, None)
+        async with channel:
+            stub = pb_grpc.CoordinatorStub(channel)
+            return len((await stub.ListSubmissions(pb.ListSubmissionsRequest())).submissions)
+
+
+def _env(home: Path) -> dict[str, str]:
+    return dict(os.environ, CONVOY_HOME=str(home), CONVOY_AGENT_RUNTIME="fake",
+                DOCKER_HOST=f"unix://{home.parent}/no-docker.sock")  # fmt: skip
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def remote() -> Iterator[Remote]:
+    folder = Path(tempfile.mkdtemp(prefix="cvr-", dir="/tmp"))  # short: unix sockets
+    home = folder / "home"
+    spec = write_experiment(folder / "exp", """
+        name: remote
+        image: any/image:1
+        command: ignored by the fake
+        resources: {cpus: 0.25, memory: 16MiB}
+    """)  # fmt: skip
+    port = _free_port()
+    home.mkdir(mode=0o700)
+    log = open(folder / "up.log", "wb")  # noqa: SIM115 - closed at teardown
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "convoy.cli.main", "up", "--listen", f"127.0.0.1:{port}"],
+        env=_env(home), stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (home / "coordinator.sock").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(f"convoy up did not start: {(folder / 'up.log').read_text()}")
+            time.sleep(0.05)
+        yield Remote(home, folder / "client", port, spec)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+        for pidfile in (home / "coordinator.pid", home / "agent" / "agent.pid"):
+            with contextlib.suppress(OSError, ValueError):
+                os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
+        left = _kill_all_of(home)
+        shutil.rmtree(folder, ignore_errors=True)
+        assert not left, f"processes of {home} could not be stopped: {left}"
+
+
+def _alive(pid: int) -> bool:
+    try:  # the state follows the name in parentheses; a zombie is gone but for its parent
+        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _kill_all_of(home: Path) -> list[int]:
+    """SIGKILL every process of `home` (the agent's fake runs outlive it, as runs do) until
+    none is left; those that would not go. Bounded, so that teardown ends whatever happens."""
+    for _ in range(200):
+        left = [pid for pid in _processes_of(home) if _alive(pid)]
+        if not left:
+            return []
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        time.sleep(0.05)
+    return [pid for pid in _processes_of(home) if _alive(pid)]
+
+
+def _submit(remote: Remote) -> pb.SubmitRequest:
+    return pb.SubmitRequest(spec_path=str(remote.spec), spec_yaml=remote.spec.read_text())
+
+
+async def _refusals(remote: Remote, token: str | None) -> list[grpc.StatusCode]:
+    """The status of a unary call, a Submit and a streaming call with `token`."""
+    channel, _ = await open_channel(remote.target, remote.client_home, token)
+    codes = []
+    async with channel:
+        stub = pb_grpc.CoordinatorStub(channel)
+        calls = [
+            stub.ListSubmissions(pb.ListSubmissionsRequest(), timeout=RPC_TIMEOUT_S),
+            stub.Submit(_submit(remote), timeout=RPC_TIMEOUT_S),
+        ]
+        for call in calls:
+            with pytest.raises(grpc.aio.AioRpcError) as e:
+                await call
+            codes.append(e.value.code())
+        events = stub.Events(pb.EventsRequest(snapshot=True), timeout=RPC_TIMEOUT_S)
+        with pytest.raises(grpc.aio.AioRpcError) as e:
+            async for _ in events:
+                pass
+        codes.append(e.value.code())
+        assert "token" in (e.value.details() or "")
+    return codes
+
+
+REFUSED = [grpc.StatusCode.UNAUTHENTICATED] * 3
+
+
+def test_a_valid_token_calls_the_api_over_tls(remote: Remote) -> None:
+    token = remote.token("alice")  # made while the coordinator runs
+
+    async def main() -> None:
+        before = await remote.submissions()
+        channel, where = await open_channel(remote.target, remote.client_home, token)
+        assert where == remote.target
+        async with channel:
+            stub = pb_grpc.CoordinatorStub(channel)
+            hosts = await stub.Hosts(pb.HostsRequest(), timeout=RPC_TIMEOUT_S)
+            assert [h.name for h in hosts.hosts] == ["local"]
+            await stub.ListSubmissions(pb.ListSubmissionsRequest(), timeout=RPC_TIMEOUT_S)
+            # The very Submit the refused callers send, so that "nothing changed" means it.
+            await stub.Submit(_submit(remote), timeout=RPC_TIMEOUT_S)
+            events = stub.Events(pb.EventsRequest(snapshot=True), timeout=RPC_TIMEOUT_S)
+            first = await events.read()
+            assert isinstance(first, pb.RunEvent)
+            events.cancel()
+        assert await remote.submissions() == before + 1
+
+    asyncio.run(main())
+    assert str(remote.target.removeprefix("grpcs://")) in known_path(remote.client_home).read_text()
+
+
+def test_no_token_and_a_wrong_one_are_refused_and_change_nothing(remote: Remote) -> None:
+    remote.token("someone")  # tokens exist: refusals are not for want of any
+
+    async def main() -> None:
+        before = await remote.submissions()
+        assert await _refusals(remote, None) == REFUSED
+        assert await _refusals(remote, "convoy_" + "A" * 43) == REFUSED
+        assert await remote.submissions() == before
+
+    asyncio.run(main())
+    log = (remote.home.parent / "up.log").read_text()
+    assert "refused /convoy.v1.Coordinator/Submit from ipv4:127.0.0.1" in log
+    assert "convoy_AAAA" not in log  # tokens are never logged
+
+
+def test_a_token_revoked_while_the_coordinator_runs_is_refused(remote: Remote) -> None:
+    token = remote.token("bob")
+
+    async def works() -> None:
+        channel, _ = await open_channel(remote.target, remote.client_home, token)
+        async with channel:
+            stub = pb_grpc.CoordinatorStub(channel)
+            await stub.ListSubmissions(pb.ListSubmissionsRequest(), timeout=RPC_TIMEOUT_S)
+
+    asyncio.run(works())
+    out = remote.convoy("token", "revoke", "bob")
+    assert out.returncode == 0, out.stderr
+
+    async def main() -> None:
+        before = await remote.submissions()
+        assert await _refusals(remote, token) == REFUSED
+        assert await remote.submissions() == before
+
+    asyncio.run(main())
+
+
+def test_plaintext_to_the_tcp_port_gets_nowhere(remote: Remote) -> None:
+    token = remote.token("carol")
+
+    async def main() -> None:
+        before = await remote.submissions()
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{remote.port}") as channel:
+            stub = pb_grpc.CoordinatorStub(channel)
+            meta = (("authorization", f"Bearer {token}"),)
+            for call in (
+                stub.ListSubmissions(pb.ListSubmissionsRequest(), timeout=5, metadata=meta),
+                stub.Submit(_submit(remote), timeout=5, metadata=meta),
+            ):
+                with pytest.raises(grpc.aio.AioRpcError) as e:
+                    await call
+                assert e.value.code() != grpc.StatusCode.OK
+        assert await remote.submissions() == before
+
+    asyncio.run(main())
+
+
+def test_a_certificate_other_than_the_pinned_one_is_refused(remote: Remote, tmp_path: Path) -> None:
+    async def main() -> None:
+        with pytest.raises(UntrustedCoordinator, match="not the expected"):
+            await open_channel(remote.target, tmp_path, "convoy_x", fingerprint="00" * 32)
+        assert not known_path(tmp_path).exists()
+        known_path(tmp_path).write_text(f"127.0.0.1:{remote.port} {'11' * 32}\n")
+        with pytest.raises(UntrustedCoordinator, match="CHANGED"):
+            await open_channel(remote.target, tmp_path, "convoy_x")
+
+    asyncio.run(main())
+
+
+def test_the_cli_calls_a_remote_coordinator_with_the_token_from_the_environment(
+    remote: Remote, tmp_path: Path
+) -> None:
+    token = remote.token("dave")
+    client = dict(CONVOY_HOME=str(tmp_path / "h"), CONVOY_COORDINATOR=remote.target)
+    out = remote.convoy("hosts", CONVOY_TOKEN=token, **client)
+    assert out.returncode == 0, out.stderr
+    assert "local" in out.stdout and "trusting coordinator" in out.stderr
+    out = remote.convoy("runs", **client)  # no token
+    assert out.returncode == 1
+    assert "refused the call" in out.stderr and "CONVOY_TOKEN" in out.stderr
+    assert "Traceback" not in out.stderr
+    out = remote.convoy("--coordinator", "grpc://127.0.0.1:1", "runs")
+    assert out.returncode == 2 and "plaintext is refused" in out.stderr
+
+
+def test_a_port_in_use_or_a_cert_without_listen_is_a_usage_error_with_nothing_started(
+    remote: Remote, tmp_path: Path
+) -> None:
+    home = tmp_path / "h"
+    try:
+        for args, said in (
+            (["--listen", f"127.0.0.1:{remote.port}"], "cannot listen there"),
+            (["--cert", str(tmp_path / "c.pem")], "are for --listen"),
+            (["--listen", "nohostport"], "expected HOST:PORT"),
+        ):
+            out = remote.convoy("up", *args, CONVOY_HOME=str(home))
+            assert out.returncode == 2, out.stderr
+            assert said in out.stderr and "Traceback" not in out.stderr
+        assert not (home / "agent").exists()  # refused before the local agent was started
+    finally:
+        assert not _kill_all_of(home)
