@@ -48,8 +48,6 @@ class CoordinatorUnavailable(ConvoyError):
 class Unauthenticated(ConvoyError):
     """The coordinator (over TCP) refused the call's token: none, unknown, or revoked."""
 
-    exit_status = 2
-
 
 class UntrustedCoordinator(ConvoyError):
     """A coordinator's TLS certificate is not the one pinned for it: nothing was sent."""

@@ -29,9 +29,7 @@ def error_of(e: grpc.aio.AioRpcError, where: str, remote: bool = False) -> Convo
                                           "FILE`")  # fmt: skip
         return CoordinatorUnavailable(f"the coordinator at {where} does not answer: {details}")
     if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
-        return Unauthenticated(f"the coordinator at {where} refused the call: {details} (a "
-                               "token from `convoy token create NAME` there goes in "
-                               "CONVOY_TOKEN)")  # fmt: skip
+        return Unauthenticated(f"the coordinator at {where} refused the call: {details}")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ConvoyError(f"the coordinator at {where} did not answer in time ({details})")
     return ConvoyError(f"{code.name}: {details}" if details else code.name)

@@ -249,7 +249,7 @@ def test_no_coordinator_is_said_as_such(tmp_path: Path) -> None:
 ])  # fmt: skip
 def test_each_status_is_one_of_convoys_errors(code: grpc.StatusCode, kind: type) -> None:
     e = grpc.aio.AioRpcError(code, grpc.aio.Metadata(), grpc.aio.Metadata(), "said", "")
-    got = error_of(e, "grpcs://h:1")
+    got = error_of(e, "grpcs://h:1", remote=True)
     assert type(got) is kind
     assert "said" in str(got)
 
