@@ -27,16 +27,21 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
 
+from convoy.errors import ConvoyError
 from convoy.paths import COOKIE_PREFIX
 from convoy.spec import ExperimentSpec, load_spec, run_count, smoke_indexes
 from convoy.states import TERMINAL
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+
+if TYPE_CHECKING:
+    from convoy.client.upload import Uploader
 
 ALWAYS_IGNORED = (".git", "convoy-results", ".convoy", "__pycache__")
 
@@ -115,6 +120,9 @@ class WatchSession:
         self.submission = since[0] if since else ""
         self._wake = asyncio.Event()
         self._smoke: asyncio.Task[None] | None = None
+        # Issue 22, until the Client decides by the coordinator's address: CONVOY_UPLOAD=1
+        # uploads the sources and inputs at each submit (only what changed travels).
+        self._uploader = _uploader()
 
     def _load(self) -> tuple[str, ExperimentSpec]:
         """The experiment file's text and what it says: the text submitted is the one parsed."""
@@ -182,7 +190,17 @@ class WatchSession:
             indexes=smoke,
         )  # fmt: skip
         try:
+            if self._uploader is not None:
+                from convoy.client.upload import upload_experiment
+
+                up = await upload_experiment(self.stub, self.spec_path, self._uploader,
+                                             self.spec_text)  # fmt: skip
+                req.upload.CopyFrom(up.as_pb())
             resp = await self.stub.Submit(req)
+        except ConvoyError as e:  # a tree that cannot be uploaded: wait for the next save
+            if self.cb.error:
+                self.cb.error(e.render())
+            return
         except grpc.aio.AioRpcError as e:
             if self.cb.error:
                 self.cb.error(e.details() or e.code().name)
@@ -235,6 +253,12 @@ class WatchSession:
         self.submission = resp.submission_id
         if self.cb.submitted:
             await self.cb.submitted(resp, [])
+
+
+def _uploader() -> Uploader | None:
+    from convoy.client.upload import Uploader, forced
+
+    return Uploader() if forced() else None
 
 
 def _matrix_size(spec: ExperimentSpec) -> int:

@@ -8,6 +8,7 @@
   convoy cancel ID           cancel a run, or every unfinished run of a submission
   convoy rerun SUBMISSION    run a submission's failed runs again (same revision)
   convoy results EXP         an experiment's runs with their parameters and metrics; --plot
+  convoy fetch SUBMISSION    copy a submission's results folder from the coordinator
   convoy watch FILE          rerun on every save, with the new runs' output
   convoy tui                 the terminal UI: live runs, logs and allocations
   convoy hosts [--json]      list hosts with capacity and allocations
@@ -38,7 +39,7 @@ from convoy.runjson import run_fields
 from convoy.states import ACTIVE, RunState
 from convoy.v1 import coordinator_pb2 as pb
 
-from . import hosts
+from . import fetch, hosts
 from .client import connect
 from .render import runs_table
 from .results import FORMATS
@@ -220,6 +221,7 @@ def _parser() -> argparse.ArgumentParser:
                    "`convoy up`, or any `convoy run`).")  # fmt: skip
 
     hosts.add_parser(sub)
+    fetch.add_parser(sub)
     return p
 
 
@@ -521,6 +523,8 @@ def main(argv: list[str] | None = None) -> int:
             return _down(home, ns)
         if ns.command == "hosts":
             return hosts.main(home, ns, _run_async)
+        if ns.command == "fetch":
+            return fetch.main(home, ns, _run_async)
         if ns.command == "watch":
             from .watch import watch_experiment
 

@@ -17,6 +17,7 @@ import grpc
 from convoy.coordinator.wire import BUILD_REUSED
 from convoy.errors import SpecError, UsageError
 from convoy.runjson import duration_s, missing_results
+from convoy.sizes import human_bytes
 from convoy.spec import ExperimentSpec, load_spec
 from convoy.states import RunState
 from convoy.v1 import coordinator_pb2 as pb
@@ -219,12 +220,15 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
     indexes = chosen(spec, opts.indexes, opts.only)  # UsageError before anything starts
     channel, stub = await connect_or_start(home)
     async with channel:
+        # Issue 22, until the Client decides by the coordinator's address: CONVOY_UPLOAD=1
+        # uploads the sources and inputs even to this machine's coordinator (tests use it).
+        upload = await _upload(stub, path, text)
         try:
             resp = await stub.Submit(
                 pb.SubmitRequest(
                     spec_path=str(path), spec_yaml=text,
                     results_dir=str(Path(opts.results).absolute()) if opts.results else "",
-                    priority=opts.priority, indexes=indexes, force=opts.force,
+                    priority=opts.priority, indexes=indexes, force=opts.force, upload=upload,
                 )
             )  # fmt: skip
         except grpc.aio.AioRpcError as e:
@@ -249,6 +253,20 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
         if opts.detach:
             return 0
         return await _watch(stub, sub, total, printer, builds=spec.build is not None)
+
+
+async def _upload(stub: pb_grpc.CoordinatorStub, path: Path, text: str) -> pb.Upload | None:
+    """The experiment's sources and inputs onto the coordinator (only what it lacks), said;
+    None unless uploading is asked for (convoy.client.upload.forced)."""
+    from convoy.client.upload import forced, upload_experiment
+
+    if not forced():
+        return None
+    up = await upload_experiment(stub, path, spec_text=text)
+    print(f"convoy: uploaded {up.objects_sent} of {up.objects_total} files "
+          f"({human_bytes(up.bytes_sent)} of {human_bytes(up.bytes_total)})",
+          file=sys.stderr, flush=True)  # fmt: skip
+    return up.as_pb()
 
 
 async def _draw(line: StatusLine, progress: RunsProgress) -> None:

@@ -1,0 +1,1 @@
+"""convoy's Python client."""
