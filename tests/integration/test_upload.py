@@ -18,7 +18,8 @@ import pytest
 from convoy.client.upload import upload_experiment
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
-from .conftest import ROOT, ConvoyEnv
+from .conftest import ROOT, ConvoyEnv, write_experiment
+from .test_watch import Watch
 
 pytestmark = pytest.mark.docker
 
@@ -151,3 +152,35 @@ def test_upload_experiment_against_the_real_coordinator_counts_what_it_sends(
             return first.objects_sent, first.objects_total, second.objects_sent, second.bytes_sent
 
     assert asyncio.run(main()) == (4, 4, 1, len("changed\n"))
+
+
+def test_watch_uploads_what_changed_and_an_unchanged_save_submits_nothing(
+    convoy_env: ConvoyEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`convoy watch` in upload mode: a save reruns on the uploaded revision, naming what
+    changed; a save of the same content makes the same revision and submits nothing."""
+    monkeypatch.setenv("CONVOY_UPLOAD", "1")  # for the watch process (env.env() copies it)
+    (tmp_path / "model.txt").write_text("v0\n")
+    spec = write_experiment(tmp_path, """
+        name: upw
+        image: convoy/busybox:1
+        command: 'echo "model $(cat model.txt)"'
+        matrix:
+          n: [1]
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    w = Watch(convoy_env, spec)
+    try:
+        w.wait_line(lambda ln: ln == "[upw-1.00] model v0")
+        w.wait_line(lambda ln: "upw-1: 1 succeeded" in ln)
+        (tmp_path / "model.txt").write_text("v1\n")
+        w.wait_line(lambda ln: ln.startswith("watch: upw-2:") and "changed: model.txt" in ln)
+        w.wait_line(lambda ln: "upw-2: 1 succeeded" in ln)
+        (tmp_path / "model.txt").write_text("v1\n")  # saved again, the same content
+        w.wait_line(lambda ln: "makes the same revision: no rerun" in ln)
+    finally:
+        w.stop()
+    kept = convoy_env.home / "results" / "upw" / "upw-2"
+    assert [p.read_text() for p in kept.glob("*/output.log")] == ["model v1\n"]
+    assert {r["submission"] for r in convoy_env.runs()} == {"upw-1", "upw-2"}
+    assert not (tmp_path / "convoy-results").exists()
