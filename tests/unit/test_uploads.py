@@ -17,12 +17,16 @@ from convoy.client.fetch import _place
 from convoy.client.upload import Uploader, upload_experiment
 from convoy.content import SyncError, hash_bytes, revision_id
 from convoy.coordinator.api import CoordinatorService
+from convoy.coordinator.runs.store import STATE_DB, Store
 from convoy.coordinator.sources.manifest import Entry
+from convoy.coordinator.sources.retention import collect_unused
 from convoy.coordinator.sources.sync import SMALL, Syncer
 from convoy.coordinator.sources.uploads import ObjectsMissing, Received, Uploads
 from convoy.errors import UsageError
+from convoy.states import RunState
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+from tests.unit.test_retention import DAY, NOW, age, readable, submitted
 
 SPEC = """\
 name: up
@@ -194,3 +198,38 @@ def test_only_what_the_coordinator_lacks_travels(tmp_path: Path) -> None:
 
 async def _one(msg: pb.ObjectChunk) -> AsyncIterator[pb.ObjectChunk]:
     yield msg
+
+
+def test_uploaded_revisions_are_kept_and_collected_as_snapshots_are(tmp_path: Path) -> None:
+    """Retention: an uploaded revision a recent submission names stays whole; one nothing
+    keeps goes, and so do objects uploaded for a manifest that never came."""
+    home = tmp_path / "home"
+    syncer = Syncer(home)
+    uploads = Uploads(syncer)
+    revs = []
+    for name in ("kept", "gone"):
+        small, large = f"{name}\n".encode(), name.encode() * SMALL
+        _receive(uploads, (hash_bytes(small), small, True), (hash_bytes(large), large, True))
+        entries = [Entry(f"{name}.bin", 0o100644, len(large), hash_bytes(large)),
+                   Entry(f"{name}.txt", 0o100644, len(small), hash_bytes(small))]  # fmt: skip
+        revs.append(uploads.register(revision_id(entries), entries))
+    orphan = b"never named" * SMALL
+    _receive(uploads, (hash_bytes(orphan), orphan, True))
+    syncer.close()
+    store = Store(home / STATE_DB)
+    try:
+        submitted(store, 1, revs[0].id, NOW - DAY, RunState.SUCCEEDED)
+        for rev in revs:
+            age(home, rev, 40)
+        report = collect_unused(home, store, now=NOW)
+    finally:
+        store.close()
+    assert report is not None and report.revisions == 1
+    assert readable(home, revs[0])
+    assert not (home / "manifests" / f"{revs[1].id}.json").exists()
+    after = Syncer(home)
+    try:
+        assert not after.has_object(hash_bytes(orphan))
+        assert not after.has_object(revs[1].manifest.entries[0].hash)
+    finally:
+        after.close()
