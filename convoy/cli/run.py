@@ -249,7 +249,8 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
             said = f"{to_run} to run, {done} (--force runs them again)"
         else:
             said = f"nothing to run: {done} (--force runs them again)"
-        printer.status(f"convoy: submitted {sub}: {said}; results in {results_dir}")
+        where = f" on the coordinator (`convoy fetch {sub}` copies them here)" if upload else ""
+        printer.status(f"convoy: submitted {sub}: {said}; results in {results_dir}{where}")
         if opts.detach:
             return 0
         return await _watch(stub, sub, total, printer, builds=spec.build is not None)

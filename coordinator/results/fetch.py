@@ -22,7 +22,8 @@ from convoy.coordinator.runs.store import Store
 
 def result_files(store: Store, sub: SubmissionRecord) -> Iterator[tuple[str, str]]:
     """(relative path, absolute path) of each regular file of the submission's results
-    folder, reused runs' included, in path order. Blocking: a worker thread's."""
+    folder, reused runs' included, folder by folder in name order. Blocking: a worker
+    thread's."""
     top = Path(sub.results_dir)
     if not top.is_dir():
         return

@@ -137,6 +137,12 @@ def _origin(source_dir: str) -> str:
     return "" if source_dir.startswith("/") else source_dir.partition(":")[0]
 
 
+def _lexical(spec_file: Path, source: Path) -> str | None:
+    """_relative for a client's paths, which this machine cannot resolve."""
+    rel = os.path.relpath(os.path.normpath(spec_file), source)
+    return None if rel == ".." or rel.startswith("../") else Path(rel).as_posix()
+
+
 def _check_path(what: str, path: str) -> None:
     """A path a client gives: absolute (the coordinator's working folder is none of its
     business) and one the file system can take."""
@@ -310,7 +316,8 @@ class Submissions:
         spec_file = Path(spec_path)
         if upload is not None:  # the client's folder: a label, never looked at here
             source = Path(os.path.normpath(spec_file.parent / spec.sources))
-            spec_rel = upload.experiment_file or None
+            # A rerun's (or same_as's) upload does not say: the client's paths tell.
+            spec_rel = upload.experiment_file or _lexical(spec_file, source)
             label = f"{upload.origin}:{source}" if upload.origin else str(source)
         else:
             source = (spec_file.parent / spec.sources).resolve()

@@ -184,3 +184,29 @@ def test_watch_uploads_what_changed_and_an_unchanged_save_submits_nothing(
     assert [p.read_text() for p in kept.glob("*/output.log")] == ["model v1\n"]
     assert {r["submission"] for r in convoy_env.runs()} == {"upw-1", "upw-2"}
     assert not (tmp_path / "convoy-results").exists()
+
+
+def test_a_rerun_of_an_uploaded_submission_keeps_its_results_and_keys_on_the_coordinator(
+    convoy_env: ConvoyEnv, tmp_path: Path
+) -> None:
+    """`convoy rerun` of an uploaded submission: its revision again, its results under the
+    coordinator's results folder, each run's key as before (the experiment file left out)."""
+    spec = write_experiment(tmp_path, """
+        name: upr
+        image: convoy/busybox:1
+        command: 'test ${n} -eq 1'
+        matrix:
+          n: [1, 2]
+        resources: {cpus: 1, memory: 64MiB}
+    """)  # fmt: skip
+    environ = dict(convoy_env.env(), CONVOY_UPLOAD="1")
+    out = subprocess.run([sys.executable, "-m", "convoy.cli.main", "run", str(spec)],
+                         env=environ, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 1, out.stderr  # upr-1.01 fails
+    rerun = convoy_env.cli("rerun", "upr-1")
+    assert rerun.returncode == 0 and "submitted upr-2: upr-2.01" in rerun.stdout, rerun.stderr
+    again = convoy_env.wait_for("upr-2.01", {"failed", "succeeded"})
+    [before] = [r for r in convoy_env.runs("upr-1") if r["run"] == "upr-1.01"]
+    assert again["results_path"] == str(convoy_env.home / "results/upr/upr-2/upr-2.01")
+    assert (again["revision"], again["key"]) == (before["revision"], before["key"])
+    assert not (tmp_path / "convoy-results").exists()
