@@ -135,6 +135,17 @@ def test_fetch_leaves_a_differing_file_unless_forced(convoy_env: ConvoyEnv, tmp_
     forced = convoy_env.cli("fetch", "queue-1", str(dest), "--force")
     assert forced.returncode == 0 and csv.read_bytes() == first
 
+    # No DIR: ./convoy-results/EXPERIMENT/SUBMISSION, as a local run lays it out.
+    here = tmp_path / "here"
+    here.mkdir()
+    out = subprocess.run(
+        [sys.executable, "-m", "convoy.cli.main", "fetch", "queue-1"], cwd=here,
+        env=dict(convoy_env.env(), PYTHONPATH=str(ROOT)), capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert _files(here / "convoy-results" / "queue" / "queue-1") == _files(dest)
+
 
 def test_upload_experiment_against_the_real_coordinator_counts_what_it_sends(
     convoy_env: ConvoyEnv, tmp_path: Path
