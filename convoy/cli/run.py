@@ -222,7 +222,7 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
     async with channel:
         # Issue 22, until the Client decides by the coordinator's address: CONVOY_UPLOAD=1
         # uploads the sources and inputs even to this machine's coordinator (tests use it).
-        upload = await _upload(stub, path, text)
+        upload = await _upload(stub, path, text, home)
         try:
             resp = await stub.Submit(
                 pb.SubmitRequest(
@@ -256,14 +256,17 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
         return await _watch(stub, sub, total, printer, builds=spec.build is not None)
 
 
-async def _upload(stub: pb_grpc.CoordinatorStub, path: Path, text: str) -> pb.Upload | None:
+async def _upload(
+    stub: pb_grpc.CoordinatorStub, path: Path, text: str, home: Path
+) -> pb.Upload | None:
     """The experiment's sources and inputs onto the coordinator (only what it lacks), said;
     None unless uploading is asked for (convoy.client.upload.forced)."""
-    from convoy.client.upload import forced, upload_experiment
+    from convoy.client.upload import Uploader, forced, upload_experiment
 
     if not forced():
         return None
-    up = await upload_experiment(stub, path, spec_text=text)
+    uploader = Uploader(home / "upload-scans")  # stat caches: the next run hashes what changed
+    up = await upload_experiment(stub, path, uploader, spec_text=text)
     print(f"convoy: uploaded {up.objects_sent} of {up.objects_total} files "
           f"({human_bytes(up.bytes_sent)} of {human_bytes(up.bytes_total)})",
           file=sys.stderr, flush=True)  # fmt: skip

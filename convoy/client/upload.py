@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from convoy.content import SyncError, new_hasher, open_regular_fd
+from convoy.content import SyncError, hash_bytes, new_hasher, open_regular_fd
 from convoy.coordinator.sources.manifest import Entry, Manifest, Scanner
 from convoy.errors import UsageError
 from convoy.paths import default_home
@@ -90,18 +90,29 @@ class Uploaded:
 
 class Uploader:
     """Uploads trees; keeps a scanner per tree, so a tree uploaded again is re-hashed only
-    where its files' stat changed."""
+    where its files' stat changed. With `cache_dir`, each tree's stat cache is also kept
+    there, so that the next process (the next `convoy run`) is spared the hashing too."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache_dir: Path | None = None) -> None:
+        self.cache_dir = cache_dir
         self._scanners: dict[tuple[Path, tuple[Path, ...]], Scanner] = {}
+        self.hashed = 0  # files the last scan hashed (the stat caches spared the others)
 
     def scan(self, folder: Path, excludes: Sequence[Path] = ()) -> Manifest:
         """The tree's manifest, as the coordinator's snapshot of it would be (blocking)."""
         key = (folder.resolve(), tuple(excludes))
         scanner = self._scanners.get(key)
         if scanner is None:
-            scanner = self._scanners[key] = Scanner(folder, None, excludes)
-        return scanner.scan()
+            cache = None
+            if self.cache_dir is not None:  # named as the coordinator names its own
+                self.cache_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+                cache = self.cache_dir / f"{hash_bytes(os.fsencode(key[0]))[:24]}.json"
+            scanner = self._scanners[key] = Scanner(folder, cache, excludes)
+        manifest = scanner.scan()
+        self.hashed = scanner.hashed
+        if scanner.hashed:
+            scanner.save()
+        return manifest
 
     async def tree(
         self, stub: pb_grpc.CoordinatorStub, folder: Path, excludes: Sequence[Path] = ()

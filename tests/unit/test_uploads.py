@@ -18,6 +18,7 @@ from convoy.client.upload import Uploader, upload_experiment
 from convoy.content import SyncError, hash_bytes, revision_id
 from convoy.coordinator.api import CoordinatorService
 from convoy.coordinator.runs.store import STATE_DB, Store
+from convoy.coordinator.sources import manifest
 from convoy.coordinator.sources.manifest import Entry
 from convoy.coordinator.sources.retention import collect_unused
 from convoy.coordinator.sources.sync import SMALL, Syncer
@@ -82,6 +83,24 @@ def test_the_clients_scan_makes_the_revision_a_snapshot_on_the_coordinator_makes
     assert scanned.revision == local.id
     paths = [e.path for e in scanned.entries]
     assert "skip.o" not in paths and "convoy-results/old.txt" not in paths and "link" in paths
+
+
+def test_a_stat_cache_kept_between_uploaders_spares_hashing_unchanged_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The next `convoy run` (a new Uploader on the same cache folder) hashes only what
+    changed, and makes the same revision."""
+    monkeypatch.setattr(manifest, "RACY_NS", 0)  # files written just now count as settled
+    exp = _tree(tmp_path)
+    cache = tmp_path / "home" / "upload-scans"
+    first = Uploader(cache)
+    rev = first.scan(exp).revision
+    assert first.hashed == 5 and len(list(cache.iterdir())) == 1
+    again = Uploader(cache)
+    assert again.scan(exp).revision == rev and again.hashed == 0
+    (exp / "model.txt").write_text("model v2\n")
+    later = Uploader(cache)
+    assert later.scan(exp).revision != rev and later.hashed == 1
 
 
 def test_an_object_that_does_not_match_its_hash_is_refused_and_not_stored(
