@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from convoy.content import open_regular_fd
 from convoy.coordinator.engine import Coordinator
 from convoy.coordinator.hosts.session import HostSession
+from convoy.coordinator.results.fetch import result_files
 from convoy.coordinator.results.table import Selection
 from convoy.coordinator.results.table import rows as table_rows
 from convoy.coordinator.runs.bus import RunChanged
 from convoy.coordinator.runs.lifecycle import HostInfo, HostState
 from convoy.coordinator.runs.records import RunRecord
-from convoy.coordinator.runs.submissions import Unchanged
+from convoy.coordinator.runs.submissions import Unchanged, Uploaded
+from convoy.coordinator.sources.manifest import Entry
+from convoy.coordinator.sources.uploads import ObjectsMissing
 from convoy.coordinator.wire import resources_to_pb, result_row_to_pb, run_to_pb
 from convoy.errors import ConvoyError, NotFound, SpecError, UsageError
 from convoy.rpcwire import BUILD_REUSED
@@ -25,6 +31,7 @@ from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 Ctx = grpc.aio.ServicerContext
 RESULT_ROWS = 1000  # rows of the results table per message: each read in a worker thread
+FETCH_CHUNK = 1024 * 1024  # bytes of a results file per Fetch message
 
 
 def _host_reason(info: HostInfo, session: HostSession) -> str:
@@ -55,11 +62,15 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         self.c = coordinator
 
     async def Submit(self, request: pb.SubmitRequest, context: Ctx) -> pb.SubmitResponse:
+        up = request.upload if request.HasField("upload") else None
+        upload = (
+            Uploaded(up.revision, dict(up.inputs), up.experiment_file, up.origin) if up else None
+        )
         try:
             sub, runs = await self.c.submit(
                 request.spec_path, request.spec_yaml, request.results_dir, request.priority,
                 indexes=list(request.indexes), same_as=request.same_as,
-                unless_revision=request.unless_revision, force=request.force,
+                unless_revision=request.unless_revision, force=request.force, upload=upload,
             )  # fmt: skip
         except Unchanged as e:
             return pb.SubmitResponse(unchanged=True, revision=e.revision)
@@ -232,3 +243,81 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
                 )
             )
         return pb.HostsResponse(hosts=hosts)
+
+    async def MissingObjects(
+        self, request: pb.HasObjectsRequest, context: Ctx
+    ) -> pb.HasObjectsResponse:
+        try:
+            has, missing = await asyncio.to_thread(
+                self.c.uploads.missing, request.revision, list(request.hashes)
+            )
+        except ConvoyError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.render())
+            raise
+        return pb.HasObjectsResponse(has_revision=has, missing=missing)
+
+    async def PutObjects(
+        self, request_iterator: AsyncIterator[pb.ObjectChunk], context: Ctx
+    ) -> pb.PutObjectsResponse:
+        async def chunks() -> AsyncIterator[tuple[str, bytes, bool]]:
+            async for c in request_iterator:
+                yield c.hash, c.data, c.last
+
+        try:
+            got = await self.c.uploads.receive(chunks())
+        except ConvoyError as e:  # an object that is not what its name says, a bad frame
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.render())
+            raise
+        except OSError as e:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED
+                                if e.errno == errno.ENOSPC else grpc.StatusCode.INTERNAL,
+                                f"the coordinator cannot store objects: {e.strerror}")  # fmt: skip
+            raise
+        return pb.PutObjectsResponse(stored=got.stored, bytes=got.bytes)
+
+    async def PutRevision(
+        self, request_iterator: AsyncIterator[pb.PutRevisionRequest], context: Ctx
+    ) -> pb.PutRevisionResponse:
+        revision = ""
+        entries: list[Entry] = []
+        async for part in request_iterator:
+            revision = revision or part.revision
+            entries.extend(Entry(e.path, e.mode, e.size, e.hash, e.target) for e in part.entries)
+        try:
+            rev = await asyncio.to_thread(self.c.uploads.register, revision, entries)
+        except ObjectsMissing as e:  # send them first
+            await context.abort(grpc.StatusCode.FAILED_PRECONDITION, e.render())
+            raise
+        except ConvoyError as e:
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.render())
+            raise
+        return pb.PutRevisionResponse(revision=rev.id)
+
+    async def Fetch(self, request: pb.FetchRequest, context: Ctx) -> AsyncIterator[pb.FetchChunk]:
+        sub = self.c.store.submission(request.submission_id)
+        if sub is None:
+            await context.abort(grpc.StatusCode.NOT_FOUND,
+                                f"no submission {request.submission_id!r}")  # fmt: skip
+            return
+        files = await asyncio.to_thread(lambda: list(result_files(self.c.store, sub)))
+        first = True
+        for rel, path in files:
+            try:
+                fd = await asyncio.to_thread(open_regular_fd, path)
+            except OSError:  # gone meanwhile (a run's results being replaced): left out
+                continue
+            try:
+                mode = os.fstat(fd).st_mode & 0o777
+                head = pb.FetchChunk(path=rel, mode=mode)
+                if first:
+                    head.experiment, first = sub.experiment, False
+                data = await asyncio.to_thread(os.read, fd, FETCH_CHUNK)
+                while True:
+                    more = await asyncio.to_thread(os.read, fd, FETCH_CHUNK) if data else b""
+                    head.data, head.last = data, not more
+                    yield head
+                    if not more:
+                        break
+                    head, data = pb.FetchChunk(), more
+            finally:
+                os.close(fd)

@@ -63,11 +63,12 @@ from convoy.coordinator.runs.logs import Logs
 from convoy.coordinator.runs.records import RunRecord, SubmissionRecord
 from convoy.coordinator.runs.scheduler import HostView
 from convoy.coordinator.runs.store import Store, stored_runs
-from convoy.coordinator.runs.submissions import Submissions, Unchanged
+from convoy.coordinator.runs.submissions import Submissions, Unchanged, Uploaded
 from convoy.coordinator.runs.why import Why, why_of
 from convoy.coordinator.sources.builds import BuildKeeper
 from convoy.coordinator.sources.images import ImageShipper
 from convoy.coordinator.sources.sync import Syncer
+from convoy.coordinator.sources.uploads import Uploads
 from convoy.errors import ConvoyError, NotFound
 from convoy.metrics import declared_in
 from convoy.spec import MetricSpec
@@ -128,6 +129,7 @@ class Coordinator:
         self.life = Lifecycle(grace_s=grace_s)
         self.bus = EventBus()
         self.syncer = Syncer(home)
+        self.uploads = Uploads(self.syncer)  # trees from clients on other machines
         self.images = ImageShipper()
         self.builds = BuildKeeper(store, self.images)
         self.room = DiskRoom()  # on the results' disks, for collections in flight
@@ -459,11 +461,11 @@ class Coordinator:
     async def submit(
         self, spec_path: str, spec_yaml: str, results_dir: str = "", priority: int = 0,
         indexes: Sequence[int] = (), same_as: str = "", unless_revision: str = "",
-        force: bool = False,
+        force: bool = False, upload: Uploaded | None = None,
     ) -> tuple[SubmissionRecord, list[RunRecord]]:  # fmt: skip
         return await self.submissions.submit(
             spec_path, spec_yaml, results_dir, priority, indexes=indexes, same_as=same_as,
-            unless_revision=unless_revision, force=force,
+            unless_revision=unless_revision, force=force, upload=upload,
         )  # fmt: skip
 
     async def why(self, run_id: str) -> Why:

@@ -8,6 +8,7 @@
   convoy cancel ID           cancel a run, or every unfinished run of a submission
   convoy rerun SUBMISSION    run a submission's failed runs again (same revision)
   convoy results EXP         an experiment's runs with their parameters and metrics; --plot
+  convoy fetch SUBMISSION    copy a submission's results folder from the coordinator
   convoy watch FILE          rerun on every save, with the new runs' output
   convoy tui                 the terminal UI: live runs, logs and allocations
   convoy hosts [--json]      list hosts with capacity and allocations
@@ -40,7 +41,7 @@ from convoy.procs import stop_by_pidfile
 from convoy.runjson import run_fields
 from convoy.states import ACTIVE, RunState
 
-from . import hosts, tokens
+from . import fetch, hosts, tokens
 from .render import runs_table
 from .results import FORMATS
 from .safetext import inert
@@ -234,6 +235,7 @@ def _parser() -> argparse.ArgumentParser:
 
     hosts.add_parser(sub)
     tokens.add_parser(sub)
+    fetch.add_parser(sub)
     return p
 
 
@@ -531,6 +533,8 @@ def main(argv: list[str] | None = None) -> int:
             return hosts.main(home, ns, _run_async)
         if ns.command == "token":
             return tokens.main(home, ns)
+        if ns.command == "fetch":
+            return fetch.main(home, ns, _run_async)
         if ns.command == "watch":
             from .watch import watch_experiment
 

@@ -15,6 +15,7 @@ from typing import TextIO
 from convoy.client import AsyncClient, Run
 from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, SpecError, UsageError
 from convoy.runjson import missing_results
+from convoy.sizes import human_bytes
 from convoy.spec import ExperimentSpec, load_spec
 from convoy.states import RunState
 
@@ -215,6 +216,11 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
     async with await connect_or_start(home) as client:
         resp = await client.submit(path, results=opts.results or "", priority=opts.priority,
                                    indexes=indexes, force=opts.force, text=text)  # fmt: skip
+        if resp.uploaded is not None:
+            up = resp.uploaded
+            print(f"convoy: uploaded {up.objects_sent} of {up.objects_total} files "
+                  f"({human_bytes(up.bytes_sent)} of {human_bytes(up.bytes_total)})",
+                  file=sys.stderr, flush=True)  # fmt: skip
         total = len(resp.runs)
         sub = resp.submission_id
         results_dir = Path(resp.runs[0].results_path).parent if resp.runs else None
@@ -229,7 +235,9 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
             said = f"{to_run} to run, {done} (--force runs them again)"
         else:
             said = f"nothing to run: {done} (--force runs them again)"
-        printer.status(f"convoy: submitted {sub}: {said}; results in {results_dir}")
+        where = (f" on the coordinator (`convoy fetch {sub}` copies them here)"
+                 if resp.uploaded is not None else "")  # fmt: skip
+        printer.status(f"convoy: submitted {sub}: {said}; results in {results_dir}{where}")
         if opts.detach:
             return 0
         return await _watch(client, sub, total, printer, builds=spec.build is not None)

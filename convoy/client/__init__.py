@@ -14,6 +14,7 @@ from __future__ import annotations
 from convoy.resultrows import Results, Row
 
 from .aio import AsyncClient, LogStream
+from .fetch import Fetched
 from .sync import Client
 from .types import (
     AgentStopped,
@@ -24,10 +25,12 @@ from .types import (
     RunEvent,
     Submission,
     Submitted,
+    UploadReport,
     Why,
 )
 
 __all__ = [
-    "AgentStopped", "AsyncClient", "Client", "Host", "LogChunk", "LogStream", "Resources",
-    "Results", "Row", "Run", "RunEvent", "Submission", "Submitted", "Why",
+    "AgentStopped", "AsyncClient", "Client", "Fetched", "Host", "LogChunk", "LogStream",
+    "Resources", "Results", "Row", "Run", "RunEvent", "Submission", "Submitted",
+    "UploadReport", "Why",
 ]  # fmt: skip

@@ -13,6 +13,7 @@ CoordinatorUnavailable (nothing answers), Unauthenticated, ConvoyError otherwise
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import (
     AsyncGenerator,
@@ -49,7 +50,19 @@ from .channel import (
     tls_options,
 )
 from .errors import error_of
-from .types import AgentStopped, Host, LogChunk, Run, RunEvent, Submission, Submitted, Why
+from .fetch import Fetched, fetch_results
+from .types import (
+    AgentStopped,
+    Host,
+    LogChunk,
+    Run,
+    RunEvent,
+    Submission,
+    Submitted,
+    UploadReport,
+    Why,
+)
+from .upload import Uploaded, Uploader, forced, upload_experiment
 
 MAX_MESSAGE = 64 * 1024 * 1024  # a Results chunk holds 1,000 rows: past gRPC's 4 MiB default
 SHORT_S = 30.0  # deadline of a call that only reads or acts on what is stored
@@ -65,11 +78,14 @@ class AsyncClient:
     $CONVOY_COORDINATOR, else ""). Over TCP, `token` (default $CONVOY_TOKEN) is sent with each
     call, and the coordinator's certificate is pinned on first contact (or checked against
     `fingerprint`, default $CONVOY_COORDINATOR_FINGERPRINT): see convoy/client/channel.py.
-    Nothing connects until the first call; `connect()` makes and checks one at once."""
+    Nothing connects until the first call; `connect()` makes and checks one at once.
+    `upload`: send the sources and inputs with each submission (default: to a coordinator
+    elsewhere, or with CONVOY_UPLOAD=1); the coordinator then keeps the results
+    (`fetch()` brings them here)."""
 
     def __init__(
         self, home: str | os.PathLike[str] | None = None, *, coordinator: str | None = None,
-        token: str | None = None, fingerprint: str | None = None,
+        token: str | None = None, fingerprint: str | None = None, upload: bool | None = None,
     ) -> None:  # fmt: skip
         self.home = Path(home).absolute() if home is not None else default_home()
         self.target = parse_target(resolve_target(coordinator), self.home)
@@ -78,6 +94,10 @@ class AsyncClient:
         self.where = str(self.target) if self.remote else str(self.socket)  # for messages
         self._token = token if token is not None else resolve_token()
         self._fingerprint = fingerprint
+        # Submissions send the sources and inputs (what the coordinator lacks of them): always
+        # to a coordinator elsewhere; to this machine's when asked (CONVOY_UPLOAD=1).
+        self.upload = upload if upload is not None else self.remote or forced()
+        self._uploader: Uploader | None = None  # its stat caches: a save hashes what changed
         self._channel: grpc.aio.Channel | None = None
         self._stub: pb_grpc.CoordinatorStub | None = None
 
@@ -192,14 +212,48 @@ class AsyncClient:
             path = Path(experiment).absolute()
         else:
             path, text = experiment_text(experiment, sources)
+        up = None
+        if self.upload and not same_as:
+            if results:
+                raise UsageError("an uploaded experiment's results stay on the coordinator "
+                                 "(`convoy fetch SUBMISSION DIR` copies them): no "
+                                 "--results")  # fmt: skip
+            up = await self._upload(path, text)
         req = pb.SubmitRequest(
             spec_path=str(path), spec_yaml=text,
             results_dir=str(Path(results).absolute()) if results else "", priority=priority,
             indexes=list(indexes), force=force, unless_revision=unless_revision,
-            same_as=same_as,
+            same_as=same_as, upload=up.as_pb() if up is not None else None,
         )  # fmt: skip
         resp = await self._call(lambda s: s.Submit(req, timeout=LONG_S))
-        return convert.submitted_of(resp)
+        done = convert.submitted_of(resp)
+        if up is None:
+            return done
+        sent = UploadReport(up.objects_sent, up.objects_total, up.bytes_sent, up.bytes_total)
+        return dataclasses.replace(done, uploaded=sent)
+
+    async def _upload(self, path: Path, text: str) -> Uploaded:
+        """The experiment's sources and inputs onto the coordinator: hashed here (what changed
+        since the last submission of this client), and only the files it lacks sent."""
+        if self._uploader is None:
+            scans = self.home / "upload-scans" if self.home.is_dir() else None
+            self._uploader = Uploader(scans)
+        try:
+            return await upload_experiment(await self._open(), path, self._uploader, text)
+        except grpc.aio.AioRpcError as e:
+            raise error_of(e, self.where, self.remote) from None
+
+    async def fetch(
+        self, submission: str, folder: str | os.PathLike[str] | None = None, force: bool = False
+    ) -> Fetched:
+        """Copy a submission's results folder from the coordinator into `folder` (default
+        ./convoy-results/EXPERIMENT/SUBMISSION): what it wrote, what was already there, and
+        what it left as it was (another file there, without `force`)."""
+        where = Path(folder) if folder is not None else None
+        try:
+            return await fetch_results(await self._open(), submission, where, force)
+        except grpc.aio.AioRpcError as e:
+            raise error_of(e, self.where, self.remote) from None
 
     async def rerun(self, submission: str, states: Iterable[str] = ()) -> Submitted:
         """Run a submission's runs in `states` (default: failed, lost and cancelled) again, as

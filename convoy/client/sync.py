@@ -35,14 +35,19 @@ from typing import Any, TypeVar
 from convoy.resultrows import Results
 
 from .aio import AsyncClient
+from .fetch import Fetched
 from .types import AgentStopped, Host, LogChunk, Run, RunEvent, Submission, Submitted, Why
 
 _T = TypeVar("_T")
 
 
 class Client:
-    def __init__(self, home: str | os.PathLike[str] | None = None) -> None:
-        self._aio = AsyncClient(home)
+    def __init__(
+        self, home: str | os.PathLike[str] | None = None, *, coordinator: str | None = None,
+        token: str | None = None, fingerprint: str | None = None, upload: bool | None = None,
+    ) -> None:  # fmt: skip
+        self._aio = AsyncClient(home, coordinator=coordinator, token=token,
+                                fingerprint=fingerprint, upload=upload)  # fmt: skip
         self.home = self._aio.home
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="convoy-client",
@@ -142,6 +147,11 @@ class Client:
 
     def log(self, run_id: str, attempt: int = 0) -> bytes:
         return self._do(self._aio.log(run_id, attempt))
+
+    def fetch(
+        self, submission: str, folder: str | os.PathLike[str] | None = None, force: bool = False
+    ) -> Fetched:
+        return self._do(self._aio.fetch(submission, folder, force))
 
     def wait(self, submission: str, timeout: float | None = None) -> list[Run]:
         return self._do(self._aio.wait(submission, timeout))

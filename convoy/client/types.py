@@ -83,6 +83,17 @@ class Submission:
 
 
 @dataclass(frozen=True)
+class UploadReport:
+    """What a submission sent of its sources and inputs: files (objects) and bytes, sent
+    (what the coordinator lacked) and in all."""
+
+    objects_sent: int
+    objects_total: int
+    bytes_sent: int
+    bytes_total: int
+
+
+@dataclass(frozen=True)
 class Submitted:
     """What a submit (or a rerun) made."""
 
@@ -92,6 +103,7 @@ class Submitted:
     unchanged: bool = False  # the sources still make unless_revision: nothing submitted
     changed: list[str] = field(default_factory=list)  # paths changed since unless_revision
     warnings: list[str] = field(default_factory=list)
+    uploaded: UploadReport | None = None  # the sources were sent: the results stay there
 
     @property
     def results_dir(self) -> str:

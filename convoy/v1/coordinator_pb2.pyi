@@ -1,3 +1,4 @@
+from convoy.v1 import agent_pb2 as _agent_pb2
 from convoy.v1 import common_pb2 as _common_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -6,6 +7,74 @@ from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class HasObjectsRequest(_message.Message):
+    __slots__ = ("revision", "hashes")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    HASHES_FIELD_NUMBER: _ClassVar[int]
+    revision: str
+    hashes: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, revision: _Optional[str] = ..., hashes: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class HasObjectsResponse(_message.Message):
+    __slots__ = ("has_revision", "missing")
+    HAS_REVISION_FIELD_NUMBER: _ClassVar[int]
+    MISSING_FIELD_NUMBER: _ClassVar[int]
+    has_revision: bool
+    missing: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, has_revision: _Optional[bool] = ..., missing: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ObjectChunk(_message.Message):
+    __slots__ = ("hash", "data", "last")
+    HASH_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    hash: str
+    data: bytes
+    last: bool
+    def __init__(self, hash: _Optional[str] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ...) -> None: ...
+
+class PutObjectsResponse(_message.Message):
+    __slots__ = ("stored", "bytes")
+    STORED_FIELD_NUMBER: _ClassVar[int]
+    BYTES_FIELD_NUMBER: _ClassVar[int]
+    stored: int
+    bytes: int
+    def __init__(self, stored: _Optional[int] = ..., bytes: _Optional[int] = ...) -> None: ...
+
+class PutRevisionRequest(_message.Message):
+    __slots__ = ("revision", "entries")
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    revision: str
+    entries: _containers.RepeatedCompositeFieldContainer[_agent_pb2.ManifestEntry]
+    def __init__(self, revision: _Optional[str] = ..., entries: _Optional[_Iterable[_Union[_agent_pb2.ManifestEntry, _Mapping]]] = ...) -> None: ...
+
+class PutRevisionResponse(_message.Message):
+    __slots__ = ("revision",)
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    revision: str
+    def __init__(self, revision: _Optional[str] = ...) -> None: ...
+
+class FetchRequest(_message.Message):
+    __slots__ = ("submission_id",)
+    SUBMISSION_ID_FIELD_NUMBER: _ClassVar[int]
+    submission_id: str
+    def __init__(self, submission_id: _Optional[str] = ...) -> None: ...
+
+class FetchChunk(_message.Message):
+    __slots__ = ("path", "mode", "data", "last", "experiment")
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    LAST_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FIELD_NUMBER: _ClassVar[int]
+    path: str
+    mode: int
+    data: bytes
+    last: bool
+    experiment: str
+    def __init__(self, path: _Optional[str] = ..., mode: _Optional[int] = ..., data: _Optional[bytes] = ..., last: _Optional[bool] = ..., experiment: _Optional[str] = ...) -> None: ...
 
 class ResultsRequest(_message.Message):
     __slots__ = ("experiment", "latest", "where")
@@ -140,7 +209,7 @@ class RerunRequest(_message.Message):
     def __init__(self, submission_id: _Optional[str] = ..., states: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class SubmitRequest(_message.Message):
-    __slots__ = ("spec_path", "spec_yaml", "results_dir", "priority", "indexes", "same_as", "unless_revision", "force")
+    __slots__ = ("spec_path", "spec_yaml", "results_dir", "priority", "indexes", "same_as", "unless_revision", "force", "upload")
     SPEC_PATH_FIELD_NUMBER: _ClassVar[int]
     SPEC_YAML_FIELD_NUMBER: _ClassVar[int]
     RESULTS_DIR_FIELD_NUMBER: _ClassVar[int]
@@ -149,6 +218,7 @@ class SubmitRequest(_message.Message):
     SAME_AS_FIELD_NUMBER: _ClassVar[int]
     UNLESS_REVISION_FIELD_NUMBER: _ClassVar[int]
     FORCE_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_FIELD_NUMBER: _ClassVar[int]
     spec_path: str
     spec_yaml: str
     results_dir: str
@@ -157,7 +227,27 @@ class SubmitRequest(_message.Message):
     same_as: str
     unless_revision: str
     force: bool
-    def __init__(self, spec_path: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., results_dir: _Optional[str] = ..., priority: _Optional[int] = ..., indexes: _Optional[_Iterable[int]] = ..., same_as: _Optional[str] = ..., unless_revision: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+    upload: Upload
+    def __init__(self, spec_path: _Optional[str] = ..., spec_yaml: _Optional[str] = ..., results_dir: _Optional[str] = ..., priority: _Optional[int] = ..., indexes: _Optional[_Iterable[int]] = ..., same_as: _Optional[str] = ..., unless_revision: _Optional[str] = ..., force: _Optional[bool] = ..., upload: _Optional[_Union[Upload, _Mapping]] = ...) -> None: ...
+
+class Upload(_message.Message):
+    __slots__ = ("revision", "inputs", "experiment_file", "origin")
+    class InputsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    INPUTS_FIELD_NUMBER: _ClassVar[int]
+    EXPERIMENT_FILE_FIELD_NUMBER: _ClassVar[int]
+    ORIGIN_FIELD_NUMBER: _ClassVar[int]
+    revision: str
+    inputs: _containers.ScalarMap[str, str]
+    experiment_file: str
+    origin: str
+    def __init__(self, revision: _Optional[str] = ..., inputs: _Optional[_Mapping[str, str]] = ..., experiment_file: _Optional[str] = ..., origin: _Optional[str] = ...) -> None: ...
 
 class SubmitResponse(_message.Message):
     __slots__ = ("submission_id", "runs", "revision", "unchanged", "changed", "warnings")

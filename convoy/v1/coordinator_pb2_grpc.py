@@ -96,6 +96,26 @@ class CoordinatorStub:
                 request_serializer=convoy_dot_v1_dot_coordinator__pb2.ResultsRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_coordinator__pb2.ResultsChunk.FromString,
                 _registered_method=True)
+        self.MissingObjects = channel.unary_unary(
+                '/convoy.v1.Coordinator/MissingObjects',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.HasObjectsRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.HasObjectsResponse.FromString,
+                _registered_method=True)
+        self.PutObjects = channel.stream_unary(
+                '/convoy.v1.Coordinator/PutObjects',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.ObjectChunk.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.PutObjectsResponse.FromString,
+                _registered_method=True)
+        self.PutRevision = channel.stream_unary(
+                '/convoy.v1.Coordinator/PutRevision',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.PutRevisionRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.PutRevisionResponse.FromString,
+                _registered_method=True)
+        self.Fetch = channel.unary_stream(
+                '/convoy.v1.Coordinator/Fetch',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.FetchRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.FetchChunk.FromString,
+                _registered_method=True)
 
 
 class CoordinatorServicer:
@@ -192,6 +212,39 @@ class CoordinatorServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def MissingObjects(self, request, context):
+        """Uploads: a client on another machine sends the experiment's sources and inputs as the
+        coordinator sends them to hosts. One round trip learns which objects (by content hash) it
+        lacks, or that it has the revision already; PutObjects streams just those, each verified
+        against its hash before it is stored (INVALID_ARGUMENT, nothing of it kept, when it does
+        not match); PutRevision registers the tree's manifest, once every object it names is
+        stored (FAILED_PRECONDITION names one missing) and its entries hash to the revision id.
+        Submit then names the revisions (SubmitRequest.upload).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutObjects(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutRevision(self, request_iterator, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Fetch(self, request, context):
+        """A submission's results folder, file by file (runs that reused an earlier run's result
+        carry that run's files, under their own name), for `convoy fetch`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_CoordinatorServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -254,6 +307,26 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Results,
                     request_deserializer=convoy_dot_v1_dot_coordinator__pb2.ResultsRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_coordinator__pb2.ResultsChunk.SerializeToString,
+            ),
+            'MissingObjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.MissingObjects,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.HasObjectsRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.HasObjectsResponse.SerializeToString,
+            ),
+            'PutObjects': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutObjects,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.ObjectChunk.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.PutObjectsResponse.SerializeToString,
+            ),
+            'PutRevision': grpc.stream_unary_rpc_method_handler(
+                    servicer.PutRevision,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.PutRevisionRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.PutRevisionResponse.SerializeToString,
+            ),
+            'Fetch': grpc.unary_stream_rpc_method_handler(
+                    servicer.Fetch,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.FetchRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.FetchChunk.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -581,6 +654,114 @@ class Coordinator:
             '/convoy.v1.Coordinator/Results',
             convoy_dot_v1_dot_coordinator__pb2.ResultsRequest.SerializeToString,
             convoy_dot_v1_dot_coordinator__pb2.ResultsChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def MissingObjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Coordinator/MissingObjects',
+            convoy_dot_v1_dot_coordinator__pb2.HasObjectsRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.HasObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutObjects(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/convoy.v1.Coordinator/PutObjects',
+            convoy_dot_v1_dot_coordinator__pb2.ObjectChunk.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.PutObjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutRevision(request_iterator,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.stream_unary(
+            request_iterator,
+            target,
+            '/convoy.v1.Coordinator/PutRevision',
+            convoy_dot_v1_dot_coordinator__pb2.PutRevisionRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.PutRevisionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Fetch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/convoy.v1.Coordinator/Fetch',
+            convoy_dot_v1_dot_coordinator__pb2.FetchRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.FetchChunk.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,6 +9,7 @@ import asyncio
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from convoy.content import SyncError
@@ -24,6 +25,7 @@ from convoy.coordinator.runs.store import Store
 from convoy.coordinator.sources.builds import BuildKeeper
 from convoy.coordinator.sources.manifest import SOURCES_WARN_BYTES
 from convoy.coordinator.sources.sync import RevisionGone, Syncer, diff
+from convoy.coordinator.sources.uploads import check_revision
 from convoy.errors import ConvoyError, NotFound, UsageError
 from convoy.metrics import declared_in
 from convoy.sizes import human_bytes
@@ -93,6 +95,20 @@ def _reusing(run: RunRecord, origin: RunRecord, sub_dir: Path) -> RunRecord:
     )  # fmt: skip
 
 
+@dataclass(frozen=True)
+class Uploaded:
+    """A submission whose sources and inputs a client uploaded (coordinator/sources/uploads.py):
+    the revisions to use instead of snapshots of folders, which are on the client's machine."""
+
+    revision: str
+    inputs: dict[str, str]  # input name -> its revision
+    experiment_file: str = ""  # its path within the sources; "": outside them
+    origin: str = ""  # where from, for people
+
+
+RESULTS = "results"  # under CONVOY_HOME: uploaded submissions' results folders
+
+
 class Unchanged(Exception):
     """Watch mode: the sources still make the revision the client last submitted."""
 
@@ -106,6 +122,25 @@ def source_warnings(source_dir: str, size: int) -> list[str]:
         return []
     return [f"the sources ({source_dir}) hold {human_bytes(size)}: each host is sent all of "
             "it at first; list what the runs do not need in .convoyignore"]  # fmt: skip
+
+
+def _relative(spec_file: Path, source: Path) -> str | None:
+    """The experiment file's path within its sources (resolved), None when outside them."""
+    try:
+        return spec_file.resolve().relative_to(source).as_posix()
+    except (ValueError, OSError):
+        return None
+
+
+def _origin(source_dir: str) -> str:
+    """Where an uploaded submission came from, as its sources' label says ("host:/path")."""
+    return "" if source_dir.startswith("/") else source_dir.partition(":")[0]
+
+
+def _lexical(spec_file: Path, source: Path) -> str | None:
+    """_relative for a client's paths, which this machine cannot resolve."""
+    rel = os.path.relpath(os.path.normpath(spec_file), source)
+    return None if rel == ".." or rel.startswith("../") else Path(rel).as_posix()
 
 
 def _check_path(what: str, path: str) -> None:
@@ -221,32 +256,54 @@ class Submissions:
         if not runs:
             names = ", ".join(sorted(s.value for s in wanted))
             raise UsageError(f"{sub_id} has no runs that ended {names}")
-        results_root = str(Path(sub.results_dir).parent.parent)
+        results_root = Path(sub.results_dir).parent.parent
+        reuse = (sub.revision, runs[0].inputs, [r.index for r in runs])
+        if results_root == self.home / RESULTS:  # an upload's: its results stay there
+            return await self.submit(
+                sub.spec_path, sub.spec_yaml, "", sub.priority, reuse=reuse,
+                upload=Uploaded(sub.revision, runs[0].inputs, origin=_origin(sub.source_dir)),
+            )  # fmt: skip
         return await self.submit(
-            sub.spec_path, sub.spec_yaml, results_root, sub.priority,
-            reuse=(sub.revision, runs[0].inputs, [r.index for r in runs]),
+            sub.spec_path, sub.spec_yaml, str(results_root), sub.priority, reuse=reuse,
         )  # fmt: skip
 
     async def submit(
         self, spec_path: str, spec_yaml: str, results_dir: str = "", priority: int = 0,
         reuse: tuple[str, dict[str, str], list[int]] | None = None,
         indexes: Sequence[int] = (), same_as: str = "", unless_revision: str = "",
-        force: bool = False,
+        force: bool = False, upload: Uploaded | None = None,
     ) -> tuple[SubmissionRecord, list[RunRecord]]:  # fmt: skip
         """Validate, snapshot the sources, store the submission and its runs, queue those not
         already done (an earlier run of the same key succeeded; `force`: all of them).
         `reuse`: (revision, input revisions, run indexes) of an earlier submission, run again;
         `same_as`: a submission whose revision and inputs to use, for `indexes` (or all);
-        `unless_revision`: raise Unchanged, submitting nothing, if the sources make that one."""
+        `unless_revision`: raise Unchanged, submitting nothing, if the sources make that one;
+        `upload`: the sources and inputs were uploaded, as these revisions (spec_path is then
+        the client's, only a label; the results go under CONVOY_HOME/results/)."""
         _check_path("spec_path", spec_path)
         if results_dir:
+            if upload is not None:
+                raise UsageError("an uploaded submission's results stay on the coordinator "
+                                 "(fetch them with `convoy fetch`): no results_dir")  # fmt: skip
             _check_path("results_dir", results_dir)
         spec = load_spec(spec_yaml, spec_path)  # the matrix's size checked, not expanded yet
         total = run_count(spec)
+        if upload is not None and not same_as and reuse is None:
+            bad = sorted(i for i in set(indexes) if not 0 <= i < total)
+            if bad:
+                raise UsageError(f"{spec_path}: no runs with indexes {bad[:20]} in its matrix"
+                                 f" of {total}")  # fmt: skip
+            reuse = self._uploaded(spec, spec_path, upload, list(indexes) or list(range(total)))
+            if unless_revision and upload.revision == unless_revision:
+                raise Unchanged(upload.revision)
         if same_as:
             earlier = self.store.submission(same_as)
             if earlier is None:
                 raise NotFound(f"no submission {same_as!r}")
+            if upload is None and Path(earlier.results_dir).parent.parent == self.home / RESULTS:
+                # An upload's revisions, named by a client that may not share this machine's
+                # files: its results stay here too.
+                upload = Uploaded(earlier.revision, {}, origin=_origin(earlier.source_dir))
             some = self.store.runs(same_as, limit=1)
             everything = list(range(total))
             reuse = (earlier.revision, some[0].inputs if some else {}, list(indexes) or everything)
@@ -257,15 +314,26 @@ class Submissions:
                 raise UsageError(f"{spec_path}: no runs with indexes {bad[:20]} in its matrix"
                                  f" of {total}")  # fmt: skip
         spec_file = Path(spec_path)
-        source = (spec_file.parent / spec.sources).resolve()
+        if upload is not None:  # the client's folder: a label, never looked at here
+            source = Path(os.path.normpath(spec_file.parent / spec.sources))
+            # A rerun's (or same_as's) upload does not say: the client's paths tell.
+            spec_rel = upload.experiment_file or _lexical(spec_file, source)
+            label = f"{upload.origin}:{source}" if upload.origin else str(source)
+        else:
+            source = (spec_file.parent / spec.sources).resolve()
+            spec_rel = _relative(spec_file, source)
+            label = str(source)
         if reuse is None and not source.is_dir():
             raise UsageError(f"{spec_path}: sources folder {source} does not exist")
-        if source.is_relative_to(self.home.resolve()):
+        if upload is None and source.is_relative_to(self.home.resolve()):
             raise UsageError(
                 f"{spec_path}: sources folder {source} is inside convoy's state folder "
                 f"{self.home}; keep experiments elsewhere"
             )
-        results_root = Path(results_dir) if results_dir else spec_file.parent / "convoy-results"
+        if upload is not None:
+            results_root = self.home / RESULTS
+        else:
+            results_root = Path(results_dir) if results_dir else spec_file.parent / "convoy-results"
         width = max(2, len(str(total - 1)))  # of the whole matrix: ids keep their index
         keep = set(reuse[2]) if reuse is not None else set(indexes) if indexes else None
         inputs = {}
@@ -319,7 +387,7 @@ class Submissions:
         # away meanwhile: the rest runs as a task of its own, shielded from the request's end.
         task = asyncio.ensure_future(self._accept(
             spec, spec_path, spec_yaml, source, results_root, revision_id, input_revs, priority,
-            total, keep, width, force,
+            total, keep, width, force, spec_rel, label,
         ))  # fmt: skip
         self._accepting.add(task)
         task.add_done_callback(self._accepting.discard)
@@ -328,7 +396,8 @@ class Submissions:
     async def _accept(
         self, spec: ExperimentSpec, spec_path: str, spec_yaml: str, source: Path,
         results_root: Path, revision_id: str, input_revs: dict[str, str], priority: int,
-        total: int, keep: set[int] | None, width: int, force: bool,
+        total: int, keep: set[int] | None, width: int, force: bool, spec_rel: str | None,
+        source_label: str,
     ) -> tuple[SubmissionRecord, list[RunRecord]]:  # fmt: skip
         """Number, store and queue a validated submission; its runs already done are stored
         as succeeded, their results linked from the earlier run's."""
@@ -345,7 +414,7 @@ class Submissions:
             now = time.time()
             sub = SubmissionRecord(
                 id=sub_id, experiment=spec.name, seq=self.store.next_seq(), spec_path=spec_path,
-                spec_yaml=spec_yaml, source_dir=str(source), results_dir=str(sub_dir),
+                spec_yaml=spec_yaml, source_dir=source_label, results_dir=str(sub_dir),
                 revision=revision_id, priority=priority, created_at=now,
                 total=total if keep is None else sum(1 for i in keep if 0 <= i < total),
             )  # fmt: skip
@@ -353,7 +422,7 @@ class Submissions:
             def store() -> tuple[list[RunRecord], str]:
                 build_key = self.builds.key_of(spec.build, spec.image, revision_id)
                 records = _records(spec, sub, keep, width, input_revs)
-                sources = self._sources_key(revision_id, spec_path, source)
+                sources = self._sources_key(revision_id, spec_rel)
                 records = self._remembered(spec, sub_dir, records, sources, build_key, force)
                 self.store.add_submission_apart(sub, records)
                 return records, build_key
@@ -380,18 +449,36 @@ class Submissions:
             self._queuing.pop(sub_id).set()
         return sub, records
 
-    def _sources_key(self, revision_id: str, spec_path: str, source: Path) -> str:
+    def _sources_key(self, revision_id: str, rel: str | None) -> str:
         """The sources' part of the runs' keys: their revision less the experiment file, when
-        it is among them. What of it matters to a run is in the key's other parts (command,
-        parameters, ...), so adding a value to the matrix leaves the other runs' keys alone.
-        Blocking (a manifest may be read): a worker thread's."""
+        it is among them (`rel`: its path there; None: outside them). What of it matters to a
+        run is in the key's other parts (command, parameters, ...), so adding a value to the
+        matrix leaves the other runs' keys alone. Blocking (a manifest may be read): a worker
+        thread's."""
+        if rel is None:
+            return revision_id
         try:
-            rel = Path(spec_path).resolve().relative_to(source).as_posix()
             entries = self.syncer.revision(revision_id).manifest.entries
-        except (ValueError, OSError, RevisionGone):  # outside its sources, or not known
+        except (ValueError, OSError, RevisionGone):  # not known
             return revision_id
         rest = [e for e in entries if e.path != rel]
         return revision_id if len(rest) == len(entries) else revision_of(rest)
+
+    def _uploaded(
+        self, spec: ExperimentSpec, spec_path: str, upload: Uploaded, indexes: list[int]
+    ) -> tuple[str, dict[str, str], list[int]]:
+        """An upload's revisions as `reuse` takes them, once checked: well formed, one for
+        each input the experiment names (and no other), all stored (PutRevision)."""
+        for rev in (upload.revision, *upload.inputs.values()):
+            check_revision(rev)
+            if not self.syncer.manifest_path(rev).exists():
+                raise UsageError(f"{spec_path}: revision {rev} was not uploaded (PutRevision)")
+        names = {name for name, _ in spec.inputs}
+        if set(upload.inputs) != names:
+            given = ", ".join(sorted(upload.inputs)) or "none"
+            raise UsageError(f"{spec_path}: the inputs uploaded ({given}) are not the "
+                             f"experiment's ({', '.join(sorted(names)) or 'none'})")  # fmt: skip
+        return upload.revision, dict(upload.inputs), indexes
 
     def _remembered(
         self, spec: ExperimentSpec, sub_dir: Path, records: list[RunRecord], sources: str,

@@ -221,15 +221,37 @@ class Syncer:
             # storing thread, idle by now, while the caller goes on to sync.
             self._storer.submit(scanner.saver()).add_done_callback(_log_failure)
             self._saved[source] = time.monotonic()
+        return self.register(manifest)
+
+    def register(self, manifest: Manifest) -> Revision:
+        """The revision of a manifest whose objects are all stored: its manifest written (or,
+        written before, touched: made again, it is kept as long as that, retention.py), and
+        kept parsed. A snapshot's, or an upload's (uploads.py)."""
         rev = Revision(manifest.revision, manifest)
-        path = self.home / "manifests" / f"{rev.id}.json"
+        path = self.manifest_path(rev.id)
         try:
-            os.utime(path)  # made again: kept as long as it is (retention.py)
+            os.utime(path)
         except FileNotFoundError:  # what the submission holds
             rows = [[e.path, e.mode, e.size, e.hash, e.target] for e in manifest.entries]
             write_json(path, rows)
         self._keep(rev)
         return rev
+
+    def manifest_path(self, revision_id: str) -> Path:
+        return self.home / "manifests" / f"{revision_id}.json"
+
+    def has_object(self, hash: str) -> bool:
+        """Whether the store holds the object (in a pack, or as a file)."""
+        if hash in self.packs or hash in self._stored:
+            return True
+        if self.store.missing([hash]):
+            return False
+        self._stored.add(hash)
+        return True
+
+    def stored(self, hash: str) -> None:
+        """An object was put in self.store (by an upload): known to be there from now on."""
+        self._stored.add(hash)
 
     def _keep(self, rev: Revision) -> None:
         with self._parsed:
@@ -245,7 +267,7 @@ class Syncer:
         if known is not None:
             return known
         try:
-            raw = json.loads((self.home / "manifests" / f"{revision_id}.json").read_text())
+            raw = json.loads(self.manifest_path(revision_id).read_text())
         except FileNotFoundError:
             raise RevisionGone(revision_id) from None
         entries = tuple(Entry(**e) if isinstance(e, dict) else Entry(*e) for e in raw)
