@@ -12,7 +12,7 @@ and so cannot name objects that a host trusts by name.
     python bench/hashes.py --sync [--small 10000] [--repeat 5]
 
 The last line printed is JSON: {algorithm: {"small_s", "large_s", "large_mb_s"}, "chosen": ...};
-with --sync, the best of `repeat` for each step of coordinator/sources/manifest.py's Scanner and
+with --sync, the best of `repeat` for each step of convoy/manifest.py's Scanner and
 agent/objects.py's make_revision, in ms, with `cp -al` of the previous snapshot beside it (the
 floor of any "reuse the last snapshot" scheme: it makes one hard link per file too).
 """
@@ -109,7 +109,7 @@ def sync_timings(small: int, repeat: int) -> None:
     import subprocess
 
     from convoy.agent.objects import ObjectStore
-    from convoy.coordinator.sources.manifest import RACY_NS, Scanner
+    from convoy.manifest import RACY_NS, Scanner
 
     with tempfile.TemporaryDirectory() as tmp:
         paths, _ = make_files(Path(tmp), small, 0)

@@ -2,7 +2,7 @@
 
 Both sides import this module (the agent imports no coordinator code). An object is named by
 the BLAKE3 hash of its bytes, as 64 lowercase hex digits; bench/hashes.py measured the choice
-(see coordinator/sources/manifest.py). Paths on the wire are relative and '/'-separated, and
+(see convoy/manifest.py). Paths on the wire are relative and '/'-separated, and
 are checked here on both sides, because a path is where a bad manifest would write outside its
 tree.
 """

@@ -19,10 +19,10 @@ from convoy.coordinator.runs.bus import RunChanged
 from convoy.coordinator.runs.lifecycle import HostInfo, HostState
 from convoy.coordinator.runs.records import RunRecord
 from convoy.coordinator.runs.submissions import Unchanged, Uploaded
-from convoy.coordinator.sources.manifest import Entry
 from convoy.coordinator.sources.uploads import ObjectsMissing
 from convoy.coordinator.wire import resources_to_pb, result_row_to_pb, run_to_pb
 from convoy.errors import ConvoyError, NotFound, SpecError, UsageError
+from convoy.manifest import Entry
 from convoy.rpcwire import BUILD_REUSED
 from convoy.states import RunState
 from convoy.v1 import common_pb2

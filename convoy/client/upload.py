@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from convoy.content import SyncError, hash_bytes, new_hasher, open_regular_fd
-from convoy.coordinator.sources.manifest import Entry, Manifest, Scanner
 from convoy.errors import UsageError
+from convoy.manifest import Entry, Manifest, Scanner
 from convoy.paths import default_home
 from convoy.spec import load_spec
 from convoy.v1 import agent_pb2

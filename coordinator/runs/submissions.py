@@ -23,10 +23,10 @@ from convoy.coordinator.runs.records import RunRecord, SubmissionRecord, evolve
 from convoy.coordinator.runs.scheduler import HostView, Units, why_unplaceable
 from convoy.coordinator.runs.store import Store
 from convoy.coordinator.sources.builds import BuildKeeper
-from convoy.coordinator.sources.manifest import SOURCES_WARN_BYTES
 from convoy.coordinator.sources.sync import RevisionGone, Syncer, diff
 from convoy.coordinator.sources.uploads import check_revision
 from convoy.errors import ConvoyError, NotFound, UsageError
+from convoy.manifest import SOURCES_WARN_BYTES
 from convoy.metrics import declared_in
 from convoy.sizes import human_bytes
 from convoy.spec import (

@@ -27,12 +27,12 @@ import grpc
 from convoy.agent.objects import ObjectStore
 from convoy.content import SyncError, hash_bytes
 from convoy.coordinator.hosts.agents import AgentClient
-from convoy.coordinator.sources.manifest import ALWAYS_EXCLUDED, Entry, Manifest, Scanner
 from convoy.coordinator.sources.packs import PackStore, read_small_files
 from convoy.coordinator.sources.retention import KEEP_DAYS
 from convoy.coordinator.sources.watcher import TreeWatcher
 from convoy.errors import UsageError
 from convoy.files import write_json
+from convoy.manifest import ALWAYS_EXCLUDED, Entry, Manifest, Scanner
 
 log = logging.getLogger("convoy.sync")
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from convoy.agent.objects import ObjectWriter
 from convoy.content import SyncError, check_entries, check_hash
-from convoy.coordinator.sources.manifest import Entry, Manifest, max_tree_bytes
 from convoy.coordinator.sources.sync import SMALL, Revision, Syncer
 from convoy.errors import UsageError
+from convoy.manifest import Entry, Manifest, max_tree_bytes
 from convoy.sizes import human_bytes
 
 MAX_ASKED = 20_000  # hashes in one MissingObjects request (66 bytes each on the wire)

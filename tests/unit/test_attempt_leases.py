@@ -7,7 +7,7 @@ from pathlib import Path
 
 from convoy.agent.attempts import AttemptRequest, Attempts, AttemptState
 from convoy.content import hash_bytes, revision_id
-from convoy.coordinator.sources.manifest import Entry
+from convoy.manifest import Entry
 
 
 def test_an_attempt_whose_revision_is_missing_leaves_no_lease_on_its_inputs(

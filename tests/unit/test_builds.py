@@ -17,7 +17,7 @@ from convoy.agent.attempts import AttemptRequest, AttemptState, AttemptStatus
 from convoy.agent.builds import BuildResult, Builds, tail_of
 from convoy.agent.objects import ObjectStore
 from convoy.content import hash_bytes, revision_id
-from convoy.coordinator.sources.manifest import Entry
+from convoy.manifest import Entry
 from tests.unit.users import NOBODY, as_nobody
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from convoy.content import SyncError, hash_file, read_file, read_limited
-from convoy.coordinator.sources.manifest import IGNORE_FILE_MAX, Scanner
+from convoy.manifest import IGNORE_FILE_MAX, Scanner
 
 
 def tree(tmp_path: Path) -> Path:

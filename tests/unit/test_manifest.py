@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from convoy.content import SyncError, check_link_target, check_relpath, hash_bytes
-from convoy.coordinator.sources.manifest import RACY_NS, Entry, Manifest, Scanner
+from convoy.manifest import RACY_NS, Entry, Manifest, Scanner
 
 
 def write(path: Path, data: str | bytes) -> Path:

@@ -12,7 +12,7 @@ import pytest
 
 from convoy.agent.objects import ObjectStore, RevisionMissing
 from convoy.content import SyncError, hash_bytes, revision_id
-from convoy.coordinator.sources.manifest import Entry, Manifest
+from convoy.manifest import Entry, Manifest
 
 FILE, EXE, LINK = 0o100644, 0o100755, 0o120777
 LATER = 10 * 3600.0  # past the store's grace period

@@ -13,7 +13,7 @@ from convoy.agent import plans
 from convoy.agent.objects import ObjectStore
 from convoy.agent.plans import MAX_PLANS, PlanMissing
 from convoy.content import SyncError, hash_bytes
-from convoy.coordinator.sources.manifest import Entry
+from convoy.manifest import Entry
 from tests.unit.test_objects import EXE, f, link, make, put, revid
 
 

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import pytest
 
+from convoy import manifest
 from convoy.agent.objects import ObjectStore
 from convoy.content import SyncError, hash_bytes
-from convoy.coordinator.sources import manifest, sync
+from convoy.coordinator.sources import sync
 from convoy.coordinator.sources.sync import SMALL, Syncer
 
 

@@ -13,17 +13,17 @@ from types import SimpleNamespace
 import grpc
 import pytest
 
+from convoy import manifest
 from convoy.client.fetch import _place
 from convoy.client.upload import Uploader, upload_experiment
 from convoy.content import SyncError, hash_bytes, revision_id
 from convoy.coordinator.api import CoordinatorService
 from convoy.coordinator.runs.store import STATE_DB, Store
-from convoy.coordinator.sources import manifest
-from convoy.coordinator.sources.manifest import Entry
 from convoy.coordinator.sources.retention import collect_unused
 from convoy.coordinator.sources.sync import SMALL, Syncer
 from convoy.coordinator.sources.uploads import ObjectsMissing, Received, Uploads
 from convoy.errors import UsageError
+from convoy.manifest import Entry
 from convoy.states import RunState
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
