@@ -28,7 +28,7 @@ _READ_BUF = 1 << 20
 
 
 class EntryLike(Protocol):
-    """A manifest entry: sources/manifest.py's Entry and the wire's ManifestEntry both fit."""
+    """A manifest entry: convoy/manifest.py's Entry and the wire's ManifestEntry both fit."""
 
     @property
     def path(self) -> str: ...

@@ -1,4 +1,4 @@
-"""Unit tests for coordinator.sources.manifest: the source tree's manifest and its stat cache."""
+"""Unit tests for convoy.manifest: the source tree's manifest and its stat cache."""
 
 from __future__ import annotations
 
