@@ -52,6 +52,7 @@ from convoy.coordinator.runs.events import (
     Dispatch,
     Event,
     HostAdded,
+    HostRemoved,
     HostSilent,
     HostStatus,
     HostUp,
@@ -258,6 +259,9 @@ class Lifecycle:
         match event:
             case HostAdded():
                 self._host_added(event)
+            case HostRemoved():
+                self.now = max(self.now, event.at)
+                self._host_removed(event, out)
             case Submitted():
                 self._submitted(event)
             case Restored():
@@ -303,6 +307,38 @@ class Lifecycle:
             self.hosts[e.name] = HostInfo(e.name, dict(e.labels), since=e.at,
                                           why="not connected yet")  # fmt: skip
         self.now = max(self.now, e.at)
+
+    def in_flight_on(self, host: str) -> list[RunRecord]:
+        """The runs whose current attempt is on `host` (placed there and not ended)."""
+        return sorted((r for r in self.runs.values()
+                       if r.host == host and r.state is not RunState.QUEUED),
+                      key=_seq)  # fmt: skip
+
+    def _host_removed(self, e: HostRemoved, out: list[Action]) -> None:
+        """As a restart without the host would have it (_restored): its attempts forgotten,
+        its runs in flight queued again (or ended, if they were being cancelled)."""
+        h = self.hosts.pop(e.name, None)
+        if h is None:
+            return
+        self._rules_stale = True
+        busy = self.in_flight_on(e.name)
+        for a in self.attempts_on(e.name):
+            if a.phase in _LIVE:
+                out.append(Abandon(a.id))
+            self._forget(a, out)
+        for holder in [r for r, host in self._holds.items() if host == e.name]:
+            del self._holds[holder]
+        for run in busy:
+            why = (f"its host {e.name} was removed while attempt {run.attempt} was in flight "
+                   "there (its container goes on there, unseen)")  # fmt: skip
+            if run.id in self.cancels:
+                self._end(run, RunState.CANCELLED, Reason.CANCELLED,
+                          f"{self._cancel_why.get(run.id, ON_REQUEST)}; {why}", out)  # fmt: skip
+            else:
+                self._requeue(run, why, out)
+        out.append(HostChanged(e.name, "removed", f"{e.name} was removed"
+                               + (f"; {len(busy)} run(s) in flight there queued again"
+                                  if busy else "")))  # fmt: skip
 
     def _host_up(self, e: HostUp, out: list[Action]) -> None:
         h = self.hosts.get(e.name)
