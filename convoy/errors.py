@@ -63,6 +63,18 @@ class HostBusy(ConvoyError):
         self.runs = runs
 
 
+class KeyMismatch(ConvoyError):
+    """A host offers another SSH key than the fingerprint the user checked: nothing recorded."""
+
+    exit_status = 2
+
+    def __init__(self, host: str, offered: str, expected: str) -> None:
+        super().__init__(f"host {host} offers key {offered}, not {expected}: not recorded")
+        self.host = host
+        self.offered = offered
+        self.expected = expected
+
+
 class CoordinatorUnavailable(ConvoyError):
     """No coordinator answers on the socket."""
 

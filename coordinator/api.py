@@ -8,15 +8,18 @@ from collections.abc import AsyncIterator, Sequence
 import grpc
 
 from convoy.coordinator.engine import Coordinator
+from convoy.coordinator.hosts.hostsfile import DEFAULT_AGENT_HOME, DEFAULT_PYTHON, HostConfig
+from convoy.coordinator.hosts.roster import Roster
 from convoy.coordinator.hosts.session import HostSession
 from convoy.coordinator.results.table import Selection
 from convoy.coordinator.results.table import rows as table_rows
 from convoy.coordinator.runs.bus import RunChanged
 from convoy.coordinator.runs.lifecycle import HostInfo, HostState
 from convoy.coordinator.runs.records import RunRecord
+from convoy.coordinator.runs.scheduler import HostView
 from convoy.coordinator.runs.submissions import Unchanged
 from convoy.coordinator.wire import BUILD_REUSED, resources_to_pb, result_row_to_pb, run_to_pb
-from convoy.errors import ConvoyError, NotFound, SpecError, UsageError
+from convoy.errors import ConvoyError, HostExists, NotFound, SpecError, UsageError
 from convoy.states import RunState
 from convoy.v1 import common_pb2
 from convoy.v1 import coordinator_pb2 as pb
@@ -37,6 +40,8 @@ def _host_reason(info: HostInfo, session: HostSession) -> str:
 
 
 def _code(e: ConvoyError) -> grpc.StatusCode:
+    if isinstance(e, HostExists):
+        return grpc.StatusCode.ALREADY_EXISTS
     if isinstance(e, SpecError | UsageError):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(e, NotFound):
@@ -49,9 +54,37 @@ def _rows(chosen: Selection, runs: Sequence[RunRecord]) -> list[pb.ResultRow]:
     return [result_row_to_pb(r) for r in table_rows(chosen, runs)]
 
 
+def _host_config(r: pb.AddHostRequest) -> HostConfig:
+    """The request's host as the hosts file holds it (checked as the file is, by the roster):
+    an empty or zero field is the setting left out."""
+    return HostConfig(
+        name=r.name, address=r.address, port=r.port or None, user=r.user or None,
+        identity=r.identity or None, labels=dict(r.labels), cpus=r.cpus or None,
+        memory=r.memory_bytes or None, python=r.python or DEFAULT_PYTHON,
+        agent_home=r.agent_home or DEFAULT_AGENT_HOME, docker_host=r.docker_host or None,
+    )  # fmt: skip
+
+
+def _host_pb(info: HostInfo, view: HostView, holders: list[str], session: HostSession) -> pb.Host:
+    return pb.Host(
+        name=info.name,
+        state=info.state.value,
+        capacity=resources_to_pb(view.capacity.as_resources()),
+        allocated=resources_to_pb(view.allocated.as_resources()),
+        runs=holders,
+        agent_version=session.info.version if session.info else "",
+        address=session.address or session.client.target,
+        reason=_host_reason(info, session),
+        labels=info.labels,
+        accepting=info.accepting,
+        since=info.since if info.state.value != "up" else 0.0,
+    )
+
+
 class CoordinatorService(pb_grpc.CoordinatorServicer):
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(self, coordinator: Coordinator, roster: Roster) -> None:
         self.c = coordinator
+        self.roster = roster
 
     async def Submit(self, request: pb.SubmitRequest, context: Ctx) -> pb.SubmitResponse:
         try:
@@ -213,21 +246,38 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         ])  # fmt: skip
 
     async def Hosts(self, request: pb.HostsRequest, context: Ctx) -> pb.HostsResponse:
-        hosts = []
-        for info, view, holders, session in self.c.host_views():
-            hosts.append(
-                pb.Host(
-                    name=info.name,
-                    state=info.state.value,
-                    capacity=resources_to_pb(view.capacity.as_resources()),
-                    allocated=resources_to_pb(view.allocated.as_resources()),
-                    runs=holders,
-                    agent_version=session.info.version if session.info else "",
-                    address=session.address or session.client.target,
-                    reason=_host_reason(info, session),
-                    labels=info.labels,
-                    accepting=info.accepting,
-                    since=info.since if info.state.value != "up" else 0.0,
-                )
-            )
-        return pb.HostsResponse(hosts=hosts)
+        hosts = [_host_pb(*view) for view in self.c.host_views()]
+        return pb.HostsResponse(hosts=hosts, hosts_file=str(self.roster.path))
+
+    async def AddHost(self, request: pb.AddHostRequest, context: Ctx) -> pb.AddHostResponse:
+        try:
+            await self.roster.add(_host_config(request))
+        except ConvoyError as e:
+            await context.abort(_code(e), e.render())
+            raise
+        views = [v for v in self.c.host_views() if v[0].name == request.name]
+        return pb.AddHostResponse(hosts_file=str(self.roster.path),
+                                  host=_host_pb(*views[0]) if views else None)  # fmt: skip
+
+    async def RemoveHost(
+        self, request: pb.RemoveHostRequest, context: Ctx
+    ) -> pb.RemoveHostResponse:
+        try:
+            done = await self.roster.remove(request.name, request.force)
+        except ConvoyError as e:
+            await context.abort(_code(e), e.render())
+            raise
+        return pb.RemoveHostResponse(hosts_file=str(self.roster.path), in_file=done.in_file,
+                                     in_use=done.in_use, requeued=done.requeued)  # fmt: skip
+
+    async def TrustHost(self, request: pb.TrustHostRequest, context: Ctx) -> pb.TrustHostResponse:
+        try:
+            check = await self.roster.trust(request.name, request.fingerprint or None)
+        except ConvoyError as e:
+            await context.abort(_code(e), e.render())
+            raise
+        return pb.TrustHostResponse(
+            key_type=check.key_type, fingerprint=check.fingerprint, recorded=check.recorded,
+            known_hosts=str(check.known_hosts),
+            others=[pb.KnownKey(fingerprint=fp, file=file) for fp, file in check.others],
+        )  # fmt: skip

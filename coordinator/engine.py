@@ -187,9 +187,10 @@ class Coordinator:
         # Serve once every host answered or its first try failed: a submission made at once
         # sees the hosts there are (the ones still trying are said to be unreachable).
         tries = [asyncio.ensure_future(s.tried.wait()) for s in self.sessions.values()]
-        _, pending = await asyncio.wait(tries, timeout=FIRST_CONTACT_S)
-        for t in pending:
-            t.cancel()
+        if tries:  # none: a coordinator started with no hosts, for AddHost to give it some
+            _, pending = await asyncio.wait(tries, timeout=FIRST_CONTACT_S)
+            for t in pending:
+                t.cancel()
         for name, session in self.sessions.items():
             if not session.up:
                 log.warning("host %s is unreachable (%s); it gets no runs until it answers",
@@ -289,7 +290,8 @@ class Coordinator:
                 case Progress(run=run, percent=percent):
                     self.bus.publish(RunChanged(run, run.state.value, now, percent))
                 case HostChanged(state=state, message=message):
-                    level = logging.INFO if state in ("up", "accepting") else logging.WARNING
+                    level = (logging.INFO if state in ("up", "accepting", "removed")
+                             else logging.WARNING)  # fmt: skip
                     log.log(level, "host %s", message)
 
     # ---- carrying out ----------------------------------------------------------------------
