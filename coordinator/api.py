@@ -18,7 +18,13 @@ from convoy.coordinator.runs.lifecycle import HostInfo, HostState
 from convoy.coordinator.runs.records import RunRecord
 from convoy.coordinator.runs.scheduler import HostView
 from convoy.coordinator.runs.submissions import Unchanged
-from convoy.coordinator.wire import BUILD_REUSED, resources_to_pb, result_row_to_pb, run_to_pb
+from convoy.coordinator.wire import (
+    BUILD_REUSED,
+    EXIT_STATUS,
+    resources_to_pb,
+    result_row_to_pb,
+    run_to_pb,
+)
 from convoy.errors import ConvoyError, HostExists, NotFound, SpecError, UsageError
 from convoy.states import RunState
 from convoy.v1 import common_pb2
@@ -47,6 +53,13 @@ def _code(e: ConvoyError) -> grpc.StatusCode:
     if isinstance(e, NotFound):
         return grpc.StatusCode.NOT_FOUND
     return grpc.StatusCode.FAILED_PRECONDITION
+
+
+async def _refuse(context: Ctx, e: ConvoyError) -> None:
+    """Abort with the error's code and text, and the exit status its class has (the CLI's,
+    which a status code alone does not tell: a key that does not match from a host that
+    cannot be reached)."""
+    await context.abort(_code(e), e.render(), ((EXIT_STATUS, str(e.exit_status)),))
 
 
 def _rows(chosen: Selection, runs: Sequence[RunRecord]) -> list[pb.ResultRow]:
@@ -253,7 +266,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         try:
             await self.roster.add(_host_config(request))
         except ConvoyError as e:
-            await context.abort(_code(e), e.render())
+            await _refuse(context, e)
             raise
         views = [v for v in self.c.host_views() if v[0].name == request.name]
         return pb.AddHostResponse(hosts_file=str(self.roster.path),
@@ -265,7 +278,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         try:
             done = await self.roster.remove(request.name, request.force)
         except ConvoyError as e:
-            await context.abort(_code(e), e.render())
+            await _refuse(context, e)
             raise
         return pb.RemoveHostResponse(hosts_file=str(self.roster.path), in_file=done.in_file,
                                      in_use=done.in_use, requeued=done.requeued)  # fmt: skip
@@ -274,7 +287,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         try:
             check = await self.roster.trust(request.name, request.fingerprint or None)
         except ConvoyError as e:
-            await context.abort(_code(e), e.render())
+            await _refuse(context, e)
             raise
         return pb.TrustHostResponse(
             key_type=check.key_type, fingerprint=check.fingerprint, recorded=check.recorded,

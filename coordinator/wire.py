@@ -13,6 +13,9 @@ from convoy.v1 import coordinator_pb2 as pb
 # Trailing metadata of a build's Logs stream when the build was made for another submission
 # (before, or while this one waited): nothing was compiled for it, and nothing streamed.
 BUILD_REUSED = "convoy-build-reused"
+# Trailing metadata of a refused host RPC: the exit status the CLI gives its error (2: a
+# request refused, nothing done; 1: a failure, such as a host that does not answer).
+EXIT_STATUS = "convoy-exit-status"
 
 
 def resources_to_pb(r: Resources) -> common_pb2.Resources:
