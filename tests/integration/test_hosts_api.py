@@ -4,11 +4,18 @@
 from __future__ import annotations
 
 import json
+import shutil
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
+import grpc
 import pytest
 
-from .cluster import add_args, cluster, wait_hosts
+from convoy.v1 import coordinator_pb2 as pb
+from convoy.v1 import coordinator_pb2_grpc as pb_grpc
+
+from .cluster import add_args, cluster, down, up, wait_hosts
 from .conftest import ConvoyEnv, write_experiment
 from .testhosts import TestHost
 
@@ -109,3 +116,49 @@ def test_remove_is_refused_with_a_run_in_flight_and_forced_it_queues_the_run_els
         assert again["host"] == other and again["attempt"] == 2
         assert env.cli("cancel", "busy-1").returncode == 0
         env.wait_for("busy-1.00", {"cancelled"}, timeout=60)
+
+
+def test_the_host_rpcs_answer_with_their_codes_and_keep_the_file(tmp_path: Path) -> None:
+    """A coordinator started with no hosts: AddHost checks as the hosts file does
+    (INVALID_ARGUMENT, ALREADY_EXISTS) and writes it; TrustHost and RemoveHost say NOT_FOUND
+    for a host there is not; a host that cannot be reached fails TrustHost with exit status 1,
+    recording nothing; `--file` naming another file is edited here, and said so."""
+    home = Path(tempfile.mkdtemp(prefix="cvc-", dir="/tmp"))
+    env = ConvoyEnv(home, up(home))
+    try:
+        with grpc.insecure_channel(f"unix:{home / 'coordinator.sock'}") as channel:
+            api = pb_grpc.CoordinatorStub(channel)
+
+            def code(call: Callable[[], object]) -> grpc.RpcError:
+                with pytest.raises(grpc.RpcError) as err:
+                    call()
+                return err.value
+
+            bad = code(lambda: api.AddHost(pb.AddHostRequest(name="h1", address="x", cpus=-1)))
+            assert bad.code() == grpc.StatusCode.INVALID_ARGUMENT and "cpus" in bad.details()
+            added = api.AddHost(pb.AddHostRequest(name="h1", address="127.0.0.1", port=1))
+            assert added.hosts_file == str(home / "hosts.yaml") and added.host.name == "h1"
+            assert "name: h1" in (home / "hosts.yaml").read_text()
+            again = code(lambda: api.AddHost(pb.AddHostRequest(name="h1", address="y")))
+            assert again.code() == grpc.StatusCode.ALREADY_EXISTS
+            assert api.Hosts(pb.HostsRequest()).hosts_file == added.hosts_file
+            for call in (lambda: api.TrustHost(pb.TrustHostRequest(name="nope")),
+                         lambda: api.RemoveHost(pb.RemoveHostRequest(name="nope"))):  # fmt: skip
+                assert code(call).code() == grpc.StatusCode.NOT_FOUND
+            down_host = code(lambda: api.TrustHost(pb.TrustHostRequest(name="h1")))
+            assert down_host.code() == grpc.StatusCode.FAILED_PRECONDITION
+            assert ("convoy-exit-status", "1") in tuple(down_host.trailing_metadata() or ())
+            assert not (home / "known_hosts").exists()
+        other = tmp_path / "other.yaml"
+        out = env.cli("hosts", "add", "h2", "127.0.0.1", "--file", str(other))
+        assert out.returncode == 0, out.stderr
+        assert f"the running coordinator keeps {home / 'hosts.yaml'}, not {other}" in out.stderr
+        assert "name: h2" in other.read_text()
+        assert "h2" not in (home / "hosts.yaml").read_text()
+        out = env.cli("hosts", "remove", "h1")
+        assert out.returncode == 0, out.stderr
+        assert "and the running coordinator" in out.stdout
+        assert "hosts: []" in (home / "hosts.yaml").read_text()
+    finally:
+        down(env)
+        shutil.rmtree(home, ignore_errors=True)
