@@ -322,9 +322,8 @@ class Lifecycle:
             return
         self._rules_stale = True
         busy = self.in_flight_on(e.name)
-        for a in self.attempts_on(e.name):
-            if a.phase in _LIVE:
-                out.append(Abandon(a.id))
+        for a in self.attempts_on(e.name):  # what the engine still does for them, cancelled
+            out.append(Abandon(a.id))  # (a launch; a collection, of results or of a history)
             self._forget(a, out)
         for holder in [r for r, host in self._holds.items() if host == e.name]:
             del self._holds[holder]
