@@ -11,7 +11,9 @@ reschedule), HTCondor's (the job lease) and Kubernetes' (the pod failure policy)
   moment (HostSilent); its attempts are unknown and keep their allocations. One that answers
   again within the grace (default 60 s) reports what it still has (HostUp) and those attempts go
   on where they were. Past the grace (Tick) it is lost, and so are its unfinished attempts. A
-  coordinator starts with every host unreachable: the grace applies to a restart too.
+  coordinator starts with every host unreachable: the grace applies to a restart too. Hosts
+  come and go while it runs (HostAdded, HostRemoved): a removed host's attempts are forgotten
+  and its runs in flight queued again, as a restart without it in the hosts file would.
 - Two retry budgets: a run's `retries` for the application's failures (non-zero exit, out of
   memory, timeout), its `infra_retries` for the platform's (host lost, runtime or agent error,
   sync, image, disk full). A retry goes to another host when one fits. A run ends `lost` only
