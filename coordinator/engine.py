@@ -580,7 +580,7 @@ class Coordinator:
 
     def add_host(self, spec: HostSpec) -> None:
         """Take a host while running (AddHost): its session starts as at start(); it gets runs
-        once it answers. UsageError for a name this coordinator already has."""
+        once it answers. HostExists for a name this coordinator already has."""
         if spec.name in self.specs:
             raise HostExists(f"this coordinator already has a host named {spec.name!r}")
         self.specs[spec.name] = spec
