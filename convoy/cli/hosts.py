@@ -101,13 +101,13 @@ def _add_request(ns: argparse.Namespace) -> pb.AddHostRequest:
         except ValueError as e:
             raise UsageError(f"--label {e}") from None
         labels[key] = value
-    if ns.cpus is not None and not 0 < ns.cpus < float("inf"):
-        raise UsageError(f"--cpus: expected a positive number, got {ns.cpus:g}")
-    if ns.port is not None and not 1 <= ns.port <= 65535:
-        raise UsageError(f"--port: expected a port number from 1 to 65535, got {ns.port}")
-    memory = _memory(ns.memory)
-    if memory == 0:
-        raise UsageError("--memory: expected more than 0 bytes")
+    # 0 is what the request says for a setting left out: refused here, in the words of the
+    # hosts file's check (which the coordinator applies to the rest).
+    if ns.cpus == 0:
+        raise UsageError(f"host {ns.name!r}: cpus: expected a positive number, got 0")
+    if ns.port == 0:
+        raise UsageError(f"host {ns.name!r}: port: expected a port number from 1 to 65535, got 0")
+    memory = _memory(ns.memory)  # never 0: parse_memory refuses it
     identity = ns.identity
     if identity and not identity.startswith("~"):  # read by a coordinator with another cwd
         identity = os.path.abspath(identity)
