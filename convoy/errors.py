@@ -41,6 +41,40 @@ class NotFound(ConvoyError):
     exit_status = 2
 
 
+class HostExists(UsageError):
+    """A host of that name is there already (AddHost: ALREADY_EXISTS)."""
+
+
+class HostBusy(ConvoyError):
+    """A host cannot be removed: runs are in flight there (RemoveHost without force)."""
+
+    exit_status = 2
+
+    def __init__(self, host: str, runs: list[tuple[str, str]]) -> None:
+        shown = ", ".join(f"{run} ({state})" for run, state in runs[:5])
+        more = f" and {len(runs) - 5} more" if len(runs) > 5 else ""
+        super().__init__(
+            f"{host} has {len(runs)} run(s) in flight: {shown}{more}. Removed, it would have "
+            "them queued again elsewhere while their containers go on there, unseen. Cancel "
+            "them (`convoy cancel RUN`) or let them end first, or remove it anyway (force: "
+            "`convoy hosts remove --force`)"
+        )
+        self.host = host
+        self.runs = runs
+
+
+class KeyMismatch(ConvoyError):
+    """A host offers another SSH key than the fingerprint the user checked: nothing recorded."""
+
+    exit_status = 2
+
+    def __init__(self, host: str, offered: str, expected: str) -> None:
+        super().__init__(f"host {host} offers key {offered}, not {expected}: not recorded")
+        self.host = host
+        self.offered = offered
+        self.expected = expected
+
+
 class CoordinatorUnavailable(ConvoyError):
     """No coordinator answers on the socket."""
 

@@ -17,6 +17,10 @@ from google.protobuf.message import DecodeError
 # Trailing metadata of a build's Logs stream when the build was made for another submission
 # (before, or while this one waited): nothing was compiled for it, and nothing streamed.
 BUILD_REUSED = "convoy-build-reused"
+# Trailing metadata of a refused call: the exit status its error has (2: a request refused,
+# nothing done; 1: a failure, such as a host that does not answer), where the status code
+# alone does not say (FAILED_PRECONDITION is either).
+EXIT_STATUS = "convoy-exit-status"
 
 Ctx = grpc.aio.ServicerContext
 _Unary = Callable[[Any, Ctx], Any]

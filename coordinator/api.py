@@ -11,6 +11,8 @@ import grpc
 
 from convoy.content import open_regular_fd
 from convoy.coordinator.engine import Coordinator
+from convoy.coordinator.hosts.hostsfile import DEFAULT_AGENT_HOME, DEFAULT_PYTHON, HostConfig
+from convoy.coordinator.hosts.roster import Roster
 from convoy.coordinator.hosts.session import HostSession
 from convoy.coordinator.results.fetch import result_files
 from convoy.coordinator.results.table import Selection
@@ -18,12 +20,13 @@ from convoy.coordinator.results.table import rows as table_rows
 from convoy.coordinator.runs.bus import RunChanged
 from convoy.coordinator.runs.lifecycle import HostInfo, HostState
 from convoy.coordinator.runs.records import RunRecord
+from convoy.coordinator.runs.scheduler import HostView
 from convoy.coordinator.runs.submissions import Unchanged, Uploaded
 from convoy.coordinator.sources.uploads import ObjectsMissing
 from convoy.coordinator.wire import resources_to_pb, result_row_to_pb, run_to_pb
-from convoy.errors import ConvoyError, NotFound, SpecError, UsageError
+from convoy.errors import ConvoyError, HostExists, NotFound, SpecError, UsageError
 from convoy.manifest import Entry
-from convoy.rpcwire import BUILD_REUSED
+from convoy.rpcwire import BUILD_REUSED, EXIT_STATUS
 from convoy.states import RunState
 from convoy.v1 import common_pb2
 from convoy.v1 import coordinator_pb2 as pb
@@ -45,6 +48,8 @@ def _host_reason(info: HostInfo, session: HostSession) -> str:
 
 
 def _code(e: ConvoyError) -> grpc.StatusCode:
+    if isinstance(e, HostExists):
+        return grpc.StatusCode.ALREADY_EXISTS
     if isinstance(e, SpecError | UsageError):
         return grpc.StatusCode.INVALID_ARGUMENT
     if isinstance(e, NotFound):
@@ -52,14 +57,49 @@ def _code(e: ConvoyError) -> grpc.StatusCode:
     return grpc.StatusCode.FAILED_PRECONDITION
 
 
+async def _refuse(context: Ctx, e: ConvoyError) -> None:
+    """Abort with the error's code and text, and the exit status its class has (the CLI's,
+    which a status code alone does not tell: a key that does not match from a host that
+    cannot be reached)."""
+    await context.abort(_code(e), e.render(), ((EXIT_STATUS, str(e.exit_status)),))
+
+
 def _rows(chosen: Selection, runs: Sequence[RunRecord]) -> list[pb.ResultRow]:
     """The rows of some runs of a results table, their metrics read (blocking)."""
     return [result_row_to_pb(r) for r in table_rows(chosen, runs)]
 
 
+def _host_config(r: pb.AddHostRequest) -> HostConfig:
+    """The request's host as the hosts file holds it (checked as the file is, by the roster):
+    an empty or zero field is the setting left out."""
+    return HostConfig(
+        name=r.name, address=r.address, port=r.port or None, user=r.user or None,
+        identity=r.identity or None, labels=dict(r.labels), cpus=r.cpus or None,
+        memory=r.memory_bytes or None, python=r.python or DEFAULT_PYTHON,
+        agent_home=r.agent_home or DEFAULT_AGENT_HOME, docker_host=r.docker_host or None,
+    )  # fmt: skip
+
+
+def _host_pb(info: HostInfo, view: HostView, holders: list[str], session: HostSession) -> pb.Host:
+    return pb.Host(
+        name=info.name,
+        state=info.state.value,
+        capacity=resources_to_pb(view.capacity.as_resources()),
+        allocated=resources_to_pb(view.allocated.as_resources()),
+        runs=holders,
+        agent_version=session.info.version if session.info else "",
+        address=session.address or session.client.target,
+        reason=_host_reason(info, session),
+        labels=info.labels,
+        accepting=info.accepting,
+        since=info.since if info.state.value != "up" else 0.0,
+    )
+
+
 class CoordinatorService(pb_grpc.CoordinatorServicer):
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(self, coordinator: Coordinator, roster: Roster) -> None:
         self.c = coordinator
+        self.roster = roster
 
     async def Submit(self, request: pb.SubmitRequest, context: Ctx) -> pb.SubmitResponse:
         up = request.upload if request.HasField("upload") else None
@@ -225,24 +265,41 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
         ])  # fmt: skip
 
     async def Hosts(self, request: pb.HostsRequest, context: Ctx) -> pb.HostsResponse:
-        hosts = []
-        for info, view, holders, session in self.c.host_views():
-            hosts.append(
-                pb.Host(
-                    name=info.name,
-                    state=info.state.value,
-                    capacity=resources_to_pb(view.capacity.as_resources()),
-                    allocated=resources_to_pb(view.allocated.as_resources()),
-                    runs=holders,
-                    agent_version=session.info.version if session.info else "",
-                    address=session.address or session.client.target,
-                    reason=_host_reason(info, session),
-                    labels=info.labels,
-                    accepting=info.accepting,
-                    since=info.since if info.state.value != "up" else 0.0,
-                )
-            )
-        return pb.HostsResponse(hosts=hosts)
+        hosts = [_host_pb(*view) for view in self.c.host_views()]
+        return pb.HostsResponse(hosts=hosts, hosts_file=str(self.roster.path))
+
+    async def AddHost(self, request: pb.AddHostRequest, context: Ctx) -> pb.AddHostResponse:
+        try:
+            await self.roster.add(_host_config(request))
+        except ConvoyError as e:
+            await _refuse(context, e)
+            raise
+        views = [v for v in self.c.host_views() if v[0].name == request.name]
+        return pb.AddHostResponse(hosts_file=str(self.roster.path),
+                                  host=_host_pb(*views[0]) if views else None)  # fmt: skip
+
+    async def RemoveHost(
+        self, request: pb.RemoveHostRequest, context: Ctx
+    ) -> pb.RemoveHostResponse:
+        try:
+            done = await self.roster.remove(request.name, request.force)
+        except ConvoyError as e:
+            await _refuse(context, e)
+            raise
+        return pb.RemoveHostResponse(hosts_file=str(self.roster.path), in_file=done.in_file,
+                                     in_use=done.in_use, requeued=done.requeued)  # fmt: skip
+
+    async def TrustHost(self, request: pb.TrustHostRequest, context: Ctx) -> pb.TrustHostResponse:
+        try:
+            check = await self.roster.trust(request.name, request.fingerprint or None)
+        except ConvoyError as e:
+            await _refuse(context, e)
+            raise
+        return pb.TrustHostResponse(
+            key_type=check.key_type, fingerprint=check.fingerprint, recorded=check.recorded,
+            known_hosts=str(check.known_hosts),
+            others=[pb.KnownKey(fingerprint=fp, file=file) for fp, file in check.others],
+        )  # fmt: skip
 
     async def MissingObjects(
         self, request: pb.HasObjectsRequest, context: Ctx

@@ -54,6 +54,7 @@ from convoy.coordinator.runs.events import (
     Dispatch,
     Event,
     HostAdded,
+    HostRemoved,
     Released,
     Restored,
     Tick,
@@ -69,7 +70,7 @@ from convoy.coordinator.sources.builds import BuildKeeper
 from convoy.coordinator.sources.images import ImageShipper
 from convoy.coordinator.sources.sync import Syncer
 from convoy.coordinator.sources.uploads import Uploads
-from convoy.errors import ConvoyError, NotFound
+from convoy.errors import ConvoyError, HostBusy, HostExists, NotFound
 from convoy.metrics import declared_in
 from convoy.spec import MetricSpec
 from convoy.states import RunState
@@ -103,6 +104,8 @@ class HostSpec:
     memory: int | None = None
     # Stops its agent and says what it stopped (None: the host's agent is not ours to stop).
     stop_agent: Callable[[], Awaitable[str]] | None = None
+    # Ends what reaches it (an SSH connection) once the coordinator is done with the host.
+    close: Callable[[], Awaitable[None]] | None = None
 
 
 def coordinator_id(home: Path) -> str:
@@ -136,6 +139,7 @@ class Coordinator:
         self.collector = Collector(self.room, lambda sub_id: self.submissions.metrics_of(sub_id))
         self.specs = {h.name: h for h in hosts}
         self.sessions = {h.name: self._session(h) for h in self.specs.values()}
+        self._session_tasks: dict[str, asyncio.Task[Any]] = {}
         self.launcher = Launcher(self.syncer, self.images, self.builds, self.owner, self.feed,
                                  lambda sub_id: self.submissions.progress_of(sub_id))  # fmt: skip
         self.submissions = Submissions(home, store, self.syncer, self.builds, self.bus,
@@ -179,15 +183,16 @@ class Coordinator:
         due = [r for i in self.store.folders_due() if (r := self.store.run(i)) is not None]
         if due:  # noted before a stop, not written yet
             self._folders_later(due)
-        for session in self.sessions.values():
-            self._spawn(session.run())
+        for name, session in self.sessions.items():
+            self._session_tasks[name] = self._spawn(session.run())
         self._spawn(self._clock())
         # Serve once every host answered or its first try failed: a submission made at once
         # sees the hosts there are (the ones still trying are said to be unreachable).
         tries = [asyncio.ensure_future(s.tried.wait()) for s in self.sessions.values()]
-        _, pending = await asyncio.wait(tries, timeout=FIRST_CONTACT_S)
-        for t in pending:
-            t.cancel()
+        if tries:  # none: a coordinator started with no hosts, for AddHost to give it some
+            _, pending = await asyncio.wait(tries, timeout=FIRST_CONTACT_S)
+            for t in pending:
+                t.cancel()
         for name, session in self.sessions.items():
             if not session.up:
                 log.warning("host %s is unreachable (%s); it gets no runs until it answers",
@@ -209,7 +214,7 @@ class Coordinator:
                 await asyncio.to_thread(self._update_csv, sub, True)
         self._csv_due.clear()
         for spec in self.specs.values():
-            await spec.client.close()
+            await _closed(spec)
         self.syncer.close()
 
     async def _clock(self) -> None:
@@ -287,7 +292,8 @@ class Coordinator:
                 case Progress(run=run, percent=percent):
                     self.bus.publish(RunChanged(run, run.state.value, now, percent))
                 case HostChanged(state=state, message=message):
-                    level = logging.INFO if state in ("up", "accepting") else logging.WARNING
+                    level = (logging.INFO if state in ("up", "accepting", "removed")
+                             else logging.WARNING)  # fmt: skip
                     log.log(level, "host %s", message)
 
     # ---- carrying out ----------------------------------------------------------------------
@@ -351,7 +357,9 @@ class Coordinator:
         self.feed(Released(act.attempt_id, act.whole))
 
     async def _collect(self, act: Collect) -> None:
-        session = self.sessions[act.host]
+        session = self.sessions.get(act.host)
+        if session is None:  # removed meanwhile: its attempts are forgotten
+            return
         over = ""
         try:
             if act.mode is CollectMode.ACCEPT:
@@ -572,6 +580,46 @@ class Coordinator:
                 out.append((spec.name, False, f"not stopped: {e}"))
         return out
 
+    def add_host(self, spec: HostSpec) -> None:
+        """Take a host while running (AddHost): its session starts as at start(); it gets runs
+        once it answers. HostExists for a name this coordinator already has."""
+        if spec.name in self.specs:
+            raise HostExists(f"this coordinator already has a host named {spec.name!r}")
+        self.specs[spec.name] = spec
+        session = self.sessions[spec.name] = self._session(spec)
+        self.feed(HostAdded(spec.name, time.time(), tuple(spec.labels.items())))
+        self._session_tasks[spec.name] = self._spawn(session.run())
+
+    def in_flight_on(self, name: str) -> list[RunRecord]:
+        """The runs with an attempt in flight on the host, in queue order."""
+        return self.life.in_flight_on(name)
+
+    async def remove_host(self, name: str, force: bool = False) -> list[RunRecord]:
+        """Stop using a host (RemoveHost): nothing more is placed there, its session ends and
+        what reaches it is closed (its agent keeps running there). Refused (HostBusy) while
+        runs are in flight there, unless `force`: those are then queued again elsewhere while
+        their containers go on there, unseen. Returns the runs that were in flight."""
+        if name not in self.specs:
+            raise NotFound(f"this coordinator has no host named {name!r}")
+        busy = self.in_flight_on(name)
+        if busy and not force:
+            raise HostBusy(name, [(r.id, r.state.value) for r in busy])
+        spec = self.specs.pop(name)
+        self.sessions.pop(name)
+        task = self._session_tasks.pop(name, None)
+        self.feed(HostRemoved(name, time.time()))  # before any await: no event of it after
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        await _closed(spec)
+        return busy
+
+    def retry_host(self, name: str) -> None:
+        """Try to reach the host again now rather than at its next retry (a key trusted)."""
+        session = self.sessions.get(name)
+        if session is not None:
+            session.retry_now()
+
     def build_reused(self, entry: str) -> bool:
         return self.logs.build_reused(entry)
 
@@ -581,6 +629,16 @@ class Coordinator:
             info = self.life.hosts[name]
             out.append((info, self.life.view(name), self.life.holders(name), session))
         return out
+
+
+async def _closed(spec: HostSpec) -> None:
+    """Close what reaches the host: its agent's channel, then its SSH connection, if any."""
+    await spec.client.close()
+    if spec.close is not None:
+        try:
+            await spec.close()
+        except Exception as e:  # a connection that fails as it closes is closed all the same
+            log.info("host %s: closing its connection: %s", spec.name, e)
 
 
 def _log_failure(task: asyncio.Task[Any]) -> None:

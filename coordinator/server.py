@@ -24,8 +24,7 @@ from convoy.coordinator.api import CoordinatorService
 from convoy.coordinator.auth import BearerAuth
 from convoy.coordinator.engine import Coordinator, HostSpec
 from convoy.coordinator.hosts.agents import AgentClient, AgentInfo
-from convoy.coordinator.hosts.hostsfile import load_hosts
-from convoy.coordinator.hosts.ssh import SSHHost
+from convoy.coordinator.hosts.roster import Roster
 from convoy.coordinator.runs.lifecycle import DEFAULT_GRACE_S
 from convoy.coordinator.runs.store import STATE_DB, Store
 from convoy.coordinator.sources.retention import collect_quietly
@@ -100,28 +99,14 @@ async def ensure_local_agent(home: Path, cpus: float | None, memory: str | None)
     raise ConvoyError(f"the local agent did not answer within 15 s; see {ahome / 'agent.log'}")
 
 
-def remote_hosts(home: Path, hosts_file: Path | None) -> tuple[list[HostSpec], list[SSHHost]]:
-    """Hosts of the hosts file (default: CONVOY_HOME/hosts.yaml when it exists), reached by SSH."""
-    path = hosts_file or home / "hosts.yaml"
-    if not path.exists():
-        if hosts_file is not None:
-            raise UsageError(f"{hosts_file}: no such hosts file")
-        return [], []
-    hosts, sessions = [], []
-    for cfg in load_hosts(path.read_text(), str(path)):
-        ssh = SSHHost(cfg, home)
-
-        async def revive(ssh: SSHHost = ssh) -> None:  # connect (again) and start the agent
-            await ssh.ensure_agent()
-
-        async def stop_agent(ssh: SSHHost = ssh) -> str:
-            return await ssh.stop_agent()
-
-        where = f"{cfg.user + '@' if cfg.user else ''}{cfg.address}"
-        hosts.append(HostSpec(cfg.name, ssh.client(), revive, dict(cfg.labels), where,
-                              cpus=cfg.cpus, memory=cfg.memory, stop_agent=stop_agent))  # fmt: skip
-        sessions.append(ssh)
-    return hosts, sessions
+def hosts_file_of(home: Path, hosts_file: Path | None) -> Path:
+    """The hosts file a coordinator reads and keeps: `--hosts FILE` (which must exist), else
+    CONVOY_HOME/hosts.yaml (made by the first AddHost when there is none)."""
+    if hosts_file is None:
+        return home / "hosts.yaml"
+    if not hosts_file.exists():
+        raise UsageError(f"{hosts_file}: no such hosts file")
+    return hosts_file.absolute()
 
 
 async def serve(
@@ -208,7 +193,8 @@ async def _serve(
     home: Path, cpus: float | None, memory: str | None, ready: asyncio.Event | None,
     hosts_file: Path | None, local: bool, grace_s: float, tls: TLSListener | None,
 ) -> None:  # fmt: skip
-    hosts, sessions = remote_hosts(home, hosts_file)
+    roster = Roster(home, hosts_file_of(home, hosts_file))
+    hosts = roster.load()
     if local:
         client = await ensure_local_agent(home, cpus, memory)
 
@@ -217,15 +203,18 @@ async def _serve(
             await fresh.close()
 
         hosts.insert(0, HostSpec(LOCAL_HOST, client, revive, address="this machine"))
-    if not hosts:
-        raise UsageError("no hosts: the hosts file lists none and the local host is off")
+    if not hosts:  # a coordinator for the API to give hosts (AddHost)
+        log.warning("no hosts: %s lists none and the local host is off; runs submitted "
+                    "end unplaceable until a host is added (`convoy hosts add`)",
+                    roster.path)  # fmt: skip
     store = Store(home / STATE_DB)
     # Before the Syncer is made and anything is served: no snapshot or sync is in flight.
     await asyncio.to_thread(collect_quietly, home, store)
     coordinator = Coordinator(home, store, hosts, grace_s=grace_s)
+    roster.engine = coordinator
     await coordinator.start()
-    servicer = CoordinatorService(coordinator)
     server = grpc.aio.server()
+    servicer = CoordinatorService(coordinator, roster)
     add_checked(pb_grpc.add_CoordinatorServicer_to_server, servicer, server)
     if tls is not None:
         await _start_tls(home, servicer, tls)
@@ -254,9 +243,7 @@ async def _serve(
         if tls is not None:
             await tls.server.stop(grace=1)
         await server.stop(grace=1)
-        await coordinator.close()
-        for ssh in sessions:
-            await ssh.close()
+        await coordinator.close()  # the hosts' SSH connections with it
         store.close()
         for f in (sock, home / "coordinator.pid"):
             f.unlink(missing_ok=True)

@@ -3,36 +3,42 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import sqlite3
+import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from convoy.client import AsyncClient
-from convoy.errors import UsageError
+from convoy.client import AsyncClient, KeyCheck, NewHost
+from convoy.client.channel import resolve_target
+from convoy.errors import CoordinatorUnavailable, UsageError
 from convoy.runjson import iso
 from convoy.sizes import human_bytes
 from convoy.spec import label_from_text, parse_memory
 
 from .render import table
 
+_R = TypeVar("_R")
+
 
 def add_parser(sub: Any) -> None:
     h = sub.add_parser(
         "hosts",
-        help="list hosts; edit the hosts file; trust a host",
+        help="list hosts; add, remove or trust a host",
         description="Without a subcommand: the coordinator's hosts with their capacity, what is "
-        "allocated, and the runs holding it. The hosts file is $CONVOY_HOME/hosts.yaml unless "
-        "--file says otherwise; `convoy up` reads it when it starts.",
+        "allocated, and the runs holding it. add, remove and trust ask the running coordinator, "
+        "which changes its hosts file ($CONVOY_HOME/hosts.yaml, or `convoy up --hosts FILE`) "
+        "and uses the change at once. With no coordinator running, or with --file naming "
+        "another file, they edit that file here, for the next `convoy up` to read.",
     )
     h.add_argument("--json", action="store_true", help="print JSON")
     hs = h.add_subparsers(dest="hosts_command", metavar="SUBCOMMAND")
-    a = hs.add_parser("add", help="add a host to the hosts file",
-                      description="Add a host reached by SSH to the hosts file. Settings left "
-                      "out come from ~/.ssh/config.")  # fmt: skip
+    a = hs.add_parser("add", help="add a host reached by SSH",
+                      description="Add a host reached by SSH: the running coordinator writes it "
+                      "to its hosts file and connects to it at once (an SSH key it does not know "
+                      "yet: `convoy hosts trust NAME`). Settings left out come from "
+                      "~/.ssh/config.")  # fmt: skip
     a.add_argument("name")
     a.add_argument("address", help="host name, address or ~/.ssh/config alias")
     a.add_argument("--port", type=int)
@@ -46,23 +52,29 @@ def add_parser(sub: Any) -> None:
     a.add_argument("--label", action="append", default=[], metavar="KEY=VALUE",
                    help="a label for placement (repeatable); yes/no/on/off read as true/false, "
                    "as in YAML")  # fmt: skip
-    r = hs.add_parser("remove", help="remove a host from the hosts file",
-                      description="Remove a host from the hosts file. Refused while runs are "
-                      "in flight there: once the next `convoy up` no longer knows the host, "
-                      "those runs are queued again elsewhere while their containers go on "
-                      "there, unseen.")  # fmt: skip
+    r = hs.add_parser("remove", help="remove a host",
+                      description="Remove a host: the running coordinator takes it out of its "
+                      "hosts file and places nothing more there (its agent keeps running on the "
+                      "host). Refused while runs are in flight there: removed, the host's "
+                      "runs are queued again elsewhere while their containers go on there, "
+                      "unseen.")  # fmt: skip
     r.add_argument("name")
     r.add_argument("--force", action="store_true",
                    help="remove it even with runs in flight there")  # fmt: skip
     t = hs.add_parser("trust", help="record a host's SSH key once you have checked it",
-                      description="Fetch NAME's SSH host key and record it in "
-                      "$CONVOY_HOME/known_hosts. Check the fingerprint out of band (on the host: "
+                      description="Fetch the SSH host key NAME offers the coordinator and record "
+                      "it in $CONVOY_HOME/known_hosts; a host waiting for its key is then tried "
+                      "again at once. Check the fingerprint out of band (on the host: "
                       "ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and pass it with "
-                      "--fingerprint, or confirm it at the prompt.")  # fmt: skip
+                      "--fingerprint, or confirm it at the prompt: nothing is recorded "
+                      "unchecked.")  # fmt: skip
     t.add_argument("name")
     t.add_argument("--fingerprint", help="the SHA256:... fingerprint you expect")
     for p in (a, r, t):
-        p.add_argument("--file", type=Path, help="hosts file (default: $CONVOY_HOME/hosts.yaml)")
+        p.add_argument("--file", type=Path,
+                       help="a hosts file to edit here rather than the running coordinator's "
+                       "(default: the coordinator's; with none running, "
+                       "$CONVOY_HOME/hosts.yaml)")  # fmt: skip
 
 
 def main(
@@ -71,60 +83,38 @@ def main(
     cmd = ns.hosts_command
     if cmd is None:
         return run_async(_list(home, ns))
-    from convoy.coordinator.hosts import hostsfile
-    from convoy.coordinator.runs.store import STATE_DB, in_flight_on
-
-    path = ns.file or home / "hosts.yaml"
     if cmd == "add":
-        labels = {}
-        for item in ns.label:
-            try:
-                key, value = label_from_text(item)
-            except ValueError as e:
-                raise UsageError(f"--label {e}") from None
-            labels[key] = value
-        cfg = hostsfile.HostConfig(
-            name=ns.name, address=ns.address, port=ns.port, user=ns.user, identity=ns.identity,
-            labels=labels, cpus=ns.cpus,
-            memory=_memory(ns.memory),
-            python=ns.python or hostsfile.DEFAULT_PYTHON,
-            agent_home=ns.agent_home or hostsfile.DEFAULT_AGENT_HOME,
-            docker_host=ns.docker_host,
-        )  # fmt: skip
-        path.parent.mkdir(parents=True, exist_ok=True)
-        hostsfile.add_host(path, cfg)
-        print(f"added {ns.name} to {path}; `convoy hosts trust {ns.name}` records its key, and "
-              "the next `convoy up` uses it")  # fmt: skip
-        return 0
+        host = new_host(ns)
+        return run_async(_through_coordinator(home, ns, lambda c: _add(c, host)))
     if cmd == "remove":
-        busy: list[tuple[str, str]] = []
+        return run_async(_through_coordinator(home, ns, lambda c: _remove(c, ns)))
+    return run_async(_through_coordinator(home, ns, lambda c: _trust(c, ns)))
 
-        def confirm() -> None:  # once the file is known to hold the host
-            try:
-                busy.extend(in_flight_on(home / STATE_DB, ns.name))
-            except sqlite3.Error as e:
-                if ns.force:
-                    return
-                raise UsageError(f"cannot read the coordinator's store {home / STATE_DB} to "
-                                 f"see whether runs are in flight on {ns.name} ({e}); --force "
-                                 "removes the host without looking") from None  # fmt: skip
-            if busy and not ns.force:
-                shown = ", ".join(f"{run} ({state})" for run, state in busy[:5])
-                more = f" and {len(busy) - 5} more" if len(busy) > 5 else ""
-                raise UsageError(
-                    f"{ns.name} has {len(busy)} run(s) in flight: {shown}{more}. Unless the "
-                    "host is back in the file when `convoy up` next starts, they are then "
-                    "queued again elsewhere while their containers go on there, unseen. Cancel "
-                    "them (`convoy cancel RUN`) or let them end first, or pass --force"
-                )
 
-        hostsfile.remove_host(path, ns.name, confirm)
-        print(f"removed {ns.name} from {path}")
-        if busy:
-            print(f"convoy: {len(busy)} run(s) were in flight on {ns.name}; their containers "
-                  "go on there", file=sys.stderr)  # fmt: skip
-        return 0
-    return asyncio.run(_trust(home, path, ns.name, ns.fingerprint))
+def new_host(ns: argparse.Namespace) -> NewHost:
+    labels = {}
+    for item in ns.label:
+        try:
+            key, value = label_from_text(item)
+        except ValueError as e:
+            raise UsageError(f"--label {e}") from None
+        labels[key] = value
+    # 0 is what the request says for a setting left out: refused here, in the words of the
+    # hosts file's check (which the coordinator applies to the rest).
+    if ns.cpus == 0:
+        raise UsageError(f"host {ns.name!r}: cpus: expected a positive number, got 0")
+    if ns.port == 0:
+        raise UsageError(f"host {ns.name!r}: port: expected a port number from 1 to 65535, got 0")
+    memory = _memory(ns.memory)  # never 0: parse_memory refuses it
+    identity = ns.identity
+    if identity and not identity.startswith("~"):  # read by a coordinator with another cwd
+        identity = os.path.abspath(identity)
+    return NewHost(
+        name=ns.name, address=ns.address, port=ns.port or 0, user=ns.user or "",
+        identity=identity or "", cpus=ns.cpus or 0.0, memory_bytes=memory or 0,
+        python=ns.python or "", agent_home=ns.agent_home or "",
+        docker_host=ns.docker_host or "", labels=labels,
+    )  # fmt: skip
 
 
 def _memory(text: str | None) -> int | None:
@@ -134,40 +124,96 @@ def _memory(text: str | None) -> int | None:
         raise UsageError(f"--memory: {e}") from None
 
 
-async def _trust(home: Path, path: Path, name: str, expected: str | None) -> int:
-    from convoy.coordinator.hosts import hostsfile
-    from convoy.coordinator.hosts.ssh import SSHHost
+async def _through_coordinator(
+    home: Path, ns: argparse.Namespace, call: Callable[[AsyncClient], Awaitable[int]]
+) -> int:
+    """`call(client)` against the running coordinator, which edits its hosts file and uses
+    the change at once. With no coordinator on this machine, or `--file` naming another file
+    than the one it keeps, the file is edited here instead (hostsoffline.py), for the next
+    `convoy up` to read. A coordinator elsewhere (--coordinator) must answer."""
+    from . import hostsoffline as offline  # what it imports, only when it is needed
 
-    cfgs = {h.name: h for h in hostsfile.read_hosts(path)}
-    if name not in cfgs:
-        raise UsageError(f"{path}: no host {name!r}")
-    ssh = SSHHost(cfgs[name], home)
-    offered = await ssh.fingerprint()
-    others = [(fp, file) for fp, file in ssh.recorded_keys() if fp != offered]
-    replaces = (
-        "; it replaces the key recorded before: "
-        + "; ".join(f"{fp} (in {file})" for fp, file in others)
-        if others else ""
+    try:
+        client = await AsyncClient.connect(home)
+    except CoordinatorUnavailable:
+        if resolve_target(None):
+            raise
+        return await offline.edit(home, ns, ns.file or home / "hosts.yaml", None)
+    async with client:
+        if ns.file is not None:
+            kept = Path(await client.hosts_file())
+            if ns.file.resolve() != kept.resolve():
+                if client.remote:
+                    raise UsageError(f"--file {ns.file}: the coordinator at {client.where} "
+                                     f"keeps {kept}, on its machine")  # fmt: skip
+                return await offline.edit(home, ns, ns.file, kept)
+        return await call(client)
+
+
+async def _add(client: AsyncClient, host: NewHost) -> int:
+    resp = await client.add_host(host)
+    print(f"added {host.name} to {resp.hosts_file}; the coordinator connects to it now "
+          f"(`convoy hosts` shows its state; an SSH key it does not know yet: `convoy hosts "
+          f"trust {host.name}`)")  # fmt: skip
+    return 0
+
+
+async def _remove(client: AsyncClient, ns: argparse.Namespace) -> int:
+    resp = await client.remove_host(ns.name, ns.force)
+    where = " and ".join(
+        w for w, did in ((f"{resp.hosts_file}", resp.in_file),
+                         ("the running coordinator", resp.in_use)) if did
     )  # fmt: skip
-    if any(file != str(ssh.known_hosts_path) for _, file in others):
-        replaces += (
-            "; convoy leaves your own known_hosts file as it is, and a host offering "
-            "the key it holds is still accepted: remove that with `ssh-keygen -R`"
-        )
-    if expected is None:
+    print(f"removed {ns.name} from {where}")
+    if resp.requeued:
+        print(f"convoy: {len(resp.requeued)} run(s) were in flight on {ns.name}: queued again "
+              "elsewhere, while their containers go on there", file=sys.stderr)  # fmt: skip
+    return 0
+
+
+async def _trust(client: AsyncClient, ns: argparse.Namespace) -> int:
+    async def ask(fingerprint: str | None) -> KeyCheck:
+        return await client.trust_host(ns.name, fingerprint)
+
+    return await confirm_key(ns.name, ns.fingerprint, ask)
+
+
+async def confirm_key(
+    name: str, expected: str | None,
+    ask: Callable[[str | None], Awaitable[KeyCheck]],
+) -> int:  # fmt: skip
+    """`convoy hosts trust`: the key recorded only once checked, by `--fingerprint` or at the
+    prompt. `ask(None)` says the key offered and records nothing; `ask(fingerprint)` records
+    it if it is still the one offered."""
+    check = await ask(expected)
+    if not check.recorded:
+        replaces = _replaces(check)
         if not sys.stdin.isatty():
-            raise UsageError(f"host {name} offers key {offered}{replaces}; check it on the "
-                             f"host, then run `convoy hosts trust {name} --fingerprint "
-                             f"{offered}`")  # fmt: skip
-        answer = input(f"host {name} offers key {offered}{replaces}. Is that its key? [y/N] ")
+            raise UsageError(f"host {name} offers key {check.fingerprint}{replaces}; check it on "
+                             f"the host, then run `convoy hosts trust {name} --fingerprint "
+                             f"{check.fingerprint}`")  # fmt: skip
+        answer = input(f"host {name} offers key {check.fingerprint}{replaces}. Is that its key? "
+                       "[y/N] ")  # fmt: skip
         if answer.strip().lower() not in ("y", "yes"):
             print("not recorded")
             return 1
-    elif expected != offered:
-        raise UsageError(f"host {name} offers key {offered}, not {expected}: not recorded")
-    await ssh.trust(offered)
-    print(f"recorded {name}'s key {offered} in {home / 'known_hosts'}{replaces}")
+        check = await ask(check.fingerprint)
+    print(f"recorded {name}'s key {check.fingerprint} in {check.known_hosts}{_replaces(check)}")
     return 0
+
+
+def _replaces(check: KeyCheck) -> str:
+    if not check.others:
+        return ""
+    text = "; it replaces the key recorded before: " + "; ".join(
+        f"{fp} (in {file})" for fp, file in check.others
+    )
+    if any(file != check.known_hosts for _, file in check.others):
+        text += (
+            "; convoy leaves your own known_hosts file as it is, and a host offering "
+            "the key it holds is still accepted: remove that with `ssh-keygen -R`"
+        )
+    return text
 
 
 async def _list(home: Path, ns: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@
   convoy watch FILE          rerun on every save, with the new runs' output
   convoy tui                 the terminal UI: live runs, logs and allocations
   convoy hosts [--json]      list hosts with capacity and allocations
-  convoy hosts add|remove|trust NAME   edit the hosts file; record a host's SSH key
+  convoy hosts add|remove|trust NAME   add or remove a host (live); record its SSH key
   convoy token create|revoke|list      tokens for `convoy up --listen` (TLS over TCP)
 
 State lives in $CONVOY_HOME (default: $XDG_STATE_HOME/convoy, i.e. ~/.local/state/convoy).

@@ -19,7 +19,11 @@ from .sync import Client
 from .types import (
     AgentStopped,
     Host,
+    HostAdded,
+    HostRemoved,
+    KeyCheck,
     LogChunk,
+    NewHost,
     Resources,
     Run,
     RunEvent,
@@ -30,7 +34,7 @@ from .types import (
 )
 
 __all__ = [
-    "AgentStopped", "AsyncClient", "Client", "Fetched", "Host", "LogChunk", "LogStream",
-    "Resources", "Results", "Row", "Run", "RunEvent", "Submission", "Submitted",
-    "UploadReport", "Why",
+    "AgentStopped", "AsyncClient", "Client", "Fetched", "Host", "HostAdded", "HostRemoved",
+    "KeyCheck", "LogChunk", "LogStream", "NewHost", "Resources", "Results", "Row", "Run",
+    "RunEvent", "Submission", "Submitted", "UploadReport", "Why",
 ]  # fmt: skip

@@ -54,7 +54,11 @@ from .fetch import Fetched, fetch_results
 from .types import (
     AgentStopped,
     Host,
+    HostAdded,
+    HostRemoved,
+    KeyCheck,
     LogChunk,
+    NewHost,
     Run,
     RunEvent,
     Submission,
@@ -306,6 +310,30 @@ class AsyncClient:
     async def hosts(self) -> list[Host]:
         resp = await self._call(lambda s: s.Hosts(pb.HostsRequest(), timeout=SHORT_S))
         return [convert.host_of(h) for h in resp.hosts]
+
+    async def hosts_file(self) -> str:
+        """The hosts file the coordinator keeps (a path on its machine)."""
+        resp = await self._call(lambda s: s.Hosts(pb.HostsRequest(), timeout=SHORT_S))
+        return resp.hosts_file
+
+    async def add_host(self, host: NewHost) -> HostAdded:
+        """Add a host: the coordinator writes it to its hosts file and connects to it at once
+        (an unknown SSH key: trust_host). A bad setting or a name taken is a UsageError."""
+        req = convert.new_host_pb(host)
+        return convert.added_of(await self._call(lambda s: s.AddHost(req, timeout=LONG_S)))
+
+    async def remove_host(self, name: str, force: bool = False) -> HostRemoved:
+        """Remove a host from the hosts file and from use. Refused (UsageError, naming them)
+        while runs are in flight there, unless `force`: those are queued again elsewhere."""
+        req = pb.RemoveHostRequest(name=name, force=force)
+        return convert.removed_of(await self._call(lambda s: s.RemoveHost(req, timeout=LONG_S)))
+
+    async def trust_host(self, name: str, fingerprint: str | None = None) -> KeyCheck:
+        """The key the host offers, as the coordinator fetches it; recorded in the
+        coordinator's known_hosts only when it is `fingerprint` (refused otherwise): without
+        one, nothing is recorded, so that a person can check it first."""
+        req = pb.TrustHostRequest(name=name, fingerprint=fingerprint or "")
+        return convert.key_check_of(await self._call(lambda s: s.TrustHost(req, timeout=LONG_S)))
 
     async def results(
         self, experiment: str, *, latest: bool = False, where: Iterable[str] = ()

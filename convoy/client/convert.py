@@ -11,7 +11,11 @@ from convoy.v1 import coordinator_pb2 as pb
 from .types import (
     AgentStopped,
     Host,
+    HostAdded,
+    HostRemoved,
+    KeyCheck,
     LogChunk,
+    NewHost,
     Resources,
     Run,
     RunEvent,
@@ -61,6 +65,27 @@ def host_of(h: pb.Host) -> Host:
     return Host(h.name, h.state, resources_of(h.capacity), resources_of(h.allocated),
                 list(h.runs), h.agent_version, h.address, h.reason, dict(h.labels), h.accepting,
                 h.since)  # fmt: skip
+
+
+def new_host_pb(h: NewHost) -> pb.AddHostRequest:
+    return pb.AddHostRequest(
+        name=h.name, address=h.address, port=h.port, user=h.user, identity=h.identity,
+        cpus=h.cpus, memory_bytes=h.memory_bytes, python=h.python, agent_home=h.agent_home,
+        docker_host=h.docker_host, labels=h.labels,
+    )  # fmt: skip
+
+
+def added_of(r: pb.AddHostResponse) -> HostAdded:
+    return HostAdded(r.hosts_file, host_of(r.host) if r.HasField("host") else None)
+
+
+def removed_of(r: pb.RemoveHostResponse) -> HostRemoved:
+    return HostRemoved(r.hosts_file, r.in_file, r.in_use, list(r.requeued))
+
+
+def key_check_of(r: pb.TrustHostResponse) -> KeyCheck:
+    return KeyCheck(r.key_type, r.fingerprint, r.recorded, r.known_hosts,
+                    [(k.fingerprint, k.file) for k in r.others])  # fmt: skip
 
 
 def why_of(w: pb.WhyResponse) -> Why:

@@ -3,9 +3,12 @@ user can act on: the one place that reads status codes."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import grpc
 
 from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, Unauthenticated, UsageError
+from convoy.rpcwire import EXIT_STATUS
 
 # The request was refused as it stands: nothing changed, and the same request fails again.
 _REFUSED = frozenset({
@@ -18,6 +21,10 @@ def error_of(e: grpc.aio.AioRpcError, where: str, remote: bool = False) -> Convo
     """The error for a call to the coordinator at `where` (over TCP: `remote`) that failed
     with `e`."""
     code, details = e.code(), e.details() or ""
+    trailer: Any = e.trailing_metadata() or ()  # pairs (grpc's types say otherwise)
+    said = next((str(v) for k, v in trailer if k == EXIT_STATUS), "")
+    if said == "1" and code != grpc.StatusCode.UNAVAILABLE:  # a failure, not a refusal
+        return ConvoyError(details or code.name)
     if code == grpc.StatusCode.NOT_FOUND:
         return NotFound(details or "not found")
     if code in _REFUSED:

@@ -36,7 +36,20 @@ from convoy.resultrows import Results
 
 from .aio import AsyncClient
 from .fetch import Fetched
-from .types import AgentStopped, Host, LogChunk, Run, RunEvent, Submission, Submitted, Why
+from .types import (
+    AgentStopped,
+    Host,
+    HostAdded,
+    HostRemoved,
+    KeyCheck,
+    LogChunk,
+    NewHost,
+    Run,
+    RunEvent,
+    Submission,
+    Submitted,
+    Why,
+)
 
 _T = TypeVar("_T")
 
@@ -128,6 +141,18 @@ class Client:
 
     def hosts(self) -> list[Host]:
         return self._do(self._aio.hosts())
+
+    def hosts_file(self) -> str:
+        return self._do(self._aio.hosts_file())
+
+    def add_host(self, host: NewHost) -> HostAdded:
+        return self._do(self._aio.add_host(host))
+
+    def remove_host(self, name: str, force: bool = False) -> HostRemoved:
+        return self._do(self._aio.remove_host(name, force))
+
+    def trust_host(self, name: str, fingerprint: str | None = None) -> KeyCheck:
+        return self._do(self._aio.trust_host(name, fingerprint))
 
     def results(self, experiment: str, *, latest: bool = False, where: Iterable[str] = ()
                 ) -> Results:  # fmt: skip

@@ -144,6 +144,49 @@ class Host:
 
 
 @dataclass(frozen=True)
+class NewHost:
+    """A host to add (AddHost): reached by SSH at `address`; what is left out (0, "") comes
+    from ~/.ssh/config on the coordinator's machine, or the host's own capacity."""
+
+    name: str
+    address: str
+    port: int = 0
+    user: str = ""
+    identity: str = ""  # a private key file, on the coordinator's machine
+    cpus: float = 0.0
+    memory_bytes: int = 0
+    python: str = ""  # default python3
+    agent_home: str = ""  # default ~/.convoy/agent
+    docker_host: str = ""
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class HostAdded:
+    hosts_file: str  # the coordinator's, where it was written
+    host: Host | None  # as the coordinator has it now (not connected yet)
+
+
+@dataclass(frozen=True)
+class HostRemoved:
+    hosts_file: str
+    in_file: bool  # it was in the hosts file (and is no more)
+    in_use: bool  # the coordinator used it (and no more does)
+    requeued: list[str]  # runs in flight there (with force): queued again elsewhere
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """A host's SSH key as the coordinator fetched it, and whether it was recorded."""
+
+    key_type: str
+    fingerprint: str  # SHA256:..., what the host offers
+    recorded: bool
+    known_hosts: str  # the coordinator's known_hosts file
+    others: list[tuple[str, str]]  # (fingerprint, file) of other keys recorded for the host
+
+
+@dataclass(frozen=True)
 class Why:
     """Why a run ran, or did not (its result was reused), as decided at submission."""
 

@@ -439,7 +439,100 @@ class Host(_message.Message):
     def __init__(self, name: _Optional[str] = ..., state: _Optional[str] = ..., capacity: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., allocated: _Optional[_Union[_common_pb2.Resources, _Mapping]] = ..., runs: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., address: _Optional[str] = ..., reason: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ..., accepting: _Optional[bool] = ..., since: _Optional[float] = ...) -> None: ...
 
 class HostsResponse(_message.Message):
-    __slots__ = ("hosts",)
+    __slots__ = ("hosts", "hosts_file")
     HOSTS_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FILE_FIELD_NUMBER: _ClassVar[int]
     hosts: _containers.RepeatedCompositeFieldContainer[Host]
-    def __init__(self, hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ...) -> None: ...
+    hosts_file: str
+    def __init__(self, hosts: _Optional[_Iterable[_Union[Host, _Mapping]]] = ..., hosts_file: _Optional[str] = ...) -> None: ...
+
+class AddHostRequest(_message.Message):
+    __slots__ = ("name", "address", "port", "user", "identity", "cpus", "memory_bytes", "python", "agent_home", "docker_host", "labels")
+    class LabelsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    USER_FIELD_NUMBER: _ClassVar[int]
+    IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    CPUS_FIELD_NUMBER: _ClassVar[int]
+    MEMORY_BYTES_FIELD_NUMBER: _ClassVar[int]
+    PYTHON_FIELD_NUMBER: _ClassVar[int]
+    AGENT_HOME_FIELD_NUMBER: _ClassVar[int]
+    DOCKER_HOST_FIELD_NUMBER: _ClassVar[int]
+    LABELS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    address: str
+    port: int
+    user: str
+    identity: str
+    cpus: float
+    memory_bytes: int
+    python: str
+    agent_home: str
+    docker_host: str
+    labels: _containers.ScalarMap[str, str]
+    def __init__(self, name: _Optional[str] = ..., address: _Optional[str] = ..., port: _Optional[int] = ..., user: _Optional[str] = ..., identity: _Optional[str] = ..., cpus: _Optional[float] = ..., memory_bytes: _Optional[int] = ..., python: _Optional[str] = ..., agent_home: _Optional[str] = ..., docker_host: _Optional[str] = ..., labels: _Optional[_Mapping[str, str]] = ...) -> None: ...
+
+class AddHostResponse(_message.Message):
+    __slots__ = ("hosts_file", "host")
+    HOSTS_FILE_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    hosts_file: str
+    host: Host
+    def __init__(self, hosts_file: _Optional[str] = ..., host: _Optional[_Union[Host, _Mapping]] = ...) -> None: ...
+
+class RemoveHostRequest(_message.Message):
+    __slots__ = ("name", "force")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    force: bool
+    def __init__(self, name: _Optional[str] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class RemoveHostResponse(_message.Message):
+    __slots__ = ("hosts_file", "in_file", "in_use", "requeued")
+    HOSTS_FILE_FIELD_NUMBER: _ClassVar[int]
+    IN_FILE_FIELD_NUMBER: _ClassVar[int]
+    IN_USE_FIELD_NUMBER: _ClassVar[int]
+    REQUEUED_FIELD_NUMBER: _ClassVar[int]
+    hosts_file: str
+    in_file: bool
+    in_use: bool
+    requeued: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, hosts_file: _Optional[str] = ..., in_file: _Optional[bool] = ..., in_use: _Optional[bool] = ..., requeued: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class TrustHostRequest(_message.Message):
+    __slots__ = ("name", "fingerprint")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    fingerprint: str
+    def __init__(self, name: _Optional[str] = ..., fingerprint: _Optional[str] = ...) -> None: ...
+
+class KnownKey(_message.Message):
+    __slots__ = ("fingerprint", "file")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    FILE_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    file: str
+    def __init__(self, fingerprint: _Optional[str] = ..., file: _Optional[str] = ...) -> None: ...
+
+class TrustHostResponse(_message.Message):
+    __slots__ = ("key_type", "fingerprint", "recorded", "known_hosts", "others")
+    KEY_TYPE_FIELD_NUMBER: _ClassVar[int]
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    RECORDED_FIELD_NUMBER: _ClassVar[int]
+    KNOWN_HOSTS_FIELD_NUMBER: _ClassVar[int]
+    OTHERS_FIELD_NUMBER: _ClassVar[int]
+    key_type: str
+    fingerprint: str
+    recorded: bool
+    known_hosts: str
+    others: _containers.RepeatedCompositeFieldContainer[KnownKey]
+    def __init__(self, key_type: _Optional[str] = ..., fingerprint: _Optional[str] = ..., recorded: _Optional[bool] = ..., known_hosts: _Optional[str] = ..., others: _Optional[_Iterable[_Union[KnownKey, _Mapping]]] = ...) -> None: ...

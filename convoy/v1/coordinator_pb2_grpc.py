@@ -71,6 +71,21 @@ class CoordinatorStub:
                 request_serializer=convoy_dot_v1_dot_coordinator__pb2.HostsRequest.SerializeToString,
                 response_deserializer=convoy_dot_v1_dot_coordinator__pb2.HostsResponse.FromString,
                 _registered_method=True)
+        self.AddHost = channel.unary_unary(
+                '/convoy.v1.Coordinator/AddHost',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.AddHostRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.AddHostResponse.FromString,
+                _registered_method=True)
+        self.RemoveHost = channel.unary_unary(
+                '/convoy.v1.Coordinator/RemoveHost',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.RemoveHostRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.RemoveHostResponse.FromString,
+                _registered_method=True)
+        self.TrustHost = channel.unary_unary(
+                '/convoy.v1.Coordinator/TrustHost',
+                request_serializer=convoy_dot_v1_dot_coordinator__pb2.TrustHostRequest.SerializeToString,
+                response_deserializer=convoy_dot_v1_dot_coordinator__pb2.TrustHostResponse.FromString,
+                _registered_method=True)
         self.ListSubmissions = channel.unary_unary(
                 '/convoy.v1.Coordinator/ListSubmissions',
                 request_serializer=convoy_dot_v1_dot_coordinator__pb2.ListSubmissionsRequest.SerializeToString,
@@ -166,7 +181,45 @@ class CoordinatorServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Hosts(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The hosts this coordinator uses, each with its state, and the hosts file it keeps.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def AddHost(self, request, context):
+        """Adds a host reached by SSH, and uses it at once: the coordinator connects, installs and
+        starts its agent as it does at start-up, and places runs there once it answers (an SSH
+        host key it does not know keeps it unreachable until TrustHost). The host is also written
+        to the coordinator's hosts file (the one it started with; atomically, the rest of the file
+        kept), so the next start has it. A setting that is not valid is INVALID_ARGUMENT, naming
+        it; a name this coordinator or its hosts file already has is ALREADY_EXISTS.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveHost(self, request, context):
+        """Removes a host from the coordinator and from its hosts file: nothing more is placed
+        there and its SSH connection closes (its agent keeps running on the host). Refused
+        (FAILED_PRECONDITION, naming the runs) while runs are in flight there, unless force: those
+        runs are then queued again elsewhere while their containers go on there, unseen. Queued
+        runs whose placement no other host matches end unplaceable. NOT_FOUND for a host neither
+        has.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def TrustHost(self, request, context):
+        """Fetches the SSH host key a host offers the coordinator (the machine that connects to it)
+        and records it in the coordinator's known_hosts only when it matches the fingerprint
+        given: without one, nothing is recorded and the answer says the fingerprint offered, to be
+        checked on the host (ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub) and sent back; a
+        different one is FAILED_PRECONDITION, nothing recorded. Once recorded, a host that was
+        unreachable for its key is tried again at once. NOT_FOUND for a host neither the
+        coordinator nor its hosts file has.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -282,6 +335,21 @@ def add_CoordinatorServicer_to_server(servicer, server):
                     servicer.Hosts,
                     request_deserializer=convoy_dot_v1_dot_coordinator__pb2.HostsRequest.FromString,
                     response_serializer=convoy_dot_v1_dot_coordinator__pb2.HostsResponse.SerializeToString,
+            ),
+            'AddHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.AddHost,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.AddHostRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.AddHostResponse.SerializeToString,
+            ),
+            'RemoveHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveHost,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.RemoveHostRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.RemoveHostResponse.SerializeToString,
+            ),
+            'TrustHost': grpc.unary_unary_rpc_method_handler(
+                    servicer.TrustHost,
+                    request_deserializer=convoy_dot_v1_dot_coordinator__pb2.TrustHostRequest.FromString,
+                    response_serializer=convoy_dot_v1_dot_coordinator__pb2.TrustHostResponse.SerializeToString,
             ),
             'ListSubmissions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSubmissions,
@@ -519,6 +587,87 @@ class Coordinator:
             '/convoy.v1.Coordinator/Hosts',
             convoy_dot_v1_dot_coordinator__pb2.HostsRequest.SerializeToString,
             convoy_dot_v1_dot_coordinator__pb2.HostsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def AddHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Coordinator/AddHost',
+            convoy_dot_v1_dot_coordinator__pb2.AddHostRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.AddHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Coordinator/RemoveHost',
+            convoy_dot_v1_dot_coordinator__pb2.RemoveHostRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.RemoveHostResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TrustHost(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/convoy.v1.Coordinator/TrustHost',
+            convoy_dot_v1_dot_coordinator__pb2.TrustHostRequest.SerializeToString,
+            convoy_dot_v1_dot_coordinator__pb2.TrustHostResponse.FromString,
             options,
             channel_credentials,
             insecure,

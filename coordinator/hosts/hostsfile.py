@@ -30,7 +30,7 @@ from typing import Any
 
 import yaml
 
-from convoy.errors import NotFound, SpecError, UsageError
+from convoy.errors import HostExists, NotFound, SpecError, UsageError
 
 # The spec's node checker gives the same messages (did-you-mean, expected X got Y) here.
 from convoy.spec import NodeChecker, compose_yaml, parse_memory
@@ -243,7 +243,7 @@ def add_host_text(text: str, host: HostConfig, file: str = "<hosts>") -> str:
         raise UsageError(f"host {host.name!r}: {e.message.removeprefix('hosts[0].')}") from None
     existing = load_hosts(text, file)
     if any(h.name == host.name for h in existing):
-        raise UsageError(f"{file}: a host named '{host.name}' already exists")
+        raise HostExists(f"{file}: a host named '{host.name}' already exists")
     _, node = _hosts_node(text, file)
     if node is None or not node.value:  # no list yet, `hosts:` or `hosts: []`
         lines = text.splitlines(keepends=True)
@@ -285,11 +285,11 @@ def remove_host_text(text: str, name: str, file: str = "<hosts>") -> str:
         stop = text.find("\n", stop) + 1 or len(text)
     out = text[:start] + text[stop:]
     if len(hosts) == 1:  # an empty block list would read as `hosts: null`: say it plainly
-        out = re.sub(r"(?m)^hosts\s*:\s*$", "hosts: []", out, count=1)
+        out = re.sub(r"(?m)^hosts[ \t]*:[ \t]*$", "hosts: []", out, count=1)
     return out
 
 
-def _write_atomic(path: Path, text: str) -> None:
+def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
@@ -311,7 +311,7 @@ def read_hosts(path: Path) -> list[HostConfig]:
 def add_host(path: Path, host: HostConfig) -> None:
     """`convoy hosts add`: append `host` to the file (created if missing)."""
     text = path.read_text() if path.exists() else ""
-    _write_atomic(path, add_host_text(text, host, str(path)))
+    write_atomic(path, add_host_text(text, host, str(path)))
 
 
 def remove_host(path: Path, name: str, confirm: Callable[[], None] | None = None) -> None:
@@ -322,4 +322,4 @@ def remove_host(path: Path, name: str, confirm: Callable[[], None] | None = None
     text = remove_host_text(path.read_text(), name, str(path))
     if confirm is not None:
         confirm()
-    _write_atomic(path, text)
+    write_atomic(path, text)

@@ -82,6 +82,7 @@ class HostSession:
     _last_heard: float = 0.0
     _up_event: asyncio.Event | None = None
     _tried: asyncio.Event | None = None
+    _wake: asyncio.Event | None = None
 
     @property
     def tried(self) -> asyncio.Event:
@@ -111,8 +112,22 @@ class HostSession:
             else:
                 self._silent("its agent ended the stream")
             self.tried.set()
-            await asyncio.sleep(RETRY_S[min(tries, len(RETRY_S) - 1)])
+            await self._pause(RETRY_S[min(tries, len(RETRY_S) - 1)])
             tries += 1
+
+    def retry_now(self) -> None:
+        """Cut the wait before the next try short (what stopped the last one was fixed: its
+        host key trusted, say)."""
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        self._wake.set()
+
+    async def _pause(self, seconds: float) -> None:
+        if self._wake is None:
+            self._wake = asyncio.Event()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
 
     async def _reach(self) -> None:
         """An agent that answers: the running one, or one brought back."""

@@ -27,6 +27,7 @@ import os
 import shlex
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -45,7 +46,7 @@ from convoy.coordinator.hosts.bundle import (
 )
 from convoy.coordinator.hosts.hostsfile import HostConfig
 from convoy.coordinator.hosts.remote import AGENT_PIDS, PROBE, Probe, in_sh, quote_path, tail
-from convoy.errors import HostUnavailable
+from convoy.errors import HostUnavailable, KeyMismatch
 from convoy.objstream import store_socket_beside
 from convoy.sshlib import asyncssh
 
@@ -112,6 +113,17 @@ class HostKeyUnknown(HostUnavailable):
         self.fingerprint = fingerprint
         self.changed = changed
         self.recorded = tuple(recorded)
+
+
+@dataclass(frozen=True)
+class KeyCheck:
+    """A host's key as offered, checked against what the user expects (check_key)."""
+
+    key_type: str
+    fingerprint: str  # what the host offers
+    recorded: bool  # written to convoy's known_hosts
+    known_hosts: Path
+    others: tuple[tuple[str, str], ...] = ()  # (fingerprint, file) of other keys recorded
 
 
 class SSHHost:
@@ -320,6 +332,19 @@ class SSHHost:
         os.chmod(tmp, 0o600)
         tmp.replace(path)
         return got
+
+    async def check_key(self, expected: str | None) -> KeyCheck:
+        """The key the host offers, recorded only when it is the one `expected` (a fingerprint
+        checked on the host): with None, nothing is recorded, so that a caller can show it and
+        ask. KeyMismatch when the host offers another."""
+        key_type, offered = await self.host_key()
+        others = tuple((fp, file) for fp, file in self.recorded_keys() if fp != offered)
+        if expected is None:
+            return KeyCheck(key_type, offered, False, self.known_hosts_path, others)
+        if expected != offered:
+            raise KeyMismatch(self.name, offered, expected)
+        await self.trust(offered)  # fetched again: a host that changed key meanwhile is refused
+        return KeyCheck(key_type, offered, True, self.known_hosts_path, others)
 
     async def _alive_connection(self) -> None:
         """A connection that works: an open one that still runs a command (a partition leaves

@@ -86,6 +86,16 @@ class HostAdded:
 
 
 @dataclass(frozen=True)
+class HostRemoved:
+    """A host taken out while the coordinator runs (RemoveHost). What it held is forgotten, as
+    a restart without it in the hosts file would: its runs in flight are queued again (their
+    containers go on there, unseen) and nothing is placed there any more."""
+
+    name: str
+    at: float
+
+
+@dataclass(frozen=True)
 class Submitted:
     """A submission's runs, stored and queued."""
 
@@ -232,7 +242,7 @@ class Released:
 
 
 Event = (
-    HostAdded | Submitted | Restored | Dispatch | Tick | CancelRequested | HostUp | HostSilent
-    | HostStatus | Phase | AttemptStarted | Progressed | LaunchFailed | AttemptEnded | Collected
-    | CollectFailed | Released
+    HostAdded | HostRemoved | Submitted | Restored | Dispatch | Tick | CancelRequested | HostUp
+    | HostSilent | HostStatus | Phase | AttemptStarted | Progressed | LaunchFailed
+    | AttemptEnded | Collected | CollectFailed | Released
 )  # fmt: skip

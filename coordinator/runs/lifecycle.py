@@ -11,7 +11,9 @@ reschedule), HTCondor's (the job lease) and Kubernetes' (the pod failure policy)
   moment (HostSilent); its attempts are unknown and keep their allocations. One that answers
   again within the grace (default 60 s) reports what it still has (HostUp) and those attempts go
   on where they were. Past the grace (Tick) it is lost, and so are its unfinished attempts. A
-  coordinator starts with every host unreachable: the grace applies to a restart too.
+  coordinator starts with every host unreachable: the grace applies to a restart too. Hosts
+  come and go while it runs (HostAdded, HostRemoved): a removed host's attempts are forgotten
+  and its runs in flight queued again, as a restart without it in the hosts file would.
 - Two retry budgets: a run's `retries` for the application's failures (non-zero exit, out of
   memory, timeout), its `infra_retries` for the platform's (host lost, runtime or agent error,
   sync, image, disk full). A retry goes to another host when one fits. A run ends `lost` only
@@ -52,6 +54,7 @@ from convoy.coordinator.runs.events import (
     Dispatch,
     Event,
     HostAdded,
+    HostRemoved,
     HostSilent,
     HostStatus,
     HostUp,
@@ -258,6 +261,9 @@ class Lifecycle:
         match event:
             case HostAdded():
                 self._host_added(event)
+            case HostRemoved():
+                self.now = max(self.now, event.at)
+                self._host_removed(event, out)
             case Submitted():
                 self._submitted(event)
             case Restored():
@@ -303,6 +309,37 @@ class Lifecycle:
             self.hosts[e.name] = HostInfo(e.name, dict(e.labels), since=e.at,
                                           why="not connected yet")  # fmt: skip
         self.now = max(self.now, e.at)
+
+    def in_flight_on(self, host: str) -> list[RunRecord]:
+        """The runs whose current attempt is on `host` (placed there and not ended)."""
+        return sorted((r for r in self.runs.values()
+                       if r.host == host and r.state is not RunState.QUEUED),
+                      key=_seq)  # fmt: skip
+
+    def _host_removed(self, e: HostRemoved, out: list[Action]) -> None:
+        """As a restart without the host would have it (_restored): its attempts forgotten,
+        its runs in flight queued again (or ended, if they were being cancelled)."""
+        h = self.hosts.pop(e.name, None)
+        if h is None:
+            return
+        self._rules_stale = True
+        busy = self.in_flight_on(e.name)
+        for a in self.attempts_on(e.name):  # what the engine still does for them, cancelled
+            out.append(Abandon(a.id))  # (a launch; a collection, of results or of a history)
+            self._forget(a, out)
+        for holder in [r for r, host in self._holds.items() if host == e.name]:
+            del self._holds[holder]
+        for run in busy:
+            why = (f"its host {e.name} was removed while attempt {run.attempt} was in flight "
+                   "there (its container goes on there, unseen)")  # fmt: skip
+            if run.id in self.cancels:
+                self._end(run, RunState.CANCELLED, Reason.CANCELLED,
+                          f"{self._cancel_why.get(run.id, ON_REQUEST)}; {why}", out)  # fmt: skip
+            else:
+                self._requeue(run, why, out)
+        out.append(HostChanged(e.name, "removed", f"{e.name} was removed"
+                               + (f"; {len(busy)} run(s) in flight there queued again"
+                                  if busy else "")))  # fmt: skip
 
     def _host_up(self, e: HostUp, out: list[Action]) -> None:
         h = self.hosts.get(e.name)

@@ -29,18 +29,23 @@ def cli(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )  # fmt: skip
 
 
+def add_args(h: TestHost, label: str = "") -> list[str]:
+    """`convoy hosts add` of the test host, offering 2 cpus and 4 GiB."""
+    args = ["hosts", "add", h.name, h.address, "--port", str(h.port), "--user", h.user,
+            "--identity", str(h.identity), "--cpus", "2", "--memory", "4GiB",
+            "--agent-home", str(h.agent_home)]  # fmt: skip
+    if label:
+        args += ["--label", label]
+    if h.docker_host:
+        args += ["--docker-host", h.docker_host]
+    return args
+
+
 def add_hosts(
     home: Path, hosts: list[TestHost], trust: bool = True, labels: Mapping[str, str] = {}
 ) -> None:
     for h in hosts:
-        args = ["hosts", "add", h.name, h.address, "--port", str(h.port), "--user", h.user,
-                "--identity", str(h.identity), "--cpus", "2", "--memory", "4GiB",
-                "--agent-home", str(h.agent_home)]  # fmt: skip
-        if h.name in labels:
-            args += ["--label", labels[h.name]]
-        if h.docker_host:
-            args += ["--docker-host", h.docker_host]
-        out = cli(home, *args)
+        out = cli(home, *add_args(h, labels.get(h.name, "")))
         assert out.returncode == 0, out.stderr
         if trust:
             out = cli(home, "hosts", "trust", h.name, "--fingerprint", h.host_key_fingerprint)
@@ -53,9 +58,11 @@ def cluster(
     trust: bool = True,
     labels: Mapping[str, str] = {},
     up_args: Sequence[str] = (),
+    later: Sequence[TestHost] = (),
 ) -> Iterator[ConvoyEnv]:
     """`convoy up` over these hosts; `labels`: host name -> one KEY=VALUE label for it;
-    `up_args`: more options for `convoy up` (kept for its restarts: env.up_args)."""
+    `up_args`: more options for `convoy up` (kept for its restarts: env.up_args); `later`:
+    hosts the test adds to the running coordinator, cleaned up after as the others are."""
     home = Path(tempfile.mkdtemp(prefix="cvc-", dir="/tmp"))
     add_hosts(home, hosts, trust, labels)
     env = ConvoyEnv(home, up(home, up_args))
@@ -65,7 +72,7 @@ def cluster(
     finally:
         down(env)
         engine = docker.from_env()
-        for h in hosts:
+        for h in [*hosts, *later]:
             pid = h.agent_home / "agent.pid"
             with contextlib.suppress(OSError, ValueError):
                 os.kill(int(pid.read_text().strip()), signal.SIGKILL)
