@@ -10,8 +10,8 @@ import io
 import pytest
 
 from convoy.cli.hosts import confirm_key
+from convoy.client import KeyCheck
 from convoy.errors import UsageError
-from convoy.v1 import coordinator_pb2 as pb
 
 OFFERED = "SHA256:" + "k" * 43
 
@@ -22,13 +22,11 @@ class _Host:
     def __init__(self) -> None:
         self.asked: list[str | None] = []
 
-    async def ask(self, fingerprint: str | None) -> pb.TrustHostResponse:
+    async def ask(self, fingerprint: str | None) -> KeyCheck:
         self.asked.append(fingerprint)
-        return pb.TrustHostResponse(
-            key_type="ssh-ed25519", fingerprint=OFFERED, recorded=fingerprint == OFFERED,
-            known_hosts="/h/known_hosts",
-            others=[pb.KnownKey(fingerprint="SHA256:old", file="/h/known_hosts")],
-        )  # fmt: skip
+        return KeyCheck(key_type="ssh-ed25519", fingerprint=OFFERED,
+                        recorded=fingerprint == OFFERED, known_hosts="/h/known_hosts",
+                        others=[("SHA256:old", "/h/known_hosts")])  # fmt: skip
 
 
 class _Tty(io.StringIO):

@@ -172,7 +172,7 @@ async def _serve(home: Path, sock: Path) -> tuple[grpc.aio.Server, Syncer]:
     syncer = Syncer(home)
     server = grpc.aio.server()
     fake = SimpleNamespace(uploads=Uploads(syncer))  # all the upload RPCs use of the engine
-    pb_grpc.add_CoordinatorServicer_to_server(CoordinatorService(fake), server)  # type: ignore[arg-type]
+    pb_grpc.add_CoordinatorServicer_to_server(CoordinatorService(fake, None), server)  # type: ignore[arg-type]
     server.add_insecure_port(f"unix:{sock}")
     await server.start()
     return server, syncer
