@@ -1,13 +1,15 @@
 """A real `convoy up --listen` (its local agent on the fake runtime, no Docker) called over real
 TLS: a valid token works; no token, a wrong one and one revoked while it runs are refused
-UNAUTHENTICATED for unary, Submit and streaming calls alike, and nothing changes; plaintext to
-the TCP port gets nowhere; a certificate other than the pinned one is refused."""
+UNAUTHENTICATED for every method of the service (unary and streaming alike), and nothing
+changes; plaintext to the TCP port gets nowhere, for every method too; a certificate other
+than the pinned one is refused."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -21,6 +23,9 @@ from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf import message_factory
+from google.protobuf.descriptor import MethodDescriptor
+from google.protobuf.message import Message
 
 from convoy.client.channel import known_path, open_channel
 from convoy.errors import UntrustedCoordinator
@@ -138,30 +143,66 @@ def _submit(remote: Remote) -> pb.SubmitRequest:
     return pb.SubmitRequest(spec_path=str(remote.spec), spec_yaml=remote.spec.read_text())
 
 
-async def _refusals(remote: Remote, token: str | None) -> list[grpc.StatusCode]:
-    """The status of a unary call, a Submit and a streaming call with `token`."""
-    channel, _ = await open_channel(remote.target, remote.client_home, token)
-    codes = []
-    async with channel:
-        stub = pb_grpc.CoordinatorStub(channel)
-        calls = [
-            stub.ListSubmissions(pb.ListSubmissionsRequest(), timeout=RPC_TIMEOUT_S),
-            stub.Submit(_submit(remote), timeout=RPC_TIMEOUT_S),
-        ]
-        for call in calls:
-            with pytest.raises(grpc.aio.AioRpcError) as e:
-                await call
-            codes.append(e.value.code())
-        events = stub.Events(pb.EventsRequest(snapshot=True), timeout=RPC_TIMEOUT_S)
+METHODS = pb.DESCRIPTOR.services_by_name["Coordinator"].methods
+
+
+def _request(remote: Remote, method: MethodDescriptor) -> Message:
+    """What a caller sends: the Submit the valid caller sends (so that "nothing changed"
+    means it), an empty request for every other method."""
+    if method.name == "Submit":
+        return _submit(remote)
+    return message_factory.GetMessageClass(method.input_type)()
+
+
+async def _each_method(
+    remote: Remote, channel: grpc.aio.Channel, metadata: tuple[tuple[str, str], ...] = ()
+) -> dict[str, grpc.aio.AioRpcError]:
+    """Call every method of the service on `channel`, unary and streaming requests and
+    answers alike, by the method's own kind: the error each ends with (none may succeed)."""
+    errors: dict[str, grpc.aio.AioRpcError] = {}
+    for method in METHODS:
+        path = f"/convoy.v1.Coordinator/{method.name}"
+        req = _request(remote, method)
+        answer = message_factory.GetMessageClass(method.output_type).FromString
+        kind = (method.client_streaming, method.server_streaming)
+        make = {
+            (False, False): channel.unary_unary,
+            (False, True): channel.unary_stream,
+            (True, False): channel.stream_unary,
+            (True, True): channel.stream_stream,
+        }[kind]
+        callable_ = make(path, request_serializer=type(req).SerializeToString,
+                         response_deserializer=answer)  # fmt: skip
+        call = callable_(iter([req]) if method.client_streaming else req,
+                         timeout=RPC_TIMEOUT_S, metadata=metadata)  # fmt: skip
         with pytest.raises(grpc.aio.AioRpcError) as e:
-            async for _ in events:
-                pass
-        codes.append(e.value.code())
-        assert "token" in (e.value.details() or "")
-    return codes
+            if method.server_streaming:
+                async for _ in call:
+                    pass
+            else:
+                await call
+        errors[method.name] = e.value
+    return errors
 
 
-REFUSED = [grpc.StatusCode.UNAUTHENTICATED] * 3
+async def _refusals(remote: Remote, token: str | None) -> dict[str, grpc.StatusCode]:
+    """The status every method of the service ends with, called with `token`."""
+    channel, _ = await open_channel(remote.target, remote.client_home, token)
+    async with channel:
+        errors = await _each_method(remote, channel)
+    for name, e in errors.items():
+        assert "token" in (e.details() or ""), name
+    return {name: e.code() for name, e in errors.items()}
+
+
+REFUSED = {m.name: grpc.StatusCode.UNAUTHENTICATED for m in METHODS}
+
+
+def test_every_method_of_the_service_is_tried() -> None:
+    """Not vacuous: the methods the refusal tests call are the service's, all of them."""
+    proto = Path(__file__).resolve().parents[2] / "proto/convoy/v1/coordinator.proto"
+    named = set(re.findall(r"^\s*rpc (\w+)\(", proto.read_text(), re.M))
+    assert set(REFUSED) == named and len(named) > 15
 
 
 def test_a_valid_token_calls_the_api_over_tls(remote: Remote) -> None:
@@ -225,20 +266,15 @@ def test_a_token_revoked_while_the_coordinator_runs_is_refused(remote: Remote) -
 
 
 def test_plaintext_to_the_tcp_port_gets_nowhere(remote: Remote) -> None:
+    """Every method, called in plaintext with a valid token, fails; nothing changes."""
     token = remote.token("carol")
 
     async def main() -> None:
         before = await remote.submissions()
         async with grpc.aio.insecure_channel(f"127.0.0.1:{remote.port}") as channel:
-            stub = pb_grpc.CoordinatorStub(channel)
             meta = (("authorization", f"Bearer {token}"),)
-            for call in (
-                stub.ListSubmissions(pb.ListSubmissionsRequest(), timeout=5, metadata=meta),
-                stub.Submit(_submit(remote), timeout=5, metadata=meta),
-            ):
-                with pytest.raises(grpc.aio.AioRpcError) as e:
-                    await call
-                assert e.value.code() != grpc.StatusCode.OK
+            errors = await _each_method(remote, channel, meta)
+        assert set(errors) == set(REFUSED)
         assert await remote.submissions() == before
 
     asyncio.run(main())
