@@ -240,7 +240,8 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
         printer.status(f"convoy: submitted {sub}: {said}; results in {results_dir}{where}")
         if opts.detach:
             return 0
-        return await _watch(client, sub, total, printer, builds=spec.build is not None)
+        return await _watch(client, sub, total, printer, builds=spec.build is not None,
+                            where=where)  # fmt: skip
 
 
 async def _draw(line: StatusLine, progress: RunsProgress) -> None:
@@ -252,11 +253,13 @@ async def _draw(line: StatusLine, progress: RunsProgress) -> None:
 
 
 async def _watch(
-    client: AsyncClient, sub: str, total: int, printer: Printer, builds: bool = False
-) -> int:
+    client: AsyncClient, sub: str, total: int, printer: Printer, builds: bool = False,
+    where: str = "",
+) -> int:  # fmt: skip
     """Follow a submission to its end: each run's output and end, then the summary. `builds`:
     the experiment has a build step, whose output on each host a run is placed on is followed
-    (the run may be past `building` when first seen: its events began after it was placed)."""
+    (the run may be past `building` when first seen: its events began after it was placed).
+    `where`: said after the results folder (its results are on the coordinator's machine)."""
     final: dict[str, Run] = {}
     followers: dict[str, asyncio.Task[None]] = {}
     progress = RunsProgress(sub, total)
@@ -320,7 +323,7 @@ async def _watch(
     printer.status(
         "convoy: "
         + state_counts(r.state for r in runs)
-        + (f"; results in {Path(runs[0].results_path).parent}" if runs else "")
+        + (f"; results in {Path(runs[0].results_path).parent}{where}" if runs else "")
     )
     return 0 if all(r.state == "succeeded" for r in runs) else 1
 
