@@ -63,7 +63,7 @@ class ConvoyApp(App[None]):
         return "" if self.connected else f"⚠ {self.problem}"
 
     def on_mount(self) -> None:
-        self.sub_title = str(self.home)
+        self.sub_title = self.client.where if self.client.remote else str(self.home)
         self.watch_events()
 
     async def on_unmount(self) -> None:

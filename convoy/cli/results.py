@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from convoy.client import AsyncClient
+from convoy.client.channel import resolve_target
 from convoy.errors import CoordinatorUnavailable, UsageError
 from convoy.metrics import declared_in
 from convoy.resultrows import Results, metric_text, row_of
@@ -34,6 +35,8 @@ async def fetch(home: Path, experiment: str, latest: bool, where: Sequence[str])
     try:
         client = await AsyncClient.connect(home)
     except CoordinatorUnavailable:
+        if resolve_target(None):  # not this machine's store: say the coordinator is away
+            raise
         return _stored(home, experiment, latest, where)
     async with client:
         return await client.results(experiment, latest=latest, where=where)
