@@ -13,10 +13,10 @@ from pathlib import Path
 from typing import TextIO
 
 from convoy.client import AsyncClient, Run
+from convoy.client.aio import read_experiment
 from convoy.errors import ConvoyError, CoordinatorUnavailable, NotFound, SpecError, UsageError
 from convoy.runjson import missing_results
 from convoy.sizes import human_bytes
-from convoy.spec import ExperimentSpec, load_spec
 from convoy.states import RunState
 
 from .failures import failure_lines
@@ -38,18 +38,6 @@ def read_spec(file: str) -> tuple[Path, str]:
     """The experiment file's absolute path and text, validated here so bad input exits 2 early."""
     path, text, _ = read_experiment(file)
     return path, text
-
-
-def read_experiment(file: str) -> tuple[Path, str, ExperimentSpec]:
-    """read_spec, and the experiment the file describes."""
-    path = Path(file).absolute()
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise UsageError(f"{file}: no such experiment file") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise UsageError(f"{file}: cannot read: {e}") from None
-    return path, text, load_spec(text, file)  # raises SpecError with file:line:column
 
 
 def done_before(runs: Sequence[Run]) -> str:

@@ -35,7 +35,7 @@ from convoy.errors import CoordinatorUnavailable, UsageError, WaitTimedOut
 from convoy.paths import coordinator_socket, default_home
 from convoy.resultrows import Results, gather
 from convoy.rpcwire import BUILD_REUSED
-from convoy.spec import load_spec
+from convoy.spec import ExperimentSpec, load_spec
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
@@ -215,7 +215,7 @@ class AsyncClient:
         if text is not None and not isinstance(experiment, Mapping):
             path = Path(experiment).absolute()
         else:
-            path, text = experiment_text(experiment, sources)
+            path, text, _ = read_experiment(experiment, sources)
         up = None
         if self.upload and not same_as:
             if results:
@@ -430,11 +430,12 @@ class LogStream:
             call.cancel()
 
 
-def experiment_text(
+def read_experiment(
     experiment: str | os.PathLike[str] | Mapping[str, Any],
     sources: str | os.PathLike[str] | None = None,
-) -> tuple[Path, str]:
-    """The experiment file's absolute path and text, checked (SpecError: file, line, column).
+) -> tuple[Path, str, ExperimentSpec]:
+    """The experiment file's absolute path, its text, and what it says (SpecError: file, line,
+    column, as the file was named).
     An experiment given as a dict is written as YAML, and named as a file in `sources` (it is
     not written there: the name only places it, and shows in messages)."""
     if isinstance(experiment, Mapping):
@@ -454,5 +455,5 @@ def experiment_text(
             raise UsageError(f"{experiment}: no such experiment file") from None
         except (OSError, UnicodeDecodeError) as e:
             raise UsageError(f"{experiment}: cannot read: {e}") from None
-    load_spec(text, str(path) if isinstance(experiment, Mapping) else os.fspath(experiment))
-    return path, text
+    name = str(path) if isinstance(experiment, Mapping) else os.fspath(experiment)
+    return path, text, load_spec(text, name)
