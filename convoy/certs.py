@@ -1,5 +1,5 @@
 """TLS certificates of a coordinator served over TCP: made (self-signed) by the coordinator,
-named by their SHA-256 fingerprint on both sides.
+or issued by a CA and passed with --cert; named by their SHA-256 fingerprint on both sides.
 
 A fingerprint is what an admin reads out to users and what a client pins, so it is one
 spelling everywhere: 64 lower-case hex digits of the SHA-256 of the certificate's DER bytes.
@@ -64,6 +64,23 @@ def names_in(pem: bytes) -> list[str]:
         pass
     names += [str(a.value) for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)]
     return names
+
+
+def is_self_signed(pem: bytes) -> bool:
+    """Whether a PEM file's first certificate is its own issuer: named so (issuer == subject)
+    and signed by its own key. Those are pinned as their own root; others are verified up to
+    a CA."""
+    from cryptography import x509
+    from cryptography.exceptions import InvalidSignature
+
+    cert = x509.load_der_x509_certificate(der_of(pem))
+    if cert.issuer != cert.subject:
+        return False
+    try:
+        cert.verify_directly_issued_by(cert)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
 
 
 def self_signed(names: list[str]) -> tuple[bytes, bytes]:

@@ -84,7 +84,8 @@ class Unauthenticated(ConvoyError):
 
 
 class UntrustedCoordinator(ConvoyError):
-    """A coordinator's TLS certificate is not the one pinned for it: nothing was sent."""
+    """A coordinator's TLS certificate is not the one pinned for it, or is issued by a CA and
+    does not verify: nothing was sent."""
 
 
 class HostUnavailable(ConvoyError):

@@ -119,8 +119,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="also serve the API over TLS on this TCP address (e.g. 0.0.0.0:7443) "
                    "to holders of a token (`convoy token create`); never plaintext")  # fmt: skip
     u.add_argument("--cert", type=Path, metavar="FILE",
-                   help="with --listen: the certificate (PEM) to serve (default: a "
-                   "self-signed one made once, in $CONVOY_HOME/tls)")  # fmt: skip
+                   help="with --listen: the certificate (PEM) to serve, self-signed or issued "
+                   "by a CA (then followed by its intermediates) (default: a self-signed one "
+                   "made once, in $CONVOY_HOME/tls)")  # fmt: skip
     u.add_argument("--key", type=Path, metavar="FILE",
                    help="with --listen and --cert: its private key (PEM)")  # fmt: skip
 

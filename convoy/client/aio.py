@@ -40,15 +40,7 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from . import convert
-from .channel import (
-    credentials,
-    parse_target,
-    pinned_certificate,
-    resolve_fingerprint,
-    resolve_target,
-    resolve_token,
-    tls_options,
-)
+from .channel import NOT_GRPC, parse_target, resolve_target, resolve_token, tls_channel
 from .errors import error_of
 from .fetch import Fetched, fetch_results
 from .types import (
@@ -81,7 +73,9 @@ class AsyncClient:
     `grpcs://HOST:PORT` for one started with `convoy up --listen` elsewhere (default:
     $CONVOY_COORDINATOR, else ""). Over TCP, `token` (default $CONVOY_TOKEN) is sent with each
     call, and the coordinator's certificate is pinned on first contact (or checked against
-    `fingerprint`, default $CONVOY_COORDINATOR_FINGERPRINT): see convoy/client/channel.py.
+    `fingerprint`, default $CONVOY_COORDINATOR_FINGERPRINT); a certificate issued by a CA is
+    verified up to `ca`, a CA bundle file (default $CONVOY_COORDINATOR_CA, else this
+    machine's roots): see convoy/client/channel.py.
     Nothing connects until the first call; `connect()` makes and checks one at once.
     `upload`: send the sources and inputs with each submission (default: to a coordinator
     elsewhere, or with CONVOY_UPLOAD=1); the coordinator then keeps the results
@@ -90,6 +84,7 @@ class AsyncClient:
     def __init__(
         self, home: str | os.PathLike[str] | None = None, *, coordinator: str | None = None,
         token: str | None = None, fingerprint: str | None = None, upload: bool | None = None,
+        ca: str | os.PathLike[str] | None = None,
     ) -> None:  # fmt: skip
         self.home = Path(home).absolute() if home is not None else default_home()
         self.target = parse_target(resolve_target(coordinator), self.home)
@@ -98,6 +93,7 @@ class AsyncClient:
         self.where = str(self.target) if self.remote else str(self.socket)  # for messages
         self._token = token if token is not None else resolve_token()
         self._fingerprint = fingerprint
+        self._ca = ca
         # Submissions send the sources and inputs (what the coordinator lacks of them): always
         # to a coordinator elsewhere; to this machine's when asked (CONVOY_UPLOAD=1).
         self.upload = upload if upload is not None else self.remote or forced()
@@ -111,12 +107,12 @@ class AsyncClient:
     async def connect(
         cls, home: str | os.PathLike[str] | None = None, timeout: float = 2.0,
         start: bool = False, *, coordinator: str | None = None, token: str | None = None,
-        fingerprint: str | None = None,
+        fingerprint: str | None = None, ca: str | os.PathLike[str] | None = None,
     ) -> AsyncClient:  # fmt: skip
         """A client whose coordinator answered within `timeout`; else CoordinatorUnavailable.
         `start`: start a coordinator for `home` in the background when none answers on its
         socket (as `convoy run` does), logging to home/coordinator.log; never one elsewhere."""
-        client = cls(home, coordinator=coordinator, token=token, fingerprint=fingerprint)
+        client = cls(home, coordinator=coordinator, token=token, fingerprint=fingerprint, ca=ca)
         try:
             await client.ready(timeout)
         except CoordinatorUnavailable:
@@ -145,10 +141,7 @@ class AsyncClient:
             await asyncio.wait_for(self._channel.channel_ready(), timeout)
         except (TimeoutError, grpc.aio.AioRpcError):
             await self.close()
-            hint = "; start one with `convoy up`"
-            if self.remote:
-                hint = (" (it took a TLS connection but not gRPC over it: is it a coordinator "
-                        "started with --listen?)")  # fmt: skip
+            hint = NOT_GRPC if self.remote else "; start one with `convoy up`"
             raise CoordinatorUnavailable(f"the coordinator does not answer on {self.where}"
                                          f"{hint}") from None  # fmt: skip
 
@@ -158,13 +151,8 @@ class AsyncClient:
         if self._stub is None:
             options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
             if self.remote:
-                expected = resolve_fingerprint(self._fingerprint)
-                pem = await asyncio.to_thread(pinned_certificate, self.target, self.home,
-                                              expected, timeout)  # fmt: skip
-                self._channel = grpc.aio.secure_channel(
-                    self.target.hostport, credentials(pem, self._token),
-                    options=tls_options(self.target, pem),
-                )  # fmt: skip
+                self._channel = await tls_channel(self.target, self.home, self._token,
+                                                  self._fingerprint, self._ca, timeout)  # fmt: skip
             else:
                 self._channel = grpc.aio.insecure_channel(f"unix:{self.socket}", options=options)
             self._stub = pb_grpc.CoordinatorStub(self._channel)

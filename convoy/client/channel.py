@@ -7,10 +7,17 @@ on both sides: a token sent in the clear is a token given away.
 Trust is pinned, as ssh pins host keys. The first contact with HOST:PORT records its
 certificate's SHA-256 fingerprint in CONVOY_HOME/known_coordinators (unless the user gave the
 fingerprint up front: CONVOY_COORDINATOR_FINGERPRINT, as `convoy up --listen` logs it); every
-later contact compares and refuses a changed certificate. The channel then trusts exactly that
-certificate as its only root, so a self-signed one verifies and nothing else does: the
-certificate fetched to compare is only a candidate, and grpc's own handshake proves the server
-holds its key.
+later contact compares and refuses a changed certificate. What the channel then verifies
+depends on the certificate:
+
+- self-signed (the default, made by `convoy up`): the channel trusts exactly that certificate
+  as its only root, so it verifies and nothing else does, whatever name it is for: the
+  certificate fetched to compare is only a candidate, and grpc's own handshake proves the
+  server holds its key;
+- issued by a CA (`convoy up --cert`): the chain is verified as any TLS client does, up to
+  the CA bundle the user gives (CONVOY_COORDINATOR_CA, or `ca`) or else this machine's roots,
+  and the host name connected to must be one the certificate is for. The pin is checked too,
+  so a renewed certificate is refused until the user accepts its new fingerprint.
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ from pathlib import Path
 
 import grpc
 
+from convoy.certs import der_of, is_self_signed, names_in, normal_fingerprint
 from convoy.certs import fingerprint as fingerprint_of
-from convoy.certs import names_in, normal_fingerprint
 from convoy.errors import CoordinatorUnavailable, UntrustedCoordinator, UsageError
 from convoy.paths import checked_home, coordinator_socket, open_state
 
@@ -70,6 +77,35 @@ def resolve_fingerprint(arg: str | None = None) -> str | None:
     """`arg`, else $CONVOY_COORDINATOR_FINGERPRINT, in normal spelling; None for neither."""
     given = arg if arg is not None else os.environ.get("CONVOY_COORDINATOR_FINGERPRINT")
     return normal_fingerprint(given) if given else None
+
+
+def resolve_ca(arg: str | os.PathLike[str] | None = None) -> bytes | None:
+    """The CA bundle (PEM) to verify a CA-issued coordinator certificate with: the file `arg`
+    names, else the one $CONVOY_COORDINATOR_CA names; None for neither (this machine's roots).
+    A UsageError for a file that cannot be read or holds no PEM certificate."""
+    given = arg if arg is not None else os.environ.get("CONVOY_COORDINATOR_CA") or None
+    if given is None:
+        return None
+    try:
+        pem = Path(given).expanduser().read_bytes()
+    except OSError as e:
+        raise UsageError(f"CA bundle {given}: {e.strerror}") from None
+    try:
+        der_of(pem)
+    except UsageError:
+        raise UsageError(f"CA bundle {given}: not a PEM certificate (no BEGIN CERTIFICATE "
+                         "line)") from None  # fmt: skip
+    return pem
+
+
+def system_roots() -> bytes | None:
+    """This machine's CA bundle, where OpenSSL looks for it ($SSL_CERT_FILE, else the
+    system's file); None when there is none, and grpc uses its own default roots."""
+    cafile = ssl.get_default_verify_paths().cafile
+    try:
+        return Path(cafile).read_bytes() if cafile else None
+    except OSError:
+        return None
 
 
 def parse_target(text: str | None, home: Path) -> Target:
@@ -142,7 +178,12 @@ def pinned_certificate(
 ) -> bytes:
     """The certificate of `target` (PEM), once it matches `expected` (a fingerprint) or, with
     none expected, the one known_coordinators records, recording it at first contact."""
-    pem = fetch_certificate(target.host, target.port, timeout)
+    return pin(target, home, fetch_certificate(target.host, target.port, timeout), expected)
+
+
+def pin(target: Target, home: Path, pem: bytes, expected: str | None = None) -> bytes:
+    """`pem`, the certificate `target` presented, once it matches `expected` or the pin of
+    known_coordinators (recorded at first contact); UntrustedCoordinator otherwise."""
     got = fingerprint_of(pem)
     if expected is not None:
         if got != expected:
@@ -163,40 +204,127 @@ def pinned_certificate(
         raise UntrustedCoordinator(
             f"the certificate of coordinator {target.hostport} CHANGED: it was SHA256:{known}, "
             f"it is now SHA256:{got}. Someone may be in between, or the coordinator made a "
-            "new certificate; refusing to connect. Ask its admin for the fingerprint `convoy "
-            f"up` logs; if it is the new one, delete the line of {target.hostport} in "
-            f"{known_path(home)} and connect again"
+            "new certificate (a CA-issued one changes at each renewal); refusing to connect. "
+            "Ask its admin for the fingerprint `convoy up` logs; if it is the new one, delete "
+            f"the line of {target.hostport} in {known_path(home)} and connect again"
         )
     return pem
 
 
+NAME_MISMATCH = (62, 64)  # OpenSSL's X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+
+
+def chain_check(
+    target: Target, pem: bytes, roots: bytes | None, source: str = "this machine's CA roots",
+    timeout: float = 5.0,
+) -> None:  # fmt: skip
+    """Verify the chain `target` presents (its leaf `pem`) up to `roots` (None: this machine's
+    default; said to users as `source`), and that it is for the host name connected to, as
+    the channel will: UntrustedCoordinator saying why, at once, rather than a channel never
+    ready."""
+    ctx = ssl.create_default_context(cadata=roots.decode("ascii", "replace")) if roots else (
+        ssl.create_default_context()
+    )  # fmt: skip
+    ctx.set_alpn_protocols(["h2"])
+    try:
+        with (
+            socket.create_connection((target.host, target.port), timeout=timeout) as raw,
+            ctx.wrap_socket(raw, server_hostname=target.host),
+        ):
+            pass
+    except ssl.SSLCertVerificationError as e:
+        if e.verify_code in NAME_MISMATCH:
+            raise UntrustedCoordinator(
+                f"the certificate of coordinator {target.hostport} is not for the name "
+                f"connected to ({e.verify_message}); refusing to connect: connect with a name "
+                f"it is for: {', '.join(names_in(pem))}"
+            ) from None
+        raise UntrustedCoordinator(
+            f"the certificate of coordinator {target.hostport} is issued by a CA and does not "
+            f"verify against {source}: {e.verify_message}; refusing to connect. If its CA is "
+            "your organisation's own (or a test one), set CONVOY_COORDINATOR_CA to a file of "
+            "its certificate (PEM)"
+        ) from None
+    except ssl.SSLError as e:
+        raise CoordinatorUnavailable(
+            f"{target.hostport} does not speak TLS as a coordinator with --listen does ({e.reason})"
+        ) from None
+    except OSError as e:
+        raise CoordinatorUnavailable(
+            f"cannot reach a coordinator at {target.hostport}: {e}"
+        ) from None
+
+
+def trusted(
+    target: Target, home: Path, expected: str | None = None, ca: bytes | None = None,
+    timeout: float = 5.0,
+) -> tuple[bytes, bytes | None]:  # fmt: skip
+    """The certificate of `target` (checked against its pin, see pin()) and the roots the
+    channel is to verify it with: the certificate itself when self-signed; else `ca`, or this
+    machine's roots (None: grpc's own), once the chain verifies (before anything is pinned)."""
+    pem = fetch_certificate(target.host, target.port, timeout)
+    if is_self_signed(pem):
+        return pin(target, home, pem, expected), pem
+    roots = ca if ca is not None else system_roots()
+    source = "the CA bundle given (CONVOY_COORDINATOR_CA)" if ca else "this machine's CA roots"
+    chain_check(target, pem, roots, source, timeout)
+    return pin(target, home, pem, expected), roots
+
+
 def tls_options(target: Target, cert_pem: bytes) -> list[tuple[str, object]]:
-    """Channel options: the message size, and the name grpc checks the certificate for (one
-    the pinned certificate has, when the name connected to is not among them)."""
+    """Channel options: the message size and, for a self-signed certificate, the name grpc
+    checks it for (one it has, when the name connected to is not among them). A CA-issued
+    certificate must be for the name connected to, as everywhere in TLS."""
     options: list[tuple[str, object]] = [("grpc.max_receive_message_length", MAX_RECEIVE)]
+    if not is_self_signed(cert_pem):
+        return options
     names = names_in(cert_pem)
     if names and target.host not in names:
         options.append(("grpc.ssl_target_name_override", names[0]))
     return options
 
 
-def credentials(cert_pem: bytes, token: str | None) -> grpc.ChannelCredentials:
-    """TLS trusting `cert_pem` alone, and the token as `authorization: Bearer` on every call."""
-    tls = grpc.ssl_channel_credentials(root_certificates=cert_pem)
+def credentials(roots: bytes | None, token: str | None) -> grpc.ChannelCredentials:
+    """TLS verifying the server up to `roots` (PEM: a self-signed certificate alone, or CAs;
+    None: grpc's default roots), and the token as `authorization: Bearer` on every call."""
+    tls = grpc.ssl_channel_credentials(root_certificates=roots)
     if token is None:
         return tls
     return grpc.composite_channel_credentials(tls, grpc.access_token_call_credentials(token))
 
 
+async def tls_channel(
+    target: Target, home: Path, token: str | None, fingerprint: str | None = None,
+    ca: str | os.PathLike[str] | None = None, timeout: float = 5.0,
+) -> grpc.aio.Channel:  # fmt: skip
+    """A TLS channel to `target` (not yet connected), after its certificate is checked
+    (trusted(): a network round trip or two, in a worker thread). `fingerprint` and `ca`
+    default to $CONVOY_COORDINATOR_FINGERPRINT and $CONVOY_COORDINATOR_CA."""
+    expected = resolve_fingerprint(fingerprint)
+    bundle = resolve_ca(ca)
+    pem, roots = await asyncio.to_thread(trusted, target, home, expected, bundle, timeout)
+    return grpc.aio.secure_channel(
+        target.hostport, credentials(roots, token), options=tls_options(target, pem)
+    )
+
+
+NOT_GRPC = (
+    " (it took a TLS connection but not gRPC over it: is it a coordinator started with "
+    "--listen, and is its certificate for the name you connect to?)"
+)
+
+
 async def open_channel(
     target: str | None, home: Path, token: str | None, fingerprint: str | None = None,
-    timeout: float = 5.0,
+    timeout: float = 5.0, ca: str | os.PathLike[str] | None = None,
 ) -> tuple[grpc.aio.Channel, str]:  # fmt: skip
     """A channel to the coordinator at `target` (see parse_target), ready, and the target as
     said to users. `fingerprint`: the certificate to expect (default:
-    $CONVOY_COORDINATOR_FINGERPRINT, else what known_coordinators has or records).
-    CoordinatorUnavailable when nothing answers in `timeout` s; UntrustedCoordinator when the
-    certificate is not the pinned one. The token is not checked here: the first call is."""
+    $CONVOY_COORDINATOR_FINGERPRINT, else what known_coordinators has or records). `ca`: a
+    CA bundle file (PEM) a CA-issued certificate is verified with (default:
+    $CONVOY_COORDINATOR_CA, else this machine's roots). CoordinatorUnavailable when nothing
+    answers in `timeout` s; UntrustedCoordinator when the certificate is not the pinned one,
+    or is CA-issued and does not verify. The token is not checked here: the first call is."""
     where = parse_target(target, home)
     if not where.remote:
         assert where.socket is not None
@@ -209,20 +337,11 @@ async def open_channel(
             f"unix:{where.socket}", options=[("grpc.max_receive_message_length", MAX_RECEIVE)]
         )
     else:
-        expected = resolve_fingerprint(fingerprint)
-        pem = await asyncio.to_thread(pinned_certificate, where, home, expected, timeout)
-        channel = grpc.aio.secure_channel(
-            where.hostport, credentials(pem, token), options=tls_options(where, pem)
-        )
+        channel = await tls_channel(where, home, token, fingerprint, ca, timeout)
     try:
         await asyncio.wait_for(channel.channel_ready(), timeout)
     except (TimeoutError, grpc.aio.AioRpcError):
         await channel.close(None)
-        hint = (
-            " (it took a TLS connection but not gRPC over it: is it a coordinator started with "
-            "--listen, and its --cert self-signed?)"
-            if where.remote
-            else "; start one with `convoy up`"
-        )
+        hint = NOT_GRPC if where.remote else "; start one with `convoy up`"
         raise CoordinatorUnavailable(f"the coordinator does not answer on {where}{hint}") from None
     return channel, str(where)

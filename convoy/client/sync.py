@@ -58,9 +58,10 @@ class Client:
     def __init__(
         self, home: str | os.PathLike[str] | None = None, *, coordinator: str | None = None,
         token: str | None = None, fingerprint: str | None = None, upload: bool | None = None,
+        ca: str | os.PathLike[str] | None = None,
     ) -> None:  # fmt: skip
         self._aio = AsyncClient(home, coordinator=coordinator, token=token,
-                                fingerprint=fingerprint, upload=upload)  # fmt: skip
+                                fingerprint=fingerprint, upload=upload, ca=ca)  # fmt: skip
         self.home = self._aio.home
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="convoy-client",

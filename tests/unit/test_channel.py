@@ -143,3 +143,188 @@ def test_a_port_without_tls_or_without_anyone_is_said_plainly(tmp_path: Path) ->
         assert not (tmp_path / "known_coordinators").exists()
 
     asyncio.run(main())
+
+
+# -- which certificate is trusted how: self-signed pinned as its own root, CA-issued verified --
+
+
+@pytest.fixture
+def ca_issued() -> tuple[bytes, bytes]:
+    """A leaf for coord.example issued by an intermediate of a test root: (leaf, root) PEM."""
+    from tests.testca import root
+
+    top = root()
+    leaf = top.issue("convoy test intermediate", ca=True).issue("coord", ["coord.example"])
+    return leaf.pem, top.pem
+
+
+def test_self_signed_is_a_certificate_that_is_its_own_issuer(
+    ca_issued: tuple[bytes, bytes],
+) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from convoy.certs import is_self_signed
+
+    leaf, top = ca_issued
+    served_pem = self_signed(["coord.example"])[0]
+    assert is_self_signed(served_pem)
+    assert is_self_signed(top)  # a root is, too (it is never what a coordinator serves)
+    assert not is_self_signed(leaf)
+    assert not is_self_signed(leaf + top)  # a chain: its first certificate counts
+    # Named its own issuer but signed by another key: not self-signed.
+    made = x509.load_pem_x509_certificate(served_pem)
+    forged = (
+        x509.CertificateBuilder().subject_name(made.subject).issuer_name(made.subject)
+        .public_key(made.public_key()).serial_number(1)
+        .not_valid_before(made.not_valid_before_utc).not_valid_after(made.not_valid_after_utc)
+        .sign(ec.generate_private_key(ec.SECP256R1()), hashes.SHA256())
+    )  # fmt: skip
+    assert not is_self_signed(forged.public_bytes(serialization.Encoding.PEM))
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> list[tuple[bytes | None, str]]:
+    """The chain checks trusted() makes (roots, as said to users), passing; the machine's
+    roots stand in as b"SYSTEM"."""
+    done: list[tuple[bytes | None, str]] = []
+    monkeypatch.setattr(
+        channel,
+        "chain_check",
+        lambda target, pem, roots, source, timeout: done.append((roots, source)),
+    )
+    monkeypatch.setattr(channel, "system_roots", lambda: b"SYSTEM")
+    return done
+
+
+def test_a_self_signed_certificate_is_its_own_only_root_whatever_ca_is_given(
+    tmp_path: Path, served: list[bytes], checks: list[tuple[bytes | None, str]],
+    ca_issued: tuple[bytes, bytes],
+) -> None:  # fmt: skip
+    from convoy.client.channel import credentials, trusted
+
+    assert trusted(TARGET, tmp_path) == (served[0], served[0])
+    assert trusted(TARGET, tmp_path, ca=ca_issued[1]) == (served[0], served[0])
+    assert checks == []  # no CA is asked: the pin and the handshake are the whole check
+    options = dict(tls_options(Target(host="10.1.2.3", port=1), served[0]))
+    assert options["grpc.ssl_target_name_override"] == "coord.example"
+    assert credentials(served[0], "convoy_t") is not None
+
+
+def test_a_ca_issued_certificate_is_verified_up_to_the_ca_given_else_the_machines_roots(
+    tmp_path: Path, served: list[bytes], checks: list[tuple[bytes | None, str]],
+    ca_issued: tuple[bytes, bytes],
+) -> None:  # fmt: skip
+    from convoy.client.channel import trusted
+
+    leaf, top = ca_issued
+    served.append(leaf)
+    assert trusted(TARGET, tmp_path, ca=top) == (leaf, top)
+    assert checks[-1] == (top, "the CA bundle given (CONVOY_COORDINATOR_CA)")
+    assert trusted(TARGET, tmp_path) == (leaf, b"SYSTEM")
+    assert checks[-1] == (b"SYSTEM", "this machine's CA roots")
+    # Pinned all the same: the leaf's fingerprint, recorded at first contact.
+    assert known_path(tmp_path).read_text() == f"coord.example:7443 {fingerprint(leaf)}\n"
+    # No name override: the name connected to must be the certificate's, as in any TLS.
+    for host in ("10.1.2.3", "coord.example"):
+        assert not [o for o, _ in tls_options(Target(host=host, port=1), leaf) if "override" in o]
+
+
+def test_a_renewed_ca_certificate_is_refused_as_a_changed_one(
+    tmp_path: Path, served: list[bytes], checks: list[tuple[bytes | None, str]],
+    ca_issued: tuple[bytes, bytes],
+) -> None:  # fmt: skip
+    from convoy.client.channel import trusted
+    from tests.testca import root
+
+    served.append(ca_issued[0])
+    trusted(TARGET, tmp_path, ca=ca_issued[1])
+    served.append(root().issue("coord", ["coord.example"]).pem)
+    with pytest.raises(UntrustedCoordinator, match="CHANGED") as e:
+        trusted(TARGET, tmp_path, ca=ca_issued[1])
+    assert "changes at each renewal" in str(e.value)
+
+
+def test_a_ca_certificate_that_does_not_verify_is_not_pinned(
+    tmp_path: Path, served: list[bytes], monkeypatch: pytest.MonkeyPatch,
+    ca_issued: tuple[bytes, bytes],
+) -> None:  # fmt: skip
+    from convoy.client.channel import trusted
+
+    def refuse(target: Target, pem: bytes, roots: bytes | None, source: str, t: float) -> None:
+        raise UntrustedCoordinator("does not verify")
+
+    monkeypatch.setattr(channel, "chain_check", refuse)
+    served.append(ca_issued[0])
+    with pytest.raises(UntrustedCoordinator, match="does not verify"):
+        trusted(TARGET, tmp_path)
+    assert not known_path(tmp_path).exists()
+
+
+def test_the_ca_bundle_is_the_file_given_or_convoy_coordinator_ca(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ca_issued: tuple[bytes, bytes]
+) -> None:
+    from convoy.client.channel import resolve_ca
+
+    (tmp_path / "ca.pem").write_bytes(ca_issued[1])
+    (tmp_path / "other.pem").write_bytes(ca_issued[0])
+    monkeypatch.delenv("CONVOY_COORDINATOR_CA", raising=False)
+    assert resolve_ca() is None
+    monkeypatch.setenv("CONVOY_COORDINATOR_CA", str(tmp_path / "ca.pem"))
+    assert resolve_ca() == ca_issued[1]
+    assert resolve_ca(tmp_path / "other.pem") == ca_issued[0]  # the argument comes first
+    (tmp_path / "junk").write_text("not PEM")
+    with pytest.raises(UsageError, match="junk: not a PEM certificate"):
+        resolve_ca(str(tmp_path / "junk"))
+    with pytest.raises(UsageError, match=r"none\.pem: No such file"):
+        resolve_ca(str(tmp_path / "none.pem"))
+
+
+def test_the_chain_check_says_why_a_ca_certificate_does_not_verify(tmp_path: Path) -> None:
+    """chain_check against a TLS server in a thread serving leaf + intermediate: the right CA
+    and a name of the certificate pass; another name, or no CA, are refused saying why."""
+    import contextlib
+    import socket
+    import ssl
+    import threading
+
+    from convoy.client.channel import chain_check
+    from tests.testca import root
+
+    top = root()
+    middle = top.issue("intermediate", ca=True)
+    leaf = middle.issue("coordinator", ["localhost"])
+    (tmp_path / "chain.pem").write_bytes(leaf.pem + middle.pem)
+    (tmp_path / "key.pem").write_bytes(leaf.key_pem)
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = listener.accept()
+            except OSError:  # closed: the test is over
+                return
+            with conn, contextlib.suppress(OSError):
+                ctx.wrap_socket(conn, server_side=True).close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        chain_check(Target(host="localhost", port=port), leaf.pem, top.pem, "the CA given")
+        with pytest.raises(UntrustedCoordinator, match=r"not valid for '127\.0\.0\.1'") as e:
+            chain_check(Target(host="127.0.0.1", port=port), leaf.pem, top.pem, "the CA given")
+        assert "is not for the name connected to" in str(e.value)
+        assert "connect with a name it is for: localhost" in str(e.value)
+        with pytest.raises(UntrustedCoordinator, match="unable to get local issuer") as e:
+            chain_check(Target(host="localhost", port=port), leaf.pem, None, "the machine's")
+        assert "does not verify against the machine's" in str(e.value)
+        assert "CONVOY_COORDINATOR_CA" in str(e.value)
+    finally:
+        with contextlib.suppress(OSError):
+            listener.shutdown(socket.SHUT_RDWR)  # wakes the accept() (a close alone does not)
+        listener.close()
+        thread.join()

@@ -69,3 +69,17 @@ def test_listen_addresses_are_host_and_port() -> None:
     for bad in ("7443", "host:", ":7443", "host:99999", "host:x"):
         with pytest.raises(UsageError, match="HOST:PORT"):
             parse_listen(bad)
+
+
+def test_a_chain_file_is_served_whole_and_named_by_its_leaf(tmp_path: Path) -> None:
+    """A CA-issued --cert file holds the leaf then its intermediates: grpc serves it all (a
+    client knows only the root), and the fingerprint users pin is the leaf's."""
+    from tests.testca import root
+
+    middle = root().issue("intermediate", ca=True)
+    leaf = middle.issue("coordinator", ["coord.example.org"])
+    (tmp_path / "chain.pem").write_bytes(leaf.pem + middle.pem)
+    (tmp_path / "k.pem").write_bytes(leaf.key_pem)
+    own = identity(tmp_path, "0.0.0.0", tmp_path / "chain.pem", tmp_path / "k.pem")
+    assert own.cert_pem == leaf.pem + middle.pem
+    assert own.fingerprint == fingerprint(leaf.pem) != fingerprint(middle.pem)
