@@ -7,16 +7,12 @@ than the pinned one is refused."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +28,8 @@ from convoy.errors import UntrustedCoordinator
 from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
-from .conftest import _processes_of, write_experiment
+from .conftest import write_experiment
+from .listening import coordinator_up, free_port, kill_all_of
 
 RPC_TIMEOUT_S = 30  # a bound on a call that must fail, so that a wrong answer cannot hang
 
@@ -72,12 +69,6 @@ def _env(home: Path) -> dict[str, str]:
                 DOCKER_HOST=f"unix://{home.parent}/no-docker.sock")  # fmt: skip
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def remote() -> Iterator[Remote]:
     folder = Path(tempfile.mkdtemp(prefix="cvr-", dir="/tmp"))  # short: unix sockets
@@ -88,55 +79,14 @@ def remote() -> Iterator[Remote]:
         command: ignored by the fake
         resources: {cpus: 0.25, memory: 16MiB}
     """)  # fmt: skip
-    port = _free_port()
+    port = free_port()
     home.mkdir(mode=0o700)
-    log = open(folder / "up.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "convoy.cli.main", "up", "--listen", f"127.0.0.1:{port}"],
-        env=_env(home), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not (home / "coordinator.sock").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"convoy up did not start: {(folder / 'up.log').read_text()}")
-            time.sleep(0.05)
-        yield Remote(home, folder / "client", port, spec)
+        with coordinator_up(home, folder / "up.log", ["--listen", f"127.0.0.1:{port}"],
+                            _env(home)):  # fmt: skip
+            yield Remote(home, folder / "client", port, spec)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        for pidfile in (home / "coordinator.pid", home / "agent" / "agent.pid"):
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
-        left = _kill_all_of(home)
         shutil.rmtree(folder, ignore_errors=True)
-        assert not left, f"processes of {home} could not be stopped: {left}"
-
-
-def _alive(pid: int) -> bool:
-    try:  # the state follows the name in parentheses; a zombie is gone but for its parent
-        return Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
-def _kill_all_of(home: Path) -> list[int]:
-    """SIGKILL every process of `home` (the agent's fake runs outlive it, as runs do) until
-    none is left; those that would not go. Bounded, so that teardown ends whatever happens."""
-    for _ in range(200):
-        left = [pid for pid in _processes_of(home) if _alive(pid)]
-        if not left:
-            return []
-        for pid in left:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.05)
-    return [pid for pid in _processes_of(home) if _alive(pid)]
 
 
 def _submit(remote: Remote) -> pb.SubmitRequest:
@@ -323,4 +273,4 @@ def test_a_port_in_use_or_a_cert_without_listen_is_a_usage_error_with_nothing_st
             assert said in out.stderr and "Traceback" not in out.stderr
         assert not (home / "agent").exists()  # refused before the local agent was started
     finally:
-        assert not _kill_all_of(home)
+        assert not kill_all_of(home)

@@ -8,14 +8,11 @@ pins nothing."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,7 +26,8 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 from tests.testca import root
 
-from .test_remote import RPC_TIMEOUT_S, _env, _free_port, _kill_all_of
+from .listening import coordinator_up, free_port
+from .test_remote import RPC_TIMEOUT_S, _env
 
 
 @dataclass
@@ -65,35 +63,15 @@ def served() -> Iterator[Served]:
     (folder / "leaf.key").write_bytes(leaf.key_pem)
     os.chmod(folder / "leaf.key", 0o600)
     (folder / "ca.pem").write_bytes(top.pem)
-    port = _free_port()
-    log = open(folder / "up.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "convoy.cli.main", "up", "--listen", f"127.0.0.1:{port}",
-         "--cert", str(folder / "chain.pem"), "--key", str(folder / "leaf.key")],
-        env=_env(home), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    port = free_port()
+    args = ["--listen", f"127.0.0.1:{port}", "--cert", str(folder / "chain.pem"),
+            "--key", str(folder / "leaf.key")]  # fmt: skip
     try:
-        deadline = time.monotonic() + 60
-        while not (home / "coordinator.sock").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"convoy up did not start: {(folder / 'up.log').read_text()}")
-            time.sleep(0.05)
-        yield Served(home, folder, port, folder / "ca.pem", fingerprint(leaf.pem),
-                     [fingerprint(middle.pem), fingerprint(top.pem)])  # fmt: skip
+        with coordinator_up(home, folder / "up.log", args, _env(home)):
+            yield Served(home, folder, port, folder / "ca.pem", fingerprint(leaf.pem),
+                         [fingerprint(middle.pem), fingerprint(top.pem)])  # fmt: skip
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        for pidfile in (home / "coordinator.pid", home / "agent" / "agent.pid"):
-            with contextlib.suppress(OSError, ValueError):
-                os.kill(int(pidfile.read_text().split()[0]), signal.SIGKILL)
-        left = _kill_all_of(home)
         shutil.rmtree(folder, ignore_errors=True)
-        assert not left, f"processes of {home} could not be stopped: {left}"
 
 
 def test_the_coordinator_logs_the_leafs_fingerprint(served: Served) -> None:

@@ -6,15 +6,12 @@ coordinator's own machine gives; a second submission after one edit sends that o
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +20,8 @@ import pytest
 
 from convoy.agent.runtime import DockerRuntime
 
-from .conftest import LABEL_PREFIX, _processes_of, remove_container
-from .test_remote import _free_port, _kill_all_of
+from .conftest import LABEL_PREFIX, remove_container
+from .listening import coordinator_up, free_port
 from .test_upload import UPLOADED, _example, _summaries
 
 pytestmark = pytest.mark.docker
@@ -51,38 +48,18 @@ def served(docker_runtime: DockerRuntime, busybox_image: str) -> Iterator[Served
     folder = Path(tempfile.mkdtemp(prefix="cvl-", dir="/tmp"))  # short: unix sockets
     home = folder / "home"
     home.mkdir(mode=0o700)
-    port = _free_port()
-    log = open(folder / "up.log", "wb")  # noqa: SIM115 - closed at teardown
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "convoy.cli.main", "up", "--cpus", "2", "--memory", "4GiB",
-         "--listen", f"127.0.0.1:{port}"],
-        env=dict(os.environ, CONVOY_HOME=str(home)), stdout=log, stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    port = free_port()
+    args = ["--cpus", "2", "--memory", "4GiB", "--listen", f"127.0.0.1:{port}"]
     try:
-        deadline = time.monotonic() + 60
-        while not (home / "coordinator.sock").exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(f"convoy up did not start: {(folder / 'up.log').read_text()}")
-            time.sleep(0.05)
-        yield Served(home, port)
+        with coordinator_up(home, folder / "up.log", args, dict(os.environ, CONVOY_HOME=str(home))):
+            yield Served(home, port)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
-        with contextlib.suppress(OSError, ValueError):
-            os.kill(int((home / "agent" / "agent.pid").read_text().split()[0]), signal.SIGKILL)
         ident = agent_id_for(home / "agent")
         for c in docker_runtime.client.containers.list(
             all=True, filters={"label": f"{LABEL_PREFIX}agent={ident}"}
         ):
             remove_container(docker_runtime.client.api, c.id)
-        left = _kill_all_of(home)
         shutil.rmtree(folder, ignore_errors=True)
-        assert not left and not _processes_of(home), f"processes of {home} outlived the test"
 
 
 def test_a_remote_client_runs_a_copy_the_coordinator_never_saw_and_gets_its_results(
