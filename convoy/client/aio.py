@@ -40,7 +40,14 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from . import convert
-from .channel import NOT_GRPC, parse_target, resolve_target, resolve_token, tls_channel
+from .channel import (
+    channel_to,
+    check_socket,
+    parse_target,
+    resolve_target,
+    resolve_token,
+    until_ready,
+)
 from .errors import error_of
 from .fetch import Fetched, fetch_results
 from .types import (
@@ -60,7 +67,6 @@ from .types import (
 )
 from .upload import Uploaded, Uploader, forced, upload_experiment
 
-MAX_MESSAGE = 64 * 1024 * 1024  # a Results chunk holds 1,000 rows: past gRPC's 4 MiB default
 SHORT_S = 30.0  # deadline of a call that only reads or acts on what is stored
 LONG_S = 600.0  # of a call that may snapshot large sources (Submit, Rerun)
 
@@ -130,31 +136,21 @@ class AsyncClient:
 
     async def ready(self, timeout: float = 2.0) -> None:
         """Wait until the coordinator answers; CoordinatorUnavailable after `timeout`."""
-        if not self.remote and not self.socket.exists():
-            raise CoordinatorUnavailable(
-                f"no coordinator is running (no socket at {self.socket}); start one with "
-                "`convoy up`"
-            )
+        check_socket(self.target)
         await self._open(max(timeout, 5.0))
         assert self._channel is not None
         try:
-            await asyncio.wait_for(self._channel.channel_ready(), timeout)
-        except (TimeoutError, grpc.aio.AioRpcError):
-            await self.close()
-            hint = NOT_GRPC if self.remote else "; start one with `convoy up`"
-            raise CoordinatorUnavailable(f"the coordinator does not answer on {self.where}"
-                                         f"{hint}") from None  # fmt: skip
+            await until_ready(self._channel, self.target, self.where, timeout)
+        except CoordinatorUnavailable:
+            self._channel = self._stub = None  # closed: the next call opens another
+            raise
 
     async def _open(self, timeout: float = 5.0) -> pb_grpc.CoordinatorStub:
         """The stub, its channel made on first use: over TCP, after the certificate is
         checked against its pin (a network round trip, in a worker thread)."""
         if self._stub is None:
-            options = [("grpc.max_receive_message_length", MAX_MESSAGE)]
-            if self.remote:
-                self._channel = await tls_channel(self.target, self.home, self._token,
-                                                  self._fingerprint, self._ca, timeout)  # fmt: skip
-            else:
-                self._channel = grpc.aio.insecure_channel(f"unix:{self.socket}", options=options)
+            self._channel = await channel_to(self.target, self.home, self._token,
+                                             self._fingerprint, self._ca, timeout)  # fmt: skip
             self._stub = pb_grpc.CoordinatorStub(self._channel)
         return self._stub
 

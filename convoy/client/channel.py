@@ -38,7 +38,7 @@ from convoy.certs import fingerprint as fingerprint_of
 from convoy.errors import CoordinatorUnavailable, UntrustedCoordinator, UsageError
 from convoy.paths import checked_home, coordinator_socket, open_state
 
-MAX_RECEIVE = 64 * 1024 * 1024  # as convoy/cli/client.py: a large sweep's listing
+MAX_RECEIVE = 64 * 1024 * 1024  # a Results chunk holds 1,000 rows: past gRPC's 4 MiB default
 KNOWN_FILE = "known_coordinators"
 _TCP = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[^\s:/\[\]]+)):(?P<port>\d{1,5})")
 
@@ -314,6 +314,37 @@ NOT_GRPC = (
 )
 
 
+def check_socket(where: Target) -> None:
+    """CoordinatorUnavailable, at once, for a socket that is not there (nothing to wait for)."""
+    if where.socket is not None and not where.socket.exists():
+        raise CoordinatorUnavailable(
+            f"no coordinator is running (no socket at {where.socket}); start one with `convoy up`"
+        )
+
+
+async def channel_to(
+    where: Target, home: Path, token: str | None, fingerprint: str | None = None,
+    ca: str | os.PathLike[str] | None = None, timeout: float = 5.0,
+) -> grpc.aio.Channel:  # fmt: skip
+    """A channel to `where`, not yet connected: the unix socket's, or tls_channel()'s."""
+    if where.remote:
+        return await tls_channel(where, home, token, fingerprint, ca, timeout)
+    return grpc.aio.insecure_channel(
+        f"unix:{where.socket}", options=[("grpc.max_receive_message_length", MAX_RECEIVE)]
+    )
+
+
+async def until_ready(channel: grpc.aio.Channel, where: Target, said: str, timeout: float) -> None:
+    """Wait until `channel` connects; else close it and raise CoordinatorUnavailable, naming
+    the coordinator as `said`."""
+    try:
+        await asyncio.wait_for(channel.channel_ready(), timeout)
+    except (TimeoutError, grpc.aio.AioRpcError):
+        await channel.close(None)
+        hint = NOT_GRPC if where.remote else "; start one with `convoy up`"
+        raise CoordinatorUnavailable(f"the coordinator does not answer on {said}{hint}") from None
+
+
 async def open_channel(
     target: str | None, home: Path, token: str | None, fingerprint: str | None = None,
     timeout: float = 5.0, ca: str | os.PathLike[str] | None = None,
@@ -326,22 +357,7 @@ async def open_channel(
     answers in `timeout` s; UntrustedCoordinator when the certificate is not the pinned one,
     or is CA-issued and does not verify. The token is not checked here: the first call is."""
     where = parse_target(target, home)
-    if not where.remote:
-        assert where.socket is not None
-        if not where.socket.exists():
-            raise CoordinatorUnavailable(
-                f"no coordinator is running (no socket at {where.socket}); start one with "
-                "`convoy up`"
-            )
-        channel = grpc.aio.insecure_channel(
-            f"unix:{where.socket}", options=[("grpc.max_receive_message_length", MAX_RECEIVE)]
-        )
-    else:
-        channel = await tls_channel(where, home, token, fingerprint, ca, timeout)
-    try:
-        await asyncio.wait_for(channel.channel_ready(), timeout)
-    except (TimeoutError, grpc.aio.AioRpcError):
-        await channel.close(None)
-        hint = NOT_GRPC if where.remote else "; start one with `convoy up`"
-        raise CoordinatorUnavailable(f"the coordinator does not answer on {where}{hint}") from None
+    check_socket(where)
+    channel = await channel_to(where, home, token, fingerprint, ca, timeout)
+    await until_ready(channel, where, str(where), timeout)
     return channel, str(where)
