@@ -9,9 +9,10 @@ from collections.abc import AsyncIterator, Sequence
 
 import grpc
 
+from convoy.client.convert import new_host_of
 from convoy.content import open_regular_fd
 from convoy.coordinator.engine import Coordinator
-from convoy.coordinator.hosts.hostsfile import DEFAULT_AGENT_HOME, DEFAULT_PYTHON, HostConfig
+from convoy.coordinator.hosts.hostsfile import config_of
 from convoy.coordinator.hosts.roster import Roster
 from convoy.coordinator.hosts.session import HostSession
 from convoy.coordinator.results.fetch import result_files
@@ -67,17 +68,6 @@ async def _refuse(context: Ctx, e: ConvoyError) -> None:
 def _rows(chosen: Selection, runs: Sequence[RunRecord]) -> list[pb.ResultRow]:
     """The rows of some runs of a results table, their metrics read (blocking)."""
     return [result_row_to_pb(r) for r in table_rows(chosen, runs)]
-
-
-def _host_config(r: pb.AddHostRequest) -> HostConfig:
-    """The request's host as the hosts file holds it (checked as the file is, by the roster):
-    an empty or zero field is the setting left out."""
-    return HostConfig(
-        name=r.name, address=r.address, port=r.port or None, user=r.user or None,
-        identity=r.identity or None, labels=dict(r.labels), cpus=r.cpus or None,
-        memory=r.memory_bytes or None, python=r.python or DEFAULT_PYTHON,
-        agent_home=r.agent_home or DEFAULT_AGENT_HOME, docker_host=r.docker_host or None,
-    )  # fmt: skip
 
 
 def _host_pb(info: HostInfo, view: HostView, holders: list[str], session: HostSession) -> pb.Host:
@@ -270,7 +260,7 @@ class CoordinatorService(pb_grpc.CoordinatorServicer):
 
     async def AddHost(self, request: pb.AddHostRequest, context: Ctx) -> pb.AddHostResponse:
         try:
-            await self.roster.add(_host_config(request))
+            await self.roster.add(config_of(new_host_of(request)))
         except ConvoyError as e:
             await _refuse(context, e)
             raise

@@ -35,14 +35,7 @@ async def edit(home: Path, ns: argparse.Namespace, path: Path, kept: Path | None
 
 
 def _add(path: Path, r: NewHost) -> int:
-    cfg = hostsfile.HostConfig(
-        name=r.name, address=r.address, port=r.port or None, user=r.user or None,
-        identity=r.identity or None, labels=dict(r.labels), cpus=r.cpus or None,
-        memory=r.memory_bytes or None, python=r.python or hostsfile.DEFAULT_PYTHON,
-        agent_home=r.agent_home or hostsfile.DEFAULT_AGENT_HOME,
-        docker_host=r.docker_host or None,
-    )  # fmt: skip
-    hostsfile.add_host(path, cfg)
+    hostsfile.add_host(path, hostsfile.config_of(r))
     print(f"added {r.name} to {path} (no coordinator uses it now: the next `convoy up` "
           f"does); `convoy hosts trust {r.name}` records its key")  # fmt: skip
     return 0

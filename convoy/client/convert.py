@@ -75,6 +75,11 @@ def new_host_pb(h: NewHost) -> pb.AddHostRequest:
     )  # fmt: skip
 
 
+def new_host_of(r: pb.AddHostRequest) -> NewHost:
+    return NewHost(r.name, r.address, r.port, r.user, r.identity, r.cpus, r.memory_bytes,
+                   r.python, r.agent_home, r.docker_host, dict(r.labels))  # fmt: skip
+
+
 def added_of(r: pb.AddHostResponse) -> HostAdded:
     return HostAdded(r.hosts_file, host_of(r.host) if r.HasField("host") else None)
 

@@ -30,6 +30,7 @@ from typing import Any
 
 import yaml
 
+from convoy.client.types import NewHost
 from convoy.errors import HostExists, NotFound, SpecError, UsageError
 
 # The spec's node checker gives the same messages (did-you-mean, expected X got Y) here.
@@ -62,6 +63,17 @@ class HostConfig:
     python: str = DEFAULT_PYTHON
     agent_home: str = DEFAULT_AGENT_HOME  # on the host; `~` is the remote user's home
     docker_host: str | None = None  # None: the host's DOCKER_HOST or default socket
+
+
+def config_of(r: NewHost) -> HostConfig:
+    """A host to add (an empty or zero field: a setting left out) as the hosts file holds
+    it, to be checked as the file is."""
+    return HostConfig(
+        name=r.name, address=r.address, port=r.port or None, user=r.user or None,
+        identity=r.identity or None, labels=dict(r.labels), cpus=r.cpus or None,
+        memory=r.memory_bytes or None, python=r.python or DEFAULT_PYTHON,
+        agent_home=r.agent_home or DEFAULT_AGENT_HOME, docker_host=r.docker_host or None,
+    )  # fmt: skip
 
 
 def format_memory(n: int) -> str:
