@@ -17,6 +17,7 @@ import shlex
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -157,6 +158,12 @@ class ExperimentSpec:
     on_failure: OnFailure = field(default_factory=OnFailure)
     metrics: tuple[MetricSpec, ...] = ()  # in file order
     file: str = "<spec>"
+
+    def folders(self, spec_file: Path) -> tuple[Path, dict[str, Path]]:
+        """Its sources folder and its input folders by name, resolved against the folder of
+        the experiment file at `spec_file` (whether they exist is the caller's to check)."""
+        base = spec_file.parent
+        return (base / self.sources).resolve(), {n: (base / f).resolve() for n, f in self.inputs}
 
 
 @dataclass(frozen=True)

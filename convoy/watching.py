@@ -121,11 +121,10 @@ class WatchSession:
         return text, load_spec(text, str(self.spec_path))
 
     def folders(self) -> list[Path]:
-        base = self.spec_path.parent
-        out = [(base / self.spec.sources).resolve()]
-        out += [(base / folder).resolve() for _, folder in self.spec.inputs]
+        source, inputs = self.spec.folders(self.spec_path)
+        out = [source, *inputs.values()]
         if not any(self.spec_path.is_relative_to(f) for f in out):
-            out.append(base)  # the experiment file itself, beside sources elsewhere
+            out.append(self.spec_path.parent)  # the experiment file, beside sources elsewhere
         return out
 
     def ignored(self) -> list[Path]:

@@ -197,16 +197,12 @@ def _entry_pb(e: Entry) -> agent_pb2.ManifestEntry:
 def experiment_trees(spec_path: Path, text: str) -> tuple[Path, dict[str, Path], str]:
     """The experiment's sources folder, its input folders by name, and the experiment file's
     path within the sources ("" when outside them), as the coordinator would find them."""
-    spec = load_spec(text, str(spec_path))
-    source = (spec_path.parent / spec.sources).resolve()
+    source, inputs = load_spec(text, str(spec_path)).folders(spec_path)
     if not source.is_dir():
         raise UsageError(f"{spec_path}: sources folder {source} does not exist")
-    inputs = {}
-    for name, folder in spec.inputs:
-        path = (spec_path.parent / folder).resolve()
+    for name, path in inputs.items():
         if not path.is_dir():
             raise UsageError(f"{spec_path}: input {name!r}: folder {path} does not exist")
-        inputs[name] = path
     try:
         rel = spec_path.resolve().relative_to(source).as_posix()
     except ValueError:

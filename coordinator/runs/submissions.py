@@ -320,7 +320,7 @@ class Submissions:
             spec_rel = upload.experiment_file or _lexical(spec_file, source)
             label = f"{upload.origin}:{source}" if upload.origin else str(source)
         else:
-            source = (spec_file.parent / spec.sources).resolve()
+            source = spec.folders(spec_file)[0]
             spec_rel = _relative(spec_file, source)
             label = str(source)
         if reuse is None and not source.is_dir():
@@ -336,12 +336,10 @@ class Submissions:
             results_root = Path(results_dir) if results_dir else spec_file.parent / "convoy-results"
         width = max(2, len(str(total - 1)))  # of the whole matrix: ids keep their index
         keep = set(reuse[2]) if reuse is not None else set(indexes) if indexes else None
-        inputs = {}
-        for name, folder in spec.inputs if reuse is None else ():
-            path = (spec_file.parent / folder).resolve()
+        inputs = spec.folders(spec_file)[1] if reuse is None else {}
+        for name, path in inputs.items():
             if not path.is_dir():
                 raise UsageError(f"{spec_path}: input {name!r}: folder {path} does not exist")
-            inputs[name] = path
         req = Units.of(spec.resources)
         hosts = self.life.hosts
         unknown = [n for n in spec.placement.hosts if n not in hosts]
