@@ -16,6 +16,7 @@ files whose stat changed.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import socket
 from collections.abc import AsyncIterator, Sequence
@@ -117,8 +118,9 @@ class Uploader:
     async def tree(
         self, stub: pb_grpc.CoordinatorStub, folder: Path, excludes: Sequence[Path] = ()
     ) -> TreeSent:
-        """Upload one tree: only the objects the coordinator lacks travel."""
-        manifest = self.scan(folder, excludes)
+        """Upload one tree: only the objects the coordinator lacks travel. The scan hashes in
+        a worker thread, so that a TUI or a watch session stays live meanwhile."""
+        manifest = await asyncio.to_thread(self.scan, folder, excludes)
         return await send_tree(stub, folder, manifest)
 
 
@@ -216,8 +218,8 @@ async def upload_experiment(
 ) -> Uploaded:  # fmt: skip
     """Upload the sources and inputs of the experiment file at `spec_path` (its text read
     now unless given), sending only what the coordinator lacks; Submit with
-    `upload=result.as_pb()` then runs it. The scans read this machine's files and block the
-    event loop while they hash (an Uploader kept across uploads keeps that to what changed)."""
+    `upload=result.as_pb()` then runs it. The scans read this machine's files in a worker
+    thread (an Uploader kept across uploads hashes only what changed)."""
     spec_path = spec_path.absolute()
     if spec_text is None:
         try:
