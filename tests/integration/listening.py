@@ -12,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from .conftest import _processes_of
@@ -74,3 +75,29 @@ def kill_all_of(home: Path) -> list[int]:
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
     return [pid for pid in _processes_of(home) if _alive(pid)]
+
+
+def fake_env(home: Path) -> dict[str, str]:
+    """The environment of a coordinator on the fake runtime (no Docker: its socket is none)."""
+    return dict(os.environ, CONVOY_HOME=str(home), CONVOY_AGENT_RUNTIME="fake",
+                DOCKER_HOST=f"unix://{home.parent}/no-docker.sock")  # fmt: skip
+
+
+@dataclass
+class Listening:
+    """A coordinator on the fake runtime, listening on 127.0.0.1:port; the CLI run for it."""
+
+    home: Path  # the coordinator's
+    port: int
+
+    def convoy(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "convoy.cli.main", *args], env={**fake_env(self.home), **env},
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+
+    def token(self, name: str) -> str:
+        """A new token, made as its admin makes one."""
+        out = self.convoy("token", "create", name)
+        assert out.returncode == 0, out.stderr
+        return out.stdout.strip()

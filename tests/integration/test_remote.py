@@ -7,11 +7,8 @@ than the pinned one is refused."""
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,32 +26,19 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 
 from .conftest import write_experiment
-from .listening import coordinator_up, free_port, kill_all_of
+from .listening import Listening, coordinator_up, fake_env, free_port, kill_all_of
 
 RPC_TIMEOUT_S = 30  # a bound on a call that must fail, so that a wrong answer cannot hang
 
 
 @dataclass
-class Remote:
-    home: Path  # the coordinator's
+class Remote(Listening):
     client_home: Path  # a client's own: its known_coordinators
-    port: int
     spec: Path
 
     @property
     def target(self) -> str:
         return f"grpcs://127.0.0.1:{self.port}"
-
-    def convoy(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "convoy.cli.main", *args], env={**_env(self.home), **env},
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-
-    def token(self, name: str) -> str:
-        out = self.convoy("token", "create", name)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.strip()
 
     async def submissions(self) -> int:
         """How many submissions the store has, asked on the unix socket (no token)."""
@@ -62,11 +46,6 @@ class Remote:
         async with channel:
             stub = pb_grpc.CoordinatorStub(channel)
             return len((await stub.ListSubmissions(pb.ListSubmissionsRequest())).submissions)
-
-
-def _env(home: Path) -> dict[str, str]:
-    return dict(os.environ, CONVOY_HOME=str(home), CONVOY_AGENT_RUNTIME="fake",
-                DOCKER_HOST=f"unix://{home.parent}/no-docker.sock")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -83,8 +62,8 @@ def remote() -> Iterator[Remote]:
     home.mkdir(mode=0o700)
     try:
         with coordinator_up(home, folder / "up.log", ["--listen", f"127.0.0.1:{port}"],
-                            _env(home)):  # fmt: skip
-            yield Remote(home, folder / "client", port, spec)
+                            fake_env(home)):  # fmt: skip
+            yield Remote(home, port, folder / "client", spec)
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

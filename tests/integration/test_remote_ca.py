@@ -10,8 +10,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -26,29 +24,16 @@ from convoy.v1 import coordinator_pb2 as pb
 from convoy.v1 import coordinator_pb2_grpc as pb_grpc
 from tests.testca import root
 
-from .listening import coordinator_up, free_port
-from .test_remote import RPC_TIMEOUT_S, _env
+from .listening import Listening, coordinator_up, fake_env, free_port
+from .test_remote import RPC_TIMEOUT_S
 
 
 @dataclass
-class Served:
-    home: Path  # the coordinator's
+class Served(Listening):
     folder: Path
-    port: int
     ca: Path  # the test root, PEM: what a client is given
     leaf_fingerprint: str
     chain_fingerprints: list[str]  # of the other certificates of the --cert file
-
-    def convoy(self, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "convoy.cli.main", *args], env={**_env(self.home), **env},
-            capture_output=True, text=True, timeout=120, check=False,
-        )  # fmt: skip
-
-    def token(self, name: str) -> str:
-        out = self.convoy("token", "create", name)
-        assert out.returncode == 0, out.stderr
-        return out.stdout.strip()
 
 
 @pytest.fixture(scope="module")
@@ -67,8 +52,8 @@ def served() -> Iterator[Served]:
     args = ["--listen", f"127.0.0.1:{port}", "--cert", str(folder / "chain.pem"),
             "--key", str(folder / "leaf.key")]  # fmt: skip
     try:
-        with coordinator_up(home, folder / "up.log", args, _env(home)):
-            yield Served(home, folder, port, folder / "ca.pem", fingerprint(leaf.pem),
+        with coordinator_up(home, folder / "up.log", args, fake_env(home)):
+            yield Served(home, port, folder, folder / "ca.pem", fingerprint(leaf.pem),
                          [fingerprint(middle.pem), fingerprint(top.pem)])  # fmt: skip
     finally:
         shutil.rmtree(folder, ignore_errors=True)
