@@ -211,7 +211,6 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
                   file=sys.stderr, flush=True)  # fmt: skip
         total = len(resp.runs)
         sub = resp.submission_id
-        results_dir = Path(resp.runs[0].results_path).parent if resp.runs else None
         for warning in resp.warnings:
             print(f"convoy: warning: {warning}", file=sys.stderr, flush=True)
         printer = Printer(sys.stdout, opts.quiet)
@@ -225,7 +224,7 @@ async def run_experiment(home: Path, file: str, opts: RunOptions) -> int:
             said = f"nothing to run: {done} (--force runs them again)"
         where = (f" on the coordinator (`convoy fetch {sub}` copies them here)"
                  if resp.uploaded is not None else "")  # fmt: skip
-        printer.status(f"convoy: submitted {sub}: {said}; results in {results_dir}{where}")
+        printer.status(f"convoy: submitted {sub}: {said}; results in {resp.results_dir}{where}")
         if opts.detach:
             return 0
         return await _watch(client, sub, total, printer, builds=spec.build is not None,
